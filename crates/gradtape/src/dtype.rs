@@ -1,0 +1,289 @@
+//! Element types: the four dtypes a tensor can hold and the traits kernels are generic over.
+
+use std::fmt;
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use crate::storage::CpuStorage;
+
+/// The dtype of a tensor. Only `F32` and `F64` are differentiable; `I64` and `Bool` hold labels,
+/// indices and masks and are never recorded on a tape.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float (TensorFlow's `float32`, the default for gradients).
+    F32,
+    /// 64-bit float (`float64`).
+    F64,
+    /// 64-bit signed integer (`int64`).
+    I64,
+    /// Boolean (`bool`).
+    Bool,
+}
+
+impl DType {
+    /// True for the floating-point dtypes, the ones a tape differentiates.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+    /// TensorFlow's name for the dtype (`float32`, `float64`, `int64`, `bool`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+            DType::I64 => "int64",
+            DType::Bool => "bool",
+        }
+    }
+    /// Bytes per element.
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 | DType::I64 => 8,
+            DType::Bool => 1,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for i64 {}
+    impl Sealed for bool {}
+}
+
+/// A Rust type that is the element of one [`DType`]: `f32`, `f64`, `i64` or `bool`.
+pub trait Element:
+    sealed::Sealed + Copy + Send + Sync + PartialEq + PartialOrd + fmt::Debug + Default + 'static
+{
+    /// The dtype whose elements are `Self`.
+    const DTYPE: DType;
+    #[doc(hidden)]
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    #[doc(hidden)]
+    fn into_storage(v: Vec<Self>) -> CpuStorage;
+    /// Converts from `f64` (truncating toward zero for `i64`, `!= 0` for `bool`).
+    fn from_f64(v: f64) -> Self;
+    /// Converts to `f64` (`1.0`/`0.0` for `bool`).
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! element {
+    ($t:ty, $dt:ident, $from:expr, $to:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = DType::$dt;
+            fn slice(s: &CpuStorage) -> Option<&[Self]> {
+                match s {
+                    CpuStorage::$dt(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn into_storage(v: Vec<Self>) -> CpuStorage {
+                CpuStorage::$dt(v)
+            }
+            fn from_f64(v: f64) -> Self {
+                $from(v)
+            }
+            fn to_f64(self) -> f64 {
+                $to(self)
+            }
+        }
+    };
+}
+element!(f32, F32, |v: f64| v as f32, |v: f32| v as f64);
+element!(f64, F64, |v: f64| v, |v: f64| v);
+element!(i64, I64, |v: f64| v as i64, |v: i64| v as f64);
+element!(bool, Bool, |v: f64| v != 0.0, |v: bool| if v {
+    1.0
+} else {
+    0.0
+});
+
+/// Elements with arithmetic: `f32`, `f64`, `i64`.
+pub trait Num:
+    Element + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Neg<Output = Self>
+{
+    /// Additive identity.
+    const ZERO: Self;
+    /// Multiplicative identity.
+    const ONE: Self;
+    /// Smallest value (negative infinity for floats), the identity of `max`.
+    const LOWEST: Self;
+    /// Largest value (infinity for floats), the identity of `min`.
+    const HIGHEST: Self;
+    /// Maximum that propagates NaN.
+    fn max_(self, o: Self) -> Self;
+    /// Minimum that propagates NaN.
+    fn min_(self, o: Self) -> Self;
+    /// TensorFlow's `sign`: -1, 0 or 1 (NaN stays NaN).
+    fn sign_(self) -> Self;
+    /// Absolute value.
+    fn abs_(self) -> Self;
+    /// Addition that wraps on integer overflow instead of panicking.
+    fn wadd(self, o: Self) -> Self;
+    /// Subtraction that wraps on integer overflow.
+    fn wsub(self, o: Self) -> Self;
+    /// Multiplication that wraps on integer overflow.
+    fn wmul(self, o: Self) -> Self;
+}
+
+macro_rules! num_float {
+    ($t:ty) => {
+        impl Num for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const LOWEST: Self = <$t>::NEG_INFINITY;
+            const HIGHEST: Self = <$t>::INFINITY;
+            #[inline(always)]
+            fn max_(self, o: Self) -> Self {
+                if self > o || self.is_nan() {
+                    self
+                } else {
+                    o
+                }
+            }
+            #[inline(always)]
+            fn min_(self, o: Self) -> Self {
+                if self < o || self.is_nan() {
+                    self
+                } else {
+                    o
+                }
+            }
+            #[inline(always)]
+            fn sign_(self) -> Self {
+                if self > 0.0 {
+                    1.0
+                } else if self < 0.0 {
+                    -1.0
+                } else {
+                    self
+                }
+            }
+            #[inline(always)]
+            fn abs_(self) -> Self {
+                self.abs()
+            }
+            #[inline(always)]
+            fn wadd(self, o: Self) -> Self {
+                self + o
+            }
+            #[inline(always)]
+            fn wsub(self, o: Self) -> Self {
+                self - o
+            }
+            #[inline(always)]
+            fn wmul(self, o: Self) -> Self {
+                self * o
+            }
+        }
+    };
+}
+num_float!(f32);
+num_float!(f64);
+
+impl Num for i64 {
+    const ZERO: Self = 0;
+    const ONE: Self = 1;
+    const LOWEST: Self = i64::MIN;
+    const HIGHEST: Self = i64::MAX;
+    fn max_(self, o: Self) -> Self {
+        self.max(o)
+    }
+    fn min_(self, o: Self) -> Self {
+        self.min(o)
+    }
+    fn sign_(self) -> Self {
+        self.signum()
+    }
+    fn abs_(self) -> Self {
+        self.wrapping_abs()
+    }
+    fn wadd(self, o: Self) -> Self {
+        self.wrapping_add(o)
+    }
+    fn wsub(self, o: Self) -> Self {
+        self.wrapping_sub(o)
+    }
+    fn wmul(self, o: Self) -> Self {
+        self.wrapping_mul(o)
+    }
+}
+
+/// Floating-point elements: `f32` and `f64`, the differentiable ones.
+pub trait Float: Num + Div<Output = Self> {
+    /// `e^x`.
+    fn exp(self) -> Self;
+    /// `e^x - 1`, accurate near 0.
+    fn exp_m1(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// `ln(1 + x)`, accurate near 0.
+    fn ln_1p(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Sine.
+    fn sin(self) -> Self;
+    /// Cosine.
+    fn cos(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// Round half to even (TensorFlow's `round`).
+    fn round_even(self) -> Self;
+    /// NaN.
+    fn is_nan(self) -> bool;
+}
+
+macro_rules! float {
+    ($t:ty) => {
+        impl Float for $t {
+            #[inline(always)]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn exp_m1(self) -> Self {
+                <$t>::exp_m1(self)
+            }
+            #[inline(always)]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline(always)]
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            #[inline(always)]
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+            #[inline(always)]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            #[inline(always)]
+            fn round_even(self) -> Self {
+                <$t>::round_ties_even(self)
+            }
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+        }
+    };
+}
+float!(f32);
+float!(f64);

@@ -1,0 +1,112 @@
+//! One error type for the whole library.
+//!
+//! Every message starts with the operation that failed and names the shapes, dtypes, axes or
+//! values that made it fail, so a user can find the offending line without a debugger
+//! (`matmul: inner dimensions differ: [2, 3] x [4, 5]`).
+
+/// The result type of every fallible gradtape function.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong in gradtape. Each variant carries the operation's name.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Shapes that do not fit the operation (broadcasting, matmul, reshape, concat, ...).
+    #[error("{op}: {msg}")]
+    Shape {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong, with the shapes.
+        msg: String,
+    },
+    /// A dtype the operation does not accept, or two dtypes that differ.
+    #[error("{op}: {msg}")]
+    DType {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong, with the dtypes.
+        msg: String,
+    },
+    /// An axis outside `[-rank, rank)` or given twice.
+    #[error("{op}: {msg}")]
+    Axis {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong, with the axis and rank.
+        msg: String,
+    },
+    /// An index outside the dimension it indexes.
+    #[error("{op}: {msg}")]
+    Index {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong, with the index and the bound.
+        msg: String,
+    },
+    /// An argument whose value is not allowed (a negative size, a zero step, ...).
+    #[error("{op}: {msg}")]
+    InvalidArgument {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong, with the value.
+        msg: String,
+    },
+    /// A misuse of a tape (a gradient rule returning the wrong number of gradients, ...).
+    #[error("{op}: {msg}")]
+    Tape {
+        /// The operation or tape method.
+        op: &'static str,
+        /// What was wrong.
+        msg: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn shape(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub(crate) fn dtype(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::DType {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub(crate) fn axis(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Axis {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub(crate) fn index(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Index {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub(crate) fn arg(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub(crate) fn tape(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Tape {
+            op,
+            msg: msg.into(),
+        }
+    }
+    /// The name of the operation that failed.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Error::Shape { op, .. }
+            | Error::DType { op, .. }
+            | Error::Axis { op, .. }
+            | Error::Index { op, .. }
+            | Error::InvalidArgument { op, .. }
+            | Error::Tape { op, .. } => op,
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! # gradtape
+//!
+//! TensorFlow's `GradientTape` in Rust: eager tensors, trainable variables, and a tape that
+//! records what runs so that `tape.gradient(loss, [a, b])` returns exact gradients. Nested tapes
+//! give higher derivatives, persistent tapes allow many gradient calls, and the numbers match
+//! TensorFlow's.
+//!
+//! The linear regression that gradtape started from, one gradient-descent step:
+//!
+//! ```
+//! use gradtape::{ops, Axes, GradientTape, Result, Tensor, Variable};
+//!
+//! // y" = a + b * x
+//! struct Regression { a: Variable, b: Variable }
+//! impl Regression {
+//!     fn call(&self, x: &Tensor) -> Result<Tensor> {
+//!         ops::add(&self.a, &ops::multiply(&self.b, x)?)
+//!     }
+//! }
+//! fn loss_func(y_true: &Tensor, y_pred: &Tensor) -> Result<Tensor> {
+//!     ops::reduce_sum(&ops::square(&ops::subtract(y_true, y_pred)?)?, Axes::All, false)
+//! }
+//!
+//! let model = Regression { a: Variable::new(0.0), b: Variable::new(0.0) };
+//! let x = Tensor::from_vec(vec![0.0f32, 0.5, 1.0], &[3])?;
+//! let y = Tensor::from_vec(vec![0.3f32, 0.55, 0.8], &[3])?;
+//! let lr = 0.1;
+//!
+//! let g = GradientTape::new();                     // with tf.GradientTape() as g:
+//! let y_pred = model.call(&x)?;                    //     y_pred = model(inputs)
+//! let current_loss = loss_func(&y, &y_pred)?;      //     current_loss = loss_func(y_true, y_pred)
+//! let [da, db] = g.gradient(&current_loss, [&model.a, &model.b])?;
+//! model.a.assign_sub(&(&da.unwrap() * lr)?)?;      // model.a.assign_sub(da * lr)
+//! model.b.assign_sub(&(&db.unwrap() * lr)?)?;
+//!
+//! assert!((model.a.value().to_scalar::<f32>()? - 0.33).abs() < 1e-6);
+//! # Ok::<(), gradtape::Error>(())
+//! ```
+//!
+//! Modules follow TensorFlow's concepts: [`Tensor`], [`ops`] (`tf.*` and `tf.math.*` under the
+//! same names), [`Variable`], [`GradientTape`] / [`PersistentTape`], [`random`].
+#![deny(missing_docs)]
+
+mod cpu;
+mod display;
+mod dtype;
+mod error;
+mod operators;
+pub mod ops;
+pub mod random;
+mod shape;
+mod storage;
+mod tape;
+mod tensor;
+mod variable;
+
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use ops::Axes;
+pub use storage::memory;
+pub use tape::{
+    GradientOptions, GradientTape, PersistentTape, Source, Tape, TapeBuilder, UnconnectedGradients,
+};
+pub use tensor::{AsTensor, Operand, Tensor};
+pub use variable::{Variable, VariableOptions};

@@ -1,0 +1,612 @@
+//! Shape ops: reshape, transpose, broadcast, slicing, concatenation. Most are views over the
+//! same storage; their gradients are the inverse view (or a scatter into zeros for slices).
+
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::shape::{check_perm, contiguous_strides, for_each_row, normalize_axis, numel, Layout};
+use crate::tape;
+use crate::tensor::{AsTensor, Tensor};
+
+use super::{dispatch_all, sum_to_shape};
+
+fn tensor(x: &impl AsTensor) -> Tensor {
+    x.operand().into_tensor()
+}
+
+/// Reshape to a fully known shape: a view when the data is contiguous, a copy otherwise.
+pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if x.shape() == shape {
+        return Ok(x.clone());
+    }
+    if numel(shape) != x.numel() {
+        return Err(Error::shape(
+            "reshape",
+            format!(
+                "cannot reshape a tensor of shape {:?} ({} elements) to {shape:?}",
+                x.shape(),
+                x.numel()
+            ),
+        ));
+    }
+    let base = x.to_contiguous();
+    let out = base.view(Layout {
+        shape: shape.to_vec(),
+        strides: contiguous_strides(shape),
+        offset: base.layout().offset,
+    });
+    tape::record("reshape", &[x], &out, || {
+        let s = x.shape().to_vec();
+        move |g: &Tensor, _: &[bool]| Ok(vec![Some(reshape_to(g, &s)?)])
+    });
+    Ok(out)
+}
+
+/// A new shape for the same elements; one dimension may be `-1` (inferred).
+///
+/// # Errors
+/// When the element counts differ, more than one `-1` is given, or a size is below -1.
+///
+/// ```
+/// let x = gradtape::Tensor::zeros(&[2, 6], gradtape::DType::F32);
+/// assert_eq!(gradtape::ops::reshape(&x, &[3, -1])?.shape(), &[3, 4]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn reshape(x: &impl AsTensor, shape: &[isize]) -> Result<Tensor> {
+    let op = "reshape";
+    let x = tensor(x);
+    let unknown: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] == -1).collect();
+    if unknown.len() > 1 || shape.iter().any(|&d| d < -1) {
+        return Err(Error::arg(
+            op,
+            format!("shape {shape:?} may hold at most one -1 and no other negative size"),
+        ));
+    }
+    let known: usize = shape
+        .iter()
+        .filter(|&&d| d >= 0)
+        .map(|&d| d as usize)
+        .product();
+    let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+    if let Some(&i) = unknown.first() {
+        if known == 0 || x.numel() % known != 0 {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "cannot reshape a tensor of shape {:?} ({} elements) to {shape:?}",
+                    x.shape(),
+                    x.numel()
+                ),
+            ));
+        }
+        out[i] = x.numel() / known;
+    }
+    reshape_to(&x, &out)
+}
+
+/// Permutes the dimensions (`perm[i]` is the input axis that becomes axis `i`); `None`
+/// reverses them, as TensorFlow does. A view, no copy.
+///
+/// # Errors
+/// When `perm` is not a permutation of the axes.
+///
+/// ```
+/// let x = gradtape::Tensor::zeros(&[2, 3, 4], gradtape::DType::F32);
+/// assert_eq!(gradtape::ops::transpose(&x, Some(&[0, 2, 1]))?.shape(), &[2, 4, 3]);
+/// assert_eq!(gradtape::ops::transpose(&x, None)?.shape(), &[4, 3, 2]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn transpose(x: &impl AsTensor, perm: Option<&[usize]>) -> Result<Tensor> {
+    let x = tensor(x);
+    let perm: Vec<usize> = match perm {
+        Some(p) => p.to_vec(),
+        None => (0..x.rank()).rev().collect(),
+    };
+    check_perm("transpose", &perm, x.rank())?;
+    let out = x.view(x.layout().permute(&perm));
+    tape::record("transpose", &[&x], &out, || {
+        let mut inv = vec![0; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            inv[p] = i;
+        }
+        move |g: &Tensor, _: &[bool]| Ok(vec![Some(transpose(g, Some(&inv))?)])
+    });
+    Ok(out)
+}
+
+/// Inserts a dimension of size 1 at `axis` (in `[-rank-1, rank]`).
+///
+/// # Errors
+/// When the axis is out of range.
+///
+/// ```
+/// let x = gradtape::Tensor::zeros(&[3], gradtape::DType::F32);
+/// assert_eq!(gradtape::ops::expand_dims(&x, -1)?.shape(), &[3, 1]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn expand_dims(x: &impl AsTensor, axis: isize) -> Result<Tensor> {
+    let x = tensor(x);
+    let a = normalize_axis("expand_dims", axis, x.rank() + 1)?;
+    let mut shape = x.shape().to_vec();
+    shape.insert(a, 1);
+    reshape_to(&x, &shape)
+}
+
+/// Removes dimensions of size 1: the given ones, or all when `axes` is empty.
+///
+/// # Errors
+/// When an axis is out of range or its dimension is not 1.
+///
+/// ```
+/// let x = gradtape::Tensor::zeros(&[1, 3, 1], gradtape::DType::F32);
+/// assert_eq!(gradtape::ops::squeeze(&x, &[])?.shape(), &[3]);
+/// assert_eq!(gradtape::ops::squeeze(&x, &[0])?.shape(), &[3, 1]);
+/// assert!(gradtape::ops::squeeze(&x, &[1]).is_err());
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn squeeze(x: &impl AsTensor, axes: &[isize]) -> Result<Tensor> {
+    let op = "squeeze";
+    let x = tensor(x);
+    let drop: Vec<usize> = if axes.is_empty() {
+        (0..x.rank()).filter(|&i| x.shape()[i] == 1).collect()
+    } else {
+        let mut v = Vec::new();
+        for &a in axes {
+            let n = normalize_axis(op, a, x.rank())?;
+            if x.shape()[n] != 1 {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "cannot squeeze axis {a} of shape {:?}: its size is {}, not 1",
+                        x.shape(),
+                        x.shape()[n]
+                    ),
+                ));
+            }
+            v.push(n);
+        }
+        v
+    };
+    let shape: Vec<usize> = (0..x.rank())
+        .filter(|i| !drop.contains(i))
+        .map(|i| x.shape()[i])
+        .collect();
+    reshape_to(&x, &shape)
+}
+
+/// Broadcasts to `shape` (a view with zero strides, no copy). Gradient: summed back.
+///
+/// # Errors
+/// When `x`'s shape does not broadcast to `shape`.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+/// assert_eq!(gradtape::ops::broadcast_to(&x, &[2, 2])?.to_vec::<f32>()?, vec![1.0, 2.0, 1.0, 2.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
+    let x = tensor(x);
+    if x.shape() == shape {
+        return Ok(x);
+    }
+    let ok = x.rank() <= shape.len()
+        && x.shape()
+            .iter()
+            .zip(&shape[shape.len() - x.rank()..])
+            .all(|(&a, &b)| a == b || a == 1);
+    if !ok {
+        return Err(Error::shape(
+            "broadcast_to",
+            format!("shape {:?} does not broadcast to {shape:?}", x.shape()),
+        ));
+    }
+    let out = x.view(x.layout().broadcast_to(shape));
+    tape::record("broadcast_to", &[&x], &out, || {
+        let s = x.shape().to_vec();
+        move |g: &Tensor, _: &[bool]| Ok(vec![Some(sum_to_shape(g, &s)?)])
+    });
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slicing: one view primitive and its adjoint
+
+/// Per dimension: first index, length and step (negative steps walk backwards).
+#[derive(Clone, Debug)]
+struct SliceSpec {
+    starts: Vec<usize>,
+    lens: Vec<usize>,
+    steps: Vec<isize>,
+}
+
+fn slice_layout(l: &Layout, spec: &SliceSpec) -> Layout {
+    let mut offset = l.offset as isize;
+    for (i, &s) in spec.starts.iter().enumerate() {
+        if spec.lens[i] > 0 {
+            offset += s as isize * l.strides[i];
+        }
+    }
+    Layout {
+        shape: spec.lens.clone(),
+        strides: l
+            .strides
+            .iter()
+            .zip(&spec.steps)
+            .map(|(&s, &st)| s * st)
+            .collect(),
+        offset: offset.max(0) as usize,
+    }
+}
+
+/// The view primitive behind `slice`, `strided_slice` and `split`.
+fn slice_view(x: &Tensor, spec: SliceSpec) -> Result<Tensor> {
+    let out = x.view(slice_layout(x.layout(), &spec));
+    tape::record("slice", &[x], &out, || {
+        let shape = x.shape().to_vec();
+        move |g: &Tensor, _: &[bool]| Ok(vec![Some(unslice(g, &shape, &spec)?)])
+    });
+    Ok(out)
+}
+
+/// The adjoint of [`slice_view`]: zeros of `shape` with `g` written where the slice came from.
+/// Its own gradient is the slice again, so slices differentiate to any order.
+fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
+    let target = slice_layout(&Layout::contiguous(shape), spec);
+    let out = dispatch_all!(g.dtype(), T => {
+        let mut buf = vec![T::default(); numel(shape)];
+        let src = cpu::to_contiguous(g.data::<T>()?, g.layout());
+        let inner = target.shape.last().copied().unwrap_or(1);
+        let st = target.strides.last().copied().unwrap_or(0);
+        for_each_row(&target.shape, [&target.strides], [target.offset], |row, [o]| {
+            for i in 0..inner {
+                buf[(o + i as isize * st) as usize] = src[row * inner + i];
+            }
+        });
+        Tensor::from_elems(buf, shape)
+    });
+    tape::record("unslice", &[g], &out, || {
+        let spec = spec.clone();
+        move |gg: &Tensor, _: &[bool]| Ok(vec![Some(slice_view(gg, spec.clone())?)])
+    });
+    Ok(out)
+}
+
+/// TensorFlow's `tf.slice`: `size[i]` elements from `begin[i]` (`-1`: to the end). A view.
+///
+/// # Errors
+/// When the lists do not match the rank or the slice leaves the tensor.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec((0..6).map(|v| v as f32).collect(), &[2, 3])?;
+/// let s = gradtape::ops::slice(&x, &[0, 1], &[2, -1])?;
+/// assert_eq!(s.to_vec::<f32>()?, vec![1.0, 2.0, 4.0, 5.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn slice(x: &impl AsTensor, begin: &[usize], size: &[isize]) -> Result<Tensor> {
+    let op = "slice";
+    let x = tensor(x);
+    if begin.len() != x.rank() || size.len() != x.rank() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "begin {begin:?} and size {size:?} must have one entry per dimension of shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    let mut lens = Vec::with_capacity(x.rank());
+    for i in 0..x.rank() {
+        let d = x.shape()[i];
+        let len = if size[i] == -1 && begin[i] <= d {
+            d - begin[i]
+        } else {
+            size[i].max(0) as usize
+        };
+        if size[i] < -1 || begin[i] > d || len > d - begin[i] {
+            return Err(Error::index(
+                op,
+                format!(
+                    "begin {begin:?} with size {size:?} is outside shape {:?} (dimension {i})",
+                    x.shape()
+                ),
+            ));
+        }
+        lens.push(len);
+    }
+    slice_view(
+        &x,
+        SliceSpec {
+            starts: begin.to_vec(),
+            lens,
+            steps: vec![1; x.rank()],
+        },
+    )
+}
+
+/// Python-style slicing `x[b0:e0:s0, b1:e1:s1, ...]` (TensorFlow's `strided_slice` without
+/// masks): negative indices count from the end, bounds are clamped, negative strides walk
+/// backwards (`end = -(dim + 1)` reaches index 0). Dimensions not listed are kept whole.
+///
+/// # Errors
+/// When more entries than dimensions are given, the lists differ in length, or a stride is 0.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec((0..5).map(|v| v as f32).collect(), &[5])?;
+/// let r = gradtape::ops::strided_slice(&x, &[-1], &[-6], &[-2])?;
+/// assert_eq!(r.to_vec::<f32>()?, vec![4.0, 2.0, 0.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn strided_slice(
+    x: &impl AsTensor,
+    begin: &[isize],
+    end: &[isize],
+    strides: &[isize],
+) -> Result<Tensor> {
+    let op = "strided_slice";
+    let x = tensor(x);
+    if begin.len() != end.len() || begin.len() != strides.len() || begin.len() > x.rank() {
+        return Err(Error::shape(
+            op,
+            format!("begin {begin:?}, end {end:?} and strides {strides:?} must have equal length <= rank of {:?}", x.shape()),
+        ));
+    }
+    let mut spec = SliceSpec {
+        starts: vec![],
+        lens: vec![],
+        steps: vec![],
+    };
+    for i in 0..x.rank() {
+        let d = x.shape()[i] as isize;
+        if i >= begin.len() {
+            spec.starts.push(0);
+            spec.lens.push(d as usize);
+            spec.steps.push(1);
+            continue;
+        }
+        let step = strides[i];
+        if step == 0 {
+            return Err(Error::arg(
+                op,
+                format!("strides {strides:?} has a zero in dimension {i}"),
+            ));
+        }
+        let norm = |v: isize| if v < 0 { v + d } else { v };
+        let (start, len) = if step > 0 {
+            let s = norm(begin[i]).clamp(0, d);
+            let e = norm(end[i]).clamp(0, d);
+            (s, if e > s { (e - s + step - 1) / step } else { 0 })
+        } else {
+            let s = norm(begin[i]).clamp(-1, d - 1);
+            let e = norm(end[i]).clamp(-1, d - 1);
+            (
+                s,
+                if s > e {
+                    (s - e + (-step) - 1) / (-step)
+                } else {
+                    0
+                },
+            )
+        };
+        spec.starts.push(start.max(0) as usize);
+        spec.lens.push(len as usize);
+        spec.steps.push(step);
+    }
+    slice_view(&x, spec)
+}
+
+/// Pads with zeros: `paddings[i] = [before, after]` for dimension `i`.
+///
+/// # Errors
+/// When `paddings` does not have one entry per dimension.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![1.0f32], &[1])?;
+/// assert_eq!(gradtape::ops::pad(&x, &[[1, 2]])?.to_vec::<f32>()?, vec![0.0, 1.0, 0.0, 0.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn pad(x: &impl AsTensor, paddings: &[[usize; 2]]) -> Result<Tensor> {
+    let x = tensor(x);
+    if paddings.len() != x.rank() {
+        return Err(Error::shape(
+            "pad",
+            format!(
+                "{} paddings for a tensor of shape {:?}",
+                paddings.len(),
+                x.shape()
+            ),
+        ));
+    }
+    let shape: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(paddings)
+        .map(|(&d, p)| d + p[0] + p[1])
+        .collect();
+    let spec = SliceSpec {
+        starts: paddings.iter().map(|p| p[0]).collect(),
+        lens: x.shape().to_vec(),
+        steps: vec![1; x.rank()],
+    };
+    unslice(&x, &shape, &spec)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Joining and splitting
+
+/// Joins tensors along an existing axis. Gradient: the matching slice for each input.
+///
+/// # Errors
+/// When the list is empty, dtypes differ, or shapes differ outside `axis`.
+///
+/// ```
+/// use gradtape::{ops, Tensor};
+/// let a = Tensor::ones(&[2, 1], gradtape::DType::F32);
+/// let b = Tensor::zeros(&[2, 2], gradtape::DType::F32);
+/// assert_eq!(ops::concat(&[&a, &b], 1)?.to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
+    let op = "concat";
+    let xs: Vec<Tensor> = values.iter().map(tensor).collect();
+    let Some(first) = xs.first() else {
+        return Err(Error::arg(op, "needs at least one tensor"));
+    };
+    if first.rank() == 0 {
+        return Err(Error::shape(op, "cannot concatenate scalars (use stack)"));
+    }
+    let ax = normalize_axis(op, axis, first.rank())?;
+    for x in &xs {
+        let same = x.dtype() == first.dtype()
+            && x.rank() == first.rank()
+            && (0..x.rank()).all(|i| i == ax || x.shape()[i] == first.shape()[i]);
+        if !same {
+            let shapes: Vec<String> = xs
+                .iter()
+                .map(|t| format!("{} {:?}", t.dtype(), t.shape()))
+                .collect();
+            return Err(Error::shape(
+                op,
+                format!("cannot join along axis {axis}: {}", shapes.join(", ")),
+            ));
+        }
+    }
+    let mut shape = first.shape().to_vec();
+    shape[ax] = xs.iter().map(|x| x.shape()[ax]).sum();
+    let outer: usize = shape[..ax].iter().product();
+    let inner: usize = shape[ax + 1..].iter().product();
+    let out = dispatch_all!(first.dtype(), T => {
+        let mut buf = Vec::with_capacity(numel(&shape));
+        let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data::<T>()).collect::<Result<_>>()?;
+        for o in 0..outer {
+            for (x, p) in xs.iter().zip(&parts) {
+                let w = x.shape()[ax] * inner;
+                buf.extend_from_slice(&p[o * w..(o + 1) * w]);
+            }
+        }
+        Tensor::from_elems(buf, &shape)
+    });
+    let refs: Vec<&Tensor> = xs.iter().collect();
+    tape::record(op, &refs, &out, || {
+        let sizes: Vec<usize> = xs.iter().map(|x| x.shape()[ax]).collect();
+        move |g: &Tensor, needs: &[bool]| {
+            let mut start = 0;
+            let mut grads = Vec::with_capacity(sizes.len());
+            for (&n, &need) in sizes.iter().zip(needs) {
+                grads.push(if need {
+                    Some(slice_axis(g, ax, start, n)?)
+                } else {
+                    None
+                });
+                start += n;
+            }
+            Ok(grads)
+        }
+    });
+    Ok(out)
+}
+
+/// `len` elements from `start` along axis `ax`.
+fn slice_axis(x: &Tensor, ax: usize, start: usize, len: usize) -> Result<Tensor> {
+    let mut spec = SliceSpec {
+        starts: vec![0; x.rank()],
+        lens: x.shape().to_vec(),
+        steps: vec![1; x.rank()],
+    };
+    spec.starts[ax] = start;
+    spec.lens[ax] = len;
+    slice_view(x, spec)
+}
+
+/// Joins tensors of one shape along a new axis (a composition of `expand_dims` and `concat`).
+///
+/// # Errors
+/// When the list is empty or shapes or dtypes differ.
+///
+/// ```
+/// use gradtape::{ops, Tensor};
+/// let a = Tensor::ones(&[3], gradtape::DType::F32);
+/// assert_eq!(ops::stack(&[&a, &a], 0)?.shape(), &[2, 3]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn stack<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
+    let op = "stack";
+    let xs: Vec<Tensor> = values.iter().map(tensor).collect();
+    let Some(first) = xs.first() else {
+        return Err(Error::arg(op, "needs at least one tensor"));
+    };
+    if let Some(bad) = xs.iter().find(|x| x.shape() != first.shape()) {
+        return Err(Error::shape(
+            op,
+            format!("shapes differ: {:?} and {:?}", first.shape(), bad.shape()),
+        ));
+    }
+    let ax = normalize_axis(op, axis, first.rank() + 1)? as isize;
+    let expanded: Vec<Tensor> = xs
+        .iter()
+        .map(|x| expand_dims(x, ax))
+        .collect::<Result<_>>()?;
+    concat(&expanded, ax)
+}
+
+/// Splits into `num` equal parts along `axis` (views).
+///
+/// # Errors
+/// When `num` is 0 or does not divide the dimension.
+///
+/// ```
+/// let x = gradtape::Tensor::zeros(&[4, 6], gradtape::DType::F32);
+/// let parts = gradtape::ops::split(&x, 3, 1)?;
+/// assert_eq!(parts.len(), 3);
+/// assert_eq!(parts[0].shape(), &[4, 2]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn split(x: &impl AsTensor, num: usize, axis: isize) -> Result<Vec<Tensor>> {
+    let op = "split";
+    let x = tensor(x);
+    let ax = normalize_axis(op, axis, x.rank())?;
+    let d = x.shape()[ax];
+    if num == 0 || d % num != 0 {
+        return Err(Error::arg(
+            op,
+            format!(
+                "cannot split dimension {ax} of size {d} (shape {:?}) into {num} equal parts",
+                x.shape()
+            ),
+        ));
+    }
+    split_sizes(&x, &vec![d / num; num], axis)
+}
+
+/// Splits into parts of the given sizes along `axis` (views).
+///
+/// # Errors
+/// When the sizes do not add up to the dimension.
+///
+/// ```
+/// let x = gradtape::Tensor::zeros(&[5], gradtape::DType::F32);
+/// let parts = gradtape::ops::split_sizes(&x, &[2, 3], 0)?;
+/// assert_eq!(parts[1].shape(), &[3]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn split_sizes(x: &impl AsTensor, sizes: &[usize], axis: isize) -> Result<Vec<Tensor>> {
+    let op = "split";
+    let x = tensor(x);
+    let ax = normalize_axis(op, axis, x.rank())?;
+    if sizes.iter().sum::<usize>() != x.shape()[ax] {
+        return Err(Error::arg(
+            op,
+            format!(
+                "sizes {sizes:?} do not add up to dimension {ax} of shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let part = slice_axis(&x, ax, start, n);
+            start += n;
+            part
+        })
+        .collect()
+}

@@ -1,0 +1,473 @@
+//! Elementwise arithmetic: the unary table and the broadcasting binary ops.
+
+use crate::cpu;
+use crate::dtype::{Element, Float, Num};
+use crate::error::Result;
+use crate::shape::{broadcast_shapes, Layout};
+use crate::tape;
+use crate::tensor::{operand_pair, AsTensor, Tensor};
+
+use super::{
+    cast, dispatch_float, dispatch_num, greater, greater_equal, less_equal, opt, same_dtype,
+    select, sum_to_shape,
+};
+
+/// `f` over every element; the result is contiguous with `x`'s shape.
+pub(crate) fn map_tensor<T: Element, U: Element>(
+    x: &Tensor,
+    f: impl Fn(T) -> U + Sync,
+) -> Result<Tensor> {
+    Ok(Tensor::from_elems(
+        cpu::map(x.data::<T>()?, x.layout(), f),
+        x.shape(),
+    ))
+}
+
+/// Which tensor a unary gradient rule needs: the input or the output.
+#[derive(Clone, Copy)]
+enum Saved {
+    Input,
+    Output,
+}
+
+fn unary(
+    op: &'static str,
+    x: &Tensor,
+    saved: Saved,
+    grad: fn(&Tensor, &Tensor) -> Result<Tensor>,
+    forward: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let y = forward(x)?;
+    tape::record(op, &[x], &y, || {
+        let s = match saved {
+            Saved::Input => x.clone(),
+            Saved::Output => y.clone(),
+        };
+        move |g: &Tensor, _: &[bool]| Ok(vec![Some(grad(&s, g)?)])
+    });
+    Ok(y)
+}
+
+/// One row per elementwise function: its name, its forward on one element (generic over
+/// `f32`/`f64`), and its gradient from the saved input `x` or output `y` and the incoming `g`,
+/// written with differentiable ops and following TensorFlow's formula where conventions differ.
+macro_rules! unary_ops {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident: |$v:ident| $fwd:expr, grad($kind:ident) |$s:ident, $g:ident| $grad:expr;
+    )*) => {
+        $(
+            $(#[$doc])*
+            ///
+            /// # Errors
+            /// When the operand is not float32 or float64.
+            pub fn $name(x: &impl AsTensor) -> Result<Tensor> {
+                #[inline(always)]
+                fn fwd<T: Float>($v: T) -> T {
+                    $fwd
+                }
+                fn grad($s: &Tensor, $g: &Tensor) -> Result<Tensor> {
+                    $grad
+                }
+                let x = x.operand().into_tensor();
+                unary(stringify!($name), &x, Saved::$kind, grad, |x| {
+                    dispatch_float!(stringify!($name), x.dtype(), T => map_tensor::<T, T>(x, fwd::<T>))
+                })
+            }
+        )*
+    };
+}
+
+unary_ops! {
+    /// `-x`.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::from_vec(vec![1.0f32, -2.0], &[2])?;
+    /// assert_eq!(gradtape::ops::negative(&x)?.to_vec::<f32>()?, vec![-1.0, 2.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    negative: |v| -v, grad(Input) |_x, g| negative(g);
+    /// `x²`; gradient `2x`.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::square(&3.0)?.to_scalar::<f32>()?, 9.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    square: |v| v * v, grad(Input) |x, g| multiply(g, &multiply(x, &2.0)?);
+    /// `√x`; gradient `0.5 / √x` (infinite at 0, as in TensorFlow).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::sqrt(&4.0)?.to_scalar::<f32>()?, 2.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    sqrt: |v| v.sqrt(), grad(Output) |y, g| multiply(&divide(g, y)?, &0.5);
+    /// `1 / √x`.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::rsqrt(&4.0)?.to_scalar::<f32>()?, 0.5);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    rsqrt: |v| T::ONE / v.sqrt(), grad(Output) |y, g| multiply(&multiply(g, &-0.5)?, &multiply(&square(y)?, y)?);
+    /// `1 / x`.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::reciprocal(&4.0)?.to_scalar::<f32>()?, 0.25);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    reciprocal: |v| T::ONE / v, grad(Output) |y, g| negative(&multiply(g, &square(y)?)?);
+    /// `eᕽ`; gradient `eᕽ` (the saved output).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::exp(&0.0)?.to_scalar::<f32>()?, 1.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    exp: |v| v.exp(), grad(Output) |y, g| multiply(g, y);
+    /// `eᕽ - 1`, accurate near 0.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::expm1(&0.0)?.to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    expm1: |v| v.exp_m1(), grad(Input) |x, g| multiply(g, &exp(x)?);
+    /// Natural logarithm; gradient `1 / x`.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::log(&1.0)?.to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    log: |v| v.ln(), grad(Input) |x, g| multiply(g, &reciprocal(x)?);
+    /// `ln(1 + x)`, accurate near 0.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::log1p(&0.0)?.to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    log1p: |v| v.ln_1p(), grad(Input) |x, g| multiply(g, &reciprocal(&add(x, &1.0)?)?);
+    /// `|x|`; gradient `sign(x)`, so 0 at 0 (TensorFlow's convention).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::abs(&-2.0)?.to_scalar::<f32>()?, 2.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    abs: |v| v.abs_(), grad(Input) |x, g| multiply(g, &sign(x)?);
+    /// -1, 0 or 1; its gradient is zero (TensorFlow returns zeros, not `None`).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::sign(&-2.0)?.to_scalar::<f32>()?, -1.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    sign: |v| v.sign_(), grad(Input) |x, _g| Ok(Tensor::zeros_like(x));
+    /// Sine.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::sin(&0.0)?.to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    sin: |v| v.sin(), grad(Input) |x, g| multiply(g, &cos(x)?);
+    /// Cosine.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::cos(&0.0)?.to_scalar::<f32>()?, 1.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    cos: |v| v.cos(), grad(Input) |x, g| negative(&multiply(g, &sin(x)?)?);
+    /// Hyperbolic tangent; gradient `1 - y²` from the output.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::tanh(&0.0)?.to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    tanh: |v| v.tanh(), grad(Output) |y, g| multiply(g, &subtract(&1.0, &square(y)?)?);
+    /// The logistic function `1 / (1 + e⁻ᕽ)`, computed without overflow.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::sigmoid(&0.0)?.to_scalar::<f32>()?, 0.5);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    sigmoid: |v| if v >= T::ZERO {
+        T::ONE / (T::ONE + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (T::ONE + e)
+    }, grad(Output) |y, g| multiply(g, &multiply(y, &subtract(&1.0, y)?)?);
+    /// `max(x, 0)`; gradient 0 at 0 (TensorFlow's convention).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::ops::relu(&-1.0)?.to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    relu: |v| if v > T::ZERO { v } else { T::ZERO }, grad(Output) |y, g| multiply(g, &cast(&greater(y, &0.0)?, g.dtype())?);
+    /// `ln(1 + eᕽ)`, stable for large |x|. A primitive rather than a composition so that its
+    /// gradient is exactly `sigmoid(x)` everywhere, 0.5 at 0 as in TensorFlow (compositions
+    /// through `relu` or `abs` get 0 or 1 at that kink).
+    ///
+    /// ```
+    /// assert!((gradtape::ops::softplus(&0.0)?.to_scalar::<f32>()? - 2f32.ln()).abs() < 1e-7);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    softplus: |v| if v > T::ZERO {
+        v + (-v).exp().ln_1p()
+    } else {
+        v.exp().ln_1p()
+    }, grad(Input) |x, g| multiply(g, &sigmoid(x)?);
+}
+
+/// Rounds half to even (TensorFlow's `round`). Not differentiable: a tape gives `None`.
+///
+/// # Errors
+/// When the operand is not a float tensor.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![0.5f32, 1.5, -2.5], &[3])?;
+/// assert_eq!(gradtape::ops::round(&x)?.to_vec::<f32>()?, vec![0.0, 2.0, -2.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn round(x: &impl AsTensor) -> Result<Tensor> {
+    let x = x.operand().into_tensor();
+    dispatch_float!("round", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.round_even()))
+}
+
+/// Largest integer not above each element. Not differentiable.
+///
+/// # Errors
+/// When the operand is not a float tensor.
+///
+/// ```
+/// assert_eq!(gradtape::ops::floor(&1.7)?.to_scalar::<f32>()?, 1.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn floor(x: &impl AsTensor) -> Result<Tensor> {
+    let x = x.operand().into_tensor();
+    dispatch_float!("floor", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.floor()))
+}
+
+/// Smallest integer not below each element. Not differentiable.
+///
+/// # Errors
+/// When the operand is not a float tensor.
+///
+/// ```
+/// assert_eq!(gradtape::ops::ceil(&1.2)?.to_scalar::<f32>()?, 2.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn ceil(x: &impl AsTensor) -> Result<Tensor> {
+    let x = x.operand().into_tensor();
+    dispatch_float!("ceil", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.ceil()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binary ops
+
+/// Checks dtypes and broadcasts two operands: the output shape and both layouts seen with it.
+pub(crate) fn broadcast_pair(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<(Vec<usize>, Layout, Layout)> {
+    same_dtype(op, a, b)?;
+    let shape = broadcast_shapes(op, a.shape(), b.shape())?;
+    let (la, lb) = (
+        a.layout().broadcast_to(&shape),
+        b.layout().broadcast_to(&shape),
+    );
+    Ok((shape, la, lb))
+}
+
+/// `f` over two broadcast operands of element type `T`, giving elements of type `U`.
+pub(crate) fn zip_tensors<T: Element, U: Element>(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(T, T) -> U + Sync,
+) -> Result<Tensor> {
+    let (shape, la, lb) = broadcast_pair(op, a, b)?;
+    Ok(Tensor::from_elems(
+        cpu::zip(a.data::<T>()?, &la, b.data::<T>()?, &lb, f),
+        &shape,
+    ))
+}
+
+/// Records a binary op whose two gradients are `ga(g)` and `gb(g)`, each summed back to its
+/// input's shape.
+fn record_binary(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    rule: fn(&Tensor, &Tensor, &Tensor, &Tensor, usize) -> Result<Tensor>,
+) {
+    tape::record(op, &[a, b], out, || {
+        let (a, b, out) = (a.clone(), b.clone(), out.clone());
+        move |g: &Tensor, needs: &[bool]| {
+            Ok(vec![
+                opt(needs[0], || {
+                    sum_to_shape(&rule(&a, &b, &out, g, 0)?, a.shape())
+                })?,
+                opt(needs[1], || {
+                    sum_to_shape(&rule(&a, &b, &out, g, 1)?, b.shape())
+                })?,
+            ])
+        }
+    });
+}
+
+/// `x + y` with broadcasting.
+///
+/// # Errors
+/// When dtypes differ or shapes do not broadcast.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+/// assert_eq!(gradtape::ops::add(&x, &1.0)?.to_vec::<f32>()?, vec![2.0, 3.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = operand_pair(x, y);
+    let out =
+        dispatch_num!("add", a.dtype(), T => zip_tensors::<T, T>("add", &a, &b, |p, q| p.wadd(q))?);
+    record_binary("add", &a, &b, &out, |_, _, _, g, _| Ok(g.clone()));
+    Ok(out)
+}
+
+/// `x - y` with broadcasting.
+///
+/// # Errors
+/// When dtypes differ or shapes do not broadcast.
+///
+/// ```
+/// assert_eq!(gradtape::ops::subtract(&3.0, &1.0)?.to_scalar::<f32>()?, 2.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = operand_pair(x, y);
+    let out = dispatch_num!("subtract", a.dtype(), T => zip_tensors::<T, T>("subtract", &a, &b, |p, q| p.wsub(q))?);
+    record_binary("subtract", &a, &b, &out, |_, _, _, g, i| {
+        if i == 0 {
+            Ok(g.clone())
+        } else {
+            negative(g)
+        }
+    });
+    Ok(out)
+}
+
+/// `x * y` with broadcasting.
+///
+/// # Errors
+/// When dtypes differ or shapes do not broadcast.
+///
+/// ```
+/// assert_eq!(gradtape::ops::multiply(&3.0, &2.0)?.to_scalar::<f32>()?, 6.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = operand_pair(x, y);
+    let out = dispatch_num!("multiply", a.dtype(), T => zip_tensors::<T, T>("multiply", &a, &b, |p, q| p.wmul(q))?);
+    record_binary("multiply", &a, &b, &out, |a, b, _, g, i| {
+        if i == 0 {
+            multiply(g, b)
+        } else {
+            multiply(a, g)
+        }
+    });
+    Ok(out)
+}
+
+/// `x / y` with broadcasting. Integer operands divide as float64 (TensorFlow's `truediv`).
+///
+/// # Errors
+/// When dtypes differ or shapes do not broadcast.
+///
+/// ```
+/// assert_eq!(gradtape::ops::divide(&3.0, &2.0)?.to_scalar::<f32>()?, 1.5);
+/// let i = gradtape::Tensor::scalar(3i64);
+/// assert_eq!(gradtape::ops::divide(&i, &2)?.to_scalar::<f64>()?, 1.5);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = operand_pair(x, y);
+    if a.dtype() == crate::DType::I64 && b.dtype() == crate::DType::I64 {
+        return divide(&cast(&a, crate::DType::F64)?, &cast(&b, crate::DType::F64)?);
+    }
+    let out = dispatch_float!("divide", a.dtype(), T => zip_tensors::<T, T>("divide", &a, &b, |p, q| p / q)?);
+    record_binary("divide", &a, &b, &out, |a, b, _, g, i| {
+        if i == 0 {
+            divide(g, b)
+        } else {
+            multiply(g, &divide(&divide(&negative(a)?, b)?, b)?)
+        }
+    });
+    Ok(out)
+}
+
+/// Elementwise maximum. On ties the gradient goes to `x` (TensorFlow's convention).
+///
+/// # Errors
+/// When dtypes differ or shapes do not broadcast.
+///
+/// ```
+/// assert_eq!(gradtape::ops::maximum(&3.0, &2.0)?.to_scalar::<f32>()?, 3.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = operand_pair(x, y);
+    let out = dispatch_num!("maximum", a.dtype(), T => zip_tensors::<T, T>("maximum", &a, &b, |p, q| p.max_(q))?);
+    record_binary("maximum", &a, &b, &out, |a, b, _, g, i| {
+        let mask = greater_equal(a, b)?;
+        if i == 0 {
+            select(&mask, g, &0.0)
+        } else {
+            select(&mask, &0.0, g)
+        }
+    });
+    Ok(out)
+}
+
+/// Elementwise minimum. On ties the gradient goes to `x` (TensorFlow's convention).
+///
+/// # Errors
+/// When dtypes differ or shapes do not broadcast.
+///
+/// ```
+/// assert_eq!(gradtape::ops::minimum(&3.0, &2.0)?.to_scalar::<f32>()?, 2.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = operand_pair(x, y);
+    let out = dispatch_num!("minimum", a.dtype(), T => zip_tensors::<T, T>("minimum", &a, &b, |p, q| p.min_(q))?);
+    record_binary("minimum", &a, &b, &out, |a, b, _, g, i| {
+        let mask = less_equal(a, b)?;
+        if i == 0 {
+            select(&mask, g, &0.0)
+        } else {
+            select(&mask, &0.0, g)
+        }
+    });
+    Ok(out)
+}
+
+/// `xʸ`, with a tensor or a number as exponent. The gradient with respect to `y` is
+/// `xʸ·ln x` where `x > 0` and 0 elsewhere (TensorFlow's convention).
+///
+/// # Errors
+/// When dtypes differ, shapes do not broadcast, or the operands are not float.
+///
+/// ```
+/// assert_eq!(gradtape::ops::pow(&2.0, &3.0)?.to_scalar::<f32>()?, 8.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn pow(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = operand_pair(x, y);
+    let out = dispatch_float!("pow", a.dtype(), T => zip_tensors::<T, T>("pow", &a, &b, |p, q| p.powf(q))?);
+    record_binary("pow", &a, &b, &out, |a, b, z, g, i| {
+        if i == 0 {
+            multiply(g, &multiply(b, &pow(a, &subtract(b, &1.0)?)?)?)
+        } else {
+            let positive = greater(a, &0.0)?;
+            let safe = select(&positive, a, &1.0)?;
+            let log_x = select(&positive, &log(&safe)?, &0.0)?;
+            multiply(g, &multiply(z, &log_x)?)
+        }
+    });
+    Ok(out)
+}

@@ -1,0 +1,169 @@
+//! Matrix products: 2-D and batched (batch dimensions broadcast), with transpose flags.
+
+use crate::cpu;
+use crate::dtype::Float;
+use crate::error::{Error, Result};
+use crate::shape::{broadcast_shapes, for_each_row, numel, Layout};
+use crate::tape;
+use crate::tensor::{operand_pair, AsTensor, Tensor};
+
+use super::{dispatch_float, opt, same_dtype, sum_to_shape, transpose};
+
+/// The matrix product `a · b` over the last two dimensions; leading dimensions are batch
+/// dimensions and broadcast. Both operands need rank ≥ 2 (as in `tf.matmul`).
+///
+/// # Errors
+/// When a rank is below 2, inner dimensions differ, batch dimensions do not broadcast, or the
+/// dtypes differ or are not float.
+///
+/// ```
+/// use gradtape::{ops, Tensor};
+/// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+/// let i = Tensor::eye(2, gradtape::DType::F32);
+/// assert_eq!(ops::matmul(&a, &i)?.to_vec::<f32>()?, vec![1.0, 2.0, 3.0, 4.0]);
+/// let e = ops::matmul(&a, &Tensor::zeros(&[3, 1], gradtape::DType::F32)).unwrap_err();
+/// assert_eq!(e.to_string(), "matmul: inner dimensions differ: [2, 2] x [3, 1]");
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn matmul(a: &impl AsTensor, b: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = operand_pair(a, b);
+    matmul_core(&a, &b)
+}
+
+/// `matmul` with TensorFlow's `transpose_a` / `transpose_b` flags (the transposes are views).
+///
+/// # Errors
+/// As [`matmul`].
+///
+/// ```
+/// use gradtape::{ops, Tensor};
+/// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3, 1])?;
+/// let r = ops::matmul_transposed(&a, &a, true, false)?; // aᵀa
+/// assert_eq!(r.to_vec::<f32>()?, vec![14.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn matmul_transposed(
+    a: &impl AsTensor,
+    b: &impl AsTensor,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> Result<Tensor> {
+    let (a, b) = operand_pair(a, b);
+    let a = if transpose_a { swap_last_two(&a)? } else { a };
+    let b = if transpose_b { swap_last_two(&b)? } else { b };
+    matmul_core(&a, &b)
+}
+
+fn swap_last_two(x: &Tensor) -> Result<Tensor> {
+    let r = x.rank();
+    if r < 2 {
+        return Err(Error::shape(
+            "matmul",
+            format!(
+                "operand of shape {:?} is not a matrix (rank < 2)",
+                x.shape()
+            ),
+        ));
+    }
+    let mut perm: Vec<usize> = (0..r).collect();
+    perm.swap(r - 1, r - 2);
+    transpose(x, Some(&perm))
+}
+
+fn matmul_core(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let op = "matmul";
+    same_dtype(op, a, b)?;
+    for (name, t) in [("a", a), ("b", b)] {
+        if t.rank() < 2 {
+            return Err(Error::shape(
+                op,
+                format!("{name} of shape {:?} is not a matrix (rank < 2)", t.shape()),
+            ));
+        }
+    }
+    let (ra, rb) = (a.rank(), b.rank());
+    let (m, k, k2, n) = (
+        a.shape()[ra - 2],
+        a.shape()[ra - 1],
+        b.shape()[rb - 2],
+        b.shape()[rb - 1],
+    );
+    if k != k2 {
+        return Err(Error::shape(
+            op,
+            format!("inner dimensions differ: {:?} x {:?}", a.shape(), b.shape()),
+        ));
+    }
+    let batch = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+    let mut shape = batch.clone();
+    shape.extend([m, n]);
+    let out = dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &batch, m, k, n, &shape)?);
+    tape::record(op, &[a, b], &out, || {
+        let (a, b) = (a.clone(), b.clone());
+        move |g: &Tensor, needs: &[bool]| {
+            Ok(vec![
+                opt(needs[0], || {
+                    sum_to_shape(&matmul_transposed(g, &b, false, true)?, a.shape())
+                })?,
+                opt(needs[1], || {
+                    sum_to_shape(&matmul_transposed(&a, g, true, false)?, b.shape())
+                })?,
+            ])
+        }
+    });
+    Ok(out)
+}
+
+/// Runs one GEMM per batch element, reading both operands through their strides.
+fn product<T: Float>(
+    a: &Tensor,
+    b: &Tensor,
+    batch: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+    shape: &[usize],
+) -> Result<Tensor> {
+    let (da, db) = (a.data::<T>()?, b.data::<T>()?);
+    let (la, lb) = (a.layout(), b.layout());
+    let (ra, rb) = (la.shape.len(), lb.shape.len());
+    let batch_view = |l: &Layout, r: usize| {
+        let bl = Layout {
+            shape: l.shape[..r - 2].to_vec(),
+            strides: l.strides[..r - 2].to_vec(),
+            offset: l.offset,
+        };
+        let mut v = bl.broadcast_to(batch);
+        v.shape.push(1);
+        v.strides.push(0);
+        v
+    };
+    let (ba, bb) = (batch_view(la, ra), batch_view(lb, rb));
+    let mut out = vec![T::ZERO; numel(shape)];
+    let mut offsets = Vec::with_capacity(numel(batch));
+    for_each_row(
+        &ba.shape,
+        [&ba.strides, &bb.strides],
+        [ba.offset, bb.offset],
+        |_, [oa, ob]| {
+            offsets.push((oa as usize, ob as usize));
+        },
+    );
+    for (dst, &(oa, ob)) in out.chunks_mut((m * n).max(1)).zip(&offsets) {
+        cpu::gemm(
+            m,
+            n,
+            k,
+            dst,
+            da,
+            oa,
+            la.strides[ra - 2],
+            la.strides[ra - 1],
+            db,
+            ob,
+            lb.strides[rb - 2],
+            lb.strides[rb - 1],
+        );
+    }
+    Ok(Tensor::from_elems(out, shape))
+}

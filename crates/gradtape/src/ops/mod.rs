@@ -1,0 +1,195 @@
+//! Every operation, under TensorFlow's names, each with its gradient rule beside it.
+//!
+//! `tf.add(x, y)` ports to `ops::add(&x, &y)`. Operands are anything [`AsTensor`]: tensors,
+//! variables (read as TensorFlow reads them) and Rust numbers (which take the other operand's
+//! dtype). Broadcasting follows NumPy everywhere.
+//!
+//! An op's forward computation, shape rule and gradient rule live in one function, and the
+//! gradient rule is written with these same ops, so it is itself differentiable: that is what
+//! makes nested tapes give higher derivatives. The primitives are few (elementwise maps and
+//! zips, reductions, views, matmul, gather/scatter, concat, select); `softmax`, `logsumexp`,
+//! `reduce_mean`, `elu`, `clip_by_value`, `stack`, `split`, `gather_nd` are compositions.
+
+mod array;
+mod compare;
+mod elementwise;
+mod index;
+mod linalg;
+mod nn;
+mod reduce;
+
+pub use array::*;
+pub use compare::*;
+pub use elementwise::*;
+pub use index::*;
+pub use linalg::*;
+pub use nn::*;
+pub use reduce::*;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Dispatches on a float dtype, binding `$T` to `f32` or `f64`; other dtypes are an error.
+macro_rules! dispatch_float {
+    ($op:expr, $dt:expr, $T:ident => $body:expr) => {
+        match $dt {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            other => {
+                return Err($crate::error::Error::dtype(
+                    $op,
+                    format!("expected a floating-point tensor (float32 or float64), got {other}"),
+                ))
+            }
+        }
+    };
+}
+
+/// Dispatches on a numeric dtype (`f32`, `f64`, `i64`); `bool` is an error.
+macro_rules! dispatch_num {
+    ($op:expr, $dt:expr, $T:ident => $body:expr) => {
+        match $dt {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            other => {
+                return Err($crate::error::Error::dtype(
+                    $op,
+                    format!("expected a numeric tensor (float32, float64 or int64), got {other}"),
+                ))
+            }
+        }
+    };
+}
+
+/// Dispatches on any dtype.
+macro_rules! dispatch_all {
+    ($dt:expr, $T:ident => $body:expr) => {
+        match $dt {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::DType::Bool => {
+                type $T = bool;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {dispatch_all, dispatch_float, dispatch_num};
+
+/// Every op that records a gradient rule on a tape. The gradient-check test table must have a
+/// row for each (it fails when an op is added here without one).
+pub const DIFFERENTIABLE_OPS: &[&str] = &[
+    // elementwise unary (the table in elementwise.rs)
+    "negative",
+    "square",
+    "sqrt",
+    "rsqrt",
+    "reciprocal",
+    "exp",
+    "expm1",
+    "log",
+    "log1p",
+    "abs",
+    "sign",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "softplus",
+    // elementwise binary and selection
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "maximum",
+    "minimum",
+    "pow",
+    "select",
+    "cast",
+    // reductions
+    "reduce_sum",
+    "reduce_max",
+    "reduce_min",
+    "reduce_prod",
+    // products and views
+    "matmul",
+    "reshape",
+    "transpose",
+    "broadcast_to",
+    "slice",
+    "unslice",
+    "concat",
+    // indexing
+    "gather",
+    "scatter_add",
+];
+
+/// `Some(f())` when the input needs a gradient, `None` otherwise.
+pub(crate) fn opt(need: bool, f: impl FnOnce() -> Result<Tensor>) -> Result<Option<Tensor>> {
+    if need {
+        f().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Checks that two operands have one dtype (TensorFlow never promotes silently).
+pub(crate) fn same_dtype(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.dtype() != b.dtype() {
+        return Err(Error::dtype(
+            op,
+            format!(
+                "operands have different dtypes: {} {:?} and {} {:?} (cast one first)",
+                a.dtype(),
+                a.shape(),
+                b.dtype(),
+                b.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sums a broadcast gradient back to the shape of the input it flows to: the one un-broadcast
+/// every binary rule uses.
+pub(crate) fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g.clone());
+    }
+    let gs = g.shape();
+    let extra = gs.len() - shape.len();
+    let axes: Vec<isize> = (0..gs.len())
+        .filter(|&i| i < extra || (shape[i - extra] == 1 && gs[i] != 1))
+        .map(|i| i as isize)
+        .collect();
+    let s = reduce_sum(g, axes, true)?;
+    reshape_to(&s, shape)
+}

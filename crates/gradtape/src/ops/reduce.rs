@@ -1,0 +1,387 @@
+//! Reductions over all axes or given ones, with `keepdims` and negative axes.
+
+use std::borrow::Cow;
+
+use crate::cpu::{self, Split3};
+use crate::dtype::{DType, Element, Num};
+use crate::error::{Error, Result};
+use crate::shape::normalize_axes;
+use crate::tape;
+use crate::tensor::{AsTensor, Tensor};
+
+use super::{broadcast_to, cast, dispatch_num, divide, equal, multiply, reshape_to, select};
+
+/// Which axes a reduction runs over: `Axes::All`, one axis (`1`, `-1`) or several (`[0, 2]`).
+///
+/// ```
+/// use gradtape::{ops, Axes, Tensor};
+/// let x = Tensor::ones(&[2, 3], gradtape::DType::F32);
+/// assert_eq!(ops::reduce_sum(&x, Axes::All, false)?.to_scalar::<f32>()?, 6.0);
+/// assert_eq!(ops::reduce_sum(&x, -1, false)?.shape(), &[2]);
+/// assert_eq!(ops::reduce_sum(&x, [0, 1], true)?.shape(), &[1, 1]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Axes {
+    /// Every axis (TensorFlow's `axis=None`).
+    All,
+    /// These axes, each in `[-rank, rank)`.
+    List(Vec<isize>),
+}
+
+impl Axes {
+    fn resolve(&self, op: &'static str, rank: usize) -> Result<Vec<usize>> {
+        match self {
+            Axes::All => Ok((0..rank).collect()),
+            Axes::List(v) => normalize_axes(op, v, rank),
+        }
+    }
+}
+
+impl From<isize> for Axes {
+    fn from(a: isize) -> Self {
+        Axes::List(vec![a])
+    }
+}
+impl From<i32> for Axes {
+    fn from(a: i32) -> Self {
+        Axes::List(vec![a as isize])
+    }
+}
+impl<const N: usize> From<[isize; N]> for Axes {
+    fn from(a: [isize; N]) -> Self {
+        Axes::List(a.to_vec())
+    }
+}
+impl<const N: usize> From<[i32; N]> for Axes {
+    fn from(a: [i32; N]) -> Self {
+        Axes::List(a.iter().map(|&x| x as isize).collect())
+    }
+}
+impl From<&[isize]> for Axes {
+    fn from(a: &[isize]) -> Self {
+        Axes::List(a.to_vec())
+    }
+}
+impl From<Vec<isize>> for Axes {
+    fn from(a: Vec<isize>) -> Self {
+        Axes::List(a)
+    }
+}
+
+/// The shape left after reducing `axes` (kept as 1s with `keepdims`).
+pub(crate) fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &d)| match (axes.contains(&i), keepdims) {
+            (false, _) => Some(d),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect()
+}
+
+/// The elements arranged as a contiguous `[outer, reduced, inner]` block. Consecutive axes need
+/// no copy when the tensor is contiguous; scattered ones are permuted to the end first.
+pub(crate) fn arrange<'a, T: Element>(
+    x: &'a Tensor,
+    axes: &[usize],
+) -> Result<(Cow<'a, [T]>, Split3)> {
+    let shape = x.shape();
+    let rank = shape.len();
+    let prod = |d: &[usize]| d.iter().product::<usize>();
+    if axes.windows(2).all(|w| w[1] == w[0] + 1) {
+        let (i, j) = match (axes.first(), axes.last()) {
+            (Some(&i), Some(&j)) => (i, j + 1),
+            _ => (rank, rank),
+        };
+        let sp = Split3 {
+            outer: prod(&shape[..i]),
+            reduced: prod(&shape[i..j]),
+            inner: prod(&shape[j..]),
+        };
+        return Ok((x.contiguous_data::<T>()?, sp));
+    }
+    let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
+    let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
+    let l = x.layout().permute(&perm);
+    let data = cpu::to_contiguous(x.data::<T>()?, &l);
+    let sp = Split3 {
+        outer: kept.iter().map(|&d| shape[d]).product(),
+        reduced: axes.iter().map(|&d| shape[d]).product(),
+        inner: 1,
+    };
+    Ok((Cow::Owned(data), sp))
+}
+
+fn reduce_with<T: Num>(
+    x: &Tensor,
+    axes: &[usize],
+    out_shape: &[usize],
+    init: T,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<Tensor> {
+    let (src, sp) = arrange::<T>(x, axes)?;
+    Ok(Tensor::from_elems(
+        cpu::reduce3(&src, &sp, init, f),
+        out_shape,
+    ))
+}
+
+/// Reshapes `g` (the gradient of a reduction's output) to the keepdims shape and broadcasts it
+/// back over the input.
+fn spread(g: &Tensor, in_shape: &[usize], axes: &[usize]) -> Result<Tensor> {
+    broadcast_to(
+        &reshape_to(g, &reduced_shape(in_shape, axes, true))?,
+        in_shape,
+    )
+}
+
+/// Sum of elements over `axis`. Gradient: the incoming gradient broadcast back.
+///
+/// # Errors
+/// When an axis is out of range or repeated, or the dtype is bool.
+///
+/// ```
+/// use gradtape::{ops, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+/// assert_eq!(ops::reduce_sum(&x, 0, false)?.to_vec::<f32>()?, vec![4.0, 6.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
+    let op = "reduce_sum";
+    let x = x.operand().into_tensor();
+    let axes = axis.into().resolve(op, x.rank())?;
+    let shape = reduced_shape(x.shape(), &axes, keepdims);
+    let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ZERO, |p, q| p.wadd(q))?);
+    tape::record(op, &[&x], &out, || {
+        let in_shape = x.shape().to_vec();
+        move |g: &Tensor, _: &[bool]| Ok(vec![Some(spread(g, &in_shape, &axes)?)])
+    });
+    Ok(out)
+}
+
+/// The gradient of max/min: shared equally among the elements equal to the result
+/// (TensorFlow's convention for ties).
+fn extreme_grad(x: &Tensor, y: &Tensor, g: &Tensor, axes: &[usize]) -> Result<Tensor> {
+    let kd = reduced_shape(x.shape(), axes, true);
+    let indicators = cast(&equal(x, &reshape_to(y, &kd)?)?, x.dtype())?;
+    let count = reduce_sum(&indicators, axes_list(axes), true)?;
+    multiply(&divide(&indicators, &count)?, &reshape_to(g, &kd)?)
+}
+
+fn axes_list(axes: &[usize]) -> Axes {
+    Axes::List(axes.iter().map(|&a| a as isize).collect())
+}
+
+macro_rules! extreme {
+    ($(#[$doc:meta])* $name:ident, $init:ident, $f:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Errors
+        /// When an axis is out of range or repeated, or the dtype is bool.
+        pub fn $name(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
+            let op = stringify!($name);
+            let x = x.operand().into_tensor();
+            let axes = axis.into().resolve(op, x.rank())?;
+            let shape = reduced_shape(x.shape(), &axes, keepdims);
+            let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::$init, |p, q| p.$f(q))?);
+            tape::record(op, &[&x], &out, || {
+                let (x, y) = (x.clone(), out.clone());
+                move |g: &Tensor, _: &[bool]| Ok(vec![Some(extreme_grad(&x, &y, g, &axes)?)])
+            });
+            Ok(out)
+        }
+    };
+}
+
+extreme!(
+    /// Maximum over `axis` (negative infinity over an empty axis). Ties share the gradient.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::from_vec(vec![1.0f32, 5.0, 3.0], &[3])?;
+    /// assert_eq!(gradtape::ops::reduce_max(&x, gradtape::Axes::All, false)?.to_scalar::<f32>()?, 5.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    reduce_max, LOWEST, max_
+);
+extreme!(
+    /// Minimum over `axis` (infinity over an empty axis). Ties share the gradient.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::from_vec(vec![1.0f32, 5.0, 3.0], &[3])?;
+    /// assert_eq!(gradtape::ops::reduce_min(&x, 0, false)?.to_scalar::<f32>()?, 1.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    reduce_min, HIGHEST, min_
+);
+
+/// Product over `axis`. The gradient is exact with zeros in the input: each element gets the
+/// product of the others (no division by zero), as TensorFlow's rule gives.
+///
+/// # Errors
+/// When an axis is out of range or repeated, or the dtype is bool.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![2.0f32, 3.0, 4.0], &[3])?;
+/// assert_eq!(gradtape::ops::reduce_prod(&x, gradtape::Axes::All, false)?.to_scalar::<f32>()?, 24.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn reduce_prod(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
+    let op = "reduce_prod";
+    let x = x.operand().into_tensor();
+    let axes = axis.into().resolve(op, x.rank())?;
+    let shape = reduced_shape(x.shape(), &axes, keepdims);
+    let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ONE, |p, q| p.wmul(q))?);
+    tape::record(op, &[&x], &out, || {
+        let x = x.clone();
+        move |g: &Tensor, _: &[bool]| {
+            // With z zeros along the reduced axes: z = 0 -> prod / x; z = 1 -> the zero element
+            // gets the product of the non-zeros, the others 0; z >= 2 -> all 0.
+            let kd = axes_list(&axes);
+            let is_zero = equal(&x, &0.0)?;
+            let nonzero = select(&is_zero, &1.0, &x)?;
+            let prod_nz = reduce_prod(&nonzero, kd.clone(), true)?;
+            let zeros = reduce_sum(&cast(&is_zero, x.dtype())?, kd, true)?;
+            let none = equal(&zeros, &0.0)?;
+            let one = equal(&zeros, &1.0)?;
+            let when_one = select(&is_zero, &prod_nz, &0.0)?;
+            let when_none = divide(&prod_nz, &nonzero)?;
+            let local = select(&none, &when_none, &select(&one, &when_one, &0.0)?)?;
+            let gk = reshape_to(g, &reduced_shape(x.shape(), &axes, true))?;
+            Ok(vec![Some(multiply(&local, &gk)?)])
+        }
+    });
+    Ok(out)
+}
+
+/// Mean over `axis` (a composition: the sum divided by the count).
+///
+/// # Errors
+/// When an axis is out of range or repeated, or the dtype is not float.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+/// assert_eq!(gradtape::ops::reduce_mean(&x, 1, false)?.to_vec::<f32>()?, vec![1.5, 3.5]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn reduce_mean(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
+    let op = "reduce_mean";
+    let x = x.operand().into_tensor();
+    if !x.dtype().is_float() {
+        return Err(Error::dtype(
+            op,
+            format!(
+                "expected float32 or float64, got {} (cast first)",
+                x.dtype()
+            ),
+        ));
+    }
+    let axis = axis.into();
+    let axes = axis.resolve(op, x.rank())?;
+    let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
+    divide(&reduce_sum(&x, axis, keepdims)?, &(count as f64))
+}
+
+fn arg_extreme(op: &'static str, x: &Tensor, axis: isize, max: bool) -> Result<Tensor> {
+    let axes = normalize_axes(op, &[axis], x.rank().max(1))?;
+    if x.rank() == 0 {
+        return Ok(Tensor::scalar(0i64));
+    }
+    if x.shape()[axes[0]] == 0 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "cannot take {op} over an empty axis {axis} of shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    let shape = reduced_shape(x.shape(), &axes, false);
+    dispatch_num!(op, x.dtype(), T => {
+        let (src, sp) = arrange::<T>(x, &axes)?;
+        let better = |v: T, b: T| if max { v > b } else { v < b };
+        Ok(Tensor::from_elems(cpu::arg_reduce3(&src, &sp, better), &shape))
+    })
+}
+
+/// Index of the largest element along `axis` (the first one on ties), as int64. No gradient.
+///
+/// # Errors
+/// When the axis is out of range or empty, or the dtype is bool.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 7.0, 0.0, 2.0], &[2, 3])?;
+/// assert_eq!(gradtape::ops::argmax(&x, 1)?.to_vec::<i64>()?, vec![1, 0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn argmax(x: &impl AsTensor, axis: isize) -> Result<Tensor> {
+    arg_extreme("argmax", &x.operand().into_tensor(), axis, true)
+}
+
+/// Index of the smallest element along `axis` (the first one on ties), as int64. No gradient.
+///
+/// # Errors
+/// When the axis is out of range or empty, or the dtype is bool.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 7.0, 0.0, 2.0], &[2, 3])?;
+/// assert_eq!(gradtape::ops::argmin(&x, 0)?.to_vec::<i64>()?, vec![0, 1, 1]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn argmin(x: &impl AsTensor, axis: isize) -> Result<Tensor> {
+    arg_extreme("argmin", &x.operand().into_tensor(), axis, false)
+}
+
+fn bool_reduce(
+    op: &'static str,
+    x: &Tensor,
+    axis: Axes,
+    keepdims: bool,
+    any: bool,
+) -> Result<Tensor> {
+    if x.dtype() != DType::Bool {
+        return Err(Error::dtype(
+            op,
+            format!("expected a bool tensor, got {}", x.dtype()),
+        ));
+    }
+    let axes = axis.resolve(op, x.rank())?;
+    let shape = reduced_shape(x.shape(), &axes, keepdims);
+    let (src, sp) = arrange::<bool>(x, &axes)?;
+    let out = if any {
+        cpu::reduce3(&src, &sp, false, |p, q| p | q)
+    } else {
+        cpu::reduce3(&src, &sp, true, |p, q| p & q)
+    };
+    Ok(Tensor::from_elems(out, &shape))
+}
+
+/// Logical OR over `axis` of a bool tensor.
+///
+/// # Errors
+/// When the tensor is not bool or an axis is invalid.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![false, true], &[2])?;
+/// assert!(gradtape::ops::reduce_any(&x, gradtape::Axes::All, false)?.to_scalar::<bool>()?);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn reduce_any(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
+    bool_reduce("reduce_any", x, axis.into(), keepdims, true)
+}
+
+/// Logical AND over `axis` of a bool tensor.
+///
+/// # Errors
+/// When the tensor is not bool or an axis is invalid.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![false, true], &[2])?;
+/// assert!(!gradtape::ops::reduce_all(&x, gradtape::Axes::All, false)?.to_scalar::<bool>()?);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn reduce_all(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
+    bool_reduce("reduce_all", x, axis.into(), keepdims, false)
+}

@@ -1,0 +1,231 @@
+//! Shapes, strides and the rules that combine them (broadcasting, axes).
+//!
+//! A [`Layout`] says where each element of a tensor lives in its storage. Transposes, broadcasts,
+//! slices and reshapes of contiguous data only make a new layout over the same storage.
+
+use crate::error::{Error, Result};
+
+/// Where a tensor's elements live in its storage: row-major by default, any strides allowed
+/// (zero for broadcast dimensions, negative for reversed slices).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub shape: Vec<usize>,
+    pub strides: Vec<isize>,
+    pub offset: usize,
+}
+
+/// Row-major strides of a shape.
+pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<isize> {
+    let mut strides = vec![0isize; shape.len()];
+    let mut acc = 1isize;
+    for (s, &d) in strides.iter_mut().zip(shape).rev() {
+        *s = acc;
+        acc *= d.max(1) as isize;
+    }
+    strides
+}
+
+/// Number of elements of a shape (1 for a scalar).
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Layout {
+    pub fn contiguous(shape: &[usize]) -> Self {
+        Layout {
+            strides: contiguous_strides(shape),
+            shape: shape.to_vec(),
+            offset: 0,
+        }
+    }
+
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// Row-major with no gaps, so the elements are `storage[offset..offset + numel]` in order.
+    pub fn is_contiguous(&self) -> bool {
+        let mut acc = 1isize;
+        for (&d, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if d != 1 && s != acc {
+                return false;
+            }
+            acc *= d as isize;
+        }
+        true
+    }
+
+    /// The same elements seen with a broadcast shape: new leading dimensions and expanded
+    /// size-1 dimensions get stride 0. The caller has checked that the shapes broadcast.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Layout {
+        let extra = shape.len() - self.shape.len();
+        let mut strides = vec![0isize; shape.len()];
+        for i in 0..self.shape.len() {
+            if self.shape[i] == shape[extra + i] {
+                strides[extra + i] = self.strides[i];
+            }
+        }
+        Layout {
+            shape: shape.to_vec(),
+            strides,
+            offset: self.offset,
+        }
+    }
+
+    pub fn permute(&self, perm: &[usize]) -> Layout {
+        Layout {
+            shape: perm.iter().map(|&p| self.shape[p]).collect(),
+            strides: perm.iter().map(|&p| self.strides[p]).collect(),
+            offset: self.offset,
+        }
+    }
+}
+
+/// Calls `f(row, offsets)` for every row (every index of all but the last dimension) of `shape`,
+/// with the storage offset of the row's first element in each of `N` layouts walked in lock-step.
+/// The kernels then run a tight loop over the last dimension with its `N` strides.
+pub(crate) fn for_each_row<const N: usize>(
+    shape: &[usize],
+    strides: [&[isize]; N],
+    offsets: [usize; N],
+    mut f: impl FnMut(usize, [isize; N]),
+) {
+    if shape.contains(&0) {
+        return;
+    }
+    let outer_rank = shape.len().saturating_sub(1);
+    let mut index = vec![0usize; outer_rank];
+    let mut cur: [isize; N] = std::array::from_fn(|k| offsets[k] as isize);
+    let rows: usize = shape[..outer_rank].iter().product();
+    for row in 0..rows {
+        f(row, cur);
+        // Odometer step over the outer dimensions.
+        let mut d = outer_rank;
+        while d > 0 {
+            d -= 1;
+            index[d] += 1;
+            for k in 0..N {
+                cur[k] += strides[k][d];
+            }
+            if index[d] < shape[d] {
+                break;
+            }
+            for k in 0..N {
+                cur[k] -= strides[k][d] * shape[d] as isize;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+/// NumPy broadcasting of two shapes.
+pub(crate) fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(Error::shape(
+                op,
+                format!("shapes {a:?} and {b:?} are not broadcastable"),
+            ));
+        };
+    }
+    Ok(out)
+}
+
+/// Maps an axis in `[-rank, rank)` to `[0, rank)`.
+pub(crate) fn normalize_axis(op: &'static str, axis: isize, rank: usize) -> Result<usize> {
+    let r = rank as isize;
+    if axis < -r || axis >= r {
+        return Err(Error::axis(
+            op,
+            format!("axis {axis} is out of range for a tensor of rank {rank} (expected [-{rank}, {rank}))"),
+        ));
+    }
+    Ok(if axis < 0 { axis + r } else { axis } as usize)
+}
+
+/// Normalizes a list of axes, sorted, rejecting duplicates.
+pub(crate) fn normalize_axes(op: &'static str, axes: &[isize], rank: usize) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let n = normalize_axis(op, a, rank)?;
+        if out.contains(&n) {
+            return Err(Error::axis(
+                op,
+                format!("axis {a} is given twice in {axes:?}"),
+            ));
+        }
+        out.push(n);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Checks that `perm` is a permutation of `0..rank`.
+pub(crate) fn check_perm(op: &'static str, perm: &[usize], rank: usize) -> Result<()> {
+    let mut seen = vec![false; rank];
+    if perm.len() != rank {
+        return Err(Error::shape(
+            op,
+            format!(
+                "perm {perm:?} has {} entries for a tensor of rank {rank}",
+                perm.len()
+            ),
+        ));
+    }
+    for &p in perm {
+        if p >= rank || seen[p] {
+            return Err(Error::axis(
+                op,
+                format!("perm {perm:?} is not a permutation of 0..{rank}"),
+            ));
+        }
+        seen[p] = true;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguity_ignores_unit_dims() {
+        let l = Layout {
+            shape: vec![1, 3],
+            strides: vec![99, 1],
+            offset: 2,
+        };
+        assert!(l.is_contiguous());
+        assert!(!Layout::contiguous(&[2, 3]).permute(&[1, 0]).is_contiguous());
+    }
+
+    #[test]
+    fn rows_walk_all_offsets_of_a_transpose() {
+        let l = Layout::contiguous(&[2, 3]).permute(&[1, 0]);
+        let mut starts = vec![];
+        for_each_row(&l.shape, [&l.strides], [l.offset], |_, [o]| starts.push(o));
+        assert_eq!(starts, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shapes("t", &[3, 1], &[4]).unwrap(), vec![3, 4]);
+        assert!(broadcast_shapes("t", &[3], &[4]).is_err());
+    }
+}

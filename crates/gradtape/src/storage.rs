@@ -1,0 +1,94 @@
+//! The device boundary: where a tensor's elements live.
+//!
+//! Today every storage is a host `Vec`; kernels in [`crate::cpu`] read them through a
+//! [`crate::shape::Layout`]. A CUDA backend adds a variant to [`Storage`] and a kernel module
+//! beside `cpu`; tensors, ops and the tape only hold `Arc<Storage>` and never look inside.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::dtype::DType;
+
+/// Host memory of one dtype.
+#[derive(Debug)]
+pub enum CpuStorage {
+    /// float32 elements.
+    F32(Vec<f32>),
+    /// float64 elements.
+    F64(Vec<f64>),
+    /// int64 elements.
+    I64(Vec<i64>),
+    /// bool elements.
+    Bool(Vec<bool>),
+}
+
+impl CpuStorage {
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+            CpuStorage::I64(_) => DType::I64,
+            CpuStorage::Bool(_) => DType::Bool,
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+            CpuStorage::I64(v) => v.len(),
+            CpuStorage::Bool(v) => v.len(),
+        }
+    }
+    fn bytes(&self) -> usize {
+        self.len() * self.dtype().size_in_bytes()
+    }
+}
+
+static LIVE_STORAGES: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// A block of elements shared by every tensor that views it.
+#[derive(Debug)]
+pub(crate) struct Storage {
+    cpu: CpuStorage,
+}
+
+impl Storage {
+    pub fn new(cpu: CpuStorage) -> Self {
+        LIVE_STORAGES.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(cpu.bytes(), Ordering::Relaxed);
+        Storage { cpu }
+    }
+    pub fn cpu(&self) -> &CpuStorage {
+        &self.cpu
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        LIVE_STORAGES.fetch_sub(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(self.cpu.bytes(), Ordering::Relaxed);
+    }
+}
+
+/// Counters of the tensor storages alive in the process, to check that tapes release memory.
+///
+/// ```
+/// use gradtape::{memory, Tensor};
+/// let before = memory::live_storages();
+/// let t = Tensor::zeros(&[1000], gradtape::DType::F32);
+/// assert!(memory::live_storages() >= before + 1);
+/// drop(t);
+/// ```
+pub mod memory {
+    use super::*;
+
+    /// Number of storages alive now (all threads).
+    pub fn live_storages() -> usize {
+        LIVE_STORAGES.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of element data alive now (all threads).
+    pub fn live_bytes() -> usize {
+        LIVE_BYTES.load(Ordering::Relaxed)
+    }
+}

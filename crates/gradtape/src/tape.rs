@@ -1,0 +1,793 @@
+//! The gradient tape: a flat, thread-local record of differentiable operations.
+//!
+//! The tape knows no op by name. Each op, after computing its result, calls [`record`] with its
+//! inputs, its output and a builder for its backward function; the tape keeps an [`Entry`] when
+//! any input is watched by a tape that is recording (TensorFlow's rule). Entries are appended in
+//! execution order, which is already a topological order, so the backward pass walks them in
+//! reverse with no graph sort and no recursion.
+//!
+//! Backward functions are written with the same differentiable ops, so a tape that is recording
+//! while another computes a gradient records that computation: nested tapes give higher-order
+//! derivatives for free.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::tensor::{Tensor, TensorId};
+use crate::variable::Variable;
+
+// ---------------------------------------------------------------------------------------------
+// Bookkeeping types
+
+/// Tensor ids are sequential: a multiplicative hash spreads them over the table cheaply.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdSet = HashSet<TensorId, BuildHasherDefault<IdHasher>>;
+type IdMap<V> = HashMap<TensorId, V, BuildHasherDefault<IdHasher>>;
+
+/// A backward function: given the gradient of the output and which inputs need a gradient,
+/// returns one `Option` per input (`None`: not differentiable there, or not needed).
+pub(crate) type Backward = dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>;
+
+/// Input ids, inline for the common case of at most three inputs.
+#[derive(Clone)]
+enum Ids {
+    Inline([TensorId; 3], u8),
+    Heap(Rc<[TensorId]>),
+}
+
+impl Ids {
+    fn new(ids: impl ExactSizeIterator<Item = TensorId>) -> Self {
+        if ids.len() <= 3 {
+            let mut a = [0; 3];
+            let n = ids.len();
+            for (slot, id) in a.iter_mut().zip(ids) {
+                *slot = id;
+            }
+            Ids::Inline(a, n as u8)
+        } else {
+            Ids::Heap(ids.collect())
+        }
+    }
+    fn as_slice(&self) -> &[TensorId] {
+        match self {
+            Ids::Inline(a, n) => &a[..*n as usize],
+            Ids::Heap(v) => v,
+        }
+    }
+}
+
+/// One recorded operation.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    op: &'static str,
+    inputs: Ids,
+    output: TensorId,
+    backward: Rc<Backward>,
+}
+
+/// The state of one tape, shared by the handle the user holds and this thread's active list.
+pub struct TapeState {
+    persistent: bool,
+    watch_accessed_variables: bool,
+    /// On this thread's active list and not paused.
+    recording: Cell<bool>,
+    /// On this thread's active list (paused or not).
+    active: Cell<bool>,
+    /// Ids of tensors on this tape: watched ones and outputs of recorded ops.
+    tensors: RefCell<IdSet>,
+    entries: RefCell<Vec<Entry>>,
+    variables: RefCell<Vec<Variable>>,
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Vec<Rc<TapeState>>> = const { RefCell::new(Vec::new()) };
+    /// Number of tapes recording on this thread: the one check every op pays.
+    static RECORDING: Cell<usize> = const { Cell::new(0) };
+}
+
+#[inline]
+fn recording_count() -> usize {
+    RECORDING.with(|r| r.get())
+}
+
+fn set_recording(state: &TapeState, on: bool) {
+    if state.recording.get() != on {
+        state.recording.set(on);
+        RECORDING.with(|r| r.set(if on { r.get() + 1 } else { r.get() - 1 }));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The interface ops and variables use
+
+/// Records one op on every recording tape that watches one of its inputs. `backward` is only
+/// called (once) when some tape keeps the entry, so untaped code pays one thread-local read.
+pub(crate) fn record<B>(
+    op: &'static str,
+    inputs: &[&Tensor],
+    output: &Tensor,
+    backward: impl FnOnce() -> B,
+) where
+    B: Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+{
+    if recording_count() == 0 || !output.dtype().is_float() {
+        return;
+    }
+    ACTIVE.with(|active| {
+        let active = active.borrow();
+        let mut make = Some(backward);
+        let mut shared: Option<Rc<Backward>> = None;
+        for tape in active.iter().filter(|t| t.recording.get()) {
+            let mut set = tape.tensors.borrow_mut();
+            if !inputs.iter().any(|t| set.contains(&t.id())) {
+                continue;
+            }
+            set.insert(output.id());
+            if shared.is_none() {
+                if let Some(m) = make.take() {
+                    shared = Some(Rc::new(m()));
+                }
+            }
+            if let Some(bw) = &shared {
+                tape.entries.borrow_mut().push(Entry {
+                    op,
+                    inputs: Ids::new(inputs.iter().map(|t| t.id())),
+                    output: output.id(),
+                    backward: bw.clone(),
+                });
+            }
+        }
+    })
+}
+
+/// Runs `f` with no tape on this thread recording (variable updates use it).
+pub(crate) fn without_recording<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RECORDING.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(RECORDING.with(|r| r.replace(0)));
+    f()
+}
+
+/// A variable is read: trainable variables get watched by tapes that watch accessed variables,
+/// and each tape that watches the variable records the read as an identity from its handle.
+pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
+    if recording_count() == 0 || !value.dtype().is_float() {
+        return value.clone();
+    }
+    ACTIVE.with(|active| {
+        let active = active.borrow();
+        let mut read: Option<Tensor> = None;
+        for tape in active.iter().filter(|t| t.recording.get()) {
+            if var.trainable() && tape.watch_accessed_variables {
+                tape.watch_variable(var);
+            }
+            let mut set = tape.tensors.borrow_mut();
+            if !set.contains(&var.handle_id()) {
+                continue;
+            }
+            let r = read.get_or_insert_with(|| value.with_new_id());
+            set.insert(r.id());
+            tape.entries.borrow_mut().push(Entry {
+                op: "ReadVariableOp",
+                inputs: Ids::new(std::iter::once(var.handle_id())),
+                output: r.id(),
+                backward: Rc::new(|g: &Tensor, _: &[bool]| Ok(vec![Some(g.clone())])),
+            });
+        }
+        read.unwrap_or_else(|| value.clone())
+    })
+}
+
+impl TapeState {
+    fn watch_tensor(&self, t: &Tensor) {
+        if t.dtype().is_float() {
+            self.tensors.borrow_mut().insert(t.id());
+        }
+    }
+    fn watch_variable(&self, v: &Variable) {
+        if v.dtype().is_float() && self.tensors.borrow_mut().insert(v.handle_id()) {
+            self.variables.borrow_mut().push(v.clone());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources: what a gradient can be taken with respect to
+
+mod private {
+    pub trait Sealed {
+        fn key(&self) -> super::SourceKey;
+        fn watch_on(&self, tape: &super::TapeState);
+    }
+}
+
+/// The identity, shape and dtype of a source, enough to hand back zeros when unconnected.
+pub struct SourceKey {
+    id: TensorId,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+/// Something a tape can watch and differentiate with respect to: a [`Tensor`] or a
+/// [`Variable`].
+pub trait Source: private::Sealed {}
+
+impl private::Sealed for Tensor {
+    fn key(&self) -> SourceKey {
+        SourceKey {
+            id: self.id(),
+            shape: self.shape().to_vec(),
+            dtype: self.dtype(),
+        }
+    }
+    fn watch_on(&self, tape: &TapeState) {
+        tape.watch_tensor(self);
+    }
+}
+impl Source for Tensor {}
+
+impl private::Sealed for Variable {
+    fn key(&self) -> SourceKey {
+        SourceKey {
+            id: self.handle_id(),
+            shape: self.shape().to_vec(),
+            dtype: self.dtype(),
+        }
+    }
+    fn watch_on(&self, tape: &TapeState) {
+        tape.watch_variable(self);
+    }
+}
+impl Source for Variable {}
+
+// ---------------------------------------------------------------------------------------------
+// The backward pass
+
+/// What a gradient is for a source the target does not depend on.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum UnconnectedGradients {
+    /// `None` (TensorFlow's default).
+    #[default]
+    None,
+    /// Zeros of the source's shape and dtype.
+    Zero,
+}
+
+/// Options of [`GradientTape::gradient_with`] and [`PersistentTape::gradient_with`].
+#[derive(Clone, Debug, Default)]
+pub struct GradientOptions {
+    /// One seed per target (the vector of a vector-Jacobian product), each of the target's
+    /// shape and dtype; ones when absent.
+    pub output_gradients: Option<Vec<Tensor>>,
+    /// What to return for sources the targets do not depend on.
+    pub unconnected_gradients: UnconnectedGradients,
+}
+
+fn accumulate(grads: &mut IdMap<Tensor>, id: TensorId, g: Tensor) -> Result<()> {
+    match grads.remove(&id) {
+        Some(prev) => grads.insert(id, ops::add(&prev, &g)?),
+        None => grads.insert(id, g),
+    };
+    Ok(())
+}
+
+/// Walks `entries` backwards from the targets and returns one gradient per source.
+/// `traced` holds the sources that are on the tape; the others get no gradient (but a source
+/// that is a target still gets its seed).
+fn backprop(
+    mut entries: Vec<Entry>,
+    targets: &[&Tensor],
+    sources: &[SourceKey],
+    traced: IdSet,
+    options: &GradientOptions,
+) -> Result<Vec<Option<Tensor>>> {
+    let op = "gradient";
+    let mut grads: IdMap<Tensor> = IdMap::default();
+    if let Some(og) = &options.output_gradients {
+        if og.len() != targets.len() {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "{} output_gradients given for {} targets",
+                    og.len(),
+                    targets.len()
+                ),
+            ));
+        }
+    }
+    for (i, t) in targets.iter().enumerate() {
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let seed = match &options.output_gradients {
+            Some(og) => {
+                let s = &og[i];
+                if s.shape() != t.shape() || s.dtype() != t.dtype() {
+                    return Err(Error::shape(
+                        op,
+                        format!(
+                            "output_gradients[{i}] has shape {:?} and dtype {}, target has shape {:?} and dtype {}",
+                            s.shape(),
+                            s.dtype(),
+                            t.shape(),
+                            t.dtype()
+                        ),
+                    ));
+                }
+                s.clone()
+            }
+            None => Tensor::ones_like(t),
+        };
+        accumulate(&mut grads, t.id(), seed)?;
+    }
+
+    let source_ids: IdSet = sources.iter().map(|s| s.id).collect();
+    // Forward sweep: which tensors depend on a traced source. Only those need gradients.
+    let mut reach = traced;
+    for e in &entries {
+        if e.inputs.as_slice().iter().any(|i| reach.contains(i)) {
+            reach.insert(e.output);
+        }
+    }
+
+    let mut needs = Vec::new();
+    while let Some(e) = entries.pop() {
+        if !reach.contains(&e.output) {
+            continue;
+        }
+        let g = if source_ids.contains(&e.output) {
+            grads.get(&e.output).cloned()
+        } else {
+            grads.remove(&e.output)
+        };
+        let Some(g) = g else { continue };
+        let inputs = e.inputs.as_slice();
+        needs.clear();
+        needs.extend(inputs.iter().map(|i| reach.contains(i)));
+        let input_grads = (e.backward)(&g, &needs)?;
+        if input_grads.len() != inputs.len() {
+            return Err(Error::tape(
+                e.op,
+                format!(
+                    "gradient rule returned {} gradients for {} inputs",
+                    input_grads.len(),
+                    inputs.len()
+                ),
+            ));
+        }
+        for ((&id, &need), ig) in inputs.iter().zip(&needs).zip(input_grads) {
+            if let (true, Some(ig)) = (need, ig) {
+                accumulate(&mut grads, id, ig)?;
+            }
+        }
+        // `e` (and what its backward function saved) is dropped here, as soon as it is used.
+    }
+
+    Ok(sources
+        .iter()
+        .map(|s| match grads.get(&s.id) {
+            Some(g) => Some(g.clone()),
+            None => match options.unconnected_gradients {
+                UnconnectedGradients::None => None,
+                UnconnectedGradients::Zero => Some(Tensor::zeros(&s.shape, s.dtype)),
+            },
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The user's handles
+
+/// What both kinds of tape can do while they live: watch, pause, reset, inspect.
+///
+/// [`GradientTape`] and [`PersistentTape`] dereference to it.
+pub struct Tape {
+    state: Rc<TapeState>,
+}
+
+impl Tape {
+    fn start(persistent: bool, watch_accessed_variables: bool) -> Tape {
+        let state = Rc::new(TapeState {
+            persistent,
+            watch_accessed_variables,
+            recording: Cell::new(false),
+            active: Cell::new(true),
+            tensors: RefCell::default(),
+            entries: RefCell::default(),
+            variables: RefCell::default(),
+        });
+        ACTIVE.with(|a| a.borrow_mut().push(state.clone()));
+        set_recording(&state, true);
+        Tape { state }
+    }
+
+    /// Ensures `source` is traced by this tape, so gradients with respect to it can be taken.
+    /// Integer and bool tensors are never watched (they have no gradient).
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(3.0f32);
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// let y = ops::multiply(&x, &x)?;
+    /// let [dy_dx] = tape.gradient(&y, [&x])?;
+    /// assert_eq!(dy_dx.unwrap().to_scalar::<f32>()?, 6.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn watch(&self, source: &impl Source) {
+        source.watch_on(&self.state);
+    }
+
+    /// Runs `f` without this tape recording (TensorFlow's `with tape.stop_recording():`).
+    /// Other tapes keep recording.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(2.0f32);
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// let y = tape.stop_recording(|| ops::square(&x))?;
+    /// let [g] = tape.gradient(&y, [&x])?;
+    /// assert!(g.is_none());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn stop_recording<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Resume<'a>(&'a TapeState, bool);
+        impl Drop for Resume<'_> {
+            fn drop(&mut self) {
+                if self.1 && self.0.active.get() {
+                    set_recording(self.0, true);
+                }
+            }
+        }
+        let was = self.state.recording.get();
+        set_recording(&self.state, false);
+        let _resume = Resume(&self.state, was);
+        f()
+    }
+
+    /// Ends recording for good (the end of TensorFlow's `with` block). Gradients can still
+    /// be taken from what was recorded.
+    pub fn stop(&self) {
+        if self.state.active.replace(false) {
+            set_recording(&self.state, false);
+            ACTIVE.with(|a| a.borrow_mut().retain(|t| !Rc::ptr_eq(t, &self.state)));
+        }
+    }
+
+    /// True while the tape records (created, not stopped, not paused).
+    pub fn is_recording(&self) -> bool {
+        self.state.recording.get()
+    }
+
+    /// Forgets everything recorded and watched; a tape still recording goes on recording.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(2.0f32);
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// let _ = ops::square(&x)?;
+    /// tape.reset();
+    /// assert!(tape.recorded_ops().is_empty());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn reset(&self) {
+        self.state.tensors.borrow_mut().clear();
+        self.state.entries.borrow_mut().clear();
+        self.state.variables.borrow_mut().clear();
+    }
+
+    /// The variables this tape watches, in the order they were first watched.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Variable};
+    /// let v = Variable::new(1.0);
+    /// let tape = GradientTape::new();
+    /// let _ = ops::square(&v)?;
+    /// assert_eq!(tape.watched_variables().len(), 1);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn watched_variables(&self) -> Vec<Variable> {
+        self.state.variables.borrow().clone()
+    }
+
+    /// The names of the operations recorded so far, in order (for inspection and teaching).
+    pub fn recorded_ops(&self) -> Vec<&'static str> {
+        self.state.entries.borrow().iter().map(|e| e.op).collect()
+    }
+
+    fn key_list(sources: &[&dyn Source]) -> Vec<SourceKey> {
+        sources.iter().map(|s| s.key()).collect()
+    }
+
+    /// The sources this tape traces (watched, or computed from watched tensors).
+    fn traced(&self, keys: &[SourceKey]) -> IdSet {
+        let on_tape = self.state.tensors.borrow();
+        keys.iter()
+            .map(|k| k.id)
+            .filter(|id| on_tape.contains(id))
+            .collect()
+    }
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Builder for tapes with TensorFlow's options.
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Variable};
+/// let v = Variable::new(3.0);
+/// let tape = GradientTape::builder().watch_accessed_variables(false).start();
+/// let y = ops::square(&v)?;
+/// let [g] = tape.gradient(&y, [&v])?;
+/// assert!(g.is_none()); // not watched
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct TapeBuilder {
+    watch_accessed_variables: bool,
+}
+
+impl TapeBuilder {
+    /// Whether trainable variables read while recording are watched automatically (default
+    /// true).
+    pub fn watch_accessed_variables(mut self, yes: bool) -> Self {
+        self.watch_accessed_variables = yes;
+        self
+    }
+    /// Starts a tape that allows one gradient call.
+    pub fn start(self) -> GradientTape {
+        GradientTape {
+            tape: Tape::start(false, self.watch_accessed_variables),
+        }
+    }
+    /// Starts a tape that allows any number of gradient calls.
+    pub fn start_persistent(self) -> PersistentTape {
+        PersistentTape {
+            tape: Tape::start(true, self.watch_accessed_variables),
+        }
+    }
+}
+
+/// TensorFlow's `tf.GradientTape()`: records from creation, allows one gradient call.
+///
+/// `gradient` consumes the tape, so a second call does not compile:
+///
+/// ```compile_fail
+/// use gradtape::{ops, GradientTape, Tensor};
+/// let x = Tensor::scalar(1.0f32);
+/// let tape = GradientTape::new();
+/// tape.watch(&x);
+/// let y = ops::square(&x).unwrap();
+/// let _ = tape.gradient(&y, [&x]);
+/// let _ = tape.gradient(&y, [&x]); // error: use of moved value `tape`
+/// ```
+///
+/// The seed's training step:
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Tensor, Variable};
+/// let (a, b) = (Variable::new(0.0), Variable::new(0.0));
+/// let x = Tensor::from_vec(vec![0.0f32, 1.0], &[2])?;
+/// let y = Tensor::from_vec(vec![0.3f32, 0.8], &[2])?;
+/// let g = GradientTape::new();
+/// let y_pred = ops::add(&a, &ops::multiply(&b, &x)?)?;
+/// let loss = ops::reduce_sum(&ops::square(&ops::subtract(&y, &y_pred)?)?, gradtape::Axes::All, false)?;
+/// let [da, db] = g.gradient(&loss, [&a, &b])?;
+/// assert!((da.unwrap().to_scalar::<f32>()? - -2.2).abs() < 1e-6);
+/// assert!((db.unwrap().to_scalar::<f32>()? - -1.6).abs() < 1e-6);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct GradientTape {
+    tape: Tape,
+}
+
+impl Default for GradientTape {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for GradientTape {
+    type Target = Tape;
+    fn deref(&self) -> &Tape {
+        &self.tape
+    }
+}
+
+impl GradientTape {
+    /// Starts recording, watching trainable variables as they are read.
+    pub fn new() -> Self {
+        TapeBuilder {
+            watch_accessed_variables: true,
+        }
+        .start()
+    }
+
+    /// A tape that allows many gradient calls (`tf.GradientTape(persistent=True)`).
+    pub fn persistent() -> PersistentTape {
+        TapeBuilder {
+            watch_accessed_variables: true,
+        }
+        .start_persistent()
+    }
+
+    /// A builder for the other options.
+    pub fn builder() -> TapeBuilder {
+        TapeBuilder {
+            watch_accessed_variables: true,
+        }
+    }
+
+    /// Records what `f` does and stops: the closure is the `with` block.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(3.0f64);
+    /// let (tape, y) = GradientTape::record(|t| {
+    ///     t.watch(&x);
+    ///     ops::multiply(&x, &x)
+    /// });
+    /// let [g] = tape.gradient(&y?, [&x])?;
+    /// assert_eq!(g.unwrap().to_scalar::<f64>()?, 6.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn record<R>(f: impl FnOnce(&Tape) -> R) -> (GradientTape, R) {
+        let tape = GradientTape::new();
+        let r = f(&tape);
+        tape.stop();
+        (tape, r)
+    }
+
+    /// Gradients of `target` (summed over its elements) with respect to each source, in order.
+    /// Sources the target does not depend on get `None`; a source that is the target gets ones.
+    ///
+    /// # Errors
+    /// When a gradient rule fails (which would be a bug in gradtape; the message names the op).
+    pub fn gradient<const N: usize>(
+        self,
+        target: &Tensor,
+        sources: [&dyn Source; N],
+    ) -> Result<[Option<Tensor>; N]> {
+        let v = self.gradient_with(&[target], &sources, &GradientOptions::default())?;
+        v.try_into()
+            .map_err(|_| Error::tape("gradient", "wrong number of gradients"))
+    }
+
+    /// The general form: several targets (their gradients are summed), seeds for each
+    /// (`output_gradients`), and zeros instead of `None` for unconnected sources.
+    ///
+    /// # Errors
+    /// When `output_gradients` does not match the targets in number, shape or dtype.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientOptions, GradientTape, Tensor, UnconnectedGradients};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// let z = Tensor::scalar(5.0f32);
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// tape.watch(&z);
+    /// let y = ops::square(&x)?;
+    /// let opts = GradientOptions {
+    ///     output_gradients: Some(vec![Tensor::from_vec(vec![10.0f32, 1.0], &[2])?]),
+    ///     unconnected_gradients: UnconnectedGradients::Zero,
+    /// };
+    /// let g = tape.gradient_with(&[&y], &[&x, &z], &opts)?;
+    /// assert_eq!(g[0].as_ref().unwrap().to_vec::<f32>()?, vec![20.0, 4.0]);
+    /// assert_eq!(g[1].as_ref().unwrap().to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn gradient_with(
+        self,
+        targets: &[&Tensor],
+        sources: &[&dyn Source],
+        options: &GradientOptions,
+    ) -> Result<Vec<Option<Tensor>>> {
+        self.tape.stop();
+        let keys = Tape::key_list(sources);
+        let traced = self.tape.traced(&keys);
+        let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
+        self.tape.state.tensors.borrow_mut().clear();
+        backprop(entries, targets, &keys, traced, options)
+    }
+}
+
+/// TensorFlow's `tf.GradientTape(persistent=True)`: any number of gradient calls.
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Tensor};
+/// let x = Tensor::scalar(3.0f32);
+/// let tape = GradientTape::persistent();
+/// tape.watch(&x);
+/// let y = ops::square(&x)?;
+/// let z = ops::square(&y)?;
+/// tape.stop();
+/// let [dz] = tape.gradient(&z, [&x])?; // 4x^3
+/// let [dy] = tape.gradient(&y, [&x])?; // 2x
+/// assert_eq!(dz.unwrap().to_scalar::<f32>()?, 108.0);
+/// assert_eq!(dy.unwrap().to_scalar::<f32>()?, 6.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct PersistentTape {
+    tape: Tape,
+}
+
+impl std::ops::Deref for PersistentTape {
+    type Target = Tape;
+    fn deref(&self) -> &Tape {
+        &self.tape
+    }
+}
+
+impl PersistentTape {
+    /// Records what `f` does and stops (the `with` block as a closure).
+    pub fn record<R>(f: impl FnOnce(&Tape) -> R) -> (PersistentTape, R) {
+        let tape = GradientTape::persistent();
+        let r = f(&tape);
+        tape.stop();
+        (tape, r)
+    }
+
+    /// Gradients of `target` with respect to each source; see [`GradientTape::gradient`].
+    /// Called while the tape is still recording, the gradient computation is itself recorded
+    /// (as in TensorFlow), which is how a persistent tape differentiates its own gradients.
+    ///
+    /// # Errors
+    /// When a gradient rule fails.
+    pub fn gradient<const N: usize>(
+        &self,
+        target: &Tensor,
+        sources: [&dyn Source; N],
+    ) -> Result<[Option<Tensor>; N]> {
+        let v = self.gradient_with(&[target], &sources, &GradientOptions::default())?;
+        v.try_into()
+            .map_err(|_| Error::tape("gradient", "wrong number of gradients"))
+    }
+
+    /// The general form; see [`GradientTape::gradient_with`].
+    ///
+    /// # Errors
+    /// When `output_gradients` does not match the targets in number, shape or dtype.
+    pub fn gradient_with(
+        &self,
+        targets: &[&Tensor],
+        sources: &[&dyn Source],
+        options: &GradientOptions,
+    ) -> Result<Vec<Option<Tensor>>> {
+        debug_assert!(self.tape.state.persistent);
+        let keys = Tape::key_list(sources);
+        let traced = self.tape.traced(&keys);
+        let entries = self.tape.state.entries.borrow().clone();
+        backprop(entries, targets, &keys, traced, options)
+    }
+}

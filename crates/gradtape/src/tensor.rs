@@ -1,0 +1,509 @@
+//! The eager tensor: an immutable, cheaply cloned handle to shared storage seen through a layout.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::cpu;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::shape::{numel, Layout};
+use crate::storage::{CpuStorage, Storage};
+
+/// Identity of a tensor as the tape sees it. Views of the same storage have distinct ids.
+pub(crate) type TensorId = u64;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn next_id() -> TensorId {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// An n-dimensional array of one [`DType`], immutable once made.
+///
+/// Cloning is cheap (a reference count); transposes, broadcasts, slices and reshapes of
+/// contiguous data share storage instead of copying it. Every op returns a new tensor, and a
+/// [`crate::GradientTape`] that is recording remembers how it was made.
+///
+/// ```
+/// use gradtape::Tensor;
+/// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?;
+/// assert_eq!(t.shape(), &[3]);
+/// assert_eq!(t.to_string(), "tf.Tensor([1. 2. 3.], shape=(3,), dtype=float32)");
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Tensor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: TensorId,
+    storage: Arc<Storage>,
+    layout: Layout,
+    dtype: DType,
+}
+
+impl Tensor {
+    // ----- construction used by the kernels -----
+
+    pub(crate) fn from_storage(cpu: CpuStorage, shape: &[usize]) -> Tensor {
+        let dtype = cpu.dtype();
+        Tensor {
+            inner: Arc::new(Inner {
+                id: next_id(),
+                storage: Arc::new(Storage::new(cpu)),
+                layout: Layout::contiguous(shape),
+                dtype,
+            }),
+        }
+    }
+
+    pub(crate) fn from_elems<T: Element>(v: Vec<T>, shape: &[usize]) -> Tensor {
+        Tensor::from_storage(T::into_storage(v), shape)
+    }
+
+    /// A new tensor over the same storage with another layout (and a new id).
+    pub(crate) fn view(&self, layout: Layout) -> Tensor {
+        Tensor {
+            inner: Arc::new(Inner {
+                id: next_id(),
+                storage: self.inner.storage.clone(),
+                layout,
+                dtype: self.inner.dtype,
+            }),
+        }
+    }
+
+    /// The same elements under a new id, so that no tape connects it to `self`.
+    pub(crate) fn with_new_id(&self) -> Tensor {
+        self.view(self.inner.layout.clone())
+    }
+
+    pub(crate) fn id(&self) -> TensorId {
+        self.inner.id
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// The whole backing storage as a slice of `T` (index it through [`Tensor::layout`]).
+    pub(crate) fn data<T: Element>(&self) -> Result<&[T]> {
+        T::slice(self.inner.storage.cpu()).ok_or_else(|| {
+            Error::dtype(
+                "data",
+                format!("tensor has dtype {}, not {}", self.dtype(), T::DTYPE),
+            )
+        })
+    }
+
+    /// The elements in row-major order (borrowed when already contiguous).
+    pub(crate) fn contiguous_data<T: Element>(&self) -> Result<std::borrow::Cow<'_, [T]>> {
+        Ok(cpu::contiguous_cow(self.data::<T>()?, self.layout()))
+    }
+
+    /// The same values in freshly laid-out contiguous storage (a no-op view when contiguous).
+    pub(crate) fn to_contiguous(&self) -> Tensor {
+        if self.layout().is_contiguous() {
+            return self.clone();
+        }
+        let shape = self.shape();
+        match self.inner.storage.cpu() {
+            CpuStorage::F32(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
+            CpuStorage::F64(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
+            CpuStorage::I64(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
+            CpuStorage::Bool(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
+        }
+    }
+
+    // ----- inspection -----
+
+    /// The dimensions, outermost first; empty for a scalar.
+    pub fn shape(&self) -> &[usize] {
+        &self.inner.layout.shape
+    }
+
+    /// Number of dimensions (0 for a scalar).
+    pub fn rank(&self) -> usize {
+        self.shape().len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(self.shape())
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+
+    /// True when two tensors share the same storage (views of one another).
+    ///
+    /// ```
+    /// use gradtape::{ops, Tensor};
+    /// let x = Tensor::zeros(&[2, 3], gradtape::DType::F32);
+    /// let t = ops::transpose(&x, None)?;
+    /// assert!(t.shares_storage_with(&x));
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn shares_storage_with(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.inner.storage, &other.inner.storage)
+    }
+
+    // ----- creation -----
+
+    /// A tensor from row-major values and a shape.
+    ///
+    /// # Errors
+    /// When the number of values is not the product of the shape.
+    ///
+    /// ```
+    /// let t = gradtape::Tensor::from_vec(vec![1i64, 2, 3, 4], &[2, 2])?;
+    /// assert_eq!(t.dtype(), gradtape::DType::I64);
+    /// assert!(gradtape::Tensor::from_vec(vec![1.0f32; 5], &[2, 3]).is_err());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn from_vec<T: Element>(values: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        if values.len() != numel(shape) {
+            return Err(Error::shape(
+                "Tensor::from_vec",
+                format!(
+                    "{} values do not fill shape {shape:?} ({} elements)",
+                    values.len(),
+                    numel(shape)
+                ),
+            ));
+        }
+        Ok(Tensor::from_elems(values, shape))
+    }
+
+    /// A tensor from a slice of row-major values and a shape.
+    ///
+    /// # Errors
+    /// When the number of values is not the product of the shape.
+    ///
+    /// ```
+    /// let t = gradtape::Tensor::from_slice(&[1.0f64, 2.0], &[2, 1])?;
+    /// assert_eq!(t.shape(), &[2, 1]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn from_slice<T: Element>(values: &[T], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_vec(values.to_vec(), shape)
+    }
+
+    /// A rank-0 tensor.
+    ///
+    /// ```
+    /// let t = gradtape::Tensor::scalar(2.5f32);
+    /// assert_eq!(t.to_scalar::<f32>()?, 2.5);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn scalar<T: Element>(value: T) -> Tensor {
+        Tensor::from_elems(vec![value], &[])
+    }
+
+    /// A tensor of the given shape with every element `value` (converted to `dtype`).
+    ///
+    /// ```
+    /// let t = gradtape::Tensor::full(&[2], 7.0, gradtape::DType::I64);
+    /// assert_eq!(t.to_vec::<i64>()?, vec![7, 7]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        let n = numel(shape);
+        let cpu = match dtype {
+            DType::F32 => CpuStorage::F32(vec![value as f32; n]),
+            DType::F64 => CpuStorage::F64(vec![value; n]),
+            DType::I64 => CpuStorage::I64(vec![value as i64; n]),
+            DType::Bool => CpuStorage::Bool(vec![value != 0.0; n]),
+        };
+        Tensor::from_storage(cpu, shape)
+    }
+
+    /// All zeros.
+    ///
+    /// ```
+    /// let t = gradtape::Tensor::zeros(&[2, 2], gradtape::DType::F32);
+    /// assert_eq!(t.to_vec::<f32>()?, vec![0.0; 4]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 0.0, dtype)
+    }
+
+    /// All ones.
+    ///
+    /// ```
+    /// let t = gradtape::Tensor::ones(&[3], gradtape::DType::F64);
+    /// assert_eq!(t.to_vec::<f64>()?, vec![1.0; 3]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 1.0, dtype)
+    }
+
+    /// Zeros with the shape and dtype of `other`.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::ones(&[2], gradtape::DType::F32);
+    /// assert_eq!(gradtape::Tensor::zeros_like(&x).to_vec::<f32>()?, vec![0.0, 0.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn zeros_like(other: &Tensor) -> Tensor {
+        Tensor::zeros(other.shape(), other.dtype())
+    }
+
+    /// Ones with the shape and dtype of `other`.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::zeros(&[2], gradtape::DType::F32);
+    /// assert_eq!(gradtape::Tensor::ones_like(&x).to_vec::<f32>()?, vec![1.0, 1.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn ones_like(other: &Tensor) -> Tensor {
+        Tensor::ones(other.shape(), other.dtype())
+    }
+
+    /// `value` everywhere, with the shape and dtype of `other`.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::zeros(&[1], gradtape::DType::F64);
+    /// assert_eq!(gradtape::Tensor::full_like(&x, 3.0).to_vec::<f64>()?, vec![3.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn full_like(other: &Tensor, value: f64) -> Tensor {
+        Tensor::full(other.shape(), value, other.dtype())
+    }
+
+    /// The `n × n` identity matrix.
+    ///
+    /// ```
+    /// let i = gradtape::Tensor::eye(2, gradtape::DType::F32);
+    /// assert_eq!(i.to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 1.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn eye(n: usize, dtype: DType) -> Tensor {
+        let mut v = vec![0.0; n * n];
+        for i in 0..n {
+            v[i * n + i] = 1.0;
+        }
+        Tensor::from_f64s(&v, &[n, n], dtype)
+    }
+
+    /// `start, start + delta, ...` up to but excluding `limit` (TensorFlow's `range`).
+    ///
+    /// # Errors
+    /// When `delta` is zero or points away from `limit`, or a bound is not finite.
+    ///
+    /// ```
+    /// let r = gradtape::Tensor::arange(0.0, 5.0, 2.0, gradtape::DType::I64)?;
+    /// assert_eq!(r.to_vec::<i64>()?, vec![0, 2, 4]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn arange(start: f64, limit: f64, delta: f64, dtype: DType) -> Result<Tensor> {
+        let op = "arange";
+        if !(start.is_finite() && limit.is_finite() && delta.is_finite()) {
+            return Err(Error::arg(
+                op,
+                format!("start {start}, limit {limit} and delta {delta} must be finite"),
+            ));
+        }
+        if delta == 0.0 || (limit - start) * delta < 0.0 {
+            return Err(Error::arg(
+                op,
+                format!("delta {delta} does not lead from start {start} to limit {limit}"),
+            ));
+        }
+        let n = ((limit - start) / delta).ceil() as usize;
+        if n > (1 << 40) {
+            return Err(Error::arg(op, format!("{n} elements is too many")));
+        }
+        let v: Vec<f64> = (0..n).map(|i| start + i as f64 * delta).collect();
+        Ok(Tensor::from_f64s(&v, &[n], dtype))
+    }
+
+    /// `num` evenly spaced values from `start` to `stop`, both included.
+    ///
+    /// # Errors
+    /// When `dtype` is not a float type.
+    ///
+    /// ```
+    /// let l = gradtape::Tensor::linspace(0.0, 1.0, 3, gradtape::DType::F64)?;
+    /// assert_eq!(l.to_vec::<f64>()?, vec![0.0, 0.5, 1.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn linspace(start: f64, stop: f64, num: usize, dtype: DType) -> Result<Tensor> {
+        if !dtype.is_float() {
+            return Err(Error::dtype(
+                "linspace",
+                format!("expected float32 or float64, got {dtype}"),
+            ));
+        }
+        let step = if num > 1 {
+            (stop - start) / (num - 1) as f64
+        } else {
+            0.0
+        };
+        let v: Vec<f64> = (0..num)
+            .map(|i| {
+                if i + 1 == num && num > 1 {
+                    stop
+                } else {
+                    start + i as f64 * step
+                }
+            })
+            .collect();
+        Ok(Tensor::from_f64s(&v, &[num], dtype))
+    }
+
+    pub(crate) fn from_f64s(v: &[f64], shape: &[usize], dtype: DType) -> Tensor {
+        let cpu = match dtype {
+            DType::F32 => CpuStorage::F32(v.iter().map(|&x| x as f32).collect()),
+            DType::F64 => CpuStorage::F64(v.to_vec()),
+            DType::I64 => CpuStorage::I64(v.iter().map(|&x| x as i64).collect()),
+            DType::Bool => CpuStorage::Bool(v.iter().map(|&x| x != 0.0).collect()),
+        };
+        Tensor::from_storage(cpu, shape)
+    }
+
+    // ----- reading back -----
+
+    /// The elements in row-major order (TensorFlow's `.numpy().ravel()`).
+    ///
+    /// # Errors
+    /// When `T` is not the tensor's element type (no silent conversion).
+    ///
+    /// ```
+    /// let t = gradtape::Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// assert_eq!(t.to_vec::<f32>()?, vec![1.0, 2.0]);
+    /// assert!(t.to_vec::<f64>().is_err());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if T::DTYPE != self.dtype() {
+            return Err(Error::dtype(
+                "to_vec",
+                format!("tensor has dtype {}, asked for {}", self.dtype(), T::DTYPE),
+            ));
+        }
+        Ok(self.contiguous_data::<T>()?.into_owned())
+    }
+
+    /// The single element of a tensor with one element (any rank).
+    ///
+    /// # Errors
+    /// When `T` is not the element type or the tensor does not hold exactly one element.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::Tensor::scalar(3i64).to_scalar::<i64>()?, 3);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn to_scalar<T: Element>(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "to_scalar",
+                format!(
+                    "tensor of shape {:?} has {} elements, not 1",
+                    self.shape(),
+                    self.numel()
+                ),
+            ));
+        }
+        Ok(self.to_vec::<T>()?[0])
+    }
+
+    /// The elements converted to `f64`, whatever the dtype (for reports and tests).
+    ///
+    /// ```
+    /// let t = gradtape::Tensor::from_vec(vec![true, false], &[2])?;
+    /// assert_eq!(t.to_f64_vec(), vec![1.0, 0.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        fn conv<T: Element>(d: &[T], l: &Layout) -> Vec<f64> {
+            cpu::map(d, l, |x: T| x.to_f64())
+        }
+        let l = self.layout();
+        match self.inner.storage.cpu() {
+            CpuStorage::F32(v) => conv(v, l),
+            CpuStorage::F64(v) => conv(v, l),
+            CpuStorage::I64(v) => conv(v, l),
+            CpuStorage::Bool(v) => conv(v, l),
+        }
+    }
+}
+
+/// What an op accepts as an operand: a tensor, a variable, or a Rust number.
+///
+/// A Rust number takes the dtype of the tensor it meets (`x * 2.0` stays float32 when `x` is);
+/// on its own it becomes a float32 scalar, as a Python float does in TensorFlow.
+pub trait AsTensor {
+    /// The operand this value stands for.
+    fn operand(&self) -> Operand;
+}
+
+/// A tensor, or a number still waiting for a dtype. See [`AsTensor`].
+#[derive(Clone, Debug)]
+pub enum Operand {
+    /// A tensor (a variable's value is read into one).
+    Tensor(Tensor),
+    /// A Rust number.
+    Scalar(f64),
+}
+
+impl Operand {
+    /// The tensor, making a scalar float32 when this is a bare number.
+    pub fn into_tensor(self) -> Tensor {
+        match self {
+            Operand::Tensor(t) => t,
+            Operand::Scalar(v) => Tensor::scalar(v as f32),
+        }
+    }
+    /// The tensor, making a scalar of `dtype` when this is a bare number.
+    pub fn into_tensor_of(self, dtype: DType) -> Tensor {
+        match self {
+            Operand::Tensor(t) => t,
+            Operand::Scalar(v) => Tensor::full(&[], v, dtype),
+        }
+    }
+}
+
+impl AsTensor for Tensor {
+    fn operand(&self) -> Operand {
+        Operand::Tensor(self.clone())
+    }
+}
+impl<T: AsTensor + ?Sized> AsTensor for &T {
+    fn operand(&self) -> Operand {
+        (**self).operand()
+    }
+}
+macro_rules! scalar_operand {
+    ($($t:ty),*) => {$(
+        impl AsTensor for $t {
+            fn operand(&self) -> Operand {
+                Operand::Scalar(*self as f64)
+            }
+        }
+    )*};
+}
+scalar_operand!(f64, f32, i64, i32);
+
+/// Two operands as tensors of one dtype: a bare number takes the other side's dtype.
+pub(crate) fn operand_pair(
+    a: &(impl AsTensor + ?Sized),
+    b: &(impl AsTensor + ?Sized),
+) -> (Tensor, Tensor) {
+    match (a.operand(), b.operand()) {
+        (Operand::Tensor(a), b) => {
+            let dt = a.dtype();
+            (a, b.into_tensor_of(dt))
+        }
+        (a, Operand::Tensor(b)) => {
+            let dt = b.dtype();
+            (a.into_tensor_of(dt), b)
+        }
+        (a, b) => (a.into_tensor(), b.into_tensor()),
+    }
+}

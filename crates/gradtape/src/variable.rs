@@ -1,0 +1,254 @@
+//! Trainable state: TensorFlow's `tf.Variable`.
+//!
+//! A variable holds a tensor it can replace (`assign`, `assign_add`, `assign_sub`) and has a
+//! stable handle the tape differentiates with respect to. Each read while a tape records is an
+//! identity op from the handle, so gradients from every read add up, and an assignment cuts the
+//! path: the new value does not remember how it was computed.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::tape;
+use crate::tensor::{next_id, AsTensor, Operand, Tensor, TensorId};
+
+/// Options of [`Variable::with_options`].
+#[derive(Clone, Debug)]
+pub struct VariableOptions {
+    /// A name for reports and checkpoints.
+    pub name: Option<String>,
+    /// Whether tapes watch it automatically when it is read (default true).
+    pub trainable: bool,
+}
+
+impl Default for VariableOptions {
+    fn default() -> Self {
+        VariableOptions {
+            name: None,
+            trainable: true,
+        }
+    }
+}
+
+/// A mutable, shareable tensor with a fixed dtype and shape (TensorFlow's `tf.Variable`).
+///
+/// Cloning a `Variable` gives another handle to the same variable. Pass `&variable` wherever an
+/// op takes a tensor; reading it under a recording tape is what gets it watched.
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Variable};
+/// let b = Variable::new(2.0);
+/// let tape = GradientTape::new();
+/// let y = ops::multiply(&b, &b)?;
+/// let [db] = tape.gradient(&y, [&b])?;
+/// b.assign_sub(&ops::multiply(&db.unwrap(), &0.1)?)?;
+/// assert!((b.value().to_scalar::<f32>()? - 1.6).abs() < 1e-6);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Variable {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handle: TensorId,
+    name: Option<String>,
+    trainable: bool,
+    dtype: DType,
+    shape: Vec<usize>,
+    value: RwLock<Tensor>,
+}
+
+impl Variable {
+    /// A trainable variable holding `initial_value` (a bare Rust number becomes float32, as in
+    /// `tf.Variable(0.0)`).
+    pub fn new(initial_value: impl AsTensor) -> Variable {
+        Variable::with_options(initial_value, VariableOptions::default())
+    }
+
+    /// A variable with a name and a trainable flag.
+    ///
+    /// ```
+    /// use gradtape::{Variable, VariableOptions};
+    /// let step = Variable::with_options(0i64, VariableOptions { name: Some("step".into()), trainable: false });
+    /// assert_eq!(step.name(), Some("step"));
+    /// assert!(!step.trainable());
+    /// ```
+    pub fn with_options(initial_value: impl AsTensor, options: VariableOptions) -> Variable {
+        let value = match initial_value.operand() {
+            Operand::Tensor(t) => t.with_new_id(),
+            scalar => scalar.into_tensor(),
+        };
+        Variable {
+            inner: Arc::new(Inner {
+                handle: next_id(),
+                name: options.name,
+                trainable: options.trainable,
+                dtype: value.dtype(),
+                shape: value.shape().to_vec(),
+                value: RwLock::new(value),
+            }),
+        }
+    }
+
+    pub(crate) fn handle_id(&self) -> TensorId {
+        self.inner.handle
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// Whether tapes watch it automatically.
+    pub fn trainable(&self) -> bool {
+        self.inner.trainable
+    }
+
+    /// The dtype, fixed at creation.
+    pub fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+
+    /// The shape, fixed at creation.
+    pub fn shape(&self) -> &[usize] {
+        &self.inner.shape
+    }
+
+    fn current(&self) -> Tensor {
+        match self.inner.value.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The current value, read as TensorFlow reads it (watched by recording tapes when
+    /// trainable).
+    pub fn value(&self) -> Tensor {
+        tape::read_variable(self, &self.current())
+    }
+
+    /// The same as [`Variable::value`] (TensorFlow's `read_value`).
+    pub fn read_value(&self) -> Tensor {
+        self.value()
+    }
+
+    /// Replaces the value. Not differentiable: a tape does not see through an assignment.
+    ///
+    /// # Errors
+    /// When the new value's dtype or shape differs from the variable's.
+    ///
+    /// ```
+    /// let v = gradtape::Variable::new(gradtape::Tensor::zeros(&[2], gradtape::DType::F32));
+    /// assert!(v.assign(&gradtape::Tensor::zeros(&[3], gradtape::DType::F32)).is_err());
+    /// ```
+    pub fn assign(&self, value: &impl AsTensor) -> Result<()> {
+        let t = value.operand().into_tensor_of(self.dtype());
+        self.store("assign", t)
+    }
+
+    /// Adds to the value in place of `v = v + delta`.
+    ///
+    /// # Errors
+    /// When `delta` has another dtype or does not broadcast to the variable's shape.
+    ///
+    /// ```
+    /// let v = gradtape::Variable::new(1.0);
+    /// v.assign_add(&2.0)?;
+    /// assert_eq!(v.value().to_scalar::<f32>()?, 3.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn assign_add(&self, delta: &impl AsTensor) -> Result<()> {
+        let cur = self.current();
+        let t = tape::without_recording(|| ops::add(&cur, delta))?;
+        self.store("assign_add", t)
+    }
+
+    /// Subtracts from the value (`v = v - delta`), the seed's `model.a.assign_sub(da * lr)`.
+    ///
+    /// # Errors
+    /// When `delta` has another dtype or does not broadcast to the variable's shape.
+    ///
+    /// ```
+    /// let v = gradtape::Variable::new(1.0);
+    /// v.assign_sub(&0.25)?;
+    /// assert_eq!(v.value().to_scalar::<f32>()?, 0.75);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn assign_sub(&self, delta: &impl AsTensor) -> Result<()> {
+        let cur = self.current();
+        let t = tape::without_recording(|| ops::subtract(&cur, delta))?;
+        self.store("assign_sub", t)
+    }
+
+    fn store(&self, op: &'static str, t: Tensor) -> Result<()> {
+        if t.dtype() != self.dtype() {
+            return Err(Error::dtype(
+                op,
+                format!(
+                    "variable {} has dtype {}, value has dtype {}",
+                    self.label(),
+                    self.dtype(),
+                    t.dtype()
+                ),
+            ));
+        }
+        if t.shape() != self.shape() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "variable {} has shape {:?}, value has shape {:?}",
+                    self.label(),
+                    self.shape(),
+                    t.shape()
+                ),
+            ));
+        }
+        // A fresh id: nothing recorded about how `t` was made reaches through the variable.
+        let t = t.with_new_id();
+        match self.inner.value.write() {
+            Ok(mut v) => *v = t,
+            Err(poisoned) => *poisoned.into_inner() = t,
+        }
+        Ok(())
+    }
+
+    fn label(&self) -> String {
+        match self.name() {
+            Some(n) => format!("'{n}'"),
+            None => "(unnamed)".into(),
+        }
+    }
+}
+
+impl AsTensor for Variable {
+    fn operand(&self) -> Operand {
+        Operand::Tensor(self.value())
+    }
+}
+
+impl fmt::Debug for Variable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Variable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self.current().to_string();
+        let numpy = shown
+            .strip_prefix("tf.Tensor(")
+            .and_then(|s| s.split(", shape=").next())
+            .unwrap_or("");
+        write!(
+            f,
+            "<tf.Variable '{}:0' shape={:?} dtype={}, numpy={}>",
+            self.name().unwrap_or("Variable"),
+            self.shape(),
+            self.dtype(),
+            numpy
+        )
+    }
+}
