@@ -5,8 +5,8 @@ use crate::error::Result;
 use crate::tensor::{AsTensor, Tensor};
 
 use super::{
-    add, exp, expm1, greater, greater_equal, is_finite, log, maximum, minimum, multiply,
-    reduce_max, reduce_sum, reshape_to, select, stop_gradient, subtract, Axes,
+    add, exp, expm1, greater_equal, is_finite, less, log, maximum, minimum, multiply, reduce_max,
+    reduce_sum, reshape_to, select, stop_gradient, subtract, Axes,
 };
 
 /// `exp(x) / sum(exp(x))` along `axis`, shifted by the (constant) maximum for stability.
@@ -81,7 +81,9 @@ pub fn reduce_logsumexp(
 pub fn elu(x: &impl AsTensor) -> Result<Tensor> {
     let x = x.operand().into_tensor();
     // expm1 of min(x, 0): the branch not taken stays finite, so its zero gradient is not NaN.
-    select(&greater(&x, &0.0)?, &x, &expm1(&minimum(&x, &0.0)?)?)
+    // `x < 0` picks the exponential branch, so at 0 the first derivative is 1 and the second 0,
+    // as TensorFlow's EluGrad and its gradient give.
+    select(&less(&x, &0.0)?, &expm1(&minimum(&x, &0.0)?)?, &x)
 }
 
 /// Scaled exponential linear unit (Klambauer et al.), with TensorFlow's constants.
