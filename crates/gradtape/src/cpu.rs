@@ -223,6 +223,9 @@ pub(crate) fn reduce3<T: Copy + Send + Sync>(
         reduced,
         inner,
     } = *sp;
+    if outer * inner == 0 {
+        return Vec::new();
+    }
     if inner == 1 {
         if outer == 1 && reduced >= PAR_MIN {
             let parts: Vec<T> = src

@@ -61,11 +61,13 @@ pub fn reshape(x: &impl AsTensor, shape: &[isize]) -> Result<Tensor> {
             format!("shape {shape:?} may hold at most one -1 and no other negative size"),
         ));
     }
-    let known: usize = shape
-        .iter()
-        .filter(|&&d| d >= 0)
-        .map(|&d| d as usize)
-        .product();
+    let known = numel(
+        &shape
+            .iter()
+            .filter(|&&d| d >= 0)
+            .map(|&d| d as usize)
+            .collect::<Vec<_>>(),
+    );
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
     if let Some(&i) = unknown.first() {
         if known == 0 || x.numel() % known != 0 {
@@ -362,13 +364,14 @@ pub fn strided_slice(
             spec.steps.push(1);
             continue;
         }
-        let step = strides[i];
-        if step == 0 {
+        if strides[i] == 0 {
             return Err(Error::arg(
                 op,
                 format!("strides {strides:?} has a zero in dimension {i}"),
             ));
         }
+        // A step longer than the dimension takes at most one element, as the clamped one does.
+        let step = strides[i].clamp(-d.max(1), d.max(1));
         let norm = |v: isize| if v < 0 { v + d } else { v };
         let (start, len) = if step > 0 {
             let s = norm(begin[i]).clamp(0, d);
@@ -419,8 +422,15 @@ pub fn pad(x: &impl AsTensor, paddings: &[[usize; 2]]) -> Result<Tensor> {
         .shape()
         .iter()
         .zip(paddings)
-        .map(|(&d, p)| d + p[0] + p[1])
-        .collect();
+        .map(|(&d, p)| d.checked_add(p[0])?.checked_add(p[1]))
+        .collect::<Option<Vec<usize>>>()
+        .filter(|s| numel(s) < usize::MAX)
+        .ok_or_else(|| {
+            Error::arg(
+                "pad",
+                format!("paddings {paddings:?} overflow shape {:?}", x.shape()),
+            )
+        })?;
     let spec = SliceSpec {
         starts: paddings.iter().map(|p| p[0]).collect(),
         lens: x.shape().to_vec(),

@@ -258,7 +258,7 @@ pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
 /// let x = Tensor::scalar(3.0f32);
 /// let tape = GradientTape::new();
 /// tape.watch(&x);
-/// let y = ops::multiply(&x, &ops::stop_gradient(&x))?;
+/// let y = ops::multiply(&x, &ops::stop_gradient(&x)?)?;
 /// let [g] = tape.gradient(&y, [&x])?;
 /// assert_eq!(g.unwrap().to_scalar::<f32>()?, 3.0);
 /// # Ok::<(), gradtape::Error>(())

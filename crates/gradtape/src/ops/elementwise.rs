@@ -2,7 +2,7 @@
 
 use crate::cpu;
 use crate::dtype::{Element, Float, Num};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::shape::{broadcast_shapes, Layout};
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
@@ -25,7 +25,7 @@ pub(crate) fn map_tensor<T: Element, U: Element>(
 
 /// Which tensor a unary gradient rule needs: the input or the output.
 #[derive(Clone, Copy)]
-enum Saved {
+enum UnarySaves {
     Input,
     Output,
 }
@@ -33,15 +33,15 @@ enum Saved {
 fn unary(
     op: &'static str,
     x: &Tensor,
-    saved: Saved,
+    saved: UnarySaves,
     grad: fn(&Tensor, &Tensor) -> Result<Tensor>,
     forward: impl FnOnce(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let y = forward(x)?;
     tape::record(op, &[x], &y, || {
         let s = match saved {
-            Saved::Input => x.clone(),
-            Saved::Output => y.clone(),
+            UnarySaves::Input => x.clone(),
+            UnarySaves::Output => y.clone(),
         };
         move |g: &Tensor, _: &[bool]| Ok(vec![Some(grad(&s, g)?)])
     });
@@ -70,7 +70,7 @@ macro_rules! unary_ops {
                     $grad
                 }
                 let x = x.operand().into_tensor();
-                unary(stringify!($name), &x, Saved::$kind, grad, |x| {
+                unary(stringify!($name), &x, UnarySaves::$kind, grad, |x| {
                     dispatch_float!(stringify!($name), x.dtype(), T => map_tensor::<T, T>(x, fwd::<T>))
                 })
             }
@@ -287,25 +287,63 @@ pub(crate) fn zip_tensors<T: Element, U: Element>(
     ))
 }
 
-/// Records a binary op whose two gradients are `ga(g)` and `gb(g)`, each summed back to its
-/// input's shape.
+/// What a binary gradient rule needs kept from the forward pass (a tape keeps only that).
+#[derive(Clone, Copy, PartialEq)]
+enum Saves {
+    Nothing,
+    Inputs,
+    InputsAndOutput,
+}
+
+/// The tensors a binary rule asked to keep.
+struct Saved {
+    a: Option<Tensor>,
+    b: Option<Tensor>,
+    out: Option<Tensor>,
+}
+
+impl Saved {
+    fn get<'t>(t: &'t Option<Tensor>, what: &str) -> Result<&'t Tensor> {
+        t.as_ref().ok_or_else(|| {
+            Error::tape(
+                "gradient",
+                format!("rule used the {what}, which it did not save"),
+            )
+        })
+    }
+    fn a(&self) -> Result<&Tensor> {
+        Saved::get(&self.a, "first input")
+    }
+    fn b(&self) -> Result<&Tensor> {
+        Saved::get(&self.b, "second input")
+    }
+    fn out(&self) -> Result<&Tensor> {
+        Saved::get(&self.out, "output")
+    }
+}
+
+/// Records a binary op. `rule(saved, g, i)` is the gradient for input `i` before it is summed
+/// back to that input's shape (the one un-broadcast every binary op shares).
 fn record_binary(
     op: &'static str,
     a: &Tensor,
     b: &Tensor,
     out: &Tensor,
-    rule: fn(&Tensor, &Tensor, &Tensor, &Tensor, usize) -> Result<Tensor>,
+    saves: Saves,
+    rule: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
 ) {
     tape::record(op, &[a, b], out, || {
-        let (a, b, out) = (a.clone(), b.clone(), out.clone());
+        let keep = |t: &Tensor, yes: bool| yes.then(|| t.clone());
+        let saved = Saved {
+            a: keep(a, saves != Saves::Nothing),
+            b: keep(b, saves != Saves::Nothing),
+            out: keep(out, saves == Saves::InputsAndOutput),
+        };
+        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         move |g: &Tensor, needs: &[bool]| {
             Ok(vec![
-                opt(needs[0], || {
-                    sum_to_shape(&rule(&a, &b, &out, g, 0)?, a.shape())
-                })?,
-                opt(needs[1], || {
-                    sum_to_shape(&rule(&a, &b, &out, g, 1)?, b.shape())
-                })?,
+                opt(needs[0], || sum_to_shape(&rule(&saved, g, 0)?, &sa))?,
+                opt(needs[1], || sum_to_shape(&rule(&saved, g, 1)?, &sb))?,
             ])
         }
     });
@@ -325,7 +363,7 @@ pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
     let out =
         dispatch_num!("add", a.dtype(), T => zip_tensors::<T, T>("add", &a, &b, |p, q| p.wadd(q))?);
-    record_binary("add", &a, &b, &out, |_, _, _, g, _| Ok(g.clone()));
+    record_binary("add", &a, &b, &out, Saves::Nothing, |_, g, _| Ok(g.clone()));
     Ok(out)
 }
 
@@ -341,7 +379,7 @@ pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
     let out = dispatch_num!("subtract", a.dtype(), T => zip_tensors::<T, T>("subtract", &a, &b, |p, q| p.wsub(q))?);
-    record_binary("subtract", &a, &b, &out, |_, _, _, g, i| {
+    record_binary("subtract", &a, &b, &out, Saves::Nothing, |_, g, i| {
         if i == 0 {
             Ok(g.clone())
         } else {
@@ -363,7 +401,8 @@ pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
     let out = dispatch_num!("multiply", a.dtype(), T => zip_tensors::<T, T>("multiply", &a, &b, |p, q| p.wmul(q))?);
-    record_binary("multiply", &a, &b, &out, |a, b, _, g, i| {
+    record_binary("multiply", &a, &b, &out, Saves::Inputs, |s, g, i| {
+        let (a, b) = (s.a()?, s.b()?);
         if i == 0 {
             multiply(g, b)
         } else {
@@ -390,7 +429,8 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
         return divide(&cast(&a, crate::DType::F64)?, &cast(&b, crate::DType::F64)?);
     }
     let out = dispatch_float!("divide", a.dtype(), T => zip_tensors::<T, T>("divide", &a, &b, |p, q| p / q)?);
-    record_binary("divide", &a, &b, &out, |a, b, _, g, i| {
+    record_binary("divide", &a, &b, &out, Saves::Inputs, |s, g, i| {
+        let (a, b) = (s.a()?, s.b()?);
         if i == 0 {
             divide(g, b)
         } else {
@@ -412,7 +452,8 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
     let out = dispatch_num!("maximum", a.dtype(), T => zip_tensors::<T, T>("maximum", &a, &b, |p, q| p.max_(q))?);
-    record_binary("maximum", &a, &b, &out, |a, b, _, g, i| {
+    record_binary("maximum", &a, &b, &out, Saves::Inputs, |s, g, i| {
+        let (a, b) = (s.a()?, s.b()?);
         let mask = greater_equal(a, b)?;
         if i == 0 {
             select(&mask, g, &0.0)
@@ -435,7 +476,8 @@ pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
     let out = dispatch_num!("minimum", a.dtype(), T => zip_tensors::<T, T>("minimum", &a, &b, |p, q| p.min_(q))?);
-    record_binary("minimum", &a, &b, &out, |a, b, _, g, i| {
+    record_binary("minimum", &a, &b, &out, Saves::Inputs, |s, g, i| {
+        let (a, b) = (s.a()?, s.b()?);
         let mask = less_equal(a, b)?;
         if i == 0 {
             select(&mask, g, &0.0)
@@ -459,7 +501,8 @@ pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 pub fn pow(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
     let out = dispatch_float!("pow", a.dtype(), T => zip_tensors::<T, T>("pow", &a, &b, |p, q| p.powf(q))?);
-    record_binary("pow", &a, &b, &out, |a, b, z, g, i| {
+    record_binary("pow", &a, &b, &out, Saves::InputsAndOutput, |s, g, i| {
+        let (a, b, z) = (s.a()?, s.b()?, s.out()?);
         if i == 0 {
             multiply(g, &multiply(b, &pow(a, &subtract(b, &1.0)?)?)?)
         } else {

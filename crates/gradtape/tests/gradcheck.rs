@@ -1,0 +1,580 @@
+#![allow(clippy::redundant_closure, clippy::type_complexity)]
+//! Finite-difference checks of every differentiable op, first and second order, in float64.
+//!
+//! One row per op in `ops::DIFFERENTIABLE_OPS` (a row may exercise several). Each row draws
+//! random shapes, broadcasting partners, axes and keepdims from a seeded generator and runs
+//! several trials. A test fails when an op records on the tape without a row here, or when a
+//! listed op has no row that records it.
+
+use std::collections::BTreeSet;
+
+use gradtape::random::Generator;
+use gradtape::{ops, Axes, DType, GradientOptions, GradientTape, Result, Source, Tensor};
+use proptest::prelude::*;
+
+type Fun = Box<dyn Fn(&[Tensor]) -> Result<Tensor>>;
+
+struct Case {
+    inputs: Vec<Tensor>,
+    f: Fun,
+}
+
+fn case(inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Result<Tensor> + 'static) -> Case {
+    Case {
+        inputs,
+        f: Box::new(f),
+    }
+}
+
+fn below(g: &mut Generator, n: usize) -> usize {
+    (g.next_u64() % n as u64) as usize
+}
+
+fn rand_shape(g: &mut Generator, max_rank: usize) -> Vec<usize> {
+    let r = below(g, max_rank + 1);
+    (0..r).map(|_| 1 + below(g, 3)).collect()
+}
+
+fn rank_at_least(g: &mut Generator, min: usize, max: usize) -> Vec<usize> {
+    let r = min + below(g, max - min + 1);
+    (0..r).map(|_| 1 + below(g, 3)).collect()
+}
+
+/// A shape that broadcasts with `s`: some leading dimensions dropped, some set to 1.
+fn partner(g: &mut Generator, s: &[usize]) -> Vec<usize> {
+    let drop = below(g, s.len() + 1);
+    s[drop..]
+        .iter()
+        .map(|&d| if below(g, 3) == 0 { 1 } else { d })
+        .collect()
+}
+
+fn unif(g: &mut Generator, shape: &[usize], lo: f64, hi: f64) -> Tensor {
+    g.uniform(shape, lo, hi, DType::F64).unwrap()
+}
+
+/// Values with |x| in [0.5, 2] and a random sign: away from kinks and poles.
+fn away(g: &mut Generator, shape: &[usize]) -> Tensor {
+    let m = unif(g, shape, 0.5, 2.0);
+    let s: Vec<f64> = (0..m.numel())
+        .map(|_| if below(g, 2) == 0 { -1.0 } else { 1.0 })
+        .collect();
+    ops::multiply(&m, &Tensor::from_vec(s, shape).unwrap()).unwrap()
+}
+
+fn rand_axes(g: &mut Generator, rank: usize) -> Axes {
+    if rank == 0 || below(g, 4) == 0 {
+        return Axes::All;
+    }
+    let mut axes: Vec<isize> = (0..rank as isize).filter(|_| below(g, 2) == 0).collect();
+    if axes.is_empty() {
+        axes.push(below(g, rank) as isize);
+    }
+    // negative spellings of some axes
+    Axes::List(
+        axes.into_iter()
+            .map(|a| {
+                if below(g, 2) == 0 {
+                    a - rank as isize
+                } else {
+                    a
+                }
+            })
+            .collect(),
+    )
+}
+
+fn unary(
+    g: &mut Generator,
+    f: fn(&Tensor) -> Result<Tensor>,
+    x: fn(&mut Generator, &[usize]) -> Tensor,
+) -> Case {
+    let s = rand_shape(g, 3);
+    case(vec![x(g, &s)], move |t| f(&t[0]))
+}
+
+fn gen_any(g: &mut Generator, s: &[usize]) -> Tensor {
+    unif(g, s, -2.0, 2.0)
+}
+fn pos(g: &mut Generator, s: &[usize]) -> Tensor {
+    unif(g, s, 0.3, 3.0)
+}
+
+fn binary(
+    g: &mut Generator,
+    f: fn(&Tensor, &Tensor) -> Result<Tensor>,
+    y_away: bool,
+    x_pos: bool,
+) -> Case {
+    let s = rand_shape(g, 3);
+    let p = partner(g, &s);
+    let (a, b) = if below(g, 2) == 0 { (s, p) } else { (p, s) };
+    let x = if x_pos { pos(g, &a) } else { gen_any(g, &a) };
+    let y = if y_away { away(g, &b) } else { gen_any(g, &b) };
+    case(vec![x, y], move |t| f(&t[0], &t[1]))
+}
+
+/// The table: op name -> a random case exercising it.
+fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
+    vec![
+        ("negative", |g| unary(g, |x| ops::negative(x), gen_any)),
+        ("square", |g| unary(g, |x| ops::square(x), gen_any)),
+        ("sqrt", |g| unary(g, |x| ops::sqrt(x), pos)),
+        ("rsqrt", |g| unary(g, |x| ops::rsqrt(x), pos)),
+        ("reciprocal", |g| unary(g, |x| ops::reciprocal(x), away)),
+        ("exp", |g| unary(g, |x| ops::exp(x), gen_any)),
+        ("expm1", |g| unary(g, |x| ops::expm1(x), gen_any)),
+        ("log", |g| unary(g, |x| ops::log(x), pos)),
+        ("log1p", |g| unary(g, |x| ops::log1p(x), pos)),
+        ("abs", |g| unary(g, |x| ops::abs(x), away)),
+        ("sign", |g| {
+            unary(g, |x| ops::multiply(&ops::sign(x)?, &ops::square(x)?), away)
+        }),
+        ("sin", |g| unary(g, |x| ops::sin(x), gen_any)),
+        ("cos", |g| unary(g, |x| ops::cos(x), gen_any)),
+        ("tanh", |g| unary(g, |x| ops::tanh(x), gen_any)),
+        ("sigmoid", |g| unary(g, |x| ops::sigmoid(x), gen_any)),
+        ("relu", |g| {
+            unary(g, |x| ops::multiply(&ops::relu(x)?, x), away)
+        }),
+        ("softplus", |g| unary(g, |x| ops::softplus(x), gen_any)),
+        ("elu", |g| unary(g, |x| ops::elu(x), away)),
+        ("selu", |g| unary(g, |x| ops::selu(x), away)),
+        ("add", |g| binary(g, |x, y| ops::add(x, y), false, false)),
+        ("subtract", |g| {
+            binary(g, |x, y| ops::subtract(x, y), false, false)
+        }),
+        ("multiply", |g| {
+            binary(g, |x, y| ops::multiply(x, y), false, false)
+        }),
+        ("divide", |g| {
+            binary(g, |x, y| ops::divide(x, y), true, false)
+        }),
+        ("maximum", |g| {
+            binary(g, |x, y| ops::maximum(x, y), false, false)
+        }),
+        ("minimum", |g| {
+            binary(g, |x, y| ops::minimum(x, y), false, false)
+        }),
+        ("pow", |g| binary(g, |x, y| ops::pow(x, y), false, true)),
+        ("clip_by_value", |g| {
+            let s = rand_shape(g, 2);
+            case(vec![away(g, &s)], |t| {
+                ops::clip_by_value(&ops::multiply(&t[0], &t[0])?, &0.2, &3.0)
+            })
+        }),
+        ("select", |g| {
+            let s = rand_shape(g, 3);
+            let (p, q) = (partner(g, &s), partner(g, &s));
+            let c = ops::greater(&unif(g, &q, -1.0, 1.0), &0.0).unwrap();
+            case(vec![c, gen_any(g, &s), gen_any(g, &p)], |t| {
+                ops::select(&t[0], &t[1], &t[2])
+            })
+        }),
+        ("cast", |g| {
+            let s = rand_shape(g, 2);
+            // through float32 and back; the finite differences use a coarse step for it
+            case(vec![gen_any(g, &s)], |t| {
+                ops::cast(
+                    &ops::multiply(&ops::cast(&t[0], DType::F32)?, &3.0)?,
+                    DType::F64,
+                )
+            })
+        }),
+        ("reduce_sum", |g| {
+            let s = rand_shape(g, 3);
+            let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::reduce_sum(&ops::square(&t[0])?, a.clone(), k)
+            })
+        }),
+        ("reduce_mean", |g| {
+            let s = rand_shape(g, 3);
+            let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::reduce_mean(&ops::square(&t[0])?, a.clone(), k)
+            })
+        }),
+        ("reduce_max", |g| {
+            let s = rand_shape(g, 3);
+            let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::reduce_max(&ops::sin(&t[0])?, a.clone(), k)
+            })
+        }),
+        ("reduce_min", |g| {
+            let s = rand_shape(g, 3);
+            let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::reduce_min(&t[0], a.clone(), k)
+            })
+        }),
+        ("reduce_prod", |g| {
+            let s = rand_shape(g, 3);
+            let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
+            case(vec![away(g, &s)], move |t| {
+                ops::reduce_prod(&t[0], a.clone(), k)
+            })
+        }),
+        ("reduce_logsumexp", |g| {
+            let s = rand_shape(g, 3);
+            let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::reduce_logsumexp(&t[0], a.clone(), k)
+            })
+        }),
+        ("softmax", |g| {
+            let s = rank_at_least(g, 1, 3);
+            let ax = -(1 + below(g, s.len()) as isize);
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::multiply(&ops::softmax(&t[0], ax)?, &t[0])
+            })
+        }),
+        ("log_softmax", |g| {
+            let s = rank_at_least(g, 1, 3);
+            let ax = below(g, s.len()) as isize;
+            case(vec![gen_any(g, &s)], move |t| ops::log_softmax(&t[0], ax))
+        }),
+        ("matmul", |g| {
+            let (m, k, n) = (1 + below(g, 3), 1 + below(g, 3), 1 + below(g, 3));
+            let (ta, tb) = (below(g, 2) == 0, below(g, 2) == 0);
+            let batch: Vec<usize> = rand_shape(g, 1);
+            let mut sa = batch.clone();
+            sa.extend(if ta { [k, m] } else { [m, k] });
+            let sb = if tb { vec![n, k] } else { vec![k, n] };
+            case(vec![gen_any(g, &sa), gen_any(g, &sb)], move |t| {
+                ops::matmul_transposed(&t[0], &t[1], ta, tb)
+            })
+        }),
+        ("reshape", |g| {
+            let s = rank_at_least(g, 1, 3);
+            case(vec![gen_any(g, &s)], |t| {
+                ops::multiply(
+                    &ops::reshape(&t[0], &[-1])?,
+                    &ops::reshape(&ops::sin(&t[0])?, &[-1])?,
+                )
+            })
+        }),
+        ("expand_dims_squeeze", |g| {
+            let s = rand_shape(g, 2);
+            case(vec![gen_any(g, &s)], |t| {
+                ops::squeeze(&ops::square(&ops::expand_dims(&t[0], 0)?)?, &[0])
+            })
+        }),
+        ("transpose", |g| {
+            let s = rank_at_least(g, 2, 3);
+            let mut perm: Vec<usize> = (0..s.len()).collect();
+            perm.rotate_left(1 + below(g, s.len() - 1));
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::multiply(
+                    &ops::transpose(&t[0], Some(&perm))?,
+                    &ops::transpose(&t[0], Some(&perm))?,
+                )
+            })
+        }),
+        ("broadcast_to", |g| {
+            let s = rand_shape(g, 3);
+            let p = partner(g, &s);
+            case(vec![gen_any(g, &p)], move |t| {
+                ops::square(&ops::broadcast_to(&t[0], &s)?)
+            })
+        }),
+        ("slice", |g| {
+            let s = rank_at_least(g, 1, 3);
+            let begin: Vec<usize> = s.iter().map(|&d| below(g, d)).collect();
+            let size: Vec<isize> = s
+                .iter()
+                .zip(&begin)
+                .map(|(&d, &b)| {
+                    if below(g, 3) == 0 {
+                        -1
+                    } else {
+                        1 + below(g, d - b) as isize
+                    }
+                })
+                .collect();
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::square(&ops::slice(&t[0], &begin, &size)?)
+            })
+        }),
+        ("strided_slice", |g| {
+            let s = rank_at_least(g, 1, 3);
+            let steps: Vec<isize> = s.iter().map(|_| [1, 2, -1, -2][below(g, 4)]).collect();
+            let begin: Vec<isize> = s
+                .iter()
+                .zip(&steps)
+                .map(|(&d, &st)| if st > 0 { 0 } else { d as isize - 1 })
+                .collect();
+            let end: Vec<isize> = s
+                .iter()
+                .zip(&steps)
+                .map(|(&d, &st)| {
+                    if st > 0 {
+                        d as isize
+                    } else {
+                        -(d as isize) - 1
+                    }
+                })
+                .collect();
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::square(&ops::strided_slice(&t[0], &begin, &end, &steps)?)
+            })
+        }),
+        ("pad", |g| {
+            let s = rank_at_least(g, 1, 2);
+            let p: Vec<[usize; 2]> = s.iter().map(|_| [below(g, 2), below(g, 2)]).collect();
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::multiply(&ops::pad(&ops::square(&t[0])?, &p)?, &2.0)
+            })
+        }),
+        ("concat", |g| {
+            let s = rank_at_least(g, 1, 3);
+            let ax = below(g, s.len());
+            let mut s2 = s.clone();
+            s2[ax] = 1 + below(g, 2);
+            case(vec![gen_any(g, &s), gen_any(g, &s2)], move |t| {
+                ops::square(&ops::concat(&[&t[0], &t[1]], ax as isize)?)
+            })
+        }),
+        ("stack_split", |g| {
+            let s = rank_at_least(g, 1, 2);
+            case(vec![gen_any(g, &s), gen_any(g, &s)], |t| {
+                let st = ops::stack(&[&t[0], &t[1]], 0)?;
+                let parts = ops::split(&ops::square(&st)?, 2, 0)?;
+                ops::multiply(&parts[0], &ops::sin(&parts[1])?)
+            })
+        }),
+        ("gather", |g| {
+            let s = rank_at_least(g, 1, 3);
+            let ax = below(g, s.len());
+            let n = 1 + below(g, 4);
+            let idx: Vec<i64> = (0..n).map(|_| below(g, s[ax]) as i64).collect();
+            let i = Tensor::from_vec(idx, &[n]).unwrap();
+            case(vec![gen_any(g, &s), i], move |t| {
+                ops::square(&ops::gather(&t[0], &t[1], ax as isize)?)
+            })
+        }),
+        ("gather_nd", |g| {
+            let s = rank_at_least(g, 2, 3);
+            let idx: Vec<i64> = (0..3)
+                .flat_map(|_| [below(g, s[0]) as i64, below(g, s[1]) as i64])
+                .collect();
+            let i = Tensor::from_vec(idx, &[3, 2]).unwrap();
+            case(vec![gen_any(g, &s), i], |t| {
+                ops::square(&ops::gather_nd(&t[0], &t[1])?)
+            })
+        }),
+        ("scatter_add", |g| {
+            let s = rank_at_least(g, 1, 2);
+            let ids: Vec<i64> = (0..s[0]).map(|_| below(g, 3) as i64).collect();
+            let i = Tensor::from_vec(ids, &[s[0]]).unwrap();
+            case(vec![gen_any(g, &s), i], |t| {
+                ops::square(&ops::unsorted_segment_sum(&t[0], &t[1], 3)?)
+            })
+        }),
+    ]
+}
+
+fn float_sources(inputs: &[Tensor]) -> Vec<&dyn Source> {
+    inputs
+        .iter()
+        .filter(|t| t.dtype().is_float())
+        .map(|t| t as &dyn Source)
+        .collect()
+}
+
+fn dot(a: &Tensor, w: &Tensor) -> f64 {
+    a.to_f64_vec()
+        .iter()
+        .zip(w.to_f64_vec())
+        .map(|(x, y)| x * y)
+        .sum()
+}
+
+/// Gradients of `sum(f(x) * w)` by the tape.
+fn tape_grads(c: &Case, inputs: &[Tensor], w: &Tensor) -> Vec<Option<Tensor>> {
+    let tape = GradientTape::new();
+    for t in inputs.iter().filter(|t| t.dtype().is_float()) {
+        tape.watch(t);
+    }
+    let y = (c.f)(inputs).unwrap();
+    let opts = GradientOptions {
+        output_gradients: Some(vec![w.clone()]),
+        ..Default::default()
+    };
+    tape.gradient_with(&[&y], &float_sources(inputs), &opts)
+        .unwrap()
+}
+
+/// Central differences of `scalar(inputs)` with respect to every float element.
+fn numeric(inputs: &[Tensor], eps: f64, scalar: &dyn Fn(&[Tensor]) -> f64) -> Vec<Vec<f64>> {
+    let mut out = vec![];
+    for k in 0..inputs.len() {
+        if !inputs[k].dtype().is_float() {
+            continue;
+        }
+        let base = inputs[k].to_vec::<f64>().unwrap();
+        let mut d = vec![];
+        for j in 0..base.len() {
+            let at = |delta: f64| {
+                let mut v = base.clone();
+                v[j] += delta;
+                let mut xs = inputs.to_vec();
+                xs[k] = Tensor::from_vec(v, inputs[k].shape()).unwrap();
+                scalar(&xs)
+            };
+            d.push((at(eps) - at(-eps)) / (2.0 * eps));
+        }
+        out.push(d);
+    }
+    out
+}
+
+fn compare(
+    what: &str,
+    analytic: &[Option<Tensor>],
+    numeric: &[Vec<f64>],
+    tol: f64,
+) -> std::result::Result<(), String> {
+    for (k, (a, n)) in analytic.iter().zip(numeric).enumerate() {
+        let a = a
+            .as_ref()
+            .map(|t| t.to_f64_vec())
+            .unwrap_or(vec![0.0; n.len()]);
+        let scale = 1.0 + n.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (j, (x, y)) in a.iter().zip(n).enumerate() {
+            if (x - y).abs() > tol * scale {
+                return Err(format!("{what} input {k} element {j}: tape {x}, finite differences {y}\n tape {a:?}\n  fd {n:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check(name: &str, c: &Case, g: &mut Generator) -> std::result::Result<(), String> {
+    let y = (c.f)(&c.inputs).map_err(|e| format!("{name}: {e}"))?;
+    let w = unif(g, y.shape(), -1.0, 1.0);
+    let (eps, tol) = if name == "cast" {
+        (1e-2, 1e-4)
+    } else {
+        (1e-6, 1e-6)
+    };
+    // first order
+    let analytic = tape_grads(c, &c.inputs, &w);
+    let num = numeric(&c.inputs, eps, &|xs| dot(&(c.f)(xs).unwrap(), &w));
+    compare(&format!("{name} (1st order)"), &analytic, &num, tol)?;
+    // second order: the gradient of sum_k <grad_k, v_k>, through an outer tape
+    let vs: Vec<Tensor> = c
+        .inputs
+        .iter()
+        .filter(|t| t.dtype().is_float())
+        .map(|t| unif(g, t.shape(), -1.0, 1.0))
+        .collect();
+    let contract = |grads: &[Option<Tensor>]| -> Tensor {
+        let mut s = Tensor::scalar(0.0f64);
+        for (gk, v) in grads.iter().zip(&vs) {
+            if let Some(gk) = gk {
+                s = ops::add(
+                    &s,
+                    &ops::reduce_sum(&ops::multiply(gk, v).unwrap(), Axes::All, false).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+        s
+    };
+    let outer = GradientTape::new();
+    for t in c.inputs.iter().filter(|t| t.dtype().is_float()) {
+        outer.watch(t);
+    }
+    let s = contract(&tape_grads(c, &c.inputs, &w));
+    let second = outer
+        .gradient_with(
+            &[&s],
+            &float_sources(&c.inputs),
+            &GradientOptions::default(),
+        )
+        .unwrap();
+    let num2 = numeric(&c.inputs, 1e-5, &|xs| {
+        contract(&tape_grads(c, xs, &w)).to_scalar::<f64>().unwrap()
+    });
+    compare(&format!("{name} (2nd order)"), &second, &num2, 1e-5)
+}
+
+#[test]
+fn every_differentiable_op_matches_finite_differences() {
+    let mut g = Generator::from_seed(7);
+    let mut recorded = BTreeSet::new();
+    let mut failures = vec![];
+    for (name, make) in rows() {
+        for _ in 0..6 {
+            let c = make(&mut g);
+            let tape = GradientTape::new();
+            for t in c.inputs.iter().filter(|t| t.dtype().is_float()) {
+                tape.watch(t);
+            }
+            let _ = (c.f)(&c.inputs);
+            recorded.extend(tape.recorded_ops());
+            if let Err(e) = check(name, &c, &mut g) {
+                failures.push(e);
+                break;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let listed: BTreeSet<&str> = ops::DIFFERENTIABLE_OPS.iter().copied().collect();
+    let unlisted: Vec<_> = recorded.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "ops record on the tape but are not in DIFFERENTIABLE_OPS: {unlisted:?}"
+    );
+    let untested: Vec<_> = listed.difference(&recorded).collect();
+    assert!(
+        untested.is_empty(),
+        "ops in DIFFERENTIABLE_OPS have no gradient-check row: {untested:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Broadcasting: for any pair of broadcastable shapes, the gradient of `x * y + x / (1 + y²)`
+    /// reaches each input summed back to its own shape and agrees with finite differences.
+    #[test]
+    fn broadcast_gradients_match_finite_differences(
+        shape in proptest::collection::vec(1usize..4, 0..4),
+        mask in proptest::collection::vec(any::<bool>(), 4),
+        drop in 0usize..4,
+        seed in any::<u64>(),
+    ) {
+        let drop = drop.min(shape.len());
+        let other: Vec<usize> = shape[drop..].iter().zip(&mask).map(|(&d, &m)| if m { 1 } else { d }).collect();
+        let mut g = Generator::from_seed(seed);
+        let c = case(vec![gen_any(&mut g, &shape), gen_any(&mut g, &other)], |t| {
+            let d = ops::add(&ops::square(&t[1])?, &1.0)?;
+            ops::add(&ops::multiply(&t[0], &t[1])?, &ops::divide(&t[0], &d)?)
+        });
+        prop_assert!(check("broadcast", &c, &mut g).is_ok(), "{:?}", check("broadcast", &c, &mut g));
+    }
+
+    /// Reductions over any axes (negative spellings included), with and without keepdims.
+    #[test]
+    fn reduction_gradients_match_finite_differences(
+        shape in proptest::collection::vec(1usize..4, 1..4),
+        picks in proptest::collection::vec(any::<bool>(), 3),
+        keepdims in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let rank = shape.len() as isize;
+        let mut axes: Vec<isize> = (0..rank).filter(|&i| picks[i as usize]).map(|i| if i % 2 == 0 { i - rank } else { i }).collect();
+        if axes.is_empty() { axes.push(-1); }
+        let mut g = Generator::from_seed(seed);
+        let a2 = axes.clone();
+        let c = case(vec![gen_any(&mut g, &shape)], move |t| {
+            let s = ops::reduce_sum(&ops::sin(&t[0])?, a2.clone(), keepdims)?;
+            let m = ops::reduce_max(&t[0], a2.clone(), keepdims)?;
+            ops::add(&s, &ops::multiply(&m, &m)?)
+        });
+        prop_assert!(check("reductions", &c, &mut g).is_ok(), "{:?}", check("reductions", &c, &mut g));
+    }
+}
