@@ -3,20 +3,123 @@
 //! A [`Layout`] says where each element of a tensor lives in its storage. Transposes, broadcasts,
 //! slices and reshapes of contiguous data only make a new layout over the same storage.
 
+use std::fmt;
+
 use crate::error::{Error, Result};
+
+/// Dimensions or strides, stored inline up to rank 6 so that making a tensor or a view does not
+/// allocate for its layout (the allocator was most of the cost of a small op).
+#[derive(Clone)]
+pub(crate) enum Dims<T: Copy + Default> {
+    Inline([T; INLINE], u8),
+    Heap(Vec<T>),
+}
+
+const INLINE: usize = 6;
+
+impl<T: Copy + Default> Dims<T> {
+    pub fn from_slice(s: &[T]) -> Self {
+        if s.len() <= INLINE {
+            let mut a = [T::default(); INLINE];
+            a[..s.len()].copy_from_slice(s);
+            Dims::Inline(a, s.len() as u8)
+        } else {
+            Dims::Heap(s.to_vec())
+        }
+    }
+    pub fn filled(value: T, len: usize) -> Self {
+        if len <= INLINE {
+            Dims::Inline([value; INLINE], len as u8)
+        } else {
+            Dims::Heap(vec![value; len])
+        }
+    }
+    pub fn push(&mut self, v: T) {
+        match self {
+            Dims::Inline(a, n) if (*n as usize) < INLINE => {
+                a[*n as usize] = v;
+                *n += 1;
+            }
+            Dims::Inline(a, n) => {
+                let mut h = a[..*n as usize].to_vec();
+                h.push(v);
+                *self = Dims::Heap(h);
+            }
+            Dims::Heap(h) => h.push(v),
+        }
+    }
+}
+
+impl<T: Copy + Default> std::ops::Deref for Dims<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Dims::Inline(a, n) => &a[..*n as usize],
+            Dims::Heap(h) => h,
+        }
+    }
+}
+
+impl<T: Copy + Default> std::ops::DerefMut for Dims<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Dims::Inline(a, n) => &mut a[..*n as usize],
+            Dims::Heap(h) => h,
+        }
+    }
+}
+
+impl<T: Copy + Default> FromIterator<T> for Dims<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(it: I) -> Self {
+        let mut d = Dims::Inline([T::default(); INLINE], 0);
+        for v in it {
+            d.push(v);
+        }
+        d
+    }
+}
+
+impl<'a, T: Copy + Default> IntoIterator for &'a Dims<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<T: Copy + Default> Extend<T> for Dims<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, it: I) {
+        for v in it {
+            self.push(v);
+        }
+    }
+}
+
+impl<T: Copy + Default + PartialEq> PartialEq for Dims<T> {
+    fn eq(&self, o: &Self) -> bool {
+        **self == **o
+    }
+}
+impl<T: Copy + Default + Eq> Eq for Dims<T> {}
+
+impl<T: Copy + Default + fmt::Debug> fmt::Debug for Dims<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
 
 /// Where a tensor's elements live in its storage: row-major by default, any strides allowed
 /// (zero for broadcast dimensions, negative for reversed slices).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
-    pub shape: Vec<usize>,
-    pub strides: Vec<isize>,
+    pub shape: Dims<usize>,
+    pub strides: Dims<isize>,
     pub offset: usize,
 }
 
 /// Row-major strides of a shape.
-pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<isize> {
-    let mut strides = vec![0isize; shape.len()];
+pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims<isize> {
+    let mut strides = Dims::filled(0isize, shape.len());
     let mut acc = 1isize;
     for (s, &d) in strides.iter_mut().zip(shape).rev() {
         *s = acc;
@@ -38,7 +141,7 @@ impl Layout {
     pub fn contiguous(shape: &[usize]) -> Self {
         Layout {
             strides: contiguous_strides(shape),
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             offset: 0,
         }
     }
@@ -63,14 +166,14 @@ impl Layout {
     /// size-1 dimensions get stride 0. The caller has checked that the shapes broadcast.
     pub fn broadcast_to(&self, shape: &[usize]) -> Layout {
         let extra = shape.len() - self.shape.len();
-        let mut strides = vec![0isize; shape.len()];
+        let mut strides = Dims::filled(0isize, shape.len());
         for i in 0..self.shape.len() {
             if self.shape[i] == shape[extra + i] {
                 strides[extra + i] = self.strides[i];
             }
         }
         Layout {
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             strides,
             offset: self.offset,
         }
@@ -123,9 +226,9 @@ pub(crate) fn for_each_row<const N: usize>(
 }
 
 /// NumPy broadcasting of two shapes.
-pub(crate) fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+pub(crate) fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Dims<usize>> {
     let rank = a.len().max(b.len());
-    let mut out = vec![0; rank];
+    let mut out = Dims::filled(0, rank);
     for i in 0..rank {
         let da = if i + a.len() >= rank {
             a[i + a.len() - rank]
@@ -211,8 +314,8 @@ mod tests {
     #[test]
     fn contiguity_ignores_unit_dims() {
         let l = Layout {
-            shape: vec![1, 3],
-            strides: vec![99, 1],
+            shape: Dims::from_slice(&[1, 3]),
+            strides: Dims::from_slice(&[99, 1]),
             offset: 2,
         };
         assert!(l.is_contiguous());
@@ -229,7 +332,7 @@ mod tests {
 
     #[test]
     fn broadcasting_follows_numpy() {
-        assert_eq!(broadcast_shapes("t", &[3, 1], &[4]).unwrap(), vec![3, 4]);
+        assert_eq!(&*broadcast_shapes("t", &[3, 1], &[4]).unwrap(), &[3, 4]);
         assert!(broadcast_shapes("t", &[3], &[4]).is_err());
     }
 }

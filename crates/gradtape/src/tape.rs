@@ -46,8 +46,9 @@ type IdSet = HashSet<TensorId, BuildHasherDefault<IdHasher>>;
 type IdMap<V> = HashMap<TensorId, V, BuildHasherDefault<IdHasher>>;
 
 /// A backward function: given the gradient of the output and which inputs need a gradient,
-/// returns one `Option` per input (`None`: not differentiable there, or not needed).
-pub(crate) type Backward = dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>;
+/// pushes one `Option` per input (`None`: not differentiable there, or not needed) onto a
+/// buffer the backward pass reuses.
+pub(crate) type Backward = dyn Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()>;
 
 /// Input ids, inline for the common case of at most three inputs.
 #[derive(Clone)]
@@ -100,7 +101,62 @@ pub struct TapeState {
     variables: RefCell<Vec<Variable>>,
 }
 
+/// Buffers of finished tapes and backward passes, kept per thread so that a training loop that
+/// makes a tape every step does not regrow its tables every step.
+#[derive(Default)]
+struct Spare {
+    entries: Vec<Vec<Entry>>,
+    sets: Vec<IdSet>,
+    maps: Vec<IdMap<Tensor>>,
+}
+
+const SPARE_KEEP: usize = 4;
+const SPARE_MAX_LEN: usize = 1 << 20;
+
+fn spare<R>(f: impl FnOnce(&mut Spare) -> R) -> Option<R> {
+    SPARE
+        .try_with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
+        .ok()
+        .flatten()
+}
+
+fn take_entries() -> Vec<Entry> {
+    spare(|s| s.entries.pop()).flatten().unwrap_or_default()
+}
+fn take_set() -> IdSet {
+    spare(|s| s.sets.pop()).flatten().unwrap_or_default()
+}
+fn take_map() -> IdMap<Tensor> {
+    spare(|s| s.maps.pop()).flatten().unwrap_or_default()
+}
+fn give_entries(mut v: Vec<Entry>) {
+    v.clear();
+    if v.capacity() <= SPARE_MAX_LEN {
+        spare(|s| (s.entries.len() < SPARE_KEEP).then(|| s.entries.push(v)));
+    }
+}
+fn give_set(mut v: IdSet) {
+    v.clear();
+    if v.capacity() <= SPARE_MAX_LEN {
+        spare(|s| (s.sets.len() < SPARE_KEEP).then(|| s.sets.push(v)));
+    }
+}
+fn give_map(mut v: IdMap<Tensor>) {
+    v.clear();
+    if v.capacity() <= SPARE_MAX_LEN {
+        spare(|s| (s.maps.len() < SPARE_KEEP).then(|| s.maps.push(v)));
+    }
+}
+
+impl Drop for TapeState {
+    fn drop(&mut self) {
+        give_entries(std::mem::take(self.entries.get_mut()));
+        give_set(std::mem::take(self.tensors.get_mut()));
+    }
+}
+
 thread_local! {
+    static SPARE: RefCell<Spare> = RefCell::default();
     static ACTIVE: RefCell<Vec<Rc<TapeState>>> = const { RefCell::new(Vec::new()) };
     /// Number of tapes recording on this thread: the one check every op pays.
     static RECORDING: Cell<usize> = const { Cell::new(0) };
@@ -121,15 +177,51 @@ fn set_recording(state: &TapeState, on: bool) {
 // ---------------------------------------------------------------------------------------------
 // The interface ops and variables use
 
-/// Records one op on every recording tape that watches one of its inputs. `backward` is only
-/// called (once) when some tape keeps the entry, so untaped code pays one thread-local read.
-pub(crate) fn record<B>(
+/// Records one op with `N` inputs on every recording tape that watches one of its inputs. The
+/// builder is only called (once) when some tape keeps the entry, so untaped code pays one
+/// thread-local read; the rule returns one gradient per input.
+pub(crate) fn record<const N: usize, B>(
+    op: &'static str,
+    inputs: &[&Tensor],
+    output: &Tensor,
+    backward: impl FnOnce() -> B,
+) where
+    B: Fn(&Tensor, &[bool]) -> Result<[Option<Tensor>; N]> + 'static,
+{
+    record_dyn(op, inputs, output, || {
+        let rule = backward();
+        move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
+            out.extend(rule(g, needs)?);
+            Ok(())
+        }
+    })
+}
+
+/// [`record`] for ops with any number of inputs (`concat`).
+pub(crate) fn record_vec<B>(
     op: &'static str,
     inputs: &[&Tensor],
     output: &Tensor,
     backward: impl FnOnce() -> B,
 ) where
     B: Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+{
+    record_dyn(op, inputs, output, || {
+        let rule = backward();
+        move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
+            out.extend(rule(g, needs)?);
+            Ok(())
+        }
+    })
+}
+
+fn record_dyn<B>(
+    op: &'static str,
+    inputs: &[&Tensor],
+    output: &Tensor,
+    backward: impl FnOnce() -> B,
+) where
+    B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
 {
     if recording_count() == 0 || !output.dtype().is_float() {
         return;
@@ -196,7 +288,10 @@ pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
                 op: "ReadVariableOp",
                 inputs: Ids::new(std::iter::once(var.handle_id())),
                 output: r.id(),
-                backward: Rc::new(|g: &Tensor, _: &[bool]| Ok(vec![Some(g.clone())])),
+                backward: Rc::new(|g: &Tensor, _: &[bool], out: &mut Vec<Option<Tensor>>| {
+                    out.push(Some(g.clone()));
+                    Ok(())
+                }),
             });
         }
         read.unwrap_or_else(|| value.clone())
@@ -307,7 +402,7 @@ fn backprop(
     options: &GradientOptions,
 ) -> Result<Vec<Option<Tensor>>> {
     let op = "gradient";
-    let mut grads: IdMap<Tensor> = IdMap::default();
+    let mut grads: IdMap<Tensor> = take_map();
     if let Some(og) = &options.output_gradients {
         if og.len() != targets.len() {
             return Err(Error::arg(
@@ -346,7 +441,8 @@ fn backprop(
         accumulate(&mut grads, t.id(), seed)?;
     }
 
-    let source_ids: IdSet = sources.iter().map(|s| s.id).collect();
+    let mut source_ids = take_set();
+    source_ids.extend(sources.iter().map(|s| s.id));
     // Forward sweep: which tensors depend on a traced source. Only those need gradients.
     let mut reach = traced;
     for e in &entries {
@@ -355,7 +451,7 @@ fn backprop(
         }
     }
 
-    let mut needs = Vec::new();
+    let (mut needs, mut input_grads) = (Vec::new(), Vec::new());
     while let Some(e) = entries.pop() {
         if !reach.contains(&e.output) {
             continue;
@@ -369,7 +465,8 @@ fn backprop(
         let inputs = e.inputs.as_slice();
         needs.clear();
         needs.extend(inputs.iter().map(|i| reach.contains(i)));
-        let input_grads = (e.backward)(&g, &needs)?;
+        input_grads.clear();
+        (e.backward)(&g, &needs, &mut input_grads)?;
         if input_grads.len() != inputs.len() {
             return Err(Error::tape(
                 e.op,
@@ -380,7 +477,7 @@ fn backprop(
                 ),
             ));
         }
-        for ((&id, &need), ig) in inputs.iter().zip(&needs).zip(input_grads) {
+        for ((&id, &need), ig) in inputs.iter().zip(&needs).zip(input_grads.drain(..)) {
             if let (true, Some(ig)) = (need, ig) {
                 accumulate(&mut grads, id, ig)?;
             }
@@ -388,7 +485,7 @@ fn backprop(
         // `e` (and what its backward function saved) is dropped here, as soon as it is used.
     }
 
-    Ok(sources
+    let result = sources
         .iter()
         .map(|s| match grads.get(&s.id) {
             Some(g) => Some(g.clone()),
@@ -397,7 +494,12 @@ fn backprop(
                 UnconnectedGradients::Zero => Some(Tensor::zeros(&s.shape, s.dtype)),
             },
         })
-        .collect())
+        .collect();
+    give_map(grads);
+    give_set(reach);
+    give_set(source_ids);
+    give_entries(entries);
+    Ok(result)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,8 +519,8 @@ impl Tape {
             watch_accessed_variables,
             recording: Cell::new(false),
             active: Cell::new(true),
-            tensors: RefCell::default(),
-            entries: RefCell::default(),
+            tensors: RefCell::new(take_set()),
+            entries: RefCell::new(take_entries()),
             variables: RefCell::default(),
         });
         ACTIVE.with(|a| a.borrow_mut().push(state.clone()));
@@ -717,7 +819,7 @@ impl GradientTape {
         let keys = Tape::key_list(sources);
         let traced = self.tape.traced(&keys);
         let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
-        self.tape.state.tensors.borrow_mut().clear();
+        give_set(std::mem::take(&mut *self.tape.state.tensors.borrow_mut()));
         backprop(entries, targets, &keys, traced, options)
     }
 }

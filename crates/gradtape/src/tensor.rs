@@ -38,9 +38,16 @@ pub struct Tensor {
 
 struct Inner {
     id: TensorId,
-    storage: Arc<Storage>,
+    data: Data,
     layout: Layout,
     dtype: DType,
+}
+
+/// A fresh tensor owns its storage in the same allocation as its handle (one allocation fewer
+/// per op than a separately shared storage); a view holds the tensor that owns the storage.
+enum Data {
+    Own(Storage),
+    View(Tensor),
 }
 
 impl Tensor {
@@ -51,7 +58,7 @@ impl Tensor {
         Tensor {
             inner: Arc::new(Inner {
                 id: next_id(),
-                storage: Arc::new(Storage::new(cpu)),
+                data: Data::Own(Storage::new(cpu)),
                 layout: Layout::contiguous(shape),
                 dtype,
             }),
@@ -64,10 +71,14 @@ impl Tensor {
 
     /// A new tensor over the same storage with another layout (and a new id).
     pub(crate) fn view(&self, layout: Layout) -> Tensor {
+        let owner = match &self.inner.data {
+            Data::Own(_) => self.clone(),
+            Data::View(owner) => owner.clone(),
+        };
         Tensor {
             inner: Arc::new(Inner {
                 id: next_id(),
-                storage: self.inner.storage.clone(),
+                data: Data::View(owner),
                 layout,
                 dtype: self.inner.dtype,
             }),
@@ -77,6 +88,13 @@ impl Tensor {
     /// The same elements under a new id, so that no tape connects it to `self`.
     pub(crate) fn with_new_id(&self) -> Tensor {
         self.view(self.inner.layout.clone())
+    }
+
+    fn storage(&self) -> &Storage {
+        match &self.inner.data {
+            Data::Own(s) => s,
+            Data::View(owner) => owner.storage(),
+        }
     }
 
     pub(crate) fn id(&self) -> TensorId {
@@ -89,7 +107,7 @@ impl Tensor {
 
     /// The whole backing storage as a slice of `T` (index it through [`Tensor::layout`]).
     pub(crate) fn data<T: Element>(&self) -> Result<&[T]> {
-        T::slice(self.inner.storage.cpu()).ok_or_else(|| {
+        T::slice(self.storage().cpu()).ok_or_else(|| {
             Error::dtype(
                 "data",
                 format!("tensor has dtype {}, not {}", self.dtype(), T::DTYPE),
@@ -108,7 +126,7 @@ impl Tensor {
             return self.clone();
         }
         let shape = self.shape();
-        match self.inner.storage.cpu() {
+        match self.storage().cpu() {
             CpuStorage::F32(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
             CpuStorage::F64(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
             CpuStorage::I64(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
@@ -148,7 +166,7 @@ impl Tensor {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn shares_storage_with(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.inner.storage, &other.inner.storage)
+        std::ptr::eq(self.storage(), other.storage())
     }
 
     // ----- creation -----
@@ -425,7 +443,7 @@ impl Tensor {
             cpu::map(d, l, |x: T| x.to_f64())
         }
         let l = self.layout();
-        match self.inner.storage.cpu() {
+        match self.storage().cpu() {
             CpuStorage::F32(v) => conv(v, l),
             CpuStorage::F64(v) => conv(v, l),
             CpuStorage::I64(v) => conv(v, l),
@@ -467,6 +485,46 @@ impl Operand {
             Operand::Scalar(v) => Tensor::full(&[], v, dtype),
         }
     }
+
+    /// [`Operand::into_tensor_of`] drawing bare numbers from the per-thread constant cache
+    /// (for the ops' own use: these tensors are shared, so they are never handed out).
+    fn into_operand_of(self, dtype: DType) -> Tensor {
+        match self {
+            Operand::Tensor(t) => t,
+            Operand::Scalar(v) => scalar_constant(v, dtype),
+        }
+    }
+}
+
+const CONSTANTS: usize = 32;
+
+thread_local! {
+    /// Recently used scalar constants (`x * 2.0`, a learning rate), direct-mapped by value.
+    /// Tensors are immutable, so sharing one between ops is safe, and a loop that multiplies by
+    /// the same number each step makes no new tensor for it.
+    static CONSTANT_CACHE: std::cell::RefCell<Vec<Option<(u64, DType, Tensor)>>> =
+        std::cell::RefCell::new(vec![None; CONSTANTS]);
+}
+
+fn scalar_constant(v: f64, dtype: DType) -> Tensor {
+    let bits = v.to_bits();
+    let slot = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize ^ dtype as usize;
+    let lookup = CONSTANT_CACHE.try_with(|c| {
+        let mut c = c.try_borrow_mut().ok()?;
+        let entry = &mut c[slot % CONSTANTS];
+        match entry {
+            Some((b, d, t)) if *b == bits && *d == dtype => Some(t.clone()),
+            _ => {
+                let t = Tensor::full(&[], v, dtype);
+                *entry = Some((bits, dtype, t.clone()));
+                Some(t)
+            }
+        }
+    });
+    lookup
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Tensor::full(&[], v, dtype))
 }
 
 impl AsTensor for Tensor {
@@ -498,12 +556,12 @@ pub(crate) fn operand_pair(
     match (a.operand(), b.operand()) {
         (Operand::Tensor(a), b) => {
             let dt = a.dtype();
-            (a, b.into_tensor_of(dt))
+            (a, b.into_operand_of(dt))
         }
         (a, Operand::Tensor(b)) => {
             let dt = b.dtype();
-            (a.into_tensor_of(dt), b)
+            (a.into_operand_of(dt), b)
         }
-        (a, b) => (a.into_tensor(), b.into_tensor()),
+        (a, b) => (a.into_operand_of(DType::F32), b.into_operand_of(DType::F32)),
     }
 }

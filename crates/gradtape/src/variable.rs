@@ -77,10 +77,7 @@ impl Variable {
     /// assert!(!step.trainable());
     /// ```
     pub fn with_options(initial_value: impl AsTensor, options: VariableOptions) -> Variable {
-        let value = match initial_value.operand() {
-            Operand::Tensor(t) => t.with_new_id(),
-            scalar => scalar.into_tensor(),
-        };
+        let value = initial_value.operand().into_tensor().with_new_id();
         Variable {
             inner: Arc::new(Inner {
                 handle: next_id(),

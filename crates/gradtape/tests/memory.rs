@@ -16,6 +16,8 @@ fn chain_of_exps(x: &Tensor, k: usize) -> Tensor {
 #[test]
 fn tapes_hold_only_what_gradient_rules_need_and_release_it() {
     let x = Tensor::zeros(&[N], DType::F32);
+    // Ops keep recently used scalar constants (0.5 here) in a small per-thread cache: warm it.
+    drop(chain_of_exps(&x, 1));
     let base = memory::live_storages();
 
     // No tape: intermediates die with the expression.
@@ -36,8 +38,8 @@ fn tapes_hold_only_what_gradient_rules_need_and_release_it() {
     tape.watch(&x);
     let y = chain_of_exps(&x, 10);
     let held = memory::live_storages() - base;
-    // 10 exp outputs + 10 scalar constants of multiply + the loss; the products are not kept
-    assert!(held <= 21, "tape holds {held} storages");
+    // 10 exp outputs + the loss; the products are not kept (the constant is cached)
+    assert!(held <= 11, "tape holds {held} storages");
     let mb = memory::live_bytes();
     let [g] = tape.gradient(&y, [&x]).unwrap();
     // After the (consuming) gradient call, only the loss and the gradient remain.

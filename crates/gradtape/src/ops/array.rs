@@ -3,7 +3,9 @@
 
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::shape::{check_perm, contiguous_strides, for_each_row, normalize_axis, numel, Layout};
+use crate::shape::{
+    check_perm, contiguous_strides, for_each_row, normalize_axis, numel, Dims, Layout,
+};
 use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 
@@ -30,13 +32,13 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     }
     let base = x.to_contiguous();
     let out = base.view(Layout {
-        shape: shape.to_vec(),
+        shape: Dims::from_slice(shape),
         strides: contiguous_strides(shape),
         offset: base.layout().offset,
     });
     tape::record("reshape", &[x], &out, || {
         let s = x.shape().to_vec();
-        move |g: &Tensor, _: &[bool]| Ok(vec![Some(reshape_to(g, &s)?)])
+        move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
     });
     Ok(out)
 }
@@ -110,7 +112,7 @@ pub fn transpose(x: &impl AsTensor, perm: Option<&[usize]>) -> Result<Tensor> {
         for (i, &p) in perm.iter().enumerate() {
             inv[p] = i;
         }
-        move |g: &Tensor, _: &[bool]| Ok(vec![Some(transpose(g, Some(&inv))?)])
+        move |g: &Tensor, _: &[bool]| Ok([Some(transpose(g, Some(&inv))?)])
     });
     Ok(out)
 }
@@ -204,7 +206,7 @@ pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
     let out = x.view(x.layout().broadcast_to(shape));
     tape::record("broadcast_to", &[&x], &out, || {
         let s = x.shape().to_vec();
-        move |g: &Tensor, _: &[bool]| Ok(vec![Some(sum_to_shape(g, &s)?)])
+        move |g: &Tensor, _: &[bool]| Ok([Some(sum_to_shape(g, &s)?)])
     });
     Ok(out)
 }
@@ -228,7 +230,7 @@ fn slice_layout(l: &Layout, spec: &SliceSpec) -> Layout {
         }
     }
     Layout {
-        shape: spec.lens.clone(),
+        shape: Dims::from_slice(&spec.lens),
         strides: l
             .strides
             .iter()
@@ -244,7 +246,7 @@ fn slice_view(x: &Tensor, spec: SliceSpec) -> Result<Tensor> {
     let out = x.view(slice_layout(x.layout(), &spec));
     tape::record("slice", &[x], &out, || {
         let shape = x.shape().to_vec();
-        move |g: &Tensor, _: &[bool]| Ok(vec![Some(unslice(g, &shape, &spec)?)])
+        move |g: &Tensor, _: &[bool]| Ok([Some(unslice(g, &shape, &spec)?)])
     });
     Ok(out)
 }
@@ -267,7 +269,7 @@ fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
     });
     tape::record("unslice", &[g], &out, || {
         let spec = spec.clone();
-        move |gg: &Tensor, _: &[bool]| Ok(vec![Some(slice_view(gg, spec.clone())?)])
+        move |gg: &Tensor, _: &[bool]| Ok([Some(slice_view(gg, spec.clone())?)])
     });
     Ok(out)
 }
@@ -495,7 +497,7 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
         Tensor::from_elems(buf, &shape)
     });
     let refs: Vec<&Tensor> = xs.iter().collect();
-    tape::record(op, &refs, &out, || {
+    tape::record_vec(op, &refs, &out, || {
         let sizes: Vec<usize> = xs.iter().map(|x| x.shape()[ax]).collect();
         move |g: &Tensor, needs: &[bool]| {
             let mut start = 0;

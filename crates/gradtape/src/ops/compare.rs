@@ -208,7 +208,7 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
     tape::record(op, &[&a, &b], &out, || {
         let (cond, sa, sb) = (condition.clone(), a.shape().to_vec(), b.shape().to_vec());
         move |g: &Tensor, needs: &[bool]| {
-            Ok(vec![
+            Ok([
                 opt(needs[0], || sum_to_shape(&select(&cond, g, &0.0)?, &sa))?,
                 opt(needs[1], || sum_to_shape(&select(&cond, &0.0, g)?, &sb))?,
             ])
@@ -246,7 +246,7 @@ pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
     };
     tape::record("cast", &[&x], &out, || {
         let from = x.dtype();
-        move |g: &Tensor, _: &[bool]| Ok(vec![Some(cast(g, from)?)])
+        move |g: &Tensor, _: &[bool]| Ok([Some(cast(g, from)?)])
     });
     Ok(out)
 }

@@ -3,7 +3,7 @@
 use crate::cpu;
 use crate::dtype::{Element, Float, Num};
 use crate::error::{Error, Result};
-use crate::shape::{broadcast_shapes, Layout};
+use crate::shape::broadcast_shapes;
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
@@ -43,7 +43,7 @@ fn unary(
             UnarySaves::Input => x.clone(),
             UnarySaves::Output => y.clone(),
         };
-        move |g: &Tensor, _: &[bool]| Ok(vec![Some(grad(&s, g)?)])
+        move |g: &Tensor, _: &[bool]| Ok([Some(grad(&s, g)?)])
     });
     Ok(y)
 }
@@ -258,33 +258,28 @@ pub fn ceil(x: &impl AsTensor) -> Result<Tensor> {
 // ---------------------------------------------------------------------------------------------
 // Binary ops
 
-/// Checks dtypes and broadcasts two operands: the output shape and both layouts seen with it.
-pub(crate) fn broadcast_pair(
-    op: &'static str,
-    a: &Tensor,
-    b: &Tensor,
-) -> Result<(Vec<usize>, Layout, Layout)> {
-    same_dtype(op, a, b)?;
-    let shape = broadcast_shapes(op, a.shape(), b.shape())?;
-    let (la, lb) = (
-        a.layout().broadcast_to(&shape),
-        b.layout().broadcast_to(&shape),
-    );
-    Ok((shape, la, lb))
-}
-
-/// `f` over two broadcast operands of element type `T`, giving elements of type `U`.
+/// `f` over two operands of element type `T` broadcast together, giving elements of type `U`.
+/// Equal shapes (the common case) skip the broadcast bookkeeping entirely.
 pub(crate) fn zip_tensors<T: Element, U: Element>(
     op: &'static str,
     a: &Tensor,
     b: &Tensor,
     f: impl Fn(T, T) -> U + Sync,
 ) -> Result<Tensor> {
-    let (shape, la, lb) = broadcast_pair(op, a, b)?;
-    Ok(Tensor::from_elems(
-        cpu::zip(a.data::<T>()?, &la, b.data::<T>()?, &lb, f),
-        &shape,
-    ))
+    same_dtype(op, a, b)?;
+    let (da, db) = (a.data::<T>()?, b.data::<T>()?);
+    if a.shape() == b.shape() {
+        return Ok(Tensor::from_elems(
+            cpu::zip(da, a.layout(), db, b.layout(), f),
+            a.shape(),
+        ));
+    }
+    let shape = broadcast_shapes(op, a.shape(), b.shape())?;
+    let (la, lb) = (
+        a.layout().broadcast_to(&shape),
+        b.layout().broadcast_to(&shape),
+    );
+    Ok(Tensor::from_elems(cpu::zip(da, &la, db, &lb, f), &shape))
 }
 
 /// What a binary gradient rule needs kept from the forward pass (a tape keeps only that).
@@ -341,7 +336,7 @@ fn record_binary(
         };
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         move |g: &Tensor, needs: &[bool]| {
-            Ok(vec![
+            Ok([
                 opt(needs[0], || sum_to_shape(&rule(&saved, g, 0)?, &sa))?,
                 opt(needs[1], || sum_to_shape(&rule(&saved, g, 1)?, &sb))?,
             ])

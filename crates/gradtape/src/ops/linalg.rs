@@ -3,7 +3,7 @@
 use crate::cpu;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
-use crate::shape::{broadcast_shapes, for_each_row, numel, Layout};
+use crate::shape::{broadcast_shapes, for_each_row, numel, Dims, Layout};
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
@@ -101,7 +101,7 @@ fn matmul_core(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     tape::record(op, &[a, b], &out, || {
         let (a, b) = (a.clone(), b.clone());
         move |g: &Tensor, needs: &[bool]| {
-            Ok(vec![
+            Ok([
                 opt(needs[0], || {
                     sum_to_shape(&matmul_transposed(g, &b, false, true)?, a.shape())
                 })?,
@@ -129,8 +129,8 @@ fn product<T: Float>(
     let (ra, rb) = (la.shape.len(), lb.shape.len());
     let batch_view = |l: &Layout, r: usize| {
         let bl = Layout {
-            shape: l.shape[..r - 2].to_vec(),
-            strides: l.strides[..r - 2].to_vec(),
+            shape: Dims::from_slice(&l.shape[..r - 2]),
+            strides: Dims::from_slice(&l.strides[..r - 2]),
             offset: l.offset,
         };
         let mut v = bl.broadcast_to(batch);

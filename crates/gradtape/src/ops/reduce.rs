@@ -157,7 +157,7 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
     let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ZERO, |p, q| p.wadd(q))?);
     tape::record(op, &[&x], &out, || {
         let in_shape = x.shape().to_vec();
-        move |g: &Tensor, _: &[bool]| Ok(vec![Some(spread(g, &in_shape, &axes)?)])
+        move |g: &Tensor, _: &[bool]| Ok([Some(spread(g, &in_shape, &axes)?)])
     });
     Ok(out)
 }
@@ -189,7 +189,7 @@ macro_rules! extreme {
             let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::$init, |p, q| p.$f(q))?);
             tape::record(op, &[&x], &out, || {
                 let (x, y) = (x.clone(), out.clone());
-                move |g: &Tensor, _: &[bool]| Ok(vec![Some(extreme_grad(&x, &y, g, &axes)?)])
+                move |g: &Tensor, _: &[bool]| Ok([Some(extreme_grad(&x, &y, g, &axes)?)])
             });
             Ok(out)
         }
@@ -250,7 +250,7 @@ pub fn reduce_prod(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
             let when_none = divide(&prod_nz, &nonzero)?;
             let local = select(&none, &when_none, &select(&one, &when_one, &0.0)?)?;
             let gk = reshape_to(g, &reduced_shape(x.shape(), &axes, true))?;
-            Ok(vec![Some(multiply(&local, &gk)?)])
+            Ok([Some(multiply(&local, &gk)?)])
         }
     });
     Ok(out)
