@@ -22,6 +22,12 @@ pub struct Regression {
     pub b: Variable,
 }
 
+impl Default for Regression {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Regression {
     // > def __init__(self):
     // >     self.a = tf.Variable(initial_value=0, dtype=tf.float32)
