@@ -7,6 +7,12 @@ use crate::storage::CpuStorage;
 
 /// The dtype of a tensor. Only `F32` and `F64` are differentiable; `I64` and `Bool` hold labels,
 /// indices and masks and are never recorded on a tape.
+///
+/// ```
+/// let t = gradtape::Tensor::scalar(1i64);
+/// assert_eq!(t.dtype(), gradtape::DType::I64);
+/// assert!(!t.dtype().is_float());
+/// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     /// 32-bit float (TensorFlow's `float32`, the default for gradients).
@@ -21,10 +27,19 @@ pub enum DType {
 
 impl DType {
     /// True for the floating-point dtypes, the ones a tape differentiates.
+    ///
+    /// ```
+    /// assert!(gradtape::DType::F32.is_float());
+    /// assert!(!gradtape::DType::Bool.is_float());
+    /// ```
     pub fn is_float(self) -> bool {
         matches!(self, DType::F32 | DType::F64)
     }
     /// TensorFlow's name for the dtype (`float32`, `float64`, `int64`, `bool`).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::DType::F64.name(), "float64");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "float32",
@@ -34,6 +49,10 @@ impl DType {
         }
     }
     /// Bytes per element.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::DType::F32.size_in_bytes(), 4);
+    /// ```
     pub fn size_in_bytes(self) -> usize {
         match self {
             DType::F32 => 4,
@@ -58,6 +77,12 @@ mod sealed {
 }
 
 /// A Rust type that is the element of one [`DType`]: `f32`, `f64`, `i64` or `bool`.
+///
+/// ```
+/// use gradtape::{DType, Element};
+/// assert_eq!(<f32 as Element>::DTYPE, DType::F32);
+/// assert_eq!(<bool as Element>::from_f64(2.0), true);
+/// ```
 pub trait Element:
     sealed::Sealed + Copy + Send + Sync + PartialEq + PartialOrd + fmt::Debug + Default + 'static
 {

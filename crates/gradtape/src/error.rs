@@ -5,9 +5,23 @@
 //! (`matmul: inner dimensions differ: [2, 3] x [4, 5]`).
 
 /// The result type of every fallible gradtape function.
+///
+/// ```
+/// fn half(x: &gradtape::Tensor) -> gradtape::Result<gradtape::Tensor> {
+///     gradtape::ops::divide(x, &2.0)
+/// }
+/// assert!(half(&gradtape::Tensor::scalar(1.0f32)).is_ok());
+/// ```
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Everything that can go wrong in gradtape. Each variant carries the operation's name.
+///
+/// ```
+/// use gradtape::{ops, DType, Error, Tensor};
+/// let e = ops::add(&Tensor::zeros(&[2], DType::F32), &Tensor::zeros(&[3], DType::F32)).unwrap_err();
+/// assert!(matches!(e, Error::Shape { op: "add", .. }));
+/// assert_eq!(e.to_string(), "add: shapes [2] and [3] are not broadcastable");
+/// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -99,6 +113,11 @@ impl Error {
         }
     }
     /// The name of the operation that failed.
+    ///
+    /// ```
+    /// let e = gradtape::ops::sqrt(&gradtape::Tensor::scalar(1i64)).unwrap_err();
+    /// assert_eq!(e.op(), "sqrt");
+    /// ```
     pub fn op(&self) -> &'static str {
         match self {
             Error::Shape { op, .. }

@@ -63,3 +63,8 @@ pub use tape::{
 };
 pub use tensor::{AsTensor, Operand, Tensor};
 pub use variable::{Variable, VariableOptions};
+
+/// The README's Rust code, compiled and run as a doc test so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -97,6 +97,12 @@ impl Tensor {
     ///
     /// # Errors
     /// As the op.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::scalar(2.0f32);
+    /// assert_eq!(x.pow(&3.0)?.to_scalar::<f32>()?, 8.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn pow(&self, exponent: &impl AsTensor) -> Result<Tensor> {
         ops::pow(self, exponent)
     }
@@ -105,6 +111,12 @@ impl Tensor {
     ///
     /// # Errors
     /// As the op.
+    ///
+    /// ```
+    /// let a = gradtape::Tensor::eye(2, gradtape::DType::F64);
+    /// assert_eq!(a.matmul(&a)?.to_vec::<f64>()?, vec![1.0, 0.0, 0.0, 1.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn matmul(&self, other: &impl AsTensor) -> Result<Tensor> {
         ops::matmul(self, other)
     }
@@ -113,6 +125,12 @@ impl Tensor {
     ///
     /// # Errors
     /// As the op.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::zeros(&[6], gradtape::DType::F32);
+    /// assert_eq!(x.reshape(&[2, -1])?.shape(), &[2, 3]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn reshape(&self, shape: &[isize]) -> Result<Tensor> {
         ops::reshape(self, shape)
     }
@@ -121,6 +139,12 @@ impl Tensor {
     ///
     /// # Errors
     /// Never for a valid tensor.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32);
+    /// assert_eq!(x.t()?.shape(), &[3, 2]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn t(&self) -> Result<Tensor> {
         ops::transpose(self, None)
     }
@@ -129,6 +153,12 @@ impl Tensor {
     ///
     /// # Errors
     /// As the op.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::ones(&[2, 3], gradtape::DType::F32);
+    /// assert_eq!(x.reduce_sum(1, false)?.to_vec::<f32>()?, vec![3.0, 3.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn reduce_sum(&self, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
         ops::reduce_sum(self, axis, keepdims)
     }
@@ -137,6 +167,12 @@ impl Tensor {
     ///
     /// # Errors
     /// As the op.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::from_vec(vec![1.0f32, 3.0], &[2])?;
+    /// assert_eq!(x.reduce_mean(gradtape::Axes::All, false)?.to_scalar::<f32>()?, 2.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn reduce_mean(&self, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
         ops::reduce_mean(self, axis, keepdims)
     }
@@ -145,6 +181,12 @@ impl Tensor {
     ///
     /// # Errors
     /// As the op.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::from_vec(vec![1.0f32, 3.0], &[2])?;
+    /// assert_eq!(x.reduce_max(0, false)?.to_scalar::<f32>()?, 3.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn reduce_max(&self, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
         ops::reduce_max(self, axis, keepdims)
     }
@@ -153,6 +195,12 @@ impl Tensor {
     ///
     /// # Errors
     /// As the op.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::scalar(2.5f32);
+    /// assert_eq!(x.cast(gradtape::DType::I64)?.to_scalar::<i64>()?, 2);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn cast(&self, dtype: DType) -> Result<Tensor> {
         ops::cast(self, dtype)
     }

@@ -55,6 +55,12 @@ fn det_ln(x: f64) -> f64 {
 
 impl Generator {
     /// A generator whose whole stream is fixed by `seed`.
+    ///
+    /// ```
+    /// let mut g = gradtape::random::Generator::from_seed(1);
+    /// let mut h = gradtape::random::Generator::from_seed(1);
+    /// assert_eq!(g.next_u64(), h.next_u64());
+    /// ```
     pub fn from_seed(seed: u64) -> Self {
         let mut x = seed;
         Generator {
@@ -68,6 +74,11 @@ impl Generator {
     }
 
     /// The next 64 random bits.
+    ///
+    /// ```
+    /// let mut g = gradtape::random::Generator::from_seed(1);
+    /// assert_ne!(g.next_u64(), g.next_u64());
+    /// ```
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
@@ -82,11 +93,22 @@ impl Generator {
     }
 
     /// A uniform float in `[0, 1)`.
+    ///
+    /// ```
+    /// let mut g = gradtape::random::Generator::from_seed(1);
+    /// let u = g.next_f64();
+    /// assert!((0.0..1.0).contains(&u));
+    /// ```
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// A standard normal sample.
+    ///
+    /// ```
+    /// let mut g = gradtape::random::Generator::from_seed(1);
+    /// assert!(g.next_normal().is_finite());
+    /// ```
     pub fn next_normal(&mut self) -> f64 {
         loop {
             let u = 2.0 * self.next_f64() - 1.0;
@@ -102,6 +124,13 @@ impl Generator {
     ///
     /// # Errors
     /// When `minval >= maxval`, a bound is not finite, or the dtype is `bool`.
+    ///
+    /// ```
+    /// let mut g = gradtape::random::Generator::from_seed(3);
+    /// let d = g.uniform(&[100], 1.0, 7.0, gradtape::DType::I64)?;
+    /// assert!(d.to_vec::<i64>()?.iter().all(|v| (1..7).contains(v)));
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn uniform(
         &mut self,
         shape: &[usize],

@@ -83,11 +83,22 @@ pub mod memory {
     use super::*;
 
     /// Number of storages alive now (all threads).
+    ///
+    /// ```
+    /// let n = gradtape::memory::live_storages();
+    /// let _t = gradtape::Tensor::zeros(&[4], gradtape::DType::F32);
+    /// assert!(gradtape::memory::live_storages() > n || n > 0);
+    /// ```
     pub fn live_storages() -> usize {
         LIVE_STORAGES.load(Ordering::Relaxed)
     }
 
     /// Bytes of element data alive now (all threads).
+    ///
+    /// ```
+    /// let _t = gradtape::Tensor::zeros(&[4], gradtape::DType::F64);
+    /// assert!(gradtape::memory::live_bytes() >= 32);
+    /// ```
     pub fn live_bytes() -> usize {
         LIVE_BYTES.load(Ordering::Relaxed)
     }

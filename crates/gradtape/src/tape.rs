@@ -330,6 +330,18 @@ pub struct SourceKey {
 
 /// Something a tape can watch and differentiate with respect to: a [`Tensor`] or a
 /// [`Variable`].
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Source, Tensor, Variable};
+/// let (x, v) = (Tensor::scalar(2.0f32), Variable::new(3.0));
+/// let tape = GradientTape::new();
+/// tape.watch(&x);
+/// let y = ops::multiply(&x, &v)?;
+/// let sources: [&dyn Source; 2] = [&x, &v];
+/// let [gx, gv] = tape.gradient(&y, sources)?;
+/// assert_eq!((gx.unwrap().to_scalar::<f32>()?, gv.unwrap().to_scalar::<f32>()?), (3.0, 2.0));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub trait Source: private::Sealed {}
 
 impl private::Sealed for Tensor {
@@ -364,6 +376,17 @@ impl Source for Variable {}
 // The backward pass
 
 /// What a gradient is for a source the target does not depend on.
+///
+/// ```
+/// use gradtape::{GradientOptions, GradientTape, Tensor, UnconnectedGradients};
+/// let (x, z) = (Tensor::scalar(1.0f32), Tensor::scalar(2.0f32));
+/// let tape = GradientTape::new();
+/// tape.watch(&z);
+/// let opts = GradientOptions { unconnected_gradients: UnconnectedGradients::Zero, ..Default::default() };
+/// let g = tape.gradient_with(&[&x], &[&z], &opts)?;
+/// assert_eq!(g[0].as_ref().unwrap().to_scalar::<f32>()?, 0.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum UnconnectedGradients {
     /// `None` (TensorFlow's default).
@@ -374,6 +397,11 @@ pub enum UnconnectedGradients {
 }
 
 /// Options of [`GradientTape::gradient_with`] and [`PersistentTape::gradient_with`].
+///
+/// ```
+/// let opts = gradtape::GradientOptions::default();
+/// assert!(opts.output_gradients.is_none());
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct GradientOptions {
     /// One seed per target (the vector of a vector-Jacobian product), each of the target's
@@ -508,6 +536,16 @@ fn backprop(
 /// What both kinds of tape can do while they live: watch, pause, reset, inspect.
 ///
 /// [`GradientTape`] and [`PersistentTape`] dereference to it.
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Tensor};
+/// let x = Tensor::scalar(1.0f32);
+/// let tape = GradientTape::new(); // derefs to Tape
+/// tape.watch(&x);
+/// let _ = ops::exp(&x)?;
+/// assert_eq!(tape.recorded_ops(), vec!["exp"]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub struct Tape {
     state: Rc<TapeState>,
 }
@@ -575,6 +613,17 @@ impl Tape {
 
     /// Ends recording for good (the end of TensorFlow's `with` block). Gradients can still
     /// be taken from what was recorded.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(1.0f32);
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// tape.stop();
+    /// let _ = ops::exp(&x)?; // not recorded
+    /// assert!(tape.recorded_ops().is_empty());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn stop(&self) {
         if self.state.active.replace(false) {
             set_recording(&self.state, false);
@@ -583,6 +632,12 @@ impl Tape {
     }
 
     /// True while the tape records (created, not stopped, not paused).
+    ///
+    /// ```
+    /// let tape = gradtape::GradientTape::new();
+    /// assert!(tape.is_recording());
+    /// tape.stop_recording(|| assert!(!tape.is_recording()));
+    /// ```
     pub fn is_recording(&self) -> bool {
         self.state.recording.get()
     }
@@ -620,6 +675,16 @@ impl Tape {
     }
 
     /// The names of the operations recorded so far, in order (for inspection and teaching).
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(1.0f32);
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// let _ = ops::sin(&ops::square(&x)?)?;
+    /// assert_eq!(tape.recorded_ops(), vec!["square", "sin"]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn recorded_ops(&self) -> Vec<&'static str> {
         self.state.entries.borrow().iter().map(|e| e.op).collect()
     }
@@ -663,17 +728,34 @@ pub struct TapeBuilder {
 impl TapeBuilder {
     /// Whether trainable variables read while recording are watched automatically (default
     /// true).
+    ///
+    /// ```
+    /// let tape = gradtape::GradientTape::builder().watch_accessed_variables(false).start();
+    /// let v = gradtape::Variable::new(1.0);
+    /// let _ = gradtape::ops::square(&v);
+    /// assert!(tape.watched_variables().is_empty());
+    /// ```
     pub fn watch_accessed_variables(mut self, yes: bool) -> Self {
         self.watch_accessed_variables = yes;
         self
     }
     /// Starts a tape that allows one gradient call.
+    ///
+    /// ```
+    /// let tape = gradtape::GradientTape::builder().start();
+    /// assert!(tape.is_recording());
+    /// ```
     pub fn start(self) -> GradientTape {
         GradientTape {
             tape: Tape::start(false, self.watch_accessed_variables),
         }
     }
     /// Starts a tape that allows any number of gradient calls.
+    ///
+    /// ```
+    /// let tape = gradtape::GradientTape::builder().start_persistent();
+    /// assert!(tape.is_recording());
+    /// ```
     pub fn start_persistent(self) -> PersistentTape {
         PersistentTape {
             tape: Tape::start(true, self.watch_accessed_variables),
@@ -729,6 +811,11 @@ impl std::ops::Deref for GradientTape {
 
 impl GradientTape {
     /// Starts recording, watching trainable variables as they are read.
+    ///
+    /// ```
+    /// let tape = gradtape::GradientTape::new();
+    /// assert!(tape.is_recording());
+    /// ```
     pub fn new() -> Self {
         TapeBuilder {
             watch_accessed_variables: true,
@@ -737,6 +824,11 @@ impl GradientTape {
     }
 
     /// A tape that allows many gradient calls (`tf.GradientTape(persistent=True)`).
+    ///
+    /// ```
+    /// let tape = gradtape::GradientTape::persistent();
+    /// assert!(tape.is_recording());
+    /// ```
     pub fn persistent() -> PersistentTape {
         TapeBuilder {
             watch_accessed_variables: true,
@@ -745,6 +837,11 @@ impl GradientTape {
     }
 
     /// A builder for the other options.
+    ///
+    /// ```
+    /// let tape = gradtape::GradientTape::builder().watch_accessed_variables(true).start();
+    /// assert!(tape.is_recording());
+    /// ```
     pub fn builder() -> TapeBuilder {
         TapeBuilder {
             watch_accessed_variables: true,
@@ -776,6 +873,18 @@ impl GradientTape {
     ///
     /// # Errors
     /// When a gradient rule fails (which would be a bug in gradtape; the message names the op).
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor, Variable};
+    /// let w = Variable::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
+    /// let x = Tensor::from_vec(vec![3.0f32, 4.0], &[2])?;
+    /// let tape = GradientTape::new();
+    /// let y = ops::multiply(&w, &x)?; // not a scalar: the gradient is of its sum
+    /// let [dw, dx] = tape.gradient(&y, [&w, &x])?;
+    /// assert_eq!(dw.unwrap().to_vec::<f32>()?, vec![3.0, 4.0]);
+    /// assert!(dx.is_none()); // x was never watched
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn gradient<const N: usize>(
         self,
         target: &Tensor,
@@ -853,6 +962,21 @@ impl std::ops::Deref for PersistentTape {
 
 impl PersistentTape {
     /// Records what `f` does and stops (the `with` block as a closure).
+    ///
+    /// ```
+    /// use gradtape::{ops, PersistentTape, Tensor};
+    /// let x = Tensor::scalar(3.0f32);
+    /// let (tape, (y, z)) = PersistentTape::record(|t| {
+    ///     t.watch(&x);
+    ///     let y = ops::square(&x).unwrap();
+    ///     let z = ops::multiply(&y, &x).unwrap();
+    ///     (y, z)
+    /// });
+    /// let [dy] = tape.gradient(&y, [&x])?;
+    /// let [dz] = tape.gradient(&z, [&x])?;
+    /// assert_eq!((dy.unwrap().to_scalar::<f32>()?, dz.unwrap().to_scalar::<f32>()?), (6.0, 27.0));
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn record<R>(f: impl FnOnce(&Tape) -> R) -> (PersistentTape, R) {
         let tape = GradientTape::persistent();
         let r = f(&tape);
@@ -866,6 +990,19 @@ impl PersistentTape {
     ///
     /// # Errors
     /// When a gradient rule fails.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(2.0f64);
+    /// let tape = GradientTape::persistent();
+    /// tape.watch(&x);
+    /// let y = ops::exp(&x)?;
+    /// tape.stop();
+    /// let [a] = tape.gradient(&y, [&x])?;
+    /// let [b] = tape.gradient(&y, [&x])?;
+    /// assert_eq!(a.unwrap().to_scalar::<f64>()?, b.unwrap().to_scalar::<f64>()?);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn gradient<const N: usize>(
         &self,
         target: &Tensor,
@@ -880,6 +1017,19 @@ impl PersistentTape {
     ///
     /// # Errors
     /// When `output_gradients` does not match the targets in number, shape or dtype.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientOptions, GradientTape, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// let tape = GradientTape::persistent();
+    /// tape.watch(&x);
+    /// let y = ops::square(&x)?;
+    /// let seed = Tensor::from_vec(vec![1.0f32, 0.0], &[2])?;
+    /// let opts = GradientOptions { output_gradients: Some(vec![seed]), ..Default::default() };
+    /// let g = tape.gradient_with(&[&y], &[&x], &opts)?; // one row of the Jacobian
+    /// assert_eq!(g[0].as_ref().unwrap().to_vec::<f32>()?, vec![2.0, 0.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn gradient_with(
         &self,
         targets: &[&Tensor],

@@ -137,21 +137,37 @@ impl Tensor {
     // ----- inspection -----
 
     /// The dimensions, outermost first; empty for a scalar.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32).shape(), &[2, 3]);
+    /// ```
     pub fn shape(&self) -> &[usize] {
         &self.inner.layout.shape
     }
 
     /// Number of dimensions (0 for a scalar).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::Tensor::scalar(1.0f32).rank(), 0);
+    /// ```
     pub fn rank(&self) -> usize {
         self.shape().len()
     }
 
     /// Number of elements.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32).numel(), 6);
+    /// ```
     pub fn numel(&self) -> usize {
         numel(self.shape())
     }
 
     /// The element type.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::Tensor::scalar(true).dtype(), gradtape::DType::Bool);
+    /// ```
     pub fn dtype(&self) -> DType {
         self.inner.dtype
     }
@@ -456,12 +472,28 @@ impl Tensor {
 ///
 /// A Rust number takes the dtype of the tensor it meets (`x * 2.0` stays float32 when `x` is);
 /// on its own it becomes a float32 scalar, as a Python float does in TensorFlow.
+///
+/// ```
+/// use gradtape::{ops, Tensor, Variable};
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2])?;
+/// let v = Variable::new(Tensor::scalar(10.0f64));
+/// // a tensor, a variable and a number, in one expression; 2.0 becomes float64 here
+/// let y = ops::add(&ops::multiply(&x, &2.0)?, &v)?;
+/// assert_eq!(y.to_vec::<f64>()?, vec![12.0, 14.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub trait AsTensor {
     /// The operand this value stands for.
     fn operand(&self) -> Operand;
 }
 
 /// A tensor, or a number still waiting for a dtype. See [`AsTensor`].
+///
+/// ```
+/// use gradtape::{AsTensor, DType, Operand};
+/// assert!(matches!(2.0.operand(), Operand::Scalar(v) if v == 2.0));
+/// assert_eq!(2.0.operand().into_tensor_of(DType::F64).dtype(), DType::F64);
+/// ```
 #[derive(Clone, Debug)]
 pub enum Operand {
     /// A tensor (a variable's value is read into one).
@@ -472,6 +504,11 @@ pub enum Operand {
 
 impl Operand {
     /// The tensor, making a scalar float32 when this is a bare number.
+    ///
+    /// ```
+    /// use gradtape::{AsTensor, DType};
+    /// assert_eq!(1.5.operand().into_tensor().dtype(), DType::F32);
+    /// ```
     pub fn into_tensor(self) -> Tensor {
         match self {
             Operand::Tensor(t) => t,
@@ -479,6 +516,11 @@ impl Operand {
         }
     }
     /// The tensor, making a scalar of `dtype` when this is a bare number.
+    ///
+    /// ```
+    /// use gradtape::{AsTensor, DType};
+    /// assert_eq!(3.operand().into_tensor_of(DType::I64).to_scalar::<i64>().unwrap(), 3);
+    /// ```
     pub fn into_tensor_of(self, dtype: DType) -> Tensor {
         match self {
             Operand::Tensor(t) => t,

@@ -15,6 +15,12 @@ use crate::tape;
 use crate::tensor::{next_id, AsTensor, Operand, Tensor, TensorId};
 
 /// Options of [`Variable::with_options`].
+///
+/// ```
+/// use gradtape::{Variable, VariableOptions};
+/// let v = Variable::with_options(1.0, VariableOptions { name: Some("bias".into()), ..Default::default() });
+/// assert!(v.trainable());
+/// ```
 #[derive(Clone, Debug)]
 pub struct VariableOptions {
     /// A name for reports and checkpoints.
@@ -64,6 +70,11 @@ struct Inner {
 impl Variable {
     /// A trainable variable holding `initial_value` (a bare Rust number becomes float32, as in
     /// `tf.Variable(0.0)`).
+    ///
+    /// ```
+    /// let v = gradtape::Variable::new(0.0);
+    /// assert_eq!(v.dtype(), gradtape::DType::F32);
+    /// ```
     pub fn new(initial_value: impl AsTensor) -> Variable {
         Variable::with_options(initial_value, VariableOptions::default())
     }
@@ -95,21 +106,39 @@ impl Variable {
     }
 
     /// The name given at creation.
+    ///
+    /// ```
+    /// let v = gradtape::Variable::new(0.0);
+    /// assert_eq!(v.name(), None);
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.inner.name.as_deref()
     }
 
     /// Whether tapes watch it automatically.
+    ///
+    /// ```
+    /// assert!(gradtape::Variable::new(0.0).trainable());
+    /// ```
     pub fn trainable(&self) -> bool {
         self.inner.trainable
     }
 
     /// The dtype, fixed at creation.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::Variable::new(1i64).dtype(), gradtape::DType::F32); // a bare number is float32
+    /// ```
     pub fn dtype(&self) -> DType {
         self.inner.dtype
     }
 
     /// The shape, fixed at creation.
+    ///
+    /// ```
+    /// let v = gradtape::Variable::new(gradtape::Tensor::zeros(&[3, 2], gradtape::DType::F64));
+    /// assert_eq!(v.shape(), &[3, 2]);
+    /// ```
     pub fn shape(&self) -> &[usize] {
         &self.inner.shape
     }
@@ -123,11 +152,23 @@ impl Variable {
 
     /// The current value, read as TensorFlow reads it (watched by recording tapes when
     /// trainable).
+    ///
+    /// ```
+    /// let v = gradtape::Variable::new(4.0);
+    /// assert_eq!(v.value().to_scalar::<f32>()?, 4.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn value(&self) -> Tensor {
         tape::read_variable(self, &self.current())
     }
 
     /// The same as [`Variable::value`] (TensorFlow's `read_value`).
+    ///
+    /// ```
+    /// let v = gradtape::Variable::new(4.0);
+    /// assert_eq!(v.read_value().to_scalar::<f32>()?, 4.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn read_value(&self) -> Tensor {
         self.value()
     }

@@ -105,6 +105,10 @@ pub(crate) use {dispatch_all, dispatch_float, dispatch_num};
 
 /// Every op that records a gradient rule on a tape. The gradient-check test table must have a
 /// row for each (it fails when an op is added here without one).
+///
+/// ```
+/// assert!(gradtape::ops::DIFFERENTIABLE_OPS.contains(&"matmul"));
+/// ```
 pub const DIFFERENTIABLE_OPS: &[&str] = &[
     // elementwise unary (the table in elementwise.rs)
     "negative",

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The core issue's two workloads in TensorFlow (eager and tf.function), PyTorch eager and JAX jit.
+
+Prints one JSON object per line, like `cargo run --release --example bench_core`:
+  seed   one epoch of the seed tutorial at N = 200, float32: evaluate the SSE cost, then one
+         gradient-descent step on a and b through each framework's autodiff;
+  chain  2,000 recorded scalar multiplications, forward and gradient (not for JAX: jit would
+         compile the chain away, which is not what is being measured).
+Each figure is the median of 15 rounds; a round runs enough iterations to last about 20 ms.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+CHAIN = 2000
+N = 200
+
+
+def median_us(f):
+    f()
+    t = time.perf_counter()
+    iters = 0
+    while time.perf_counter() - t < 0.02:
+        f()
+        iters += 1
+    rounds = []
+    for _ in range(15):
+        t = time.perf_counter()
+        for _ in range(iters):
+            f()
+        rounds.append((time.perf_counter() - t) * 1e6 / iters)
+    rounds.sort()
+    return rounds[len(rounds) // 2], iters * 15
+
+
+def emit(framework, name, us, iters, **extra):
+    print(json.dumps(dict(framework=framework, name=name, iters=iters, median_us=round(us, 3), **extra)), flush=True)
+
+
+rng = np.random.default_rng(0)
+X = rng.uniform(0.0, 1.0, N).astype(np.float32)
+Y = (0.3 + 0.5 * X + rng.normal(0.0, 0.3, N)).astype(np.float32)
+LR = 0.001
+
+
+def bench_tensorflow():
+    import tensorflow as tf
+
+    x, y = tf.constant(X), tf.constant(Y)
+    a, b = tf.Variable(0.0), tf.Variable(0.0)
+
+    def loss():
+        return tf.reduce_sum(tf.square(tf.subtract(y, tf.add(a, tf.multiply(b, x)))))
+
+    def epoch():
+        cost = loss()
+        with tf.GradientTape() as g:
+            current = loss()
+        da, db = g.gradient(current, [a, b])
+        a.assign_sub(da * LR)
+        b.assign_sub(db * LR)
+        return cost
+
+    us, it = median_us(epoch)
+    emit("TensorFlow eager", "seed", us, it)
+    fn = tf.function(epoch)
+    us, it = median_us(lambda: fn().numpy())
+    emit("TensorFlow tf.function", "seed", us, it)
+
+    c = tf.constant(1.0)
+
+    def chain():
+        with tf.GradientTape() as t:
+            t.watch(c)
+            v = c
+            for _ in range(CHAIN):
+                v = v * 1.0001
+        return t.gradient(v, c)
+
+    us, it = median_us(chain)
+    emit("TensorFlow eager", "chain", us, it, us_per_op=round(us / CHAIN, 4))
+
+
+def bench_torch():
+    import torch
+
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    a = torch.zeros((), requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+
+    def epoch():
+        with torch.no_grad():
+            cost = ((y - (a + b * x)) ** 2).sum()
+        current = ((y - (a + b * x)) ** 2).sum()
+        current.backward()
+        with torch.no_grad():
+            a.sub_(a.grad * LR)
+            b.sub_(b.grad * LR)
+        a.grad = None
+        b.grad = None
+        return cost
+
+    us, it = median_us(epoch)
+    emit("PyTorch eager", "seed", us, it)
+
+    def chain():
+        c = torch.ones((), requires_grad=True)
+        v = c
+        for _ in range(CHAIN):
+            v = v * 1.0001
+        v.backward()
+        return c.grad
+
+    us, it = median_us(chain)
+    emit("PyTorch eager", "chain", us, it, us_per_op=round(us / CHAIN, 4))
+
+
+def bench_jax():
+    import jax
+    import jax.numpy as jnp
+
+    x, y = jnp.asarray(X), jnp.asarray(Y)
+
+    def loss(a, b):
+        return jnp.sum(jnp.square(y - (a + b * x)))
+
+    @jax.jit
+    def epoch(a, b):
+        cost = loss(a, b)
+        da, db = jax.grad(loss, argnums=(0, 1))(a, b)
+        return cost, a - da * LR, b - db * LR
+
+    state = [jnp.float32(0.0), jnp.float32(0.0)]
+
+    def run():
+        cost, state[0], state[1] = epoch(state[0], state[1])
+        cost.block_until_ready()
+
+    us, it = median_us(run)
+    emit("JAX jit", "seed", us, it)
+
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["tensorflow", "torch", "jax"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for w in which:
+        {"tensorflow": bench_tensorflow, "torch": bench_torch, "jax": bench_jax}[w]()

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs gradtape's core benchmarks and the same workloads in TensorFlow, PyTorch and JAX, side by
+# side on this machine, and rewrites the table between the markers in BENCHMARKS.md.
+#
+#   bench/compare/run.sh            # sets up bench/compare/.venv from PyPI on first use
+#   PYTHON=/path/to/python bench/compare/run.sh   # use an existing environment instead
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+
+py=${PYTHON:-}
+if [ -z "$py" ]; then
+    if [ ! -x "$here/.venv/bin/python" ]; then
+        python3 -m venv "$here/.venv"
+        "$here/.venv/bin/pip" install -q --upgrade pip
+        "$here/.venv/bin/pip" install -q -r "$here/requirements.txt"
+    fi
+    py="$here/.venv/bin/python"
+fi
+
+out=$(mktemp)
+cargo build --release -q --example bench_core
+./target/release/examples/bench_core | tee -a "$out"
+TF_CPP_MIN_LOG_LEVEL=3 "$py" "$here/core.py" 2>/dev/null | tee -a "$out"
+
+table=$("$py" "$here/render.py" "$out")
+rm -f "$out"
+echo
+echo "$table"
+"$py" - "$root/BENCHMARKS.md" "$table" <<'PY'
+import sys
+path, table = sys.argv[1], sys.argv[2]
+text = open(path).read()
+begin, end = "<!-- core:begin -->", "<!-- core:end -->"
+i, j = text.index(begin) + len(begin), text.index(end)
+open(path, "w").write(text[:i] + "\n" + table + "\n" + text[j:])
+PY
