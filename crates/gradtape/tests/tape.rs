@@ -428,3 +428,23 @@ fn gradient_of_a_reduction_over_a_variable_matrix() {
         vec![7.0, 11.0, 9.0, 13.0]
     );
 }
+
+#[test]
+fn tensors_and_variables_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tensor>();
+    assert_send_sync::<Variable>();
+    // and usable from another thread, with a tape of its own there
+    let v = Variable::new(Tensor::scalar(3.0f64));
+    let v2 = v.clone();
+    let g = std::thread::spawn(move || {
+        let tape = GradientTape::new();
+        let y = ops::square(&v2).unwrap();
+        let [g] = tape.gradient(&y, [&v2]).unwrap();
+        g.unwrap().to_scalar::<f64>().unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(g, 6.0);
+    assert_eq!(v.value().to_scalar::<f64>().unwrap(), 3.0);
+}
