@@ -59,7 +59,8 @@ pub use error::{Error, Result};
 pub use ops::Axes;
 pub use storage::memory;
 pub use tape::{
-    GradientOptions, GradientTape, PersistentTape, Source, Tape, TapeBuilder, UnconnectedGradients,
+    GradientOptions, GradientTape, PersistentTape, Source, Tape, TapeBuilder, TracedOp,
+    TracedTensor, UnconnectedGradients,
 };
 pub use tensor::{AsTensor, Operand, Tensor};
 pub use variable::{Variable, VariableOptions};

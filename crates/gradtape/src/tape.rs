@@ -99,6 +99,45 @@ pub struct TapeState {
     tensors: RefCell<IdSet>,
     entries: RefCell<Vec<Entry>>,
     variables: RefCell<Vec<Variable>>,
+    /// Shapes of what each entry read and wrote, kept only when asked for (`TapeBuilder::trace`).
+    trace: Option<RefCell<Vec<TracedOp>>>,
+}
+
+/// A tensor as a traced tape saw it: which one (an id unique in the process), its shape and
+/// dtype, and the variable's name when it is a variable's handle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracedTensor {
+    /// Identity of the tensor (or of the variable's handle).
+    pub id: u64,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its dtype.
+    pub dtype: DType,
+    /// The variable's name (or `"Variable"`) when this is a variable read by `ReadVariableOp`.
+    pub variable: Option<String>,
+}
+
+impl TracedTensor {
+    fn of(t: &Tensor) -> Self {
+        TracedTensor {
+            id: t.id(),
+            shape: t.shape().to_vec(),
+            dtype: t.dtype(),
+            variable: None,
+        }
+    }
+}
+
+/// One operation a traced tape recorded: what the seed calls the tape storing "the inputs and
+/// outputs". See [`TapeBuilder::trace`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracedOp {
+    /// The op's name (`multiply`, `reduce_sum`, `ReadVariableOp`, ...).
+    pub op: &'static str,
+    /// Its inputs, in order.
+    pub inputs: Vec<TracedTensor>,
+    /// Its output.
+    pub output: TracedTensor,
 }
 
 /// Buffers of finished tapes and backward passes, kept per thread so that a training loop that
@@ -249,6 +288,13 @@ fn record_dyn<B>(
                     backward: bw.clone(),
                 });
             }
+            if let Some(trace) = &tape.trace {
+                trace.borrow_mut().push(TracedOp {
+                    op,
+                    inputs: inputs.iter().map(|t| TracedTensor::of(t)).collect(),
+                    output: TracedTensor::of(output),
+                });
+            }
         }
     })
 }
@@ -284,6 +330,19 @@ pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
             }
             let r = read.get_or_insert_with(|| value.with_new_id());
             set.insert(r.id());
+            if let Some(trace) = &tape.trace {
+                let handle = TracedTensor {
+                    id: var.handle_id(),
+                    shape: var.shape().to_vec(),
+                    dtype: var.dtype(),
+                    variable: Some(var.name().unwrap_or("Variable").to_string()),
+                };
+                trace.borrow_mut().push(TracedOp {
+                    op: "ReadVariableOp",
+                    inputs: vec![handle],
+                    output: TracedTensor::of(r),
+                });
+            }
             tape.entries.borrow_mut().push(Entry {
                 op: "ReadVariableOp",
                 inputs: Ids::new(std::iter::once(var.handle_id())),
@@ -551,7 +610,7 @@ pub struct Tape {
 }
 
 impl Tape {
-    fn start(persistent: bool, watch_accessed_variables: bool) -> Tape {
+    fn start(persistent: bool, watch_accessed_variables: bool, trace: bool) -> Tape {
         let state = Rc::new(TapeState {
             persistent,
             watch_accessed_variables,
@@ -560,6 +619,7 @@ impl Tape {
             tensors: RefCell::new(take_set()),
             entries: RefCell::new(take_entries()),
             variables: RefCell::default(),
+            trace: trace.then(RefCell::default),
         });
         ACTIVE.with(|a| a.borrow_mut().push(state.clone()));
         set_recording(&state, true);
@@ -655,6 +715,9 @@ impl Tape {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn reset(&self) {
+        if let Some(t) = &self.state.trace {
+            t.borrow_mut().clear();
+        }
         self.state.tensors.borrow_mut().clear();
         self.state.entries.borrow_mut().clear();
         self.state.variables.borrow_mut().clear();
@@ -672,6 +735,28 @@ impl Tape {
     /// ```
     pub fn watched_variables(&self) -> Vec<Variable> {
         self.state.variables.borrow().clone()
+    }
+
+    /// What a tape built with [`TapeBuilder::trace`] recorded: each op with the shapes and
+    /// dtypes of its inputs and output, in order. Empty for a tape that does not trace.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Variable};
+    /// let b = Variable::with_options(2.0, gradtape::VariableOptions { name: Some("b".into()), trainable: true });
+    /// let x = gradtape::Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?;
+    /// let tape = GradientTape::builder().trace(true).start();
+    /// let _ = ops::multiply(&b, &x)?;
+    /// let t = tape.trace();
+    /// assert_eq!((t[0].op, t[0].inputs[0].variable.as_deref()), ("ReadVariableOp", Some("b")));
+    /// assert_eq!((t[1].op, t[1].output.shape.clone()), ("multiply", vec![3]));
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn trace(&self) -> Vec<TracedOp> {
+        self.state
+            .trace
+            .as_ref()
+            .map(|t| t.borrow().clone())
+            .unwrap_or_default()
     }
 
     /// The names of the operations recorded so far, in order (for inspection and teaching).
@@ -723,6 +808,7 @@ impl Drop for Tape {
 #[derive(Clone, Debug)]
 pub struct TapeBuilder {
     watch_accessed_variables: bool,
+    trace: bool,
 }
 
 impl TapeBuilder {
@@ -739,6 +825,17 @@ impl TapeBuilder {
         self.watch_accessed_variables = yes;
         self
     }
+    /// Whether the tape also keeps the shapes and dtypes of every op's inputs and output, for
+    /// [`Tape::trace`] (default false: it costs a little per recorded op).
+    ///
+    /// ```
+    /// let tape = gradtape::GradientTape::builder().trace(true).start();
+    /// assert!(tape.trace().is_empty());
+    /// ```
+    pub fn trace(mut self, yes: bool) -> Self {
+        self.trace = yes;
+        self
+    }
     /// Starts a tape that allows one gradient call.
     ///
     /// ```
@@ -747,7 +844,7 @@ impl TapeBuilder {
     /// ```
     pub fn start(self) -> GradientTape {
         GradientTape {
-            tape: Tape::start(false, self.watch_accessed_variables),
+            tape: Tape::start(false, self.watch_accessed_variables, self.trace),
         }
     }
     /// Starts a tape that allows any number of gradient calls.
@@ -758,7 +855,7 @@ impl TapeBuilder {
     /// ```
     pub fn start_persistent(self) -> PersistentTape {
         PersistentTape {
-            tape: Tape::start(true, self.watch_accessed_variables),
+            tape: Tape::start(true, self.watch_accessed_variables, self.trace),
         }
     }
 }
@@ -819,6 +916,7 @@ impl GradientTape {
     pub fn new() -> Self {
         TapeBuilder {
             watch_accessed_variables: true,
+            trace: false,
         }
         .start()
     }
@@ -832,6 +930,7 @@ impl GradientTape {
     pub fn persistent() -> PersistentTape {
         TapeBuilder {
             watch_accessed_variables: true,
+            trace: false,
         }
         .start_persistent()
     }
@@ -845,6 +944,7 @@ impl GradientTape {
     pub fn builder() -> TapeBuilder {
         TapeBuilder {
             watch_accessed_variables: true,
+            trace: false,
         }
     }
 

@@ -97,7 +97,16 @@ impl Tensor {
         }
     }
 
-    pub(crate) fn id(&self) -> TensorId {
+    /// A process-wide identity: views and copies get new ones. Tapes key on it, and
+    /// [`crate::TracedTensor::id`] reports it, so a trace can be matched to your tensors.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::scalar(1.0f32);
+    /// assert_eq!(x.id(), x.clone().id());
+    /// assert_ne!(x.id(), gradtape::ops::stop_gradient(&x)?.id());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn id(&self) -> u64 {
         self.inner.id
     }
 

@@ -1,0 +1,632 @@
+//! `gradtape linreg`: the seed tutorial as a command.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::ValueEnum;
+use gradtape::{ops, Axes, DType, GradientTape, Tensor, TracedOp, Variable, VariableOptions};
+use gradtape_plot::{save, save_gif, CostChart, FitChart, Format, LandscapeChart, ParamsChart};
+use serde_json::{json, Value};
+
+use crate::data::{self, Data};
+use crate::output::{self, Names, Staging};
+use crate::CliError;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Loss {
+    /// Sum of squared errors (the tutorial's).
+    Sse,
+    /// Mean of squared errors.
+    Mse,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Optimizer {
+    /// Plain gradient descent: v -= lr · dv (the tutorial's).
+    Sgd,
+    /// SGD with momentum (not available yet: arrives with the optimizers).
+    Momentum,
+    /// Adam (not available yet: arrives with the optimizers).
+    Adam,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DTypeArg {
+    /// 32-bit floats (the tutorial's).
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// PNG pictures.
+    Png,
+    /// SVG pictures.
+    Svg,
+    /// Both.
+    Both,
+}
+
+/// Options of `gradtape linreg` (their names are part of the contract).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Read the data from this CSV file instead of generating it. A header row is optional (the
+    /// first row is a header when one of its cells is not a number).
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Column of x in the CSV file: a header name or a 0-based index [default: the first column].
+    #[arg(long = "x", value_name = "COL")]
+    x_col: Option<String>,
+    /// Column of y in the CSV file: a header name or a 0-based index [default: the second column].
+    #[arg(long = "y", value_name = "COL")]
+    y_col: Option<String>,
+    /// Number of generated points.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    points: usize,
+    /// Seed of the generated data (same seed, same data, on every machine).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    seed: u64,
+    /// Standard deviation of the generated noise.
+    #[arg(long, default_value_t = 0.3, value_name = "SIGMA")]
+    noise: f64,
+    /// True intercept of the generated data.
+    #[arg(
+        long = "true-a",
+        default_value_t = 0.3,
+        value_name = "A",
+        allow_negative_numbers = true
+    )]
+    true_a: f64,
+    /// True slope of the generated data.
+    #[arg(
+        long = "true-b",
+        default_value_t = 0.5,
+        value_name = "B",
+        allow_negative_numbers = true
+    )]
+    true_b: f64,
+    /// Number of epochs (each: evaluate the cost, then one taped training step).
+    #[arg(long, default_value_t = 70, value_name = "E")]
+    epochs: usize,
+    /// Learning rate.
+    #[arg(
+        long,
+        default_value_t = 0.001,
+        value_name = "LR",
+        allow_negative_numbers = true
+    )]
+    lr: f64,
+    /// The loss.
+    #[arg(long, value_enum, default_value_t = Loss::Sse)]
+    loss: Loss,
+    /// The update rule.
+    #[arg(long, value_enum, default_value_t = Optimizer::Sgd)]
+    optimizer: Optimizer,
+    /// Precision of the training.
+    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+    dtype: DTypeArg,
+    /// Folder for the output files: fit, cost, params and landscape pictures, history.csv
+    /// (epoch, a, b, cost; the last row is the state after training) and run.json.
+    #[arg(long, default_value = "gradtape-out", value_name = "DIR")]
+    out: PathBuf,
+    /// Picture format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Png)]
+    format: FormatArg,
+    /// Train and report only: no pictures (history.csv and run.json are still written).
+    #[arg(long)]
+    no_plots: bool,
+    /// Also write fit.gif, the line converging epoch by epoch.
+    #[arg(long)]
+    gif: bool,
+    /// Print one JSON object to stdout instead of the human report.
+    #[arg(long)]
+    json: bool,
+    /// No per-epoch lines and no progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Print what the tape recorded for one training step (the first): each operation with its
+    /// input and output shapes, the sources and the gradients returned (on stderr with --json).
+    #[arg(long)]
+    explain: bool,
+    /// Write that training step as a Graphviz graph to FILE.
+    #[arg(long, value_name = "FILE")]
+    tape_dot: Option<PathBuf>,
+}
+
+impl Args {
+    fn check(&self) -> Result<(), CliError> {
+        let bad = |m: String| Err(CliError(m));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "--lr {}: the learning rate must be a positive number",
+                self.lr
+            ));
+        }
+        if self.epochs == 0 {
+            return bad("--epochs 0: at least one epoch is needed".into());
+        }
+        if self.optimizer != Optimizer::Sgd {
+            return bad(format!(
+                "--optimizer {:?}: not available yet (it arrives with gradtape's optimizers); use sgd",
+                self.optimizer
+            )
+            .to_lowercase());
+        }
+        if self.data.is_none() {
+            if self.points < 2 {
+                return bad(format!(
+                    "--points {}: at least 2 points are needed",
+                    self.points
+                ));
+            }
+            if !(self.noise.is_finite() && self.noise >= 0.0) {
+                return bad(format!("--noise {}: must be a number >= 0", self.noise));
+            }
+            if !(self.true_a.is_finite() && self.true_b.is_finite()) {
+                return bad("--true-a and --true-b must be finite numbers".into());
+            }
+            if self.x_col.is_some() || self.y_col.is_some() {
+                return bad("--x and --y choose columns of a CSV file given with --data".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What training produced.
+struct Trained {
+    a_hist: Vec<f64>,
+    b_hist: Vec<f64>,
+    costs: Vec<f64>,
+    a: f64,
+    b: f64,
+    final_loss: f64,
+    train_seconds: f64,
+    explained: Option<(Vec<TracedOp>, f64, f64)>,
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.to_f64_vec().first().copied().unwrap_or(f64::NAN)
+}
+
+/// The training loop of the tutorial, on the tape.
+fn train(
+    x: &Tensor,
+    y: &Tensor,
+    args: &Args,
+    mut progress: impl FnMut(usize, f64),
+) -> Result<Trained, CliError> {
+    let dtype = x.dtype();
+    let var = |name: &str| {
+        Variable::with_options(
+            Tensor::zeros(&[], dtype),
+            VariableOptions {
+                name: Some(name.into()),
+                trainable: true,
+            },
+        )
+    };
+    let (a, b) = (var("a"), var("b"));
+    let loss_kind = args.loss;
+    let loss = |y_pred: &Tensor| -> gradtape::Result<Tensor> {
+        let sq = ops::square(&ops::subtract(y, y_pred)?)?;
+        match loss_kind {
+            Loss::Sse => ops::reduce_sum(&sq, Axes::All, false),
+            Loss::Mse => ops::reduce_mean(&sq, Axes::All, false),
+        }
+    };
+    let model = || ops::add(&a, &ops::multiply(&b, x)?);
+    let diverged = |epoch: usize, v: f64| {
+        CliError(format!(
+            "the loss became {v} at epoch {epoch}: training diverged; try a smaller learning rate than --lr {}",
+            args.lr
+        ))
+    };
+    let mut t = Trained {
+        a_hist: vec![],
+        b_hist: vec![],
+        costs: vec![],
+        a: 0.0,
+        b: 0.0,
+        final_loss: 0.0,
+        train_seconds: 0.0,
+        explained: None,
+    };
+    let start = Instant::now();
+    for e in 0..args.epochs {
+        t.a_hist.push(scalar(&a.value()));
+        t.b_hist.push(scalar(&b.value()));
+        let cost = scalar(&loss(&model()?)?);
+        if !cost.is_finite() {
+            return Err(diverged(e, cost));
+        }
+        t.costs.push(cost);
+        progress(e, cost);
+        let trace = e == 0 && (args.explain || args.tape_dot.is_some());
+        let g = GradientTape::builder().trace(trace).start();
+        let current = loss(&model()?)?;
+        let traced = if trace { g.trace() } else { vec![] };
+        let [da, db] = g.gradient(&current, [&a, &b])?;
+        let (Some(da), Some(db)) = (da, db) else {
+            return Err(CliError(
+                "internal: the tape returned no gradient for a or b".into(),
+            ));
+        };
+        if trace {
+            t.explained = Some((traced, scalar(&da), scalar(&db)));
+        }
+        a.assign_sub(&ops::multiply(&da, &args.lr)?)?;
+        b.assign_sub(&ops::multiply(&db, &args.lr)?)?;
+    }
+    t.final_loss = scalar(&loss(&model()?)?);
+    t.train_seconds = start.elapsed().as_secs_f64();
+    if !t.final_loss.is_finite() {
+        return Err(diverged(args.epochs, t.final_loss));
+    }
+    t.a = scalar(&a.value());
+    t.b = scalar(&b.value());
+    Ok(t)
+}
+
+/// Least squares, R² and the grid of the loss landscape, from gradtape reductions in float64.
+struct Stats {
+    closed_form: Option<(f64, f64)>,
+    r2: f64,
+    sums: [f64; 6], // n, Σx, Σy, Σxy, Σx², Σy²
+}
+
+fn stats(d: &Data, a: f64, b: f64) -> Result<Stats, CliError> {
+    let n = d.x.len();
+    let x = Tensor::from_vec(d.x.clone(), &[n])?;
+    let y = Tensor::from_vec(d.y.clone(), &[n])?;
+    let sum = |t: &Tensor| -> Result<f64, CliError> {
+        Ok(ops::reduce_sum(t, Axes::All, false)?.to_scalar::<f64>()?)
+    };
+    let (sx, sy) = (sum(&x)?, sum(&y)?);
+    let (sxy, sxx, syy) = (
+        sum(&ops::multiply(&x, &y)?)?,
+        sum(&ops::square(&x)?)?,
+        sum(&ops::square(&y)?)?,
+    );
+    let (xm, ym) = (sx / n as f64, sy / n as f64);
+    let dx = ops::subtract(&x, &xm)?;
+    let dy = ops::subtract(&y, &ym)?;
+    let (sdxdy, sdxdx, sdydy) = (
+        sum(&ops::multiply(&dx, &dy)?)?,
+        sum(&ops::square(&dx)?)?,
+        sum(&ops::square(&dy)?)?,
+    );
+    let closed_form = (sdxdx > 0.0).then(|| {
+        let bb = sdxdy / sdxdx;
+        (ym - bb * xm, bb)
+    });
+    let resid = ops::subtract(&y, &ops::add(&ops::multiply(&x, &b)?, &a)?)?;
+    let ss_res = sum(&ops::square(&resid)?)?;
+    let r2 = if sdydy > 0.0 {
+        1.0 - ss_res / sdydy
+    } else {
+        f64::NAN
+    };
+    Ok(Stats {
+        closed_form,
+        r2,
+        sums: [n as f64, sx, sy, sxy, sxx, syy],
+    })
+}
+
+/// The loss at `(a, b)` from the sums (exact for SSE, divided by n for MSE).
+fn loss_at(s: &[f64; 6], kind: Loss, a: f64, b: f64) -> f64 {
+    let [n, sx, sy, sxy, sxx, syy] = *s;
+    let sse = syy - 2.0 * a * sy - 2.0 * b * sxy + n * a * a + 2.0 * a * b * sx + b * b * sxx;
+    match kind {
+        Loss::Sse => sse.max(0.0),
+        Loss::Mse => sse.max(0.0) / n,
+    }
+}
+
+/// The first epoch whose cost is within 1% of the final cost.
+fn saturation_epoch(costs: &[f64], final_loss: f64) -> Option<usize> {
+    costs
+        .iter()
+        .position(|&c| (c - final_loss).abs() <= 0.01 * final_loss.abs())
+}
+
+/// At most this many points are drawn (every k-th when there are more).
+const MAX_DRAWN: usize = 5000;
+
+fn thin(v: &[f64]) -> Vec<f64> {
+    let step = v.len().div_ceil(MAX_DRAWN).max(1);
+    v.iter().step_by(step).copied().collect()
+}
+
+fn landscape(t: &Trained, st: &Stats, kind: Loss) -> LandscapeChart {
+    let mut path: Vec<(f64, f64)> = t
+        .a_hist
+        .iter()
+        .copied()
+        .zip(t.b_hist.iter().copied())
+        .collect();
+    path.push((t.a, t.b));
+    let pts = path.iter().copied().chain(st.closed_form);
+    let (mut a0, mut a1, mut b0, mut b1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for (a, b) in pts {
+        (a0, a1, b0, b1) = (a0.min(a), a1.max(a), b0.min(b), b1.max(b));
+    }
+    let (pa, pb) = (((a1 - a0) * 0.3).max(0.1), ((b1 - b0) * 0.3).max(0.1));
+    let grid = |lo: f64, hi: f64| {
+        (0..80)
+            .map(|i| lo + (hi - lo) * i as f64 / 79.0)
+            .collect::<Vec<_>>()
+    };
+    let (a_grid, b_grid) = (grid(a0 - pa, a1 + pa), grid(b0 - pb, b1 + pb));
+    let loss = a_grid
+        .iter()
+        .map(|&a| {
+            b_grid
+                .iter()
+                .map(|&b| loss_at(&st.sums, kind, a, b))
+                .collect()
+        })
+        .collect();
+    LandscapeChart {
+        a_grid,
+        b_grid,
+        loss,
+        path,
+        optimum: st.closed_form,
+    }
+}
+
+pub fn run(args: Args) -> Result<(), CliError> {
+    args.check()?;
+    let d = match &args.data {
+        Some(p) => data::read_csv(p, args.x_col.as_deref(), args.y_col.as_deref())?,
+        None => data::generate(args.points, args.seed, args.noise, args.true_a, args.true_b)?,
+    };
+    let dtype = match args.dtype {
+        DTypeArg::F32 => DType::F32,
+        DTypeArg::F64 => DType::F64,
+    };
+    let n = d.x.len();
+    let x = ops::cast(&Tensor::from_vec(d.x.clone(), &[n])?, dtype)?;
+    let y = ops::cast(&Tensor::from_vec(d.y.clone(), &[n])?, dtype)?;
+
+    let human = !args.json;
+    let lines = human && !args.quiet;
+    let bar = (lines && std::io::stdout().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(args.epochs as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} epoch {pos}/{len}  loss {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    if human {
+        println!(
+            "gradtape linreg: {} points from {}, {} epochs, lr {}, {} loss, {}, {}",
+            n,
+            d.source,
+            args.epochs,
+            args.lr,
+            format!("{:?}", args.loss).to_uppercase(),
+            format!("{:?}", args.optimizer).to_lowercase(),
+            dtype
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    let trained = train(&x, &y, &args, |e, cost| match &bar {
+        Some(pb) => {
+            pb.set_position(e as u64 + 1);
+            pb.set_message(format!("{cost:.2}"));
+        }
+        None if lines => {
+            let _ = writeln!(out, "Epoch: {e}, Loss: {cost:.2}");
+        }
+        None => {}
+    });
+    drop(out);
+    if let Some(pb) = &bar {
+        pb.finish_and_clear();
+    }
+    let t = trained?;
+    let st = stats(&d, t.a, t.b)?;
+    let sat = saturation_epoch(&t.costs, t.final_loss);
+
+    // Explanation of one step.
+    let mut names = Names::new(&[(x.id(), "x"), (y.id(), "y")]);
+    let explanation = t
+        .explained
+        .as_ref()
+        .map(|(tr, da, db)| output::explain(tr, &mut names, &[("a", *da), ("b", *db)]));
+    let dot = t
+        .explained
+        .as_ref()
+        .map(|(tr, _, _)| output::dot(tr, &mut names));
+
+    // Files, written only once everything is ready.
+    let mut stage = Staging::new(&args.out)?;
+    let formats: Vec<Format> = match (args.no_plots, args.format) {
+        (true, _) => vec![],
+        (false, FormatArg::Png) => vec![Format::Png],
+        (false, FormatArg::Svg) => vec![Format::Svg],
+        (false, FormatArg::Both) => vec![Format::Png, Format::Svg],
+    };
+    let history: Vec<(f64, f64)> = t
+        .a_hist
+        .iter()
+        .copied()
+        .zip(t.b_hist.iter().copied())
+        .collect();
+    let (xs, ys) = (thin(&d.x), thin(&d.y));
+    let title = format!(
+        "y = a + b·x fitted by gradient descent ({} epochs)",
+        args.epochs
+    );
+    for &f in &formats {
+        let ext = f.extension();
+        let fit = FitChart {
+            x: xs.clone(),
+            y: ys.clone(),
+            history: history.clone(),
+            fitted: (t.a, t.b),
+            title: title.clone(),
+        };
+        save(&fit, &stage.path(&format!("fit.{ext}")), f)?;
+        save(
+            &CostChart {
+                costs: t.costs.clone(),
+                saturation_epoch: sat,
+            },
+            &stage.path(&format!("cost.{ext}")),
+            f,
+        )?;
+        save(
+            &ParamsChart {
+                a: t.a_hist.clone(),
+                b: t.b_hist.clone(),
+            },
+            &stage.path(&format!("params.{ext}")),
+            f,
+        )?;
+        save(
+            &landscape(&t, &st, args.loss),
+            &stage.path(&format!("landscape.{ext}")),
+            f,
+        )?;
+    }
+    if args.gif && !args.no_plots {
+        let step = history.len().div_ceil(100).max(1);
+        let mut frames: Vec<FitChart> = (0..history.len())
+            .step_by(step)
+            .map(|e| FitChart {
+                x: xs.clone(),
+                y: ys.clone(),
+                history: history[..e].to_vec(),
+                fitted: history[e],
+                title: format!("epoch {e}"),
+            })
+            .collect();
+        frames.push(FitChart {
+            x: xs.clone(),
+            y: ys.clone(),
+            history: history.clone(),
+            fitted: (t.a, t.b),
+            title: "fitted".into(),
+        });
+        save_gif(&frames, &stage.path("fit.gif"), 80)?;
+    }
+    let mut csv = String::from("epoch,a,b,cost\n");
+    for e in 0..t.costs.len() {
+        csv += &format!("{e},{},{},{}\n", t.a_hist[e], t.b_hist[e], t.costs[e]);
+    }
+    csv += &format!("{},{},{},{}\n", t.costs.len(), t.a, t.b, t.final_loss);
+    stage.write("history.csv", csv.as_bytes())?;
+    let result = json!({
+        "a": t.a,
+        "b": t.b,
+        "loss": t.costs,
+        "final_loss": t.final_loss,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "points": n,
+        "closed_form": st.closed_form.map(|(a, b)| json!({"a": a, "b": b})),
+        "r2": if st.r2.is_finite() { json!(st.r2) } else { Value::Null },
+        "saturation_epoch": sat,
+        "saturation_rule": "first epoch whose cost is within 1% of the final cost",
+        "train_seconds": t.train_seconds,
+        "loss_function": format!("{:?}", args.loss).to_lowercase(),
+        "optimizer": format!("{:?}", args.optimizer).to_lowercase(),
+        "dtype": dtype.name(),
+        "data": d.source,
+    });
+    let mut run_json = result.clone();
+    if args.data.is_none() {
+        run_json["generated"] = json!({"seed": args.seed, "noise": args.noise, "true_a": args.true_a, "true_b": args.true_b});
+    }
+    stage.write(
+        "run.json",
+        serde_json::to_string_pretty(&run_json)?.as_bytes(),
+    )?;
+    let mut written = stage.commit()?;
+    if let (Some(path), Some(dot)) = (&args.tape_dot, &dot) {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| CliError(format!("--tape-dot {}: not a file name", path.display())))?;
+        let mut s = Staging::new(dir)?;
+        s.write(name, dot.as_bytes())?;
+        written.extend(s.commit()?);
+    }
+
+    if let Some(text) = &explanation {
+        if args.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
+    if args.json {
+        println!("{result}");
+        return Ok(());
+    }
+    println!(
+        "Fitted:         a = {:.6}, b = {:.6}   (final loss {:.4})",
+        t.a, t.b, t.final_loss
+    );
+    match st.closed_form {
+        Some((ca, cb)) => println!(
+            "Least squares:  a = {ca:.6}, b = {cb:.6}   (gap: a {:+.6}, b {:+.6})",
+            t.a - ca,
+            t.b - cb
+        ),
+        None => println!("Least squares:  undefined (all x are equal)"),
+    }
+    println!("R²:             {:.4}", st.r2);
+    match sat {
+        Some(s) => println!(
+            "Saturation:     epoch {s} (the first epoch whose cost is within 1% of the final cost)"
+        ),
+        None => {
+            println!("Saturation:     not reached (no epoch's cost is within 1% of the final cost)")
+        }
+    }
+    println!("Training:       {:.3} ms", t.train_seconds * 1e3);
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("Wrote:          {}", names.join(", "));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_from_sums_matches_the_direct_sum() {
+        let (x, y): ([f64; 3], [f64; 3]) = ([0.0, 1.0, 2.0], [1.0, 2.0, 2.5]);
+        let s = [3.0, 3.0, 5.5, 7.0, 5.0, 11.25];
+        let (a, b): (f64, f64) = (0.5, 0.8);
+        let direct: f64 = x.iter().zip(&y).map(|(x, y)| (y - a - b * x).powi(2)).sum();
+        assert!((loss_at(&s, Loss::Sse, a, b) - direct).abs() < 1e-12);
+        assert!((loss_at(&s, Loss::Mse, a, b) - direct / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn saturation_is_the_first_epoch_within_one_percent() {
+        assert_eq!(
+            saturation_epoch(&[100.0, 50.0, 20.5, 20.1, 20.0], 20.0),
+            Some(3)
+        );
+        assert_eq!(saturation_epoch(&[100.0, 50.0], 20.0), None);
+    }
+}

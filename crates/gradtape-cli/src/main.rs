@@ -1,0 +1,71 @@
+//! `gradtape`: the command line. It parses options, reads or makes data, and calls the library;
+//! the math lives in `gradtape`, the pictures in `gradtape-plot`.
+
+mod data;
+mod linreg;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+
+/// gradtape: TensorFlow's GradientTape in Rust, from the command line.
+#[derive(Parser, Debug)]
+#[command(name = "gradtape", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Fit y = a + b·x by gradient descent with a GradientTape (the seed tutorial), report the
+    /// fit and draw it.
+    ///
+    /// With no options it reproduces the tutorial: 200 points x ~ U(0, 1),
+    /// y = 0.3 + 0.5·x + N(0, 0.3²), a and b starting at 0, 70 epochs of plain gradient descent
+    /// on the sum of squared errors with learning rate 0.001. Each epoch evaluates the cost,
+    /// then takes one taped training step, exactly as the tutorial's loop does.
+    Linreg(linreg::Args),
+}
+
+/// An error for the user: one line on stderr, exit code 2.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    let text = e.to_string();
+                    let first = text.lines().next().unwrap_or("invalid arguments");
+                    eprintln!("gradtape: {}", first.trim_start_matches("error: "));
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Linreg(args) => linreg::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError(msg)) => {
+            eprintln!("gradtape: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
