@@ -10,7 +10,10 @@ It writes, under crates/gradtape/tests/fixtures/:
   tf_ops.json    values, gradients (a vector-Jacobian product with a random seed) and second-order
                  gradients (through nested tapes) of every expression below, in float32 and float64;
   seed_data.csv  the seed tutorial's data (200 points, y = 0.3 + 0.5 x + N(0, 0.3));
-  seed_tf.json   the seed's training loop run by TensorFlow on that data: cost per epoch, final a, b.
+  seed_tf.json   the seed's training loop run by TensorFlow on that data: cost per epoch, final a, b;
+  keras.json     Keras losses (values and gradients), optimizers (variables after each of several
+                 steps from fixed gradients) and learning-rate schedules;
+  keras_weights.safetensors  a small checkpoint written by Python's safetensors package.
 
 The Rust test tests/tf_parity.rs evaluates the same expressions by name; the fixtures are
 committed so the test suite needs no Python.
@@ -232,7 +235,107 @@ def seed_fixture():
     print(f"seed: a={res['a']:.6f} b={res['b']:.6f} first cost {cost_val[0]:.4f} last {cost_val[-1]:.4f}")
 
 
+def keras_fixture():
+    import keras
+
+    r = np.random.default_rng(7)
+    out = {"keras": keras.__version__, "losses": [], "optimizers": [], "schedules": []}
+
+    # Losses: value and gradient with respect to y_pred, float32.
+    yt_reg, yp_reg = r.uniform(-2, 2, (4, 3)), r.uniform(-2, 2, (4, 3))
+    yt_bin = (r.uniform(0, 1, (4, 3)) > 0.5).astype(np.float64)
+    yp_prob = r.uniform(0.05, 0.95, (4, 3))
+    logits = r.uniform(-3, 3, (4, 3))
+    extreme = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 3.0], [0.0, 0.0, 0.0], [500.0, -500.0, 1.0]])
+    onehot = np.eye(3)[[0, 2, 1, 1]]
+    labels = np.array([0, 2, 1, 1])
+    L = keras.losses
+    cases = [
+        ("mean_squared_error", {}, yt_reg, yp_reg, L.MeanSquaredError),
+        ("mean_absolute_error", {}, yt_reg, yp_reg, L.MeanAbsoluteError),
+        ("huber", {"delta": 0.7}, yt_reg, yp_reg, L.Huber),
+        ("binary_crossentropy", {"from_logits": False}, yt_bin, yp_prob, L.BinaryCrossentropy),
+        ("binary_crossentropy", {"from_logits": True}, yt_bin, logits, L.BinaryCrossentropy),
+        ("binary_crossentropy", {"from_logits": True}, yt_bin, extreme, L.BinaryCrossentropy),
+        ("categorical_crossentropy", {"from_logits": False}, onehot, yp_prob, L.CategoricalCrossentropy),
+        ("categorical_crossentropy", {"from_logits": True}, onehot, logits, L.CategoricalCrossentropy),
+        ("categorical_crossentropy", {"from_logits": True}, onehot, extreme, L.CategoricalCrossentropy),
+        ("sparse_categorical_crossentropy", {"from_logits": False}, labels, yp_prob, L.SparseCategoricalCrossentropy),
+        ("sparse_categorical_crossentropy", {"from_logits": True}, labels, logits, L.SparseCategoricalCrossentropy),
+        ("sparse_categorical_crossentropy", {"from_logits": True}, labels, extreme, L.SparseCategoricalCrossentropy),
+    ]
+    for name, kw, yt, yp, cls in cases:
+        for reduction in ("sum_over_batch_size", "sum", "none"):
+            p = tf.constant(yp, dtype=tf.float32)
+            t = tf.constant(yt, dtype=tf.int64 if name.startswith("sparse") else tf.float32)
+            with tf.GradientTape() as g:
+                g.watch(p)
+                value = cls(reduction=reduction, **kw)(t, p)
+            grad = g.gradient(value, p)
+            out["losses"].append({"name": name, "kwargs": kw, "reduction": reduction, "y_true": arr(yt),
+                                  "y_pred": arr(yp), "value": arr(value.numpy()), "grad": arr(grad.numpy())})
+
+    # Optimizers: two variables, the same gradients every run, the variables after each step.
+    init = [r.uniform(-1, 1, (3,)), r.uniform(-1, 1, (2, 2))]
+    grads = [[r.uniform(-2, 2, v.shape) for v in init] for _ in range(5)]
+    O, S = keras.optimizers, keras.optimizers.schedules
+    configs = [
+        ("sgd", {"learning_rate": 0.1}, O.SGD(learning_rate=0.1)),
+        ("sgd_momentum", {"learning_rate": 0.1, "momentum": 0.9}, O.SGD(learning_rate=0.1, momentum=0.9)),
+        ("sgd_nesterov", {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}, O.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)),
+        ("adam", {"learning_rate": 0.01}, O.Adam(learning_rate=0.01)),
+        ("adam_amsgrad", {"learning_rate": 0.01, "amsgrad": True}, O.Adam(learning_rate=0.01, amsgrad=True)),
+        ("adamw", {"learning_rate": 0.01, "weight_decay": 0.1}, O.AdamW(learning_rate=0.01, weight_decay=0.1)),
+        ("rmsprop", {"learning_rate": 0.01}, O.RMSprop(learning_rate=0.01)),
+        ("rmsprop_centered_momentum", {"learning_rate": 0.01, "momentum": 0.5, "centered": True}, O.RMSprop(learning_rate=0.01, momentum=0.5, centered=True)),
+        ("adagrad", {"learning_rate": 0.1}, O.Adagrad(learning_rate=0.1)),
+        ("sgd_clipnorm", {"learning_rate": 0.1, "clipnorm": 0.5}, O.SGD(learning_rate=0.1, clipnorm=0.5)),
+        ("sgd_clipvalue", {"learning_rate": 0.1, "clipvalue": 0.3}, O.SGD(learning_rate=0.1, clipvalue=0.3)),
+        ("adam_global_clipnorm", {"learning_rate": 0.01, "global_clipnorm": 1.0}, O.Adam(learning_rate=0.01, global_clipnorm=1.0)),
+        ("sgd_exponential_decay", {"schedule": "exponential"}, O.SGD(learning_rate=S.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5, staircase=False))),
+        ("sgd_piecewise", {"schedule": "piecewise"}, O.SGD(learning_rate=S.PiecewiseConstantDecay([1, 3], [0.1, 0.05, 0.01]))),
+        ("sgd_cosine_warmup", {"schedule": "cosine"}, O.SGD(learning_rate=S.CosineDecay(0.0, decay_steps=4, alpha=0.1, warmup_target=0.2, warmup_steps=2))),
+    ]
+    for name, kw, opt in configs:
+        vs = [tf.Variable(v, dtype=tf.float32) for v in init]
+        steps = []
+        for gs in grads:
+            opt.apply_gradients(zip([tf.constant(g, dtype=tf.float32) for g in gs], vs))
+            steps.append([arr(v.numpy()) for v in vs])
+        out["optimizers"].append({"name": name, "kwargs": kw, "steps": steps})
+    out["optimizer_init"] = [arr(v) for v in init]
+    out["optimizer_grads"] = [[arr(g) for g in gs] for gs in grads]
+
+    for name, sched in [
+        ("exponential", S.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.7, staircase=False)),
+        ("exponential_staircase", S.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.7, staircase=True)),
+        ("piecewise", S.PiecewiseConstantDecay([5, 10], [1.0, 0.5, 0.1])),
+        ("cosine", S.CosineDecay(0.5, decay_steps=10, alpha=0.1)),
+        ("cosine_warmup", S.CosineDecay(0.0, decay_steps=10, alpha=0.0, warmup_target=1.0, warmup_steps=4)),
+    ]:
+        out["schedules"].append({"name": name, "values": [float(sched(step)) for step in range(20)]})
+
+    with open(os.path.join(OUT, "keras.json"), "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+    print(f"keras.json: {len(out['losses'])} loss cases, {len(configs)} optimizers, {len(out['schedules'])} schedules")
+
+
+def safetensors_fixture():
+    from safetensors.numpy import save_file
+
+    tensors = {
+        "dense/kernel": np.arange(6, dtype=np.float32).reshape(2, 3) / 10,
+        "dense/bias": np.array([0.5, -0.5, 1.0], dtype=np.float32),
+        "step": np.array(7, dtype=np.int64),
+        "weights64": np.array([[1.5, -2.25]], dtype=np.float64),
+    }
+    save_file(tensors, os.path.join(OUT, "keras_weights.safetensors"), metadata={"made_by": "tools/tf_reference.py"})
+    print("keras_weights.safetensors written")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     ops_fixture()
     seed_fixture()
+    keras_fixture()
+    safetensors_fixture()

@@ -1,0 +1,725 @@
+//! Keras's optimizers with Keras's defaults and update rules: `optimizer.apply_gradients` after
+//! `tape.gradient`, instead of the seed's hand-written `assign_sub(da * lr)`.
+//!
+//! Optimizers see only gradients and variables, never the tape. Their arithmetic runs with
+//! recording off, so an update is never part of what a tape differentiates.
+//!
+//! ```
+//! use gradtape::optimizers::{Adam, Optimizer};
+//! use gradtape::{ops, Axes, GradientTape, Tensor, Variable};
+//! let w = Variable::new(Tensor::from_vec(vec![1.0f32, -2.0], &[2])?);
+//! let mut opt = Adam::new(0.1);
+//! for _ in 0..100 {
+//!     let tape = GradientTape::new();
+//!     let loss = ops::reduce_sum(&ops::square(&w)?, Axes::All, false)?;
+//!     let [g] = tape.gradient(&loss, [&w])?;
+//!     opt.apply_gradients(&[(g, &w)])?;
+//! }
+//! assert!(w.value().to_vec::<f32>()?.iter().all(|v| v.abs() < 0.05));
+//! # Ok::<(), gradtape::Error>(())
+//! ```
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::ops::{self, Axes};
+use crate::tape;
+use crate::tensor::Tensor;
+use crate::variable::Variable;
+
+// ---------------------------------------------------------------------------------------------
+// Learning rates
+
+/// A learning rate that depends on the optimizer's step count (Keras's
+/// `LearningRateSchedule`).
+pub trait LearningRateSchedule: Send {
+    /// The learning rate at `step` (the number of updates applied so far).
+    fn at(&self, step: u64) -> f64;
+}
+
+/// A constant or a schedule.
+pub enum LearningRate {
+    /// The same rate at every step.
+    Constant(f64),
+    /// A rate that changes with the step count.
+    Schedule(Box<dyn LearningRateSchedule>),
+}
+
+impl LearningRate {
+    fn at(&self, step: u64) -> f64 {
+        match self {
+            LearningRate::Constant(v) => *v,
+            LearningRate::Schedule(s) => s.at(step),
+        }
+    }
+}
+
+impl From<f64> for LearningRate {
+    fn from(v: f64) -> Self {
+        LearningRate::Constant(v)
+    }
+}
+
+impl<S: LearningRateSchedule + 'static> From<S> for LearningRate {
+    fn from(s: S) -> Self {
+        LearningRate::Schedule(Box::new(s))
+    }
+}
+
+/// `initial_learning_rate · decay_rate^(step / decay_steps)`, the exponent floored with
+/// `staircase`.
+///
+/// ```
+/// use gradtape::optimizers::{ExponentialDecay, LearningRateSchedule};
+/// let s = ExponentialDecay { initial_learning_rate: 0.1, decay_steps: 10, decay_rate: 0.5, staircase: true };
+/// assert_eq!(s.at(25), 0.025);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ExponentialDecay {
+    /// Rate at step 0.
+    pub initial_learning_rate: f64,
+    /// Steps per factor of `decay_rate`.
+    pub decay_steps: u64,
+    /// Factor per `decay_steps`.
+    pub decay_rate: f64,
+    /// Decay in whole steps of `decay_steps`.
+    pub staircase: bool,
+}
+
+impl LearningRateSchedule for ExponentialDecay {
+    fn at(&self, step: u64) -> f64 {
+        let mut p = step as f64 / self.decay_steps.max(1) as f64;
+        if self.staircase {
+            p = p.floor();
+        }
+        self.initial_learning_rate * self.decay_rate.powf(p)
+    }
+}
+
+/// `values[0]` up to `boundaries[0]` (inclusive), `values[1]` up to `boundaries[1]`, ...,
+/// `values[n]` after the last boundary.
+///
+/// ```
+/// use gradtape::optimizers::{LearningRateSchedule, PiecewiseConstantDecay};
+/// let s = PiecewiseConstantDecay { boundaries: vec![10, 20], values: vec![1.0, 0.5, 0.1] };
+/// assert_eq!((s.at(10), s.at(11), s.at(30)), (1.0, 0.5, 0.1));
+/// ```
+#[derive(Clone, Debug)]
+pub struct PiecewiseConstantDecay {
+    /// Increasing step boundaries.
+    pub boundaries: Vec<u64>,
+    /// One more value than boundaries.
+    pub values: Vec<f64>,
+}
+
+impl LearningRateSchedule for PiecewiseConstantDecay {
+    fn at(&self, step: u64) -> f64 {
+        let i = self.boundaries.iter().take_while(|&&b| step > b).count();
+        self.values
+            .get(i)
+            .or(self.values.last())
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
+/// Cosine decay from the initial rate to `alpha` times it over `decay_steps`, after an optional
+/// linear warm-up from `initial_learning_rate` to `warmup_target` over `warmup_steps` (Keras 3).
+///
+/// ```
+/// use gradtape::optimizers::{CosineDecay, LearningRateSchedule};
+/// let s = CosineDecay { initial_learning_rate: 1.0, decay_steps: 100, alpha: 0.0, warmup_target: None, warmup_steps: 0 };
+/// assert!((s.at(50) - 0.5).abs() < 1e-12);
+/// ```
+#[derive(Clone, Debug)]
+pub struct CosineDecay {
+    /// Rate at step 0.
+    pub initial_learning_rate: f64,
+    /// Steps of the cosine part.
+    pub decay_steps: u64,
+    /// Final rate as a fraction of the starting rate.
+    pub alpha: f64,
+    /// Rate reached at the end of the warm-up, when there is one.
+    pub warmup_target: Option<f64>,
+    /// Steps of linear warm-up.
+    pub warmup_steps: u64,
+}
+
+impl LearningRateSchedule for CosineDecay {
+    fn at(&self, step: u64) -> f64 {
+        let decayed = |lr: f64, step: u64| {
+            let s = step.min(self.decay_steps) as f64 / self.decay_steps.max(1) as f64;
+            let cosine = 0.5 * (1.0 + (std::f64::consts::PI * s).cos());
+            lr * ((1.0 - self.alpha) * cosine + self.alpha)
+        };
+        match self.warmup_target {
+            None => decayed(self.initial_learning_rate, step),
+            Some(target) if step < self.warmup_steps => {
+                self.initial_learning_rate
+                    + (target - self.initial_learning_rate) * step as f64 / self.warmup_steps as f64
+            }
+            Some(target) => decayed(target, step - self.warmup_steps),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What every optimizer shares
+
+/// Gradient clipping, applied before the update (at most one kind, as in Keras).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Clip {
+    /// No clipping.
+    #[default]
+    None,
+    /// Each gradient scaled so its L2 norm is at most this (`clipnorm`).
+    Norm(f64),
+    /// All gradients scaled together so their joint L2 norm is at most this (`global_clipnorm`).
+    GlobalNorm(f64),
+    /// Each element clamped to `[-v, v]` (`clipvalue`).
+    Value(f64),
+}
+
+fn l2_squared(g: &Tensor) -> Result<Tensor> {
+    ops::reduce_sum(&ops::square(g)?, Axes::All, false)
+}
+
+fn clip(grads: Vec<Tensor>, clip: Clip) -> Result<Vec<Tensor>> {
+    match clip {
+        Clip::None => Ok(grads),
+        Clip::Value(v) => grads
+            .iter()
+            .map(|g| ops::clip_by_value(g, &-v, &v))
+            .collect(),
+        Clip::Norm(c) => grads
+            .iter()
+            .map(|g| {
+                let norm = ops::sqrt(&l2_squared(g)?)?;
+                ops::divide(&ops::multiply(g, &c)?, &ops::maximum(&norm, &c)?)
+            })
+            .collect(),
+        Clip::GlobalNorm(c) => {
+            let mut total = 0.0;
+            for g in &grads {
+                total += l2_squared(g)?.to_f64_vec()[0];
+            }
+            let norm = total.sqrt();
+            let scale = c * (1.0 / norm).min(1.0 / c);
+            grads.iter().map(|g| ops::multiply(g, &scale)).collect()
+        }
+    }
+}
+
+/// State every optimizer keeps: the learning rate, clipping, the step count and the slots
+/// (momentum, first and second moments...) of each variable, created on first use.
+pub struct Common {
+    learning_rate: LearningRate,
+    clip: Clip,
+    iterations: u64,
+    slots: HashMap<u64, Vec<Tensor>>,
+}
+
+impl Common {
+    fn new(learning_rate: LearningRate) -> Self {
+        Common {
+            learning_rate,
+            clip: Clip::None,
+            iterations: 0,
+            slots: HashMap::new(),
+        }
+    }
+}
+
+/// The interface of every optimizer (Keras's `Optimizer`).
+pub trait Optimizer {
+    /// The shared state.
+    #[doc(hidden)]
+    fn common(&self) -> &Common;
+    /// The shared state.
+    #[doc(hidden)]
+    fn common_mut(&mut self) -> &mut Common;
+    /// How many slots per variable.
+    #[doc(hidden)]
+    fn slot_count(&self) -> usize;
+    /// The value slots start at.
+    #[doc(hidden)]
+    fn slot_initial_value(&self) -> f64 {
+        0.0
+    }
+    /// The new value of `var` from its gradient, the learning rate, the step `t` (1 for the
+    /// first update) and its slots (updated in place).
+    #[doc(hidden)]
+    fn update(
+        &self,
+        var: &Tensor,
+        grad: &Tensor,
+        lr: f64,
+        t: f64,
+        slots: &mut [Tensor],
+    ) -> Result<Tensor>;
+
+    /// Applies one update to each variable that has a gradient. `None` gradients are skipped
+    /// with a warning naming the variables (as Keras does); all `None` is an error.
+    ///
+    /// # Errors
+    /// When every gradient is `None`, or a gradient's shape or dtype differs from its variable's.
+    fn apply_gradients(&mut self, grads_and_vars: &[(Option<Tensor>, &Variable)]) -> Result<()> {
+        let op = "apply_gradients";
+        let (present, missing): (Vec<_>, Vec<_>) =
+            grads_and_vars.iter().partition(|(g, _)| g.is_some());
+        if present.is_empty() {
+            let names: Vec<&str> = missing
+                .iter()
+                .map(|(_, v)| v.name().unwrap_or("(unnamed)"))
+                .collect();
+            return Err(Error::arg(
+                op,
+                format!("no gradients for any variable: {names:?}"),
+            ));
+        }
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing
+                .iter()
+                .map(|(_, v)| v.name().unwrap_or("(unnamed)"))
+                .collect();
+            eprintln!("gradtape: warning: gradients do not exist for variables {names:?} when applying gradients");
+        }
+        let mut grads = vec![];
+        let mut vars = vec![];
+        for (g, v) in present {
+            let g = g
+                .as_ref()
+                .ok_or_else(|| Error::tape(op, "gradient vanished"))?;
+            if g.shape() != v.shape() || g.dtype() != v.dtype() {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "gradient {} {:?} does not match variable {} {} {:?}",
+                        g.dtype(),
+                        g.shape(),
+                        v.name().unwrap_or("(unnamed)"),
+                        v.dtype(),
+                        v.shape()
+                    ),
+                ));
+            }
+            grads.push(g.clone());
+            vars.push(*v);
+        }
+        tape::without_recording(|| {
+            let c = self.common();
+            let grads = clip(grads, c.clip)?;
+            let lr = c.learning_rate.at(c.iterations);
+            let t = (c.iterations + 1) as f64;
+            let n = self.slot_count();
+            for (g, v) in grads.iter().zip(&vars) {
+                let value = v.read_value();
+                let mut slots = self
+                    .common_mut()
+                    .slots
+                    .remove(&v.handle_id())
+                    .unwrap_or_default();
+                if slots.len() != n {
+                    let init = self.slot_initial_value();
+                    slots = (0..n).map(|_| Tensor::full_like(&value, init)).collect();
+                }
+                let new = self.update(&value, g, lr, t, &mut slots)?;
+                self.common_mut().slots.insert(v.handle_id(), slots);
+                v.assign(&new)?;
+            }
+            self.common_mut().iterations += 1;
+            Ok(())
+        })
+    }
+
+    /// Number of updates applied so far.
+    fn iterations(&self) -> u64 {
+        self.common().iterations
+    }
+
+    /// The learning rate the next update will use.
+    fn learning_rate(&self) -> f64 {
+        let c = self.common();
+        c.learning_rate.at(c.iterations)
+    }
+}
+
+macro_rules! clip_builders {
+    ($t:ty, $init:ident) => {
+        clip_builders!(@impl $t, |s: &$t| s.$init);
+    };
+    ($t:ty) => {
+        clip_builders!(@impl $t, |_s: &$t| 0.0);
+    };
+    (@impl $t:ty, $init:expr) => {
+        impl $t {
+            /// Clips each gradient to this L2 norm (Keras's `clipnorm`).
+            pub fn clipnorm(mut self, v: f64) -> Self {
+                self.common.clip = Clip::Norm(v);
+                self
+            }
+            /// Clips all gradients together to this L2 norm (Keras's `global_clipnorm`).
+            pub fn global_clipnorm(mut self, v: f64) -> Self {
+                self.common.clip = Clip::GlobalNorm(v);
+                self
+            }
+            /// Clamps gradient elements to `[-v, v]` (Keras's `clipvalue`).
+            pub fn clipvalue(mut self, v: f64) -> Self {
+                self.common.clip = Clip::Value(v);
+                self
+            }
+        }
+        impl Optimizer for $t {
+            fn common(&self) -> &Common {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut Common {
+                &mut self.common
+            }
+            fn slot_count(&self) -> usize {
+                self.slots()
+            }
+            fn slot_initial_value(&self) -> f64 {
+                ($init)(self)
+            }
+            fn update(&self, var: &Tensor, grad: &Tensor, lr: f64, t: f64, slots: &mut [Tensor]) -> Result<Tensor> {
+                self.rule(var, grad, lr, t, slots)
+            }
+        }
+    };
+}
+
+use ops::{add, divide, maximum, multiply, sqrt, square, subtract};
+
+// ---------------------------------------------------------------------------------------------
+// The optimizers
+
+/// Stochastic gradient descent with optional (Nesterov) momentum. Keras defaults:
+/// learning rate 0.01, momentum 0.
+///
+/// ```
+/// use gradtape::optimizers::{Optimizer, SGD};
+/// let v = gradtape::Variable::new(1.0);
+/// let mut opt = SGD::new(0.1);
+/// opt.apply_gradients(&[(Some(gradtape::Tensor::scalar(2.0f32)), &v)])?;
+/// assert!((v.value().to_scalar::<f32>()? - 0.8).abs() < 1e-7);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct SGD {
+    common: Common,
+    momentum: f64,
+    nesterov: bool,
+}
+
+impl SGD {
+    /// Plain SGD with this learning rate (a number or a schedule).
+    pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
+        SGD {
+            common: Common::new(learning_rate.into()),
+            momentum: 0.0,
+            nesterov: false,
+        }
+    }
+    /// Momentum in `[0, 1)`.
+    pub fn momentum(mut self, m: f64) -> Self {
+        self.momentum = m;
+        self
+    }
+    /// Nesterov momentum.
+    pub fn nesterov(mut self, yes: bool) -> Self {
+        self.nesterov = yes;
+        self
+    }
+    fn slots(&self) -> usize {
+        usize::from(self.momentum != 0.0)
+    }
+    fn rule(&self, var: &Tensor, g: &Tensor, lr: f64, _t: f64, s: &mut [Tensor]) -> Result<Tensor> {
+        if self.momentum == 0.0 {
+            return subtract(var, &multiply(g, &lr)?);
+        }
+        // m = momentum·m - lr·g; var += momentum·m - lr·g (Nesterov) or var += m
+        let m = subtract(&multiply(&s[0], &self.momentum)?, &multiply(g, &lr)?)?;
+        s[0] = m.clone();
+        if self.nesterov {
+            add(
+                var,
+                &subtract(&multiply(&m, &self.momentum)?, &multiply(g, &lr)?)?,
+            )
+        } else {
+            add(var, &m)
+        }
+    }
+}
+clip_builders!(SGD);
+
+/// Adam (Kingma & Ba) with Keras's bias correction folded into the learning rate, and AMSGrad.
+/// Keras defaults: learning rate 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7.
+///
+/// ```
+/// use gradtape::optimizers::{Adam, Optimizer};
+/// let v = gradtape::Variable::new(1.0);
+/// let mut opt = Adam::new(0.1);
+/// opt.apply_gradients(&[(Some(gradtape::Tensor::scalar(5.0f32)), &v)])?;
+/// assert!((v.value().to_scalar::<f32>()? - 0.9).abs() < 1e-6); // the first step is lr·sign(g)
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct Adam {
+    common: Common,
+    beta_1: f64,
+    beta_2: f64,
+    epsilon: f64,
+    amsgrad: bool,
+    weight_decay: f64,
+}
+
+impl Adam {
+    /// Adam with this learning rate and Keras's other defaults.
+    pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
+        Adam {
+            common: Common::new(learning_rate.into()),
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            amsgrad: false,
+            weight_decay: 0.0,
+        }
+    }
+    /// Decay rate of the first moment.
+    pub fn beta_1(mut self, v: f64) -> Self {
+        self.beta_1 = v;
+        self
+    }
+    /// Decay rate of the second moment.
+    pub fn beta_2(mut self, v: f64) -> Self {
+        self.beta_2 = v;
+        self
+    }
+    /// The ε added to the denominator.
+    pub fn epsilon(mut self, v: f64) -> Self {
+        self.epsilon = v;
+        self
+    }
+    /// Use the maximum of past second moments (AMSGrad).
+    pub fn amsgrad(mut self, yes: bool) -> Self {
+        self.amsgrad = yes;
+        self
+    }
+    fn slots(&self) -> usize {
+        if self.amsgrad {
+            3
+        } else {
+            2
+        }
+    }
+    fn rule(&self, var: &Tensor, g: &Tensor, lr: f64, t: f64, s: &mut [Tensor]) -> Result<Tensor> {
+        let mut var = var.clone();
+        if self.weight_decay != 0.0 {
+            // decoupled weight decay (AdamW): var -= var · wd · lr
+            var = subtract(&var, &multiply(&var, &(self.weight_decay * lr))?)?;
+        }
+        let alpha = lr * (1.0 - self.beta_2.powf(t)).sqrt() / (1.0 - self.beta_1.powf(t));
+        // m += (g - m)(1 - β₁); v += (g² - v)(1 - β₂)
+        let m = add(
+            &s[0],
+            &multiply(&subtract(g, &s[0])?, &(1.0 - self.beta_1))?,
+        )?;
+        let v = add(
+            &s[1],
+            &multiply(&subtract(&square(g)?, &s[1])?, &(1.0 - self.beta_2))?,
+        )?;
+        s[0] = m.clone();
+        s[1] = v.clone();
+        let denom_v = if self.amsgrad {
+            s[2] = maximum(&s[2], &v)?;
+            s[2].clone()
+        } else {
+            v
+        };
+        subtract(
+            &var,
+            &divide(
+                &multiply(&m, &alpha)?,
+                &add(&sqrt(&denom_v)?, &self.epsilon)?,
+            )?,
+        )
+    }
+}
+clip_builders!(Adam);
+
+/// Adam with decoupled weight decay (Loshchilov & Hutter). Keras defaults: learning rate 0.001,
+/// weight decay 0.004.
+///
+/// ```
+/// use gradtape::optimizers::{AdamW, Optimizer};
+/// let v = gradtape::Variable::new(1.0);
+/// let mut opt = AdamW::new(0.1).weight_decay(0.5);
+/// opt.apply_gradients(&[(Some(gradtape::Tensor::scalar(0.0f32)), &v)])?;
+/// assert!((v.value().to_scalar::<f32>()? - 0.95).abs() < 1e-6); // decay only: 1 - 1·0.5·0.1
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct AdamW(Adam);
+
+impl AdamW {
+    /// AdamW with this learning rate and Keras's defaults.
+    pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
+        let mut a = Adam::new(learning_rate);
+        a.weight_decay = 0.004;
+        AdamW(a)
+    }
+    /// The decoupled weight decay coefficient.
+    pub fn weight_decay(mut self, v: f64) -> Self {
+        self.0.weight_decay = v;
+        self
+    }
+    /// Use AMSGrad.
+    pub fn amsgrad(mut self, yes: bool) -> Self {
+        self.0 = self.0.amsgrad(yes);
+        self
+    }
+    /// Clips each gradient to this L2 norm.
+    pub fn clipnorm(mut self, v: f64) -> Self {
+        self.0 = self.0.clipnorm(v);
+        self
+    }
+}
+
+impl Optimizer for AdamW {
+    fn common(&self) -> &Common {
+        &self.0.common
+    }
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.0.common
+    }
+    fn slot_count(&self) -> usize {
+        self.0.slots()
+    }
+    fn update(
+        &self,
+        var: &Tensor,
+        grad: &Tensor,
+        lr: f64,
+        t: f64,
+        slots: &mut [Tensor],
+    ) -> Result<Tensor> {
+        self.0.rule(var, grad, lr, t, slots)
+    }
+}
+
+/// RMSprop. Keras defaults: learning rate 0.001, ρ 0.9, momentum 0, ε 1e-7, not centered.
+///
+/// ```
+/// use gradtape::optimizers::{Optimizer, RMSprop};
+/// let v = gradtape::Variable::new(1.0);
+/// let mut opt = RMSprop::new(0.01);
+/// opt.apply_gradients(&[(Some(gradtape::Tensor::scalar(1.0f32)), &v)])?;
+/// assert!(v.value().to_scalar::<f32>()? < 1.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct RMSprop {
+    common: Common,
+    rho: f64,
+    momentum: f64,
+    epsilon: f64,
+    centered: bool,
+}
+
+impl RMSprop {
+    /// RMSprop with this learning rate and Keras's defaults.
+    pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
+        RMSprop {
+            common: Common::new(learning_rate.into()),
+            rho: 0.9,
+            momentum: 0.0,
+            epsilon: 1e-7,
+            centered: false,
+        }
+    }
+    /// Decay of the moving average of squared gradients.
+    pub fn rho(mut self, v: f64) -> Self {
+        self.rho = v;
+        self
+    }
+    /// Momentum.
+    pub fn momentum(mut self, v: f64) -> Self {
+        self.momentum = v;
+        self
+    }
+    /// Normalise by the variance rather than the second moment.
+    pub fn centered(mut self, yes: bool) -> Self {
+        self.centered = yes;
+        self
+    }
+    fn slots(&self) -> usize {
+        3
+    }
+    fn rule(&self, var: &Tensor, g: &Tensor, lr: f64, _t: f64, s: &mut [Tensor]) -> Result<Tensor> {
+        let vel = add(
+            &multiply(&s[0], &self.rho)?,
+            &multiply(&square(g)?, &(1.0 - self.rho))?,
+        )?;
+        s[0] = vel.clone();
+        let denom = if self.centered {
+            let avg = add(
+                &multiply(&s[1], &self.rho)?,
+                &multiply(g, &(1.0 - self.rho))?,
+            )?;
+            s[1] = avg.clone();
+            add(&subtract(&vel, &square(&avg)?)?, &self.epsilon)?
+        } else {
+            add(&vel, &self.epsilon)?
+        };
+        let increment = divide(&multiply(g, &lr)?, &sqrt(&denom)?)?;
+        if self.momentum > 0.0 {
+            let m = add(&multiply(&s[2], &self.momentum)?, &increment)?;
+            s[2] = m.clone();
+            subtract(var, &m)
+        } else {
+            subtract(var, &increment)
+        }
+    }
+}
+clip_builders!(RMSprop);
+
+/// Adagrad. Keras defaults: learning rate 0.001, initial accumulator 0.1, ε 1e-7.
+///
+/// ```
+/// use gradtape::optimizers::{Adagrad, Optimizer};
+/// let v = gradtape::Variable::new(1.0);
+/// let mut opt = Adagrad::new(0.1);
+/// opt.apply_gradients(&[(Some(gradtape::Tensor::scalar(1.0f32)), &v)])?;
+/// assert!(v.value().to_scalar::<f32>()? < 1.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct Adagrad {
+    common: Common,
+    initial_accumulator_value: f64,
+    epsilon: f64,
+}
+
+impl Adagrad {
+    /// Adagrad with this learning rate and Keras's defaults.
+    pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
+        Adagrad {
+            common: Common::new(learning_rate.into()),
+            initial_accumulator_value: 0.1,
+            epsilon: 1e-7,
+        }
+    }
+    /// Starting value of the accumulators.
+    pub fn initial_accumulator_value(mut self, v: f64) -> Self {
+        self.initial_accumulator_value = v;
+        self
+    }
+    fn slots(&self) -> usize {
+        1
+    }
+    fn rule(&self, var: &Tensor, g: &Tensor, lr: f64, _t: f64, s: &mut [Tensor]) -> Result<Tensor> {
+        let acc = add(&s[0], &square(g)?)?;
+        s[0] = acc.clone();
+        subtract(
+            var,
+            &divide(&multiply(g, &lr)?, &sqrt(&add(&acc, &self.epsilon)?)?)?,
+        )
+    }
+}
+clip_builders!(Adagrad, initial_accumulator_value);
