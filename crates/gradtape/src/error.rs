@@ -65,6 +65,14 @@ pub enum Error {
         /// What was wrong, with the value.
         msg: String,
     },
+    /// A file that cannot be read or written, or whose contents are not what they should be.
+    #[error("{op}: {msg}")]
+    Io {
+        /// The operation (`read_csv`, `checkpoint::load`, ...).
+        op: &'static str,
+        /// What was wrong, with the path and the line or field.
+        msg: String,
+    },
     /// A misuse of a tape (a gradient rule returning the wrong number of gradients, ...).
     #[error("{op}: {msg}")]
     Tape {
@@ -106,6 +114,12 @@ impl Error {
             msg: msg.into(),
         }
     }
+    pub(crate) fn io(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Io {
+            op,
+            msg: msg.into(),
+        }
+    }
     pub(crate) fn tape(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Tape {
             op,
@@ -125,6 +139,7 @@ impl Error {
             | Error::Axis { op, .. }
             | Error::Index { op, .. }
             | Error::InvalidArgument { op, .. }
+            | Error::Io { op, .. }
             | Error::Tape { op, .. } => op,
         }
     }

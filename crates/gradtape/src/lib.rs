@@ -41,11 +41,15 @@
 //! same names), [`Variable`], [`GradientTape`] / [`PersistentTape`], [`random`].
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 mod cpu;
+pub mod data;
 mod display;
 mod dtype;
 mod error;
+pub mod layers;
 pub mod losses;
+pub mod metrics;
 mod operators;
 pub mod ops;
 pub mod optimizers;
@@ -54,6 +58,7 @@ mod shape;
 mod storage;
 mod tape;
 mod tensor;
+pub mod training;
 mod variable;
 
 pub use dtype::{DType, Element};

@@ -1,0 +1,424 @@
+//! Tabular data: CSV files (plain or gzip) with named columns, a features/target split with
+//! class names mapped to integers, standardisation with training statistics, seeded splits and
+//! a shuffling batch iterator (`tf.data`'s `shuffle().batch()` in spirit).
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::random::Generator;
+use crate::tensor::Tensor;
+
+/// A CSV file as text cells under column names.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// Column names (from the header row, or `"0"`, `"1"`, ... when there is none).
+    pub columns: Vec<String>,
+    /// Data rows, each with one cell per column.
+    pub rows: Vec<Vec<String>>,
+    /// File line number of each row (for messages).
+    pub lines: Vec<usize>,
+    /// The path, for messages.
+    pub source: String,
+}
+
+fn split_cells(line: &str) -> Vec<String> {
+    line.split(',')
+        .map(|c| {
+            let c = c.trim();
+            c.strip_prefix('"')
+                .and_then(|c| c.strip_suffix('"'))
+                .unwrap_or(c)
+                .to_string()
+        })
+        .collect()
+}
+
+/// Reads a CSV file (`.gz` files are decompressed). The first row is a header when any of its
+/// cells is not a number.
+///
+/// # Errors
+/// When the file cannot be read or rows have different numbers of cells.
+///
+/// ```
+/// let p = std::env::temp_dir().join("gradtape-doc-read-csv.csv");
+/// std::fs::write(&p, "size,label\n1.5,cat\n2.5,dog\n").unwrap();
+/// let t = gradtape::data::read_csv(&p)?;
+/// assert_eq!(t.columns, vec!["size", "label"]);
+/// assert_eq!(t.rows.len(), 2);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn read_csv(path: &Path) -> Result<Table> {
+    let op = "read_csv";
+    let name = path.display().to_string();
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(op, format!("{name}: cannot read: {e}")))?;
+    let text = if name.ends_with(".gz") {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut s)
+            .map_err(|e| Error::io(op, format!("{name}: not a readable gzip file: {e}")))?;
+        s
+    } else {
+        String::from_utf8(bytes).map_err(|_| Error::io(op, format!("{name}: not UTF-8 text")))?
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .peekable();
+    let columns = match lines.peek() {
+        Some((_, first)) if split_cells(first).iter().any(|c| c.parse::<f64>().is_err()) => {
+            let h = split_cells(first);
+            lines.next();
+            h
+        }
+        Some((_, first)) => (0..split_cells(first).len())
+            .map(|i| i.to_string())
+            .collect(),
+        None => return Err(Error::io(op, format!("{name}: the file is empty"))),
+    };
+    let (mut rows, mut numbers) = (vec![], vec![]);
+    for (n, line) in lines {
+        let cells = split_cells(line);
+        if cells.len() != columns.len() {
+            return Err(Error::io(
+                op,
+                format!(
+                    "{name}:{}: {} cells, expected {}",
+                    n + 1,
+                    cells.len(),
+                    columns.len()
+                ),
+            ));
+        }
+        rows.push(cells);
+        numbers.push(n + 1);
+    }
+    Ok(Table {
+        columns,
+        rows,
+        lines: numbers,
+        source: name,
+    })
+}
+
+/// What a model predicts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Classes: the target column's distinct values, mapped to 0, 1, ...
+    Classification,
+    /// A number.
+    Regression,
+}
+
+/// The target of a data set.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// int64 class indices and the name of each class.
+    Classes {
+        /// `[n]` indices into `names`.
+        labels: Tensor,
+        /// Class names, sorted (numerically when they are all numbers).
+        names: Vec<String>,
+    },
+    /// `[n]` target values.
+    Values(Tensor),
+}
+
+/// Features and a target.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// `[n, features]`.
+    pub features: Tensor,
+    /// Names of the feature columns.
+    pub feature_names: Vec<String>,
+    /// The target.
+    pub target: Target,
+}
+
+impl Table {
+    /// The index of a column by name.
+    ///
+    /// # Errors
+    /// When there is no such column (the message lists the columns).
+    pub fn column(&self, name: &str) -> Result<usize> {
+        self.columns.iter().position(|c| c == name).ok_or_else(|| {
+            Error::arg(
+                "column",
+                format!(
+                    "{}: no column named {name:?} (columns: {})",
+                    self.source,
+                    self.columns.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Every column but `target` as float features, and `target` as classes or values.
+    ///
+    /// # Errors
+    /// When a feature cell is not a finite number (the message gives line and column), or a
+    /// regression target is not a number.
+    ///
+    /// ```
+    /// use gradtape::data::{read_csv, Target, Task};
+    /// let p = std::env::temp_dir().join("gradtape-doc-dataset.csv");
+    /// std::fs::write(&p, "a,b,kind\n1,2,y\n3,4,x\n").unwrap();
+    /// let d = read_csv(&p)?.dataset("kind", Task::Classification, gradtape::DType::F32)?;
+    /// assert_eq!(d.features.shape(), &[2, 2]);
+    /// let Target::Classes { labels, names } = d.target else { unreachable!() };
+    /// assert_eq!(names, vec!["x", "y"]);
+    /// assert_eq!(labels.to_vec::<i64>()?, vec![1, 0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn dataset(&self, target: &str, task: Task, dtype: DType) -> Result<Dataset> {
+        let op = "dataset";
+        let t = self.column(target)?;
+        let feats: Vec<usize> = (0..self.columns.len()).filter(|&i| i != t).collect();
+        if feats.is_empty() {
+            return Err(Error::arg(
+                op,
+                format!("{}: no feature columns besides {target:?}", self.source),
+            ));
+        }
+        let number = |r: usize, c: usize| -> Result<f64> {
+            let cell = &self.rows[r][c];
+            match cell.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                _ => Err(Error::io(
+                    op,
+                    format!(
+                        "{}:{}: column {:?}: {cell:?} is not a finite number",
+                        self.source, self.lines[r], self.columns[c]
+                    ),
+                )),
+            }
+        };
+        let n = self.rows.len();
+        let mut x = Vec::with_capacity(n * feats.len());
+        for r in 0..n {
+            for &c in &feats {
+                x.push(number(r, c)?);
+            }
+        }
+        let features = Tensor::from_vec(x, &[n, feats.len()])?.cast(dtype)?;
+        let target = match task {
+            Task::Regression => {
+                let v: Vec<f64> = (0..n).map(|r| number(r, t)).collect::<Result<_>>()?;
+                Target::Values(Tensor::from_vec(v, &[n])?.cast(dtype)?)
+            }
+            Task::Classification => {
+                let mut names: Vec<String> = self.rows.iter().map(|r| r[t].clone()).collect();
+                names.sort();
+                names.dedup();
+                if names.iter().all(|s| s.parse::<f64>().is_ok()) {
+                    names.sort_by(|a, b| {
+                        a.parse::<f64>()
+                            .unwrap_or(0.0)
+                            .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
+                    });
+                }
+                let labels: Vec<i64> = self
+                    .rows
+                    .iter()
+                    .map(|r| names.iter().position(|s| *s == r[t]).unwrap_or(0) as i64)
+                    .collect();
+                Target::Classes {
+                    labels: Tensor::from_vec(labels, &[n])?,
+                    names,
+                }
+            }
+        };
+        Ok(Dataset {
+            features,
+            feature_names: feats.iter().map(|&c| self.columns[c].clone()).collect(),
+            target,
+        })
+    }
+}
+
+/// Per-feature mean and standard deviation, measured on training data and applied to any data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standardizer {
+    /// Mean of each feature.
+    pub mean: Vec<f64>,
+    /// Standard deviation of each feature (1 where it was 0).
+    pub std: Vec<f64>,
+}
+
+impl Standardizer {
+    /// Measures a `[n, features]` tensor.
+    ///
+    /// # Errors
+    /// When `x` is not a float matrix.
+    ///
+    /// ```
+    /// use gradtape::data::Standardizer;
+    /// let x = gradtape::Tensor::from_vec(vec![1.0f64, 5.0, 3.0, 5.0], &[2, 2])?;
+    /// let s = Standardizer::fit(&x)?;
+    /// assert_eq!((s.mean.clone(), s.std.clone()), (vec![2.0, 5.0], vec![1.0, 1.0]));
+    /// assert_eq!(s.transform(&x)?.to_vec::<f64>()?, vec![-1.0, 0.0, 1.0, 0.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn fit(x: &Tensor) -> Result<Standardizer> {
+        if x.rank() != 2 {
+            return Err(Error::shape(
+                "Standardizer::fit",
+                format!("expected [n, features], got {:?}", x.shape()),
+            ));
+        }
+        let x64 = x.cast(DType::F64)?;
+        let mean = ops::reduce_mean(&x64, 0, false)?.to_vec::<f64>()?;
+        let var = ops::reduce_mean(
+            &ops::square(&ops::subtract(&x64, &ops::reduce_mean(&x64, 0, true)?)?)?,
+            0,
+            false,
+        )?;
+        let std = var
+            .to_vec::<f64>()?
+            .iter()
+            .map(|v| if *v > 0.0 { v.sqrt() } else { 1.0 })
+            .collect();
+        Ok(Standardizer { mean, std })
+    }
+
+    /// `(x - mean) / std`, in `x`'s dtype.
+    ///
+    /// # Errors
+    /// When `x` does not have as many columns as were measured.
+    pub fn transform(&self, x: &Tensor) -> Result<Tensor> {
+        let f = self.mean.len();
+        if x.rank() != 2 || x.shape()[1] != f {
+            return Err(Error::shape(
+                "Standardizer::transform",
+                format!("expected [n, {f}], got {:?}", x.shape()),
+            ));
+        }
+        let m = Tensor::from_vec(self.mean.clone(), &[f])?.cast(x.dtype())?;
+        let s = Tensor::from_vec(self.std.clone(), &[f])?.cast(x.dtype())?;
+        ops::divide(&ops::subtract(x, &m)?, &s)
+    }
+}
+
+/// Shuffled row indices split into train, validation and test parts of the given fractions.
+///
+/// # Errors
+/// When the fractions are negative or leave no training rows.
+///
+/// ```
+/// let (tr, va, te) = gradtape::data::split_indices(100, 0.2, 0.1, 7)?;
+/// assert_eq!((tr.len(), va.len(), te.len()), (70, 20, 10));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn split_indices(
+    n: usize,
+    validation: f64,
+    test: f64,
+    seed: u64,
+) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>)> {
+    if !(validation >= 0.0 && test >= 0.0 && validation + test < 1.0) {
+        return Err(Error::arg("split", format!("validation {validation} and test {test} fractions must be >= 0 and leave rows to train on")));
+    }
+    let order = shuffled(n, &mut Generator::from_seed(seed));
+    let nv = (n as f64 * validation).round() as usize;
+    let nt = (n as f64 * test).round() as usize;
+    if nv + nt >= n {
+        return Err(Error::arg(
+            "split",
+            format!("{n} rows leave none to train on after {nv} validation and {nt} test rows"),
+        ));
+    }
+    Ok((
+        order[nv + nt..].to_vec(),
+        order[..nv].to_vec(),
+        order[nv..nv + nt].to_vec(),
+    ))
+}
+
+fn shuffled(n: usize, rng: &mut Generator) -> Vec<i64> {
+    let mut v: Vec<i64> = (0..n as i64).collect();
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+/// The rows of `t` at `indices` (a gather on axis 0).
+///
+/// # Errors
+/// When an index is out of range.
+pub fn take_rows(t: &Tensor, indices: &[i64]) -> Result<Tensor> {
+    ops::gather(t, &Tensor::from_vec(indices.to_vec(), &[indices.len()])?, 0)
+}
+
+/// Batches of `(x, y)` rows: shuffled anew each pass when a generator is given, the last
+/// partial batch kept or dropped.
+///
+/// ```
+/// use gradtape::data::Batches;
+/// let x = gradtape::Tensor::zeros(&[10, 3], gradtape::DType::F32);
+/// let y = gradtape::Tensor::zeros(&[10], gradtape::DType::I64);
+/// let sizes: Vec<usize> = Batches::new(&x, &y, 4, Some(1), false)?.map(|b| b.unwrap().0.shape()[0]).collect();
+/// assert_eq!(sizes, vec![4, 4, 2]);
+/// assert_eq!(Batches::new(&x, &y, 4, None, true)?.count(), 2);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct Batches {
+    x: Tensor,
+    y: Tensor,
+    order: Vec<i64>,
+    pos: usize,
+    batch_size: usize,
+    drop_remainder: bool,
+}
+
+impl Batches {
+    /// Batches over the rows of `x` and `y` (same number of rows).
+    ///
+    /// # Errors
+    /// When the row counts differ or `batch_size` is 0.
+    pub fn new(
+        x: &Tensor,
+        y: &Tensor,
+        batch_size: usize,
+        shuffle_seed: Option<u64>,
+        drop_remainder: bool,
+    ) -> Result<Batches> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        if y.shape().first().copied().unwrap_or(0) != n || batch_size == 0 {
+            return Err(Error::shape(
+                "Batches",
+                format!("x {:?} and y {:?} need the same number of rows, and batch_size {batch_size} > 0", x.shape(), y.shape()),
+            ));
+        }
+        let order = match shuffle_seed {
+            Some(s) => shuffled(n, &mut Generator::from_seed(s)),
+            None => (0..n as i64).collect(),
+        };
+        Ok(Batches {
+            x: x.clone(),
+            y: y.clone(),
+            order,
+            pos: 0,
+            batch_size,
+            drop_remainder,
+        })
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Result<(Tensor, Tensor)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let left = self.order.len() - self.pos;
+        if left == 0 || (self.drop_remainder && left < self.batch_size) {
+            return None;
+        }
+        let idx = &self.order[self.pos..self.pos + left.min(self.batch_size)];
+        self.pos += idx.len();
+        Some(take_rows(&self.x, idx).and_then(|x| Ok((x, take_rows(&self.y, idx)?))))
+    }
+}
