@@ -4,6 +4,7 @@
 mod data;
 mod linreg;
 mod output;
+mod train;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,13 @@ enum Command {
     /// on the sum of squared errors with learning rate 0.001. Each epoch evaluates the cost,
     /// then takes one taped training step, exactly as the tutorial's loop does.
     Linreg(linreg::Args),
+    /// Train a classifier (or, with --task regression, a regressor) on a CSV table: an MLP with
+    /// standardised features, a validation split, per-epoch loss and accuracy, and the model
+    /// saved as safetensors with curves and a confusion matrix.
+    Train(train::TrainArgs),
+    /// Load a model written by `gradtape train` and predict the rows of a CSV file; when the file
+    /// also holds the target column, report the accuracy.
+    Predict(train::PredictArgs),
 }
 
 /// An error for the user: one line on stderr, exit code 2.
@@ -60,6 +68,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Linreg(args) => linreg::run(args),
+        Command::Train(args) => train::run_train(args),
+        Command::Predict(args) => train::run_predict(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -483,3 +483,164 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Training curves: loss (left) and accuracy (right) per epoch, training and validation.
+pub struct CurvesChart {
+    /// Training loss per epoch.
+    pub train_loss: Vec<f64>,
+    /// Validation loss per epoch, when there is validation data.
+    pub val_loss: Option<Vec<f64>>,
+    /// Training accuracy per epoch (classification).
+    pub train_accuracy: Option<Vec<f64>>,
+    /// Validation accuracy per epoch (classification).
+    pub val_accuracy: Option<Vec<f64>>,
+}
+
+fn curve_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    train: &[f64],
+    val: Option<&Vec<f64>>,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let n = train.len().max(2);
+    let (y0, y1) = padded(train.iter().chain(val.into_iter().flatten()).copied());
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(1f64..n as f64, y0..y1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    let orange = RGBColor(255, 127, 14);
+    chart
+        .draw_series(LineSeries::new(
+            train.iter().enumerate().map(|(e, &v)| (e as f64 + 1.0, v)),
+            POINT_BLUE.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("train")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], POINT_BLUE.stroke_width(2)));
+    if let Some(v) = val {
+        chart
+            .draw_series(LineSeries::new(
+                v.iter().enumerate().map(|(e, &v)| (e as f64 + 1.0, v)),
+                orange.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label("validation")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], orange.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(err)
+}
+
+impl Chart for CurvesChart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError>
+    where
+        DB::ErrorType: 'static,
+    {
+        match &self.train_accuracy {
+            Some(acc) => {
+                let (left, right) = root.split_horizontally(SIZE.0 / 2);
+                curve_panel(&left, "Loss", &self.train_loss, self.val_loss.as_ref())?;
+                curve_panel(&right, "Accuracy", acc, self.val_accuracy.as_ref())
+            }
+            None => curve_panel(root, "Loss", &self.train_loss, self.val_loss.as_ref()),
+        }
+    }
+}
+
+/// A confusion matrix: rows are true classes, columns predicted ones, with counts.
+pub struct ConfusionChart {
+    /// `matrix[true][predicted]` counts.
+    pub matrix: Vec<Vec<u64>>,
+    /// Class names.
+    pub names: Vec<String>,
+    /// The caption.
+    pub title: String,
+}
+
+impl Chart for ConfusionChart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let k = self.matrix.len().max(1);
+        let max = self
+            .matrix
+            .iter()
+            .flatten()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..k as f64, 0f64..k as f64)
+            .map_err(err)?;
+        // Labels sit at cell centres; rows are drawn from the top, so the y axis counts down.
+        let name_at = |v: f64, flip: bool| {
+            if (v - v.floor() - 0.5).abs() > 1e-9 || v < 0.0 {
+                return String::new();
+            }
+            let i = v.floor() as usize;
+            let i = if flip { (k - 1).saturating_sub(i) } else { i };
+            self.names.get(i).cloned().unwrap_or_default()
+        };
+        let x_label = |v: &f64| name_at(*v, false);
+        let y_label = |v: &f64| name_at(*v, true);
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("predicted")
+            .y_desc("true")
+            .x_labels(2 * k + 1)
+            .y_labels(2 * k + 1)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
+        for (i, row) in self.matrix.iter().enumerate() {
+            for (j, &c) in row.iter().enumerate() {
+                // row i is drawn from the top
+                let y = (k - 1 - i) as f64;
+                let t = c as f64 / max;
+                chart
+                    .draw_series([Rectangle::new(
+                        [(j as f64, y), (j as f64 + 1.0, y + 1.0)],
+                        ramp(t).filled(),
+                    )])
+                    .map_err(err)?;
+                let color = if t > 0.6 { BLACK } else { WHITE };
+                chart
+                    .draw_series([Text::new(
+                        c.to_string(),
+                        (j as f64 + 0.4, y + 0.6),
+                        ("sans-serif", 14).into_font().color(&color),
+                    )])
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}

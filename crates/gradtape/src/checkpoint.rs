@@ -154,34 +154,35 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         let shape = v.shape().to_vec();
         let d = v.data();
         let chunks = |k: usize| d.chunks_exact(k);
-        let t =
-            match v.dtype() {
-                Dtype::F32 => Tensor::from_vec(
-                    chunks(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                    &shape,
-                )?,
-                Dtype::F64 => Tensor::from_vec(
-                    chunks(8)
-                        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                        .collect(),
-                    &shape,
-                )?,
-                Dtype::I64 => Tensor::from_vec(
-                    chunks(8)
-                        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                        .collect(),
-                    &shape,
-                )?,
-                Dtype::BOOL => Tensor::from_vec(d.iter().map(|&b| b != 0).collect(), &shape)?,
-                other => return Err(Error::io(
+        let t = match v.dtype() {
+            Dtype::F32 => Tensor::from_vec(
+                chunks(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                &shape,
+            )?,
+            Dtype::F64 => Tensor::from_vec(
+                chunks(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
+                &shape,
+            )?,
+            Dtype::I64 => Tensor::from_vec(
+                chunks(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
+                &shape,
+            )?,
+            Dtype::BOOL => Tensor::from_vec(d.iter().map(|&b| b != 0).collect(), &shape)?,
+            other => {
+                return Err(Error::io(
                     op,
                     format!(
                         "{name}: tensor {n:?} has dtype {other:?}, which gradtape does not support"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         tensors.insert(n, t);
     }
     let metadata = meta

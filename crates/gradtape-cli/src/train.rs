@@ -1,0 +1,566 @@
+//! `gradtape train` and `gradtape predict`: an MLP on any CSV table, saved and loaded back.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::ValueEnum;
+use gradtape::data::{read_csv, split_indices, take_rows, Standardizer, Target, Task};
+use gradtape::layers::{Activation, Layer};
+use gradtape::training::{build_mlp, evaluate, fit, EpochStats, OptimizerKind, TrainConfig};
+use gradtape::{checkpoint, metrics, ops, DType, Tensor};
+use gradtape_plot::{save, ConfusionChart, CurvesChart, Format};
+use serde_json::{json, Value};
+
+use crate::output::Staging;
+use crate::CliError;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    /// Predict one of the target column's values (numbers or names).
+    Classification,
+    /// Predict the target column's number.
+    Regression,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActivationArg {
+    /// max(x, 0).
+    Relu,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// The logistic function.
+    Sigmoid,
+    /// Exponential linear unit.
+    Elu,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    /// Adam.
+    Adam,
+    /// Plain gradient descent.
+    Sgd,
+    /// Gradient descent with momentum 0.9.
+    Momentum,
+    /// RMSprop.
+    Rmsprop,
+}
+
+/// Options of `gradtape train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// The table: a CSV file (or .csv.gz) with a header row naming the columns.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// The column to predict; every other column is a numeric feature.
+    #[arg(long, value_name = "COLUMN")]
+    target: String,
+    /// Classification (the target's distinct values are the classes) or regression.
+    #[arg(long, value_enum, default_value_t = TaskArg::Classification)]
+    task: TaskArg,
+    /// Sizes of the hidden layers, comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "64",
+        value_name = "SIZES"
+    )]
+    hidden: Vec<usize>,
+    /// Activation of the hidden layers.
+    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
+    activation: ActivationArg,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = TrainConfig::default().epochs, value_name = "E")]
+    epochs: usize,
+    /// Rows per gradient step.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size, value_name = "B")]
+    batch: usize,
+    /// The update rule.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    optimizer: OptimizerArg,
+    /// Learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate, value_name = "LR", allow_negative_numbers = true)]
+    lr: f64,
+    /// Seed of the split, the initial weights and the shuffling.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    seed: u64,
+    /// Fraction of rows held out for validation after each epoch.
+    #[arg(long, default_value_t = 0.15, value_name = "FRACTION")]
+    validation: f64,
+    /// Fraction of rows held out for the final test.
+    #[arg(long, default_value_t = 0.15, value_name = "FRACTION")]
+    test: f64,
+    /// Use the features as they are (by default each is standardised with the training rows'
+    /// mean and standard deviation).
+    #[arg(long)]
+    no_standardize: bool,
+    /// Folder for curves.png, confusion.png, history.csv, run.json and model.safetensors.
+    #[arg(long, default_value = "gradtape-train", value_name = "DIR")]
+    out: PathBuf,
+    /// Print one JSON object to stdout instead of the report.
+    #[arg(long)]
+    json: bool,
+    /// No per-epoch lines and no progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// No pictures.
+    #[arg(long)]
+    no_plots: bool,
+}
+
+/// Options of `gradtape predict`.
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// The folder `gradtape train` wrote (it holds model.safetensors).
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// A CSV file with the feature columns the model was trained on (and, optionally, the target).
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Where the predictions go [default: predictions.csv in the model folder].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print one JSON object to stdout instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+fn activation(a: ActivationArg) -> Activation {
+    match a {
+        ActivationArg::Relu => Activation::Relu,
+        ActivationArg::Tanh => Activation::Tanh,
+        ActivationArg::Sigmoid => Activation::Sigmoid,
+        ActivationArg::Elu => Activation::Elu,
+    }
+}
+
+fn subset(t: &Target, idx: &[i64]) -> Result<Target, CliError> {
+    Ok(match t {
+        Target::Classes { labels, names } => Target::Classes {
+            labels: take_rows(labels, idx)?,
+            names: names.clone(),
+        },
+        Target::Values(v) => Target::Values(take_rows(v, idx)?),
+    })
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_default()
+}
+
+pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        return Err(CliError(format!(
+            "--lr {}: the learning rate must be a positive number",
+            a.lr
+        )));
+    }
+    if a.epochs == 0 || a.batch == 0 {
+        return Err(CliError(format!(
+            "--epochs {} and --batch {} must be at least 1",
+            a.epochs, a.batch
+        )));
+    }
+    if a.hidden.contains(&0) {
+        return Err(CliError(format!(
+            "--hidden {:?}: layer sizes must be at least 1",
+            a.hidden
+        )));
+    }
+    let table = read_csv(&a.data)?;
+    let task = match a.task {
+        TaskArg::Classification => Task::Classification,
+        TaskArg::Regression => Task::Regression,
+    };
+    let d = table.dataset(&a.target, task, DType::F32)?;
+    let n = d.features.shape()[0];
+    let (tr, va, te) = split_indices(n, a.validation, a.test, a.seed)?;
+    if tr.len() < 2 {
+        return Err(CliError(format!(
+            "{}: {n} rows leave fewer than 2 to train on",
+            a.data.display()
+        )));
+    }
+    let raw_train = take_rows(&d.features, &tr)?;
+    let standardizer = (!a.no_standardize)
+        .then(|| Standardizer::fit(&raw_train))
+        .transpose()?;
+    let prep = |idx: &[i64]| -> Result<Tensor, CliError> {
+        let x = take_rows(&d.features, idx)?;
+        Ok(match &standardizer {
+            Some(s) => s.transform(&x)?,
+            None => x,
+        })
+    };
+    let (x_tr, x_va, x_te) = (prep(&tr)?, prep(&va)?, prep(&te)?);
+    let (y_tr, y_va, y_te) = (
+        subset(&d.target, &tr)?,
+        subset(&d.target, &va)?,
+        subset(&d.target, &te)?,
+    );
+    let classes: Option<Vec<String>> = match &d.target {
+        Target::Classes { names, .. } => Some(names.clone()),
+        Target::Values(_) => None,
+    };
+    let outputs = classes.as_ref().map_or(1, |c| c.len());
+    let cfg = TrainConfig {
+        hidden: a.hidden.clone(),
+        activation: activation(a.activation),
+        epochs: a.epochs,
+        batch_size: a.batch,
+        learning_rate: a.lr,
+        optimizer: match a.optimizer {
+            OptimizerArg::Adam => OptimizerKind::Adam,
+            OptimizerArg::Sgd => OptimizerKind::Sgd,
+            OptimizerArg::Momentum => OptimizerKind::Momentum,
+            OptimizerArg::Rmsprop => OptimizerKind::RmsProp,
+        },
+        seed: a.seed,
+        dtype: DType::F32,
+    };
+    let model = build_mlp(d.feature_names.len(), &cfg.hidden, outputs, &cfg)?;
+    let human = !a.json;
+    if human {
+        println!(
+            "gradtape train: {} rows ({} train, {} validation, {} test), {} features, {} ({}), MLP {:?}",
+            n,
+            tr.len(),
+            va.len(),
+            te.len(),
+            d.feature_names.len(),
+            a.target,
+            classes.as_ref().map_or("regression".to_string(), |c| format!("{} classes", c.len())),
+            a.hidden
+        );
+    }
+    let lines = human && !a.quiet;
+    let bar = (lines && std::io::stdout().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(a.epochs as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} epoch {pos}/{len}  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let start = Instant::now();
+    let validation = (!va.is_empty()).then_some((&x_va, &y_va));
+    let history = fit(
+        &model,
+        (&x_tr, &y_tr),
+        validation,
+        &cfg,
+        |s: &EpochStats| {
+            let msg = format!(
+                "loss {:.4}{}{}{}",
+                s.train_loss,
+                s.train_accuracy
+                    .map(|v| format!(", accuracy {v:.4}"))
+                    .unwrap_or_default(),
+                s.val_loss
+                    .map(|v| format!(", val_loss {v:.4}"))
+                    .unwrap_or_default(),
+                s.val_accuracy
+                    .map(|v| format!(", val_accuracy {v:.4}"))
+                    .unwrap_or_default()
+            );
+            match &bar {
+                Some(pb) => {
+                    pb.set_position(s.epoch as u64 + 1);
+                    pb.set_message(msg);
+                }
+                None if lines => println!("Epoch {}/{}: {msg}", s.epoch + 1, a.epochs),
+                None => {}
+            }
+        },
+    );
+    if let Some(pb) = &bar {
+        pb.finish_and_clear();
+    }
+    let history = history.map_err(|e| CliError(e.to_string()))?;
+    let train_seconds = start.elapsed().as_secs_f64();
+
+    // The held-out figures: the test rows, or the validation rows when there is no test split.
+    let (held, hx, hy) = if !te.is_empty() {
+        ("test", &x_te, &y_te)
+    } else {
+        ("validation", &x_va, &y_va)
+    };
+    let (held_loss, held_acc) = if hx.shape()[0] > 0 {
+        evaluate(&model, hx, hy).map(|(l, a)| (Some(l), a))?
+    } else {
+        (None, None)
+    };
+    let confusion = match (&classes, hy) {
+        (Some(names), Target::Classes { labels, .. }) if hx.shape()[0] > 0 => {
+            let pred = ops::argmax(&model.call(hx, false)?, -1)?;
+            Some(metrics::confusion_matrix(labels, &pred, names.len())?)
+        }
+        _ => None,
+    };
+
+    let mut stage = Staging::new(&a.out)?;
+    if !a.no_plots {
+        let col = |f: fn(&EpochStats) -> Option<f64>| -> Option<Vec<f64>> {
+            history.iter().map(f).collect()
+        };
+        let curves = CurvesChart {
+            train_loss: history.iter().map(|s| s.train_loss).collect(),
+            val_loss: col(|s| s.val_loss),
+            train_accuracy: col(|s| s.train_accuracy),
+            val_accuracy: col(|s| s.val_accuracy),
+        };
+        save(&curves, &stage.path("curves.png"), Format::Png)?;
+        if let (Some(m), Some(names)) = (&confusion, &classes) {
+            let chart = ConfusionChart {
+                matrix: m.clone(),
+                names: names.clone(),
+                title: format!("Confusion matrix ({held} rows)"),
+            };
+            save(&chart, &stage.path("confusion.png"), Format::Png)?;
+        }
+    }
+    let mut csv = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy\n");
+    for s in &history {
+        csv += &format!(
+            "{},{},{},{},{}\n",
+            s.epoch + 1,
+            s.train_loss,
+            fmt_opt(s.train_accuracy),
+            fmt_opt(s.val_loss),
+            fmt_opt(s.val_accuracy)
+        );
+    }
+    stage.write("history.csv", csv.as_bytes())?;
+    let model_meta = json!({
+        "format": "gradtape-mlp-1",
+        "task": if classes.is_some() { "classification" } else { "regression" },
+        "target": a.target,
+        "features": d.feature_names,
+        "classes": classes,
+        "hidden": a.hidden,
+        "activation": format!("{:?}", a.activation).to_lowercase(),
+        "standardizer": standardizer.as_ref().map(|s| json!({"mean": s.mean, "std": s.std})),
+    });
+    let meta = [("gradtape".to_string(), model_meta.to_string())]
+        .into_iter()
+        .collect();
+    checkpoint::save(
+        &stage.path("model.safetensors"),
+        &model.trainable_variables(),
+        &meta,
+    )?;
+    let last = history.last();
+    let result = json!({
+        "task": model_meta["task"],
+        "target": a.target,
+        "rows": {"train": tr.len(), "validation": va.len(), "test": te.len()},
+        "features": d.feature_names.len(),
+        "classes": classes,
+        "held_out": held,
+        "held_out_loss": held_loss,
+        "held_out_accuracy": held_acc,
+        "train_loss": last.map(|s| s.train_loss),
+        "train_accuracy": last.and_then(|s| s.train_accuracy),
+        "epochs": a.epochs,
+        "batch": a.batch,
+        "lr": a.lr,
+        "optimizer": format!("{:?}", a.optimizer).to_lowercase(),
+        "hidden": a.hidden,
+        "seed": a.seed,
+        "train_seconds": train_seconds,
+        "confusion_matrix": confusion,
+    });
+    stage.write(
+        "run.json",
+        serde_json::to_string_pretty(&result)?.as_bytes(),
+    )?;
+    let written = stage.commit()?;
+    if a.json {
+        println!("{result}");
+        return Ok(());
+    }
+    match (held_loss, held_acc) {
+        (Some(l), Some(acc)) => println!(
+            "Held-out ({held}) accuracy {:.2}%, loss {l:.4}",
+            acc * 100.0
+        ),
+        (Some(l), None) => println!("Held-out ({held}) mean squared error {l:.4}"),
+        _ => println!("No held-out rows (--validation and --test are 0)"),
+    }
+    println!("Training took {train_seconds:.2} s");
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("Wrote: {}", names.join(", "));
+    Ok(())
+}
+
+pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
+    let path = a.model.join("model.safetensors");
+    let ck = checkpoint::load(&path)?;
+    let bad = |m: &str| CliError(format!("{}: {m}", path.display()));
+    let meta: Value = ck
+        .metadata
+        .get("gradtape")
+        .and_then(|m| serde_json::from_str(m).ok())
+        .ok_or_else(|| bad("not a model written by gradtape train (no gradtape metadata)"))?;
+    let strings = |v: &Value| -> Option<Vec<String>> {
+        v.as_array()?
+            .iter()
+            .map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    let features = strings(&meta["features"]).ok_or_else(|| bad("metadata has no feature list"))?;
+    let hidden: Vec<usize> = meta["hidden"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as usize)
+                .collect()
+        })
+        .unwrap_or_default();
+    let classes = strings(&meta["classes"]);
+    let act = match meta["activation"].as_str().unwrap_or("relu") {
+        "tanh" => Activation::Tanh,
+        "sigmoid" => Activation::Sigmoid,
+        "elu" => Activation::Elu,
+        _ => Activation::Relu,
+    };
+    let cfg = TrainConfig {
+        hidden: hidden.clone(),
+        activation: act,
+        ..TrainConfig::default()
+    };
+    let model = build_mlp(
+        features.len(),
+        &hidden,
+        classes.as_ref().map_or(1, |c| c.len()),
+        &cfg,
+    )?;
+    checkpoint::restore(&path, &model.trainable_variables())?;
+
+    let table = read_csv(&a.data)?;
+    let cols: Vec<usize> = features
+        .iter()
+        .map(|f| table.column(f))
+        .collect::<Result<_, _>>()?;
+    let n = table.rows.len();
+    let mut x = Vec::with_capacity(n * cols.len());
+    for (r, row) in table.rows.iter().enumerate() {
+        for &c in &cols {
+            let v: f64 = row[c]
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| {
+                    CliError(format!(
+                        "{}:{}: column {:?}: {:?} is not a finite number",
+                        a.data.display(),
+                        table.lines[r],
+                        table.columns[c],
+                        row[c]
+                    ))
+                })?;
+            x.push(v);
+        }
+    }
+    let mut xt = Tensor::from_vec(x, &[n, cols.len()])?.cast(DType::F32)?;
+    if let Some(s) = meta.get("standardizer").filter(|s| !s.is_null()) {
+        let nums = |v: &Value| -> Vec<f64> {
+            v.as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default()
+        };
+        let st = Standardizer {
+            mean: nums(&s["mean"]),
+            std: nums(&s["std"]),
+        };
+        xt = st.transform(&xt)?;
+    }
+    let scores = model.call(&xt, false)?;
+    let target = meta["target"].as_str().unwrap_or("");
+    let truth = table.column(target).ok();
+    let mut csv = String::new();
+    let mut report = json!({"rows": n});
+    match &classes {
+        Some(names) => {
+            let probs = ops::softmax(&scores, -1)?.to_f64_vec();
+            let pred = ops::argmax(&scores, -1)?.to_vec::<i64>()?;
+            csv += &format!(
+                "predicted,{}\n",
+                names
+                    .iter()
+                    .map(|c| format!("p_{c}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            for (r, &p) in pred.iter().enumerate() {
+                let ps: Vec<String> = probs[r * names.len()..(r + 1) * names.len()]
+                    .iter()
+                    .map(|v| format!("{v:.6}"))
+                    .collect();
+                csv += &format!("{},{}\n", names[p as usize], ps.join(","));
+            }
+            if let Some(t) = truth {
+                let correct = pred
+                    .iter()
+                    .zip(&table.rows)
+                    .filter(|(p, row)| names[**p as usize] == row[t])
+                    .count();
+                report["accuracy"] = json!(correct as f64 / n.max(1) as f64);
+            }
+        }
+        None => {
+            let v = scores.to_f64_vec();
+            csv += "predicted\n";
+            for p in &v {
+                csv += &format!("{p}\n");
+            }
+            if let Some(t) = truth {
+                let truth: Vec<f64> = table
+                    .rows
+                    .iter()
+                    .map(|r| r[t].parse().unwrap_or(f64::NAN))
+                    .collect();
+                let mse = v
+                    .iter()
+                    .zip(&truth)
+                    .map(|(p, y)| (p - y).powi(2))
+                    .sum::<f64>()
+                    / n.max(1) as f64;
+                report["mean_squared_error"] = json!(mse);
+            }
+        }
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.model.join("predictions.csv"));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CliError(format!("--out {}: not a file name", out.display())))?;
+    let mut stage = Staging::new(dir)?;
+    stage.write(name, csv.as_bytes())?;
+    stage.commit()?;
+    report["predictions"] = json!(out.display().to_string());
+    if a.json {
+        println!("{report}");
+    } else {
+        println!("Predicted {n} rows into {}", out.display());
+        if let Some(acc) = report["accuracy"].as_f64() {
+            println!(
+                "Accuracy against the {target:?} column: {:.2}%",
+                acc * 100.0
+            );
+        }
+        if let Some(m) = report["mean_squared_error"].as_f64() {
+            println!("Mean squared error against the {target:?} column: {m:.4}");
+        }
+    }
+    Ok(())
+}
