@@ -445,45 +445,6 @@ impl Chart for LandscapeChart {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn padding_handles_constant_and_empty_data() {
-        assert_eq!(padded([2.0, 2.0].into_iter()), (1.5, 2.5));
-        assert_eq!(padded(std::iter::empty()), (0.0, 1.0));
-        let (lo, hi) = padded([0.0, 10.0].into_iter());
-        assert!(lo < 0.0 && hi > 10.0);
-    }
-
-    #[test]
-    fn ramp_spans_the_palette() {
-        assert_eq!(ramp(0.0), RGBColor(68, 1, 84));
-        assert_eq!(ramp(1.0), RGBColor(253, 231, 37));
-    }
-
-    #[test]
-    fn an_svg_fit_has_one_marker_per_point_and_a_red_line() {
-        let dir = std::env::temp_dir().join(format!("gradtape-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("fit.svg");
-        let chart = FitChart {
-            x: vec![0.0, 0.5, 1.0],
-            y: vec![0.3, 0.5, 0.8],
-            history: vec![(0.0, 0.0)],
-            fitted: (0.3, 0.5),
-            title: "t".into(),
-        };
-        save(&chart, &path, Format::Svg).unwrap();
-        let svg = std::fs::read_to_string(&path).unwrap();
-        // 3 data markers + 1 legend marker
-        assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
-        assert!(svg.contains("#FF0000"));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
 /// Training curves: loss (left) and accuracy (right) per epoch, training and validation.
 pub struct CurvesChart {
     /// Training loss per epoch.
@@ -642,5 +603,44 @@ impl Chart for ConfusionChart {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_handles_constant_and_empty_data() {
+        assert_eq!(padded([2.0, 2.0].into_iter()), (1.5, 2.5));
+        assert_eq!(padded(std::iter::empty()), (0.0, 1.0));
+        let (lo, hi) = padded([0.0, 10.0].into_iter());
+        assert!(lo < 0.0 && hi > 10.0);
+    }
+
+    #[test]
+    fn ramp_spans_the_palette() {
+        assert_eq!(ramp(0.0), RGBColor(68, 1, 84));
+        assert_eq!(ramp(1.0), RGBColor(253, 231, 37));
+    }
+
+    #[test]
+    fn an_svg_fit_has_one_marker_per_point_and_a_red_line() {
+        let dir = std::env::temp_dir().join(format!("gradtape-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fit.svg");
+        let chart = FitChart {
+            x: vec![0.0, 0.5, 1.0],
+            y: vec![0.3, 0.5, 0.8],
+            history: vec![(0.0, 0.0)],
+            fitted: (0.3, 0.5),
+            title: "t".into(),
+        };
+        save(&chart, &path, Format::Svg).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        // 3 data markers + 1 legend marker
+        assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
+        assert!(svg.contains("#FF0000"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
