@@ -5,7 +5,9 @@ Prints one JSON object per line, like `cargo run --release --example bench_core`
   seed   one epoch of the seed tutorial at N = 200, float32: evaluate the SSE cost, then one
          gradient-descent step on a and b through each framework's autodiff;
   chain  2,000 recorded scalar multiplications, forward and gradient (not for JAX: jit would
-         compile the chain away, which is not what is being measured).
+         compile the chain away, which is not what is being measured);
+  mlp    one training step of an MLP 784-256-256-10, batch 128, ReLU, softmax cross-entropy
+         from logits, Adam, float32.
 Each figure is the median of 15 rounds; a round runs enough iterations to last about 20 ms.
 """
 import json
@@ -44,6 +46,9 @@ rng = np.random.default_rng(0)
 X = rng.uniform(0.0, 1.0, N).astype(np.float32)
 Y = (0.3 + 0.5 * X + rng.normal(0.0, 0.3, N)).astype(np.float32)
 LR = 0.001
+MX = rng.uniform(0.0, 1.0, (128, 784)).astype(np.float32)
+MY = (np.arange(128) % 10).astype(np.int64)
+SIZES = [784, 256, 256, 10]
 
 
 def bench_tensorflow():
@@ -83,6 +88,28 @@ def bench_tensorflow():
     us, it = median_us(chain)
     emit("TensorFlow eager", "chain", us, it, us_per_op=round(us / CHAIN, 4))
 
+    import keras
+
+    layers = [keras.layers.Dense(256, activation="relu"), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10)]
+    model = keras.Sequential(layers)
+    model.build((None, 784))
+    opt = keras.optimizers.Adam(0.001)
+    lossf = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    mx, my = tf.constant(MX), tf.constant(MY)
+
+    def mlp_step():
+        with tf.GradientTape() as t:
+            loss = lossf(my, model(mx, training=True))
+        grads = t.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    us, it = median_us(mlp_step)
+    emit("TensorFlow eager", "mlp", us, it)
+    step = tf.function(mlp_step)
+    us, it = median_us(lambda: step().numpy())
+    emit("TensorFlow tf.function", "mlp", us, it)
+
 
 def bench_torch():
     import torch
@@ -117,6 +144,20 @@ def bench_torch():
     us, it = median_us(chain)
     emit("PyTorch eager", "chain", us, it, us_per_op=round(us / CHAIN, 4))
 
+    net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=0.001)
+    mx, my = torch.from_numpy(MX), torch.from_numpy(MY)
+
+    def mlp_step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(mx), my)
+        loss.backward()
+        opt.step()
+        return loss
+
+    us, it = median_us(mlp_step)
+    emit("PyTorch eager", "mlp", us, it)
+
 
 def bench_jax():
     import jax
@@ -141,6 +182,43 @@ def bench_jax():
 
     us, it = median_us(run)
     emit("JAX jit", "seed", us, it)
+
+    key = jax.random.PRNGKey(0)
+    params = []
+    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        key, k = jax.random.split(key)
+        params.append((jax.random.uniform(k, (a, b), minval=-0.05, maxval=0.05), jnp.zeros(b)))
+    mx, my = jnp.asarray(MX), jnp.asarray(MY)
+
+    def mlp_loss(ps):
+        h = mx
+        for i, (w, b) in enumerate(ps):
+            h = h @ w + b
+            if i < len(ps) - 1:
+                h = jax.nn.relu(h)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(h), my[:, None], axis=1))
+
+    b1, b2, eps = 0.9, 0.999, 1e-7
+
+    @jax.jit
+    def mlp_step(ps, m, v, t):
+        loss, g = jax.value_and_grad(mlp_loss)(ps)
+        m = jax.tree_util.tree_map(lambda m, g: m + (g - m) * (1 - b1), m, g)
+        v = jax.tree_util.tree_map(lambda v, g: v + (g * g - v) * (1 - b2), v, g)
+        lr = 0.001 * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+        ps = jax.tree_util.tree_map(lambda p, m, v: p - lr * m / (jnp.sqrt(v) + eps), ps, m, v)
+        return loss, ps, m, v
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    st = [params, zeros, zeros, 1.0]
+
+    def run_mlp():
+        loss, st[0], st[1], st[2] = mlp_step(st[0], st[1], st[2], st[3])
+        st[3] += 1.0
+        loss.block_until_ready()
+
+    us, it = median_us(run_mlp)
+    emit("JAX jit", "mlp", us, it)
 
 
 if __name__ == "__main__":

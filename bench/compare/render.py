@@ -18,7 +18,11 @@ try:
             break
 except OSError:
     pass
-label = {"seed": "seed epoch, N=200 (µs)", "chain": "chain of 2,000 scalar ops, fwd+bwd (µs per op)"}
+label = {
+    "seed": "seed epoch, N=200 (µs)",
+    "chain": "chain of 2,000 scalar ops, fwd+bwd (µs per op)",
+    "mlp": "MLP 784-256-256-10 training step, batch 128, Adam (µs)",
+}
 out = [
     f"Measured {datetime.date.today().isoformat()} on {cpu}, {os.cpu_count()} cores, {platform.system()}, "
     f"all in one run of `bench/compare/run.sh`. Median of 15 rounds each. "
@@ -27,7 +31,7 @@ out = [
     "| workload | framework | median | gradtape | ratio |",
     "|---|---|---:|---:|---:|",
 ]
-for name in ["seed", "chain"]:
+for name in ["seed", "chain", "mlp"]:
     if name not in ours:
         continue
     key = "us_per_op" if name == "chain" else "median_us"

@@ -22,7 +22,11 @@ fi
 out=$(mktemp)
 cargo build --release -q --example bench_core
 ./target/release/examples/bench_core | tee -a "$out"
-TF_CPP_MIN_LOG_LEVEL=3 "$py" "$here/core.py" 2>/dev/null | tee -a "$out"
+# One process per framework: TensorFlow and PyTorch in one process abort on their native
+# libraries.
+for fw in tensorflow torch jax; do
+    TF_CPP_MIN_LOG_LEVEL=3 "$py" "$here/core.py" "$fw" 2>/dev/null | tee -a "$out"
+done
 
 table=$("$py" "$here/render.py" "$out")
 rm -f "$out"

@@ -2,7 +2,9 @@
 //!
 //! - `seed`: one epoch of the seed tutorial at N = 200 (evaluate the SSE cost, then one taped
 //!   gradient-descent step on a and b), f32;
-//! - `chain`: 2,000 recorded scalar multiplications, forward and gradient; also `us_per_op`.
+//! - `chain`: 2,000 recorded scalar multiplications, forward and gradient; also `us_per_op`;
+//! - `mlp`: one training step of an MLP 784-256-256-10, batch 128, ReLU, softmax cross-entropy,
+//!   Adam, f32.
 //!
 //! `cargo run --release --example bench_core` (the comparison script in bench/compare runs it
 //! beside TensorFlow, PyTorch and JAX). Each figure is the median of 15 rounds; a round times
@@ -70,6 +72,55 @@ fn seed_epoch() -> Result<(f64, usize)> {
     })
 }
 
+/// One training step of an MLP 784-256-256-10 on a batch of 128, ReLU, softmax cross-entropy
+/// from logits, Adam, float32.
+fn mlp_step() -> Result<(f64, usize)> {
+    use gradtape::layers::{Activation, Dense, Layer, Sequential};
+    use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
+    use gradtape::optimizers::{Adam, Optimizer};
+    let mut rng = Generator::from_seed(1);
+    let model = Sequential::new(vec![
+        Box::new(Dense::new(
+            "l1",
+            784,
+            256,
+            Activation::Relu,
+            DType::F32,
+            &mut rng,
+        )?),
+        Box::new(Dense::new(
+            "l2",
+            256,
+            256,
+            Activation::Relu,
+            DType::F32,
+            &mut rng,
+        )?),
+        Box::new(Dense::new(
+            "l3",
+            256,
+            10,
+            Activation::Linear,
+            DType::F32,
+            &mut rng,
+        )?),
+    ]);
+    let x = rng.uniform(&[128, 784], 0.0, 1.0, DType::F32)?;
+    let y = Tensor::from_vec((0..128).map(|i| i % 10).collect::<Vec<i64>>(), &[128])?;
+    let vars = model.trainable_variables();
+    let mut opt = Adam::new(0.001);
+    median_us(|| {
+        let tape = GradientTape::new();
+        let logits = model.call(&x, true)?;
+        let loss = sparse_categorical_crossentropy(&y, &logits, true, Reduction::SumOverBatchSize)?;
+        let sources: Vec<&dyn gradtape::Source> =
+            vars.iter().map(|v| v as &dyn gradtape::Source).collect();
+        let grads = tape.gradient_with(&[&loss], &sources, &Default::default())?;
+        let pairs: Vec<(Option<Tensor>, &Variable)> = grads.into_iter().zip(&vars).collect();
+        opt.apply_gradients(&pairs)
+    })
+}
+
 const CHAIN: usize = 2000;
 
 fn chain() -> Result<(f64, usize)> {
@@ -94,6 +145,10 @@ fn main() -> Result<()> {
     if run("seed") {
         let (us, iters) = seed_epoch()?;
         println!("{{\"framework\":\"gradtape\",\"name\":\"seed\",\"iters\":{iters},\"median_us\":{us:.3}}}");
+    }
+    if run("mlp") {
+        let (us, iters) = mlp_step()?;
+        println!("{{\"framework\":\"gradtape\",\"name\":\"mlp\",\"iters\":{iters},\"median_us\":{us:.3}}}");
     }
     if !run("chain") {
         return Ok(());
