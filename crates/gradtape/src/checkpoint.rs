@@ -26,6 +26,14 @@ use crate::tensor::Tensor;
 use crate::variable::Variable;
 
 /// The contents of a checkpoint file.
+///
+/// ```
+/// let p = std::env::temp_dir().join("gradtape-doc-ck2.safetensors");
+/// gradtape::checkpoint::save_tensors(&p, &[("w".into(), gradtape::Tensor::scalar(1i64))], &Default::default())?;
+/// let ck = gradtape::checkpoint::load(&p)?;
+/// assert_eq!(ck.tensors["w"].to_scalar::<i64>()?, 1);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
     /// Tensors by name.
@@ -68,6 +76,12 @@ fn bytes_of(t: &Tensor) -> Result<(Dtype, Vec<u8>)> {
 ///
 /// # Errors
 /// When names repeat or the file cannot be written.
+///
+/// ```
+/// let p = std::env::temp_dir().join("gradtape-doc-ck3.safetensors");
+/// let t = gradtape::Tensor::ones(&[2], gradtape::DType::F64);
+/// assert!(gradtape::checkpoint::save_tensors(&p, &[("a".into(), t.clone()), ("a".into(), t)], &Default::default()).is_err());
+/// ```
 pub fn save_tensors(
     path: &Path,
     tensors: &[(String, Tensor)],
@@ -117,6 +131,12 @@ pub fn save_tensors(
 ///
 /// # Errors
 /// When a variable has no name, names repeat, or the file cannot be written.
+///
+/// ```
+/// let p = std::env::temp_dir().join("gradtape-doc-ck4.safetensors");
+/// let unnamed = gradtape::Variable::new(1.0);
+/// assert!(gradtape::checkpoint::save(&p, &[unnamed], &Default::default()).is_err());
+/// ```
 pub fn save(
     path: &Path,
     variables: &[Variable],
@@ -140,6 +160,11 @@ pub fn save(
 /// # Errors
 /// When the file cannot be read, is truncated or corrupted, or holds a dtype gradtape does not
 /// have.
+///
+/// ```
+/// let e = gradtape::checkpoint::load(std::path::Path::new("/no/such/file.safetensors")).unwrap_err();
+/// assert!(e.to_string().contains("cannot read"));
+/// ```
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let op = "checkpoint::load";
     let name = path.display();
@@ -199,6 +224,16 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 ///
 /// # Errors
 /// When the file is unreadable or any variable is missing or mismatched.
+///
+/// ```
+/// use gradtape::{checkpoint, Tensor, Variable, VariableOptions};
+/// let v = Variable::with_options(Tensor::scalar(1.0f32), VariableOptions { name: Some("v".into()), trainable: true });
+/// let p = std::env::temp_dir().join("gradtape-doc-ck5.safetensors");
+/// checkpoint::save(&p, &[v.clone()], &Default::default())?;
+/// let w = Variable::with_options(Tensor::zeros(&[2], gradtape::DType::F32), VariableOptions { name: Some("v".into()), trainable: true });
+/// assert!(checkpoint::restore(&p, &[w]).is_err()); // shape [] in the file, [2] in the model
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub fn restore(path: &Path, variables: &[Variable]) -> Result<Checkpoint> {
     let ck = load(path)?;
     let mut problems = vec![];

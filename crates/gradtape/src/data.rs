@@ -12,6 +12,14 @@ use crate::random::Generator;
 use crate::tensor::Tensor;
 
 /// A CSV file as text cells under column names.
+///
+/// ```
+/// let p = std::env::temp_dir().join("gradtape-doc-table.csv");
+/// std::fs::write(&p, "1,2\n3,4\n").unwrap();
+/// let t = gradtape::data::read_csv(&p)?;
+/// assert_eq!(t.columns, vec!["0", "1"]); // no header: columns are numbered
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Table {
     /// Column names (from the header row, or `"0"`, `"1"`, ... when there is none).
@@ -106,6 +114,10 @@ pub fn read_csv(path: &Path) -> Result<Table> {
 }
 
 /// What a model predicts.
+///
+/// ```
+/// assert_ne!(gradtape::data::Task::Classification, gradtape::data::Task::Regression);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Task {
     /// Classes: the target column's distinct values, mapped to 0, 1, ...
@@ -115,6 +127,12 @@ pub enum Task {
 }
 
 /// The target of a data set.
+///
+/// ```
+/// use gradtape::data::Target;
+/// let t = Target::Values(gradtape::Tensor::zeros(&[3], gradtape::DType::F32));
+/// assert!(matches!(t, Target::Values(_)));
+/// ```
 #[derive(Clone, Debug)]
 pub enum Target {
     /// int64 class indices and the name of each class.
@@ -129,6 +147,14 @@ pub enum Target {
 }
 
 /// Features and a target.
+///
+/// ```
+/// let p = std::env::temp_dir().join("gradtape-doc-ds.csv");
+/// std::fs::write(&p, "x,y\n1,2\n3,4\n").unwrap();
+/// let d = gradtape::data::read_csv(&p)?.dataset("y", gradtape::data::Task::Regression, gradtape::DType::F64)?;
+/// assert_eq!(d.feature_names, vec!["x"]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Dataset {
     /// `[n, features]`.
@@ -144,6 +170,15 @@ impl Table {
     ///
     /// # Errors
     /// When there is no such column (the message lists the columns).
+    ///
+    /// ```
+    /// let p = std::env::temp_dir().join("gradtape-doc-col.csv");
+    /// std::fs::write(&p, "a,b\n1,2\n").unwrap();
+    /// let t = gradtape::data::read_csv(&p)?;
+    /// assert_eq!(t.column("b")?, 1);
+    /// assert!(t.column("c").is_err());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn column(&self, name: &str) -> Result<usize> {
         self.columns.iter().position(|c| c == name).ok_or_else(|| {
             Error::arg(
@@ -241,6 +276,13 @@ impl Table {
 }
 
 /// Per-feature mean and standard deviation, measured on training data and applied to any data.
+///
+/// ```
+/// let s = gradtape::data::Standardizer { mean: vec![1.0], std: vec![2.0] };
+/// let x = gradtape::Tensor::from_vec(vec![5.0f32], &[1, 1])?;
+/// assert_eq!(s.transform(&x)?.to_vec::<f32>()?, vec![2.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Standardizer {
     /// Mean of each feature.
@@ -289,6 +331,11 @@ impl Standardizer {
     ///
     /// # Errors
     /// When `x` does not have as many columns as were measured.
+    ///
+    /// ```
+    /// let s = gradtape::data::Standardizer { mean: vec![0.0, 0.0], std: vec![1.0, 1.0] };
+    /// assert!(s.transform(&gradtape::Tensor::zeros(&[1, 3], gradtape::DType::F32)).is_err());
+    /// ```
     pub fn transform(&self, x: &Tensor) -> Result<Tensor> {
         let f = self.mean.len();
         if x.rank() != 2 || x.shape()[1] != f {
@@ -351,6 +398,12 @@ fn shuffled(n: usize, rng: &mut Generator) -> Vec<i64> {
 ///
 /// # Errors
 /// When an index is out of range.
+///
+/// ```
+/// let t = gradtape::Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3, 1])?;
+/// assert_eq!(gradtape::data::take_rows(&t, &[2, 0])?.to_vec::<f32>()?, vec![3.0, 1.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub fn take_rows(t: &Tensor, indices: &[i64]) -> Result<Tensor> {
     ops::gather(t, &Tensor::from_vec(indices.to_vec(), &[indices.len()])?, 0)
 }
@@ -381,6 +434,12 @@ impl Batches {
     ///
     /// # Errors
     /// When the row counts differ or `batch_size` is 0.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::zeros(&[3, 1], gradtape::DType::F32);
+    /// let y = gradtape::Tensor::zeros(&[2], gradtape::DType::F32);
+    /// assert!(gradtape::data::Batches::new(&x, &y, 2, None, false).is_err());
+    /// ```
     pub fn new(
         x: &Tensor,
         y: &Tensor,

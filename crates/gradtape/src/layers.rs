@@ -45,6 +45,14 @@ use crate::tensor::Tensor;
 use crate::variable::{Variable, VariableOptions};
 
 /// A piece of a model: a function of its input with variables of its own.
+///
+/// ```
+/// use gradtape::layers::{Activation, Dense, Layer};
+/// let mut rng = gradtape::random::Generator::from_seed(0);
+/// let d: Box<dyn Layer> = Box::new(Dense::new("d", 3, 2, Activation::Tanh, gradtape::DType::F32, &mut rng)?);
+/// assert_eq!(d.trainable_variables().len(), 2);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub trait Layer {
     /// The forward pass; `training` switches layers like `Dropout` on.
     ///
@@ -56,6 +64,13 @@ pub trait Layer {
 }
 
 /// Activation functions applied by a layer.
+///
+/// ```
+/// use gradtape::layers::Activation;
+/// let x = gradtape::Tensor::from_vec(vec![0.0f32, 0.0], &[2])?;
+/// assert_eq!(Activation::Softmax.apply(&x)?.to_vec::<f32>()?, vec![0.5, 0.5]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     /// The identity.
@@ -96,6 +111,10 @@ impl Activation {
 }
 
 /// How a layer's kernel starts.
+///
+/// ```
+/// assert_eq!(gradtape::layers::Initializer::default(), gradtape::layers::Initializer::GlorotUniform);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Initializer {
     /// Uniform in `±√(6 / (fan_in + fan_out))` (Keras's default).
@@ -160,6 +179,14 @@ impl Initializer {
 }
 
 /// A fully connected layer: `activation(x · kernel + bias)`.
+///
+/// ```
+/// use gradtape::layers::{Activation, Dense};
+/// let mut rng = gradtape::random::Generator::from_seed(0);
+/// let d = Dense::new("d", 3, 2, Activation::Linear, gradtape::DType::F32, &mut rng)?;
+/// assert_eq!(d.kernel.shape(), &[3, 2]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub struct Dense {
     /// `[inputs, units]`, named `{name}/kernel`.
     pub kernel: Variable,
@@ -267,6 +294,10 @@ impl Layer for Dense {
 
 /// Drops each input to 0 with probability `rate` while training and scales the rest by
 /// `1 / (1 - rate)`; the identity otherwise.
+///
+/// ```
+/// assert!(gradtape::layers::Dropout::new(1.0, 0).is_err());
+/// ```
 pub struct Dropout {
     rate: f64,
     rng: Mutex<Generator>,
@@ -319,6 +350,13 @@ impl Layer for Dropout {
 }
 
 /// Layers applied one after another.
+///
+/// ```
+/// use gradtape::layers::{Dropout, Layer, Sequential};
+/// let s = Sequential::new(vec![Box::new(Dropout::new(0.5, 0)?)]);
+/// assert!(s.trainable_variables().is_empty());
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub struct Sequential {
     /// The layers, in order.
     pub layers: Vec<Box<dyn Layer>>,
@@ -326,6 +364,14 @@ pub struct Sequential {
 
 impl Sequential {
     /// A model from its layers.
+    ///
+    /// ```
+    /// use gradtape::layers::{Layer, Sequential};
+    /// let s = Sequential::new(vec![]);
+    /// let x = gradtape::Tensor::scalar(1.0f32);
+    /// assert_eq!(s.call(&x, false)?.to_scalar::<f32>()?, 1.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn new(layers: Vec<Box<dyn Layer>>) -> Sequential {
         Sequential { layers }
     }

@@ -23,9 +23,20 @@ use crate::ops::{
 use crate::tensor::{AsTensor, Tensor};
 
 /// Keras's `epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`.
+///
+/// ```
+/// let p = gradtape::Tensor::scalar(0.0f64);
+/// let l = gradtape::losses::binary_crossentropy(&1.0, &p, false, gradtape::losses::Reduction::Sum)?;
+/// assert!((l.to_scalar::<f64>()? + gradtape::losses::EPSILON.ln()).abs() < 1e-9);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub const EPSILON: f64 = 1e-7;
 
 /// How per-sample losses become the loss.
+///
+/// ```
+/// assert_eq!(gradtape::losses::Reduction::default(), gradtape::losses::Reduction::SumOverBatchSize);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Reduction {
     /// The mean over the batch (Keras's default, `"sum_over_batch_size"`).

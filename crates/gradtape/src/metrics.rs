@@ -22,17 +22,34 @@ pub struct Mean {
 
 impl Mean {
     /// Adds every element of `values`.
+    ///
+    /// ```
+    /// let mut m = gradtape::metrics::Mean::default();
+    /// m.update_state(&gradtape::Tensor::from_vec(vec![2.0f32, 4.0], &[2])?);
+    /// assert_eq!(m.result(), 3.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
     pub fn update_state(&mut self, values: &Tensor) {
         for v in values.to_f64_vec() {
             self.update(v);
         }
     }
     /// Adds one value.
+    ///
+    /// ```
+    /// let mut m = gradtape::metrics::Mean::default();
+    /// m.update(1.0);
+    /// assert_eq!(m.result(), 1.0);
+    /// ```
     pub fn update(&mut self, v: f64) {
         self.total += v;
         self.count += 1.0;
     }
     /// The mean so far (0 before any value).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::metrics::Mean::default().result(), 0.0);
+    /// ```
     pub fn result(&self) -> f64 {
         if self.count == 0.0 {
             0.0
@@ -41,6 +58,13 @@ impl Mean {
         }
     }
     /// Forgets everything.
+    ///
+    /// ```
+    /// let mut m = gradtape::metrics::Mean::default();
+    /// m.update(1.0);
+    /// m.reset_state();
+    /// assert_eq!(m.result(), 0.0);
+    /// ```
     pub fn reset_state(&mut self) {
         *self = Mean::default();
     }

@@ -32,12 +32,26 @@ use crate::variable::Variable;
 
 /// A learning rate that depends on the optimizer's step count (Keras's
 /// `LearningRateSchedule`).
+///
+/// ```
+/// use gradtape::optimizers::*;
+/// struct Halve;
+/// impl LearningRateSchedule for Halve { fn at(&self, step: u64) -> f64 { 0.1 / 2f64.powi(step as i32) } }
+/// let opt = SGD::new(Halve);
+/// assert_eq!(opt.learning_rate(), 0.1);
+/// ```
 pub trait LearningRateSchedule: Send {
     /// The learning rate at `step` (the number of updates applied so far).
     fn at(&self, step: u64) -> f64;
 }
 
 /// A constant or a schedule.
+///
+/// ```
+/// use gradtape::optimizers::*;
+/// let lr: LearningRate = 0.01.into();
+/// assert!(matches!(lr, LearningRate::Constant(v) if v == 0.01));
+/// ```
 pub enum LearningRate {
     /// The same rate at every step.
     Constant(f64),
@@ -167,6 +181,11 @@ impl LearningRateSchedule for CosineDecay {
 // What every optimizer shares
 
 /// Gradient clipping, applied before the update (at most one kind, as in Keras).
+///
+/// ```
+/// use gradtape::optimizers::*;
+/// assert_eq!(Clip::default(), Clip::None);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Clip {
     /// No clipping.
@@ -212,6 +231,12 @@ fn clip(grads: Vec<Tensor>, clip: Clip) -> Result<Vec<Tensor>> {
 
 /// State every optimizer keeps: the learning rate, clipping, the step count and the slots
 /// (momentum, first and second moments...) of each variable, created on first use.
+///
+/// ```
+/// use gradtape::optimizers::*;
+/// let opt = Adam::new(0.001); // every optimizer keeps a Common inside
+/// assert_eq!(opt.iterations(), 0);
+/// ```
 pub struct Common {
     learning_rate: LearningRate,
     clip: Clip,
@@ -231,6 +256,15 @@ impl Common {
 }
 
 /// The interface of every optimizer (Keras's `Optimizer`).
+///
+/// ```
+/// use gradtape::optimizers::*;
+/// let mut opts: Vec<Box<dyn Optimizer>> = vec![Box::new(SGD::new(0.1)), Box::new(Adam::new(0.1))];
+/// let v = gradtape::Variable::new(1.0);
+/// for o in &mut opts { o.apply_gradients(&[(Some(gradtape::Tensor::scalar(1.0f32)), &v)])?; }
+/// assert!(v.value().to_scalar::<f32>()? < 1.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub trait Optimizer {
     /// The shared state.
     #[doc(hidden)]
@@ -354,16 +388,43 @@ macro_rules! clip_builders {
     (@impl $t:ty, $init:expr) => {
         impl $t {
             /// Clips each gradient to this L2 norm (Keras's `clipnorm`).
+            ///
+            /// ```
+            /// use gradtape::optimizers::*;
+            /// let v = gradtape::Variable::new(0.0);
+            /// let mut o = SGD::new(1.0).clipnorm(1.0);
+            /// o.apply_gradients(&[(Some(gradtape::Tensor::scalar(5.0f32)), &v)])?;
+            /// assert_eq!(v.value().to_scalar::<f32>()?, -1.0);
+            /// # Ok::<(), gradtape::Error>(())
+            /// ```
             pub fn clipnorm(mut self, v: f64) -> Self {
                 self.common.clip = Clip::Norm(v);
                 self
             }
             /// Clips all gradients together to this L2 norm (Keras's `global_clipnorm`).
+            ///
+            /// ```
+            /// use gradtape::optimizers::*;
+            /// let v = gradtape::Variable::new(0.0);
+            /// let mut o = SGD::new(1.0).global_clipnorm(2.0);
+            /// o.apply_gradients(&[(Some(gradtape::Tensor::scalar(-8.0f32)), &v)])?;
+            /// assert_eq!(v.value().to_scalar::<f32>()?, 2.0);
+            /// # Ok::<(), gradtape::Error>(())
+            /// ```
             pub fn global_clipnorm(mut self, v: f64) -> Self {
                 self.common.clip = Clip::GlobalNorm(v);
                 self
             }
             /// Clamps gradient elements to `[-v, v]` (Keras's `clipvalue`).
+            ///
+            /// ```
+            /// use gradtape::optimizers::*;
+            /// let v = gradtape::Variable::new(0.0);
+            /// let mut o = SGD::new(1.0).clipvalue(0.5);
+            /// o.apply_gradients(&[(Some(gradtape::Tensor::scalar(3.0f32)), &v)])?;
+            /// assert_eq!(v.value().to_scalar::<f32>()?, -0.5);
+            /// # Ok::<(), gradtape::Error>(())
+            /// ```
             pub fn clipvalue(mut self, v: f64) -> Self {
                 self.common.clip = Clip::Value(v);
                 self
@@ -413,6 +474,11 @@ pub struct SGD {
 
 impl SGD {
     /// Plain SGD with this learning rate (a number or a schedule).
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// assert_eq!(SGD::new(0.01).learning_rate(), 0.01);
+    /// ```
     pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
         SGD {
             common: Common::new(learning_rate.into()),
@@ -421,11 +487,21 @@ impl SGD {
         }
     }
     /// Momentum in `[0, 1)`.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = SGD::new(0.01).momentum(0.9);
+    /// ```
     pub fn momentum(mut self, m: f64) -> Self {
         self.momentum = m;
         self
     }
     /// Nesterov momentum.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = SGD::new(0.01).momentum(0.9).nesterov(true);
+    /// ```
     pub fn nesterov(mut self, yes: bool) -> Self {
         self.nesterov = yes;
         self
@@ -474,6 +550,11 @@ pub struct Adam {
 
 impl Adam {
     /// Adam with this learning rate and Keras's other defaults.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// assert_eq!(Adam::new(0.001).learning_rate(), 0.001);
+    /// ```
     pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
         Adam {
             common: Common::new(learning_rate.into()),
@@ -485,21 +566,41 @@ impl Adam {
         }
     }
     /// Decay rate of the first moment.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = Adam::new(0.001).beta_1(0.8);
+    /// ```
     pub fn beta_1(mut self, v: f64) -> Self {
         self.beta_1 = v;
         self
     }
     /// Decay rate of the second moment.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = Adam::new(0.001).beta_2(0.99);
+    /// ```
     pub fn beta_2(mut self, v: f64) -> Self {
         self.beta_2 = v;
         self
     }
     /// The ε added to the denominator.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = Adam::new(0.001).epsilon(1e-8);
+    /// ```
     pub fn epsilon(mut self, v: f64) -> Self {
         self.epsilon = v;
         self
     }
     /// Use the maximum of past second moments (AMSGrad).
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = Adam::new(0.001).amsgrad(true);
+    /// ```
     pub fn amsgrad(mut self, yes: bool) -> Self {
         self.amsgrad = yes;
         self
@@ -561,22 +662,42 @@ pub struct AdamW(Adam);
 
 impl AdamW {
     /// AdamW with this learning rate and Keras's defaults.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// assert_eq!(AdamW::new(0.001).learning_rate(), 0.001);
+    /// ```
     pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
         let mut a = Adam::new(learning_rate);
         a.weight_decay = 0.004;
         AdamW(a)
     }
     /// The decoupled weight decay coefficient.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = AdamW::new(0.001).weight_decay(0.01);
+    /// ```
     pub fn weight_decay(mut self, v: f64) -> Self {
         self.0.weight_decay = v;
         self
     }
     /// Use AMSGrad.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = AdamW::new(0.001).amsgrad(true);
+    /// ```
     pub fn amsgrad(mut self, yes: bool) -> Self {
         self.0 = self.0.amsgrad(yes);
         self
     }
     /// Clips each gradient to this L2 norm.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = AdamW::new(0.001).clipnorm(1.0);
+    /// ```
     pub fn clipnorm(mut self, v: f64) -> Self {
         self.0 = self.0.clipnorm(v);
         self
@@ -625,6 +746,11 @@ pub struct RMSprop {
 
 impl RMSprop {
     /// RMSprop with this learning rate and Keras's defaults.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// assert_eq!(RMSprop::new(0.001).learning_rate(), 0.001);
+    /// ```
     pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
         RMSprop {
             common: Common::new(learning_rate.into()),
@@ -635,16 +761,31 @@ impl RMSprop {
         }
     }
     /// Decay of the moving average of squared gradients.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = RMSprop::new(0.001).rho(0.95);
+    /// ```
     pub fn rho(mut self, v: f64) -> Self {
         self.rho = v;
         self
     }
     /// Momentum.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = RMSprop::new(0.001).momentum(0.9);
+    /// ```
     pub fn momentum(mut self, v: f64) -> Self {
         self.momentum = v;
         self
     }
     /// Normalise by the variance rather than the second moment.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = RMSprop::new(0.001).centered(true);
+    /// ```
     pub fn centered(mut self, yes: bool) -> Self {
         self.centered = yes;
         self
@@ -698,6 +839,11 @@ pub struct Adagrad {
 
 impl Adagrad {
     /// Adagrad with this learning rate and Keras's defaults.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// assert_eq!(Adagrad::new(0.1).learning_rate(), 0.1);
+    /// ```
     pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
         Adagrad {
             common: Common::new(learning_rate.into()),
@@ -706,6 +852,11 @@ impl Adagrad {
         }
     }
     /// Starting value of the accumulators.
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = Adagrad::new(0.1).initial_accumulator_value(0.0);
+    /// ```
     pub fn initial_accumulator_value(mut self, v: f64) -> Self {
         self.initial_accumulator_value = v;
         self

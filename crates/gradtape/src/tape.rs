@@ -105,6 +105,16 @@ pub struct TapeState {
 
 /// A tensor as a traced tape saw it: which one (an id unique in the process), its shape and
 /// dtype, and the variable's name when it is a variable's handle.
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+/// let tape = GradientTape::builder().trace(true).start();
+/// tape.watch(&x);
+/// let _ = ops::exp(&x)?;
+/// assert_eq!(tape.trace()[0].inputs[0].id, x.id());
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct TracedTensor {
     /// Identity of the tensor (or of the variable's handle).
@@ -130,6 +140,17 @@ impl TracedTensor {
 
 /// One operation a traced tape recorded: what the seed calls the tape storing "the inputs and
 /// outputs". See [`TapeBuilder::trace`].
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Tensor};
+/// let x = Tensor::scalar(1.0f32);
+/// let tape = GradientTape::builder().trace(true).start();
+/// tape.watch(&x);
+/// let y = ops::sin(&x)?;
+/// let op = &tape.trace()[0];
+/// assert_eq!((op.op, op.output.id), ("sin", y.id()));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct TracedOp {
     /// The op's name (`multiply`, `reduce_sum`, `ReadVariableOp`, ...).

@@ -29,6 +29,11 @@ use crate::tape::GradientTape;
 use crate::tensor::Tensor;
 
 /// The optimizer a training run uses.
+///
+/// ```
+/// let cfg = gradtape::training::TrainConfig { optimizer: gradtape::training::OptimizerKind::Sgd, ..Default::default() };
+/// assert_eq!(cfg.optimizer, gradtape::training::OptimizerKind::Sgd);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptimizerKind {
     /// Adam (the default).
@@ -43,6 +48,11 @@ pub enum OptimizerKind {
 
 /// Everything a training run needs besides the data. The defaults work on small tables never
 /// seen before (a few hundred rows, tens of standardised features).
+///
+/// ```
+/// let cfg = gradtape::training::TrainConfig::default();
+/// assert_eq!((cfg.hidden.clone(), cfg.epochs, cfg.batch_size), (vec![64], 40, 32));
+/// ```
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
     /// Sizes of the hidden layers.
@@ -83,6 +93,14 @@ impl Default for TrainConfig {
 ///
 /// # Errors
 /// When the configured dtype is not a float type.
+///
+/// ```
+/// use gradtape::layers::Layer;
+/// let cfg = gradtape::training::TrainConfig::default();
+/// let m = gradtape::training::build_mlp(5, &[8, 8], 3, &cfg)?;
+/// assert_eq!(m.trainable_variables().len(), 6);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub fn build_mlp(
     inputs: usize,
     hidden: &[usize],
@@ -122,6 +140,12 @@ pub fn build_mlp(
 }
 
 /// One epoch's figures.
+///
+/// ```
+/// use gradtape::training::EpochStats;
+/// let s = EpochStats { epoch: 0, train_loss: 1.0, train_accuracy: None, val_loss: None, val_accuracy: None };
+/// assert_eq!(s.epoch, 0);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochStats {
     /// 0-based epoch.
@@ -161,6 +185,16 @@ fn loss_of(scores: &Tensor, y: &Tensor, classification: bool) -> Result<Tensor> 
 ///
 /// # Errors
 /// When the model does not fit the data.
+///
+/// ```
+/// use gradtape::data::Target;
+/// let cfg = gradtape::training::TrainConfig::default();
+/// let m = gradtape::training::build_mlp(2, &[4], 1, &cfg)?;
+/// let x = gradtape::Tensor::zeros(&[3, 2], gradtape::DType::F32);
+/// let (loss, acc) = gradtape::training::evaluate(&m, &x, &Target::Values(gradtape::Tensor::zeros(&[3], gradtape::DType::F32)))?;
+/// assert!(loss >= 0.0 && acc.is_none());
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub fn evaluate(model: &dyn Layer, x: &Tensor, y: &Target) -> Result<(f64, Option<f64>)> {
     let scores = model.call(x, false)?;
     let classification = matches!(y, Target::Classes { .. });
@@ -178,6 +212,18 @@ pub fn evaluate(model: &dyn Layer, x: &Tensor, y: &Target) -> Result<(f64, Optio
 ///
 /// # Errors
 /// When the data does not fit the model, or training diverges.
+///
+/// ```
+/// use gradtape::data::Target;
+/// let cfg = gradtape::training::TrainConfig { epochs: 3, ..Default::default() };
+/// let m = gradtape::training::build_mlp(2, &[4], 1, &cfg)?;
+/// let x = gradtape::Tensor::ones(&[4, 2], gradtape::DType::F32);
+/// let y = Target::Values(gradtape::Tensor::ones(&[4], gradtape::DType::F32));
+/// let mut seen = 0;
+/// gradtape::training::fit(&m, (&x, &y), None, &cfg, |_| seen += 1)?;
+/// assert_eq!(seen, 3);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 pub fn fit(
     model: &dyn Layer,
     train: (&Tensor, &Target),
