@@ -5,6 +5,8 @@ use std::path::Path;
 use gradtape::random::Generator;
 use gradtape::DType;
 
+use gradtape::data::Table;
+
 use crate::CliError;
 
 /// Two columns of numbers and where they came from.
@@ -31,98 +33,76 @@ pub fn generate(points: usize, seed: u64, noise: f64, a: f64, b: f64) -> Result<
     })
 }
 
-/// Splits one CSV line into trimmed cells (double quotes around a cell are removed).
-fn cells(line: &str) -> Vec<String> {
-    line.split(',')
-        .map(|c| {
-            let c = c.trim();
-            c.strip_prefix('"')
-                .and_then(|c| c.strip_suffix('"'))
-                .unwrap_or(c)
-                .to_string()
-        })
-        .collect()
-}
-
 fn column(
     spec: Option<&str>,
     default: usize,
-    header: Option<&[String]>,
+    table: &Table,
+    has_header: bool,
     what: &str,
 ) -> Result<usize, CliError> {
     let Some(spec) = spec else { return Ok(default) };
     if let Ok(i) = spec.parse::<usize>() {
         return Ok(i);
     }
-    match header {
-        Some(h) => h.iter().position(|c| c == spec).ok_or_else(|| {
-            CliError(format!(
-                "--{what} {spec:?}: no such column (the header has: {})",
-                h.join(", ")
-            ))
-        }),
-        None => Err(CliError(format!(
+    if !has_header {
+        return Err(CliError(format!(
             "--{what} {spec:?}: the file has no header row, so columns are named by 0-based index"
-        ))),
+        )));
     }
+    table.columns.iter().position(|c| c == spec).ok_or_else(|| {
+        CliError(format!(
+            "--{what} {spec:?}: no such column (the header has: {})",
+            table.columns.join(", ")
+        ))
+    })
 }
 
-/// Reads two columns of a CSV file. The first row is a header when any of its cells is not a
-/// number. Columns are chosen by header name or 0-based index (default: the first two).
+/// Reads two columns of a CSV file (the library's reader: plain or gzip, header optional).
+/// Columns are chosen by header name or 0-based index (default: the first two).
 pub fn read_csv(path: &Path, x_col: Option<&str>, y_col: Option<&str>) -> Result<Data, CliError> {
     let name = path.display();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| CliError(format!("{name}: cannot read: {e}")))?;
-    let mut rows = text
-        .lines()
+    let table = gradtape::data::read_csv(path).map_err(|e| match e {
+        gradtape::Error::Io { msg, .. } => CliError(msg),
+        other => CliError(other.to_string()),
+    })?;
+    // Without a header row the reader names the columns "0", "1", ...
+    let has_header = table
+        .columns
+        .iter()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .peekable();
-    let header = match rows.peek() {
-        Some((_, first)) if cells(first).iter().any(|c| c.parse::<f64>().is_err()) => {
-            let h = cells(first);
-            rows.next();
-            Some(h)
-        }
-        _ => None,
-    };
-    let xi = column(x_col, 0, header.as_deref(), "x")?;
-    let yi = column(y_col, 1, header.as_deref(), "y")?;
-    let label = |i: usize| match &header {
-        Some(h) if i < h.len() => format!("column {i} ({:?})", h[i]),
+        .any(|(i, c)| *c != i.to_string());
+    let xi = column(x_col, 0, &table, has_header, "x")?;
+    let yi = column(y_col, 1, &table, has_header, "y")?;
+    let label = |i: usize| match table.columns.get(i) {
+        Some(h) if has_header => format!("column {i} ({h:?})"),
         _ => format!("column {i}"),
     };
     let (mut x, mut y) = (vec![], vec![]);
-    for (n, line) in rows {
-        let row = cells(line);
+    for (row, &line) in table.rows.iter().zip(&table.lines) {
         let get = |i: usize| -> Result<f64, CliError> {
             let cell = row.get(i).ok_or_else(|| {
                 CliError(format!(
-                    "{name}:{}: {} is missing (the row has {} cells)",
-                    n + 1,
+                    "{name}:{line}: {} is missing (the row has {} cells)",
                     label(i),
                     row.len()
                 ))
             })?;
             let v: f64 = cell.parse().map_err(|_| {
                 CliError(format!(
-                    "{name}:{}: {}: {cell:?} is not a number",
-                    n + 1,
+                    "{name}:{line}: {}: {cell:?} is not a number",
                     label(i)
                 ))
             })?;
             if !v.is_finite() {
                 return Err(CliError(format!(
-                    "{name}:{}: {}: {cell} is not a finite number",
-                    n + 1,
+                    "{name}:{line}: {}: {cell} is not a finite number",
                     label(i)
                 )));
             }
             Ok(v)
         };
-        let (a, b) = (get(xi)?, get(yi)?);
-        x.push(a);
-        y.push(b);
+        x.push(get(xi)?);
+        y.push(get(yi)?);
     }
     if x.len() < 2 {
         return Err(CliError(format!(

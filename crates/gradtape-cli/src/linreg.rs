@@ -1,6 +1,6 @@
 //! `gradtape linreg`: the seed tutorial as a command.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -400,14 +400,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     let human = !args.json;
     let lines = human && !args.quiet;
-    let bar = (lines && std::io::stdout().is_terminal()).then(|| {
-        let pb = indicatif::ProgressBar::new(args.epochs as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} epoch {pos}/{len}  loss {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
-    });
+    let bar = output::progress_bar(args.epochs, lines, "{bar:40} epoch {pos}/{len}  loss {msg}");
     if human {
         println!(
             "gradtape linreg: {} points from {}, {} epochs, lr {}, {} loss, {}, {}",

@@ -8,6 +8,20 @@ use gradtape::{TracedOp, TracedTensor};
 
 use crate::CliError;
 
+/// A progress bar of `len` epochs when stdout is a terminal and lines are wanted; `None`
+/// otherwise (then the caller prints lines, or nothing).
+pub fn progress_bar(len: usize, lines: bool, template: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    (lines && std::io::stdout().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(len as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    })
+}
+
 /// Files being prepared in one output folder.
 pub struct Staging {
     dir: PathBuf,

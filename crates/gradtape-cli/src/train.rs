@@ -1,6 +1,5 @@
 //! `gradtape train` and `gradtape predict`: an MLP on any CSV table, saved and loaded back.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -12,7 +11,7 @@ use gradtape::{checkpoint, metrics, ops, DType, Tensor};
 use gradtape_plot::{save, ConfusionChart, CurvesChart, Format};
 use serde_json::{json, Value};
 
-use crate::output::Staging;
+use crate::output::{self, Staging};
 use crate::CliError;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -235,14 +234,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         );
     }
     let lines = human && !a.quiet;
-    let bar = (lines && std::io::stdout().is_terminal()).then(|| {
-        let pb = indicatif::ProgressBar::new(a.epochs as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} epoch {pos}/{len}  {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
-    });
+    let bar = output::progress_bar(a.epochs, lines, "{bar:40} epoch {pos}/{len}  {msg}");
     let start = Instant::now();
     let validation = (!va.is_empty()).then_some((&x_va, &y_va));
     let history = fit(

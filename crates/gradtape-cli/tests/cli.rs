@@ -313,7 +313,11 @@ fn bad_input_is_one_line_exit_2_and_nothing_written() {
         &["--data", &cols, "--x", "height"],
         &["--x \"height\"", "no such column", "a, b"],
     );
-    refused(&s, &["--data", &short], &["short.csv:2", "missing"]);
+    refused(
+        &s,
+        &["--data", &short],
+        &["short.csv:2", "the row has 1 cells"],
+    );
     refused(&s, &["--lr", "0"], &["--lr 0", "positive"]);
     refused(&s, &["--lr", "-0.1"], &["--lr -0.1"]);
     refused(&s, &["--lr", "nan"], &["--lr NaN"]);

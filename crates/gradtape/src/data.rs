@@ -95,7 +95,7 @@ pub fn read_csv(path: &Path) -> Result<Table> {
             return Err(Error::io(
                 op,
                 format!(
-                    "{name}:{}: {} cells, expected {}",
+                    "{name}:{}: the row has {} cells, the first row has {}",
                     n + 1,
                     cells.len(),
                     columns.len()
