@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::dtype::{Float, Num};
+use crate::dtype::{Element, Float, Num};
 use crate::shape::{for_each_row, Layout};
 
 /// Elements below which a kernel stays on one thread.
@@ -17,8 +17,8 @@ const CHUNK: usize = 1 << 15;
 
 /// Builds a vector of `n` elements by letting `f(start, chunk)` write each chunk, in parallel
 /// when `n` is large. Every caller writes every element of the chunk it is given.
-fn fill<U: Send>(n: usize, f: impl Fn(usize, &mut [MaybeUninit<U>]) + Sync) -> Vec<U> {
-    let mut v = Vec::with_capacity(n);
+fn fill<U: Element>(n: usize, f: impl Fn(usize, &mut [MaybeUninit<U>]) + Sync) -> Vec<U> {
+    let mut v = crate::storage::pool::take::<U>(n);
     let spare = &mut v.spare_capacity_mut()[..n];
     if n >= PAR_MIN {
         spare
@@ -35,12 +35,12 @@ fn fill<U: Send>(n: usize, f: impl Fn(usize, &mut [MaybeUninit<U>]) + Sync) -> V
 }
 
 /// The elements of a view in row-major order, as a new vector.
-pub(crate) fn to_contiguous<T: Copy + Send + Sync>(data: &[T], l: &Layout) -> Vec<T> {
+pub(crate) fn to_contiguous<T: Element>(data: &[T], l: &Layout) -> Vec<T> {
     map(data, l, |x| x)
 }
 
 /// The elements of a view as a slice when they are contiguous, copied otherwise.
-pub(crate) fn contiguous_cow<'a, T: Copy + Send + Sync>(
+pub(crate) fn contiguous_cow<'a, T: Element>(
     data: &'a [T],
     l: &Layout,
 ) -> std::borrow::Cow<'a, [T]> {
@@ -52,7 +52,7 @@ pub(crate) fn contiguous_cow<'a, T: Copy + Send + Sync>(
 }
 
 /// `f` applied to every element of a view; the result is contiguous.
-pub(crate) fn map<T: Copy + Sync, U: Send>(
+pub(crate) fn map<T: Copy + Sync, U: Element>(
     data: &[T],
     l: &Layout,
     f: impl Fn(T) -> U + Sync,
@@ -78,7 +78,7 @@ pub(crate) fn map<T: Copy + Sync, U: Send>(
 }
 
 /// `f` applied elementwise to two views already broadcast to the same shape.
-pub(crate) fn zip<T: Copy + Sync, U: Send>(
+pub(crate) fn zip<T: Copy + Sync, U: Element>(
     a: &[T],
     la: &Layout,
     b: &[T],

@@ -92,6 +92,8 @@ pub trait Element:
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
     #[doc(hidden)]
     fn into_storage(v: Vec<Self>) -> CpuStorage;
+    #[doc(hidden)]
+    fn from_storage(s: CpuStorage) -> Option<Vec<Self>>;
     /// Converts from `f64` (truncating toward zero for `i64`, `!= 0` for `bool`).
     fn from_f64(v: f64) -> Self;
     /// Converts to `f64` (`1.0`/`0.0` for `bool`).
@@ -110,6 +112,12 @@ macro_rules! element {
             }
             fn into_storage(v: Vec<Self>) -> CpuStorage {
                 CpuStorage::$dt(v)
+            }
+            fn from_storage(s: CpuStorage) -> Option<Vec<Self>> {
+                match s {
+                    CpuStorage::$dt(v) => Some(v),
+                    _ => None,
+                }
             }
             fn from_f64(v: f64) -> Self {
                 $from(v)

@@ -5,6 +5,7 @@
 //! beside `cpu`; tensors, ops and the tape only hold `Arc<Storage>` and never look inside.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::dtype::DType;
 
@@ -67,6 +68,69 @@ impl Drop for Storage {
     fn drop(&mut self) {
         LIVE_STORAGES.fetch_sub(1, Ordering::Relaxed);
         LIVE_BYTES.fetch_sub(self.cpu.bytes(), Ordering::Relaxed);
+        let cpu = std::mem::replace(&mut self.cpu, CpuStorage::Bool(Vec::new()));
+        pool::give(cpu);
+    }
+}
+
+/// Large buffers of dropped tensors, kept for the next tensor of the same kind.
+///
+/// A fresh buffer of tens of megabytes comes from the kernel as untouched pages, and every
+/// page faults on its first write: at 10 million elements that cost more than the arithmetic.
+/// Eager code makes and drops same-sized temporaries on every step, so reusing them pays.
+pub(crate) mod pool {
+    use super::*;
+    use crate::dtype::Element;
+
+    /// Buffers below this many bytes go back to the allocator (which recycles them well).
+    const MIN_BYTES: usize = 1 << 20;
+    /// At most this many bytes wait in the pool.
+    const MAX_POOLED: usize = 1 << 30;
+    const MAX_BUFFERS: usize = 32;
+
+    static POOL: Mutex<Vec<CpuStorage>> = Mutex::new(Vec::new());
+
+    fn capacity_bytes(s: &CpuStorage) -> usize {
+        match s {
+            CpuStorage::F32(v) => v.capacity() * 4,
+            CpuStorage::F64(v) => v.capacity() * 8,
+            CpuStorage::I64(v) => v.capacity() * 8,
+            CpuStorage::Bool(v) => v.capacity(),
+        }
+    }
+
+    pub(crate) fn give(s: CpuStorage) {
+        let bytes = capacity_bytes(&s);
+        if bytes < MIN_BYTES {
+            return;
+        }
+        let Ok(mut pool) = POOL.lock() else { return };
+        let pooled: usize = pool.iter().map(capacity_bytes).sum();
+        if pool.len() < MAX_BUFFERS && pooled + bytes <= MAX_POOLED {
+            pool.push(s);
+        }
+    }
+
+    /// An empty vector with room for `n` elements, reusing a pooled buffer when one fits
+    /// (between `n` and `2n` elements, so little memory sits unused).
+    pub(crate) fn take<T: Element>(n: usize) -> Vec<T> {
+        if n * std::mem::size_of::<T>() >= MIN_BYTES {
+            if let Ok(mut pool) = POOL.lock() {
+                let fits = |s: &CpuStorage| {
+                    s.dtype() == T::DTYPE && {
+                        let c = capacity_bytes(s) / std::mem::size_of::<T>().max(1);
+                        c >= n && c <= 2 * n
+                    }
+                };
+                if let Some(i) = pool.iter().position(fits) {
+                    if let Some(mut v) = T::from_storage(pool.swap_remove(i)) {
+                        v.clear();
+                        return v;
+                    }
+                }
+            }
+        }
+        Vec::with_capacity(n)
     }
 }
 
