@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""The core issue's two workloads in TensorFlow (eager and tf.function), PyTorch eager and JAX jit.
-
-Prints one JSON object per line, like `cargo run --release --example bench_core`:
+"""gradtape's benchmark workloads in TensorFlow (eager and tf.function), PyTorch eager, JAX jit,
+and NumPy (by hand), plus the machine's own ceilings (a plain copy's memory bandwidth and NumPy's
+BLAS GEMM rate). Prints one JSON object per line, like `gradtape bench --json`:
   seed   one epoch of the seed tutorial at N = 200, float32: evaluate the SSE cost, then one
          gradient-descent step on a and b through each framework's autodiff;
   chain  2,000 recorded scalar multiplications, forward and gradient (not for JAX: jit would
          compile the chain away, which is not what is being measured);
   mlp    one training step of an MLP 784-256-256-10, batch 128, ReLU, softmax cross-entropy
-         from logits, Adam, float32.
+         from logits, Adam, float32;
+  linreg-10m  the seed's epoch at N = 10,000,000;
+  matmul      a 1024 x 1024 float32 product (GFLOP/s);
+  elementwise a*b+c on 10M float32 (GB/s counting 3 reads and 1 write);
+  reduce      reduce_sum of 10M float32 (GB/s).
 Each figure is the median of 15 rounds; a round runs enough iterations to last about 20 ms.
 """
 import json
@@ -49,6 +53,45 @@ LR = 0.001
 MX = rng.uniform(0.0, 1.0, (128, 784)).astype(np.float32)
 MY = (np.arange(128) % 10).astype(np.int64)
 SIZES = [784, 256, 256, 10]
+
+
+BIG = 10_000_000
+BX = rng.uniform(0.0, 1.0, BIG).astype(np.float32)
+BY = (0.3 + 0.5 * BX + rng.normal(0.0, 0.3, BIG)).astype(np.float32)
+BLR = 1e-3 / (BIG / 200.0)
+EA, EB, EC = (rng.uniform(-1, 1, BIG).astype(np.float32) for _ in range(3))
+MA = rng.uniform(-1, 1, (1024, 1024)).astype(np.float32)
+MB = rng.uniform(-1, 1, (1024, 1024)).astype(np.float32)
+
+
+def emit_big(framework, epoch, matmul, elementwise, reduce):
+    us, it = median_us(epoch)
+    emit(framework, "linreg-10m", us, it)
+    if matmul:
+        us, it = median_us(matmul)
+        emit(framework, "matmul", us, it, gflops=round(2 * 1024**3 / (us * 1e3), 2))
+    us, it = median_us(elementwise)
+    emit(framework, "elementwise", us, it, gbps=round(16 * BIG / (us * 1e3), 2))
+    us, it = median_us(reduce)
+    emit(framework, "reduce", us, it, gbps=round(4 * BIG / (us * 1e3), 2))
+
+
+def bench_numpy():
+    """NumPy by hand (the gradient written out), and the machine's ceilings."""
+    state = [np.float32(0.0), np.float32(0.0)]
+
+    def epoch():
+        a, b = state
+        r = BY - (a + b * BX)
+        cost = np.sum(r * r)
+        da, db = -2 * np.sum(r), -2 * np.sum(r * BX)
+        state[0], state[1] = a - BLR * da, b - BLR * db
+        return cost
+
+    emit_big("NumPy by hand", epoch, lambda: MA @ MB, lambda: EA * EB + EC, lambda: np.sum(EA))
+    dst = np.empty_like(EA)
+    us, it = median_us(lambda: np.copyto(dst, EA))
+    emit("machine", "copy-bandwidth", us, it, gbps=round(8 * BIG / (us * 1e3), 2))
 
 
 def bench_tensorflow():
@@ -106,6 +149,20 @@ def bench_tensorflow():
 
     us, it = median_us(mlp_step)
     emit("TensorFlow eager", "mlp", us, it)
+    bx, by = tf.constant(BX), tf.constant(BY)
+    ba, bb = tf.Variable(0.0), tf.Variable(0.0)
+
+    def big_epoch():
+        cost = tf.reduce_sum(tf.square(by - (ba + bb * bx)))
+        with tf.GradientTape() as g:
+            current = tf.reduce_sum(tf.square(by - (ba + bb * bx)))
+        da, db = g.gradient(current, [ba, bb])
+        ba.assign_sub(da * BLR)
+        bb.assign_sub(db * BLR)
+        return cost
+
+    ea, eb, ec, ma, mb = (tf.constant(v) for v in (EA, EB, EC, MA, MB))
+    emit_big("TensorFlow eager", big_epoch, lambda: tf.matmul(ma, mb).numpy(), lambda: (ea * eb + ec).numpy(), lambda: tf.reduce_sum(ea).numpy())
     step = tf.function(mlp_step)
     us, it = median_us(lambda: step().numpy())
     emit("TensorFlow tf.function", "mlp", us, it)
@@ -157,6 +214,24 @@ def bench_torch():
 
     us, it = median_us(mlp_step)
     emit("PyTorch eager", "mlp", us, it)
+    bx, by = torch.from_numpy(BX), torch.from_numpy(BY)
+    ba = torch.zeros((), requires_grad=True)
+    bb = torch.zeros((), requires_grad=True)
+
+    def big_epoch():
+        with torch.no_grad():
+            cost = ((by - (ba + bb * bx)) ** 2).sum()
+        current = ((by - (ba + bb * bx)) ** 2).sum()
+        current.backward()
+        with torch.no_grad():
+            ba.sub_(ba.grad * BLR)
+            bb.sub_(bb.grad * BLR)
+        ba.grad = None
+        bb.grad = None
+        return cost
+
+    ea, eb, ec, ma, mb = (torch.from_numpy(v) for v in (EA, EB, EC, MA, MB))
+    emit_big("PyTorch eager", big_epoch, lambda: ma @ mb, lambda: ea * eb + ec, lambda: ea.sum())
 
 
 def bench_jax():
@@ -219,10 +294,32 @@ def bench_jax():
 
     us, it = median_us(run_mlp)
     emit("JAX jit", "mlp", us, it)
+    bx, by = jnp.asarray(BX), jnp.asarray(BY)
+
+    def big_loss(a, b):
+        return jnp.sum(jnp.square(by - (a + b * bx)))
+
+    @jax.jit
+    def big_epoch(a, b):
+        cost = big_loss(a, b)
+        da, db = jax.grad(big_loss, argnums=(0, 1))(a, b)
+        return cost, a - da * BLR, b - db * BLR
+
+    bs = [jnp.float32(0.0), jnp.float32(0.0)]
+
+    def run_big():
+        cost, bs[0], bs[1] = big_epoch(bs[0], bs[1])
+        cost.block_until_ready()
+
+    ea, eb, ec, ma, mb = (jnp.asarray(v) for v in (EA, EB, EC, MA, MB))
+    mm = jax.jit(lambda a, b: a @ b)
+    fma = jax.jit(lambda a, b, c: a * b + c)
+    red = jax.jit(jnp.sum)
+    emit_big("JAX jit", run_big, lambda: mm(ma, mb).block_until_ready(), lambda: fma(ea, eb, ec).block_until_ready(), lambda: red(ea).block_until_ready())
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["tensorflow", "torch", "jax"]
+    which = sys.argv[1:] or ["numpy", "tensorflow", "torch", "jax"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for w in which:
-        {"tensorflow": bench_tensorflow, "torch": bench_torch, "jax": bench_jax}[w]()
+        {"numpy": bench_numpy, "tensorflow": bench_tensorflow, "torch": bench_torch, "jax": bench_jax}[w]()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs gradtape's core benchmarks and the same workloads in TensorFlow, PyTorch and JAX, side by
-# side on this machine, and rewrites the table between the markers in BENCHMARKS.md.
+# Runs `gradtape bench` and the same workloads in NumPy, TensorFlow, PyTorch and JAX, side by side
+# on this machine, and rewrites the table between the markers in BENCHMARKS.md.
 #
 #   bench/compare/run.sh            # sets up bench/compare/.venv from PyPI on first use
 #   PYTHON=/path/to/python bench/compare/run.sh   # use an existing environment instead
@@ -20,11 +20,11 @@ if [ -z "$py" ]; then
 fi
 
 out=$(mktemp)
-cargo build --release -q --example bench_core
-./target/release/examples/bench_core | tee -a "$out"
+cargo build --release -q -p gradtape-cli
+./target/release/gradtape bench --json seed chain mlp linreg-10m matmul elementwise reduce | tee -a "$out"
 # One process per framework: TensorFlow and PyTorch in one process abort on their native
 # libraries.
-for fw in tensorflow torch jax; do
+for fw in numpy tensorflow torch jax; do
     TF_CPP_MIN_LOG_LEVEL=3 "$py" "$here/core.py" "$fw" 2>/dev/null | tee -a "$out"
 done
 

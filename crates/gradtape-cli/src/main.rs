@@ -1,6 +1,7 @@
 //! `gradtape`: the command line. It parses options, reads or makes data, and calls the library;
 //! the math lives in `gradtape`, the pictures in `gradtape-plot`.
 
+mod bench;
 mod data;
 mod linreg;
 mod output;
@@ -36,6 +37,8 @@ enum Command {
     /// Load a model written by `gradtape train` and predict the rows of a CSV file; when the file
     /// also holds the target column, report the accuracy.
     Predict(train::PredictArgs),
+    /// Run the speed workloads (all, or those named) and print a table or JSON lines.
+    Bench(bench::BenchArgs),
 }
 
 /// An error for the user: one line on stderr, exit code 2.
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Linreg(args) => linreg::run(args),
         Command::Train(args) => train::run_train(args),
         Command::Predict(args) => train::run_predict(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

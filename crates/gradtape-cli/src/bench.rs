@@ -1,0 +1,350 @@
+//! `gradtape bench`: the speed workloads, timed the same way every time (warm-up, rounds of
+//! about 20 ms, the median of 15), with the peak resident memory of each.
+
+use std::time::Instant;
+
+use gradtape::layers::{Activation, Dense, Layer, Sequential};
+use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
+use gradtape::optimizers::{Adam, Optimizer};
+use gradtape::random::Generator;
+use gradtape::{ops, Axes, DType, GradientTape, Result, Source, Tensor, Variable};
+use serde_json::{json, Map, Value};
+
+use crate::CliError;
+
+/// The workloads, in the order they run (the names are part of the contract).
+pub const WORKLOADS: &[&str] = &[
+    "seed",
+    "linreg-10m",
+    "mlp",
+    "chain",
+    "matmul",
+    "elementwise",
+    "reduce",
+    "jacobian",
+];
+
+/// Options of `gradtape bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads to run (all when none is named): seed, linreg-10m, mlp, chain, matmul,
+    /// elementwise, reduce, jacobian.
+    names: Vec<String>,
+    /// One JSON object per line per workload instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Tiny sizes and few rounds: checks that every workload runs (the numbers mean nothing).
+    #[arg(long)]
+    quick: bool,
+}
+
+struct Timing {
+    iters: usize,
+    median_us: f64,
+    min_us: f64,
+    max_us: f64,
+}
+
+fn time(quick: bool, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
+    let (round_s, rounds) = if quick { (0.0, 3) } else { (0.02, 15) };
+    f()?;
+    let t = Instant::now();
+    let mut iters = 0usize;
+    while iters == 0 || t.elapsed().as_secs_f64() < round_s {
+        f()?;
+        iters += 1;
+    }
+    let mut per = vec![];
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f()?;
+        }
+        per.push(t.elapsed().as_secs_f64() * 1e6 / iters as f64);
+    }
+    per.sort_by(|a, b| a.total_cmp(b));
+    Ok(Timing {
+        iters: iters * rounds,
+        median_us: per[per.len() / 2],
+        min_us: per[0],
+        max_us: per[per.len() - 1],
+    })
+}
+
+/// Peak resident memory since the last reset (Linux; `None` elsewhere).
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// One epoch of the seed at `n` points: the cost, then one taped step.
+fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
+    let mut rng = Generator::from_seed(0);
+    let x = rng.uniform(&[n], 0.0, 1.0, DType::F32)?;
+    let noise = rng.normal(&[n], 0.0, 0.3, DType::F32)?;
+    let y = ops::add(&ops::add(&ops::multiply(&x, &0.5)?, &0.3)?, &noise)?;
+    let (a, b) = (Variable::new(0.0), Variable::new(0.0));
+    let lr = 1e-3 / (n as f64 / 200.0);
+    let loss =
+        |p: &Tensor| ops::reduce_sum(&ops::square(&ops::subtract(&y, p)?)?, Axes::All, false);
+    time(quick, || {
+        std::hint::black_box(loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?);
+        let g = GradientTape::new();
+        let current = loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?;
+        let [da, db] = g.gradient(&current, [&a, &b])?;
+        if let (Some(da), Some(db)) = (da, db) {
+            a.assign_sub(&(&da * lr)?)?;
+            b.assign_sub(&(&db * lr)?)?;
+        }
+        Ok(())
+    })
+}
+
+fn mlp_step(quick: bool) -> Result<Timing> {
+    let (batch, sizes) = if quick {
+        (8, [32, 16, 16, 10])
+    } else {
+        (128, [784, 256, 256, 10])
+    };
+    let mut rng = Generator::from_seed(1);
+    let mut layers: Vec<Box<dyn Layer>> = vec![];
+    for (i, w) in sizes.windows(2).enumerate() {
+        let act = if i + 2 < sizes.len() {
+            Activation::Relu
+        } else {
+            Activation::Linear
+        };
+        layers.push(Box::new(Dense::new(
+            &format!("l{i}"),
+            w[0],
+            w[1],
+            act,
+            DType::F32,
+            &mut rng,
+        )?));
+    }
+    let model = Sequential::new(layers);
+    let x = rng.uniform(&[batch, sizes[0]], 0.0, 1.0, DType::F32)?;
+    let y = Tensor::from_vec((0..batch as i64).map(|i| i % 10).collect(), &[batch])?;
+    let vars = model.trainable_variables();
+    let mut opt = Adam::new(0.001);
+    time(quick, || {
+        let tape = GradientTape::new();
+        let loss = sparse_categorical_crossentropy(
+            &y,
+            &model.call(&x, true)?,
+            true,
+            Reduction::SumOverBatchSize,
+        )?;
+        let sources: Vec<&dyn Source> = vars.iter().map(|v| v as &dyn Source).collect();
+        let grads = tape.gradient_with(&[&loss], &sources, &Default::default())?;
+        let pairs: Vec<(Option<Tensor>, &Variable)> = grads.into_iter().zip(&vars).collect();
+        opt.apply_gradients(&pairs)
+    })
+}
+
+const CHAIN: usize = 2000;
+
+fn chain(quick: bool) -> Result<Timing> {
+    let x = Tensor::scalar(1.0f32);
+    time(quick, || {
+        let tape = GradientTape::new();
+        tape.watch(&x);
+        let mut y = x.clone();
+        for _ in 0..CHAIN {
+            y = ops::multiply(&y, &1.0001)?;
+        }
+        std::hint::black_box(tape.gradient(&y, [&x])?);
+        Ok(())
+    })
+}
+
+fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, CliError> {
+    let mut extra = Map::new();
+    let big = if quick { 10_000 } else { 10_000_000 };
+    let t = match name {
+        "seed" => linreg_epoch(200, quick)?,
+        "linreg-10m" => {
+            extra.insert("points".into(), json!(big));
+            linreg_epoch(big, quick)?
+        }
+        "mlp" => mlp_step(quick)?,
+        "chain" => {
+            let t = chain(quick)?;
+            extra.insert("us_per_op".into(), json!(t.median_us / CHAIN as f64));
+            t
+        }
+        "matmul" => {
+            let sizes: &[usize] = if quick {
+                &[16, 32]
+            } else {
+                &[64, 256, 1024, 2048]
+            };
+            let mut all = vec![];
+            let mut headline = None;
+            for dtype in [DType::F32, DType::F64] {
+                for &n in sizes {
+                    let mut rng = Generator::from_seed(2);
+                    let a = rng.uniform(&[n, n], -1.0, 1.0, dtype)?;
+                    let b = rng.uniform(&[n, n], -1.0, 1.0, dtype)?;
+                    let t = time(quick, || {
+                        ops::matmul(&a, &b).map(|c| drop(std::hint::black_box(c)))
+                    })?;
+                    let gflops = 2.0 * (n as f64).powi(3) / (t.median_us * 1e3);
+                    all.push(json!({"dtype": dtype.name(), "n": n, "median_us": t.median_us, "gflops": gflops}));
+                    if dtype == DType::F32 && (n == 1024 || quick) {
+                        extra.insert("gflops".into(), json!(gflops));
+                        extra.insert("n".into(), json!(n));
+                        headline = Some(t);
+                    }
+                }
+            }
+            extra.insert("sizes".into(), Value::Array(all));
+            headline.ok_or_else(|| CliError("matmul: no headline size".into()))?
+        }
+        "elementwise" => {
+            let mut rng = Generator::from_seed(3);
+            let [a, b, c] = [0, 1, 2].map(|_| rng.uniform(&[big], -1.0, 1.0, DType::F32));
+            let (a, b, c) = (a?, b?, c?);
+            let t = time(quick, || {
+                Ok(drop(std::hint::black_box(ops::add(
+                    &ops::multiply(&a, &b)?,
+                    &c,
+                )?)))
+            })?;
+            let e = time(quick, || Ok(drop(std::hint::black_box(ops::exp(&a)?))))?;
+            // bytes a fused kernel must move: three inputs and one output; exp: one in, one out
+            extra.insert(
+                "gbps".into(),
+                json!(16.0 * big as f64 / (t.median_us * 1e3)),
+            );
+            extra.insert("exp_median_us".into(), json!(e.median_us));
+            extra.insert(
+                "exp_gbps".into(),
+                json!(8.0 * big as f64 / (e.median_us * 1e3)),
+            );
+            t
+        }
+        "reduce" => {
+            let x = Generator::from_seed(4).uniform(&[big], 0.0, 1.0, DType::F32)?;
+            let rows = if quick { 100 } else { 10_000 };
+            let m = ops::reshape(&x, &[rows as isize, -1])?;
+            let t = time(quick, || {
+                Ok(drop(std::hint::black_box(ops::reduce_sum(
+                    &x,
+                    Axes::All,
+                    false,
+                )?)))
+            })?;
+            let r = time(quick, || {
+                Ok(drop(std::hint::black_box(ops::reduce_sum(&m, 1, false)?)))
+            })?;
+            let r0 = time(quick, || {
+                Ok(drop(std::hint::black_box(ops::reduce_sum(&m, 0, false)?)))
+            })?;
+            extra.insert("gbps".into(), json!(4.0 * big as f64 / (t.median_us * 1e3)));
+            extra.insert("axis1_median_us".into(), json!(r.median_us));
+            extra.insert(
+                "axis1_gbps".into(),
+                json!(4.0 * big as f64 / (r.median_us * 1e3)),
+            );
+            extra.insert("axis0_median_us".into(), json!(r0.median_us));
+            extra.insert(
+                "axis0_gbps".into(),
+                json!(4.0 * big as f64 / (r0.median_us * 1e3)),
+            );
+            t
+        }
+        "jacobian" => {
+            let mut m = Map::new();
+            m.insert("name".into(), json!(name));
+            m.insert("skipped".into(), json!("jacobians are not implemented yet"));
+            return Ok(m);
+        }
+        other => {
+            return Err(CliError(format!(
+                "unknown workload {other:?} (known: {})",
+                WORKLOADS.join(", ")
+            )))
+        }
+    };
+    let mut m = Map::new();
+    m.insert("name".into(), json!(name));
+    m.insert("iters".into(), json!(t.iters));
+    m.insert("median_us".into(), json!(t.median_us));
+    m.insert("min_us".into(), json!(t.min_us));
+    m.insert("max_us".into(), json!(t.max_us));
+    m.extend(extra);
+    Ok(m)
+}
+
+pub fn run(a: BenchArgs) -> std::result::Result<(), CliError> {
+    let names: Vec<String> = if a.names.is_empty() {
+        WORKLOADS.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.names.clone()
+    };
+    if let Some(bad) = names.iter().find(|n| !WORKLOADS.contains(&n.as_str())) {
+        return Err(CliError(format!(
+            "unknown workload {bad:?} (known: {})",
+            WORKLOADS.join(", ")
+        )));
+    }
+    if !a.json {
+        println!(
+            "{:<12} {:>8} {:>14} {:>14} {:>14}  {}",
+            "workload", "iters", "median µs", "min µs", "max µs", "figures"
+        );
+    }
+    for name in &names {
+        reset_peak_rss();
+        let mut m = run_one(name, a.quick)?;
+        if m.contains_key("median_us") {
+            m.insert("peak_rss_bytes".into(), json!(peak_rss()));
+        }
+        if a.json {
+            println!("{}", Value::Object(m));
+            continue;
+        }
+        if let Some(s) = m.get("skipped") {
+            println!("{name:<12} skipped: {}", s.as_str().unwrap_or(""));
+            continue;
+        }
+        let f = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let figures: Vec<String> = [
+            "us_per_op",
+            "gflops",
+            "gbps",
+            "exp_gbps",
+            "axis1_gbps",
+            "axis0_gbps",
+        ]
+        .iter()
+        .filter(|k| m.contains_key(**k))
+        .map(|k| format!("{k} {:.3}", f(k)))
+        .chain(
+            m.get("peak_rss_bytes")
+                .and_then(Value::as_u64)
+                .map(|b| format!("peak_rss {:.0} MB", b as f64 / 1e6)),
+        )
+        .collect();
+        println!(
+            "{name:<12} {:>8} {:>14.2} {:>14.2} {:>14.2}  {}",
+            f("iters"),
+            f("median_us"),
+            f("min_us"),
+            f("max_us"),
+            figures.join(", ")
+        );
+    }
+    Ok(())
+}
