@@ -168,6 +168,12 @@ fn chain(quick: bool) -> Result<Timing> {
     })
 }
 
+/// Evaluates and discards a result (the optimiser must not skip the work).
+fn sink(t: Tensor) -> Result<()> {
+    std::hint::black_box(t);
+    Ok(())
+}
+
 fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, CliError> {
     let mut extra = Map::new();
     let big = if quick { 10_000 } else { 10_000_000 };
@@ -196,9 +202,7 @@ fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, C
                     let mut rng = Generator::from_seed(2);
                     let a = rng.uniform(&[n, n], -1.0, 1.0, dtype)?;
                     let b = rng.uniform(&[n, n], -1.0, 1.0, dtype)?;
-                    let t = time(quick, || {
-                        ops::matmul(&a, &b).map(|c| drop(std::hint::black_box(c)))
-                    })?;
+                    let t = time(quick, || sink(ops::matmul(&a, &b)?))?;
                     let gflops = 2.0 * (n as f64).powi(3) / (t.median_us * 1e3);
                     all.push(json!({"dtype": dtype.name(), "n": n, "median_us": t.median_us, "gflops": gflops}));
                     if dtype == DType::F32 && (n == 1024 || quick) {
@@ -215,13 +219,8 @@ fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, C
             let mut rng = Generator::from_seed(3);
             let [a, b, c] = [0, 1, 2].map(|_| rng.uniform(&[big], -1.0, 1.0, DType::F32));
             let (a, b, c) = (a?, b?, c?);
-            let t = time(quick, || {
-                Ok(drop(std::hint::black_box(ops::add(
-                    &ops::multiply(&a, &b)?,
-                    &c,
-                )?)))
-            })?;
-            let e = time(quick, || Ok(drop(std::hint::black_box(ops::exp(&a)?))))?;
+            let t = time(quick, || sink(ops::add(&ops::multiply(&a, &b)?, &c)?))?;
+            let e = time(quick, || sink(ops::exp(&a)?))?;
             // bytes a fused kernel must move: three inputs and one output; exp: one in, one out
             extra.insert(
                 "gbps".into(),
@@ -238,19 +237,9 @@ fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, C
             let x = Generator::from_seed(4).uniform(&[big], 0.0, 1.0, DType::F32)?;
             let rows = if quick { 100 } else { 10_000 };
             let m = ops::reshape(&x, &[rows as isize, -1])?;
-            let t = time(quick, || {
-                Ok(drop(std::hint::black_box(ops::reduce_sum(
-                    &x,
-                    Axes::All,
-                    false,
-                )?)))
-            })?;
-            let r = time(quick, || {
-                Ok(drop(std::hint::black_box(ops::reduce_sum(&m, 1, false)?)))
-            })?;
-            let r0 = time(quick, || {
-                Ok(drop(std::hint::black_box(ops::reduce_sum(&m, 0, false)?)))
-            })?;
+            let t = time(quick, || sink(ops::reduce_sum(&x, Axes::All, false)?))?;
+            let r = time(quick, || sink(ops::reduce_sum(&m, 1, false)?))?;
+            let r0 = time(quick, || sink(ops::reduce_sum(&m, 0, false)?))?;
             extra.insert("gbps".into(), json!(4.0 * big as f64 / (t.median_us * 1e3)));
             extra.insert("axis1_median_us".into(), json!(r.median_us));
             extra.insert(
