@@ -290,8 +290,8 @@ pub fn run(a: BenchArgs) -> std::result::Result<(), CliError> {
     }
     if !a.json {
         println!(
-            "{:<12} {:>8} {:>14} {:>14} {:>14}  {}",
-            "workload", "iters", "median µs", "min µs", "max µs", "figures"
+            "{:<12} {:>8} {:>14} {:>14} {:>14}  figures",
+            "workload", "iters", "median µs", "min µs", "max µs"
         );
     }
     for name in &names {
