@@ -25,9 +25,9 @@ pub enum Loss {
 pub enum Optimizer {
     /// Plain gradient descent: v -= lr · dv (the tutorial's).
     Sgd,
-    /// SGD with momentum (not available yet: arrives with the optimizers).
+    /// SGD with momentum 0.9 (Keras's update rule).
     Momentum,
-    /// Adam (not available yet: arrives with the optimizers).
+    /// Adam with Keras's defaults besides the learning rate.
     Adam,
 }
 
@@ -147,13 +147,6 @@ impl Args {
         if self.epochs == 0 {
             return bad("--epochs 0: at least one epoch is needed".into());
         }
-        if self.optimizer != Optimizer::Sgd {
-            return bad(format!(
-                "--optimizer {:?}: not available yet (it arrives with gradtape's optimizers); use sgd",
-                self.optimizer
-            )
-            .to_lowercase());
-        }
         if self.data.is_none() {
             if self.points < 2 {
                 return bad(format!(
@@ -209,6 +202,14 @@ fn train(
         )
     };
     let (a, b) = (var("a"), var("b"));
+    // sgd is the tutorial's own update (`assign_sub(da * lr)`); the others are the library's.
+    let mut opt: Option<Box<dyn gradtape::optimizers::Optimizer>> = match args.optimizer {
+        Optimizer::Sgd => None,
+        Optimizer::Momentum => Some(Box::new(
+            gradtape::optimizers::SGD::new(args.lr).momentum(0.9),
+        )),
+        Optimizer::Adam => Some(Box::new(gradtape::optimizers::Adam::new(args.lr))),
+    };
     let loss_kind = args.loss;
     let loss = |y_pred: &Tensor| -> gradtape::Result<Tensor> {
         let sq = ops::square(&ops::subtract(y, y_pred)?)?;
@@ -257,8 +258,13 @@ fn train(
         if trace {
             t.explained = Some((traced, scalar(&da), scalar(&db)));
         }
-        a.assign_sub(&ops::multiply(&da, &args.lr)?)?;
-        b.assign_sub(&ops::multiply(&db, &args.lr)?)?;
+        match opt.as_mut() {
+            None => {
+                a.assign_sub(&ops::multiply(&da, &args.lr)?)?;
+                b.assign_sub(&ops::multiply(&db, &args.lr)?)?;
+            }
+            Some(o) => o.apply_gradients(&[(Some(da), &a), (Some(db), &b)])?,
+        }
     }
     t.final_loss = scalar(&loss(&model()?)?);
     t.train_seconds = start.elapsed().as_secs_f64();

@@ -323,7 +323,7 @@ fn bad_input_is_one_line_exit_2_and_nothing_written() {
     refused(&s, &["--lr", "nan"], &["--lr NaN"]);
     refused(&s, &["--epochs", "0"], &["--epochs 0"]);
     refused(&s, &["--points", "1"], &["--points 1"]);
-    refused(&s, &["--optimizer", "adam"], &["adam", "not available"]);
+    refused(&s, &["--optimizer", "nadam"], &["nadam"]);
     refused(&s, &["--format", "jpg"], &["jpg"]);
     refused(&s, &["--no-such-option"], &["--no-such-option"]);
     // an --out that cannot be a folder
@@ -408,6 +408,39 @@ fn float64_and_mse_options_train() {
         (a - ca).abs() < 0.05 && (b - cb).abs() < 0.1,
         "({a}, {b}) vs ({ca}, {cb})"
     );
+}
+
+#[test]
+fn momentum_and_adam_reach_the_least_squares_fit() {
+    let s = Scratch::new("optimizers");
+    for (opt, lr) in [("momentum", "0.001"), ("adam", "0.05")] {
+        let v = json(&linreg(
+            &s.join("out"),
+            &[
+                "--optimizer",
+                opt,
+                "--lr",
+                lr,
+                "--epochs",
+                "300",
+                "--json",
+                "--no-plots",
+            ],
+        ));
+        assert_eq!(v["optimizer"], opt);
+        let (a, ca) = (
+            v["a"].as_f64().unwrap(),
+            v["closed_form"]["a"].as_f64().unwrap(),
+        );
+        let (b, cb) = (
+            v["b"].as_f64().unwrap(),
+            v["closed_form"]["b"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - ca).abs() < 0.02 && (b - cb).abs() < 0.04,
+            "{opt}: ({a}, {b}) vs ({ca}, {cb})"
+        );
+    }
 }
 
 #[test]
