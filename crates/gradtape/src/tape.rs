@@ -230,7 +230,13 @@ fn recording_count() -> usize {
 fn set_recording(state: &TapeState, on: bool) {
     if state.recording.get() != on {
         state.recording.set(on);
-        RECORDING.with(|r| r.set(if on { r.get() + 1 } else { r.get().saturating_sub(1) }));
+        RECORDING.with(|r| {
+            r.set(if on {
+                r.get() + 1
+            } else {
+                r.get().saturating_sub(1)
+            })
+        });
     }
 }
 
