@@ -123,33 +123,20 @@ pub fn fit(x: &[f64], y: &[f64], epochs: usize, lr: f64, print: bool) -> Result<
     })
 }
 
-/// `x,y` rows of a CSV file (a header row is skipped when it is not numeric).
-pub fn read_csv(path: &str) -> std::result::Result<(Vec<f64>, Vec<f64>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let (mut x, mut y) = (vec![], vec![]);
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let parsed: std::result::Result<Vec<f64>, _> =
-            cells.iter().take(2).map(|c| c.parse::<f64>()).collect();
-        match parsed {
-            Ok(v) if v.len() == 2 => {
-                x.push(v[0]);
-                y.push(v[1]);
-            }
-            _ if n == 0 => continue,
-            _ => {
-                return Err(format!(
-                    "{path}:{}: expected two numbers, got {line:?}",
-                    n + 1
-                ))
-            }
-        }
-    }
-    Ok((x, y))
+/// The first column (x) and second column (y) of a CSV file, through gradtape's reader
+/// (header row optional, `.gz` accepted, errors name the line and column).
+pub fn read_csv(
+    path: &str,
+) -> std::result::Result<(Vec<f64>, Vec<f64>), Box<dyn std::error::Error>> {
+    let table = gradtape::data::read_csv(std::path::Path::new(path))?;
+    let Some(y_column) = table.columns.get(1).cloned() else {
+        return Err(format!("{path}: needs two columns, x and y").into());
+    };
+    let d = table.dataset(&y_column, gradtape::data::Task::Regression, DType::F64)?;
+    let gradtape::data::Target::Values(y) = d.target else {
+        return Err(format!("{path}: y is not numeric").into());
+    };
+    Ok((d.features.to_vec::<f64>()?, y.to_vec::<f64>()?))
 }
 
 #[allow(dead_code)]

@@ -42,8 +42,19 @@ impl Mean {
     /// assert_eq!(m.result(), 1.0);
     /// ```
     pub fn update(&mut self, v: f64) {
-        self.total += v;
-        self.count += 1.0;
+        self.update_weighted(v, 1.0);
+    }
+    /// Adds a value that counts `weight` times (a batch's mean, weighted by its size).
+    ///
+    /// ```
+    /// let mut m = gradtape::metrics::Mean::default();
+    /// m.update_weighted(1.0, 3.0);
+    /// m.update(5.0);
+    /// assert_eq!(m.result(), 2.0);
+    /// ```
+    pub fn update_weighted(&mut self, v: f64, weight: f64) {
+        self.total += v * weight;
+        self.count += weight;
     }
     /// The mean so far (0 before any value).
     ///

@@ -89,7 +89,6 @@ pub(crate) struct Entry {
 
 /// The state of one tape, shared by the handle the user holds and this thread's active list.
 pub struct TapeState {
-    persistent: bool,
     watch_accessed_variables: bool,
     /// On this thread's active list and not paused.
     recording: Cell<bool>,
@@ -637,9 +636,8 @@ pub struct Tape {
 }
 
 impl Tape {
-    fn start(persistent: bool, watch_accessed_variables: bool, trace: bool) -> Tape {
+    fn start(watch_accessed_variables: bool, trace: bool) -> Tape {
         let state = Rc::new(TapeState {
-            persistent,
             watch_accessed_variables,
             recording: Cell::new(false),
             active: Cell::new(true),
@@ -871,7 +869,7 @@ impl TapeBuilder {
     /// ```
     pub fn start(self) -> GradientTape {
         GradientTape {
-            tape: Tape::start(false, self.watch_accessed_variables, self.trace),
+            tape: Tape::start(self.watch_accessed_variables, self.trace),
         }
     }
     /// Starts a tape that allows any number of gradient calls.
@@ -882,7 +880,7 @@ impl TapeBuilder {
     /// ```
     pub fn start_persistent(self) -> PersistentTape {
         PersistentTape {
-            tape: Tape::start(true, self.watch_accessed_variables, self.trace),
+            tape: Tape::start(self.watch_accessed_variables, self.trace),
         }
     }
 }
@@ -1163,7 +1161,6 @@ impl PersistentTape {
         sources: &[&dyn Source],
         options: &GradientOptions,
     ) -> Result<Vec<Option<Tensor>>> {
-        debug_assert!(self.tape.state.persistent);
         let keys = Tape::key_list(sources);
         let traced = self.tape.traced(&keys);
         let entries = self.tape.state.entries.borrow().clone();

@@ -267,14 +267,9 @@ pub fn fit(
                 grads.into_iter().zip(&vars).collect();
             opt.apply_gradients(&pairs)?;
             let n = xb.shape()[0] as f64;
-            for _ in 0..n as usize {
-                loss_m.update(l);
-            }
+            loss_m.update_weighted(l, n);
             if classification {
-                let a = sparse_categorical_accuracy(&yb, &scores)?;
-                for _ in 0..n as usize {
-                    acc_m.update(a);
-                }
+                acc_m.update_weighted(sparse_categorical_accuracy(&yb, &scores)?, n);
             }
         }
         let (val_loss, val_accuracy) = match validation {
