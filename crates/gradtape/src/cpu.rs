@@ -13,11 +13,14 @@ use crate::shape::{for_each_row, Layout};
 
 /// Elements below which a kernel stays on one thread.
 pub(crate) const PAR_MIN: usize = 1 << 17;
-const CHUNK: usize = 1 << 15;
+pub(crate) const CHUNK: usize = 1 << 15;
 
 /// Builds a vector of `n` elements by letting `f(start, chunk)` write each chunk, in parallel
 /// when `n` is large. Every caller writes every element of the chunk it is given.
-fn fill<U: Element>(n: usize, f: impl Fn(usize, &mut [MaybeUninit<U>]) + Sync) -> Vec<U> {
+pub(crate) fn fill<U: Element>(
+    n: usize,
+    f: impl Fn(usize, &mut [MaybeUninit<U>]) + Sync,
+) -> Vec<U> {
     let mut v = crate::storage::pool::take::<U>(n);
     let spare = &mut v.spare_capacity_mut()[..n];
     if n >= PAR_MIN {
@@ -178,30 +181,37 @@ pub(crate) fn zip3<C: Copy, T: Copy, U>(
     out
 }
 
-/// Folds a contiguous slice with eight independent accumulators (so the loop vectorizes) in
-/// blocks of 1,024, which also keeps float sums accurate for long rows.
+/// Folds a contiguous slice in blocks of 1,024 (see [`fold_block`]), which also keeps float
+/// sums accurate for long rows.
 #[inline]
 fn fold_slice<T: Copy>(s: &[T], init: T, f: &impl Fn(T, T) -> T) -> T {
     let mut total = init;
     for block in s.chunks(1024) {
-        let mut acc = [init; 8];
-        let chunks = block.chunks_exact(8);
-        let rem = chunks.remainder();
-        for c in chunks {
-            for i in 0..8 {
-                acc[i] = f(acc[i], c[i]);
-            }
-        }
-        let mut r = f(
-            f(f(acc[0], acc[1]), f(acc[2], acc[3])),
-            f(f(acc[4], acc[5]), f(acc[6], acc[7])),
-        );
-        for &x in rem {
-            r = f(r, x);
-        }
-        total = f(total, r);
+        total = f(total, fold_block(block, init, f));
     }
     total
+}
+
+/// Folds one block with eight independent accumulators, so the loop vectorizes. Fused
+/// reductions ([`crate::fusion`]) fold their blocks with it too, to sum in the same order.
+#[inline]
+pub(crate) fn fold_block<T: Copy>(block: &[T], init: T, f: &impl Fn(T, T) -> T) -> T {
+    let mut acc = [init; 8];
+    let chunks = block.chunks_exact(8);
+    let rem = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = f(acc[i], c[i]);
+        }
+    }
+    let mut r = f(
+        f(f(acc[0], acc[1]), f(acc[2], acc[3])),
+        f(f(acc[4], acc[5]), f(acc[6], acc[7])),
+    );
+    for &x in rem {
+        r = f(r, x);
+    }
+    r
 }
 
 /// How a contiguous tensor splits around a block of consecutive reduced axes.

@@ -266,6 +266,8 @@ pub trait Float: Num + Div<Output = Self> {
     fn cos(self) -> Self;
     /// Hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// `self` to the power `e`.
+    fn powf(self, e: Self) -> Self;
     /// Round half to even (TensorFlow's `round`).
     fn round_even(self) -> Self;
     /// NaN.
@@ -306,6 +308,10 @@ macro_rules! float {
             #[inline(always)]
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
+            }
+            #[inline(always)]
+            fn powf(self, e: Self) -> Self {
+                <$t>::powf(self, e)
             }
             #[inline(always)]
             fn round_even(self) -> Self {

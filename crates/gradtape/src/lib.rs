@@ -47,6 +47,7 @@ pub mod data;
 mod display;
 mod dtype;
 mod error;
+pub mod fusion;
 pub mod layers;
 pub mod losses;
 pub mod metrics;

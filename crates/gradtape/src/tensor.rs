@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::cpu;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
+use crate::fusion::Pending;
 use crate::shape::{numel, Layout};
 use crate::storage::{CpuStorage, Storage};
 
@@ -43,11 +44,22 @@ struct Inner {
     dtype: DType,
 }
 
+/// A tensor that may have been dropped (a [`Tensor`] without the ownership).
+pub(crate) struct WeakTensor(std::sync::Weak<Inner>);
+
+impl WeakTensor {
+    pub(crate) fn upgrade(&self) -> Option<Tensor> {
+        self.0.upgrade().map(|inner| Tensor { inner })
+    }
+}
+
 /// A fresh tensor owns its storage in the same allocation as its handle (one allocation fewer
-/// per op than a separately shared storage); a view holds the tensor that owns the storage.
+/// per op than a separately shared storage); a view holds the tensor that owns the storage; a
+/// pending tensor holds the graph that computes it (see [`crate::fusion`]).
 enum Data {
     Own(Storage),
     View(Tensor),
+    Pending(Box<Pending>),
 }
 
 impl Tensor {
@@ -69,10 +81,42 @@ impl Tensor {
         Tensor::from_storage(T::into_storage(v), shape)
     }
 
+    pub(crate) fn from_pending(p: Pending, shape: &[usize], dtype: DType) -> Tensor {
+        Tensor {
+            inner: Arc::new(Inner {
+                id: next_id(),
+                data: Data::Pending(Box::new(p)),
+                layout: Layout::contiguous(shape),
+                dtype,
+            }),
+        }
+    }
+
+    /// The graph that will compute this tensor, while it has not run: the tensor's own, or
+    /// its owner's when this is a view of all of the owner's elements in order (a reshape).
+    /// Returns the tensor that holds the graph.
+    pub(crate) fn pending(&self) -> Option<(&Tensor, &Pending)> {
+        let (owner, p) = match &self.inner.data {
+            Data::Own(_) => return None,
+            Data::Pending(p) => (self, p),
+            Data::View(owner) => match &owner.inner.data {
+                Data::Pending(p)
+                    if self.layout().offset == 0
+                        && self.numel() == owner.numel()
+                        && self.layout().is_contiguous() =>
+                {
+                    (owner, p)
+                }
+                _ => return None,
+            },
+        };
+        (!p.is_realized()).then_some((owner, &**p))
+    }
+
     /// A new tensor over the same storage with another layout (and a new id).
     pub(crate) fn view(&self, layout: Layout) -> Tensor {
         let owner = match &self.inner.data {
-            Data::Own(_) => self.clone(),
+            Data::Own(_) | Data::Pending(_) => self.clone(),
             Data::View(owner) => owner.clone(),
         };
         Tensor {
@@ -85,6 +129,10 @@ impl Tensor {
         }
     }
 
+    pub(crate) fn downgrade(&self) -> WeakTensor {
+        WeakTensor(Arc::downgrade(&self.inner))
+    }
+
     /// The same elements under a new id, so that no tape connects it to `self`.
     pub(crate) fn with_new_id(&self) -> Tensor {
         self.view(self.inner.layout.clone())
@@ -94,6 +142,38 @@ impl Tensor {
         match &self.inner.data {
             Data::Own(s) => s,
             Data::View(owner) => owner.storage(),
+            Data::Pending(p) => p.storage(self.dtype(), self.numel()),
+        }
+    }
+
+    /// Computes a pending tensor's elements now (see [`crate::fusion`]); a no-op for every
+    /// other tensor. Reading the elements does this anyway: call it to time the work where it
+    /// belongs, or to let the graph release the operands it keeps alive.
+    ///
+    /// ```
+    /// use gradtape::{fusion, ops, Tensor};
+    /// let x = Tensor::ones(&[fusion::DEFAULT_MIN_ELEMENTS], gradtape::DType::F32);
+    /// let y = ops::add(&x, &1.0)?;
+    /// assert!(!y.is_realized());
+    /// assert!(y.realize().is_realized());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn realize(&self) -> &Tensor {
+        let _ = self.storage();
+        self
+    }
+
+    /// False while a tensor is pending: an elementwise result on a large tensor whose elements
+    /// have not been needed yet (see [`crate::fusion`]).
+    ///
+    /// ```
+    /// assert!(gradtape::Tensor::scalar(1.0f32).is_realized());
+    /// ```
+    pub fn is_realized(&self) -> bool {
+        match &self.inner.data {
+            Data::Own(_) => true,
+            Data::View(owner) => owner.is_realized(),
+            Data::Pending(p) => p.is_realized(),
         }
     }
 

@@ -244,6 +244,8 @@ impl Variable {
                 ),
             ));
         }
+        // Computed now: a pending value would keep its operands (often the old value) alive.
+        t.realize();
         // A fresh id: nothing recorded about how `t` was made reaches through the variable.
         let t = t.with_new_id();
         match self.inner.value.write() {

@@ -503,7 +503,19 @@ fn check(name: &str, c: &Case, g: &mut Generator) -> std::result::Result<(), Str
 
 #[test]
 fn every_differentiable_op_matches_finite_differences() {
-    let mut g = Generator::from_seed(7);
+    check_every_op(7);
+}
+
+/// The same table with elementwise ops pending and full reductions fused at every size
+/// (`gradtape::fusion`, which otherwise starts at 2¹⁸ elements).
+#[test]
+fn every_differentiable_op_matches_finite_differences_when_fused() {
+    gradtape::fusion::set_min_elements(1);
+    check_every_op(8);
+}
+
+fn check_every_op(seed: u64) {
+    let mut g = Generator::from_seed(seed);
     let mut recorded = BTreeSet::new();
     let mut failures = vec![];
     for (name, make) in rows() {

@@ -271,6 +271,19 @@ fn check_case(case: &Value) -> std::result::Result<(), String> {
 
 #[test]
 fn values_and_gradients_match_tensorflow() {
+    check_all_cases();
+}
+
+/// The same cases with every elementwise op pending and every full reduction fused
+/// (`gradtape::fusion`), which otherwise only starts at 2¹⁸ elements: forward values, tape
+/// gradients and nested-tape second derivatives through pending graphs.
+#[test]
+fn values_and_gradients_match_tensorflow_when_fused() {
+    gradtape::fusion::set_min_elements(1);
+    check_all_cases();
+}
+
+fn check_all_cases() {
     let text = include_str!("fixtures/tf_ops.json");
     let fixture: Value = serde_json::from_str(text).unwrap();
     let cases = fixture["cases"].as_array().unwrap();

@@ -3,6 +3,7 @@
 use crate::cpu;
 use crate::dtype::{Element, Float, Num};
 use crate::error::{Error, Result};
+use crate::fusion;
 use crate::shape::broadcast_shapes;
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
@@ -71,6 +72,9 @@ macro_rules! unary_ops {
                 }
                 let x = x.operand().into_tensor();
                 unary(stringify!($name), &x, UnarySaves::$kind, grad, |x| {
+                    if let Some(y) = fusion::unary(x, fusion::unary_kernel!(fwd)) {
+                        return Ok(y);
+                    }
                     dispatch_float!(stringify!($name), x.dtype(), T => map_tensor::<T, T>(x, fwd::<T>))
                 })
             }
@@ -282,6 +286,17 @@ pub(crate) fn zip_tensors<T: Element, U: Element>(
     Ok(Tensor::from_elems(cpu::zip(da, &la, db, &lb, f), &shape))
 }
 
+/// The forward of a binary op from its one element function: a pending tensor when
+/// [`crate::fusion`] takes it (large float operands), the eager kernel otherwise.
+macro_rules! forward2 {
+    ($op:literal, $dispatch:ident, $a:expr, $b:expr, |$p:ident, $q:ident| $e:expr) => {
+        match fusion::binary($a, $b, fusion::binary_kernel!(|$p, $q| $e)) {
+            Some(t) => t,
+            None => $dispatch!($op, $a.dtype(), T => zip_tensors::<T, T>($op, $a, $b, |$p, $q| $e)?),
+        }
+    };
+}
+
 /// What a binary gradient rule needs kept from the forward pass (a tape keeps only that).
 #[derive(Clone, Copy, PartialEq)]
 enum Saves {
@@ -356,8 +371,7 @@ fn record_binary(
 /// ```
 pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    let out =
-        dispatch_num!("add", a.dtype(), T => zip_tensors::<T, T>("add", &a, &b, |p, q| p.wadd(q))?);
+    let out = forward2!("add", dispatch_num, &a, &b, |p, q| p.wadd(q));
     record_binary("add", &a, &b, &out, Saves::Nothing, |_, g, _| Ok(g.clone()));
     Ok(out)
 }
@@ -373,7 +387,7 @@ pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    let out = dispatch_num!("subtract", a.dtype(), T => zip_tensors::<T, T>("subtract", &a, &b, |p, q| p.wsub(q))?);
+    let out = forward2!("subtract", dispatch_num, &a, &b, |p, q| p.wsub(q));
     record_binary("subtract", &a, &b, &out, Saves::Nothing, |_, g, i| {
         if i == 0 {
             Ok(g.clone())
@@ -395,7 +409,7 @@ pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    let out = dispatch_num!("multiply", a.dtype(), T => zip_tensors::<T, T>("multiply", &a, &b, |p, q| p.wmul(q))?);
+    let out = forward2!("multiply", dispatch_num, &a, &b, |p, q| p.wmul(q));
     record_binary("multiply", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
         if i == 0 {
@@ -423,7 +437,7 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if a.dtype() == crate::DType::I64 && b.dtype() == crate::DType::I64 {
         return divide(&cast(&a, crate::DType::F64)?, &cast(&b, crate::DType::F64)?);
     }
-    let out = dispatch_float!("divide", a.dtype(), T => zip_tensors::<T, T>("divide", &a, &b, |p, q| p / q)?);
+    let out = forward2!("divide", dispatch_float, &a, &b, |p, q| p / q);
     record_binary("divide", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
         if i == 0 {
@@ -446,7 +460,7 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    let out = dispatch_num!("maximum", a.dtype(), T => zip_tensors::<T, T>("maximum", &a, &b, |p, q| p.max_(q))?);
+    let out = forward2!("maximum", dispatch_num, &a, &b, |p, q| p.max_(q));
     record_binary("maximum", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
         let mask = greater_equal(a, b)?;
@@ -470,7 +484,7 @@ pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    let out = dispatch_num!("minimum", a.dtype(), T => zip_tensors::<T, T>("minimum", &a, &b, |p, q| p.min_(q))?);
+    let out = forward2!("minimum", dispatch_num, &a, &b, |p, q| p.min_(q));
     record_binary("minimum", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
         let mask = less_equal(a, b)?;
@@ -495,7 +509,7 @@ pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn pow(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    let out = dispatch_float!("pow", a.dtype(), T => zip_tensors::<T, T>("pow", &a, &b, |p, q| p.powf(q))?);
+    let out = forward2!("pow", dispatch_float, &a, &b, |p, q| p.powf(q));
     record_binary("pow", &a, &b, &out, Saves::InputsAndOutput, |s, g, i| {
         let (a, b, z) = (s.a()?, s.b()?, s.out()?);
         if i == 0 {

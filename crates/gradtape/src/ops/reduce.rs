@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use crate::cpu::{self, Split3};
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
+use crate::fusion::{self, Fold};
 use crate::shape::normalize_axes;
 use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
@@ -154,7 +155,12 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
     let x = x.operand().into_tensor();
     let axes = axis.into().resolve(op, x.rank())?;
     let shape = reduced_shape(x.shape(), &axes, keepdims);
-    let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ZERO, |p, q| p.wadd(q))?);
+    let out = match fusion::fold(&x, &shape, Fold::Sum) {
+        Some(t) => t,
+        None => {
+            dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ZERO, |p, q| p.wadd(q))?)
+        }
+    };
     tape::record(op, &[&x], &out, || {
         let in_shape = x.shape().to_vec();
         move |g: &Tensor, _: &[bool]| Ok([Some(spread(g, &in_shape, &axes)?)])
@@ -176,7 +182,7 @@ fn axes_list(axes: &[usize]) -> Axes {
 }
 
 macro_rules! extreme {
-    ($(#[$doc:meta])* $name:ident, $init:ident, $f:ident) => {
+    ($(#[$doc:meta])* $name:ident, $init:ident, $f:ident, $fold:ident) => {
         $(#[$doc])*
         ///
         /// # Errors
@@ -186,7 +192,10 @@ macro_rules! extreme {
             let x = x.operand().into_tensor();
             let axes = axis.into().resolve(op, x.rank())?;
             let shape = reduced_shape(x.shape(), &axes, keepdims);
-            let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::$init, |p, q| p.$f(q))?);
+            let out = match fusion::fold(&x, &shape, Fold::$fold) {
+                Some(t) => t,
+                None => dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::$init, |p, q| p.$f(q))?),
+            };
             tape::record(op, &[&x], &out, || {
                 let (x, y) = (x.clone(), out.clone());
                 move |g: &Tensor, _: &[bool]| Ok([Some(extreme_grad(&x, &y, g, &axes)?)])
@@ -204,7 +213,7 @@ extreme!(
     /// assert_eq!(gradtape::ops::reduce_max(&x, gradtape::Axes::All, false)?.to_scalar::<f32>()?, 5.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    reduce_max, LOWEST, max_
+    reduce_max, LOWEST, max_, Max
 );
 extreme!(
     /// Minimum over `axis` (infinity over an empty axis). Ties share the gradient.
@@ -214,7 +223,7 @@ extreme!(
     /// assert_eq!(gradtape::ops::reduce_min(&x, 0, false)?.to_scalar::<f32>()?, 1.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    reduce_min, HIGHEST, min_
+    reduce_min, HIGHEST, min_, Min
 );
 
 /// Product over `axis`. The gradient is exact with zeros in the input: each element gets the

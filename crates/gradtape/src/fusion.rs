@@ -1,0 +1,728 @@
+//! Lazy fusion of elementwise chains on large tensors.
+//!
+//! On ten million floats an eager op spends its time moving memory, not computing: `a + b·x`
+//! reads `x` and writes a 40 MB `b·x`, then reads that back to add `a` and writes another 40 MB.
+//! So at [`min_elements`] elements and above, an elementwise op on float tensors does not
+//! compute: it returns a *pending* tensor that remembers the op and its operands, a small
+//! expression graph. The graph runs when its elements are needed, in one pass, a block of 1,024
+//! elements at a time so that every intermediate stays in cache:
+//!
+//! - a reduction over all elements (`reduce_sum`, `reduce_max`, `reduce_min`) folds the blocks
+//!   as they are made, and nothing of the chain is ever written to memory;
+//! - anything else that reads the elements (another op, `to_vec`, a variable assignment,
+//!   [`crate::Tensor::realize`]) computes them once and keeps them.
+//!
+//! Nothing changes for the user: a pending tensor has its shape and dtype, records on tapes like
+//! any other, and gives the same bits as eager evaluation (the same per-element functions and
+//! the same summation order). The price is recomputation: a pending tensor read by two fused
+//! reductions is computed twice. For arithmetic that is cheaper than a trip through memory;
+//! graphs are capped at [`MAX_NODES`] ops so that no chain grows without bound (a bigger one is
+//! computed eagerly, which realizes its pending operands).
+//!
+//! Small tensors stay eager: below the threshold the data sit in cache anyway and building a
+//! graph would cost more than it saves. A CUDA backend would compile the same graphs into one
+//! kernel each; the graph is device-neutral, only [`Typed`] is host code.
+
+use std::cell::{Cell, RefCell};
+use std::sync::{Mutex, OnceLock};
+
+use rayon::prelude::*;
+
+use crate::cpu::{self, CHUNK, PAR_MIN};
+use crate::dtype::{DType, Element, Float, Num};
+use crate::shape::{broadcast_shapes, numel};
+use crate::storage::{CpuStorage, Storage};
+use crate::tensor::{Tensor, WeakTensor};
+
+/// Elementwise results with at least this many elements are pending unless changed by
+/// [`set_min_elements`]: 2¹⁸ floats (1 MB in float32), about where a tensor stops fitting
+/// in a core's cache.
+pub const DEFAULT_MIN_ELEMENTS: usize = 1 << 18;
+
+/// The largest graph one pending tensor may stand for, in ops.
+pub const MAX_NODES: usize = 16;
+
+/// Elements computed together: every intermediate of a block stays in the L1/L2 cache.
+const BLOCK: usize = 1024;
+
+thread_local! {
+    static MIN_ELEMENTS: Cell<usize> = const { Cell::new(DEFAULT_MIN_ELEMENTS) };
+}
+
+/// The size from which elementwise ops on this thread return pending tensors.
+///
+/// ```
+/// assert_eq!(gradtape::fusion::min_elements(), gradtape::fusion::DEFAULT_MIN_ELEMENTS);
+/// ```
+pub fn min_elements() -> usize {
+    MIN_ELEMENTS.with(Cell::get)
+}
+
+/// Sets the size from which elementwise ops on this thread return pending tensors;
+/// `usize::MAX` makes every op eager. Results do not depend on it, only speed and memory do.
+///
+/// ```
+/// use gradtape::{fusion, ops, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?;
+/// fusion::set_min_elements(1);
+/// let y = ops::exp(&ops::multiply(&x, &2.0)?)?;
+/// assert!(!y.is_realized());
+/// fusion::set_min_elements(usize::MAX);
+/// let z = ops::exp(&ops::multiply(&x, &2.0)?)?;
+/// assert!(z.is_realized());
+/// assert_eq!(y.to_vec::<f32>()?, z.to_vec::<f32>()?);
+/// fusion::set_min_elements(fusion::DEFAULT_MIN_ELEMENTS);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn set_min_elements(n: usize) {
+    MIN_ELEMENTS.with(|m| m.set(n.max(1)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels: one elementwise function over a block, for each float type
+
+/// One operand of a block kernel: a block of elements, or one value for every element.
+#[derive(Clone, Copy)]
+pub(crate) enum Arg<'a, T> {
+    Block(&'a [T]),
+    Scalar(T),
+}
+
+/// A unary function over a block, made by [`unary_kernel!`] from the op's own element function:
+/// for each float type, a baseline build and one for CPUs with AVX2 (see [`wide`]).
+pub(crate) struct UnaryKernel {
+    pub f32: [UnaryFn<f32>; 2],
+    pub f64: [UnaryFn<f64>; 2],
+}
+
+pub(crate) type UnaryFn<T> = fn(Arg<T>, &mut [T]);
+pub(crate) type BinaryFn<T> = fn(Arg<T>, Arg<T>, &mut [T]);
+
+/// A binary function over a block, made by [`binary_kernel!`] from the op's element function.
+pub(crate) struct BinaryKernel {
+    pub f32: [BinaryFn<f32>; 2],
+    pub f64: [BinaryFn<f64>; 2],
+}
+
+/// 1 when this CPU runs the AVX2 builds of the block kernels, 0 otherwise. A fused graph runs
+/// a dozen kernels per element where eager code runs one, so it is bound by arithmetic rather
+/// than memory, and twice the lanes pay. Only the width changes: the same IEEE operations give
+/// the same bits (no fused multiply-add is enabled).
+pub(crate) fn wide() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        usize::from(std::arch::is_x86_feature_detected!("avx2"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}
+
+/// The baseline and AVX2 builds of one block function `$body` with arguments `$args`.
+macro_rules! builds {
+    ($body:ident, $T:ident, ($($a:ident: $ty:ty),*)) => {{
+        fn plain<$T: $crate::dtype::Float>($($a: $ty),*) {
+            $body($($a),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<$T: $crate::dtype::Float>($($a: $ty),*) {
+            $body($($a),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        fn wide<$T: $crate::dtype::Float>($($a: $ty),*) {
+            // SAFETY: `fusion::wide()` picks this build only on CPUs that have AVX2.
+            unsafe { avx2($($a),*) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        use plain as wide;
+        ([plain::<f32>, wide::<f32>], [plain::<f64>, wide::<f64>])
+    }};
+}
+
+/// The block kernels of a unary element function `fn<T: Float>(T) -> T`.
+macro_rules! unary_kernel {
+    ($f:ident) => {{
+        #[inline(always)]
+        fn body<T: $crate::dtype::Float>(x: $crate::fusion::Arg<T>, out: &mut [T]) {
+            match x {
+                $crate::fusion::Arg::Block(x) => {
+                    for (o, &v) in out.iter_mut().zip(x) {
+                        *o = $f(v);
+                    }
+                }
+                $crate::fusion::Arg::Scalar(v) => out.fill($f(v)),
+            }
+        }
+        static K: $crate::fusion::UnaryKernel = {
+            let (f32, f64) =
+            $crate::fusion::builds!(body, T, (x: $crate::fusion::Arg<T>, out: &mut [T]));
+            $crate::fusion::UnaryKernel { f32, f64 }
+        };
+        &K
+    }};
+}
+
+/// The block kernels of a binary element function written as `|p, q| expr` over `T: Float`.
+macro_rules! binary_kernel {
+    (|$p:ident, $q:ident| $e:expr) => {{
+        #[inline(always)]
+        fn body<T: $crate::dtype::Float>(
+            a: $crate::fusion::Arg<T>,
+            b: $crate::fusion::Arg<T>,
+            out: &mut [T],
+        ) {
+            use $crate::fusion::Arg::{Block, Scalar};
+            match (a, b) {
+                (Block(a), Block(b)) => {
+                    for ((o, &$p), &$q) in out.iter_mut().zip(a).zip(b) {
+                        *o = $e;
+                    }
+                }
+                (Block(a), Scalar($q)) => {
+                    for (o, &$p) in out.iter_mut().zip(a) {
+                        *o = $e;
+                    }
+                }
+                (Scalar($p), Block(b)) => {
+                    for (o, &$q) in out.iter_mut().zip(b) {
+                        *o = $e;
+                    }
+                }
+                (Scalar($p), Scalar($q)) => out.fill($e),
+            }
+        }
+        static K: $crate::fusion::BinaryKernel = {
+            let (f32, f64) = $crate::fusion::builds!(
+                body,
+                T,
+                (a: $crate::fusion::Arg<T>, b: $crate::fusion::Arg<T>, out: &mut [T])
+            );
+            $crate::fusion::BinaryKernel { f32, f64 }
+        };
+        &K
+    }};
+}
+
+pub(crate) use {binary_kernel, builds, unary_kernel};
+
+// ---------------------------------------------------------------------------------------------
+// Pending tensors
+
+#[derive(Clone, Copy)]
+enum Op {
+    Unary(&'static UnaryKernel),
+    Binary(&'static BinaryKernel),
+    /// A reduction of all of the input's elements to one.
+    Fold(Fold),
+}
+
+/// One op of a graph and the tensors it reads (pending or computed).
+#[derive(Clone)]
+struct Node {
+    op: Op,
+    inputs: Vec<Tensor>,
+}
+
+/// What a pending tensor holds: its graph until computed, then its elements.
+pub(crate) struct Pending {
+    node: Mutex<Option<Node>>,
+    value: OnceLock<Storage>,
+    /// Elementwise ops in the graph, counting shared ones once per use (an upper bound).
+    size: usize,
+    /// A pending reduction: one element, never inlined into another graph.
+    fold: bool,
+}
+
+impl Pending {
+    fn new(node: Node, size: usize) -> Pending {
+        let fold = matches!(node.op, Op::Fold(_));
+        Pending {
+            node: Mutex::new(Some(node)),
+            value: OnceLock::new(),
+            size,
+            fold,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Node>> {
+        self.node.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The graph, while nobody has started computing the elements.
+    fn node(&self) -> Option<Node> {
+        if self.value.get().is_some() {
+            return None;
+        }
+        self.lock().clone()
+    }
+
+    pub(crate) fn is_realized(&self) -> bool {
+        self.value.get().is_some()
+    }
+
+    /// The elements, computed on first use. The graph (and with it every operand it kept
+    /// alive) is dropped as computing starts; taking it also marks the tensor as in progress,
+    /// so that no other graph run picks it up meanwhile.
+    pub(crate) fn storage(&self, dtype: DType, n: usize) -> &Storage {
+        self.value.get_or_init(|| {
+            let node = self.lock().take();
+            Storage::new(match (node, dtype) {
+                (
+                    Some(Node {
+                        op: Op::Fold(f),
+                        inputs,
+                    }),
+                    DType::F64,
+                ) => run_folds::<f64>(self, f, &inputs[0]),
+                (
+                    Some(Node {
+                        op: Op::Fold(f),
+                        inputs,
+                    }),
+                    _,
+                ) => run_folds::<f32>(self, f, &inputs[0]),
+                (Some(node), dtype) => {
+                    let mut program = Program::default();
+                    let root = program.add(node, n);
+                    match dtype {
+                        DType::F64 => f64::into_storage(Typed::new(&program, n).collect(root)),
+                        _ => f32::into_storage(Typed::new(&program, n).collect(root)),
+                    }
+                }
+                // Unreachable: the graph is taken only here, and this runs once.
+                (None, _) => crate::storage::CpuStorage::F32(Vec::new()),
+            })
+        })
+    }
+
+    /// Stores a value computed by another tensor's graph run.
+    fn set(&self, s: Storage) {
+        // Err means another thread computed it meanwhile: the same bits.
+        let _ = self.value.set(s);
+        self.lock().take();
+    }
+}
+
+/// How an operand of a fusable op enters a graph: `Some(ops it brings)`, or `None` when it
+/// cannot (a broadcast of something bigger than one element, or a strided view).
+fn fusable(t: &Tensor, n: usize) -> Option<usize> {
+    if let Some((_, p)) = t.pending() {
+        if p.fold {
+            return Some(0);
+        }
+        return (t.numel() == n).then_some(p.size);
+    }
+    let l = t.layout();
+    if is_scalar(t) {
+        return Some(0);
+    }
+    (t.numel() == n && l.is_contiguous()).then_some(0)
+}
+
+/// One value for every element: a single element, or a broadcast of one.
+fn is_scalar(t: &Tensor) -> bool {
+    t.numel() == 1 || (t.numel() > 0 && t.layout().strides.iter().all(|&s| s == 0))
+}
+
+fn pending(op: Op, inputs: &[&Tensor], shape: &[usize]) -> Option<Tensor> {
+    let n = numel(shape);
+    let dtype = inputs[0].dtype();
+    if n < min_elements() || !dtype.is_float() || inputs.iter().any(|t| t.dtype() != dtype) {
+        return None;
+    }
+    let mut size = 1;
+    for t in inputs {
+        size += fusable(t, n)?;
+    }
+    if size > MAX_NODES {
+        return None;
+    }
+    let node = Node {
+        op,
+        inputs: inputs.iter().map(|&t| t.clone()).collect(),
+    };
+    Some(Tensor::from_pending(Pending::new(node, size), shape, dtype))
+}
+
+/// `x` through a unary kernel as a pending tensor, or `None` when the op should run eagerly
+/// (too small, not float, or a graph too big).
+pub(crate) fn unary(x: &Tensor, k: &'static UnaryKernel) -> Option<Tensor> {
+    if x.numel() < min_elements() {
+        return None;
+    }
+    pending(Op::Unary(k), &[x], x.shape())
+}
+
+/// `a ∘ b` as a pending tensor (broadcasting only scalars), or `None` to run eagerly.
+pub(crate) fn binary(a: &Tensor, b: &Tensor, k: &'static BinaryKernel) -> Option<Tensor> {
+    if a.numel().max(b.numel()) < min_elements() {
+        return None;
+    }
+    if a.shape() == b.shape() {
+        return pending(Op::Binary(k), &[a, b], a.shape());
+    }
+    let shape = broadcast_shapes("fusion", a.shape(), b.shape()).ok()?;
+    pending(Op::Binary(k), &[a, b], &shape)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions
+
+/// A reduction a pending tensor can be folded into.
+#[derive(Clone, Copy)]
+pub(crate) enum Fold {
+    Sum,
+    Max,
+    Min,
+}
+
+impl Fold {
+    fn init<T: Num>(self) -> T {
+        match self {
+            Fold::Sum => T::ZERO,
+            Fold::Max => T::LOWEST,
+            Fold::Min => T::HIGHEST,
+        }
+    }
+    fn combine<T: Num>(self, p: T, q: T) -> T {
+        match self {
+            Fold::Sum => p.wadd(q),
+            Fold::Max => p.max_(q),
+            Fold::Min => p.min_(q),
+        }
+    }
+    /// One block, exactly as `cpu::reduce3` folds it (so fused and eager agree bit for bit).
+    fn block<T: Num>(self, v: &[T]) -> T {
+        match self {
+            Fold::Sum => cpu::fold_block(v, T::ZERO, &|p: T, q: T| p.wadd(q)),
+            Fold::Max => cpu::fold_block(v, T::LOWEST, &|p: T, q: T| p.max_(q)),
+            Fold::Min => cpu::fold_block(v, T::HIGHEST, &|p: T, q: T| p.min_(q)),
+        }
+    }
+}
+
+/// Most reductions waiting on one thread; the oldest is forgotten (not lost: it still runs
+/// when read) beyond that.
+const MAX_WAITING: usize = 32;
+/// Most instructions in one run of several reductions.
+const MAX_SHARED_INSTS: usize = 48;
+
+thread_local! {
+    /// Pending reductions made on this thread, so that one run can serve several.
+    static WAITING: RefCell<Vec<WeakTensor>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The reduction of all of a pending tensor's elements, itself pending; `None` when `x` is not
+/// pending or the reduction keeps an axis with more than one element.
+///
+/// When it runs, every other pending reduction of this thread that reads no tensor this one
+/// does not read runs in the same pass: the loss and the gradients of a model are reductions
+/// of the same data, and the backward pass asks for them one at a time.
+pub(crate) fn fold(x: &Tensor, out_shape: &[usize], fold: Fold) -> Option<Tensor> {
+    let (_, p) = x.pending()?;
+    if p.fold || numel(out_shape) != 1 {
+        return None;
+    }
+    let node = Node {
+        op: Op::Fold(fold),
+        inputs: vec![x.clone()],
+    };
+    let t = Tensor::from_pending(Pending::new(node, 0), out_shape, x.dtype());
+    WAITING.with(|w| {
+        let mut w = w.borrow_mut();
+        w.retain(|w| w.upgrade().is_some_and(|t| t.pending().is_some()));
+        if w.len() >= MAX_WAITING {
+            w.remove(0);
+        }
+        w.push(t.downgrade());
+    });
+    Some(t)
+}
+
+/// Runs reduction `me` (`f` over `x`) together with the waiting reductions that read nothing
+/// more, stores their values, and returns `me`'s.
+fn run_folds<T: Fusable>(me: &Pending, f: Fold, x: &Tensor) -> CpuStorage {
+    let n = x.numel();
+    let mut program = Program::default();
+    let mut roots = vec![(program.operand(x, n), f)];
+    let mut others = vec![];
+    let waiting: Vec<Tensor> =
+        WAITING.with(|w| w.borrow().iter().filter_map(WeakTensor::upgrade).collect());
+    for t in waiting {
+        let Some((_, p)) = t.pending() else { continue };
+        if std::ptr::eq(p, me) || t.dtype() != T::DTYPE {
+            continue;
+        }
+        let Some(Node {
+            op: Op::Fold(g),
+            inputs,
+        }) = p.node()
+        else {
+            continue;
+        };
+        if inputs[0].numel() != n {
+            continue;
+        }
+        let mut trial = program.clone();
+        let root = trial.operand(&inputs[0], n);
+        // A waiting reduction that reads another pending one (perhaps `me`) runs later.
+        let waits = trial.leaves[program.leaves.len()..]
+            .iter()
+            .any(|t| !t.is_realized());
+        if waits || trial.insts.len() > MAX_SHARED_INSTS || trial.reads_more_than(&program, n) {
+            continue;
+        }
+        program = trial;
+        roots.push((root, g));
+        others.push(t);
+    }
+    let values = Typed::<T>::new(&program, n).fold(&roots);
+    for (t, &v) in others.iter().zip(&values[1..]) {
+        if let Some((_, p)) = t.pending() {
+            p.set(Storage::new(T::into_storage(vec![v])));
+        }
+    }
+    T::into_storage(vec![values[0]])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a graph
+
+#[derive(Clone, Copy)]
+enum Operand {
+    Leaf(usize),
+    Reg(usize),
+}
+
+#[derive(Clone, Copy)]
+enum Kernel {
+    Unary(&'static UnaryKernel),
+    Binary(&'static BinaryKernel),
+}
+
+/// Graphs flattened in dependency order: each instruction writes its own register. Computed
+/// tensors (and pending reductions) are leaves; pending elementwise operands are inlined, once
+/// each however many graphs use them.
+#[derive(Clone, Default)]
+struct Program {
+    leaves: Vec<Tensor>,
+    insts: Vec<(Kernel, [Operand; 2])>,
+    seen: Vec<(u64, Operand)>,
+}
+
+impl Program {
+    /// Adds an elementwise node and what it reads; returns its register.
+    fn add(&mut self, node: Node, n: usize) -> Operand {
+        let mut args = [Operand::Leaf(0); 2];
+        for (slot, t) in args.iter_mut().zip(&node.inputs) {
+            *slot = self.operand(t, n);
+        }
+        let kernel = match node.op {
+            Op::Unary(k) => Kernel::Unary(k),
+            Op::Binary(k) => Kernel::Binary(k),
+            // Reductions are leaves (see `operand`), never nodes of a graph.
+            Op::Fold(_) => return Operand::Leaf(0),
+        };
+        self.insts.push((kernel, args));
+        Operand::Reg(self.insts.len() - 1)
+    }
+
+    fn operand(&mut self, t: &Tensor, n: usize) -> Operand {
+        let inner = t
+            .pending()
+            .filter(|(_, p)| !p.fold)
+            .and_then(|(owner, p)| Some((owner.id(), p.node()?)));
+        let id = inner.as_ref().map_or(t.id(), |(id, _)| *id);
+        if let Some(&(_, o)) = self.seen.iter().find(|(s, _)| *s == id) {
+            return o;
+        }
+        let o = match inner {
+            Some((_, node)) => self.add(node, n),
+            None => {
+                self.leaves.push(t.clone());
+                Operand::Leaf(self.leaves.len() - 1)
+            }
+        };
+        self.seen.push((id, o));
+        o
+    }
+
+    /// True when this program reads an array of `n` elements that `before` (a prefix of it)
+    /// does not: another trip through memory.
+    fn reads_more_than(&self, before: &Program, n: usize) -> bool {
+        let block = |t: &&Tensor| !is_scalar(t) && t.numel() == n;
+        self.leaves[before.leaves.len()..]
+            .iter()
+            .filter(block)
+            .any(|t| {
+                !before
+                    .leaves
+                    .iter()
+                    .filter(block)
+                    .any(|u| u.layout().offset == t.layout().offset && u.shares_storage_with(t))
+            })
+    }
+}
+
+/// The float types graphs run on, and how each picks its kernels.
+pub(crate) trait Fusable: Float {
+    fn unary(k: &UnaryKernel) -> UnaryFn<Self>;
+    fn binary(k: &BinaryKernel) -> BinaryFn<Self>;
+}
+
+impl Fusable for f32 {
+    fn unary(k: &UnaryKernel) -> UnaryFn<f32> {
+        k.f32[wide()]
+    }
+    fn binary(k: &BinaryKernel) -> BinaryFn<f32> {
+        k.f32[wide()]
+    }
+}
+
+impl Fusable for f64 {
+    fn unary(k: &UnaryKernel) -> UnaryFn<f64> {
+        k.f64[wide()]
+    }
+    fn binary(k: &BinaryKernel) -> BinaryFn<f64> {
+        k.f64[wide()]
+    }
+}
+
+enum TypedKernel<T> {
+    Unary(UnaryFn<T>),
+    Binary(BinaryFn<T>),
+}
+
+/// A program bound to its leaves' elements, ready to run on the host.
+struct Typed<'a, T> {
+    leaves: Vec<Arg<'a, T>>,
+    insts: Vec<(TypedKernel<T>, [Operand; 2])>,
+    n: usize,
+}
+
+impl<'a, T: Fusable> Typed<'a, T> {
+    /// Binds the leaves, computing any that are pending reductions.
+    fn new(p: &'a Program, n: usize) -> Self {
+        let leaves = p
+            .leaves
+            .iter()
+            .map(|t| {
+                let l = t.layout();
+                // Leaves were checked to be T when their graph was built.
+                let data = t.data::<T>().unwrap_or(&[]);
+                if is_scalar(t) {
+                    Arg::Scalar(data.get(l.offset).copied().unwrap_or(T::ZERO))
+                } else {
+                    Arg::Block(data.get(l.offset..l.offset + n).unwrap_or(&[]))
+                }
+            })
+            .collect();
+        let insts = p
+            .insts
+            .iter()
+            .map(|&(k, args)| {
+                let k = match k {
+                    Kernel::Unary(k) => TypedKernel::Unary(T::unary(k)),
+                    Kernel::Binary(k) => TypedKernel::Binary(T::binary(k)),
+                };
+                (k, args)
+            })
+            .collect();
+        Typed { leaves, insts, n }
+    }
+
+    /// Runs every instruction over elements `start..start + len`.
+    fn run(&self, start: usize, len: usize, regs: &mut [T]) {
+        for (i, (k, args)) in self.insts.iter().enumerate() {
+            let (done, rest) = regs.split_at_mut(i * BLOCK);
+            let out = &mut rest[..len];
+            let arg = |o: Operand| match o {
+                Operand::Leaf(j) => match self.leaves[j] {
+                    Arg::Block(s) => Arg::Block(&s[start..start + len]),
+                    scalar => scalar,
+                },
+                Operand::Reg(r) => Arg::Block(&done[r * BLOCK..r * BLOCK + len]),
+            };
+            match k {
+                TypedKernel::Unary(f) => f(arg(args[0]), out),
+                TypedKernel::Binary(f) => f(arg(args[0]), arg(args[1]), out),
+            }
+        }
+    }
+
+    /// The block of `o` computed by the last [`Typed::run`].
+    fn values<'r>(
+        &'r self,
+        o: Operand,
+        start: usize,
+        len: usize,
+        regs: &'r [T],
+        scratch: &'r mut Vec<T>,
+    ) -> &'r [T] {
+        match o {
+            Operand::Reg(r) => &regs[r * BLOCK..r * BLOCK + len],
+            Operand::Leaf(j) => match self.leaves[j] {
+                Arg::Block(s) => &s[start..start + len],
+                Arg::Scalar(v) => {
+                    scratch.clear();
+                    scratch.resize(len, v);
+                    scratch
+                }
+            },
+        }
+    }
+
+    fn registers(&self) -> Vec<T> {
+        vec![T::ZERO; self.insts.len() * BLOCK]
+    }
+
+    /// Every element of `root`, written once into a new buffer.
+    fn collect(&self, root: Operand) -> Vec<T> {
+        cpu::fill(self.n, |start, out| {
+            let (mut regs, mut scratch) = (self.registers(), vec![]);
+            for (b, o) in out.chunks_mut(BLOCK).enumerate() {
+                let s = start + b * BLOCK;
+                self.run(s, o.len(), &mut regs);
+                let r = self.values(root, s, o.len(), &regs, &mut scratch);
+                for (o, &v) in o.iter_mut().zip(r) {
+                    o.write(v);
+                }
+            }
+        })
+    }
+
+    /// Each root folded over all elements, in exactly the order `cpu::reduce3` folds a
+    /// computed tensor (chunks of `CHUNK` on rayon's threads, blocks of 1,024 with eight
+    /// lanes), so fused and eager reductions give the same bits.
+    fn fold(&self, roots: &[(Operand, Fold)]) -> Vec<T> {
+        let init: Vec<T> = roots.iter().map(|(_, f)| f.init()).collect();
+        let range = |start: usize, end: usize| {
+            let (mut regs, mut scratch) = (self.registers(), vec![]);
+            let mut totals = init.clone();
+            for s in (start..end).step_by(BLOCK) {
+                let len = BLOCK.min(end - s);
+                self.run(s, len, &mut regs);
+                for (total, &(o, f)) in totals.iter_mut().zip(roots) {
+                    let v = self.values(o, s, len, &regs, &mut scratch);
+                    *total = f.combine(*total, f.block(v));
+                }
+            }
+            totals
+        };
+        if self.n < PAR_MIN {
+            return range(0, self.n);
+        }
+        let parts: Vec<Vec<T>> = (0..self.n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| range(c * CHUNK, ((c + 1) * CHUNK).min(self.n)))
+            .collect();
+        parts.into_iter().fold(init, |mut acc, part| {
+            for ((a, p), &(_, f)) in acc.iter_mut().zip(part).zip(roots) {
+                *a = f.combine(*a, p);
+            }
+            acc
+        })
+    }
+}
