@@ -69,12 +69,14 @@ fn main() -> ExitCode {
             };
         }
     };
-    let result = match cli.command {
+    // On a thread of the compute pool, so that large kernels share work with this thread
+    // rather than waking others and waiting (see `gradtape::threading`).
+    let result = gradtape::threading::install(|| match cli.command {
         Command::Linreg(args) => linreg::run(args),
         Command::Train(args) => train::run_train(args),
         Command::Predict(args) => train::run_predict(args),
         Command::Bench(args) => bench::run(args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError(msg)) => {

@@ -59,6 +59,7 @@ mod shape;
 mod storage;
 mod tape;
 mod tensor;
+pub mod threading;
 pub mod training;
 mod variable;
 

@@ -221,6 +221,11 @@ thread_local! {
     static RECORDING: Cell<usize> = const { Cell::new(0) };
 }
 
+/// True when some tape is recording on this thread.
+pub(crate) fn any_recording() -> bool {
+    recording_count() > 0
+}
+
 #[inline]
 fn recording_count() -> usize {
     RECORDING.with(|r| r.get())

@@ -72,7 +72,7 @@ pub fn reshape(x: &impl AsTensor, shape: &[isize]) -> Result<Tensor> {
     );
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
     if let Some(&i) = unknown.first() {
-        if known == 0 || x.numel() % known != 0 {
+        if known == 0 || !x.numel().is_multiple_of(known) {
             return Err(Error::shape(
                 op,
                 format!(
@@ -576,7 +576,7 @@ pub fn split(x: &impl AsTensor, num: usize, axis: isize) -> Result<Vec<Tensor>> 
     let x = tensor(x);
     let ax = normalize_axis(op, axis, x.rank())?;
     let d = x.shape()[ax];
-    if num == 0 || d % num != 0 {
+    if num == 0 || !d.is_multiple_of(num) {
         return Err(Error::arg(
             op,
             format!(
