@@ -38,7 +38,9 @@
 //! ```
 //!
 //! Modules follow TensorFlow's concepts: [`Tensor`], [`ops`] (`tf.*` and `tf.math.*` under the
-//! same names), [`Variable`], [`GradientTape`] / [`PersistentTape`], [`random`].
+//! same names), [`Variable`], [`GradientTape`] / [`PersistentTape`], [`random`]. Two are about
+//! speed and change no result: [`fusion`] (elementwise chains on large tensors run lazily, in
+//! one pass) and [`threading`] (running a training loop among the compute threads).
 #![deny(missing_docs)]
 
 pub mod checkpoint;
