@@ -301,7 +301,14 @@ pub fn run(a: BenchArgs) -> std::result::Result<(), CliError> {
     }
     for name in &names {
         reset_peak_rss();
-        let mut m = run_one(name, a.quick)?;
+        // Workloads with parallel kernels run on the compute pool, as `gradtape train` does;
+        // `seed` and `chain` never reach the parallel threshold and run on this thread (on the
+        // pool they measured 1-3% slower, see BENCHMARKS.md).
+        let mut m = if matches!(name.as_str(), "seed" | "chain") {
+            run_one(name, a.quick)?
+        } else {
+            gradtape::threading::install(|| run_one(name, a.quick))?
+        };
         if m.contains_key("median_us") {
             m.insert("peak_rss_bytes".into(), json!(peak_rss()));
         }

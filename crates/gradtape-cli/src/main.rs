@@ -69,14 +69,15 @@ fn main() -> ExitCode {
             };
         }
     };
-    // On a thread of the compute pool, so that large kernels share work with this thread
-    // rather than waking others and waiting (see `gradtape::threading`).
-    let result = gradtape::threading::install(|| match cli.command {
-        Command::Linreg(args) => linreg::run(args),
-        Command::Train(args) => train::run_train(args),
-        Command::Predict(args) => train::run_predict(args),
+    // Training runs on a thread of the compute pool, so that large kernels share work with it
+    // rather than waking other threads and waiting (see `gradtape::threading`); `bench`
+    // chooses per workload.
+    let result = match cli.command {
+        Command::Linreg(args) => gradtape::threading::install(|| linreg::run(args)),
+        Command::Train(args) => gradtape::threading::install(|| train::run_train(args)),
+        Command::Predict(args) => gradtape::threading::install(|| train::run_predict(args)),
         Command::Bench(args) => bench::run(args),
-    });
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError(msg)) => {
