@@ -54,6 +54,7 @@ thread_local! {
 /// ```
 /// assert_eq!(gradtape::fusion::min_elements(), gradtape::fusion::DEFAULT_MIN_ELEMENTS);
 /// ```
+#[inline]
 pub fn min_elements() -> usize {
     MIN_ELEMENTS.with(Cell::get)
 }
@@ -348,7 +349,9 @@ fn pending(op: Op, inputs: &[&Tensor], shape: &[usize]) -> Option<Tensor> {
 
 /// `x` through a unary kernel as a pending tensor, or `None` when the op should run eagerly
 /// (too small, not float, or a graph too big).
+#[inline]
 pub(crate) fn unary(x: &Tensor, k: &'static UnaryKernel) -> Option<Tensor> {
+    // Inlined size check: small tensors, the common case, pay only this comparison.
     if x.numel() < min_elements() {
         return None;
     }
@@ -356,10 +359,15 @@ pub(crate) fn unary(x: &Tensor, k: &'static UnaryKernel) -> Option<Tensor> {
 }
 
 /// `a ∘ b` as a pending tensor (broadcasting only scalars), or `None` to run eagerly.
+#[inline]
 pub(crate) fn binary(a: &Tensor, b: &Tensor, k: &'static BinaryKernel) -> Option<Tensor> {
     if a.numel().max(b.numel()) < min_elements() {
         return None;
     }
+    binary_pending(a, b, k)
+}
+
+fn binary_pending(a: &Tensor, b: &Tensor, k: &'static BinaryKernel) -> Option<Tensor> {
     if a.shape() == b.shape() {
         return pending(Op::Binary(k), &[a, b], a.shape());
     }
@@ -420,7 +428,15 @@ thread_local! {
 /// When it runs, every other pending reduction of this thread that reads no tensor this one
 /// does not read runs in the same pass: the loss and the gradients of a model are reductions
 /// of the same data, and the backward pass asks for them one at a time.
+#[inline]
 pub(crate) fn fold(x: &Tensor, out_shape: &[usize], fold: Fold) -> Option<Tensor> {
+    if x.owns_storage() {
+        return None;
+    }
+    fold_pending(x, out_shape, fold)
+}
+
+fn fold_pending(x: &Tensor, out_shape: &[usize], fold: Fold) -> Option<Tensor> {
     let (_, p) = x.pending()?;
     if p.fold || numel(out_shape) != 1 {
         return None;

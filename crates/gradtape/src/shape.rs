@@ -52,6 +52,7 @@ impl<T: Copy + Default> Dims<T> {
 
 impl<T: Copy + Default> std::ops::Deref for Dims<T> {
     type Target = [T];
+    #[inline]
     fn deref(&self) -> &[T] {
         match self {
             Dims::Inline(a, n) => &a[..*n as usize],
@@ -130,6 +131,7 @@ pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims<isize> {
 
 /// Number of elements of a shape (1 for a scalar); `usize::MAX` when the product overflows, so
 /// that every size check against it fails instead of wrapping.
+#[inline]
 pub(crate) fn numel(shape: &[usize]) -> usize {
     shape
         .iter()

@@ -92,6 +92,13 @@ impl Tensor {
         }
     }
 
+    /// True for a tensor that owns computed storage (neither a view nor pending): the cheap
+    /// test that lets reductions skip fusion.
+    #[inline]
+    pub(crate) fn owns_storage(&self) -> bool {
+        matches!(self.inner.data, Data::Own(_))
+    }
+
     /// The graph that will compute this tensor, while it has not run: the tensor's own, or
     /// its owner's when this is a view of all of the owner's elements in order (a reshape).
     /// Returns the tensor that holds the graph.
@@ -138,12 +145,19 @@ impl Tensor {
         self.view(self.inner.layout.clone())
     }
 
+    #[inline]
     fn storage(&self) -> &Storage {
         match &self.inner.data {
             Data::Own(s) => s,
             Data::View(owner) => owner.storage(),
-            Data::Pending(p) => p.storage(self.dtype(), self.numel()),
+            Data::Pending(p) => self.pending_storage(p),
         }
+    }
+
+    /// Out of line, so that reading a computed tensor stays a few instructions.
+    #[inline(never)]
+    fn pending_storage<'a>(&self, p: &'a Pending) -> &'a Storage {
+        p.storage(self.dtype(), self.numel())
     }
 
     /// Computes a pending tensor's elements now (see [`crate::fusion`]); a no-op for every
@@ -195,6 +209,7 @@ impl Tensor {
     }
 
     /// The whole backing storage as a slice of `T` (index it through [`Tensor::layout`]).
+    #[inline]
     pub(crate) fn data<T: Element>(&self) -> Result<&[T]> {
         T::slice(self.storage().cpu()).ok_or_else(|| {
             Error::dtype(
@@ -230,6 +245,7 @@ impl Tensor {
     /// ```
     /// assert_eq!(gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32).shape(), &[2, 3]);
     /// ```
+    #[inline]
     pub fn shape(&self) -> &[usize] {
         &self.inner.layout.shape
     }
@@ -248,6 +264,7 @@ impl Tensor {
     /// ```
     /// assert_eq!(gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32).numel(), 6);
     /// ```
+    #[inline]
     pub fn numel(&self) -> usize {
         numel(self.shape())
     }

@@ -1,5 +1,5 @@
-//! What tapes hold, counted in live storages. One test function: the counters are
-//! process-wide, so nothing else may run beside it.
+//! What tapes and pending tensors hold, counted in live storages. One test function: the
+//! counters are process-wide, so nothing else may run beside it.
 
 use gradtape::{memory, ops, Axes, DType, GradientTape, Tensor};
 
@@ -93,4 +93,29 @@ fn tapes_hold_only_what_gradient_rules_need_and_release_it() {
     drop(chain_of_exps(&x, 5));
     drop(tape);
     assert_eq!(memory::live_storages(), base);
+
+    // A pending tensor (gradtape::fusion) keeps its operands alive until it is computed, then
+    // holds only its own elements.
+    drop(ops::multiply(&x, &3.0).unwrap()); // warm the constant cache for 3.0
+    let before = memory::live_storages();
+    let big = || Tensor::full(&[300_000], 2.0, DType::F32);
+    let (a, b) = (big(), big());
+    let z = ops::multiply(&ops::add(&a, &b).unwrap(), &3.0).unwrap();
+    assert!(!z.is_realized());
+    let with_operands = memory::live_storages();
+    drop((a, b));
+    assert_eq!(
+        memory::live_storages(),
+        with_operands,
+        "the graph holds a and b"
+    );
+    z.realize();
+    assert_eq!(
+        memory::live_storages(),
+        with_operands - 2 + 1,
+        "once computed, only z's own storage is left"
+    );
+    assert_eq!(z.to_vec::<f32>().unwrap()[299_999], 12.0);
+    drop(z);
+    assert_eq!(memory::live_storages(), before);
 }

@@ -37,7 +37,7 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
         offset: base.layout().offset,
     });
     tape::record("reshape", &[x], &out, || {
-        let s = x.shape().to_vec();
+        let s = Dims::from_slice(x.shape());
         move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
     });
     Ok(out)
@@ -205,7 +205,7 @@ pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
     }
     let out = x.view(x.layout().broadcast_to(shape));
     tape::record("broadcast_to", &[&x], &out, || {
-        let s = x.shape().to_vec();
+        let s = Dims::from_slice(x.shape());
         move |g: &Tensor, _: &[bool]| Ok([Some(sum_to_shape(g, &s)?)])
     });
     Ok(out)

@@ -4,7 +4,7 @@
 use crate::cpu;
 use crate::dtype::{DType, Element, Float};
 use crate::error::{Error, Result};
-use crate::shape::broadcast_shapes;
+use crate::shape::{broadcast_shapes, Dims};
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
@@ -206,7 +206,11 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
         &shape,
     ));
     tape::record(op, &[&a, &b], &out, || {
-        let (cond, sa, sb) = (condition.clone(), a.shape().to_vec(), b.shape().to_vec());
+        let (cond, sa, sb) = (
+            condition.clone(),
+            Dims::from_slice(a.shape()),
+            Dims::from_slice(b.shape()),
+        );
         move |g: &Tensor, needs: &[bool]| {
             Ok([
                 opt(needs[0], || sum_to_shape(&select(&cond, g, &0.0)?, &sa))?,

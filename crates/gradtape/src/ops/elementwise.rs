@@ -4,7 +4,7 @@ use crate::cpu;
 use crate::dtype::{Element, Float, Num};
 use crate::error::{Error, Result};
 use crate::fusion;
-use crate::shape::broadcast_shapes;
+use crate::shape::{broadcast_shapes, Dims};
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
@@ -349,7 +349,8 @@ fn record_binary(
             b: keep(b, saves != Saves::Nothing),
             out: keep(out, saves == Saves::InputsAndOutput),
         };
-        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+        // Inline up to rank 6: no allocation per recorded op.
+        let (sa, sb) = (Dims::from_slice(a.shape()), Dims::from_slice(b.shape()));
         move |g: &Tensor, needs: &[bool]| {
             Ok([
                 opt(needs[0], || sum_to_shape(&rule(&saved, g, 0)?, &sa))?,

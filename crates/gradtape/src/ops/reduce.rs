@@ -6,7 +6,7 @@ use crate::cpu::{self, Split3};
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
 use crate::fusion::{self, Fold};
-use crate::shape::normalize_axes;
+use crate::shape::{normalize_axes, Dims};
 use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 
@@ -162,7 +162,7 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
         }
     };
     tape::record(op, &[&x], &out, || {
-        let in_shape = x.shape().to_vec();
+        let in_shape = Dims::from_slice(x.shape());
         move |g: &Tensor, _: &[bool]| Ok([Some(spread(g, &in_shape, &axes)?)])
     });
     Ok(out)
