@@ -8,7 +8,10 @@
 //! elements at a time so that every intermediate stays in cache:
 //!
 //! - a reduction over all elements (`reduce_sum`, `reduce_max`, `reduce_min`) folds the blocks
-//!   as they are made, and nothing of the chain is ever written to memory;
+//!   as they are made, and nothing of the chain is ever written to memory. Such a reduction is
+//!   pending too, and when one is read, the other pending reductions of the thread that read
+//!   the same arrays run in the same pass (a loss and its gradients are reductions of the same
+//!   data, and a tape asks for them one at a time);
 //! - anything else that reads the elements (another op, `to_vec`, a variable assignment,
 //!   [`crate::Tensor::realize`]) computes them once and keeps them.
 //!
@@ -21,7 +24,11 @@
 //!
 //! Small tensors stay eager: below the threshold the data sit in cache anyway and building a
 //! graph would cost more than it saves. A CUDA backend would compile the same graphs into one
-//! kernel each; the graph is device-neutral, only [`Typed`] is host code.
+//! kernel each; the graph is device-neutral, only its binding to host slices is host code.
+//!
+//! Tensors shared between threads can be read from any thread, but the grouping of pending
+//! reductions is per thread, and two threads realizing reductions that wait on each other's
+//! pending tensors could block each other; keep a training step on one thread.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Mutex, OnceLock};
@@ -263,9 +270,9 @@ impl Pending {
         self.value.get().is_some()
     }
 
-    /// The elements, computed on first use. The graph (and with it every operand it kept
-    /// alive) is dropped as computing starts; taking it also marks the tensor as in progress,
-    /// so that no other graph run picks it up meanwhile.
+    /// The elements, computed on first use. The graph is taken when computing starts, which
+    /// marks the tensor as in progress (no other graph run picks it up meanwhile), and dropped,
+    /// with every operand it kept alive, once the elements are stored.
     pub(crate) fn storage(&self, dtype: DType, n: usize) -> &Storage {
         self.value.get_or_init(|| {
             let node = self.lock().take();
