@@ -171,7 +171,6 @@ fn chain(quick: bool) -> Result<Timing> {
     })
 }
 
-/// Evaluates and discards a result (the optimiser must not skip the work).
 /// Keeps a result from being optimized away, and computes it if it is pending (large
 /// elementwise results are computed on demand: see `gradtape::fusion`).
 fn sink(t: Tensor) -> Result<()> {
