@@ -113,9 +113,9 @@ pub(crate) struct BinaryKernel {
 }
 
 /// 1 when this CPU runs the AVX2 builds of the block kernels, 0 otherwise. A fused graph runs
-/// a dozen kernels per element where eager code runs one, so it is bound by arithmetic rather
-/// than memory, and twice the lanes pay. Only the width changes: the same IEEE operations give
-/// the same bits (no fused multiply-add is enabled).
+/// a dozen kernels per element where eager code runs one, so its arithmetic is no longer hidden
+/// behind memory traffic; the baseline x86-64 build has only 4-lane SSE. Only the width changes:
+/// the same IEEE operations give the same bits (no fused multiply-add is enabled).
 pub(crate) fn wide() -> usize {
     #[cfg(target_arch = "x86_64")]
     {

@@ -65,16 +65,22 @@ enum Data {
 impl Tensor {
     // ----- construction used by the kernels -----
 
-    pub(crate) fn from_storage(cpu: CpuStorage, shape: &[usize]) -> Tensor {
-        let dtype = cpu.dtype();
+    /// A fresh contiguous tensor of `shape` over `data` (owned storage or a pending graph).
+    #[inline]
+    fn fresh(data: Data, shape: &[usize], dtype: DType) -> Tensor {
         Tensor {
             inner: Arc::new(Inner {
                 id: next_id(),
-                data: Data::Own(Storage::new(cpu)),
+                data,
                 layout: Layout::contiguous(shape),
                 dtype,
             }),
         }
+    }
+
+    pub(crate) fn from_storage(cpu: CpuStorage, shape: &[usize]) -> Tensor {
+        let dtype = cpu.dtype();
+        Tensor::fresh(Data::Own(Storage::new(cpu)), shape, dtype)
     }
 
     pub(crate) fn from_elems<T: Element>(v: Vec<T>, shape: &[usize]) -> Tensor {
@@ -82,14 +88,7 @@ impl Tensor {
     }
 
     pub(crate) fn from_pending(p: Pending, shape: &[usize], dtype: DType) -> Tensor {
-        Tensor {
-            inner: Arc::new(Inner {
-                id: next_id(),
-                data: Data::Pending(Box::new(p)),
-                layout: Layout::contiguous(shape),
-                dtype,
-            }),
-        }
+        Tensor::fresh(Data::Pending(Box::new(p)), shape, dtype)
     }
 
     /// True for a tensor that owns computed storage (neither a view nor pending): the cheap
