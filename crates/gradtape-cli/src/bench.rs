@@ -93,14 +93,14 @@ fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
     let noise = rng.normal(&[n], 0.0, 0.3, DType::F32)?;
     let y = ops::add(&ops::add(&ops::multiply(&x, &0.5)?, &0.3)?, &noise)?;
     // The data exist before training starts, as they do for the other frameworks.
-    y.realize();
+    y.realize()?;
     let (a, b) = (Variable::new(0.0), Variable::new(0.0));
     let lr = 1e-3 / (n as f64 / 200.0);
     let loss =
         |p: &Tensor| ops::reduce_sum(&ops::square(&ops::subtract(&y, p)?)?, Axes::All, false);
     time(quick, || {
         // The tutorial prints this cost every epoch, so it is computed (`realize`) here.
-        std::hint::black_box(loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?.realize());
+        std::hint::black_box(loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?.realize()?);
         let g = GradientTape::new();
         let current = loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?;
         let [da, db] = g.gradient(&current, [&a, &b])?;
@@ -174,7 +174,7 @@ fn chain(quick: bool) -> Result<Timing> {
 /// Keeps a result from being optimized away, and computes it if it is pending (large
 /// elementwise results are computed on demand: see `gradtape::fusion`).
 fn sink(t: Tensor) -> Result<()> {
-    std::hint::black_box(t.realize());
+    std::hint::black_box(t.realize()?);
     Ok(())
 }
 

@@ -181,7 +181,10 @@ struct Trained {
 }
 
 fn scalar(t: &Tensor) -> f64 {
-    t.to_f64_vec().first().copied().unwrap_or(f64::NAN)
+    t.to_f64_vec()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
 }
 
 /// The training loop of the tutorial, on the tape.

@@ -476,7 +476,7 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     let mut report = json!({"rows": n});
     match &classes {
         Some(names) => {
-            let probs = ops::softmax(&scores, -1)?.to_f64_vec();
+            let probs = ops::softmax(&scores, -1)?.to_f64_vec()?;
             let pred = ops::argmax(&scores, -1)?.to_vec::<i64>()?;
             csv += &format!(
                 "predicted,{}\n",
@@ -503,7 +503,7 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
             }
         }
         None => {
-            let v = scores.to_f64_vec();
+            let v = scores.to_f64_vec()?;
             csv += "predicted\n";
             for p in &v {
                 csv += &format!("{p}\n");

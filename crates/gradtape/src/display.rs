@@ -85,7 +85,11 @@ fn write_array(
 
 impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let vals = self.to_f64_vec();
+        let vals = match self.to_f64_vec() {
+            Ok(v) => v,
+            // A pending tensor whose computation failed: say so instead of showing elements.
+            Err(e) => return write!(f, "tf.Tensor(<{e}>, shape={:?})", self.shape()),
+        };
         let body = if self.rank() == 0 {
             fmt_elem(vals[0], self.dtype(), true)
         } else {

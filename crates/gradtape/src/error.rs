@@ -81,6 +81,15 @@ pub enum Error {
         /// What was wrong.
         msg: String,
     },
+    /// Memory that cannot be had (TensorFlow's `ResourceExhaustedError`): a tensor too large to
+    /// allocate, or a pending tensor whose computation failed, reported on every later read.
+    #[error("{op}: {msg}")]
+    ResourceExhausted {
+        /// The operation that needed the memory or the computation.
+        op: &'static str,
+        /// What was asked for, with the shape, dtype and bytes.
+        msg: String,
+    },
 }
 
 impl Error {
@@ -126,6 +135,12 @@ impl Error {
             msg: msg.into(),
         }
     }
+    pub(crate) fn resource(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::ResourceExhausted {
+            op,
+            msg: msg.into(),
+        }
+    }
     /// The name of the operation that failed.
     ///
     /// ```
@@ -140,7 +155,8 @@ impl Error {
             | Error::Index { op, .. }
             | Error::InvalidArgument { op, .. }
             | Error::Io { op, .. }
-            | Error::Tape { op, .. } => op,
+            | Error::Tape { op, .. }
+            | Error::ResourceExhausted { op, .. } => op,
         }
     }
 }

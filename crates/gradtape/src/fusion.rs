@@ -26,17 +26,18 @@
 //! graph would cost more than it saves. A CUDA backend would compile the same graphs into one
 //! kernel each; the graph is device-neutral, only its binding to host slices is host code.
 //!
-//! Tensors shared between threads can be read from any thread, but the grouping of pending
-//! reductions is per thread, and two threads realizing reductions that wait on each other's
-//! pending tensors could block each other; keep a training step on one thread.
+//! Pending tensors can be shared between threads and read from any of them. No reader ever
+//! waits for another to finish computing one (see `realize` below); the grouping of pending
+//! reductions into one pass is per thread, so it only ever saves work, never orders it. A
+//! computation that fails (memory that cannot be had) is kept as an error that every later
+//! read returns.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Mutex, OnceLock};
 
-use rayon::prelude::*;
-
-use crate::cpu::{self, CHUNK, PAR_MIN};
-use crate::dtype::{DType, Element, Float, Num};
+use crate::cpu::{self, BLOCK, CHUNK};
+use crate::dtype::{DType, Float, Num};
+use crate::error::{Error, Result};
 use crate::shape::{broadcast_shapes, numel};
 use crate::storage::{CpuStorage, Storage};
 use crate::tensor::{Tensor, WeakTensor};
@@ -48,9 +49,6 @@ pub const DEFAULT_MIN_ELEMENTS: usize = 1 << 18;
 
 /// The largest graph one pending tensor may stand for, in ops.
 pub const MAX_NODES: usize = 16;
-
-/// Elements computed together: every intermediate of a block stays in the L1/L2 cache.
-const BLOCK: usize = 1024;
 
 thread_local! {
     static MIN_ELEMENTS: Cell<usize> = const { Cell::new(DEFAULT_MIN_ELEMENTS) };
@@ -233,10 +231,11 @@ struct Node {
     inputs: Vec<Tensor>,
 }
 
-/// What a pending tensor holds: its graph until computed, then its elements.
+/// What a pending tensor holds: its graph until computed, then its elements, or the error
+/// that computing them gave (reported on every later read).
 pub(crate) struct Pending {
     node: Mutex<Option<Node>>,
-    value: OnceLock<Storage>,
+    value: OnceLock<Result<Storage>>,
     /// Elementwise ops in the graph, counting shared ones once per use (an upper bound).
     size: usize,
     /// A pending reduction: one element, never inlined into another graph.
@@ -255,10 +254,11 @@ impl Pending {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Node>> {
+        // The lock only guards taking or cloning the graph: never held while computing.
         self.node.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The graph, while nobody has started computing the elements.
+    /// The graph, while the elements are not stored.
     fn node(&self) -> Option<Node> {
         if self.value.get().is_some() {
             return None;
@@ -266,51 +266,127 @@ impl Pending {
         self.lock().clone()
     }
 
+    /// True once the elements (or the error computing them gave) are stored.
     pub(crate) fn is_realized(&self) -> bool {
         self.value.get().is_some()
     }
 
-    /// The elements, computed on first use. The graph is taken when computing starts, which
-    /// marks the tensor as in progress (no other graph run picks it up meanwhile), and dropped,
-    /// with every operand it kept alive, once the elements are stored.
-    pub(crate) fn storage(&self, dtype: DType, n: usize) -> &Storage {
-        self.value.get_or_init(|| {
-            let node = self.lock().take();
-            Storage::new(match (node, dtype) {
-                (
-                    Some(Node {
-                        op: Op::Fold(f),
-                        inputs,
-                    }),
-                    DType::F64,
-                ) => run_folds::<f64>(self, f, &inputs[0]),
-                (
-                    Some(Node {
-                        op: Op::Fold(f),
-                        inputs,
-                    }),
-                    _,
-                ) => run_folds::<f32>(self, f, &inputs[0]),
-                (Some(node), dtype) => {
-                    let mut program = Program::default();
-                    let root = program.add(node, n);
-                    match dtype {
-                        DType::F64 => f64::into_storage(Typed::new(&program, n).collect(root)),
-                        _ => f32::into_storage(Typed::new(&program, n).collect(root)),
-                    }
-                }
-                // Unreachable: the graph is taken only here, and this runs once.
-                (None, _) => crate::storage::CpuStorage::F32(Vec::new()),
-            })
-        })
+    /// The stored elements; call [`realize`] first.
+    pub(crate) fn value(&self) -> Result<&Storage> {
+        match self.value.get() {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(Error::tape(
+                "realize",
+                "a pending tensor was read before it was computed",
+            )),
+        }
     }
 
-    /// Stores a value computed by another tensor's graph run.
-    fn set(&self, s: Storage) {
-        // Err means another thread computed it meanwhile: the same bits.
-        let _ = self.value.set(s);
-        self.lock().take();
+    /// Stores the elements, or the error, and drops the graph with every operand it kept alive.
+    /// When two threads computed the same tensor, the first stores it (the same bits).
+    fn set(&self, v: Result<Storage>) {
+        let _ = self.value.set(v);
+        let node = self.lock().take();
+        drop_graph(node);
     }
+}
+
+/// Drops a graph without recursion: a chain of 100,000 pending tensors, each holding the
+/// previous one, would otherwise overflow the stack one `Drop` frame per link.
+fn drop_graph(node: Option<Node>) {
+    let Some(node) = node else { return };
+    let mut work = node.inputs;
+    while let Some(t) = work.pop() {
+        t.dismantle(&mut work);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let node = self
+            .node
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop_graph(node);
+    }
+}
+
+/// Hands over the operands of a pending tensor that is being dropped (see [`drop_graph`]).
+pub(crate) fn take_inputs(p: &mut Pending, work: &mut Vec<Tensor>) {
+    if let Some(node) = p.node.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+        work.extend(node.inputs);
+    }
+}
+
+/// Computes `root` (a pending tensor or a view of one) and whatever pending tensors its graph
+/// reads, deepest first, with an explicit stack: a chain of reductions that each read the
+/// previous one is realized without recursion however long it is.
+///
+/// No thread ever waits for another to finish computing a tensor. A reader that finds the
+/// elements missing computes them itself, even if another thread is at it (both get the same
+/// bits; the first to finish stores them). Waiting is what deadlocked: a pool thread computing
+/// a tensor waits for its parallel chunks, steals a job that reads the same tensor, and that
+/// job would wait for the computation below it on its own stack.
+pub(crate) fn realize(root: &Tensor) {
+    let mut stack = vec![root.clone()];
+    while let Some(t) = stack.last() {
+        let Some((owner, p)) = t.unrealized() else {
+            stack.pop();
+            continue;
+        };
+        let Some(node) = p.node() else {
+            stack.pop();
+            continue;
+        };
+        let mut program = Program::default();
+        let (n, dtype) = (owner.numel(), owner.dtype());
+        let root = match node.op {
+            Op::Fold(_) => program.operand(&node.inputs[0], node.inputs[0].numel()),
+            _ => program.add(node.clone(), n),
+        };
+        let deps: Vec<Tensor> = program
+            .leaves
+            .iter()
+            .filter(|l| !l.is_realized())
+            .cloned()
+            .collect();
+        if !deps.is_empty() {
+            stack.extend(deps);
+            continue;
+        }
+        let owner = owner.clone();
+        stack.pop();
+        let computed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (node.op, dtype) {
+                (Op::Fold(f), DType::F64) => run_folds::<f64>(&owner, f, &node.inputs[0]),
+                (Op::Fold(f), _) => run_folds::<f32>(&owner, f, &node.inputs[0]),
+                (_, DType::F64) => Typed::<f64>::new(&program, n)?.collect(root),
+                _ => Typed::<f32>::new(&program, n)?.collect(root),
+            }));
+        let value = match computed {
+            Ok(r) => r.map(Storage::new),
+            Err(panic) => Err(Error::resource(
+                "realize",
+                format!(
+                    "computing a pending tensor of shape {:?} and dtype {dtype} failed: {}",
+                    owner.shape(),
+                    panic_message(&panic)
+                ),
+            )),
+        };
+        if let Some((_, p)) = owner.unrealized() {
+            p.set(value);
+        }
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// How an operand of a fusable op enters a graph: `Some(ops it brings)`, or `None` when it
@@ -338,6 +414,11 @@ fn pending(op: Op, inputs: &[&Tensor], shape: &[usize]) -> Option<Tensor> {
     let n = numel(shape);
     let dtype = inputs[0].dtype();
     if n < min_elements() || !dtype.is_float() || inputs.iter().any(|t| t.dtype() != dtype) {
+        return None;
+    }
+    // A result too large to allocate runs eagerly, whose allocation fails with an error now
+    // instead of at the first read.
+    if n.saturating_mul(dtype.size_in_bytes()) > isize::MAX as usize {
         return None;
     }
     let mut size = 1;
@@ -416,6 +497,10 @@ impl Fold {
             Fold::Min => cpu::fold_block(v, T::HIGHEST, &|p: T, q: T| p.min_(q)),
         }
     }
+    /// Blocks' results combined as `cpu::reduce3` combines them.
+    fn pairwise<T: Num>(self, parts: &[T]) -> T {
+        cpu::pairwise(parts, self.init(), &|p, q| self.combine(p, q))
+    }
 }
 
 /// Most reductions waiting on one thread; the oldest is forgotten (not lost: it still runs
@@ -466,7 +551,7 @@ fn fold_pending(x: &Tensor, out_shape: &[usize], fold: Fold) -> Option<Tensor> {
 
 /// Runs reduction `me` (`f` over `x`) together with the waiting reductions that read nothing
 /// more, stores their values, and returns `me`'s.
-fn run_folds<T: Fusable>(me: &Pending, f: Fold, x: &Tensor) -> CpuStorage {
+fn run_folds<T: Fusable>(me: &Tensor, f: Fold, x: &Tensor) -> Result<CpuStorage> {
     let n = x.numel();
     let mut program = Program::default();
     let mut roots = vec![(program.operand(x, n), f)];
@@ -475,7 +560,7 @@ fn run_folds<T: Fusable>(me: &Pending, f: Fold, x: &Tensor) -> CpuStorage {
         WAITING.with(|w| w.borrow().iter().filter_map(WeakTensor::upgrade).collect());
     for t in waiting {
         let Some((_, p)) = t.pending() else { continue };
-        if std::ptr::eq(p, me) || t.dtype() != T::DTYPE {
+        if t.id() == me.id() || t.dtype() != T::DTYPE {
             continue;
         }
         let Some(Node {
@@ -501,13 +586,13 @@ fn run_folds<T: Fusable>(me: &Pending, f: Fold, x: &Tensor) -> CpuStorage {
         roots.push((root, g));
         others.push(t);
     }
-    let values = Typed::<T>::new(&program, n).fold(&roots);
+    let values = Typed::<T>::new(&program, n)?.fold(&roots);
     for (t, &v) in others.iter().zip(&values[1..]) {
         if let Some((_, p)) = t.pending() {
-            p.set(Storage::new(T::into_storage(vec![v])));
+            p.set(Ok(Storage::new(T::into_storage(vec![v]))));
         }
     }
-    T::into_storage(vec![values[0]])
+    Ok(T::into_storage(vec![values[0]]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -626,22 +711,31 @@ struct Typed<'a, T> {
 }
 
 impl<'a, T: Fusable> Typed<'a, T> {
-    /// Binds the leaves, computing any that are pending reductions.
-    fn new(p: &'a Program, n: usize) -> Self {
+    /// Binds the leaves (computed by [`realize`] before; a leaf whose computation failed
+    /// fails this graph with the same error).
+    fn new(p: &'a Program, n: usize) -> Result<Self> {
         let leaves = p
             .leaves
             .iter()
             .map(|t| {
                 let l = t.layout();
-                // Leaves were checked to be T when their graph was built.
-                let data = t.data::<T>().unwrap_or(&[]);
-                if is_scalar(t) {
-                    Arg::Scalar(data.get(l.offset).copied().unwrap_or(T::ZERO))
+                let data = t.data::<T>()?;
+                let arg = if is_scalar(t) {
+                    data.get(l.offset).copied().map(Arg::Scalar)
                 } else {
-                    Arg::Block(data.get(l.offset..l.offset + n).unwrap_or(&[]))
-                }
+                    data.get(l.offset..l.offset + n).map(Arg::Block)
+                };
+                arg.ok_or_else(|| {
+                    Error::shape(
+                        "realize",
+                        format!(
+                            "operand of shape {:?} does not cover {n} elements",
+                            t.shape()
+                        ),
+                    )
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let insts = p
             .insts
             .iter()
@@ -653,7 +747,7 @@ impl<'a, T: Fusable> Typed<'a, T> {
                 (k, args)
             })
             .collect();
-        Typed { leaves, insts, n }
+        Ok(Typed { leaves, insts, n })
     }
 
     /// Runs every instruction over elements `start..start + len`.
@@ -702,8 +796,8 @@ impl<'a, T: Fusable> Typed<'a, T> {
     }
 
     /// Every element of `root`, written once into a new buffer.
-    fn collect(&self, root: Operand) -> Vec<T> {
-        cpu::fill(self.n, |start, out| {
+    fn collect(&self, root: Operand) -> Result<CpuStorage> {
+        let v = cpu::fill(self.n, |start, out| {
             let (mut regs, mut scratch) = (self.registers(), vec![]);
             for (b, o) in out.chunks_mut(BLOCK).enumerate() {
                 let s = start + b * BLOCK;
@@ -713,39 +807,40 @@ impl<'a, T: Fusable> Typed<'a, T> {
                     o.write(v);
                 }
             }
-        })
+        })?;
+        Ok(T::into_storage(v))
     }
 
-    /// Each root folded over all elements, in exactly the order `cpu::reduce3` folds a
-    /// computed tensor (chunks of `CHUNK` on rayon's threads, blocks of 1,024 with eight
-    /// lanes), so fused and eager reductions give the same bits.
+    /// Each root folded over all elements in exactly the order `cpu::reduce3` folds a
+    /// computed tensor (blocks of 1,024 with eight lanes, combined pairwise by
+    /// [`cpu::tree_fold`]), so fused and eager reductions give the same bits.
     fn fold(&self, roots: &[(Operand, Fold)]) -> Vec<T> {
         let init: Vec<T> = roots.iter().map(|(_, f)| f.init()).collect();
-        let range = |start: usize, end: usize| {
+        let leaf = |start: usize, len: usize| {
             let (mut regs, mut scratch) = (self.registers(), vec![]);
-            let mut totals = init.clone();
-            for s in (start..end).step_by(BLOCK) {
-                let len = BLOCK.min(end - s);
+            let mut parts: Vec<Vec<T>> = vec![Vec::with_capacity(CHUNK / BLOCK); roots.len()];
+            for s in (start..start + len).step_by(BLOCK) {
+                let len = BLOCK.min(start + len - s);
                 self.run(s, len, &mut regs);
-                for (total, &(o, f)) in totals.iter_mut().zip(roots) {
-                    let v = self.values(o, s, len, &regs, &mut scratch);
-                    *total = f.combine(*total, f.block(v));
+                for (part, &(o, f)) in parts.iter_mut().zip(roots) {
+                    part.push(f.block(self.values(o, s, len, &regs, &mut scratch)));
                 }
             }
-            totals
+            parts
+                .iter()
+                .zip(roots)
+                .map(|(part, &(_, f))| f.pairwise(part))
+                .collect::<Vec<T>>()
         };
-        if self.n < PAR_MIN {
-            return range(0, self.n);
-        }
-        let parts: Vec<Vec<T>> = (0..self.n.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|c| range(c * CHUNK, ((c + 1) * CHUNK).min(self.n)))
-            .collect();
-        parts.into_iter().fold(init, |mut acc, part| {
-            for ((a, p), &(_, f)) in acc.iter_mut().zip(part).zip(roots) {
-                *a = f.combine(*a, p);
+        let combine = |mut a: Vec<T>, b: Vec<T>| {
+            for ((a, b), &(_, f)) in a.iter_mut().zip(b).zip(roots) {
+                *a = f.combine(*a, b);
             }
-            acc
-        })
+            a
+        };
+        if self.n == 0 {
+            return init;
+        }
+        cpu::tree_fold(self.n, &leaf, &combine)
     }
 }

@@ -9,7 +9,7 @@ use crate::tensor::Tensor;
 ///
 /// ```
 /// let mut m = gradtape::metrics::Mean::default();
-/// m.update_state(&gradtape::Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?);
+/// m.update_state(&gradtape::Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?)?;
 /// m.update(5.0);
 /// assert_eq!(m.result(), 2.75);
 /// # Ok::<(), gradtape::Error>(())
@@ -25,14 +25,18 @@ impl Mean {
     ///
     /// ```
     /// let mut m = gradtape::metrics::Mean::default();
-    /// m.update_state(&gradtape::Tensor::from_vec(vec![2.0f32, 4.0], &[2])?);
+    /// m.update_state(&gradtape::Tensor::from_vec(vec![2.0f32, 4.0], &[2])?)?;
     /// assert_eq!(m.result(), 3.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn update_state(&mut self, values: &Tensor) {
-        for v in values.to_f64_vec() {
+    ///
+    /// # Errors
+    /// When `values` is a pending tensor whose elements cannot be computed.
+    pub fn update_state(&mut self, values: &Tensor) -> crate::Result<()> {
+        for v in values.to_f64_vec()? {
             self.update(v);
         }
+        Ok(())
     }
     /// Adds one value.
     ///
@@ -105,7 +109,7 @@ pub fn accuracy(y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
     }
     let eq = ops::cast(&ops::equal(y_true, y_pred)?, DType::F64)?;
     let n = eq.numel().max(1) as f64;
-    Ok(eq.to_f64_vec().iter().sum::<f64>() / n)
+    Ok(eq.to_f64_vec()?.iter().sum::<f64>() / n)
 }
 
 /// The fraction of rows whose largest score is at the int64 label (Keras's

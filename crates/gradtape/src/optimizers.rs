@@ -220,7 +220,7 @@ fn clip(grads: Vec<Tensor>, clip: Clip) -> Result<Vec<Tensor>> {
         Clip::GlobalNorm(c) => {
             let mut total = 0.0;
             for g in &grads {
-                total += l2_squared(g)?.to_f64_vec()[0];
+                total += l2_squared(g)?.to_f64_vec()?[0];
             }
             let norm = total.sqrt();
             let scale = c * (1.0 / norm).min(1.0 / c);

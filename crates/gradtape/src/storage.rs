@@ -78,16 +78,20 @@ impl Drop for Storage {
 /// A fresh buffer of tens of megabytes comes from the kernel as untouched pages, and every
 /// page faults on its first write: at 10 million elements that cost more than the arithmetic.
 /// Eager code makes and drops same-sized temporaries on every step, so reusing them pays.
+/// The price is resident memory after large tensors are gone: at most
+/// [`memory::cache_limit`] bytes, released by [`memory::empty_cache`].
 pub(crate) mod pool {
     use super::*;
     use crate::dtype::Element;
+    use crate::error::{Error, Result};
 
     /// Buffers below this many bytes go back to the allocator (which recycles them well).
     const MIN_BYTES: usize = 1 << 20;
-    /// At most this many bytes wait in the pool.
-    const MAX_POOLED: usize = 1 << 30;
+    /// The default of [`memory::cache_limit`].
+    const DEFAULT_LIMIT: usize = 1 << 30;
     const MAX_BUFFERS: usize = 32;
 
+    pub(super) static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
     static POOL: Mutex<Vec<CpuStorage>> = Mutex::new(Vec::new());
 
     fn capacity_bytes(s: &CpuStorage) -> usize {
@@ -99,38 +103,72 @@ pub(crate) mod pool {
         }
     }
 
+    fn lock() -> std::sync::MutexGuard<'static, Vec<CpuStorage>> {
+        // The pool holds plain buffers: one left by a panicking thread is still a buffer.
+        POOL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn give(s: CpuStorage) {
         let bytes = capacity_bytes(&s);
         if bytes < MIN_BYTES {
             return;
         }
-        let Ok(mut pool) = POOL.lock() else { return };
-        let pooled: usize = pool.iter().map(capacity_bytes).sum();
-        if pool.len() < MAX_BUFFERS && pooled + bytes <= MAX_POOLED {
+        let mut pool = lock();
+        if pool.len() < MAX_BUFFERS && cached(&pool) + bytes <= LIMIT.load(Ordering::Relaxed) {
             pool.push(s);
+        }
+    }
+
+    fn cached(pool: &[CpuStorage]) -> usize {
+        pool.iter().map(capacity_bytes).sum()
+    }
+
+    pub(super) fn cached_bytes() -> usize {
+        cached(&lock())
+    }
+
+    /// Drops pooled buffers until at most `limit` bytes remain.
+    pub(super) fn trim(limit: usize) {
+        let mut pool = lock();
+        while cached(&pool) > limit {
+            pool.pop();
         }
     }
 
     /// An empty vector with room for `n` elements, reusing a pooled buffer when one fits
     /// (between `n` and `2n` elements, so little memory sits unused).
-    pub(crate) fn take<T: Element>(n: usize) -> Vec<T> {
-        if n * std::mem::size_of::<T>() >= MIN_BYTES {
-            if let Ok(mut pool) = POOL.lock() {
-                let fits = |s: &CpuStorage| {
-                    s.dtype() == T::DTYPE && {
-                        let c = capacity_bytes(s) / std::mem::size_of::<T>().max(1);
-                        c >= n && c <= 2 * n
-                    }
-                };
-                if let Some(i) = pool.iter().position(fits) {
-                    if let Some(mut v) = T::from_storage(pool.swap_remove(i)) {
-                        v.clear();
-                        return v;
-                    }
+    ///
+    /// # Errors
+    /// When `n` elements cannot be allocated (more bytes than an allocation may have, or more
+    /// than the system gives): an error before any work, never an abort.
+    pub(crate) fn take<T: Element>(op: &'static str, n: usize) -> Result<Vec<T>> {
+        if n.saturating_mul(std::mem::size_of::<T>()) >= MIN_BYTES {
+            let mut pool = lock();
+            let fits = |s: &CpuStorage| {
+                s.dtype() == T::DTYPE && {
+                    let c = capacity_bytes(s) / std::mem::size_of::<T>().max(1);
+                    c >= n && c <= 2 * n
+                }
+            };
+            if let Some(i) = pool.iter().position(fits) {
+                if let Some(mut v) = T::from_storage(pool.swap_remove(i)) {
+                    v.clear();
+                    return Ok(v);
                 }
             }
         }
-        Vec::with_capacity(n)
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| {
+            Error::resource(
+                op,
+                format!(
+                    "cannot allocate {n} elements of {} ({} bytes)",
+                    T::DTYPE,
+                    (n as u128) * std::mem::size_of::<T>() as u128
+                ),
+            )
+        })?;
+        Ok(v)
     }
 }
 
@@ -165,5 +203,57 @@ pub mod memory {
     /// ```
     pub fn live_bytes() -> usize {
         LIVE_BYTES.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by the cache of large freed buffers (see [`empty_cache`]).
+    ///
+    /// ```
+    /// gradtape::memory::empty_cache();
+    /// assert_eq!(gradtape::memory::cached_bytes(), 0);
+    /// ```
+    pub fn cached_bytes() -> usize {
+        super::pool::cached_bytes()
+    }
+
+    /// Releases every cached buffer to the system (PyTorch's `torch.cuda.empty_cache`).
+    ///
+    /// Freed buffers of 1 MiB and more are kept, up to [`cache_limit`] bytes, because the next
+    /// step of a training loop asks for the same sizes again and fresh pages are slow to fault
+    /// in. After the large work is done, call this to give that memory back.
+    ///
+    /// ```
+    /// use gradtape::{memory, DType, Tensor};
+    /// drop(Tensor::zeros(&[1 << 20], DType::F32)); // 4 MiB, cached when freed
+    /// assert!(memory::cached_bytes() >= 4 << 20);
+    /// memory::empty_cache();
+    /// assert_eq!(memory::cached_bytes(), 0);
+    /// ```
+    pub fn empty_cache() {
+        super::pool::trim(0);
+    }
+
+    /// The most bytes the cache of freed buffers keeps (1 GiB unless changed).
+    ///
+    /// ```
+    /// assert!(gradtape::memory::cache_limit() > 0);
+    /// ```
+    pub fn cache_limit() -> usize {
+        super::pool::LIMIT.load(Ordering::Relaxed)
+    }
+
+    /// Sets [`cache_limit`] for the whole process, dropping cached buffers beyond it; 0 turns
+    /// the cache off.
+    ///
+    /// ```
+    /// use gradtape::{memory, DType, Tensor};
+    /// let before = memory::cache_limit();
+    /// memory::set_cache_limit(0);
+    /// drop(Tensor::zeros(&[1 << 20], DType::F32));
+    /// assert_eq!(memory::cached_bytes(), 0);
+    /// memory::set_cache_limit(before);
+    /// ```
+    pub fn set_cache_limit(bytes: usize) {
+        super::pool::LIMIT.store(bytes, Ordering::Relaxed);
+        super::pool::trim(bytes);
     }
 }

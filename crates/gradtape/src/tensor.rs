@@ -119,6 +119,31 @@ impl Tensor {
         (!p.is_realized()).then_some((owner, &**p))
     }
 
+    /// The pending tensor behind this one (itself or, for any view, its owner) while its
+    /// elements are not computed: what reading this tensor would compute.
+    pub(crate) fn unrealized(&self) -> Option<(&Tensor, &Pending)> {
+        let owner = match &self.inner.data {
+            Data::View(owner) => owner,
+            _ => self,
+        };
+        match &owner.inner.data {
+            Data::Pending(p) if !p.is_realized() => Some((owner, &**p)),
+            _ => None,
+        }
+    }
+
+    /// Lets go of this handle; when it was the last one, hands what the tensor held (a view's
+    /// owner, a pending graph's operands) to `work` instead of dropping it recursively.
+    pub(crate) fn dismantle(self, work: &mut Vec<Tensor>) {
+        if let Ok(inner) = Arc::try_unwrap(self.inner) {
+            match inner.data {
+                Data::Own(_) => {}
+                Data::View(owner) => work.push(owner),
+                Data::Pending(mut p) => crate::fusion::take_inputs(&mut p, work),
+            }
+        }
+    }
+
     /// A new tensor over the same storage with another layout (and a new id).
     pub(crate) fn view(&self, layout: Layout) -> Tensor {
         let owner = match &self.inner.data {
@@ -144,10 +169,14 @@ impl Tensor {
         self.view(self.inner.layout.clone())
     }
 
+    /// The elements' storage, computing a pending tensor first.
+    ///
+    /// # Errors
+    /// When computing it failed (memory that cannot be had): on this read and every later one.
     #[inline]
-    fn storage(&self) -> &Storage {
+    fn storage(&self) -> Result<&Storage> {
         match &self.inner.data {
-            Data::Own(s) => s,
+            Data::Own(s) => Ok(s),
             Data::View(owner) => owner.storage(),
             Data::Pending(p) => self.pending_storage(p),
         }
@@ -155,29 +184,37 @@ impl Tensor {
 
     /// Out of line, so that reading a computed tensor stays a few instructions.
     #[inline(never)]
-    fn pending_storage<'a>(&self, p: &'a Pending) -> &'a Storage {
-        p.storage(self.dtype(), self.numel())
+    fn pending_storage<'a>(&self, p: &'a Pending) -> Result<&'a Storage> {
+        if !p.is_realized() {
+            crate::fusion::realize(self);
+        }
+        p.value()
     }
 
     /// Computes a pending tensor's elements now (see [`crate::fusion`]); a no-op for every
     /// other tensor. Reading the elements does this anyway: call it to time the work where it
     /// belongs, or to let the graph release the operands it keeps alive.
     ///
+    /// # Errors
+    /// When the elements cannot be computed (their memory cannot be allocated). The tensor
+    /// keeps the error: every later read returns it too.
+    ///
     /// ```
     /// use gradtape::{fusion, ops, Tensor};
     /// let x = Tensor::ones(&[fusion::DEFAULT_MIN_ELEMENTS], gradtape::DType::F32);
     /// let y = ops::add(&x, &1.0)?;
     /// assert!(!y.is_realized());
-    /// assert!(y.realize().is_realized());
+    /// assert!(y.realize()?.is_realized());
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn realize(&self) -> &Tensor {
-        let _ = self.storage();
-        self
+    pub fn realize(&self) -> Result<&Tensor> {
+        self.storage()?;
+        Ok(self)
     }
 
     /// False while a tensor is pending: an elementwise result on a large tensor whose elements
-    /// have not been needed yet (see [`crate::fusion`]).
+    /// have not been needed yet (see [`crate::fusion`]). True once they were computed, or
+    /// once computing them failed (reads then return the error).
     ///
     /// ```
     /// assert!(gradtape::Tensor::scalar(1.0f32).is_realized());
@@ -210,7 +247,7 @@ impl Tensor {
     /// The whole backing storage as a slice of `T` (index it through [`Tensor::layout`]).
     #[inline]
     pub(crate) fn data<T: Element>(&self) -> Result<&[T]> {
-        T::slice(self.storage().cpu()).ok_or_else(|| {
+        T::slice(self.storage()?.cpu()).ok_or_else(|| {
             Error::dtype(
                 "data",
                 format!("tensor has dtype {}, not {}", self.dtype(), T::DTYPE),
@@ -220,21 +257,21 @@ impl Tensor {
 
     /// The elements in row-major order (borrowed when already contiguous).
     pub(crate) fn contiguous_data<T: Element>(&self) -> Result<std::borrow::Cow<'_, [T]>> {
-        Ok(cpu::contiguous_cow(self.data::<T>()?, self.layout()))
+        cpu::contiguous_cow(self.data::<T>()?, self.layout())
     }
 
     /// The same values in freshly laid-out contiguous storage (a no-op view when contiguous).
-    pub(crate) fn to_contiguous(&self) -> Tensor {
+    pub(crate) fn to_contiguous(&self) -> Result<Tensor> {
         if self.layout().is_contiguous() {
-            return self.clone();
+            return Ok(self.clone());
         }
-        let shape = self.shape();
-        match self.storage().cpu() {
-            CpuStorage::F32(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
-            CpuStorage::F64(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
-            CpuStorage::I64(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
-            CpuStorage::Bool(v) => Tensor::from_elems(cpu::to_contiguous(v, self.layout()), shape),
-        }
+        let (shape, l) = (self.shape(), self.layout());
+        Ok(match self.storage()?.cpu() {
+            CpuStorage::F32(v) => Tensor::from_elems(cpu::to_contiguous(v, l)?, shape),
+            CpuStorage::F64(v) => Tensor::from_elems(cpu::to_contiguous(v, l)?, shape),
+            CpuStorage::I64(v) => Tensor::from_elems(cpu::to_contiguous(v, l)?, shape),
+            CpuStorage::Bool(v) => Tensor::from_elems(cpu::to_contiguous(v, l)?, shape),
+        })
     }
 
     // ----- inspection -----
@@ -287,7 +324,15 @@ impl Tensor {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn shares_storage_with(&self, other: &Tensor) -> bool {
-        std::ptr::eq(self.storage(), other.storage())
+        Arc::ptr_eq(&self.owner().inner, &other.owner().inner)
+    }
+
+    /// The tensor that holds the elements this one views (itself unless it is a view).
+    fn owner(&self) -> &Tensor {
+        match &self.inner.data {
+            Data::View(owner) => owner,
+            _ => self,
+        }
     }
 
     // ----- creation -----
@@ -554,17 +599,20 @@ impl Tensor {
 
     /// The elements converted to `f64`, whatever the dtype (for reports and tests).
     ///
+    /// # Errors
+    /// When a pending tensor's elements cannot be computed (see [`Tensor::realize`]).
+    ///
     /// ```
     /// let t = gradtape::Tensor::from_vec(vec![true, false], &[2])?;
-    /// assert_eq!(t.to_f64_vec(), vec![1.0, 0.0]);
+    /// assert_eq!(t.to_f64_vec()?, vec![1.0, 0.0]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn to_f64_vec(&self) -> Vec<f64> {
-        fn conv<T: Element>(d: &[T], l: &Layout) -> Vec<f64> {
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        fn conv<T: Element>(d: &[T], l: &Layout) -> Result<Vec<f64>> {
             cpu::map(d, l, |x: T| x.to_f64())
         }
         let l = self.layout();
-        match self.storage().cpu() {
+        match self.storage()?.cpu() {
             CpuStorage::F32(v) => conv(v, l),
             CpuStorage::F64(v) => conv(v, l),
             CpuStorage::I64(v) => conv(v, l),
@@ -674,6 +722,11 @@ fn scalar_constant(v: f64, dtype: DType) -> Tensor {
         .unwrap_or_else(|| Tensor::full(&[], v, dtype))
 }
 
+impl AsTensor for Operand {
+    fn operand(&self) -> Operand {
+        self.clone()
+    }
+}
 impl AsTensor for Tensor {
     fn operand(&self) -> Operand {
         Operand::Tensor(self.clone())

@@ -198,7 +198,7 @@ fn loss_of(scores: &Tensor, y: &Tensor, classification: bool) -> Result<Tensor> 
 pub fn evaluate(model: &dyn Layer, x: &Tensor, y: &Target) -> Result<(f64, Option<f64>)> {
     let scores = model.call(x, false)?;
     let classification = matches!(y, Target::Classes { .. });
-    let loss = loss_of(&scores, target_tensor(y), classification)?.to_f64_vec()[0];
+    let loss = loss_of(&scores, target_tensor(y), classification)?.to_f64_vec()?[0];
     let acc = if classification {
         Some(sparse_categorical_accuracy(target_tensor(y), &scores)?)
     } else {
@@ -259,7 +259,7 @@ pub fn fit(
             let sources: Vec<&dyn crate::Source> =
                 vars.iter().map(|v| v as &dyn crate::Source).collect();
             let grads = tape.gradient_with(&[&loss], &sources, &Default::default())?;
-            let l = loss.to_f64_vec()[0];
+            let l = loss.to_f64_vec()?[0];
             if !l.is_finite() {
                 return Err(Error::arg("fit", format!("the loss became {l} in epoch {epoch}: training diverged; try a smaller learning rate than {lr}")));
             }

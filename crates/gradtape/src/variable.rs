@@ -184,7 +184,7 @@ impl Variable {
     /// ```
     pub fn assign(&self, value: &impl AsTensor) -> Result<()> {
         let t = value.operand().into_tensor_of(self.dtype());
-        self.store("assign", t)
+        self.update("assign", |_| Ok(t.clone()))
     }
 
     /// Adds to the value in place of `v = v + delta`.
@@ -199,9 +199,8 @@ impl Variable {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn assign_add(&self, delta: &impl AsTensor) -> Result<()> {
-        let cur = self.current();
-        let t = tape::without_recording(|| ops::add(&cur, delta))?;
-        self.store("assign_add", t)
+        let delta = tape::without_recording(|| delta.operand());
+        self.update("assign_add", |cur| ops::add(cur, &delta))
     }
 
     /// Subtracts from the value (`v = v - delta`), the seed's `model.a.assign_sub(da * lr)`.
@@ -216,12 +215,38 @@ impl Variable {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn assign_sub(&self, delta: &impl AsTensor) -> Result<()> {
-        let cur = self.current();
-        let t = tape::without_recording(|| ops::subtract(&cur, delta))?;
-        self.store("assign_sub", t)
+        let delta = tape::without_recording(|| delta.operand());
+        self.update("assign_sub", |cur| ops::subtract(cur, &delta))
     }
 
-    fn store(&self, op: &'static str, t: Tensor) -> Result<()> {
+    /// Replaces the value with `new(current value)`, atomically: concurrent updates from
+    /// other threads are never lost, as with TensorFlow's resource-variable assigns.
+    ///
+    /// The new value is computed with no lock held, then swapped in only if the value is still
+    /// the one it was computed from; otherwise it is computed again from the newer value.
+    /// Holding a lock while computing would be simpler, but a large update runs parallel
+    /// kernels, and a pool thread waiting for them can pick up another task that updates the
+    /// same variable: that task would wait for a lock its own thread holds.
+    fn update(&self, op: &'static str, new: impl Fn(&Tensor) -> Result<Tensor>) -> Result<()> {
+        loop {
+            let cur = self.current();
+            let t = tape::without_recording(|| new(&cur))?;
+            let t = self.checked(op, t)?;
+            let mut slot = match self.inner.value.write() {
+                Ok(v) => v,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if slot.id() == cur.id() {
+                *slot = t;
+                return Ok(());
+            }
+        }
+    }
+
+    /// `t` as the variable's next value: its dtype and shape checked, computed now (a pending
+    /// value would keep its operands, often the old value, alive) and under a fresh id (nothing
+    /// recorded about how it was made reaches through the variable).
+    fn checked(&self, op: &'static str, t: Tensor) -> Result<Tensor> {
         if t.dtype() != self.dtype() {
             return Err(Error::dtype(
                 op,
@@ -244,15 +269,8 @@ impl Variable {
                 ),
             ));
         }
-        // Computed now: a pending value would keep its operands (often the old value) alive.
-        t.realize();
-        // A fresh id: nothing recorded about how `t` was made reaches through the variable.
-        let t = t.with_new_id();
-        match self.inner.value.write() {
-            Ok(mut v) => *v = t,
-            Err(poisoned) => *poisoned.into_inner() = t,
-        }
-        Ok(())
+        t.realize()?;
+        Ok(t.with_new_id())
     }
 
     fn label(&self) -> String {

@@ -131,7 +131,7 @@ fn one_pass_computes_the_loss_and_both_gradients() -> Result<()> {
         &ops::multiply(&x, &0.5)?,
         &g.normal(&[N], 0.3, 0.3, DType::F32)?,
     )?;
-    y.realize();
+    y.realize().unwrap();
 
     fusion::set_min_elements(usize::MAX);
     let (loss, da, db) = regression_step(&x, &y)?;

@@ -385,8 +385,9 @@ fn float_sources(inputs: &[Tensor]) -> Vec<&dyn Source> {
 
 fn dot(a: &Tensor, w: &Tensor) -> f64 {
     a.to_f64_vec()
+        .unwrap()
         .iter()
-        .zip(w.to_f64_vec())
+        .zip(w.to_f64_vec().unwrap())
         .map(|(x, y)| x * y)
         .sum()
 }
@@ -439,7 +440,7 @@ fn compare(
     for (k, (a, n)) in analytic.iter().zip(numeric).enumerate() {
         let a = a
             .as_ref()
-            .map(|t| t.to_f64_vec())
+            .map(|t| t.to_f64_vec().unwrap())
             .unwrap_or(vec![0.0; n.len()]);
         let scale = 1.0 + n.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (j, (x, y)) in a.iter().zip(n).enumerate() {

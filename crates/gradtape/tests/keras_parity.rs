@@ -42,7 +42,7 @@ fn close(what: &str, ours: &Tensor, want: &Value) {
         .map(|d| d.as_u64().unwrap() as usize)
         .collect();
     assert_eq!(ours.shape(), shape.as_slice(), "{what}: shape");
-    let got = ours.to_f64_vec();
+    let got = ours.to_f64_vec().unwrap();
     let amax = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     for (i, (g, t)) in got.iter().zip(&w).enumerate() {
         assert!(
@@ -104,7 +104,7 @@ fn losses_and_their_gradients_match_keras() {
         }
         .unwrap();
         assert!(
-            value.to_f64_vec().iter().all(|v| v.is_finite()),
+            value.to_f64_vec().unwrap().iter().all(|v| v.is_finite()),
             "{what}: not finite"
         );
         close(&format!("{what} value"), &value, &c["value"]);

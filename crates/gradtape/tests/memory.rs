@@ -109,7 +109,7 @@ fn tapes_hold_only_what_gradient_rules_need_and_release_it() {
         with_operands,
         "the graph holds a and b"
     );
-    z.realize();
+    z.realize().unwrap();
     assert_eq!(
         memory::live_storages(),
         with_operands - 2 + 1,

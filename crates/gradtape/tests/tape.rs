@@ -10,7 +10,7 @@ fn scalar(v: f64) -> Tensor {
 }
 
 fn val(t: &Option<Tensor>) -> f64 {
-    t.as_ref().expect("gradient is None").to_f64_vec()[0]
+    t.as_ref().expect("gradient is None").to_f64_vec().unwrap()[0]
 }
 
 #[test]

@@ -157,7 +157,7 @@ fn close(what: &str, ours: &Tensor, tf: &Value, rtol: f64) -> std::result::Resul
             shape
         ));
     }
-    let got = ours.to_f64_vec();
+    let got = ours.to_f64_vec().unwrap();
     let amax = want
         .iter()
         .filter(|v| v.is_finite())

@@ -30,7 +30,7 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
             ),
         ));
     }
-    let base = x.to_contiguous();
+    let base = x.to_contiguous()?;
     let out = base.view(Layout {
         shape: Dims::from_slice(shape),
         strides: contiguous_strides(shape),
@@ -257,7 +257,7 @@ fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
     let target = slice_layout(&Layout::contiguous(shape), spec);
     let out = dispatch_all!(g.dtype(), T => {
         let mut buf = vec![T::default(); numel(shape)];
-        let src = cpu::to_contiguous(g.data::<T>()?, g.layout());
+        let src = cpu::to_contiguous(g.data::<T>()?, g.layout())?;
         let inner = target.shape.last().copied().unwrap_or(1);
         let st = target.strides.last().copied().unwrap_or(0);
         for_each_row(&target.shape, [&target.strides], [target.offset], |row, [o]| {

@@ -202,7 +202,7 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
     );
     let c = condition.data::<bool>()?;
     let out = dispatch_all!(a.dtype(), T => Tensor::from_elems(
-        cpu::zip3(c, &lc, a.data::<T>()?, &la, b.data::<T>()?, &lb, |c, p: T, q: T| if c { p } else { q }),
+        cpu::zip3(c, &lc, a.data::<T>()?, &la, b.data::<T>()?, &lb, |c, p: T, q: T| if c { p } else { q })?,
         &shape,
     ));
     tape::record(op, &[&a, &b], &out, || {

@@ -19,7 +19,7 @@ pub(crate) fn map_tensor<T: Element, U: Element>(
     f: impl Fn(T) -> U + Sync,
 ) -> Result<Tensor> {
     Ok(Tensor::from_elems(
-        cpu::map(x.data::<T>()?, x.layout(), f),
+        cpu::map(x.data::<T>()?, x.layout(), f)?,
         x.shape(),
     ))
 }
@@ -274,7 +274,7 @@ pub(crate) fn zip_tensors<T: Element, U: Element>(
     let (da, db) = (a.data::<T>()?, b.data::<T>()?);
     if a.shape() == b.shape() {
         return Ok(Tensor::from_elems(
-            cpu::zip(da, a.layout(), db, b.layout(), f),
+            cpu::zip(da, a.layout(), db, b.layout(), f)?,
             a.shape(),
         ));
     }
@@ -283,7 +283,7 @@ pub(crate) fn zip_tensors<T: Element, U: Element>(
         a.layout().broadcast_to(&shape),
         b.layout().broadcast_to(&shape),
     );
-    Ok(Tensor::from_elems(cpu::zip(da, &la, db, &lb, f), &shape))
+    Ok(Tensor::from_elems(cpu::zip(da, &la, db, &lb, f)?, &shape))
 }
 
 /// The forward of a binary op from its one element function: a pending tensor when

@@ -139,7 +139,8 @@ fn product<T: Float>(
         v
     };
     let (ba, bb) = (batch_view(la, ra), batch_view(lb, rb));
-    let mut out = vec![T::ZERO; numel(shape)];
+    let mut out = crate::storage::pool::take::<T>("matmul", numel(shape))?;
+    out.resize(numel(shape), T::ZERO);
     let mut offsets = Vec::with_capacity(numel(batch));
     for_each_row(
         &ba.shape,
@@ -163,7 +164,7 @@ fn product<T: Float>(
             ob,
             lb.strides[rb - 2],
             lb.strides[rb - 1],
-        );
+        )?;
     }
     Ok(Tensor::from_elems(out, shape))
 }

@@ -107,7 +107,7 @@ pub(crate) fn arrange<'a, T: Element>(
     let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
     let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
     let l = x.layout().permute(&perm);
-    let data = cpu::to_contiguous(x.data::<T>()?, &l);
+    let data = cpu::to_contiguous(x.data::<T>()?, &l)?;
     let sp = Split3 {
         outer: kept.iter().map(|&d| shape[d]).product(),
         reduced: axes.iter().map(|&d| shape[d]).product(),
