@@ -259,23 +259,25 @@ fn fold_slice<T: Copy + Send + Sync>(s: &[T], init: T, f: &(impl Fn(T, T) -> T +
     tree_fold(s.len(), &leaf, f)
 }
 
-/// Folds one block (up to [`BLOCK`] elements) with 32 independent accumulators, so the loop
-/// vectorizes and no accumulator adds more than 32 elements in a row; the accumulators are then
-/// combined pairwise. (Runs of 128 with eight accumulators each, NumPy's scheme, cost 10-25%
-/// of reduction speed here; 32 lanes cost nothing measurable over 8.) Fused reductions
-/// ([`crate::fusion`]) fold their blocks with it too, to sum in the same order.
+/// Folds one block (up to [`BLOCK`] elements) with eight independent accumulators, so the
+/// loop vectorizes. Fused reductions ([`crate::fusion`]) fold their blocks with it too, to sum
+/// in the same order. Each accumulator adds 128 elements in order; 32 accumulators, and runs
+/// of 128 combined pairwise (NumPy's scheme), were measured: no more accurate on the cases of
+/// `tests/reliability.rs`, and the runs cost 10-25% of reduction speed (BENCHMARKS.md).
 #[inline]
 pub(crate) fn fold_block<T: Copy>(block: &[T], init: T, f: &impl Fn(T, T) -> T) -> T {
-    const LANES: usize = 32;
-    let mut acc = [init; LANES];
-    let chunks = block.chunks_exact(LANES);
+    let mut acc = [init; 8];
+    let chunks = block.chunks_exact(8);
     let rem = chunks.remainder();
     for c in chunks {
-        for i in 0..LANES {
+        for i in 0..8 {
             acc[i] = f(acc[i], c[i]);
         }
     }
-    let mut r = pairwise(&acc, init, f);
+    let mut r = f(
+        f(f(acc[0], acc[1]), f(acc[2], acc[3])),
+        f(f(acc[4], acc[5]), f(acc[6], acc[7])),
+    );
     for &x in rem {
         r = f(r, x);
     }
