@@ -252,10 +252,6 @@ fn fold_slice<T: Copy + Send + Sync>(s: &[T], init: T, f: &(impl Fn(T, T) -> T +
         }
         pairwise(&parts[..count], init, f)
     };
-    // Short rows (the common case of a row-wise reduction) skip the tree's set-up.
-    if s.len() <= CHUNK {
-        return leaf(0, s.len());
-    }
     tree_fold(s.len(), &leaf, f)
 }
 

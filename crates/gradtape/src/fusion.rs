@@ -815,7 +815,6 @@ impl<'a, T: Fusable> Typed<'a, T> {
     /// computed tensor (blocks of 1,024 with eight lanes, combined pairwise by
     /// [`cpu::tree_fold`]), so fused and eager reductions give the same bits.
     fn fold(&self, roots: &[(Operand, Fold)]) -> Vec<T> {
-        let init: Vec<T> = roots.iter().map(|(_, f)| f.init()).collect();
         let leaf = |start: usize, len: usize| {
             let (mut regs, mut scratch) = (self.registers(), vec![]);
             let mut parts: Vec<Vec<T>> = vec![Vec::with_capacity(CHUNK / BLOCK); roots.len()];
@@ -838,9 +837,6 @@ impl<'a, T: Fusable> Typed<'a, T> {
             }
             a
         };
-        if self.n == 0 {
-            return init;
-        }
         cpu::tree_fold(self.n, &leaf, &combine)
     }
 }

@@ -122,10 +122,7 @@ impl Tensor {
     /// The pending tensor behind this one (itself or, for any view, its owner) while its
     /// elements are not computed: what reading this tensor would compute.
     pub(crate) fn unrealized(&self) -> Option<(&Tensor, &Pending)> {
-        let owner = match &self.inner.data {
-            Data::View(owner) => owner,
-            _ => self,
-        };
+        let owner = self.owner();
         match &owner.inner.data {
             Data::Pending(p) if !p.is_realized() => Some((owner, &**p)),
             _ => None,

@@ -184,7 +184,9 @@ impl Variable {
     /// ```
     pub fn assign(&self, value: &impl AsTensor) -> Result<()> {
         let t = value.operand().into_tensor_of(self.dtype());
-        self.update("assign", |_| Ok(t.clone()))
+        // The new value does not depend on the old one: no retry, just the swap.
+        *self.slot() = self.checked("assign", t)?;
+        Ok(())
     }
 
     /// Adds to the value in place of `v = v + delta`.
@@ -232,15 +234,18 @@ impl Variable {
             let cur = self.current();
             let t = tape::without_recording(|| new(&cur))?;
             let t = self.checked(op, t)?;
-            let mut slot = match self.inner.value.write() {
-                Ok(v) => v,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut slot = self.slot();
             if slot.id() == cur.id() {
                 *slot = t;
                 return Ok(());
             }
         }
+    }
+
+    /// The value, locked for writing (held only to swap a computed tensor in).
+    fn slot(&self) -> std::sync::RwLockWriteGuard<'_, Tensor> {
+        // A tensor is immutable: a panic elsewhere cannot have left it half-written.
+        self.inner.value.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `t` as the variable's next value: its dtype and shape checked, computed now (a pending

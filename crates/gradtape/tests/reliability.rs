@@ -246,9 +246,9 @@ fn a_chain_of_100_000_pending_reductions_is_read_without_recursion() {
 
 #[test]
 fn a_chain_of_100_000_pending_reductions_is_dropped_without_recursion() {
-    let before = gradtape::memory::live_storages();
+    // Before the fix this aborted the whole test process with a stack overflow. (Counting live
+    // storages here would race with the other tests of this binary, which run meanwhile.)
     drop(chain(100_000));
-    assert!(gradtape::memory::live_storages() <= before + 32);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,6 +256,15 @@ fn a_chain_of_100_000_pending_reductions_is_dropped_without_recursion() {
 
 fn rel(got: f64, want: f64) -> f64 {
     ((got - want) / want).abs()
+}
+
+/// Each float32 result within `tol` relative of its float64 reference.
+fn assert_within(got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let e = rel(*g as f64, *w);
+        assert!(e <= tol, "relative error {e}");
+    }
 }
 
 #[test]
@@ -299,13 +308,7 @@ fn long_row_sums_are_accurate() {
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
-    for (g, w) in got.iter().zip(&want) {
-        assert!(
-            rel(*g as f64, *w) <= 1e-7,
-            "relative error {}",
-            rel(*g as f64, *w)
-        );
-    }
+    assert_within(&got, &want, 1e-7);
 }
 
 #[test]
@@ -323,13 +326,7 @@ fn tall_column_sums_are_accurate() {
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
-    for (g, w) in got.iter().zip(&want) {
-        assert!(
-            rel(*g as f64, *w) <= 1e-7,
-            "relative error {}",
-            rel(*g as f64, *w)
-        );
-    }
+    assert_within(&got, &want, 1e-7);
 }
 
 #[test]
