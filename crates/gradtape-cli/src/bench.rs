@@ -105,8 +105,8 @@ fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
         let current = loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?;
         let [da, db] = g.gradient(&current, [&a, &b])?;
         if let (Some(da), Some(db)) = (da, db) {
-            a.assign_sub(&(&da * lr)?)?;
-            b.assign_sub(&(&db * lr)?)?;
+            a.assign_sub(&(&da * lr))?;
+            b.assign_sub(&(&db * lr))?;
         }
         Ok(())
     })

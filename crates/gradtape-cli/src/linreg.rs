@@ -195,16 +195,16 @@ fn train(
     mut progress: impl FnMut(usize, f64),
 ) -> Result<Trained, CliError> {
     let dtype = x.dtype();
-    let var = |name: &str| {
-        Variable::with_options(
-            Tensor::zeros(&[], dtype),
+    let var = |name: &str| -> gradtape::Result<Variable> {
+        Ok(Variable::with_options(
+            Tensor::zeros(&[], dtype)?,
             VariableOptions {
                 name: Some(name.into()),
                 trainable: true,
             },
-        )
+        ))
     };
-    let (a, b) = (var("a"), var("b"));
+    let (a, b) = (var("a")?, var("b")?);
     // sgd is the tutorial's own update (`assign_sub(da * lr)`); the others are the library's.
     let mut opt: Option<Box<dyn gradtape::optimizers::Optimizer>> = match args.optimizer {
         Optimizer::Sgd => None,
@@ -266,7 +266,7 @@ fn train(
                 a.assign_sub(&ops::multiply(&da, &args.lr)?)?;
                 b.assign_sub(&ops::multiply(&db, &args.lr)?)?;
             }
-            Some(o) => o.apply_gradients(&[(Some(da), &a), (Some(db), &b)])?,
+            Some(o) => gradtape::optimizers::Optimizer::apply_gradients(o, [(da, &a), (db, &b)])?,
         }
     }
     t.final_loss = scalar(&loss(&model()?)?);

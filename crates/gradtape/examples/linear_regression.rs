@@ -81,8 +81,8 @@ pub fn train(model: &Regression, inputs: &[f64], outputs: &[f64], lr: f64) -> Re
     );
     // > model.a.assign_sub(da * lr)
     // > model.b.assign_sub(db * lr)
-    model.a.assign_sub(&(&da * lr)?)?;
-    model.b.assign_sub(&(&db * lr)?)?;
+    model.a.assign_sub(&(&da * lr))?;
+    model.b.assign_sub(&(&db * lr))?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::optimizers::Optimizer;
 use crate::tensor::Tensor;
 use crate::variable::Variable;
 
@@ -79,7 +80,7 @@ fn bytes_of(t: &Tensor) -> Result<(Dtype, Vec<u8>)> {
 ///
 /// ```
 /// let p = std::env::temp_dir().join("gradtape-doc-ck3.safetensors");
-/// let t = gradtape::Tensor::ones(&[2], gradtape::DType::F64);
+/// let t = gradtape::Tensor::ones(&[2], gradtape::DType::F64).unwrap();
 /// assert!(gradtape::checkpoint::save_tensors(&p, &[("a".into(), t.clone()), ("a".into(), t)], &Default::default()).is_err());
 /// ```
 pub fn save_tensors(
@@ -142,17 +143,72 @@ pub fn save(
     variables: &[Variable],
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let named: Vec<(String, Tensor)> = variables
+    save_tensors(
+        path,
+        &named_values(variables, "checkpoint::save")?,
+        metadata,
+    )
+}
+
+fn named_values(variables: &[Variable], op: &'static str) -> Result<Vec<(String, Tensor)>> {
+    variables
         .iter()
         .map(|v| match v.name() {
             Some(n) => Ok((n.to_string(), v.read_value())),
             None => Err(Error::arg(
-                "checkpoint::save",
+                op,
                 format!("a variable of shape {:?} has no name", v.shape()),
             )),
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// Writes variables and the optimizer's state ([`Optimizer::state`]: step count, momentum,
+/// Adam's moments...) in one file, so that training resumed from it continues exactly as an
+/// uninterrupted run would (Keras's `tf.train.Checkpoint(model=..., optimizer=...)`).
+///
+/// # Errors
+/// As [`save`].
+///
+/// ```
+/// use gradtape::optimizers::{Adam, Optimizer};
+/// use gradtape::{checkpoint, Tensor, Variable, VariableOptions};
+/// let w = Variable::with_options(1.0, VariableOptions { name: Some("w".into()), trainable: true });
+/// let mut opt = Adam::new(0.1);
+/// opt.apply_gradients([(Tensor::scalar(1.0f32), &w)])?;
+/// let p = std::env::temp_dir().join("gradtape-doc-ck-opt.safetensors");
+/// checkpoint::save_with_optimizer(&p, &[w.clone()], &opt, &Default::default())?;
+/// let mut fresh = Adam::new(0.1);
+/// checkpoint::restore_with_optimizer(&p, &[w], &mut fresh)?;
+/// assert_eq!(fresh.iterations(), 1);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn save_with_optimizer(
+    path: &Path,
+    variables: &[Variable],
+    optimizer: &dyn Optimizer,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut named = named_values(variables, "checkpoint::save_with_optimizer")?;
+    named.extend(optimizer.state(variables)?);
     save_tensors(path, &named, metadata)
+}
+
+/// Restores what [`save_with_optimizer`] wrote: the variables (as [`restore`]) and the
+/// optimizer's state. Nothing changes unless both fit.
+///
+/// # Errors
+/// As [`restore`], and when the file has no optimizer state or a slot does not fit.
+pub fn restore_with_optimizer(
+    path: &Path,
+    variables: &[Variable],
+    optimizer: &mut dyn Optimizer,
+) -> Result<Checkpoint> {
+    let ck = load(path)?;
+    check_variables(path, &ck, variables)?;
+    optimizer.load_state(variables, &ck.tensors)?;
+    assign_variables(&ck, variables)?;
+    Ok(ck)
 }
 
 /// Reads every tensor and the metadata of a safetensors file.
@@ -230,12 +286,19 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 /// let v = Variable::with_options(Tensor::scalar(1.0f32), VariableOptions { name: Some("v".into()), trainable: true });
 /// let p = std::env::temp_dir().join("gradtape-doc-ck5.safetensors");
 /// checkpoint::save(&p, &[v.clone()], &Default::default())?;
-/// let w = Variable::with_options(Tensor::zeros(&[2], gradtape::DType::F32), VariableOptions { name: Some("v".into()), trainable: true });
+/// let w = Variable::with_options(Tensor::zeros(&[2], gradtape::DType::F32)?, VariableOptions { name: Some("v".into()), trainable: true });
 /// assert!(checkpoint::restore(&p, &[w]).is_err()); // shape [] in the file, [2] in the model
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn restore(path: &Path, variables: &[Variable]) -> Result<Checkpoint> {
     let ck = load(path)?;
+    check_variables(path, &ck, variables)?;
+    assign_variables(&ck, variables)?;
+    Ok(ck)
+}
+
+/// Every variable present in `ck` with its shape and dtype, or an error listing each problem.
+fn check_variables(path: &Path, ck: &Checkpoint, variables: &[Variable]) -> Result<()> {
     let mut problems = vec![];
     for v in variables {
         let Some(n) = v.name() else {
@@ -260,10 +323,14 @@ pub fn restore(path: &Path, variables: &[Variable]) -> Result<Checkpoint> {
             format!("{}: {}", path.display(), problems.join("; ")),
         ));
     }
+    Ok(())
+}
+
+fn assign_variables(ck: &Checkpoint, variables: &[Variable]) -> Result<()> {
     for v in variables {
         if let Some(t) = v.name().and_then(|n| ck.tensors.get(n)) {
             v.assign(t)?;
         }
     }
-    Ok(ck)
+    Ok(())
 }

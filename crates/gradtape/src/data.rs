@@ -130,7 +130,7 @@ pub enum Task {
 ///
 /// ```
 /// use gradtape::data::Target;
-/// let t = Target::Values(gradtape::Tensor::zeros(&[3], gradtape::DType::F32));
+/// let t = Target::Values(gradtape::Tensor::zeros(&[3], gradtape::DType::F32).unwrap());
 /// assert!(matches!(t, Target::Values(_)));
 /// ```
 #[derive(Clone, Debug)]
@@ -334,7 +334,7 @@ impl Standardizer {
     ///
     /// ```
     /// let s = gradtape::data::Standardizer { mean: vec![0.0, 0.0], std: vec![1.0, 1.0] };
-    /// assert!(s.transform(&gradtape::Tensor::zeros(&[1, 3], gradtape::DType::F32)).is_err());
+    /// assert!(s.transform(&gradtape::Tensor::zeros(&[1, 3], gradtape::DType::F32).unwrap()).is_err());
     /// ```
     pub fn transform(&self, x: &Tensor) -> Result<Tensor> {
         let f = self.mean.len();
@@ -413,8 +413,8 @@ pub fn take_rows(t: &Tensor, indices: &[i64]) -> Result<Tensor> {
 ///
 /// ```
 /// use gradtape::data::Batches;
-/// let x = gradtape::Tensor::zeros(&[10, 3], gradtape::DType::F32);
-/// let y = gradtape::Tensor::zeros(&[10], gradtape::DType::I64);
+/// let x = gradtape::Tensor::zeros(&[10, 3], gradtape::DType::F32)?;
+/// let y = gradtape::Tensor::zeros(&[10], gradtape::DType::I64)?;
 /// let sizes: Vec<usize> = Batches::new(&x, &y, 4, Some(1), false)?.map(|b| b.unwrap().0.shape()[0]).collect();
 /// assert_eq!(sizes, vec![4, 4, 2]);
 /// assert_eq!(Batches::new(&x, &y, 4, None, true)?.count(), 2);
@@ -436,8 +436,8 @@ impl Batches {
     /// When the row counts differ or `batch_size` is 0.
     ///
     /// ```
-    /// let x = gradtape::Tensor::zeros(&[3, 1], gradtape::DType::F32);
-    /// let y = gradtape::Tensor::zeros(&[2], gradtape::DType::F32);
+    /// let x = gradtape::Tensor::zeros(&[3, 1], gradtape::DType::F32).unwrap();
+    /// let y = gradtape::Tensor::zeros(&[2], gradtape::DType::F32).unwrap();
     /// assert!(gradtape::data::Batches::new(&x, &y, 2, None, false).is_err());
     /// ```
     pub fn new(

@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn large_tensors_are_summarised() {
-        let t = Tensor::zeros(&[2000], DType::I64);
+        let t = Tensor::zeros(&[2000], DType::I64).unwrap();
         assert_eq!(
             t.to_string(),
             "tf.Tensor([0 0 0 ... 0 0 0], shape=(2000,), dtype=int64)"

@@ -18,7 +18,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 ///
 /// ```
 /// use gradtape::{ops, DType, Error, Tensor};
-/// let e = ops::add(&Tensor::zeros(&[2], DType::F32), &Tensor::zeros(&[3], DType::F32)).unwrap_err();
+/// let e = ops::add(&Tensor::zeros(&[2], DType::F32).unwrap(), &Tensor::zeros(&[3], DType::F32).unwrap()).unwrap_err();
 /// assert!(matches!(e, Error::Shape { op: "add", .. }));
 /// assert_eq!(e.to_string(), "add: shapes [2] and [3] are not broadcastable");
 /// ```

@@ -10,7 +10,7 @@
 //!     Box::new(Dense::new("hidden", 4, 8, Activation::Relu, DType::F32, &mut rng)?),
 //!     Box::new(Dense::new("out", 8, 3, Activation::Linear, DType::F32, &mut rng)?),
 //! ]);
-//! let y = model.call(&Tensor::ones(&[2, 4], DType::F32), false)?;
+//! let y = model.call(&Tensor::ones(&[2, 4], DType::F32)?, false)?;
 //! assert_eq!(y.shape(), &[2, 3]);
 //! assert_eq!(model.trainable_variables().len(), 4);
 //! # Ok::<(), gradtape::Error>(())
@@ -53,7 +53,8 @@ use crate::variable::{Variable, VariableOptions};
 /// assert_eq!(d.trainable_variables().len(), 2);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub trait Layer {
+/// Layers are `Send + Sync`, so a model can move to, or be shared with, worker threads.
+pub trait Layer: Send + Sync {
     /// The forward pass; `training` switches layers like `Dropout` on.
     ///
     /// # Errors
@@ -173,7 +174,7 @@ impl Initializer {
                     .collect();
                 Tensor::from_vec(v, &shape)?.cast(dtype)
             }
-            Initializer::Zeros => Ok(Tensor::zeros(&shape, dtype)),
+            Initializer::Zeros => Tensor::zeros(&shape, dtype),
         }
     }
 }
@@ -207,7 +208,7 @@ impl Dense {
     /// let mut rng = gradtape::random::Generator::from_seed(0);
     /// let d = Dense::new("d", 2, 3, Activation::Linear, gradtape::DType::F64, &mut rng)?;
     /// assert_eq!(d.kernel.name(), Some("d/kernel"));
-    /// assert_eq!(d.call(&gradtape::Tensor::zeros(&[5, 2], gradtape::DType::F64), false)?.shape(), &[5, 3]);
+    /// assert_eq!(d.call(&gradtape::Tensor::zeros(&[5, 2], gradtape::DType::F64)?, false)?.shape(), &[5, 3]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn new(
@@ -267,8 +268,13 @@ impl Dense {
             initializer.sample(inputs, units, dtype, rng)?,
             named("kernel"),
         );
-        let bias =
-            use_bias.then(|| Variable::with_options(Tensor::zeros(&[units], dtype), named("bias")));
+        let bias = match use_bias {
+            true => Some(Variable::with_options(
+                Tensor::zeros(&[units], dtype)?,
+                named("bias"),
+            )),
+            false => None,
+        };
         Ok(Dense {
             kernel,
             bias,
@@ -277,8 +283,40 @@ impl Dense {
     }
 }
 
+impl Dense {
+    /// The name given at creation (the prefix of its variables' names).
+    ///
+    /// ```
+    /// let mut rng = gradtape::random::Generator::from_seed(0);
+    /// let d = gradtape::layers::Dense::new("hidden", 4, 2, gradtape::layers::Activation::Relu, gradtape::DType::F32, &mut rng)?;
+    /// assert_eq!(d.name(), "hidden");
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        let full = self.kernel.name().unwrap_or("dense/kernel");
+        full.strip_suffix("/kernel").unwrap_or(full)
+    }
+}
+
 impl Layer for Dense {
     fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        let (inputs, units) = (self.kernel.shape()[0], self.kernel.shape()[1]);
+        if x.shape().len() < 2
+            || x.shape()[x.shape().len() - 1] != inputs
+            || x.dtype() != self.kernel.dtype()
+        {
+            return Err(Error::shape(
+                "Dense",
+                format!(
+                    "layer {:?} ({inputs} inputs -> {units} units, {}) expects input of shape [batch, ..., {inputs}] and dtype {}, got {:?} {}",
+                    self.name(),
+                    self.kernel.dtype(),
+                    self.kernel.dtype(),
+                    x.shape(),
+                    x.dtype()
+                ),
+            ));
+        }
         let mut y = ops::matmul(x, &self.kernel)?;
         if let Some(b) = &self.bias {
             y = ops::add(&y, b)?;
@@ -312,7 +350,7 @@ impl Dropout {
     /// ```
     /// use gradtape::layers::{Dropout, Layer};
     /// let d = Dropout::new(0.5, 0)?;
-    /// let x = gradtape::Tensor::ones(&[1000], gradtape::DType::F32);
+    /// let x = gradtape::Tensor::ones(&[1000], gradtape::DType::F32)?;
     /// assert_eq!(d.call(&x, false)?.to_vec::<f32>()?, x.to_vec::<f32>()?);
     /// let kept = d.call(&x, true)?.to_vec::<f32>()?.iter().filter(|&&v| v > 0.0).count();
     /// assert!((400..600).contains(&kept));

@@ -8,17 +8,17 @@
 //! The linear regression that gradtape started from, one gradient-descent step:
 //!
 //! ```
-//! use gradtape::{ops, Axes, GradientTape, Result, Tensor, Variable};
+//! use gradtape::{Axes, GradientTape, Result, Tensor, Variable};
 //!
 //! // y" = a + b * x
 //! struct Regression { a: Variable, b: Variable }
 //! impl Regression {
-//!     fn call(&self, x: &Tensor) -> Result<Tensor> {
-//!         ops::add(&self.a, &ops::multiply(&self.b, x)?)
+//!     fn call(&self, x: &Tensor) -> Tensor {
+//!         &self.a + &self.b * x                        // tf.add(self.a, tf.multiply(self.b, x))
 //!     }
 //! }
 //! fn loss_func(y_true: &Tensor, y_pred: &Tensor) -> Result<Tensor> {
-//!     ops::reduce_sum(&ops::square(&ops::subtract(y_true, y_pred)?)?, Axes::All, false)
+//!     (y_true - y_pred).square()?.reduce_sum(Axes::All, false)
 //! }
 //!
 //! let model = Regression { a: Variable::new(0.0), b: Variable::new(0.0) };
@@ -27,15 +27,19 @@
 //! let lr = 0.1;
 //!
 //! let g = GradientTape::new();                     // with tf.GradientTape() as g:
-//! let y_pred = model.call(&x)?;                    //     y_pred = model(inputs)
+//! let y_pred = model.call(&x);                     //     y_pred = model(inputs)
 //! let current_loss = loss_func(&y, &y_pred)?;      //     current_loss = loss_func(y_true, y_pred)
 //! let [da, db] = g.gradient(&current_loss, [&model.a, &model.b])?;
-//! model.a.assign_sub(&(&da.unwrap() * lr)?)?;      // model.a.assign_sub(da * lr)
-//! model.b.assign_sub(&(&db.unwrap() * lr)?)?;
+//! model.a.assign_sub(&(da.unwrap() * lr))?;        // model.a.assign_sub(da * lr)
+//! model.b.assign_sub(&(db.unwrap() * lr))?;
 //!
-//! assert!((model.a.value().to_scalar::<f32>()? - 0.33).abs() < 1e-6);
+//! assert!((model.a.value().item()? - 0.33).abs() < 1e-6);
 //! # Ok::<(), gradtape::Error>(())
 //! ```
+//!
+//! Operators (`+ - * /`) panic on a shape or dtype error, with the op's message at the
+//! caller's line; the functions of [`ops`] return the same error as a `Result` (see the
+//! README's "Operators" section for why).
 //!
 //! Modules follow TensorFlow's concepts: [`Tensor`], [`ops`] (`tf.*` and `tf.math.*` under the
 //! same names), [`Variable`], [`GradientTape`] / [`PersistentTape`], [`random`]. Two are about
@@ -70,7 +74,7 @@ pub use error::{Error, Result};
 pub use ops::Axes;
 pub use storage::memory;
 pub use tape::{
-    GradientOptions, GradientTape, PersistentTape, Source, Tape, TapeBuilder, TracedOp,
+    GradientOptions, GradientTape, PersistentTape, Source, Sources, Tape, TapeBuilder, TracedOp,
     TracedTensor, UnconnectedGradients,
 };
 pub use tensor::{AsTensor, Operand, Tensor};

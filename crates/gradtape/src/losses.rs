@@ -131,7 +131,7 @@ pub fn sum_squared_error(
 /// ```
 /// use gradtape::{losses, Tensor};
 /// let y = Tensor::from_vec(vec![1.0f32, 3.0], &[1, 2])?;
-/// let p = Tensor::zeros(&[1, 2], gradtape::DType::F32);
+/// let p = Tensor::zeros(&[1, 2], gradtape::DType::F32)?;
 /// assert_eq!(losses::mean_squared_error(&y, &p, losses::Reduction::SumOverBatchSize)?.to_scalar::<f32>()?, 5.0);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -152,7 +152,7 @@ pub fn mean_squared_error(
 /// ```
 /// use gradtape::{losses, Tensor};
 /// let y = Tensor::from_vec(vec![1.0f32, -3.0], &[1, 2])?;
-/// let p = Tensor::zeros(&[1, 2], gradtape::DType::F32);
+/// let p = Tensor::zeros(&[1, 2], gradtape::DType::F32)?;
 /// assert_eq!(losses::mean_absolute_error(&y, &p, losses::Reduction::Sum)?.to_scalar::<f32>()?, 2.0);
 /// # Ok::<(), gradtape::Error>(())
 /// ```

@@ -85,38 +85,137 @@ impl Mean {
     }
 }
 
-/// The fraction of positions where `y_true == y_pred` (any dtype, same shape).
+/// The fraction of positions where `y_true == y_pred`: class labels against predicted class
+/// labels (Keras's `Accuracy`).
 ///
 /// # Errors
-/// When shapes or dtypes differ.
+/// When shapes or dtypes differ, or `y_pred` holds values that are not whole numbers
+/// (probabilities or scores: use [`binary_accuracy`], [`categorical_accuracy`] or
+/// [`sparse_categorical_accuracy`], which know what a prediction is).
 ///
 /// ```
 /// let t = gradtape::Tensor::from_vec(vec![1i64, 2, 3, 4], &[4])?;
 /// let p = gradtape::Tensor::from_vec(vec![1i64, 2, 0, 4], &[4])?;
 /// assert_eq!(gradtape::metrics::accuracy(&t, &p)?, 0.75);
+/// let probs = gradtape::Tensor::from_vec(vec![0.9f32, 0.2, 0.6, 0.7], &[4])?;
+/// assert!(gradtape::metrics::accuracy(&t.cast(gradtape::DType::F32)?, &probs).is_err());
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn accuracy(y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
-    if y_true.shape() != y_pred.shape() {
-        return Err(Error::shape(
-            "accuracy",
+    let op = "accuracy";
+    comparable(op, y_true, y_pred)?;
+    if y_pred.dtype().is_float() && y_pred.to_f64_vec()?.iter().any(|v| v.fract() != 0.0) {
+        return Err(Error::arg(
+            op,
             format!(
-                "y_true {:?} and y_pred {:?} differ",
+                "y_pred {} {:?} holds values that are not class labels (probabilities?): use binary_accuracy, categorical_accuracy or sparse_categorical_accuracy",
+                y_pred.dtype(),
+                y_pred.shape()
+            ),
+        ));
+    }
+    mean_equal(y_true, y_pred)
+}
+
+fn comparable(op: &'static str, y_true: &Tensor, y_pred: &Tensor) -> Result<()> {
+    if y_true.shape() != y_pred.shape() || y_true.dtype() != y_pred.dtype() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "y_true {} {:?} and y_pred {} {:?} cannot be compared (shapes and dtypes must match)",
+                y_true.dtype(),
+                y_true.shape(),
+                y_pred.dtype(),
+                y_pred.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn mean_equal(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let eq = ops::cast(&ops::equal(a, b)?, DType::F64)?;
+    let n = eq.numel().max(1) as f64;
+    Ok(eq.to_f64_vec()?.iter().sum::<f64>() / n)
+}
+
+/// The fraction of predictions on the right side of `threshold` (Keras's `binary_accuracy`:
+/// `y_pred > threshold` against labels 0/1; Keras's default threshold is 0.5 for
+/// probabilities, use 0 for logits).
+///
+/// # Errors
+/// When shapes differ, `y_pred` is not float, or `y_true` holds something other than 0 and 1.
+///
+/// ```
+/// let t = gradtape::Tensor::from_vec(vec![1.0f32, 0.0, 1.0, 0.0], &[4])?;
+/// let p = gradtape::Tensor::from_vec(vec![0.9f32, 0.2, 0.4, 0.7], &[4])?;
+/// assert_eq!(gradtape::metrics::binary_accuracy(&t, &p, 0.5)?, 0.5);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn binary_accuracy(y_true: &Tensor, y_pred: &Tensor, threshold: f64) -> Result<f64> {
+    let op = "binary_accuracy";
+    if y_true.shape() != y_pred.shape() || !y_pred.dtype().is_float() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "y_true {} {:?} and y_pred {} {:?}: need one shape and float predictions",
+                y_true.dtype(),
+                y_true.shape(),
+                y_pred.dtype(),
+                y_pred.shape()
+            ),
+        ));
+    }
+    let labels = y_true.to_f64_vec()?;
+    if let Some(v) = labels.iter().find(|&&v| v != 0.0 && v != 1.0) {
+        return Err(Error::arg(
+            op,
+            format!("y_true holds {v}; binary labels are 0 and 1"),
+        ));
+    }
+    let pred = y_pred.to_f64_vec()?;
+    let hits = labels
+        .iter()
+        .zip(&pred)
+        .filter(|(&t, &p)| (p > threshold) == (t == 1.0))
+        .count();
+    Ok(hits as f64 / labels.len().max(1) as f64)
+}
+
+/// The fraction of rows whose largest prediction is where the one-hot `y_true` has its 1
+/// (Keras's `categorical_accuracy`).
+///
+/// # Errors
+/// When shapes differ or the tensors have no class axis.
+///
+/// ```
+/// let t = gradtape::Tensor::from_vec(vec![0.0f32, 1.0, 1.0, 0.0], &[2, 2])?;
+/// let p = gradtape::Tensor::from_vec(vec![0.1f32, 0.9, 0.2, 0.8], &[2, 2])?;
+/// assert_eq!(gradtape::metrics::categorical_accuracy(&t, &p)?, 0.5);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn categorical_accuracy(y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+    let op = "categorical_accuracy";
+    if y_true.shape() != y_pred.shape() || y_pred.rank() == 0 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "y_true {:?} (one-hot) and y_pred {:?} must have one shape with a class axis last",
                 y_true.shape(),
                 y_pred.shape()
             ),
         ));
     }
-    let eq = ops::cast(&ops::equal(y_true, y_pred)?, DType::F64)?;
-    let n = eq.numel().max(1) as f64;
-    Ok(eq.to_f64_vec()?.iter().sum::<f64>() / n)
+    mean_equal(&ops::argmax(y_true, -1)?, &ops::argmax(y_pred, -1)?)
 }
 
-/// The fraction of rows whose largest score is at the int64 label (Keras's
-/// `sparse_categorical_accuracy`).
+/// The fraction of rows whose largest score is at the integer label (Keras's
+/// `sparse_categorical_accuracy`). Labels may be int64 or whole floats, shaped as `scores`
+/// without its last axis (or with a last axis of 1, as Keras allows).
 ///
 /// # Errors
-/// When labels are not int64 or do not have the shape of `scores` without its last axis.
+/// When labels are not whole numbers or do not have the shape of `scores` without its last
+/// axis.
 ///
 /// ```
 /// let labels = gradtape::Tensor::from_vec(vec![1i64, 0], &[2])?;
@@ -125,13 +224,35 @@ pub fn accuracy(y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn sparse_categorical_accuracy(labels: &Tensor, scores: &Tensor) -> Result<f64> {
-    if labels.dtype() != DType::I64 {
-        return Err(Error::dtype(
-            "sparse_categorical_accuracy",
-            format!("labels must be int64, got {}", labels.dtype()),
+    let op = "sparse_categorical_accuracy";
+    let rows = &scores.shape()[..scores.rank().saturating_sub(1)];
+    let labels =
+        if labels.shape().last() == Some(&1) && &labels.shape()[..labels.rank() - 1] == rows {
+            ops::squeeze(labels, &[-1])?
+        } else {
+            labels.clone()
+        };
+    if scores.rank() == 0 || labels.shape() != rows || labels.dtype() == DType::Bool {
+        return Err(Error::shape(
+            op,
+            format!(
+                "labels {} {:?} must be integers shaped as scores {:?} without the class axis",
+                labels.dtype(),
+                labels.shape(),
+                scores.shape()
+            ),
         ));
     }
-    accuracy(labels, &ops::argmax(scores, -1)?)
+    let labels = match labels.dtype() {
+        DType::I64 => labels,
+        _ => {
+            if let Some(v) = labels.to_f64_vec()?.iter().find(|v| v.fract() != 0.0) {
+                return Err(Error::arg(op, format!("label {v} is not a class index")));
+            }
+            ops::cast(&labels, DType::I64)?
+        }
+    };
+    mean_equal(&labels, &ops::argmax(scores, -1)?)
 }
 
 /// `matrix[i][j]` counts the samples of true class `i` predicted as class `j` (TensorFlow's

@@ -292,12 +292,79 @@ pub trait Optimizer {
         slots: &mut [Tensor],
     ) -> Result<Tensor>;
 
-    /// Applies one update to each variable that has a gradient. `None` gradients are skipped
-    /// with a warning naming the variables (as Keras does); all `None` is an error.
+    /// Applies one update to each variable that has a gradient, from any iterator of
+    /// (gradient, variable) pairs: Keras's `apply_gradients(zip(grads, vars))` is
+    /// `apply_gradients(grads.into_iter().zip(&vars))`, and a slice of pairs works too. `None`
+    /// gradients are skipped with a warning naming the variables (as Keras does); all `None` is
+    /// an error.
     ///
     /// # Errors
     /// When every gradient is `None`, or a gradient's shape or dtype differs from its variable's.
-    fn apply_gradients(&mut self, grads_and_vars: &[(Option<Tensor>, &Variable)]) -> Result<()> {
+    ///
+    /// ```
+    /// use gradtape::optimizers::{Optimizer, SGD};
+    /// use gradtape::{ops, GradientTape, Variable};
+    /// let vars = vec![Variable::new(1.0), Variable::new(2.0)];
+    /// let tape = GradientTape::new();
+    /// let loss = ops::multiply(&vars[0], &vars[1])?;
+    /// let grads = tape.gradient(&loss, &vars)?;
+    /// SGD::new(0.5).apply_gradients(grads.into_iter().zip(&vars))?;
+    /// assert_eq!(vars[0].value().to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    fn apply_gradients<'v, I>(&mut self, grads_and_vars: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: GradientAndVariable<'v>,
+        Self: Sized,
+    {
+        let pairs: Vec<(Option<Tensor>, &Variable)> = grads_and_vars
+            .into_iter()
+            .map(GradientAndVariable::into_pair)
+            .collect();
+        self.apply_gradient_pairs(&pairs)
+    }
+
+    /// Keras's `minimize`: records `loss` on a fresh tape, takes its gradients with respect to
+    /// `var_list` and applies them. Returns the loss.
+    ///
+    /// # Errors
+    /// As `loss`, the gradient and [`Optimizer::apply_gradients`].
+    ///
+    /// ```
+    /// use gradtape::optimizers::{Optimizer, SGD};
+    /// use gradtape::{ops, Variable};
+    /// let w = vec![Variable::new(3.0)];
+    /// let mut opt = SGD::new(0.25);
+    /// for _ in 0..50 {
+    ///     opt.minimize(|| ops::square(&w[0]), &w)?; // w ← w - 0.25 · 2w
+    /// }
+    /// assert!(w[0].value().to_scalar::<f32>()?.abs() < 1e-6);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    fn minimize(
+        &mut self,
+        loss: impl FnOnce() -> Result<Tensor>,
+        var_list: &[Variable],
+    ) -> Result<Tensor>
+    where
+        Self: Sized,
+    {
+        let tape = crate::GradientTape::new();
+        let value = loss()?;
+        let grads = tape.gradient(&value, var_list)?;
+        self.apply_gradients(grads.into_iter().zip(var_list))?;
+        Ok(value)
+    }
+
+    /// [`Optimizer::apply_gradients`] on a slice of pairs, the form a `dyn Optimizer` can call.
+    ///
+    /// # Errors
+    /// As [`Optimizer::apply_gradients`].
+    fn apply_gradient_pairs(
+        &mut self,
+        grads_and_vars: &[(Option<Tensor>, &Variable)],
+    ) -> Result<()> {
         let op = "apply_gradients";
         let (present, missing): (Vec<_>, Vec<_>) =
             grads_and_vars.iter().partition(|(g, _)| g.is_some());
@@ -355,7 +422,9 @@ pub trait Optimizer {
                     .unwrap_or_default();
                 if slots.len() != n {
                     let init = self.slot_initial_value();
-                    slots = (0..n).map(|_| Tensor::full_like(&value, init)).collect();
+                    slots = (0..n)
+                        .map(|_| Tensor::full_like(&value, init))
+                        .collect::<Result<_>>()?;
                 }
                 let new = self.update(&value, g, lr, t, &mut slots)?;
                 self.common_mut().slots.insert(v.handle_id(), slots);
@@ -375,6 +444,173 @@ pub trait Optimizer {
     fn learning_rate(&self) -> f64 {
         let c = self.common();
         c.learning_rate.at(c.iterations)
+    }
+
+    /// The optimizer's state for `vars` as named tensors, for a checkpoint: the step count
+    /// (`optimizer/iterations`) and each variable's slots (`optimizer/{variable}/slot{k}`:
+    /// momentum, Adam's moments...). Saved with the model, a resumed run continues exactly
+    /// where it stopped ([`crate::checkpoint::save_with_optimizer`]).
+    ///
+    /// # Errors
+    /// When a variable that has slots has no name.
+    ///
+    /// ```
+    /// use gradtape::optimizers::{Adam, Optimizer};
+    /// use gradtape::{Tensor, Variable, VariableOptions};
+    /// let w = Variable::with_options(1.0, VariableOptions { name: Some("w".into()), trainable: true });
+    /// let mut opt = Adam::new(0.1);
+    /// opt.apply_gradients([(Tensor::scalar(1.0f32), &w)])?;
+    /// let names: Vec<String> = opt.state(&[w])?.into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["optimizer/iterations", "optimizer/w/slot0", "optimizer/w/slot1"]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    fn state(&self, vars: &[Variable]) -> Result<Vec<(String, Tensor)>> {
+        let c = self.common();
+        let mut out = vec![(
+            "optimizer/iterations".to_string(),
+            Tensor::scalar(c.iterations as i64),
+        )];
+        for v in vars {
+            let Some(slots) = c.slots.get(&v.handle_id()) else {
+                continue;
+            };
+            let name = v.name().ok_or_else(|| {
+                Error::arg(
+                    "Optimizer::state",
+                    format!(
+                        "a variable of shape {:?} with optimizer slots has no name",
+                        v.shape()
+                    ),
+                )
+            })?;
+            for (k, t) in slots.iter().enumerate() {
+                out.push((format!("optimizer/{name}/slot{k}"), t.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores what [`Optimizer::state`] saved, matching variables by name. Checks everything
+    /// before changing anything.
+    ///
+    /// # Errors
+    /// When the step count is missing, or a slot is missing, or differs from its variable in
+    /// shape or dtype.
+    fn load_state(
+        &mut self,
+        vars: &[Variable],
+        tensors: &std::collections::BTreeMap<String, Tensor>,
+    ) -> Result<()> {
+        let op = "Optimizer::load_state";
+        let iterations = tensors
+            .get("optimizer/iterations")
+            .ok_or_else(|| Error::io(op, "no optimizer state (optimizer/iterations is missing)"))?
+            .to_scalar::<i64>()?;
+        let n = self.slot_count();
+        let mut restored = vec![];
+        for v in vars {
+            let Some(name) = v.name() else { continue };
+            let found: Vec<Option<&Tensor>> = (0..n)
+                .map(|k| tensors.get(&format!("optimizer/{name}/slot{k}")))
+                .collect();
+            if found.iter().all(Option::is_none) {
+                continue; // never updated when saved: its slots start fresh, as they would have
+            }
+            let mut slots = vec![];
+            for (k, t) in found.into_iter().enumerate() {
+                match t {
+                    Some(t) if t.shape() == v.shape() && t.dtype() == v.dtype() => {
+                        slots.push(t.clone())
+                    }
+                    Some(t) => {
+                        return Err(Error::shape(
+                            op,
+                            format!(
+                                "optimizer/{name}/slot{k} is {} {:?} but the variable is {} {:?}",
+                                t.dtype(),
+                                t.shape(),
+                                v.dtype(),
+                                v.shape()
+                            ),
+                        ))
+                    }
+                    None => {
+                        return Err(Error::io(
+                            op,
+                            format!("optimizer/{name}/slot{k} is missing"),
+                        ))
+                    }
+                }
+            }
+            restored.push((v.handle_id(), slots));
+        }
+        let c = self.common_mut();
+        c.iterations = iterations.max(0) as u64;
+        for (id, slots) in restored {
+            c.slots.insert(id, slots);
+        }
+        Ok(())
+    }
+}
+
+/// One (gradient, variable) pair as [`Optimizer::apply_gradients`] takes it: a gradient as
+/// `tape.gradient` returns it (`Option<Tensor>`, owned or borrowed) or a plain `Tensor`, with
+/// a `&Variable`; or a reference to such a pair.
+pub trait GradientAndVariable<'v> {
+    /// The pair, owned.
+    fn into_pair(self) -> (Option<Tensor>, &'v Variable);
+}
+
+impl<'v> GradientAndVariable<'v> for (Option<Tensor>, &'v Variable) {
+    fn into_pair(self) -> (Option<Tensor>, &'v Variable) {
+        self
+    }
+}
+impl<'v> GradientAndVariable<'v> for (Tensor, &'v Variable) {
+    fn into_pair(self) -> (Option<Tensor>, &'v Variable) {
+        (Some(self.0), self.1)
+    }
+}
+impl<'v> GradientAndVariable<'v> for (&Option<Tensor>, &'v Variable) {
+    fn into_pair(self) -> (Option<Tensor>, &'v Variable) {
+        (self.0.clone(), self.1)
+    }
+}
+impl<'v> GradientAndVariable<'v> for &(Option<Tensor>, &'v Variable) {
+    fn into_pair(self) -> (Option<Tensor>, &'v Variable) {
+        (self.0.clone(), self.1)
+    }
+}
+
+/// A boxed optimizer is an optimizer, so `Box<dyn Optimizer>` has the generic methods too.
+impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
+    fn common(&self) -> &Common {
+        (**self).common()
+    }
+    fn common_mut(&mut self) -> &mut Common {
+        (**self).common_mut()
+    }
+    fn slot_count(&self) -> usize {
+        (**self).slot_count()
+    }
+    fn slot_initial_value(&self) -> f64 {
+        (**self).slot_initial_value()
+    }
+    fn update(
+        &self,
+        var: &Tensor,
+        grad: &Tensor,
+        lr: f64,
+        t: f64,
+        slots: &mut [Tensor],
+    ) -> Result<Tensor> {
+        (**self).update(var, grad, lr, t, slots)
+    }
+    fn apply_gradient_pairs(
+        &mut self,
+        grads_and_vars: &[(Option<Tensor>, &Variable)],
+    ) -> Result<()> {
+        (**self).apply_gradient_pairs(grads_and_vars)
     }
 }
 

@@ -177,7 +177,7 @@ pub(crate) mod pool {
 /// ```
 /// use gradtape::{memory, Tensor};
 /// let before = memory::live_storages();
-/// let t = Tensor::zeros(&[1000], gradtape::DType::F32);
+/// let t = Tensor::zeros(&[1000], gradtape::DType::F32).unwrap();
 /// assert!(memory::live_storages() >= before + 1);
 /// drop(t);
 /// ```
@@ -188,7 +188,7 @@ pub mod memory {
     ///
     /// ```
     /// let n = gradtape::memory::live_storages();
-    /// let _t = gradtape::Tensor::zeros(&[4], gradtape::DType::F32);
+    /// let _t = gradtape::Tensor::zeros(&[4], gradtape::DType::F32).unwrap();
     /// assert_eq!(gradtape::memory::live_storages(), n + 1);
     /// ```
     pub fn live_storages() -> usize {
@@ -198,7 +198,7 @@ pub mod memory {
     /// Bytes of element data alive now (all threads).
     ///
     /// ```
-    /// let _t = gradtape::Tensor::zeros(&[4], gradtape::DType::F64);
+    /// let _t = gradtape::Tensor::zeros(&[4], gradtape::DType::F64).unwrap();
     /// assert!(gradtape::memory::live_bytes() >= 32);
     /// ```
     pub fn live_bytes() -> usize {
@@ -223,7 +223,7 @@ pub mod memory {
     ///
     /// ```
     /// use gradtape::{memory, DType, Tensor};
-    /// drop(Tensor::zeros(&[1 << 20], DType::F32)); // 4 MiB, cached when freed
+    /// drop(Tensor::zeros(&[1 << 20], DType::F32).unwrap()); // 4 MiB, cached when freed
     /// assert!(memory::cached_bytes() >= 4 << 20);
     /// memory::empty_cache();
     /// assert_eq!(memory::cached_bytes(), 0);
@@ -248,7 +248,7 @@ pub mod memory {
     /// use gradtape::{memory, DType, Tensor};
     /// let before = memory::cache_limit();
     /// memory::set_cache_limit(0);
-    /// drop(Tensor::zeros(&[1 << 20], DType::F32));
+    /// drop(Tensor::zeros(&[1 << 20], DType::F32).unwrap());
     /// assert_eq!(memory::cached_bytes(), 0);
     /// memory::set_cache_limit(before);
     /// ```

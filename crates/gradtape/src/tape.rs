@@ -462,6 +462,69 @@ impl private::Sealed for Variable {
 }
 impl Source for Variable {}
 
+impl<S: private::Sealed + ?Sized> private::Sealed for &S {
+    fn key(&self) -> SourceKey {
+        (**self).key()
+    }
+    fn watch_on(&self, tape: &TapeState) {
+        (**self).watch_on(tape)
+    }
+}
+impl<S: Source + ?Sized> Source for &S {}
+
+/// What [`GradientTape::gradient`] takes gradients with respect to, and the shape of its
+/// answer: an array of sources gives an array of gradients (`let [da, db] = ...`), a slice or
+/// `Vec` (a model's `trainable_variables()`) gives a `Vec`, in the same order.
+///
+/// An array that mixes tensors and variables needs one `&dyn Source` to set its type:
+/// `[&x as &dyn Source, &v]`.
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Variable};
+/// let vars = vec![Variable::new(1.0), Variable::new(2.0)];
+/// let tape = GradientTape::new();
+/// let y = ops::multiply(&vars[0], &vars[1])?;
+/// let grads = tape.gradient(&y, &vars)?; // Vec<Option<Tensor>>
+/// assert_eq!(grads[0].as_ref().unwrap().to_scalar::<f32>()?, 2.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub trait Sources {
+    /// `[Option<Tensor>; N]` for an array, `Vec<Option<Tensor>>` otherwise.
+    type Gradients;
+    /// The sources, in order.
+    fn sources(&self) -> Vec<&dyn Source>;
+    /// The gradients, one per source, in this container's shape.
+    #[doc(hidden)]
+    fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients>;
+}
+
+impl<S: Source, const N: usize> Sources for [S; N] {
+    type Gradients = [Option<Tensor>; N];
+    fn sources(&self) -> Vec<&dyn Source> {
+        self.iter().map(|s| s as &dyn Source).collect()
+    }
+    fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
+        grads
+            .try_into()
+            .map_err(|_| Error::tape("gradient", "wrong number of gradients"))
+    }
+}
+
+macro_rules! source_lists {
+    ($($t:ty),*) => {$(
+        impl<S: Source> Sources for $t {
+            type Gradients = Vec<Option<Tensor>>;
+            fn sources(&self) -> Vec<&dyn Source> {
+                self.iter().map(|s| s as &dyn Source).collect()
+            }
+            fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
+                Ok(grads)
+            }
+        }
+    )*};
+}
+source_lists!(&[S], &Vec<S>, Vec<S>);
+
 // ---------------------------------------------------------------------------------------------
 // The backward pass
 
@@ -554,7 +617,7 @@ fn backprop(
                 }
                 s.clone()
             }
-            None => Tensor::ones_like(t),
+            None => Tensor::ones_like(t)?,
         };
         accumulate(&mut grads, t.id(), seed)?;
     }
@@ -606,13 +669,13 @@ fn backprop(
     let result = sources
         .iter()
         .map(|s| match grads.get(&s.id) {
-            Some(g) => Some(g.clone()),
+            Some(g) => Ok(Some(g.clone())),
             None => match options.unconnected_gradients {
-                UnconnectedGradients::None => None,
-                UnconnectedGradients::Zero => Some(Tensor::zeros(&s.shape, s.dtype)),
+                UnconnectedGradients::None => Ok(None),
+                UnconnectedGradients::Zero => Tensor::zeros(&s.shape, s.dtype).map(Some),
             },
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     give_map(grads);
     give_set(reach);
     give_set(source_ids);
@@ -1000,29 +1063,26 @@ impl GradientTape {
 
     /// Gradients of `target` (summed over its elements) with respect to each source, in order.
     /// Sources the target does not depend on get `None`; a source that is the target gets ones.
+    /// `sources` is an array (`[&a, &b]`, answered with an array) or a slice or `Vec` such as
+    /// a model's `trainable_variables()` (answered with a `Vec`); see [`Sources`].
     ///
     /// # Errors
     /// When a gradient rule fails (which would be a bug in gradtape; the message names the op).
     ///
     /// ```
-    /// use gradtape::{ops, GradientTape, Tensor, Variable};
+    /// use gradtape::{ops, GradientTape, Source, Tensor, Variable};
     /// let w = Variable::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
     /// let x = Tensor::from_vec(vec![3.0f32, 4.0], &[2])?;
     /// let tape = GradientTape::new();
     /// let y = ops::multiply(&w, &x)?; // not a scalar: the gradient is of its sum
-    /// let [dw, dx] = tape.gradient(&y, [&w, &x])?;
+    /// let [dw, dx] = tape.gradient(&y, [&w as &dyn Source, &x])?; // mixed kinds: one `dyn`
     /// assert_eq!(dw.unwrap().to_vec::<f32>()?, vec![3.0, 4.0]);
     /// assert!(dx.is_none()); // x was never watched
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn gradient<const N: usize>(
-        self,
-        target: &Tensor,
-        sources: [&dyn Source; N],
-    ) -> Result<[Option<Tensor>; N]> {
-        let v = self.gradient_with(&[target], &sources, &GradientOptions::default())?;
-        v.try_into()
-            .map_err(|_| Error::tape("gradient", "wrong number of gradients"))
+    pub fn gradient<S: Sources>(self, target: &Tensor, sources: S) -> Result<S::Gradients> {
+        let v = self.gradient_with(&[target], &sources.sources(), &GradientOptions::default())?;
+        S::gradients(v)
     }
 
     /// The general form: several targets (their gradients are summed), seeds for each
@@ -1133,14 +1193,9 @@ impl PersistentTape {
     /// assert_eq!(a.unwrap().to_scalar::<f64>()?, b.unwrap().to_scalar::<f64>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn gradient<const N: usize>(
-        &self,
-        target: &Tensor,
-        sources: [&dyn Source; N],
-    ) -> Result<[Option<Tensor>; N]> {
-        let v = self.gradient_with(&[target], &sources, &GradientOptions::default())?;
-        v.try_into()
-            .map_err(|_| Error::tape("gradient", "wrong number of gradients"))
+    pub fn gradient<S: Sources>(&self, target: &Tensor, sources: S) -> Result<S::Gradients> {
+        let v = self.gradient_with(&[target], &sources.sources(), &GradientOptions::default())?;
+        S::gradients(v)
     }
 
     /// The general form; see [`GradientTape::gradient_with`].

@@ -198,7 +198,7 @@ impl Tensor {
     ///
     /// ```
     /// use gradtape::{fusion, ops, Tensor};
-    /// let x = Tensor::ones(&[fusion::DEFAULT_MIN_ELEMENTS], gradtape::DType::F32);
+    /// let x = Tensor::ones(&[fusion::DEFAULT_MIN_ELEMENTS], gradtape::DType::F32)?;
     /// let y = ops::add(&x, &1.0)?;
     /// assert!(!y.is_realized());
     /// assert!(y.realize()?.is_realized());
@@ -276,7 +276,7 @@ impl Tensor {
     /// The dimensions, outermost first; empty for a scalar.
     ///
     /// ```
-    /// assert_eq!(gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32).shape(), &[2, 3]);
+    /// assert_eq!(gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32).unwrap().shape(), &[2, 3]);
     /// ```
     #[inline]
     pub fn shape(&self) -> &[usize] {
@@ -295,7 +295,7 @@ impl Tensor {
     /// Number of elements.
     ///
     /// ```
-    /// assert_eq!(gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32).numel(), 6);
+    /// assert_eq!(gradtape::Tensor::zeros(&[2, 3], gradtape::DType::F32).unwrap().numel(), 6);
     /// ```
     #[inline]
     pub fn numel(&self) -> usize {
@@ -315,7 +315,7 @@ impl Tensor {
     ///
     /// ```
     /// use gradtape::{ops, Tensor};
-    /// let x = Tensor::zeros(&[2, 3], gradtape::DType::F32);
+    /// let x = Tensor::zeros(&[2, 3], gradtape::DType::F32)?;
     /// let t = ops::transpose(&x, None)?;
     /// assert!(t.shares_storage_with(&x));
     /// # Ok::<(), gradtape::Error>(())
@@ -386,90 +386,129 @@ impl Tensor {
 
     /// A tensor of the given shape with every element `value` (converted to `dtype`).
     ///
+    /// # Errors
+    /// When the shape has more elements than memory can hold, or the allocation is refused
+    /// ([`Error::ResourceExhausted`], never an abort).
+    ///
     /// ```
-    /// let t = gradtape::Tensor::full(&[2], 7.0, gradtape::DType::I64);
+    /// let t = gradtape::Tensor::full(&[2], 7.0, gradtape::DType::I64)?;
     /// assert_eq!(t.to_vec::<i64>()?, vec![7, 7]);
+    /// assert!(gradtape::Tensor::full(&[1 << 40, 1 << 40], 0.0, gradtape::DType::F32).is_err());
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let n = numel(shape);
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        let op = "Tensor::full";
+        let n = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .filter(|n| n.saturating_mul(dtype.size_in_bytes()) <= isize::MAX as usize)
+            .ok_or_else(|| {
+                Error::resource(
+                    op,
+                    format!("shape {shape:?} of {dtype} has more elements than memory can hold"),
+                )
+            })?;
+        fn filled<T: Element>(op: &'static str, n: usize, v: T) -> Result<Vec<T>> {
+            let mut out = crate::storage::pool::take::<T>(op, n)?;
+            out.resize(n, v);
+            Ok(out)
+        }
         let cpu = match dtype {
-            DType::F32 => CpuStorage::F32(vec![value as f32; n]),
-            DType::F64 => CpuStorage::F64(vec![value; n]),
-            DType::I64 => CpuStorage::I64(vec![value as i64; n]),
-            DType::Bool => CpuStorage::Bool(vec![value != 0.0; n]),
+            DType::F32 => CpuStorage::F32(filled(op, n, value as f32)?),
+            DType::F64 => CpuStorage::F64(filled(op, n, value)?),
+            DType::I64 => CpuStorage::I64(filled(op, n, value as i64)?),
+            DType::Bool => CpuStorage::Bool(filled(op, n, value != 0.0)?),
         };
-        Tensor::from_storage(cpu, shape)
+        Ok(Tensor::from_storage(cpu, shape))
     }
 
     /// All zeros.
     ///
+    /// # Errors
+    /// As [`Tensor::full`]: a shape too large to allocate.
+    ///
     /// ```
-    /// let t = gradtape::Tensor::zeros(&[2, 2], gradtape::DType::F32);
+    /// let t = gradtape::Tensor::zeros(&[2, 2], gradtape::DType::F32)?;
     /// assert_eq!(t.to_vec::<f32>()?, vec![0.0; 4]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+    pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
         Tensor::full(shape, 0.0, dtype)
     }
 
     /// All ones.
     ///
+    /// # Errors
+    /// As [`Tensor::full`]: a shape too large to allocate.
+    ///
     /// ```
-    /// let t = gradtape::Tensor::ones(&[3], gradtape::DType::F64);
+    /// let t = gradtape::Tensor::ones(&[3], gradtape::DType::F64)?;
     /// assert_eq!(t.to_vec::<f64>()?, vec![1.0; 3]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
+    pub fn ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
         Tensor::full(shape, 1.0, dtype)
     }
 
     /// Zeros with the shape and dtype of `other`.
     ///
+    /// # Errors
+    /// When the allocation is refused.
+    ///
     /// ```
-    /// let x = gradtape::Tensor::ones(&[2], gradtape::DType::F32);
-    /// assert_eq!(gradtape::Tensor::zeros_like(&x).to_vec::<f32>()?, vec![0.0, 0.0]);
+    /// let x = gradtape::Tensor::ones(&[2], gradtape::DType::F32)?;
+    /// assert_eq!(gradtape::Tensor::zeros_like(&x)?.to_vec::<f32>()?, vec![0.0, 0.0]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn zeros_like(other: &Tensor) -> Tensor {
+    pub fn zeros_like(other: &Tensor) -> Result<Tensor> {
         Tensor::zeros(other.shape(), other.dtype())
     }
 
     /// Ones with the shape and dtype of `other`.
     ///
+    /// # Errors
+    /// When the allocation is refused.
+    ///
     /// ```
-    /// let x = gradtape::Tensor::zeros(&[2], gradtape::DType::F32);
-    /// assert_eq!(gradtape::Tensor::ones_like(&x).to_vec::<f32>()?, vec![1.0, 1.0]);
+    /// let x = gradtape::Tensor::zeros(&[2], gradtape::DType::F32)?;
+    /// assert_eq!(gradtape::Tensor::ones_like(&x)?.to_vec::<f32>()?, vec![1.0, 1.0]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn ones_like(other: &Tensor) -> Tensor {
+    pub fn ones_like(other: &Tensor) -> Result<Tensor> {
         Tensor::ones(other.shape(), other.dtype())
     }
 
     /// `value` everywhere, with the shape and dtype of `other`.
     ///
+    /// # Errors
+    /// When the allocation is refused.
+    ///
     /// ```
-    /// let x = gradtape::Tensor::zeros(&[1], gradtape::DType::F64);
-    /// assert_eq!(gradtape::Tensor::full_like(&x, 3.0).to_vec::<f64>()?, vec![3.0]);
+    /// let x = gradtape::Tensor::zeros(&[1], gradtape::DType::F64)?;
+    /// assert_eq!(gradtape::Tensor::full_like(&x, 3.0)?.to_vec::<f64>()?, vec![3.0]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn full_like(other: &Tensor, value: f64) -> Tensor {
+    pub fn full_like(other: &Tensor, value: f64) -> Result<Tensor> {
         Tensor::full(other.shape(), value, other.dtype())
     }
 
     /// The `n × n` identity matrix.
     ///
+    /// # Errors
+    /// When `n × n` elements cannot be allocated.
+    ///
     /// ```
-    /// let i = gradtape::Tensor::eye(2, gradtape::DType::F32);
+    /// let i = gradtape::Tensor::eye(2, gradtape::DType::F32)?;
     /// assert_eq!(i.to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 1.0]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn eye(n: usize, dtype: DType) -> Tensor {
-        let mut v = vec![0.0; n * n];
+    pub fn eye(n: usize, dtype: DType) -> Result<Tensor> {
+        let zeros = Tensor::zeros(&[n, n], dtype)?;
+        let mut v = zeros.to_f64_vec()?;
         for i in 0..n {
             v[i * n + i] = 1.0;
         }
-        Tensor::from_f64s(&v, &[n, n], dtype)
+        Ok(Tensor::from_f64s(&v, &[n, n], dtype))
     }
 
     /// `start, start + delta, ...` up to but excluding `limit` (TensorFlow's `range`).
@@ -594,6 +633,34 @@ impl Tensor {
         Ok(self.to_vec::<T>()?[0])
     }
 
+    /// The single element of a one-element tensor as an `f64`, whatever the dtype (PyTorch's
+    /// `item()`, TensorFlow's `float(t)`): `println!("{}", loss.item()?)`. Exact for every
+    /// float32, float64 and bool value, and for integers up to 2⁵³; use
+    /// [`Tensor::to_scalar`] for an exact `i64`.
+    ///
+    /// # Errors
+    /// When the tensor does not hold exactly one element.
+    ///
+    /// ```
+    /// let loss = gradtape::Tensor::from_vec(vec![0.25f32], &[1, 1])?;
+    /// assert_eq!(loss.item()?, 0.25);
+    /// assert!(gradtape::Tensor::zeros(&[2], gradtape::DType::F32)?.item().is_err());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "item",
+                format!(
+                    "tensor of shape {:?} has {} elements, not 1",
+                    self.shape(),
+                    self.numel()
+                ),
+            ));
+        }
+        Ok(self.to_f64_vec()?[0])
+    }
+
     /// The elements converted to `f64`, whatever the dtype (for reports and tests).
     ///
     /// # Errors
@@ -648,8 +715,11 @@ pub trait AsTensor {
 pub enum Operand {
     /// A tensor (a variable's value is read into one).
     Tensor(Tensor),
-    /// A Rust number.
+    /// A Rust float.
     Scalar(f64),
+    /// A Rust integer: takes the other operand's dtype like a float, and is int64 on its own
+    /// (`Variable::new(0)` is an int64 variable, as `tf.Variable(0)` is an integer one).
+    Int(i64),
 }
 
 impl Operand {
@@ -663,6 +733,7 @@ impl Operand {
         match self {
             Operand::Tensor(t) => t,
             Operand::Scalar(v) => Tensor::scalar(v as f32),
+            Operand::Int(v) => Tensor::scalar(v),
         }
     }
     /// The tensor, making a scalar of `dtype` when this is a bare number.
@@ -674,7 +745,9 @@ impl Operand {
     pub fn into_tensor_of(self, dtype: DType) -> Tensor {
         match self {
             Operand::Tensor(t) => t,
-            Operand::Scalar(v) => Tensor::full(&[], v, dtype),
+            Operand::Scalar(v) => Tensor::from_f64s(&[v], &[], dtype),
+            Operand::Int(v) if dtype == DType::I64 => Tensor::scalar(v),
+            Operand::Int(v) => Tensor::from_f64s(&[v as f64], &[], dtype),
         }
     }
 
@@ -684,6 +757,8 @@ impl Operand {
         match self {
             Operand::Tensor(t) => t,
             Operand::Scalar(v) => scalar_constant(v, dtype),
+            Operand::Int(v) if dtype == DType::I64 && v as f64 as i64 != v => Tensor::scalar(v),
+            Operand::Int(v) => scalar_constant(v as f64, dtype),
         }
     }
 }
@@ -707,7 +782,7 @@ fn scalar_constant(v: f64, dtype: DType) -> Tensor {
         match entry {
             Some((b, d, t)) if *b == bits && *d == dtype => Some(t.clone()),
             _ => {
-                let t = Tensor::full(&[], v, dtype);
+                let t = Tensor::from_f64s(&[v], &[], dtype);
                 *entry = Some((bits, dtype, t.clone()));
                 Some(t)
             }
@@ -716,7 +791,7 @@ fn scalar_constant(v: f64, dtype: DType) -> Tensor {
     lookup
         .ok()
         .flatten()
-        .unwrap_or_else(|| Tensor::full(&[], v, dtype))
+        .unwrap_or_else(|| Tensor::from_f64s(&[v], &[], dtype))
 }
 
 impl AsTensor for Operand {
@@ -743,7 +818,17 @@ macro_rules! scalar_operand {
         }
     )*};
 }
-scalar_operand!(f64, f32, i64, i32);
+scalar_operand!(f64, f32);
+macro_rules! int_operand {
+    ($($t:ty),*) => {$(
+        impl AsTensor for $t {
+            fn operand(&self) -> Operand {
+                Operand::Int(*self as i64)
+            }
+        }
+    )*};
+}
+int_operand!(i64, i32);
 
 /// Two operands as tensors of one dtype: a bare number takes the other side's dtype.
 pub(crate) fn operand_pair(
@@ -759,6 +844,13 @@ pub(crate) fn operand_pair(
             let dt = b.dtype();
             (a.into_operand_of(dt), b)
         }
-        (a, b) => (a.into_operand_of(DType::F32), b.into_operand_of(DType::F32)),
+        (a, b) => {
+            // Two bare numbers: int64 when both are integers, float32 otherwise.
+            let dt = match (&a, &b) {
+                (Operand::Int(_), Operand::Int(_)) => DType::I64,
+                _ => DType::F32,
+            };
+            (a.into_operand_of(dt), b.into_operand_of(dt))
+        }
     }
 }

@@ -26,7 +26,7 @@
 ///
 /// ```
 /// use gradtape::{ops, threading, Axes, GradientTape, Tensor, Variable};
-/// let w = Variable::new(Tensor::ones(&[3], gradtape::DType::F32));
+/// let w = Variable::new(Tensor::ones(&[3], gradtape::DType::F32)?);
 /// let grad = threading::install(|| {
 ///     let tape = GradientTape::new();
 ///     let loss = ops::reduce_sum(&ops::square(&w)?, Axes::All, false)?;

@@ -190,8 +190,8 @@ fn loss_of(scores: &Tensor, y: &Tensor, classification: bool) -> Result<Tensor> 
 /// use gradtape::data::Target;
 /// let cfg = gradtape::training::TrainConfig::default();
 /// let m = gradtape::training::build_mlp(2, &[4], 1, &cfg)?;
-/// let x = gradtape::Tensor::zeros(&[3, 2], gradtape::DType::F32);
-/// let (loss, acc) = gradtape::training::evaluate(&m, &x, &Target::Values(gradtape::Tensor::zeros(&[3], gradtape::DType::F32)))?;
+/// let x = gradtape::Tensor::zeros(&[3, 2], gradtape::DType::F32)?;
+/// let (loss, acc) = gradtape::training::evaluate(&m, &x, &Target::Values(gradtape::Tensor::zeros(&[3], gradtape::DType::F32)?))?;
 /// assert!(loss >= 0.0 && acc.is_none());
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -217,8 +217,8 @@ pub fn evaluate(model: &dyn Layer, x: &Tensor, y: &Target) -> Result<(f64, Optio
 /// use gradtape::data::Target;
 /// let cfg = gradtape::training::TrainConfig { epochs: 3, ..Default::default() };
 /// let m = gradtape::training::build_mlp(2, &[4], 1, &cfg)?;
-/// let x = gradtape::Tensor::ones(&[4, 2], gradtape::DType::F32);
-/// let y = Target::Values(gradtape::Tensor::ones(&[4], gradtape::DType::F32));
+/// let x = gradtape::Tensor::ones(&[4, 2], gradtape::DType::F32)?;
+/// let y = Target::Values(gradtape::Tensor::ones(&[4], gradtape::DType::F32)?);
 /// let mut seen = 0;
 /// gradtape::training::fit(&m, (&x, &y), None, &cfg, |_| seen += 1)?;
 /// assert_eq!(seen, 3);

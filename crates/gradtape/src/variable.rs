@@ -68,12 +68,14 @@ struct Inner {
 }
 
 impl Variable {
-    /// A trainable variable holding `initial_value` (a bare Rust number becomes float32, as in
-    /// `tf.Variable(0.0)`).
+    /// A trainable variable holding `initial_value`. A bare float becomes float32, as
+    /// `tf.Variable(0.0)` does; a bare integer becomes int64 (a step counter), as
+    /// `tf.Variable(0)` becomes an integer variable.
     ///
     /// ```
     /// let v = gradtape::Variable::new(0.0);
     /// assert_eq!(v.dtype(), gradtape::DType::F32);
+    /// assert_eq!(gradtape::Variable::new(0).dtype(), gradtape::DType::I64);
     /// ```
     pub fn new(initial_value: impl AsTensor) -> Variable {
         Variable::with_options(initial_value, VariableOptions::default())
@@ -127,7 +129,8 @@ impl Variable {
     /// The dtype, fixed at creation.
     ///
     /// ```
-    /// assert_eq!(gradtape::Variable::new(1i64).dtype(), gradtape::DType::F32); // a bare number is float32
+    /// assert_eq!(gradtape::Variable::new(1.0).dtype(), gradtape::DType::F32); // a bare float is float32
+    /// assert_eq!(gradtape::Variable::new(0).dtype(), gradtape::DType::I64); // an integer is int64
     /// ```
     pub fn dtype(&self) -> DType {
         self.inner.dtype
@@ -136,7 +139,7 @@ impl Variable {
     /// The shape, fixed at creation.
     ///
     /// ```
-    /// let v = gradtape::Variable::new(gradtape::Tensor::zeros(&[3, 2], gradtape::DType::F64));
+    /// let v = gradtape::Variable::new(gradtape::Tensor::zeros(&[3, 2], gradtape::DType::F64).unwrap());
     /// assert_eq!(v.shape(), &[3, 2]);
     /// ```
     pub fn shape(&self) -> &[usize] {
@@ -179,8 +182,8 @@ impl Variable {
     /// When the new value's dtype or shape differs from the variable's.
     ///
     /// ```
-    /// let v = gradtape::Variable::new(gradtape::Tensor::zeros(&[2], gradtape::DType::F32));
-    /// assert!(v.assign(&gradtape::Tensor::zeros(&[3], gradtape::DType::F32)).is_err());
+    /// let v = gradtape::Variable::new(gradtape::Tensor::zeros(&[2], gradtape::DType::F32).unwrap());
+    /// assert!(v.assign(&gradtape::Tensor::zeros(&[3], gradtape::DType::F32).unwrap()).is_err());
     /// ```
     pub fn assign(&self, value: &impl AsTensor) -> Result<()> {
         let t = value.operand().into_tensor_of(self.dtype());

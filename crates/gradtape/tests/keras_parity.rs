@@ -247,7 +247,7 @@ fn apply_gradients_skips_none_and_refuses_all_none() {
         "{e}"
     );
     let e = opt
-        .apply_gradients(&[(Some(Tensor::zeros(&[2], DType::F32)), &a)])
+        .apply_gradients(&[(Some(Tensor::zeros(&[2], DType::F32).unwrap()), &a)])
         .unwrap_err()
         .to_string();
     assert!(e.contains("[2]") && e.contains("[]"), "{e}");

@@ -15,7 +15,7 @@ fn chain_of_exps(x: &Tensor, k: usize) -> Tensor {
 
 #[test]
 fn tapes_hold_only_what_gradient_rules_need_and_release_it() {
-    let x = Tensor::zeros(&[N], DType::F32);
+    let x = Tensor::zeros(&[N], DType::F32).unwrap();
     // Ops keep recently used scalar constants (0.5 here) in a small per-thread cache: warm it.
     drop(chain_of_exps(&x, 1));
     let base = memory::live_storages();
@@ -57,7 +57,7 @@ fn tapes_hold_only_what_gradient_rules_need_and_release_it() {
     tape.watch(&x);
     let mut y = x.clone();
     for _ in 0..10 {
-        let c = Tensor::ones(&[N], DType::F32);
+        let c = Tensor::ones(&[N], DType::F32).unwrap();
         y = ops::add(&y, &c).unwrap();
     }
     drop(y);
@@ -98,7 +98,7 @@ fn tapes_hold_only_what_gradient_rules_need_and_release_it() {
     // holds only its own elements.
     drop(ops::multiply(&x, &3.0).unwrap()); // warm the constant cache for 3.0
     let before = memory::live_storages();
-    let big = || Tensor::full(&[300_000], 2.0, DType::F32);
+    let big = || Tensor::full(&[300_000], 2.0, DType::F32).unwrap();
     let (a, b) = (big(), big());
     let z = ops::multiply(&ops::add(&a, &b).unwrap(), &3.0).unwrap();
     assert!(!z.is_realized());

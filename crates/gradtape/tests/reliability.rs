@@ -87,7 +87,7 @@ fn a_failed_computation_is_an_error_on_every_later_read() {
     // 2^46 float32s (256 TiB) is a valid size, more than any address space holds: the pending
     // tensor is made, and computing it fails.
     for dtype in [DType::F32, DType::F64] {
-        let one = Tensor::ones(&[1], dtype);
+        let one = Tensor::ones(&[1], dtype).unwrap();
         let y = ops::add(&ops::broadcast_to(&one, &[1usize << 46]).unwrap(), &1.0).unwrap();
         assert!(!y.is_realized());
         let first = y.realize().unwrap_err();
@@ -332,12 +332,12 @@ fn tall_column_sums_are_accurate() {
 #[test]
 fn the_mean_of_twenty_million_ones_is_one_and_a_bias_gradient_is_exact() {
     let rows = 20_000_000;
-    let ones = Tensor::ones(&[rows, 2], DType::F32);
+    let ones = Tensor::ones(&[rows, 2], DType::F32).unwrap();
     let mean = ops::reduce_mean(&ones, 0, false).unwrap();
     assert_eq!(mean.to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
     drop(mean);
     // The gradient of a bias broadcast over every row is a column sum of ones.
-    let b = Variable::new(Tensor::zeros(&[2], DType::F32));
+    let b = Variable::new(Tensor::zeros(&[2], DType::F32).unwrap());
     let tape = GradientTape::new();
     let y = ops::add(&ones, &b).unwrap();
     let loss = ops::reduce_sum(&y, Axes::All, false).unwrap();

@@ -219,7 +219,7 @@ fn check_case(case: &Value) -> std::result::Result<(), String> {
     let grads = inner
         .gradient_with(&[&y], &sources, &opts)
         .map_err(|e| e.to_string())?;
-    let mut s = Tensor::full(&[], 0.0, dtype);
+    let mut s = Tensor::full(&[], 0.0, dtype).unwrap();
     for (k, (g, want)) in grads
         .iter()
         .zip(case["grad"].as_array().unwrap())
@@ -255,7 +255,7 @@ fn check_case(case: &Value) -> std::result::Result<(), String> {
     {
         // A `None` on either side is a zero gradient here: TensorFlow returns `None` or zeros
         // for the second derivative of piecewise-linear ops depending on how they are built.
-        let zeros = Tensor::zeros_like(floats[k]);
+        let zeros = Tensor::zeros_like(floats[k]).unwrap();
         let ours = g.clone().unwrap_or(zeros);
         let fallback;
         let want = if want.is_null() {

@@ -151,7 +151,8 @@ fn checkpoints_round_trip_and_reject_bad_files() {
         ck.tensors["dense/kernel"].to_vec::<f32>().unwrap(),
         vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     );
-    k.assign(&Tensor::zeros(&[2, 3], DType::F32)).unwrap();
+    k.assign(&Tensor::zeros(&[2, 3], DType::F32).unwrap())
+        .unwrap();
     checkpoint::restore(&path, &[k.clone(), b.clone()]).unwrap();
     assert_eq!(k.value().to_vec::<f32>().unwrap()[5], 6.0);
     // no temporary file left behind
@@ -174,9 +175,9 @@ fn checkpoints_round_trip_and_reject_bad_files() {
     assert!(checkpoint::load(&corrupt).is_err());
 
     // wrong shape and wrong dtype: one message listing both, and nothing assigned
-    let k2 = named("dense/kernel", Tensor::zeros(&[3, 2], DType::F32));
-    let b2 = named("dense/bias", Tensor::zeros(&[3], DType::F32));
-    let missing = named("other", Tensor::zeros(&[1], DType::F32));
+    let k2 = named("dense/kernel", Tensor::zeros(&[3, 2], DType::F32).unwrap());
+    let b2 = named("dense/bias", Tensor::zeros(&[3], DType::F32).unwrap());
+    let missing = named("other", Tensor::zeros(&[1], DType::F32).unwrap());
     let e = checkpoint::restore(&path, &[k2.clone(), b2.clone(), missing])
         .unwrap_err()
         .to_string();
@@ -227,20 +228,26 @@ fn loss_gradients_match_finite_differences_and_stay_finite_at_extreme_logits() {
         (
             "huber",
             Box::new(move |x| {
-                losses::huber(&Tensor::zeros(&[2, 3], DType::F64), x, 0.5, r).unwrap()
+                losses::huber(&Tensor::zeros(&[2, 3], DType::F64).unwrap(), x, 0.5, r).unwrap()
             }),
         ),
         (
             "bce_logits",
             Box::new(move |x| {
-                losses::binary_crossentropy(&Tensor::ones(&[2, 3], DType::F64), x, true, r).unwrap()
+                losses::binary_crossentropy(&Tensor::ones(&[2, 3], DType::F64).unwrap(), x, true, r)
+                    .unwrap()
             }),
         ),
         (
             "bce_probs",
             Box::new(move |x| {
-                losses::binary_crossentropy(&Tensor::ones(&[2, 3], DType::F64), &probs(x), false, r)
-                    .unwrap()
+                losses::binary_crossentropy(
+                    &Tensor::ones(&[2, 3], DType::F64).unwrap(),
+                    &probs(x),
+                    false,
+                    r,
+                )
+                .unwrap()
             }),
         ),
         (

@@ -7,7 +7,7 @@ use gradtape::{ops, DType, Tensor};
 fn shape_ops_share_storage_where_a_view_serves() {
     let x = Tensor::from_vec((0..24).map(|v| v as f32).collect(), &[2, 3, 4]).unwrap();
     let t = ops::transpose(&x, Some(&[2, 0, 1])).unwrap();
-    let b = ops::broadcast_to(&Tensor::zeros(&[1, 4], DType::F32), &[1000, 4]).unwrap();
+    let b = ops::broadcast_to(&Tensor::zeros(&[1, 4], DType::F32).unwrap(), &[1000, 4]).unwrap();
     let s = ops::strided_slice(&x, &[1, -1], &[2, -4], &[1, -1]).unwrap();
     let r = ops::reshape(&x, &[4, -1]).unwrap();
     let e = ops::expand_dims(&x, 0).unwrap();

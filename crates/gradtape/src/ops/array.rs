@@ -49,7 +49,7 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
 /// When the element counts differ, more than one `-1` is given, or a size is below -1.
 ///
 /// ```
-/// let x = gradtape::Tensor::zeros(&[2, 6], gradtape::DType::F32);
+/// let x = gradtape::Tensor::zeros(&[2, 6], gradtape::DType::F32)?;
 /// assert_eq!(gradtape::ops::reshape(&x, &[3, -1])?.shape(), &[3, 4]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -94,7 +94,7 @@ pub fn reshape(x: &impl AsTensor, shape: &[isize]) -> Result<Tensor> {
 /// When `perm` is not a permutation of the axes.
 ///
 /// ```
-/// let x = gradtape::Tensor::zeros(&[2, 3, 4], gradtape::DType::F32);
+/// let x = gradtape::Tensor::zeros(&[2, 3, 4], gradtape::DType::F32)?;
 /// assert_eq!(gradtape::ops::transpose(&x, Some(&[0, 2, 1]))?.shape(), &[2, 4, 3]);
 /// assert_eq!(gradtape::ops::transpose(&x, None)?.shape(), &[4, 3, 2]);
 /// # Ok::<(), gradtape::Error>(())
@@ -123,7 +123,7 @@ pub fn transpose(x: &impl AsTensor, perm: Option<&[usize]>) -> Result<Tensor> {
 /// When the axis is out of range.
 ///
 /// ```
-/// let x = gradtape::Tensor::zeros(&[3], gradtape::DType::F32);
+/// let x = gradtape::Tensor::zeros(&[3], gradtape::DType::F32)?;
 /// assert_eq!(gradtape::ops::expand_dims(&x, -1)?.shape(), &[3, 1]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -141,7 +141,7 @@ pub fn expand_dims(x: &impl AsTensor, axis: isize) -> Result<Tensor> {
 /// When an axis is out of range or its dimension is not 1.
 ///
 /// ```
-/// let x = gradtape::Tensor::zeros(&[1, 3, 1], gradtape::DType::F32);
+/// let x = gradtape::Tensor::zeros(&[1, 3, 1], gradtape::DType::F32)?;
 /// assert_eq!(gradtape::ops::squeeze(&x, &[])?.shape(), &[3]);
 /// assert_eq!(gradtape::ops::squeeze(&x, &[0])?.shape(), &[3, 1]);
 /// assert!(gradtape::ops::squeeze(&x, &[1]).is_err());
@@ -170,11 +170,23 @@ pub fn squeeze(x: &impl AsTensor, axes: &[isize]) -> Result<Tensor> {
         }
         v
     };
-    let shape: Vec<usize> = (0..x.rank())
-        .filter(|i| !drop.contains(i))
-        .map(|i| x.shape()[i])
-        .collect();
-    reshape_to(&x, &shape)
+    if drop.is_empty() {
+        return Ok(x);
+    }
+    // Dropping axes of size 1 never needs a copy, whatever the strides: a view (so slicing
+    // with an index, `x.slice(s![.., 1])`, stays a view too).
+    let kept: Vec<usize> = (0..x.rank()).filter(|i| !drop.contains(i)).collect();
+    let l = x.layout();
+    let out = x.view(Layout {
+        shape: kept.iter().map(|&i| x.shape()[i]).collect(),
+        strides: kept.iter().map(|&i| l.strides[i]).collect(),
+        offset: l.offset,
+    });
+    tape::record("reshape", &[&x], &out, || {
+        let s = Dims::from_slice(x.shape());
+        move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
+    });
+    Ok(out)
 }
 
 /// Broadcasts to `shape` (a view with zero strides, no copy). Gradient: summed back.
@@ -451,8 +463,8 @@ pub fn pad(x: &impl AsTensor, paddings: &[[usize; 2]]) -> Result<Tensor> {
 ///
 /// ```
 /// use gradtape::{ops, Tensor};
-/// let a = Tensor::ones(&[2, 1], gradtape::DType::F32);
-/// let b = Tensor::zeros(&[2, 2], gradtape::DType::F32);
+/// let a = Tensor::ones(&[2, 1], gradtape::DType::F32)?;
+/// let b = Tensor::zeros(&[2, 2], gradtape::DType::F32)?;
 /// assert_eq!(ops::concat(&[&a, &b], 1)?.to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -535,7 +547,7 @@ fn slice_axis(x: &Tensor, ax: usize, start: usize, len: usize) -> Result<Tensor>
 ///
 /// ```
 /// use gradtape::{ops, Tensor};
-/// let a = Tensor::ones(&[3], gradtape::DType::F32);
+/// let a = Tensor::ones(&[3], gradtape::DType::F32)?;
 /// assert_eq!(ops::stack(&[&a, &a], 0)?.shape(), &[2, 3]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -565,7 +577,7 @@ pub fn stack<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
 /// When `num` is 0 or does not divide the dimension.
 ///
 /// ```
-/// let x = gradtape::Tensor::zeros(&[4, 6], gradtape::DType::F32);
+/// let x = gradtape::Tensor::zeros(&[4, 6], gradtape::DType::F32)?;
 /// let parts = gradtape::ops::split(&x, 3, 1)?;
 /// assert_eq!(parts.len(), 3);
 /// assert_eq!(parts[0].shape(), &[4, 2]);
@@ -594,7 +606,7 @@ pub fn split(x: &impl AsTensor, num: usize, axis: isize) -> Result<Vec<Tensor>> 
 /// When the sizes do not add up to the dimension.
 ///
 /// ```
-/// let x = gradtape::Tensor::zeros(&[5], gradtape::DType::F32);
+/// let x = gradtape::Tensor::zeros(&[5], gradtape::DType::F32)?;
 /// let parts = gradtape::ops::split_sizes(&x, &[2, 3], 0)?;
 /// assert_eq!(parts[1].shape(), &[3]);
 /// # Ok::<(), gradtape::Error>(())

@@ -160,7 +160,7 @@ unary_ops! {
     /// assert_eq!(gradtape::ops::sign(&-2.0)?.to_scalar::<f32>()?, -1.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    sign: |v| v.sign_(), grad(Input) |x, _g| Ok(Tensor::zeros_like(x));
+    sign: |v| v.sign_(), grad(Input) |x, _g| Tensor::zeros_like(x);
     /// Sine.
     ///
     /// ```

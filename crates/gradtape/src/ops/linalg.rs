@@ -19,9 +19,9 @@ use super::{dispatch_float, opt, same_dtype, sum_to_shape, transpose};
 /// ```
 /// use gradtape::{ops, Tensor};
 /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
-/// let i = Tensor::eye(2, gradtape::DType::F32);
+/// let i = Tensor::eye(2, gradtape::DType::F32)?;
 /// assert_eq!(ops::matmul(&a, &i)?.to_vec::<f32>()?, vec![1.0, 2.0, 3.0, 4.0]);
-/// let e = ops::matmul(&a, &Tensor::zeros(&[3, 1], gradtape::DType::F32)).unwrap_err();
+/// let e = ops::matmul(&a, &Tensor::zeros(&[3, 1], gradtape::DType::F32)?).unwrap_err();
 /// assert_eq!(e.to_string(), "matmul: inner dimensions differ: [2, 2] x [3, 1]");
 /// # Ok::<(), gradtape::Error>(())
 /// ```

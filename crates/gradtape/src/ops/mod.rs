@@ -1,6 +1,6 @@
 //! Every operation, under TensorFlow's names, each with its gradient rule beside it.
 //!
-//! `tf.add(x, y)` ports to `ops::add(&x, &y)`. Operands are anything [`AsTensor`]: tensors,
+//! `tf.add(x, y)` ports to `ops::add(&x, &y)`. Operands are anything [`AsTensor`](crate::AsTensor): tensors,
 //! variables (read as TensorFlow reads them) and Rust numbers (which take the other operand's
 //! dtype). Broadcasting follows NumPy everywhere.
 //!
@@ -17,6 +17,7 @@ mod index;
 mod linalg;
 mod nn;
 mod reduce;
+mod slicing;
 
 pub use array::*;
 pub use compare::*;
@@ -25,6 +26,7 @@ pub use index::*;
 pub use linalg::*;
 pub use nn::*;
 pub use reduce::*;
+pub use slicing::*;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;

@@ -16,7 +16,7 @@ use super::{broadcast_to, cast, dispatch_num, divide, equal, multiply, reshape_t
 ///
 /// ```
 /// use gradtape::{ops, Axes, Tensor};
-/// let x = Tensor::ones(&[2, 3], gradtape::DType::F32);
+/// let x = Tensor::ones(&[2, 3], gradtape::DType::F32)?;
 /// assert_eq!(ops::reduce_sum(&x, Axes::All, false)?.to_scalar::<f32>()?, 6.0);
 /// assert_eq!(ops::reduce_sum(&x, -1, false)?.shape(), &[2]);
 /// assert_eq!(ops::reduce_sum(&x, [0, 1], true)?.shape(), &[1, 1]);
