@@ -113,15 +113,22 @@ pub fn save_tensors(
         (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
     let bytes =
         safetensors::tensor::serialize(views, &meta).map_err(|e| Error::io(op, e.to_string()))?;
+    write_atomically(op, path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a reader
+/// (or a crash) never sees half a file.
+pub(crate) fn write_atomically(op: &'static str, path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.display();
     let tmp = path.with_file_name(format!(
         ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("checkpoint"),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(op, format!("{name}: cannot write: {e}")))?;
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(op, format!("{name}: cannot write: {e}"))
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(op, format!("{name}: cannot write: {e}"))

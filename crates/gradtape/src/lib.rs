@@ -57,6 +57,9 @@ pub mod fusion;
 pub mod layers;
 pub mod losses;
 pub mod metrics;
+#[cfg(feature = "ndarray")]
+mod ndarray;
+pub mod npy;
 mod operators;
 pub mod ops;
 pub mod optimizers;

@@ -351,3 +351,81 @@ fn a_run_resumed_from_a_checkpoint_matches_an_uninterrupted_one() {
     assert!(fresh.state(&[named]).unwrap().len() == 1); // just the step count
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// 3b. NumPy's .npy files, as NumPy writes them (tools/npy_fixtures.py) and back.
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/npy")
+        .join(format!("{name}.npy"))
+}
+
+#[test]
+fn npy_files_from_numpy_load_with_shape_dtype_and_order() {
+    let arange = |t: &Tensor| t.to_f64_vec().unwrap();
+    let cases: [(&str, &[usize], DType); 7] = [
+        ("f32_c_2x3", &[2, 3], DType::F32),
+        ("f64_fortran_2x3x2", &[2, 3, 2], DType::F64),
+        ("i32_big_endian_4", &[4], DType::I64),
+        ("u8_2x2", &[2, 2], DType::I64),
+        ("i16_3", &[3], DType::I64),
+        ("i64_scalar", &[], DType::I64),
+        ("bool_3", &[3], DType::Bool),
+    ];
+    for (name, shape, dtype) in cases {
+        let t = gradtape::npy::load(&fixture(name)).unwrap();
+        assert_eq!((t.shape(), t.dtype()), (shape, dtype), "{name}");
+        let want: Vec<f64> = match name {
+            "i64_scalar" => vec![5.0],
+            "bool_3" => vec![1.0, 0.0, 1.0],
+            _ => (0..t.numel()).map(|v| v as f64).collect(),
+        };
+        assert_eq!(arange(&t), want, "{name}");
+    }
+    let e = gradtape::npy::load(&fixture("f16_2"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f16_2.npy") && e.contains("f2"), "{e}");
+    // a file that is not .npy at all
+    let junk = std::env::temp_dir().join(format!("gradtape-junk-{}.npy", std::process::id()));
+    std::fs::write(&junk, b"not numpy").unwrap();
+    let e = gradtape::npy::load(&junk).unwrap_err().to_string();
+    assert!(e.contains("not a valid .npy file"), "{e}");
+    std::fs::remove_file(&junk).ok();
+}
+
+#[test]
+fn npy_save_round_trips_every_dtype_and_views() {
+    let dir = std::env::temp_dir().join(format!("gradtape-npy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = Tensor::from_vec((0..6).map(|v| v as f64 * 0.5).collect(), &[2, 3]).unwrap();
+    let tensors = [
+        x.clone(),
+        ops::transpose(&x, None).unwrap(), // a view: saved in logical order
+        ops::cast(&x, DType::F32).unwrap(),
+        ops::cast(&x, DType::I64).unwrap(),
+        ops::greater(&x, &1.0).unwrap(),
+        Tensor::scalar(3i64),
+    ];
+    for (i, t) in tensors.iter().enumerate() {
+        let p = dir.join(format!("{i}.npy"));
+        gradtape::npy::save(&p, t).unwrap();
+        let back = gradtape::npy::load(&p).unwrap();
+        assert_eq!((back.shape(), back.dtype()), (t.shape(), t.dtype()));
+        assert_eq!(back.to_f64_vec().unwrap(), t.to_f64_vec().unwrap());
+    }
+    // the data bytes are what NumPy itself writes for this array (the header's spacing
+    // differs: `(2, 3, )` here, `(2, 3)` from NumPy; NumPy reads both)
+    let p = dir.join("numpy.npy");
+    gradtape::npy::save(&p, &gradtape::npy::load(&fixture("f32_c_2x3")).unwrap()).unwrap();
+    let data = |b: Vec<u8>| b[b.iter().position(|&c| c == b'\n').unwrap()..].to_vec();
+    assert_eq!(
+        data(std::fs::read(&p).unwrap()),
+        data(std::fs::read(fixture("f32_c_2x3")).unwrap())
+    );
+    let e = gradtape::npy::save(&dir.join("no/such/dir.npy"), &x)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot write"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
