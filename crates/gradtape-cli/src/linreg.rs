@@ -63,20 +63,21 @@ pub struct Args {
     #[arg(long = "y", value_name = "COL")]
     y_col: Option<String>,
     /// Number of generated points.
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    #[arg(long, default_value_t = 200, value_name = "N", value_parser = crate::args::count, allow_negative_numbers = true)]
     points: usize,
     /// Seed of the generated data (same seed, same data, on every machine).
-    #[arg(long, default_value_t = 0, value_name = "S")]
+    #[arg(long, default_value_t = 0, value_name = "S", value_parser = crate::args::seed, allow_negative_numbers = true)]
     seed: u64,
     /// Standard deviation of the generated noise.
-    #[arg(long, default_value_t = 0.3, value_name = "SIGMA")]
+    #[arg(long, default_value_t = 0.3, value_name = "SIGMA", value_parser = crate::args::non_negative, allow_negative_numbers = true)]
     noise: f64,
     /// True intercept of the generated data.
     #[arg(
         long = "true-a",
         default_value_t = 0.3,
         value_name = "A",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = crate::args::finite
     )]
     true_a: f64,
     /// True slope of the generated data.
@@ -84,18 +85,20 @@ pub struct Args {
         long = "true-b",
         default_value_t = 0.5,
         value_name = "B",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = crate::args::finite
     )]
     true_b: f64,
     /// Number of epochs (each: evaluate the cost, then one taped training step).
-    #[arg(long, default_value_t = 70, value_name = "E")]
+    #[arg(long, default_value_t = 70, value_name = "E", value_parser = crate::args::count, allow_negative_numbers = true)]
     epochs: usize,
     /// Learning rate.
     #[arg(
         long,
         default_value_t = 0.001,
         value_name = "LR",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = crate::args::positive
     )]
     lr: f64,
     /// The loss.
@@ -395,6 +398,31 @@ fn landscape(t: &Trained, st: &Stats, kind: Loss) -> LandscapeChart {
 
 pub fn run(args: Args) -> Result<(), CliError> {
     args.check()?;
+    let formats: Vec<Format> = match (args.no_plots, args.format) {
+        (true, _) => vec![],
+        (false, FormatArg::Png) => vec![Format::Png],
+        (false, FormatArg::Svg) => vec![Format::Svg],
+        (false, FormatArg::Both) => vec![Format::Png, Format::Svg],
+    };
+    let mut names: Vec<String> = vec!["history.csv".into(), "run.json".into()];
+    for f in &formats {
+        for chart in ["fit", "cost", "params", "landscape"] {
+            names.push(format!("{chart}.{}", f.extension()));
+        }
+    }
+    if args.gif && !args.no_plots {
+        names.push("fit.gif".into());
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // Both output places are checked before the work, so a bad one costs no training.
+    let mut stage = Staging::new(&args.out, &names)?;
+    let mut dot_stage = match &args.tape_dot {
+        Some(path) => {
+            let (dir, name) = output::split_file_path(path, "--tape-dot", "tape.dot")?;
+            Some((Staging::new(dir, &[name])?, name))
+        }
+        None => None,
+    };
     let d = match &args.data {
         Some(p) => data::read_csv(p, args.x_col.as_deref(), args.y_col.as_deref())?,
         None => data::generate(args.points, args.seed, args.noise, args.true_a, args.true_b)?,
@@ -452,14 +480,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .as_ref()
         .map(|(tr, _, _)| output::dot(tr, &mut names));
 
-    // Files, written only once everything is ready.
-    let mut stage = Staging::new(&args.out)?;
-    let formats: Vec<Format> = match (args.no_plots, args.format) {
-        (true, _) => vec![],
-        (false, FormatArg::Png) => vec![Format::Png],
-        (false, FormatArg::Svg) => vec![Format::Svg],
-        (false, FormatArg::Both) => vec![Format::Png, Format::Svg],
-    };
+    // Files, written only once everything is ready (the folders were checked before the work).
     let history: Vec<(f64, f64)> = t
         .a_hist
         .iter()
@@ -557,16 +578,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         serde_json::to_string_pretty(&run_json)?.as_bytes(),
     )?;
     let mut written = stage.commit()?;
-    if let (Some(path), Some(dot)) = (&args.tape_dot, &dot) {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| CliError(format!("--tape-dot {}: not a file name", path.display())))?;
-        let mut s = Staging::new(dir)?;
+    if let (Some((mut s, name)), Some(dot)) = (dot_stage.take(), &dot) {
         s.write(name, dot.as_bytes())?;
         written.extend(s.commit()?);
     }

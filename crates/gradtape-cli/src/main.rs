@@ -1,6 +1,7 @@
 //! `gradtape`: the command line. It parses options, reads or makes data, and calls the library;
 //! the math lives in `gradtape`, the pictures in `gradtape-plot`.
 
+mod args;
 mod bench;
 mod data;
 mod linreg;

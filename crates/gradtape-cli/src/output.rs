@@ -22,16 +22,20 @@ pub fn progress_bar(len: usize, lines: bool, template: &str) -> Option<indicatif
     })
 }
 
-/// Files being prepared in one output folder.
+/// Files being prepared in one output folder. Nothing in the folder changes until
+/// [`Staging::commit`], and a commit that fails puts back what was there: a failed run leaves the
+/// folder exactly as it found it (a folder this run created is removed again).
 pub struct Staging {
     dir: PathBuf,
     created_dir: bool,
+    committed: bool,
     staged: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Staging {
-    /// Makes (or checks) the folder the files go to.
-    pub fn new(dir: &Path) -> Result<Staging, CliError> {
+    /// Makes (or checks) the folder the files go to, before any work: the folder must be
+    /// writable and none of `names` (the files the run will write) may be a folder.
+    pub fn new(dir: &Path, names: &[&str]) -> Result<Staging, CliError> {
         let existed = dir.is_dir();
         if dir.exists() && !existed {
             return Err(CliError(format!(
@@ -39,17 +43,33 @@ impl Staging {
                 dir.display()
             )));
         }
+        for name in names {
+            let target = dir.join(name);
+            if target.is_dir() {
+                return Err(CliError(format!(
+                    "{}: is a folder, so the {name} this run writes cannot go there",
+                    target.display()
+                )));
+            }
+        }
         std::fs::create_dir_all(dir).map_err(|e| {
             CliError(format!(
                 "--out {}: cannot create the folder: {e}",
                 dir.display()
             ))
         })?;
-        Ok(Staging {
+        let stage = Staging {
             dir: dir.to_path_buf(),
             created_dir: !existed,
+            committed: false,
             staged: vec![],
-        })
+        };
+        // Found now, not after the training: a folder we may not write to.
+        let probe = dir.join(format!(".tmp-{}-probe", std::process::id()));
+        std::fs::write(&probe, b"")
+            .map_err(|e| CliError(format!("--out {}: cannot write there: {e}", dir.display())))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(stage)
     }
 
     /// A temporary path for `name` in the folder (keeping its extension, which the picture
@@ -72,28 +92,93 @@ impl Staging {
         })
     }
 
-    /// Renames every staged file into place; returns the final paths.
+    /// Renames every staged file into place; returns the final paths. Files it replaces are
+    /// moved aside first and deleted only once every rename has worked; if one fails, the new
+    /// files are removed and the old ones put back.
     pub fn commit(mut self) -> Result<Vec<PathBuf>, CliError> {
-        let mut done = vec![];
-        for (tmp, target) in std::mem::take(&mut self.staged) {
-            std::fs::rename(&tmp, &target)
-                .map_err(|e| CliError(format!("{}: cannot write: {e}", target.display())))?;
-            done.push(target);
+        let mut aside: Vec<(PathBuf, PathBuf)> = vec![];
+        let mut placed: Vec<PathBuf> = vec![];
+        let mut failure = None;
+        for (i, (tmp, target)) in self.staged.iter().enumerate() {
+            let fail =
+                |e: std::io::Error| CliError(format!("{}: cannot write: {e}", target.display()));
+            if target.is_dir() {
+                failure = Some(CliError(format!(
+                    "{}: is a folder, so the file this run writes cannot go there",
+                    target.display()
+                )));
+                break;
+            }
+            if target.symlink_metadata().is_ok() {
+                let old = self.dir.join(format!(".old-{}-{i}", std::process::id()));
+                if let Err(e) = std::fs::rename(target, &old) {
+                    failure = Some(fail(e));
+                    break;
+                }
+                aside.push((old, target.clone()));
+            }
+            if let Err(e) = std::fs::rename(tmp, target) {
+                failure = Some(fail(e));
+                break;
+            }
+            placed.push(target.clone());
         }
-        Ok(done)
+        if let Some(e) = failure {
+            for target in placed.iter().rev() {
+                let _ = std::fs::remove_file(target);
+            }
+            for (old, target) in aside.iter().rev() {
+                let _ = std::fs::rename(old, target);
+            }
+            return Err(e); // Drop removes the temporary files (and a folder this run made)
+        }
+        for (old, _) in &aside {
+            let _ = std::fs::remove_file(old);
+        }
+        self.committed = true;
+        Ok(placed)
     }
 }
 
 impl Drop for Staging {
-    /// Whatever was not committed is removed, and the folder too when this run made it.
+    /// Unless committed: the temporary files are removed, and the folder too when this run
+    /// made it.
     fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
         for (tmp, _) in &self.staged {
             let _ = std::fs::remove_file(tmp);
         }
-        if self.created_dir && !self.staged.is_empty() {
+        if self.created_dir {
             let _ = std::fs::remove_dir(&self.dir);
         }
     }
+}
+
+/// The folder and file name of an output file given by an option (`--out`, `--tape-dot`),
+/// refusing a path that is a folder.
+pub fn split_file_path<'a>(
+    path: &'a Path,
+    option: &str,
+    example: &str,
+) -> Result<(&'a Path, &'a str), CliError> {
+    if path.is_dir() {
+        return Err(CliError(format!(
+            "{option} {}: is a folder; give a file name (such as {})",
+            path.display(),
+            path.join(example).display()
+        )));
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CliError(format!("{option} {}: not a file name", path.display())))?;
+    Ok((dir, name))
 }
 
 /// Short names for the tensors of a trace: the ones the caller knows by name, then t1, t2, ...
@@ -192,4 +277,61 @@ pub fn dot(trace: &[TracedOp], names: &mut Names) -> String {
         s += &format!("  op{i} -> t{};\n", op.output.id);
     }
     s + "}\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).ok())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The bug of issue 10: a rename failing half-way left temporary files and some new files
+    /// beside the old ones. Now the folder is as it was.
+    #[test]
+    fn a_commit_that_fails_half_way_puts_the_folder_back() {
+        let dir = std::env::temp_dir().join(format!("gradtape-stage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.txt"), b"old a").unwrap();
+        std::fs::write(dir.join("keep.txt"), b"untouched").unwrap();
+        let before = listing(&dir);
+        let mut stage = Staging::new(&dir, &["a.txt", "b.txt", "c.txt"]).unwrap();
+        stage.write("a.txt", b"new a").unwrap();
+        stage.write("b.txt", b"new b").unwrap();
+        stage.write("c.txt", b"new c").unwrap();
+        // c.txt becomes a folder after the checks: its rename must fail.
+        std::fs::create_dir(dir.join("c.txt")).unwrap();
+        let e = stage.commit().unwrap_err();
+        assert!(e.0.contains("c.txt"), "{}", e.0);
+        std::fs::remove_dir(dir.join("c.txt")).unwrap();
+        assert_eq!(listing(&dir), before);
+
+        let mut stage = Staging::new(&dir, &["a.txt"]).unwrap();
+        stage.write("a.txt", b"new a").unwrap();
+        stage.commit().unwrap();
+        assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"new a");
+        assert_eq!(listing(&dir).len(), 2, "no temporary or old files left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_run_that_fails_before_committing_removes_the_folder_it_made() {
+        let dir = std::env::temp_dir().join(format!("gradtape-stage-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut stage = Staging::new(&dir, &["x.txt"]).unwrap();
+        stage.write("x.txt", b"x").unwrap();
+        drop(stage);
+        assert!(!dir.exists());
+    }
 }

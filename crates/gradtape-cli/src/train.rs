@@ -63,32 +63,34 @@ pub struct TrainArgs {
         long,
         value_delimiter = ',',
         default_value = "64",
-        value_name = "SIZES"
+        value_name = "SIZES",
+        value_parser = crate::args::count,
+        allow_negative_numbers = true
     )]
     hidden: Vec<usize>,
     /// Activation of the hidden layers.
     #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
     activation: ActivationArg,
     /// Passes over the training data.
-    #[arg(long, default_value_t = TrainConfig::default().epochs, value_name = "E")]
+    #[arg(long, default_value_t = TrainConfig::default().epochs, value_name = "E", value_parser = crate::args::count, allow_negative_numbers = true)]
     epochs: usize,
     /// Rows per gradient step.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size, value_name = "B")]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size, value_name = "B", value_parser = crate::args::count, allow_negative_numbers = true)]
     batch: usize,
     /// The update rule.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     optimizer: OptimizerArg,
     /// Learning rate.
-    #[arg(long, default_value_t = TrainConfig::default().learning_rate, value_name = "LR", allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate, value_name = "LR", allow_negative_numbers = true, value_parser = crate::args::positive)]
     lr: f64,
     /// Seed of the split, the initial weights and the shuffling.
-    #[arg(long, default_value_t = 0, value_name = "S")]
+    #[arg(long, default_value_t = 0, value_name = "S", value_parser = crate::args::seed, allow_negative_numbers = true)]
     seed: u64,
     /// Fraction of rows held out for validation after each epoch.
-    #[arg(long, default_value_t = 0.15, value_name = "FRACTION")]
+    #[arg(long, default_value_t = 0.15, value_name = "FRACTION", value_parser = crate::args::fraction, allow_negative_numbers = true)]
     validation: f64,
     /// Fraction of rows held out for the final test.
-    #[arg(long, default_value_t = 0.15, value_name = "FRACTION")]
+    #[arg(long, default_value_t = 0.15, value_name = "FRACTION", value_parser = crate::args::fraction, allow_negative_numbers = true)]
     test: f64,
     /// Use the features as they are (by default each is standardised with the training rows'
     /// mean and standard deviation).
@@ -144,6 +146,16 @@ fn subset(t: &Target, idx: &[i64]) -> Result<Target, CliError> {
     })
 }
 
+/// A 64-bit FNV-1a hash of a file's bytes, in hex: how `predict` knows the training file.
+fn file_fingerprint(path: &std::path::Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError(format!("{}: cannot read: {e}", path.display())))?;
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Ok(format!("{h:016x}"))
+}
+
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.4}")).unwrap_or_default()
 }
@@ -167,7 +179,19 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
             a.hidden
         )));
     }
+    // The output folder is checked before the work, so a bad --out costs no training.
+    let mut stage = Staging::new(
+        &a.out,
+        &[
+            "curves.png",
+            "confusion.png",
+            "history.csv",
+            "run.json",
+            "model.safetensors",
+        ],
+    )?;
     let table = read_csv(&a.data)?;
+    let fingerprint = file_fingerprint(&a.data)?;
     let task = match a.task {
         TaskArg::Classification => Task::Classification,
         TaskArg::Regression => Task::Regression,
@@ -291,7 +315,6 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         _ => None,
     };
 
-    let mut stage = Staging::new(&a.out)?;
     if !a.no_plots {
         let col = |f: fn(&EpochStats) -> Option<f64>| -> Option<Vec<f64>> {
             history.iter().map(f).collect()
@@ -333,6 +356,14 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         "hidden": a.hidden,
         "activation": format!("{:?}", a.activation).to_lowercase(),
         "standardizer": standardizer.as_ref().map(|s| json!({"mean": s.mean, "std": s.std})),
+        // Enough for `predict` to know the training file again and score its splits apart.
+        "split": {
+            "rows": n,
+            "seed": a.seed,
+            "validation": a.validation,
+            "test": a.test,
+            "data_fingerprint": fingerprint,
+        },
     });
     let meta = [("gradtape".to_string(), model_meta.to_string())]
         .into_iter()
@@ -387,6 +418,12 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
 }
 
 pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.model.join("predictions.csv"));
+    let (dir, name) = output::split_file_path(&out, "--out", "predictions.csv")?;
+    let mut stage = Staging::new(dir, &[name])?;
     let path = a.model.join("model.safetensors");
     let ck = checkpoint::load(&path)?;
     let bad = |m: &str| CliError(format!("{}: {m}", path.display()));
@@ -472,14 +509,52 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     let scores = model.call(&xt, false)?;
     let target = meta["target"].as_str().unwrap_or("");
     let truth = table.column(target).ok();
+    // Which split each row was in, when this is the very file the model was trained on (same
+    // bytes, same row count): the split is recomputed from the seed and fractions it used.
+    let splits: Option<Vec<&str>> = (|| {
+        let sp = meta.get("split")?;
+        let same = sp["data_fingerprint"].as_str()? == file_fingerprint(&a.data).ok()?
+            && sp["rows"].as_u64()? == n as u64;
+        if !same {
+            return None;
+        }
+        let (_, va, te) = split_indices(
+            n,
+            sp["validation"].as_f64()?,
+            sp["test"].as_f64()?,
+            sp["seed"].as_u64()?,
+        )
+        .ok()?;
+        let mut which = vec!["train"; n];
+        for (idx, name) in [(&va, "validation"), (&te, "test")] {
+            for &i in idx.iter() {
+                which[i as usize] = name;
+            }
+        }
+        Some(which)
+    })();
+    let split_col = |r: usize| {
+        splits
+            .as_ref()
+            .map(|s| format!(",{}", s[r]))
+            .unwrap_or_default()
+    };
+    let split_head = if splits.is_some() { ",split" } else { "" };
     let mut csv = String::new();
-    let mut report = json!({"rows": n});
+    let mut report = json!({"rows": n, "rows_scored": "all"});
+    // Per-row score against the target: 1/0 for a class, the squared error for a number.
+    let mut per_row: Option<Vec<f64>> = None;
+    let metric = if classes.is_some() {
+        "accuracy"
+    } else {
+        "mean_squared_error"
+    };
     match &classes {
         Some(names) => {
             let probs = ops::softmax(&scores, -1)?.to_f64_vec()?;
             let pred = ops::argmax(&scores, -1)?.to_vec::<i64>()?;
             csv += &format!(
-                "predicted,{}\n",
+                "predicted,{}{split_head}\n",
                 names
                     .iter()
                     .map(|c| format!("p_{c}"))
@@ -491,67 +566,95 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
                     .iter()
                     .map(|v| format!("{v:.6}"))
                     .collect();
-                csv += &format!("{},{}\n", names[p as usize], ps.join(","));
+                csv += &format!("{},{}{}\n", names[p as usize], ps.join(","), split_col(r));
             }
             if let Some(t) = truth {
-                let correct = pred
-                    .iter()
-                    .zip(&table.rows)
-                    .filter(|(p, row)| names[**p as usize] == row[t])
-                    .count();
-                report["accuracy"] = json!(correct as f64 / n.max(1) as f64);
+                per_row = Some(
+                    pred.iter()
+                        .zip(&table.rows)
+                        .map(|(p, row)| f64::from(u8::from(names[*p as usize] == row[t])))
+                        .collect(),
+                );
             }
         }
         None => {
             let v = scores.to_f64_vec()?;
-            csv += "predicted\n";
-            for p in &v {
-                csv += &format!("{p}\n");
+            csv += &format!("predicted{split_head}\n");
+            for (r, p) in v.iter().enumerate() {
+                csv += &format!("{p}{}\n", split_col(r));
             }
             if let Some(t) = truth {
-                let truth: Vec<f64> = table
-                    .rows
-                    .iter()
-                    .map(|r| r[t].parse().unwrap_or(f64::NAN))
-                    .collect();
-                let mse = v
-                    .iter()
-                    .zip(&truth)
-                    .map(|(p, y)| (p - y).powi(2))
-                    .sum::<f64>()
-                    / n.max(1) as f64;
-                report["mean_squared_error"] = json!(mse);
+                per_row = Some(
+                    v.iter()
+                        .zip(&table.rows)
+                        .map(|(p, r)| (p - r[t].parse().unwrap_or(f64::NAN)).powi(2))
+                        .collect(),
+                );
             }
         }
     }
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| a.model.join("predictions.csv"));
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| CliError(format!("--out {}: not a file name", out.display())))?;
-    let mut stage = Staging::new(dir)?;
+    let mean_over = |rows: &mut dyn Iterator<Item = f64>| {
+        let (sum, count) = rows.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
+        (count > 0).then(|| sum / count as f64)
+    };
+    if let Some(scores) = &per_row {
+        report[metric] = json!(mean_over(&mut scores.iter().copied()));
+        if let Some(which) = &splits {
+            let mut by = serde_json::Map::new();
+            for split in ["train", "validation", "test"] {
+                let mut rows = scores.iter().zip(which).filter(|(_, w)| **w == split);
+                let count = which.iter().filter(|w| **w == split).count();
+                by.insert(
+                    split.into(),
+                    json!({"rows": count, metric: mean_over(&mut rows.by_ref().map(|(v, _)| *v))}),
+                );
+            }
+            report["by_split"] = Value::Object(by);
+        }
+    }
+    report["training_file"] = json!(splits.is_some());
     stage.write(name, csv.as_bytes())?;
     stage.commit()?;
     report["predictions"] = json!(out.display().to_string());
     if a.json {
         println!("{report}");
-    } else {
-        println!("Predicted {n} rows into {}", out.display());
-        if let Some(acc) = report["accuracy"].as_f64() {
-            println!(
-                "Accuracy against the {target:?} column: {:.2}%",
-                acc * 100.0
-            );
-        }
-        if let Some(m) = report["mean_squared_error"].as_f64() {
-            println!("Mean squared error against the {target:?} column: {m:.4}");
+        return Ok(());
+    }
+    println!(
+        "Predicted all {n} rows of {} into {}",
+        a.data.display(),
+        out.display()
+    );
+    let shown = |v: f64| match metric {
+        "accuracy" => format!("{:.2}%", v * 100.0),
+        _ => format!("{v:.4}"),
+    };
+    let what = match metric {
+        "accuracy" => "Accuracy",
+        _ => "Mean squared error",
+    };
+    if let Some(all) = report[metric].as_f64() {
+        match report.get("by_split") {
+            Some(by) => {
+                println!(
+                    "{what} against the {target:?} column (this is the file the model was trained on, so its splits are scored apart):"
+                );
+                for split in ["test", "validation", "train"] {
+                    let rows = by[split]["rows"].as_u64().unwrap_or(0);
+                    let label = match split {
+                        "train" => "seen in training",
+                        _ => "held out",
+                    };
+                    if let Some(v) = by[split][metric].as_f64() {
+                        println!("  {split} rows ({label}, {rows}): {}", shown(v));
+                    }
+                }
+                println!("  all {n} rows: {}", shown(all));
+            }
+            None => println!(
+                "{what} against the {target:?} column, over all {n} rows: {}",
+                shown(all)
+            ),
         }
     }
     Ok(())

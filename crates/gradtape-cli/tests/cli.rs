@@ -318,10 +318,10 @@ fn bad_input_is_one_line_exit_2_and_nothing_written() {
         &["--data", &short],
         &["short.csv:2", "the row has 1 cells"],
     );
-    refused(&s, &["--lr", "0"], &["--lr 0", "positive"]);
-    refused(&s, &["--lr", "-0.1"], &["--lr -0.1"]);
-    refused(&s, &["--lr", "nan"], &["--lr NaN"]);
-    refused(&s, &["--epochs", "0"], &["--epochs 0"]);
+    refused(&s, &["--lr", "0"], &["'0' for '--lr <LR>'", "positive"]);
+    refused(&s, &["--lr", "-0.1"], &["'-0.1' for '--lr <LR>'"]);
+    refused(&s, &["--lr", "nan"], &["'nan' for '--lr <LR>'"]);
+    refused(&s, &["--epochs", "0"], &["'0' for '--epochs <E>'"]);
     refused(&s, &["--points", "1"], &["--points 1"]);
     refused(&s, &["--optimizer", "nadam"], &["nadam"]);
     refused(&s, &["--format", "jpg"], &["jpg"]);

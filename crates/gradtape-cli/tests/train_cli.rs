@@ -86,6 +86,10 @@ fn train_on_digits_then_predict() {
 /// A table never seen before: string classes, spaces in column names, features on very
 /// different scales (standardisation has to do its job).
 fn new_table(path: &Path, rows: usize) {
+    std::fs::write(path, new_table_text(rows)).unwrap();
+}
+
+fn new_table_text(rows: usize) -> String {
     let mut s = String::from("sepal length,petal width (cm),noise level,kind of flower\n");
     let mut state = 12345u64;
     let mut rnd = || {
@@ -102,7 +106,7 @@ fn new_table(path: &Path, rows: usize) {
         let name = ["iris setosa", "iris versicolor", "iris virginica"][class];
         s += &format!("{a},{b},{c},{name}\n");
     }
-    std::fs::write(path, s).unwrap();
+    s
 }
 
 #[test]
@@ -216,7 +220,7 @@ fn train_and_predict_refuse_bad_input_cleanly() {
             "--out",
             nv,
         ],
-        "--lr 0",
+        "'--lr <LR>': expected a positive number",
         &never,
     );
     refused(
@@ -272,5 +276,339 @@ fn train_and_predict_refuse_bad_input_cleanly() {
         "not a valid safetensors file",
         &preds,
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ----- issue 10: the CLI's first-contact friction -----
+
+fn in_dir(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradtape"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` (recursively) with its contents, to compare before and after.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.push((p.clone(), vec![]));
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn one_line_exit_2(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    err
+}
+
+#[test]
+fn a_failed_run_leaves_the_output_folder_exactly_as_it_found_it() {
+    let dir = scratch("half-written");
+    let d = digits();
+    // The issue's first reproduction: predict --out naming the model's folder.
+    let o = in_dir(
+        &dir,
+        &[
+            "train", "--data", &d, "--target", "digit", "--out", "T0", "--epochs", "5", "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = snapshot(&dir);
+    let o = in_dir(
+        &dir,
+        &["predict", "--model", "T0", "--data", &d, "--out", "T0"],
+    );
+    let err = one_line_exit_2(&o);
+    assert!(
+        err.contains("--out T0") && err.contains("is a folder"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&dir), before, "predict changed the folder");
+
+    // The second: a folder where train wants to write history.csv.
+    std::fs::create_dir_all(dir.join("T16/history.csv")).unwrap();
+    let before = snapshot(&dir);
+    let o = in_dir(
+        &dir,
+        &[
+            "train", "--data", &d, "--target", "digit", "--out", "T16", "--epochs", "5",
+        ],
+    );
+    let err = one_line_exit_2(&o);
+    assert!(
+        err.contains("history.csv") && err.contains("is a folder"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&dir), before, "train changed the folder");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_out_is_found_before_the_work_starts() {
+    let dir = scratch("out-first");
+    // The data file is bad too: the error must be about --out, found first.
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "a,label\n1,x\noops,y\n").unwrap();
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"keep me").unwrap();
+    let b = bad.to_str().unwrap();
+    let o = gradtape(&[
+        "train",
+        "--data",
+        b,
+        "--target",
+        "label",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    let err = one_line_exit_2(&o);
+    assert!(
+        err.contains("--out") && err.contains("not a folder"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    let o = gradtape(&["linreg", "--data", b, "--out", file.to_str().unwrap()]);
+    let err = one_line_exit_2(&o);
+    assert!(
+        err.contains("--out") && err.contains("not a folder"),
+        "{err}"
+    );
+    // a folder that cannot be written to (unless running as root, who may write anywhere)
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = dir.join("read-only");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(ro.join("probe"), b"").is_err() {
+            let o = gradtape(&[
+                "train",
+                "--data",
+                b,
+                "--target",
+                "label",
+                "--out",
+                ro.to_str().unwrap(),
+            ]);
+            let err = one_line_exit_2(&o);
+            assert!(err.contains("cannot write there"), "{err}");
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_invalid_value_names_its_option_and_what_is_allowed() {
+    let dir = scratch("values");
+    let nv = dir.join("never");
+    let n = nv.to_str().unwrap();
+    let d = digits();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "train", "--data", &d, "--target", "digit", "--out", n, "--epochs", "-5",
+            ],
+            "'--epochs <E>': expected a whole number of at least 1",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                &d,
+                "--target",
+                "digit",
+                "--out",
+                n,
+                "--epochs=-5",
+            ],
+            "'--epochs <E>': expected a whole number of at least 1",
+        ),
+        (
+            &[
+                "train", "--data", &d, "--target", "digit", "--out", n, "--batch", "0",
+            ],
+            "'--batch <B>'",
+        ),
+        (
+            &[
+                "train", "--data", &d, "--target", "digit", "--out", n, "--hidden", "64,-3",
+            ],
+            "'--hidden <SIZES>'",
+        ),
+        (
+            &[
+                "train", "--data", &d, "--target", "digit", "--out", n, "--seed", "-1",
+            ],
+            "'--seed <S>': expected a whole number",
+        ),
+        (
+            &[
+                "train", "--data", &d, "--target", "digit", "--out", n, "--test", "1.5",
+            ],
+            "'--test <FRACTION>': expected a fraction",
+        ),
+        (&["linreg", "--out", n, "--epochs", "-5"], "'--epochs <E>'"),
+        (&["linreg", "--out", n, "--points", "-3"], "'--points <N>'"),
+        (
+            &["linreg", "--out", n, "--noise", "-1"],
+            "'--noise <SIGMA>': expected a number of 0 or more",
+        ),
+        (
+            &["linreg", "--out", n, "--lr", "abc"],
+            "'--lr <LR>': expected a positive number",
+        ),
+    ];
+    for (args, fragment) in cases {
+        let err = one_line_exit_2(&gradtape(args));
+        assert!(err.contains(fragment), "{args:?}: {err}");
+        assert!(!nv.exists());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn predict_says_which_rows_it_scored_and_scores_the_training_split_apart() {
+    let dir = scratch("predict-splits");
+    let model = dir.join("m");
+    let m = model.to_str().unwrap();
+    let d = digits();
+    let trained = json(&gradtape(&[
+        "train", "--data", &d, "--target", "digit", "--out", m, "--epochs", "5", "--json",
+    ]));
+    let p = json(&gradtape(&[
+        "predict", "--model", m, "--data", &d, "--json",
+    ]));
+    assert_eq!(p["training_file"], true);
+    assert_eq!(p["rows_scored"], "all");
+    for split in ["train", "validation", "test"] {
+        assert_eq!(
+            p["by_split"][split]["rows"], trained["rows"][split],
+            "{split}"
+        );
+    }
+    // the held-out test rows score what train reported for them
+    let test = p["by_split"]["test"]["accuracy"].as_f64().unwrap();
+    let held = trained["held_out_accuracy"].as_f64().unwrap();
+    assert!((test - held).abs() < 1e-9, "{test} vs {held}");
+    let train_acc = p["by_split"]["train"]["accuracy"].as_f64().unwrap();
+    assert!(
+        train_acc >= test,
+        "seen rows score at least the held-out ones here"
+    );
+    let csv = std::fs::read_to_string(model.join("predictions.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",split"));
+    assert_eq!(csv.lines().filter(|l| l.ends_with(",test")).count(), 270);
+    let o = gradtape(&["predict", "--model", m, "--data", &d]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Predicted all 1797 rows"), "{text}");
+    assert!(text.contains("file the model was trained on"), "{text}");
+    assert!(text.contains("test rows (held out, 270)"), "{text}");
+
+    // Another file: no split, and the report says every row was scored.
+    let other = dir.join("other.csv");
+    let mut table = new_table_text(40);
+    table = table.replace("kind of flower", "kind");
+    std::fs::write(&other, &table).unwrap();
+    let iris = dir.join("iris");
+    let o = gradtape(&[
+        "train",
+        "--data",
+        other.to_str().unwrap(),
+        "--target",
+        "kind",
+        "--out",
+        iris.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fresh = dir.join("fresh.csv");
+    std::fs::write(&fresh, new_table_text(30).replace("kind of flower", "kind")).unwrap();
+    let p = json(&gradtape(&[
+        "predict",
+        "--model",
+        iris.to_str().unwrap(),
+        "--data",
+        fresh.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(p["training_file"], false);
+    assert!(p.get("by_split").is_none());
+    assert_eq!(p["rows"], 30);
+    let o = gradtape(&[
+        "predict",
+        "--model",
+        iris.to_str().unwrap(),
+        "--data",
+        fresh.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("over all 30 rows"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_refuses_a_continuous_or_single_class_target() {
+    let dir = scratch("targets");
+    let nv = dir.join("never");
+    let write = |name: &str, y: &dyn Fn(usize) -> String| {
+        let p = dir.join(name);
+        let rows: String = (0..20).map(|i| format!("{i},{}\n", y(i))).collect();
+        std::fs::write(&p, format!("x,y\n{rows}")).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let cont = write("cont.csv", &|i| format!("{:.3}", i as f64 * 0.37));
+    let one = write("one.csv", &|_| "7".into());
+    let ids = write("ids.csv", &|i| i.to_string());
+    for (f, fragment) in [
+        (&cont, "--task regression"),
+        (&one, "at least two classes"),
+        (&ids, "--task regression"),
+    ] {
+        let o = gradtape(&[
+            "train",
+            "--data",
+            f,
+            "--target",
+            "y",
+            "--out",
+            nv.to_str().unwrap(),
+        ]);
+        let err = one_line_exit_2(&o);
+        assert!(err.contains(fragment) && err.contains("\"y\""), "{err}");
+        assert!(!nv.exists());
+    }
+    // and regression takes the continuous one
+    let o = gradtape(&[
+        "train",
+        "--data",
+        &cont,
+        "--target",
+        "y",
+        "--task",
+        "regression",
+        "--out",
+        nv.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -192,11 +192,44 @@ impl Table {
         })
     }
 
+    /// Refuses a target that cannot be, or is very unlikely to be, classes (the CLI's
+    /// `--task regression` is the way out, so the message names it).
+    fn check_classes(&self, op: &'static str, target: &str, names: &[String]) -> Result<()> {
+        let n = self.rows.len();
+        let refuse = |why: String| {
+            Err(Error::arg(
+                op,
+                format!("{}: column {target:?} {why}", self.source),
+            ))
+        };
+        if names.len() < 2 {
+            let value = names.first().map(String::as_str).unwrap_or("");
+            return refuse(format!(
+                "has the one value {value:?} in all {n} rows: a classifier needs at least two classes to tell apart"
+            ));
+        }
+        let numbers: Option<Vec<f64>> = names.iter().map(|s| s.parse::<f64>().ok()).collect();
+        if let Some(fractional) = numbers.iter().flatten().find(|v| v.fract() != 0.0) {
+            return refuse(format!(
+                "holds fractional numbers such as {fractional}, so it looks like a quantity to predict, not classes: use regression (--task regression)"
+            ));
+        }
+        if names.len() > 2 && names.len() > n / 2 {
+            return refuse(format!(
+                "has {} distinct values among {n} rows, so most classes would have a single example; if it is a number to predict, use regression (--task regression)",
+                names.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// Every column but `target` as float features, and `target` as classes or values.
     ///
     /// # Errors
-    /// When a feature cell is not a finite number (the message gives line and column), or a
-    /// regression target is not a number.
+    /// When a feature cell is not a finite number (the message gives line and column), a
+    /// regression target is not a number, or a classification target is not classes: a single
+    /// value, fractional numbers, or more distinct values than half the rows (a quantity to
+    /// predict with [`Task::Regression`], not classes).
     ///
     /// ```
     /// use gradtape::data::{read_csv, Target, Task};
@@ -256,6 +289,7 @@ impl Table {
                             .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
                     });
                 }
+                self.check_classes(op, target, &names)?;
                 let labels: Vec<i64> = self
                     .rows
                     .iter()
