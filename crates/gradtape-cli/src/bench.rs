@@ -7,7 +7,7 @@ use gradtape::layers::{Activation, Dense, Layer, Sequential};
 use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
 use gradtape::optimizers::{Adam, Optimizer};
 use gradtape::random::Generator;
-use gradtape::{ops, Axes, DType, GradientTape, Result, Source, Tensor, Variable};
+use gradtape::{ops, Axes, DType, GradientTape, Result, Tensor, Variable};
 use serde_json::{json, Map, Value};
 
 use crate::CliError;
@@ -148,10 +148,8 @@ fn mlp_step(quick: bool) -> Result<Timing> {
             true,
             Reduction::SumOverBatchSize,
         )?;
-        let sources: Vec<&dyn Source> = vars.iter().map(|v| v as &dyn Source).collect();
-        let grads = tape.gradient_with(&[&loss], &sources, &Default::default())?;
-        let pairs: Vec<(Option<Tensor>, &Variable)> = grads.into_iter().zip(&vars).collect();
-        opt.apply_gradients(&pairs)
+        let grads = tape.gradient(&loss, &vars)?;
+        opt.apply_gradients(grads.into_iter().zip(&vars))
     })
 }
 

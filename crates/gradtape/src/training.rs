@@ -256,16 +256,12 @@ pub fn fit(
             let tape = GradientTape::new();
             let scores = model.call(&xb, true)?;
             let loss = loss_of(&scores, &yb, classification)?;
-            let sources: Vec<&dyn crate::Source> =
-                vars.iter().map(|v| v as &dyn crate::Source).collect();
-            let grads = tape.gradient_with(&[&loss], &sources, &Default::default())?;
+            let grads = tape.gradient(&loss, &vars)?;
             let l = loss.to_f64_vec()?[0];
             if !l.is_finite() {
                 return Err(Error::arg("fit", format!("the loss became {l} in epoch {epoch}: training diverged; try a smaller learning rate than {lr}")));
             }
-            let pairs: Vec<(Option<Tensor>, &crate::Variable)> =
-                grads.into_iter().zip(&vars).collect();
-            opt.apply_gradients(&pairs)?;
+            opt.apply_gradients(grads.into_iter().zip(&vars))?;
             let n = xb.shape()[0] as f64;
             loss_m.update_weighted(l, n);
             if classification {
