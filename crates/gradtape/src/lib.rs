@@ -71,17 +71,19 @@ mod tensor;
 pub mod threading;
 pub mod training;
 mod variable;
+pub mod vmap;
 
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use ops::Axes;
 pub use storage::memory;
 pub use tape::{
-    GradientOptions, GradientTape, PersistentTape, Source, Sources, Tape, TapeBuilder, TracedOp,
-    TracedTensor, UnconnectedGradients,
+    GradientOptions, GradientTape, JacobianOptions, PersistentTape, Source, Sources, Tape,
+    TapeBuilder, TracedOp, TracedTensor, UnconnectedGradients,
 };
 pub use tensor::{AsTensor, Operand, Tensor};
 pub use variable::{Variable, VariableOptions};
+pub use vmap::{vmap, Vmap};
 
 /// The README's Rust code, compiled and run as a doc test so it stays true.
 #[cfg(doctest)]

@@ -319,7 +319,7 @@ pub fn sparse_categorical_crossentropy(
         ));
     }
     let classes = p.shape()[p.rank() - 1];
-    if let Some(bad) = labels
+    if let Some(bad) = crate::vmap::all_examples(labels)
         .to_vec::<i64>()?
         .into_iter()
         .find(|&l| l < 0 || l as u64 >= classes as u64)

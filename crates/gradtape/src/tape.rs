@@ -684,6 +684,201 @@ fn backprop(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Jacobians: one backward pass over a batch of cotangents
+
+/// Options of the tapes' `jacobian_with` and `batch_jacobian_with`.
+///
+/// ```
+/// let opts = gradtape::JacobianOptions { chunk_size: Some(64), ..Default::default() };
+/// assert_eq!(opts.unconnected_gradients, gradtape::UnconnectedGradients::None);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct JacobianOptions {
+    /// What to return for sources the target does not depend on: `None`, or zeros of the
+    /// jacobian's shape.
+    pub unconnected_gradients: UnconnectedGradients,
+    /// At most this many rows of the jacobian per backward pass (TensorFlow's
+    /// `parallel_iterations`, PyTorch's `chunk_size`): bounds the memory of a large jacobian.
+    /// The result does not depend on it. `None`: all rows in one pass.
+    pub chunk_size: Option<usize>,
+}
+
+/// The rows of an identity matrix of size `n` from `start`, `len` of them, as `[len, n]`.
+fn basis_rows(start: usize, len: usize, n: usize, dtype: DType) -> Result<Tensor> {
+    let mut v = vec![0.0; len * n];
+    for i in 0..len {
+        v[i * n + start + i] = 1.0;
+    }
+    Tensor::from_vec(v, &[len, n])?.cast(dtype)
+}
+
+/// The jacobian of `target` with respect to each source, from a copy of the recorded
+/// `entries`: each chunk of rows is one backward pass whose cotangent is a batch (a vmap
+/// level) of one-hot seeds, so every gradient rule runs once per chunk, batched.
+/// `seeds(start, len)` gives the chunk's cotangents, batch axis first; `finish(source, g)`
+/// turns the stacked result (`[rows, ...source]`) into the jacobian's layout.
+#[allow(clippy::too_many_arguments)]
+fn jacobians(
+    entries: &[Entry],
+    target: &Tensor,
+    keys: &[SourceKey],
+    traced: &IdSet,
+    rows: usize,
+    options: &JacobianOptions,
+    seeds: impl Fn(usize, usize) -> Result<Tensor>,
+    finish: impl Fn(&SourceKey, Tensor) -> Result<Tensor>,
+    full_shape: impl Fn(&SourceKey) -> Vec<usize>,
+) -> Result<Vec<Option<Tensor>>> {
+    let op = "jacobian";
+    if !target.dtype().is_float() {
+        return Err(Error::dtype(
+            op,
+            format!(
+                "the target must be float32 or float64, got {}",
+                target.dtype()
+            ),
+        ));
+    }
+    let chunk = match options.chunk_size {
+        Some(0) => return Err(Error::arg(op, "chunk_size must be at least 1")),
+        Some(c) => c,
+        None => rows.max(1),
+    };
+    let mut parts: Vec<Vec<Tensor>> = vec![vec![]; keys.len()];
+    let mut connected = vec![false; keys.len()];
+    let mut start = 0;
+    while start < rows {
+        let len = chunk.min(rows - start);
+        let seed = seeds(start, len)?;
+        let grads = crate::vmap::with_level(len, |level| -> Result<Vec<Option<Tensor>>> {
+            let opts = GradientOptions {
+                output_gradients: Some(vec![Tensor::batched(seed, level)]),
+                unconnected_gradients: UnconnectedGradients::None,
+            };
+            let gs = backprop(entries.to_vec(), &[target], keys, traced.clone(), &opts)?;
+            gs.into_iter()
+                .map(|g| g.map(|g| crate::vmap::physical(&g, level, len)).transpose())
+                .collect()
+        })?;
+        for (k, g) in grads.into_iter().enumerate() {
+            if let Some(g) = g {
+                connected[k] = true;
+                parts[k].push(g);
+            }
+        }
+        start += len;
+    }
+    keys.iter()
+        .zip(parts)
+        .zip(connected)
+        .map(|((key, parts), connected)| {
+            if !key.dtype.is_float() {
+                return Ok(None);
+            }
+            if !connected || rows == 0 {
+                return match options.unconnected_gradients {
+                    UnconnectedGradients::None if rows > 0 => Ok(None),
+                    _ => Tensor::zeros(&full_shape(key), key.dtype).map(Some),
+                };
+            }
+            let stacked = if parts.len() == 1 {
+                parts
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| Tensor::scalar(0.0f32))
+            } else {
+                ops::concat(&parts, 0)?
+            };
+            finish(key, stacked).map(Some)
+        })
+        .collect()
+}
+
+/// `jacobian` for both kinds of tape: rows are the target's elements.
+fn full_jacobian(
+    entries: &[Entry],
+    target: &Tensor,
+    keys: &[SourceKey],
+    traced: &IdSet,
+    options: &JacobianOptions,
+) -> Result<Vec<Option<Tensor>>> {
+    let n = target.numel();
+    let shape_of = |key: &SourceKey| -> Vec<usize> {
+        target.shape().iter().chain(&key.shape).copied().collect()
+    };
+    jacobians(
+        entries,
+        target,
+        keys,
+        traced,
+        n,
+        options,
+        |start, len| {
+            let mut shape = vec![len];
+            shape.extend_from_slice(target.shape());
+            ops::reshape_to(&basis_rows(start, len, n, target.dtype())?, &shape)
+        },
+        |key, g| ops::reshape_to(&g, &shape_of(key)),
+        shape_of,
+    )
+}
+
+/// `batch_jacobian` for both kinds of tape: rows are the elements of one example of the
+/// target, seeded in every example at once.
+fn batch_jacobian_of(
+    entries: &[Entry],
+    target: &Tensor,
+    key: &SourceKey,
+    traced: &IdSet,
+    options: &JacobianOptions,
+) -> Result<Option<Tensor>> {
+    let op = "batch_jacobian";
+    if target.rank() == 0 || key.shape.is_empty() || target.shape()[0] != key.shape[0] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "target {:?} and source {:?} must both have a first (batch) axis of one size",
+                target.shape(),
+                key.shape
+            ),
+        ));
+    }
+    let b = target.shape()[0];
+    let rest = &target.shape()[1..];
+    let m: usize = rest.iter().product();
+    let shape_of = |key: &SourceKey| -> Vec<usize> {
+        let mut s = vec![b];
+        s.extend_from_slice(rest);
+        s.extend_from_slice(&key.shape[1..]);
+        s
+    };
+    let out = jacobians(
+        entries,
+        target,
+        std::slice::from_ref(key),
+        traced,
+        m,
+        options,
+        |start, len| {
+            // row j of the chunk: one-hot at element start + j of every example
+            let rows = ops::reshape_to(&basis_rows(start, len, m, target.dtype())?, &[len, 1, m])?;
+            let every = ops::broadcast_to(&rows, &[len, b, m])?;
+            let mut shape = vec![len, b];
+            shape.extend_from_slice(rest);
+            ops::reshape_to(&every, &shape)
+        },
+        |key, g| {
+            // [m, b, ...source_rest] -> [b, m, ...source_rest] -> [b, ...rest, ...source_rest]
+            let mut perm: Vec<usize> = (0..g.rank()).collect();
+            perm.swap(0, 1);
+            ops::reshape_to(&ops::transpose(&g, Some(&perm))?, &shape_of(key))
+        },
+        shape_of,
+    )?;
+    Ok(out.into_iter().next().flatten())
+}
+
+// ---------------------------------------------------------------------------------------------
 // The user's handles
 
 /// What both kinds of tape can do while they live: watch, pause, reset, inspect.
@@ -1121,6 +1316,102 @@ impl GradientTape {
         give_set(std::mem::take(&mut *self.tape.state.tensors.borrow_mut()));
         backprop(entries, targets, &keys, traced, options)
     }
+
+    /// TensorFlow's `jacobian`: for each source, `d target[i...] / d source[j...]`, of shape
+    /// `target.shape + source.shape`. Computed in one backward pass over a batch of one-hot
+    /// cotangents (every gradient rule runs batched, see [`crate::vmap`]), not one pass per
+    /// element. Sources the target does not depend on, and integer sources, get `None`.
+    /// Consumes the tape, as [`GradientTape::gradient`] does.
+    ///
+    /// # Errors
+    /// When the target is not float, or a gradient rule fails.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// let y = ops::multiply(&x, &x)?; // y_i = x_i², dy_i/dx_j = 2 x_i δ_ij
+    /// let [j] = tape.jacobian(&y, [&x])?;
+    /// assert_eq!(j.unwrap().to_vec::<f32>()?, vec![2.0, 0.0, 0.0, 4.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn jacobian<S: Sources>(self, target: &Tensor, sources: S) -> Result<S::Gradients> {
+        let v = self.jacobian_with(target, &sources.sources(), &JacobianOptions::default())?;
+        S::gradients(v)
+    }
+
+    /// [`GradientTape::jacobian`] with options: zeros for unconnected sources, and a chunk
+    /// size that bounds the memory of a large jacobian.
+    ///
+    /// # Errors
+    /// As [`GradientTape::jacobian`], and a `chunk_size` of 0.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, JacobianOptions, Tensor, UnconnectedGradients};
+    /// let (x, z) = (Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3])?, Tensor::scalar(1.0f64));
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// tape.watch(&z);
+    /// let y = ops::exp(&x)?;
+    /// let opts = JacobianOptions { chunk_size: Some(2), unconnected_gradients: UnconnectedGradients::Zero };
+    /// let j = tape.jacobian_with(&y, &[&x, &z], &opts)?;
+    /// assert_eq!(j[0].as_ref().unwrap().shape(), &[3, 3]);
+    /// assert_eq!(j[1].as_ref().unwrap().to_vec::<f64>()?, vec![0.0; 3]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn jacobian_with(
+        self,
+        target: &Tensor,
+        sources: &[&dyn Source],
+        options: &JacobianOptions,
+    ) -> Result<Vec<Option<Tensor>>> {
+        self.tape.stop();
+        let keys = Tape::key_list(sources);
+        let traced = self.tape.traced(&keys);
+        let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
+        full_jacobian(&entries, target, &keys, &traced, options)
+    }
+
+    /// TensorFlow's `batch_jacobian`: for a target `[b, ...]` and a source `[b, ...]` where
+    /// example `i` of the target depends only on example `i` of the source, the jacobian of
+    /// each example, `[b, target_rest..., source_rest...]`. `None` when unconnected.
+    ///
+    /// # Errors
+    /// When target and source lack a batch axis of one size, the target is not float, or a
+    /// gradient rule fails.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// let y = ops::reduce_sum(&ops::square(&x)?, 1, true)?; // [2, 1]: y_b = Σ x_b²
+    /// let j = tape.batch_jacobian(&y, &x)?.unwrap();
+    /// assert_eq!(j.shape(), &[2, 1, 2]);
+    /// assert_eq!(j.to_vec::<f32>()?, vec![2.0, 4.0, 6.0, 8.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn batch_jacobian(self, target: &Tensor, source: &dyn Source) -> Result<Option<Tensor>> {
+        self.batch_jacobian_with(target, source, &JacobianOptions::default())
+    }
+
+    /// [`GradientTape::batch_jacobian`] with options.
+    ///
+    /// # Errors
+    /// As [`GradientTape::batch_jacobian`].
+    pub fn batch_jacobian_with(
+        self,
+        target: &Tensor,
+        source: &dyn Source,
+        options: &JacobianOptions,
+    ) -> Result<Option<Tensor>> {
+        self.tape.stop();
+        let keys = Tape::key_list(&[source]);
+        let traced = self.tape.traced(&keys);
+        let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
+        batch_jacobian_of(&entries, target, &keys[0], &traced, options)
+    }
 }
 
 /// TensorFlow's `tf.GradientTape(persistent=True)`: any number of gradient calls.
@@ -1225,5 +1516,69 @@ impl PersistentTape {
         let traced = self.tape.traced(&keys);
         let entries = self.tape.state.entries.borrow().clone();
         backprop(entries, targets, &keys, traced, options)
+    }
+
+    /// The jacobian of `target` with respect to each source; see [`GradientTape::jacobian`].
+    /// Nested tapes give Hessians: `outer.jacobian(&inner_gradient, [&x])`.
+    ///
+    /// # Errors
+    /// As [`GradientTape::jacobian`].
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2])?;
+    /// let outer = GradientTape::persistent();
+    /// outer.watch(&x);
+    /// let inner = GradientTape::new();
+    /// inner.watch(&x);
+    /// let y = ops::reduce_sum(&ops::multiply(&ops::square(&x)?, &x)?, gradtape::Axes::All, false)?; // Σ x³
+    /// let [g] = inner.gradient(&y, [&x])?; // 3x²
+    /// let [h] = outer.jacobian(&g.unwrap(), [&x])?; // diag(6x)
+    /// assert_eq!(h.unwrap().to_vec::<f64>()?, vec![6.0, 0.0, 0.0, 12.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn jacobian<S: Sources>(&self, target: &Tensor, sources: S) -> Result<S::Gradients> {
+        let v = self.jacobian_with(target, &sources.sources(), &JacobianOptions::default())?;
+        S::gradients(v)
+    }
+
+    /// [`PersistentTape::jacobian`] with options; see [`GradientTape::jacobian_with`].
+    ///
+    /// # Errors
+    /// As [`GradientTape::jacobian_with`].
+    pub fn jacobian_with(
+        &self,
+        target: &Tensor,
+        sources: &[&dyn Source],
+        options: &JacobianOptions,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let keys = Tape::key_list(sources);
+        let traced = self.tape.traced(&keys);
+        let entries = self.tape.state.entries.borrow().clone();
+        full_jacobian(&entries, target, &keys, &traced, options)
+    }
+
+    /// See [`GradientTape::batch_jacobian`].
+    ///
+    /// # Errors
+    /// As [`GradientTape::batch_jacobian`].
+    pub fn batch_jacobian(&self, target: &Tensor, source: &dyn Source) -> Result<Option<Tensor>> {
+        self.batch_jacobian_with(target, source, &JacobianOptions::default())
+    }
+
+    /// See [`GradientTape::batch_jacobian_with`].
+    ///
+    /// # Errors
+    /// As [`GradientTape::batch_jacobian`].
+    pub fn batch_jacobian_with(
+        &self,
+        target: &Tensor,
+        source: &dyn Source,
+        options: &JacobianOptions,
+    ) -> Result<Option<Tensor>> {
+        let keys = Tape::key_list(&[source]);
+        let traced = self.tape.traced(&keys);
+        let entries = self.tape.state.entries.borrow().clone();
+        batch_jacobian_of(&entries, target, &keys[0], &traced, options)
     }
 }

@@ -60,6 +60,10 @@ enum Data {
     Own(Storage),
     View(Tensor),
     Pending(Box<Pending>),
+    /// Inside [`crate::vmap`]: the tensor of one example, standing for `physical`, whose first
+    /// axis is the batch of vmap level `level` (the tensor's own shape is `physical`'s without
+    /// it). Only batching rules look inside; reading the elements is an error.
+    Batched(Tensor, usize),
 }
 
 impl Tensor {
@@ -91,6 +95,23 @@ impl Tensor {
         Tensor::fresh(Data::Pending(Box::new(p)), shape, dtype)
     }
 
+    /// The tensor of one example of `physical`, whose first axis is vmap level `level`'s batch.
+    pub(crate) fn batched(physical: Tensor, level: usize) -> Tensor {
+        let dtype = physical.dtype();
+        let shape = physical.shape().get(1..).unwrap_or(&[]).to_vec();
+        Tensor::fresh(Data::Batched(physical, level), &shape, dtype)
+    }
+
+    /// For a tensor batched by [`crate::vmap`]: the whole batch (batch axis first) and the
+    /// level. Cheap: the hot path of every op asks it once per operand.
+    #[inline]
+    pub(crate) fn batch(&self) -> Option<(&Tensor, usize)> {
+        match &self.inner.data {
+            Data::Batched(p, level) => Some((p, *level)),
+            _ => None,
+        }
+    }
+
     /// True for a tensor that owns computed storage (neither a view nor pending): the cheap
     /// test that lets reductions skip fusion.
     #[inline]
@@ -103,7 +124,7 @@ impl Tensor {
     /// Returns the tensor that holds the graph.
     pub(crate) fn pending(&self) -> Option<(&Tensor, &Pending)> {
         let (owner, p) = match &self.inner.data {
-            Data::Own(_) => return None,
+            Data::Own(_) | Data::Batched(..) => return None,
             Data::Pending(p) => (self, p),
             Data::View(owner) => match &owner.inner.data {
                 Data::Pending(p)
@@ -135,7 +156,7 @@ impl Tensor {
         if let Ok(inner) = Arc::try_unwrap(self.inner) {
             match inner.data {
                 Data::Own(_) => {}
-                Data::View(owner) => work.push(owner),
+                Data::View(owner) | Data::Batched(owner, _) => work.push(owner),
                 Data::Pending(mut p) => crate::fusion::take_inputs(&mut p, work),
             }
         }
@@ -144,7 +165,7 @@ impl Tensor {
     /// A new tensor over the same storage with another layout (and a new id).
     pub(crate) fn view(&self, layout: Layout) -> Tensor {
         let owner = match &self.inner.data {
-            Data::Own(_) | Data::Pending(_) => self.clone(),
+            Data::Own(_) | Data::Pending(_) | Data::Batched(..) => self.clone(),
             Data::View(owner) => owner.clone(),
         };
         Tensor {
@@ -176,6 +197,7 @@ impl Tensor {
             Data::Own(s) => Ok(s),
             Data::View(owner) => owner.storage(),
             Data::Pending(p) => self.pending_storage(p),
+            Data::Batched(..) => Err(crate::vmap::read_error(self)),
         }
     }
 
@@ -219,7 +241,7 @@ impl Tensor {
     pub fn is_realized(&self) -> bool {
         match &self.inner.data {
             Data::Own(_) => true,
-            Data::View(owner) => owner.is_realized(),
+            Data::View(owner) | Data::Batched(owner, _) => owner.is_realized(),
             Data::Pending(p) => p.is_realized(),
         }
     }

@@ -8,6 +8,7 @@ use crate::shape::{
 };
 use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
+use crate::vmap;
 
 use super::{dispatch_all, sum_to_shape};
 
@@ -19,6 +20,9 @@ fn tensor(x: &impl AsTensor) -> Tensor {
 pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if x.shape() == shape {
         return Ok(x.clone());
+    }
+    if let Some(r) = vmap::rule1(x, |p| reshape_to(p, &batch_shape(p, shape))) {
+        return r;
     }
     if numel(shape) != x.numel() {
         return Err(Error::shape(
@@ -106,6 +110,14 @@ pub fn transpose(x: &impl AsTensor, perm: Option<&[usize]>) -> Result<Tensor> {
         None => (0..x.rank()).rev().collect(),
     };
     check_perm("transpose", &perm, x.rank())?;
+    if let Some(r) = vmap::rule1(&x, |p| {
+        let batch_perm: Vec<usize> = std::iter::once(0)
+            .chain(perm.iter().map(|a| a + 1))
+            .collect();
+        transpose(p, Some(&batch_perm))
+    }) {
+        return r;
+    }
     let out = x.view(x.layout().permute(&perm));
     tape::record("transpose", &[&x], &out, || {
         let mut inv = vec![0; perm.len()];
@@ -173,6 +185,12 @@ pub fn squeeze(x: &impl AsTensor, axes: &[isize]) -> Result<Tensor> {
     if drop.is_empty() {
         return Ok(x);
     }
+    if let Some(r) = vmap::rule1(&x, |p| {
+        let axes: Vec<isize> = drop.iter().map(|&a| a as isize + 1).collect();
+        squeeze(p, &axes)
+    }) {
+        return r;
+    }
     // Dropping axes of size 1 never needs a copy, whatever the strides: a view (so slicing
     // with an index, `x.slice(s![.., 1])`, stays a view too).
     let kept: Vec<usize> = (0..x.rank()).filter(|i| !drop.contains(i)).collect();
@@ -215,6 +233,16 @@ pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
             format!("shape {:?} does not broadcast to {shape:?}", x.shape()),
         ));
     }
+    let rank = x.rank();
+    if let Some(r) = vmap::rule1(&x, |p| {
+        let mut q = p.clone();
+        for _ in rank..shape.len() {
+            q = expand_dims(&q, 1)?;
+        }
+        broadcast_to(&q, &batch_shape(p, shape))
+    }) {
+        return r;
+    }
     let out = x.view(x.layout().broadcast_to(shape));
     tape::record("broadcast_to", &[&x], &out, || {
         let s = Dims::from_slice(x.shape());
@@ -232,6 +260,28 @@ struct SliceSpec {
     starts: Vec<usize>,
     lens: Vec<usize>,
     steps: Vec<isize>,
+}
+
+impl SliceSpec {
+    /// The same slice of every example of a batch `p` (batch axis first).
+    fn with_batch(&self, p: &Tensor) -> SliceSpec {
+        let prepend =
+            |v: &[usize], first: usize| std::iter::once(first).chain(v.iter().copied()).collect();
+        SliceSpec {
+            starts: prepend(&self.starts, 0),
+            lens: prepend(&self.lens, p.shape()[0]),
+            steps: std::iter::once(1)
+                .chain(self.steps.iter().copied())
+                .collect(),
+        }
+    }
+}
+
+/// `shape` of one example as the shape of the batch `p` (batch axis first).
+fn batch_shape(p: &Tensor, shape: &[usize]) -> Vec<usize> {
+    std::iter::once(p.shape()[0])
+        .chain(shape.iter().copied())
+        .collect()
 }
 
 fn slice_layout(l: &Layout, spec: &SliceSpec) -> Layout {
@@ -255,6 +305,9 @@ fn slice_layout(l: &Layout, spec: &SliceSpec) -> Layout {
 
 /// The view primitive behind `slice`, `strided_slice` and `split`.
 fn slice_view(x: &Tensor, spec: SliceSpec) -> Result<Tensor> {
+    if let Some(r) = vmap::rule1(x, |p| slice_view(p, spec.with_batch(p))) {
+        return r;
+    }
     let out = x.view(slice_layout(x.layout(), &spec));
     tape::record("slice", &[x], &out, || {
         let shape = x.shape().to_vec();
@@ -266,6 +319,11 @@ fn slice_view(x: &Tensor, spec: SliceSpec) -> Result<Tensor> {
 /// The adjoint of [`slice_view`]: zeros of `shape` with `g` written where the slice came from.
 /// Its own gradient is the slice again, so slices differentiate to any order.
 fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
+    if let Some(r) = vmap::rule1(g, |p| {
+        unslice(p, &batch_shape(p, shape), &spec.with_batch(p))
+    }) {
+        return r;
+    }
     let target = slice_layout(&Layout::contiguous(shape), spec);
     let out = dispatch_all!(g.dtype(), T => {
         let mut buf = vec![T::default(); numel(shape)];
@@ -493,6 +551,10 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
             ));
         }
     }
+    let refs: Vec<&Tensor> = xs.iter().collect();
+    if let Some(r) = vmap::rule_list(&refs, |ps| concat(ps, ax as isize + 1)) {
+        return r;
+    }
     let mut shape = first.shape().to_vec();
     shape[ax] = xs.iter().map(|x| x.shape()[ax]).sum();
     let outer: usize = shape[..ax].iter().product();
@@ -508,7 +570,6 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
         }
         Tensor::from_elems(buf, &shape)
     });
-    let refs: Vec<&Tensor> = xs.iter().collect();
     tape::record_vec(op, &refs, &out, || {
         let sizes: Vec<usize> = xs.iter().map(|x| x.shape()[ax]).collect();
         move |g: &Tensor, needs: &[bool]| {

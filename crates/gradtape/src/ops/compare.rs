@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::shape::{broadcast_shapes, Dims};
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
+use crate::vmap;
 
 use super::elementwise::{map_tensor, zip_tensors};
 use super::{dispatch_all, dispatch_float, opt, same_dtype, sum_to_shape};
@@ -22,6 +23,9 @@ macro_rules! comparisons {
         /// When dtypes differ or shapes do not broadcast.
         pub fn $name(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
             let (a, b) = operand_pair(x, y);
+            if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| $name(&p[0], &p[1])) {
+                return r;
+            }
             dispatch_all!(a.dtype(), T => zip_tensors::<T, bool>(stringify!($name), &a, &b, |$p, $q| $body))
         }
     )*};
@@ -90,6 +94,9 @@ macro_rules! logical {
         /// # Errors
         /// When an operand is not bool or the shapes do not broadcast.
         pub fn $name(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+            if let Some(r) = vmap::rule_broadcast(&[x, y], |p| $name(&p[0], &p[1])) {
+                return r;
+            }
             bools(stringify!($name), x)?;
             bools(stringify!($name), y)?;
             zip_tensors::<bool, bool>(stringify!($name), x, y, |$p, $q| $body)
@@ -137,6 +144,9 @@ logical! {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn logical_not(x: &Tensor) -> Result<Tensor> {
+    if let Some(r) = vmap::rule1(x, logical_not) {
+        return r;
+    }
     bools("logical_not", x)?;
     map_tensor::<bool, bool>(x, |p| !p)
 }
@@ -153,6 +163,9 @@ pub fn logical_not(x: &Tensor) -> Result<Tensor> {
 /// ```
 pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
     let x = x.operand().into_tensor();
+    if let Some(r) = vmap::rule1(&x, is_finite) {
+        return r;
+    }
     dispatch_float!("is_finite", x.dtype(), T => map_tensor::<T, bool>(&x, |v| v.is_finite()))
 }
 
@@ -168,6 +181,9 @@ pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
     let x = x.operand().into_tensor();
+    if let Some(r) = vmap::rule1(&x, is_nan) {
+        return r;
+    }
     dispatch_float!("is_nan", x.dtype(), T => map_tensor::<T, bool>(&x, Float::is_nan))
 }
 
@@ -187,8 +203,11 @@ pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
 #[doc(alias = "where")]
 pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let op = "select";
-    bools(op, condition)?;
     let (a, b) = operand_pair(x, y);
+    if let Some(r) = vmap::rule_broadcast(&[condition, &a, &b], |p| select(&p[0], &p[1], &p[2])) {
+        return r;
+    }
+    bools(op, condition)?;
     same_dtype(op, &a, &b)?;
     let shape = broadcast_shapes(
         op,
@@ -239,6 +258,9 @@ fn convert<T: Element, U: Element>(x: &Tensor) -> Result<Tensor> {
 /// ```
 pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
     let x = x.operand().into_tensor();
+    if let Some(r) = vmap::rule1(&x, |p| cast(p, dtype)) {
+        return r;
+    }
     if x.dtype() == dtype {
         return Ok(x);
     }
@@ -271,5 +293,9 @@ pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
 /// # Errors
 /// Never; the `Result` keeps the signature of every other op.
 pub fn stop_gradient(x: &impl AsTensor) -> Result<Tensor> {
-    Ok(x.operand().into_tensor().with_new_id())
+    let x = x.operand().into_tensor();
+    if let Some(r) = vmap::rule1(&x, stop_gradient) {
+        return r;
+    }
+    Ok(x.with_new_id())
 }

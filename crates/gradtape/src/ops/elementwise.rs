@@ -7,6 +7,7 @@ use crate::fusion;
 use crate::shape::{broadcast_shapes, Dims};
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
+use crate::vmap;
 
 use super::{
     cast, dispatch_float, dispatch_num, greater, greater_equal, less_equal, opt, same_dtype,
@@ -71,6 +72,9 @@ macro_rules! unary_ops {
                     $grad
                 }
                 let x = x.operand().into_tensor();
+                if let Some(r) = vmap::rule1(&x, |p| $name(p)) {
+                    return r;
+                }
                 unary(stringify!($name), &x, UnarySaves::$kind, grad, |x| {
                     if let Some(y) = fusion::unary(x, fusion::unary_kernel!(fwd)) {
                         return Ok(y);
@@ -228,6 +232,9 @@ unary_ops! {
 /// ```
 pub fn round(x: &impl AsTensor) -> Result<Tensor> {
     let x = x.operand().into_tensor();
+    if let Some(r) = vmap::rule1(&x, round) {
+        return r;
+    }
     dispatch_float!("round", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.round_even()))
 }
 
@@ -242,6 +249,9 @@ pub fn round(x: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn floor(x: &impl AsTensor) -> Result<Tensor> {
     let x = x.operand().into_tensor();
+    if let Some(r) = vmap::rule1(&x, floor) {
+        return r;
+    }
     dispatch_float!("floor", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.floor()))
 }
 
@@ -256,6 +266,9 @@ pub fn floor(x: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn ceil(x: &impl AsTensor) -> Result<Tensor> {
     let x = x.operand().into_tensor();
+    if let Some(r) = vmap::rule1(&x, ceil) {
+        return r;
+    }
     dispatch_float!("ceil", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.ceil()))
 }
 
@@ -372,6 +385,9 @@ fn record_binary(
 /// ```
 pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
+    if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| add(&p[0], &p[1])) {
+        return r;
+    }
     let out = forward2!("add", dispatch_num, &a, &b, |p, q| p.wadd(q));
     record_binary("add", &a, &b, &out, Saves::Nothing, |_, g, _| Ok(g.clone()));
     Ok(out)
@@ -388,6 +404,9 @@ pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
+    if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| subtract(&p[0], &p[1])) {
+        return r;
+    }
     let out = forward2!("subtract", dispatch_num, &a, &b, |p, q| p.wsub(q));
     record_binary("subtract", &a, &b, &out, Saves::Nothing, |_, g, i| {
         if i == 0 {
@@ -410,6 +429,9 @@ pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
+    if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| multiply(&p[0], &p[1])) {
+        return r;
+    }
     let out = forward2!("multiply", dispatch_num, &a, &b, |p, q| p.wmul(q));
     record_binary("multiply", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
@@ -435,6 +457,9 @@ pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
+    if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| divide(&p[0], &p[1])) {
+        return r;
+    }
     if a.dtype() == crate::DType::I64 && b.dtype() == crate::DType::I64 {
         return divide(&cast(&a, crate::DType::F64)?, &cast(&b, crate::DType::F64)?);
     }
@@ -461,6 +486,9 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
+    if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| maximum(&p[0], &p[1])) {
+        return r;
+    }
     let out = forward2!("maximum", dispatch_num, &a, &b, |p, q| p.max_(q));
     record_binary("maximum", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
@@ -485,6 +513,9 @@ pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
+    if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| minimum(&p[0], &p[1])) {
+        return r;
+    }
     let out = forward2!("minimum", dispatch_num, &a, &b, |p, q| p.min_(q));
     record_binary("minimum", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
@@ -510,6 +541,9 @@ pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn pow(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
+    if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| pow(&p[0], &p[1])) {
+        return r;
+    }
     let out = forward2!("pow", dispatch_float, &a, &b, |p, q| p.powf(q));
     record_binary("pow", &a, &b, &out, Saves::InputsAndOutput, |s, g, i| {
         let (a, b, z) = (s.a()?, s.b()?, s.out()?);

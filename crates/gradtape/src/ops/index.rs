@@ -5,8 +5,14 @@ use crate::error::{Error, Result};
 use crate::shape::normalize_axis;
 use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
+use crate::vmap;
 
 use super::{dispatch_all, dispatch_num, reshape_to};
+
+/// The batching rule for batched indices (and parameters): the op once per example.
+fn per_example(xs: &[&Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<Tensor> {
+    vmap::rule_loop(xs, f).unwrap_or_else(|| Err(Error::arg("vmap", "no batched operand")))
+}
 
 fn indices_of(op: &'static str, indices: &Tensor) -> Result<Vec<i64>> {
     if indices.dtype() != DType::I64 {
@@ -57,6 +63,16 @@ pub fn gather(params: &impl AsTensor, indices: &Tensor, axis: isize) -> Result<T
         return Err(Error::shape(op, "params must have rank >= 1, got a scalar"));
     }
     let ax = normalize_axis(op, axis, p.rank())?;
+    if let Some(u) = vmap::unbatch(&[&p, indices]) {
+        let (level, a) = u?;
+        let out = match (&a[0], &a[1]) {
+            ((pp, true), (pi, false)) => gather(pp, pi, ax as isize + 1)?,
+            // the batch axis of the indices lands where the gathered axis was
+            ((pp, false), (pi, true)) => vmap::batch_first(&gather(pp, pi, ax as isize)?, ax)?,
+            _ => return per_example(&[&p, indices], |e| gather(&e[0], &e[1], ax as isize)),
+        };
+        return Ok(vmap::wrap(out, level));
+    }
     let idx = indices_of(op, indices)?;
     let d = p.shape()[ax];
     check_bounds(op, &idx, d)?;
@@ -92,6 +108,13 @@ pub(crate) fn scatter_add(
     dim: usize,
 ) -> Result<Tensor> {
     let op = "scatter_add";
+    if let Some(u) = vmap::unbatch(&[updates, indices]) {
+        let (level, a) = u?;
+        if let ((pu, true), (pi, false)) = (&a[0], &a[1]) {
+            return Ok(vmap::wrap(scatter_add(pu, pi, ax + 1, dim)?, level));
+        }
+        return per_example(&[updates, indices], |e| scatter_add(&e[0], &e[1], ax, dim));
+    }
     let idx = indices_of(op, indices)?;
     check_bounds(op, &idx, dim)?;
     let us = updates.shape();
@@ -185,6 +208,10 @@ pub fn unsorted_segment_sum(
 pub fn gather_nd(params: &impl AsTensor, indices: &Tensor) -> Result<Tensor> {
     let op = "gather_nd";
     let p = params.operand().into_tensor();
+    if indices.batch().is_some() {
+        // Batched parameters alone go through the rules of reshape and gather below.
+        return per_example(&[&p, indices], |e| gather_nd(&e[0], &e[1]));
+    }
     let idx = indices_of(op, indices)?;
     let k = *indices.shape().last().unwrap_or(&0);
     if indices.rank() == 0 || k == 0 || k > p.rank() {
@@ -241,6 +268,9 @@ pub fn one_hot(
     off_value: f64,
     dtype: DType,
 ) -> Result<Tensor> {
+    if let Some(r) = vmap::rule1(indices, |p| one_hot(p, depth, on_value, off_value, dtype)) {
+        return r;
+    }
     let idx = indices_of("one_hot", indices)?;
     let mut v = vec![off_value; idx.len() * depth];
     for (r, &i) in idx.iter().enumerate() {

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::shape::{broadcast_shapes, for_each_row, numel, Dims, Layout};
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
+use crate::vmap;
 
 use super::{dispatch_float, opt, same_dtype, sum_to_shape, transpose};
 
@@ -80,6 +81,9 @@ fn matmul_core(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 format!("{name} of shape {:?} is not a matrix (rank < 2)", t.shape()),
             ));
         }
+    }
+    if let Some(r) = vmap::rule_broadcast(&[a, b], |p| matmul_core(&p[0], &p[1])) {
+        return r;
     }
     let (ra, rb) = (a.rank(), b.rank());
     let (m, k, k2, n) = (

@@ -9,6 +9,7 @@ use crate::fusion::{self, Fold};
 use crate::shape::{normalize_axes, Dims};
 use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
+use crate::vmap;
 
 use super::{broadcast_to, cast, dispatch_num, divide, equal, multiply, reshape_to, select};
 
@@ -154,6 +155,9 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
     let op = "reduce_sum";
     let x = x.operand().into_tensor();
     let axes = axis.into().resolve(op, x.rank())?;
+    if let Some(r) = vmap::rule1(&x, |p| reduce_sum(p, batch_axes(&axes), keepdims)) {
+        return r;
+    }
     let shape = reduced_shape(x.shape(), &axes, keepdims);
     let out = match fusion::fold(&x, &shape, Fold::Sum) {
         Some(t) => t,
@@ -177,6 +181,11 @@ fn extreme_grad(x: &Tensor, y: &Tensor, g: &Tensor, axes: &[usize]) -> Result<Te
     multiply(&divide(&indicators, &count)?, &reshape_to(g, &kd)?)
 }
 
+/// Axes of one example as axes of the whole batch (batch axis first).
+fn batch_axes(axes: &[usize]) -> Axes {
+    Axes::List(axes.iter().map(|&a| a as isize + 1).collect())
+}
+
 fn axes_list(axes: &[usize]) -> Axes {
     Axes::List(axes.iter().map(|&a| a as isize).collect())
 }
@@ -191,6 +200,9 @@ macro_rules! extreme {
             let op = stringify!($name);
             let x = x.operand().into_tensor();
             let axes = axis.into().resolve(op, x.rank())?;
+            if let Some(r) = vmap::rule1(&x, |p| $name(p, batch_axes(&axes), keepdims)) {
+                return r;
+            }
             let shape = reduced_shape(x.shape(), &axes, keepdims);
             let out = match fusion::fold(&x, &shape, Fold::$fold) {
                 Some(t) => t,
@@ -241,6 +253,9 @@ pub fn reduce_prod(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
     let op = "reduce_prod";
     let x = x.operand().into_tensor();
     let axes = axis.into().resolve(op, x.rank())?;
+    if let Some(r) = vmap::rule1(&x, |p| reduce_prod(p, batch_axes(&axes), keepdims)) {
+        return r;
+    }
     let shape = reduced_shape(x.shape(), &axes, keepdims);
     let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ONE, |p, q| p.wmul(q))?);
     tape::record(op, &[&x], &out, || {
@@ -295,6 +310,13 @@ pub fn reduce_mean(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
 
 fn arg_extreme(op: &'static str, x: &Tensor, axis: isize, max: bool) -> Result<Tensor> {
     let axes = normalize_axes(op, &[axis], x.rank().max(1))?;
+    let rank = x.rank();
+    if let Some(r) = vmap::rule1(x, |p| match rank {
+        0 => Tensor::zeros(&p.shape()[..1], DType::I64),
+        _ => arg_extreme(op, p, axes[0] as isize + 1, max),
+    }) {
+        return r;
+    }
     if x.rank() == 0 {
         return Ok(Tensor::scalar(0i64));
     }
@@ -357,6 +379,9 @@ fn bool_reduce(
         ));
     }
     let axes = axis.resolve(op, x.rank())?;
+    if let Some(r) = vmap::rule1(x, |p| bool_reduce(op, p, batch_axes(&axes), keepdims, any)) {
+        return r;
+    }
     let shape = reduced_shape(x.shape(), &axes, keepdims);
     let (src, sp) = arrange::<bool>(x, &axes)?;
     let out = if any {
