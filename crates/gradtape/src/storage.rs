@@ -46,6 +46,7 @@ impl CpuStorage {
 
 static LIVE_STORAGES: AtomicUsize = AtomicUsize::new(0);
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// A block of elements shared by every tensor that views it.
 #[derive(Debug)]
@@ -56,7 +57,11 @@ pub(crate) struct Storage {
 impl Storage {
     pub fn new(cpu: CpuStorage) -> Self {
         LIVE_STORAGES.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(cpu.bytes(), Ordering::Relaxed);
+        let now = LIVE_BYTES.fetch_add(cpu.bytes(), Ordering::Relaxed) + cpu.bytes();
+        // A plain load first: the read-modify-write only when a new peak is reached.
+        if now > PEAK_BYTES.load(Ordering::Relaxed) {
+            PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+        }
         Storage { cpu }
     }
     pub fn cpu(&self) -> &CpuStorage {
@@ -203,6 +208,29 @@ pub mod memory {
     /// ```
     pub fn live_bytes() -> usize {
         LIVE_BYTES.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes of element data alive at once (all threads) since the start or the last
+    /// [`reset_peak_bytes`] (PyTorch's `max_memory_allocated`).
+    ///
+    /// ```
+    /// gradtape::memory::reset_peak_bytes();
+    /// let t = gradtape::Tensor::zeros(&[1000], gradtape::DType::F64).unwrap();
+    /// assert!(gradtape::memory::peak_bytes() >= 8000);
+    /// # drop(t);
+    /// ```
+    pub fn peak_bytes() -> usize {
+        PEAK_BYTES.load(Ordering::Relaxed)
+    }
+
+    /// Starts [`peak_bytes`] again from the bytes alive now.
+    ///
+    /// ```
+    /// gradtape::memory::reset_peak_bytes();
+    /// assert!(gradtape::memory::peak_bytes() >= gradtape::memory::live_bytes());
+    /// ```
+    pub fn reset_peak_bytes() {
+        PEAK_BYTES.store(LIVE_BYTES.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Bytes held by the cache of large freed buffers (see [`empty_cache`]).
