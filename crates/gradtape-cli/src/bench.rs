@@ -21,14 +21,16 @@ pub const WORKLOADS: &[&str] = &[
     "matmul",
     "elementwise",
     "reduce",
-    "jacobian",
+    "batch-jacobian",
+    "jacobian-w",
+    "per-example-grads",
 ];
 
 /// Options of `gradtape bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Workloads to run (all when none is named): seed, linreg-10m, mlp, chain, matmul,
-    /// elementwise, reduce, jacobian.
+    /// elementwise, reduce, batch-jacobian, jacobian-w, per-example-grads.
     names: Vec<String>,
     /// One JSON object per line per workload instead of a table.
     #[arg(long)]
@@ -255,11 +257,75 @@ fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, C
             );
             t
         }
-        "jacobian" => {
-            let mut m = Map::new();
-            m.insert("name".into(), json!(name));
-            m.insert("skipped".into(), json!("jacobians are not implemented yet"));
-            return Ok(m);
+        "batch-jacobian" => {
+            // batch_jacobian of tanh(x W + b), x [64, 256], W [256, 256] -> [64, 256, 256]
+            let (b, n) = if quick { (4, 8) } else { (64, 256) };
+            let mut rng = Generator::from_seed(5);
+            let x = rng.uniform(&[b, n], -1.0, 1.0, DType::F32)?;
+            let w = rng.uniform(&[n, n], -0.1, 0.1, DType::F32)?;
+            let bias = rng.uniform(&[n], -0.1, 0.1, DType::F32)?;
+            extra.insert("shape".into(), json!([b, n, n]));
+            time(quick, || {
+                let tape = GradientTape::new();
+                tape.watch(&x);
+                let y = ops::tanh(&ops::add(&ops::matmul(&x, &w)?, &bias)?)?;
+                let j = tape.batch_jacobian(&y, &x)?;
+                sink(j.unwrap_or(y))
+            })?
+        }
+        "jacobian-w" => {
+            // jacobian of tanh(x W) with respect to W, x [8, 64], W [64, 64] -> [8, 64, 64, 64]
+            let (b, n) = if quick { (2, 4) } else { (8, 64) };
+            let mut rng = Generator::from_seed(6);
+            let x = rng.uniform(&[b, n], -1.0, 1.0, DType::F32)?;
+            let w = Variable::new(rng.uniform(&[n, n], -0.1, 0.1, DType::F32)?);
+            extra.insert("shape".into(), json!([b, n, n, n]));
+            time(quick, || {
+                let tape = GradientTape::new();
+                let y = ops::tanh(&ops::matmul(&x, &w)?)?;
+                let [j] = tape.jacobian(&y, [&w])?;
+                sink(j.unwrap_or(y))
+            })?
+        }
+        "per-example-grads" => {
+            // per-example gradients of an MLP 784-256-10 (ReLU, softmax cross-entropy), batch 128
+            let (b, d, h) = if quick { (4, 16, 8) } else { (128, 784, 256) };
+            let mut rng = Generator::from_seed(7);
+            let model = Sequential::new(vec![
+                Box::new(Dense::new(
+                    "hidden",
+                    d,
+                    h,
+                    Activation::Relu,
+                    DType::F32,
+                    &mut rng,
+                )?),
+                Box::new(Dense::new(
+                    "out",
+                    h,
+                    10,
+                    Activation::Linear,
+                    DType::F32,
+                    &mut rng,
+                )?),
+            ]);
+            let vars = model.trainable_variables();
+            let x = rng.uniform(&[b, d], 0.0, 1.0, DType::F32)?;
+            let y = Tensor::from_vec((0..b as i64).map(|i| i % 10).collect(), &[b])?;
+            extra.insert("batch".into(), json!(b));
+            let per_example = |xs: &[Tensor]| -> Result<Vec<Tensor>> {
+                let tape = GradientTape::new();
+                let logits = model.call(&ops::expand_dims(&xs[0], 0)?, true)?;
+                let label = ops::expand_dims(&xs[1], 0)?;
+                let loss = sparse_categorical_crossentropy(&label, &logits, true, Reduction::Sum)?;
+                Ok(tape.gradient(&loss, &vars)?.into_iter().flatten().collect())
+            };
+            time(quick, || {
+                for g in gradtape::vmap(per_example).call(&[x.clone(), y.clone()])? {
+                    sink(g)?;
+                }
+                Ok(())
+            })?
         }
         other => {
             return Err(CliError(format!(

@@ -26,14 +26,12 @@ fn every_workload_reports_its_figures() {
             "matmul",
             "elementwise",
             "reduce",
-            "jacobian"
+            "batch-jacobian",
+            "jacobian-w",
+            "per-example-grads"
         ]
     );
     for v in &lines {
-        if v["name"] == "jacobian" {
-            assert!(v["skipped"].is_string());
-            continue;
-        }
         for k in ["iters", "median_us", "min_us", "max_us"] {
             assert!(v[k].as_f64().unwrap() > 0.0, "{k} in {v}");
         }

@@ -118,10 +118,18 @@ pub(crate) mod pool {
         if bytes < MIN_BYTES {
             return;
         }
-        let mut pool = lock();
-        if pool.len() < MAX_BUFFERS && cached(&pool) + bytes <= LIMIT.load(Ordering::Relaxed) {
-            pool.push(s);
+        let limit = LIMIT.load(Ordering::Relaxed);
+        if bytes > limit {
+            return;
         }
+        let mut pool = lock();
+        // The newest buffer is the likeliest to be wanted again (the next step of the same
+        // loop): the oldest make room for it. Refusing it instead left a pool full of another
+        // workload's sizes, and this one paying page faults on fresh buffers every step.
+        while !pool.is_empty() && (pool.len() >= MAX_BUFFERS || cached(&pool) + bytes > limit) {
+            pool.remove(0);
+        }
+        pool.push(s);
     }
 
     fn cached(pool: &[CpuStorage]) -> usize {
@@ -155,8 +163,8 @@ pub(crate) mod pool {
                     c >= n && c <= 2 * n
                 }
             };
-            if let Some(i) = pool.iter().position(fits) {
-                if let Some(mut v) = T::from_storage(pool.swap_remove(i)) {
+            if let Some(i) = pool.iter().rposition(fits) {
+                if let Some(mut v) = T::from_storage(pool.remove(i)) {
                     v.clear();
                     return Ok(v);
                 }

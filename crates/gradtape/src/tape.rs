@@ -100,6 +100,9 @@ pub struct TapeState {
     variables: RefCell<Vec<Variable>>,
     /// Shapes of what each entry read and wrote, kept only when asked for (`TapeBuilder::trace`).
     trace: Option<RefCell<Vec<TracedOp>>>,
+    /// The innermost vmap level running when the tape started (0: none): a tape started
+    /// inside a vmap takes each example's gradients.
+    born_in: usize,
 }
 
 /// A tensor as a traced tape saw it: which one (an id unique in the process), its shape and
@@ -384,7 +387,19 @@ pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
                 }),
             });
         }
-        read.unwrap_or_else(|| value.clone())
+        let inner_tape = active.iter().any(|t| {
+            t.recording.get() && t.born_in != 0 && t.tensors.borrow().contains(&var.handle_id())
+        });
+        drop(active);
+        let read = read.unwrap_or_else(|| value.clone());
+        if inner_tape {
+            // A tape inside a vmap: each example reads its own copy of the variable (a
+            // broadcast view), so its gradient is per example instead of summed over them.
+            if let Some(copy) = crate::vmap::per_example_copy(var.handle_id(), &read) {
+                return copy;
+            }
+        }
+        read
     })
 }
 
@@ -416,6 +431,8 @@ pub struct SourceKey {
     id: TensorId,
     shape: Vec<usize>,
     dtype: DType,
+    /// For one example's tensor inside a vmap: the whole batch's key, and the level.
+    batch: Option<(Box<SourceKey>, usize)>,
 }
 
 /// Something a tape can watch and differentiate with respect to: a [`Tensor`] or a
@@ -440,10 +457,15 @@ impl private::Sealed for Tensor {
             id: self.id(),
             shape: self.shape().to_vec(),
             dtype: self.dtype(),
+            batch: self.batch().map(|(p, level)| (Box::new(p.key()), level)),
         }
     }
     fn watch_on(&self, tape: &TapeState) {
         tape.watch_tensor(self);
+        // inside a vmap the ops record the whole batch: watch that too
+        if let Some((p, _)) = self.batch() {
+            p.watch_on(tape);
+        }
     }
 }
 impl Source for Tensor {}
@@ -454,6 +476,7 @@ impl private::Sealed for Variable {
             id: self.handle_id(),
             shape: self.shape().to_vec(),
             dtype: self.dtype(),
+            batch: None,
         }
     }
     fn watch_on(&self, tape: &TapeState) {
@@ -684,6 +707,120 @@ fn backprop(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Gradients inside a vmap: per-example gradients
+
+/// `backprop`, or, when the targets are one example's tensors inside a vmap (a tape used in
+/// the function given to [`crate::vmap`]), each example's gradients: the tape recorded the
+/// whole batch, so the gradient of example `i`'s target is taken with respect to example `i`
+/// of a batched source (one backward pass seeded with ones), and with respect to a shared
+/// source (a variable, an unbatched tensor) as the jacobian of the batch of targets (one
+/// backward pass over a batch of one-hot seeds). Either way the result is one example's
+/// gradient, batched like the target.
+fn gradients(
+    entries: Vec<Entry>,
+    targets: &[&Tensor],
+    keys: &[SourceKey],
+    traced: impl Fn(&[SourceKey]) -> IdSet,
+    options: &GradientOptions,
+) -> Result<Vec<Option<Tensor>>> {
+    let op = "gradient";
+    let Some(level) = crate::vmap::level_of(targets) else {
+        return backprop(entries, targets, keys, traced(keys), options);
+    };
+    let mut whole = vec![];
+    for t in targets {
+        match t.batch() {
+            Some((p, l)) if l == level && p.batch().is_none() => whole.push(p.clone()),
+            _ => {
+                return Err(Error::tape(
+                    op,
+                    "inside vmap, every target must be one example's tensor of the innermost vmap (gradients inside nested vmaps are not supported yet)",
+                ))
+            }
+        }
+    }
+    if options.output_gradients.is_some() {
+        return Err(Error::arg(
+            op,
+            "output_gradients are not supported for per-example gradients inside vmap",
+        ));
+    }
+    let whole: Vec<&Tensor> = whole.iter().collect();
+    let b = whole.first().map_or(0, |t| t.shape()[0]);
+    let plain = GradientOptions {
+        output_gradients: None,
+        unconnected_gradients: options.unconnected_gradients,
+    };
+    let mut out: Vec<Option<Tensor>> = vec![None; keys.len()];
+    // Sources batched at this level, and variables read as per-example copies: their batch is
+    // on the tape, so one pass seeded with ones gives each example's gradient.
+    let whole_key = |k: &SourceKey| -> Option<SourceKey> {
+        match &k.batch {
+            Some((p, l)) if *l == level => Some(p.copy()),
+            Some(_) => None,
+            None => crate::vmap::copy_of(k.id, level)
+                .and_then(|c| c.batch().map(|(p, _)| private::Sealed::key(p))),
+        }
+    };
+    let batched: Vec<usize> = (0..keys.len())
+        .filter(|&k| whole_key(&keys[k]).is_some())
+        .collect();
+    if !batched.is_empty() {
+        let bkeys: Vec<SourceKey> = batched
+            .iter()
+            .filter_map(|&k| whole_key(&keys[k]))
+            .collect();
+        let gs = backprop(entries.clone(), &whole, &bkeys, traced(&bkeys), &plain)?;
+        for (&k, g) in batched.iter().zip(gs) {
+            out[k] = g.map(|g| Tensor::batched(g, level));
+        }
+    }
+    // Shared sources: the jacobian of the batch of targets, one row per example.
+    let shared: Vec<usize> = (0..keys.len()).filter(|k| !batched.contains(k)).collect();
+    if !shared.is_empty() {
+        let skeys: Vec<SourceKey> = shared.iter().map(|&k| keys[k].copy()).collect();
+        let gs = crate::vmap::with_level(b, |l2| -> Result<Vec<Option<Tensor>>> {
+            let seeds = whole
+                .iter()
+                .map(|t| {
+                    // seed[j, i, ...] = 1 where i == j: example j's target alone
+                    let mut unit = vec![b, b];
+                    unit.extend(std::iter::repeat_n(1, t.rank() - 1));
+                    let eye = ops::reshape_to(&Tensor::eye(b, t.dtype())?, &unit)?;
+                    let mut full = vec![b];
+                    full.extend_from_slice(t.shape());
+                    let seed = ops::broadcast_to(&eye, &full)?;
+                    Ok(Tensor::batched(seed, l2))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let opts = GradientOptions {
+                output_gradients: Some(seeds),
+                unconnected_gradients: options.unconnected_gradients,
+            };
+            let gs = backprop(entries, &whole, &skeys, traced(&skeys), &opts)?;
+            gs.into_iter()
+                .map(|g| g.map(|g| crate::vmap::physical(&g, l2, b)).transpose())
+                .collect()
+        })?;
+        for (&k, g) in shared.iter().zip(gs) {
+            out[k] = g.map(|g| Tensor::batched(g, level));
+        }
+    }
+    Ok(out)
+}
+
+impl SourceKey {
+    fn copy(&self) -> SourceKey {
+        SourceKey {
+            id: self.id,
+            shape: self.shape.clone(),
+            dtype: self.dtype,
+            batch: self.batch.as_ref().map(|(p, l)| (Box::new(p.copy()), *l)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Jacobians: one backward pass over a batch of cotangents
 
 /// Options of the tapes' `jacobian_with` and `batch_jacobian_with`.
@@ -908,6 +1045,7 @@ impl Tape {
             entries: RefCell::new(take_entries()),
             variables: RefCell::default(),
             trace: trace.then(RefCell::default),
+            born_in: crate::vmap::innermost().map_or(0, |(level, _)| level),
         });
         ACTIVE.with(|a| a.borrow_mut().push(state.clone()));
         set_recording(&state, true);
@@ -1311,10 +1449,10 @@ impl GradientTape {
     ) -> Result<Vec<Option<Tensor>>> {
         self.tape.stop();
         let keys = Tape::key_list(sources);
-        let traced = self.tape.traced(&keys);
         let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
+        let result = gradients(entries, targets, &keys, |k| self.tape.traced(k), options);
         give_set(std::mem::take(&mut *self.tape.state.tensors.borrow_mut()));
-        backprop(entries, targets, &keys, traced, options)
+        result
     }
 
     /// TensorFlow's `jacobian`: for each source, `d target[i...] / d source[j...]`, of shape
@@ -1513,9 +1651,8 @@ impl PersistentTape {
         options: &GradientOptions,
     ) -> Result<Vec<Option<Tensor>>> {
         let keys = Tape::key_list(sources);
-        let traced = self.tape.traced(&keys);
         let entries = self.tape.state.entries.borrow().clone();
-        backprop(entries, targets, &keys, traced, options)
+        gradients(entries, targets, &keys, |k| self.tape.traced(k), options)
     }
 
     /// The jacobian of `target` with respect to each source; see [`GradientTape::jacobian`].

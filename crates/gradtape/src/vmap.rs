@@ -39,6 +39,42 @@ static NEXT_LEVEL: AtomicUsize = AtomicUsize::new(1);
 thread_local! {
     /// The vmap levels running on this thread, innermost last: (level, batch size).
     static LEVELS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    /// Per-example copies of variables read under a tape started inside a vmap:
+    /// (level, variable handle, the copy standing for the batch).
+    static COPIES: RefCell<Vec<(usize, u64, Tensor)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The innermost vmap level running on this thread and its batch size.
+pub(crate) fn innermost() -> Option<(usize, usize)> {
+    LEVELS.with(|l| l.borrow().last().copied())
+}
+
+/// The per-example copy of a variable read inside the innermost vmap (`read` repeated over the
+/// batch, a broadcast view, recorded on the tapes), made on the first read in that level.
+pub(crate) fn per_example_copy(handle: u64, read: &Tensor) -> Option<Tensor> {
+    let (level, b) = innermost()?;
+    let found = COPIES.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(l, h, _)| *l == level && *h == handle)
+            .map(|(_, _, t)| t.clone())
+    });
+    if found.is_some() {
+        return found;
+    }
+    let copy = Tensor::batched(with_batch(read, b).ok()?, level);
+    COPIES.with(|c| c.borrow_mut().push((level, handle, copy.clone())));
+    Some(copy)
+}
+
+/// The per-example copy of variable `handle` in `level`, if it was read there.
+pub(crate) fn copy_of(handle: u64, level: usize) -> Option<Tensor> {
+    COPIES.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(l, h, _)| *l == level && *h == handle)
+            .map(|(_, _, t)| t.clone())
+    })
 }
 
 /// A level running on this thread until dropped.
@@ -55,6 +91,7 @@ impl LevelGuard {
 impl Drop for LevelGuard {
     fn drop(&mut self) {
         LEVELS.with(|l| l.borrow_mut().retain(|&(lv, _)| lv != self.0));
+        COPIES.with(|c| c.borrow_mut().retain(|(lv, _, _)| *lv != self.0));
     }
 }
 

@@ -347,3 +347,61 @@ fn jacobians_match_tensorflow() {
         );
     }
 }
+
+/// `vmap` of a function that takes a gradient on its own tape gives per-example gradients:
+/// TensorFlow's per-example jacobian for the shared weights, and for each example's input
+/// the diagonal blocks of the jacobian of the loss vector.
+#[test]
+fn per_example_gradients_by_vmap_of_a_tape_match_tensorflow() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf_jacobian.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let inp = &fixture["inputs"];
+    for (key, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
+        let c = |name: &str| tensor(&inp[name], dt);
+        let (w1, w2) = (Variable::new(c("w35")), Variable::new(c("w52")));
+        let labels = tensor(&inp["labels"], DType::F64).cast(DType::I64).unwrap();
+        let x = c("x43");
+        let per_example = |xs: &[Tensor]| -> Result<Vec<Tensor>> {
+            let tape = GradientTape::new();
+            tape.watch(&xs[0]);
+            let xi = ops::expand_dims(&xs[0], 0)?; // [1, 3]
+            let li = ops::expand_dims(&xs[1], 0)?; // [1]
+            let logits = ops::matmul(&ops::tanh(&ops::matmul(&xi, &w1)?)?, &w2)?;
+            let loss = sparse_categorical_crossentropy(&li, &logits, true, Reduction::Sum)?;
+            let [g1, g2, gx] = tape.gradient(&loss, [&w1 as &dyn Source, &w2, &xs[0]])?;
+            Ok(vec![g1.unwrap(), g2.unwrap(), gx.unwrap()])
+        };
+        let g = gradtape::vmap(per_example)
+            .call(&[x.clone(), labels.clone()])
+            .unwrap();
+        let tf = &fixture[key]["per_example"];
+        check(
+            &Some(g[0].clone()),
+            &tf["w1"],
+            dt,
+            &format!("{key} vmap(grad) w1"),
+        );
+        check(
+            &Some(g[1].clone()),
+            &tf["w2"],
+            dt,
+            &format!("{key} vmap(grad) w2"),
+        );
+        // d loss_i / d x_i: the diagonal blocks of the jacobian of the loss vector
+        let tape = GradientTape::new();
+        tape.watch(&x);
+        let logits = ops::matmul(&ops::tanh(&ops::matmul(&x, &w1).unwrap()).unwrap(), &w2).unwrap();
+        let losses =
+            sparse_categorical_crossentropy(&labels, &logits, true, Reduction::None).unwrap();
+        let [j] = tape.jacobian(&losses, [&x]).unwrap();
+        let j = vals(&j.unwrap()); // [4, 4, 3]
+        let diag: Vec<f64> = (0..4)
+            .flat_map(|i| (0..3).map(move |k| (i, k)))
+            .map(|(i, k)| j[(i * 4 + i) * 3 + k])
+            .collect();
+        assert_eq!(g[2].shape(), &[4, 3]);
+        let tol = if dt == DType::F32 { 1e-5 } else { 1e-12 };
+        assert_close(&vals(&g[2]), &diag, tol, &format!("{key} vmap(grad) x"));
+    }
+}

@@ -470,3 +470,33 @@ fn a_tape_outside_vmap_differentiates_through_it() {
     }
     assert_eq!(g.unwrap().to_vec::<f64>().unwrap(), want.to_vec());
 }
+
+#[test]
+fn a_tape_inside_vmap_gives_per_example_gradients_for_every_kind_of_source() {
+    // loss_i = (x_i · w)², so d loss_i / d w = 2 (x_i · w) x_i and d loss_i / d x_i = 2 (x_i · w) w
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]).unwrap();
+    let w_tensor = Tensor::from_vec(vec![0.5f64, -1.0], &[2]).unwrap();
+    let w_var = gradtape::Variable::new(w_tensor.clone());
+    let f = |xs: &[Tensor]| -> Result<Vec<Tensor>> {
+        let tape = gradtape::GradientTape::new();
+        tape.watch(&xs[0]);
+        tape.watch(&w_tensor); // an unbatched tensor, shared by the examples
+        let a = ops::reduce_sum(&ops::multiply(&xs[0], &w_tensor)?, 0, false)?;
+        let b = ops::reduce_sum(&ops::multiply(&xs[0], &w_var)?, 0, false)?;
+        let loss = ops::add(&ops::square(&a)?, &ops::square(&b)?)?;
+        let [gx, gw, gv] =
+            tape.gradient(&loss, [&xs[0] as &dyn gradtape::Source, &w_tensor, &w_var])?;
+        Ok(vec![gx.unwrap(), gw.unwrap(), gv.unwrap()])
+    };
+    let g = vmap(f).call(std::slice::from_ref(&x)).unwrap();
+    let (xs, w) = (x.to_vec::<f64>().unwrap(), [0.5, -1.0]);
+    for i in 0..3 {
+        let d = xs[2 * i] * w[0] + xs[2 * i + 1] * w[1];
+        let gx: Vec<f64> = (0..2).map(|k| 4.0 * d * w[k]).collect(); // both terms
+        let gw: Vec<f64> = (0..2).map(|k| 2.0 * d * xs[2 * i + k]).collect();
+        let row = |t: &Tensor| t.to_vec::<f64>().unwrap()[2 * i..2 * i + 2].to_vec();
+        assert_eq!(row(&g[0]), gx, "d/dx, example {i}");
+        assert_eq!(row(&g[1]), gw, "d/dw (tensor), example {i}");
+        assert_eq!(row(&g[2]), gw, "d/dw (variable), example {i}");
+    }
+}
