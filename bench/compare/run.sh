@@ -40,3 +40,9 @@ begin, end = "<!-- core:begin -->", "<!-- core:end -->"
 i, j = text.index(begin) + len(begin), text.index(end)
 open(path, "w").write(text[:i] + "\n" + table + "\n" + text[j:])
 PY
+
+# The jacobian workloads (issue 11): printed side by side, copied into BENCHMARKS.md by hand.
+./target/release/gradtape bench --json batch-jacobian jacobian-w per-example-grads
+for fw in tensorflow torch jax; do
+    (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" jacobian.py "$fw" 2>/dev/null)
+done

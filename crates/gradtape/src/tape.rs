@@ -710,7 +710,7 @@ fn backprop(
 // Gradients inside a vmap: per-example gradients
 
 /// `backprop`, or, when the targets are one example's tensors inside a vmap (a tape used in
-/// the function given to [`crate::vmap`]), each example's gradients: the tape recorded the
+/// the function given to [`crate::vmap()`]), each example's gradients: the tape recorded the
 /// whole batch, so the gradient of example `i`'s target is taken with respect to example `i`
 /// of a batched source (one backward pass seeded with ones), and with respect to a shared
 /// source (a variable, an unbatched tensor) as the jacobian of the batch of targets (one
@@ -1457,7 +1457,7 @@ impl GradientTape {
 
     /// TensorFlow's `jacobian`: for each source, `d target[i...] / d source[j...]`, of shape
     /// `target.shape + source.shape`. Computed in one backward pass over a batch of one-hot
-    /// cotangents (every gradient rule runs batched, see [`crate::vmap`]), not one pass per
+    /// cotangents (every gradient rule runs batched, see [`crate::vmap()`]), not one pass per
     /// element. Sources the target does not depend on, and integer sources, get `None`.
     /// Consumes the tape, as [`GradientTape::gradient`] does.
     ///

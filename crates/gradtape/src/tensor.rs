@@ -60,7 +60,7 @@ enum Data {
     Own(Storage),
     View(Tensor),
     Pending(Box<Pending>),
-    /// Inside [`crate::vmap`]: the tensor of one example, standing for `physical`, whose first
+    /// Inside [`crate::vmap()`]: the tensor of one example, standing for `physical`, whose first
     /// axis is the batch of vmap level `level` (the tensor's own shape is `physical`'s without
     /// it). Only batching rules look inside; reading the elements is an error.
     Batched(Tensor, usize),
@@ -102,7 +102,7 @@ impl Tensor {
         Tensor::fresh(Data::Batched(physical, level), &shape, dtype)
     }
 
-    /// For a tensor batched by [`crate::vmap`]: the whole batch (batch axis first) and the
+    /// For a tensor batched by [`crate::vmap()`]: the whole batch (batch axis first) and the
     /// level. Cheap: the hot path of every op asks it once per operand.
     #[inline]
     pub(crate) fn batch(&self) -> Option<(&Tensor, usize)> {
