@@ -35,3 +35,51 @@ fn shape_ops_share_storage_where_a_view_serves() {
     assert!(!rt.shares_storage_with(&x));
     assert_eq!(rt.to_vec::<f32>().unwrap()[..3], [0.0, 4.0, 8.0]);
 }
+
+/// A batch of products with one shared right operand runs as one product of stacked rows;
+/// every layout of the left operand (contiguous, strided, broadcast) gives each batch
+/// element's own product.
+#[test]
+fn batched_products_with_a_shared_operand_equal_each_product() {
+    use gradtape::{ops, random::Generator, DType, Tensor};
+    let mut rng = Generator::from_seed(1);
+    let a = rng.uniform(&[3, 4, 5], -1.0, 1.0, DType::F64).unwrap();
+    let b = rng.uniform(&[5, 6], -1.0, 1.0, DType::F64).unwrap();
+    let strided = ops::strided_slice(&a, &[0, 0, 0], &[3, 4, 5], &[1, 2, 1]).unwrap(); // [3, 2, 5]
+    let row =
+        ops::broadcast_to(&ops::slice(&a, &[0, 0, 0], &[1, 1, 5]).unwrap(), &[3, 4, 5]).unwrap();
+    let shared = ops::broadcast_to(&b, &[3, 5, 6]).unwrap();
+    for (name, x, y) in [
+        ("contiguous", &a, &b),
+        ("strided rows", &strided, &b),
+        ("broadcast rows", &row, &b),
+        ("broadcast right operand", &a, &shared),
+    ] {
+        let whole = ops::matmul(x, y).unwrap();
+        for i in 0..3 {
+            let xi = ops::squeeze(&ops::slice(x, &[i, 0, 0], &[1, -1, -1]).unwrap(), &[0]).unwrap();
+            let yi = if y.rank() == 3 {
+                ops::squeeze(&ops::slice(y, &[i, 0, 0], &[1, -1, -1]).unwrap(), &[0]).unwrap()
+            } else {
+                y.clone()
+            };
+            let want = ops::matmul(&xi.to_contiguous_copy(), &yi).unwrap();
+            let got =
+                ops::squeeze(&ops::slice(&whole, &[i, 0, 0], &[1, -1, -1]).unwrap(), &[0]).unwrap();
+            assert_eq!(
+                got.to_vec::<f64>().unwrap(),
+                want.to_vec::<f64>().unwrap(),
+                "{name}, element {i}"
+            );
+        }
+    }
+}
+
+trait Copied {
+    fn to_contiguous_copy(&self) -> gradtape::Tensor;
+}
+impl Copied for gradtape::Tensor {
+    fn to_contiguous_copy(&self) -> gradtape::Tensor {
+        gradtape::Tensor::from_vec(self.to_vec::<f64>().unwrap(), self.shape()).unwrap()
+    }
+}

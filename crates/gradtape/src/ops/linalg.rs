@@ -145,6 +145,44 @@ fn product<T: Float>(
     let (ba, bb) = (batch_view(la, ra), batch_view(lb, rb));
     let mut out = crate::storage::pool::take::<T>("matmul", numel(shape))?;
     out.resize(numel(shape), T::ZERO);
+    // When `b` is the same matrix for every batch element and `a`'s batch axes continue its
+    // rows with one stride, the batch is just more rows: one GEMM of (batch·m) × k by k × n
+    // instead of one small GEMM per element (a vmap's batched-by-shared products, a layer
+    // applied to [batch, time, features]).
+    let nb = numel(batch);
+    let (sm, sk) = (la.strides[ra - 2], la.strides[ra - 1]);
+    let rows_fold = nb > 1 && m > 0 && {
+        let mut expect = sm * m as isize;
+        let mut ok = true;
+        for i in (0..batch.len()).rev() {
+            if batch[i] == 1 {
+                continue;
+            }
+            if bb.strides[i] != 0 || ba.strides[i] != expect {
+                ok = false;
+                break;
+            }
+            expect *= batch[i] as isize;
+        }
+        ok
+    };
+    if rows_fold {
+        cpu::gemm(
+            nb * m,
+            n,
+            k,
+            &mut out,
+            da,
+            ba.offset,
+            sm,
+            sk,
+            db,
+            bb.offset,
+            lb.strides[rb - 2],
+            lb.strides[rb - 1],
+        )?;
+        return Ok(Tensor::from_elems(out, shape));
+    }
     let mut offsets = Vec::with_capacity(numel(batch));
     for_each_row(
         &ba.shape,
