@@ -41,7 +41,7 @@ fn shape_ops_share_storage_where_a_view_serves() {
 /// element's own product.
 #[test]
 fn batched_products_with_a_shared_operand_equal_each_product() {
-    use gradtape::{ops, random::Generator, DType, Tensor};
+    use gradtape::{ops, random::Generator, DType};
     let mut rng = Generator::from_seed(1);
     let a = rng.uniform(&[3, 4, 5], -1.0, 1.0, DType::F64).unwrap();
     let b = rng.uniform(&[5, 6], -1.0, 1.0, DType::F64).unwrap();
