@@ -867,6 +867,12 @@ fn jacobians(
     full_shape: impl Fn(&SourceKey) -> Vec<usize>,
 ) -> Result<Vec<Option<Tensor>>> {
     let op = "jacobian";
+    if target.batch().is_some() {
+        return Err(Error::tape(
+            op,
+            "the target is one example's tensor inside vmap: take the jacobian outside the vmap, or the gradient inside it",
+        ));
+    }
     if !target.dtype().is_float() {
         return Err(Error::dtype(
             op,

@@ -241,10 +241,11 @@ fn close(a: &Tensor, b: &Tensor, what: &str) {
 
 #[test]
 fn every_op_under_vmap_equals_the_op_on_each_example() {
-    let b = 3;
     for (seed, (name, build, f)) in rows().into_iter().enumerate() {
         for trial in 0..4 {
             let mut r = Rng::new(seed as u64 * 31 + trial);
+            let b = 1 + r.below(4); // batch sizes 1 to 4
+            let chunk = 1 + r.below(4); // and chunks of 1 to 4 examples (often the whole batch)
             let examples: Vec<Vec<Tensor>> = (0..b).map(|_| build(&mut r)).collect();
             let n = examples[0].len();
             // which operands are batched (at least one) and along which axis
@@ -278,12 +279,13 @@ fn every_op_under_vmap_equals_the_op_on_each_example() {
             let got = vmap(|xs: &[Tensor]| Ok(vec![f(xs)?]))
                 .in_axes(&in_axes)
                 .out_axes(&[out_ax as isize])
+                .chunk_size(chunk)
                 .call(&args)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             close(
                 &got[0],
                 &want,
-                &format!("{name} (in_axes {in_axes:?}, out {out_ax})"),
+                &format!("{name} (batch {b}, chunk {chunk}, in_axes {in_axes:?}, out {out_ax})"),
             );
         }
     }
@@ -499,4 +501,20 @@ fn a_tape_inside_vmap_gives_per_example_gradients_for_every_kind_of_source() {
         assert_eq!(row(&g[1]), gw, "d/dw (tensor), example {i}");
         assert_eq!(row(&g[2]), gw, "d/dw (variable), example {i}");
     }
+}
+
+#[test]
+fn a_jacobian_inside_vmap_is_refused_not_silently_empty() {
+    let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let e = vmap(|xs: &[Tensor]| {
+        let tape = gradtape::GradientTape::new();
+        tape.watch(&xs[0]);
+        let y = ops::square(&xs[0])?;
+        let [j] = tape.jacobian(&y, [&xs[0]])?;
+        Ok(vec![j.unwrap()])
+    })
+    .call(std::slice::from_ref(&x))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("inside vmap"), "{e}");
 }
