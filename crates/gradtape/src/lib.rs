@@ -49,6 +49,7 @@
 
 pub mod checkpoint;
 mod cpu;
+pub mod custom_gradient;
 pub mod data;
 mod display;
 mod dtype;
@@ -73,6 +74,7 @@ pub mod training;
 mod variable;
 pub mod vmap;
 
+pub use custom_gradient::{custom_gradient, GradientFn};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use ops::Axes;

@@ -299,13 +299,53 @@ fn record_dyn<B>(
     if recording_count() == 0 || !output.dtype().is_float() {
         return;
     }
+    record_with(op, inputs, &[], output, backward)
+}
+
+/// Records an op whose inputs are tensors and variables (by handle): a custom gradient whose
+/// forward read variables. The rule returns one gradient per tensor, then per variable.
+pub(crate) fn record_custom<B>(
+    inputs: &[&Tensor],
+    variables: &[Variable],
+    output: &Tensor,
+    backward: impl FnOnce() -> B,
+) where
+    B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
+{
+    if recording_count() == 0 || !output.dtype().is_float() {
+        return;
+    }
+    ACTIVE.with(|active| {
+        for tape in active.borrow().iter().filter(|t| t.recording.get()) {
+            for v in variables {
+                if v.trainable() && tape.watch_accessed_variables {
+                    tape.watch_variable(v);
+                }
+            }
+        }
+    });
+    let ids: Vec<TensorId> = variables.iter().map(|v| v.handle_id()).collect();
+    record_with("custom_gradient", inputs, &ids, output, backward)
+}
+
+fn record_with<B>(
+    op: &'static str,
+    inputs: &[&Tensor],
+    variables: &[TensorId],
+    output: &Tensor,
+    backward: impl FnOnce() -> B,
+) where
+    B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
+{
     ACTIVE.with(|active| {
         let active = active.borrow();
         let mut make = Some(backward);
         let mut shared: Option<Rc<Backward>> = None;
         for tape in active.iter().filter(|t| t.recording.get()) {
             let mut set = tape.tensors.borrow_mut();
-            if !inputs.iter().any(|t| set.contains(&t.id())) {
+            if !inputs.iter().any(|t| set.contains(&t.id()))
+                && !variables.iter().any(|id| set.contains(id))
+            {
                 continue;
             }
             set.insert(output.id());
@@ -317,7 +357,16 @@ fn record_dyn<B>(
             if let Some(bw) = &shared {
                 tape.entries.borrow_mut().push(Entry {
                     op,
-                    inputs: Ids::new(inputs.iter().map(|t| t.id())),
+                    inputs: if variables.is_empty() {
+                        Ids::new(inputs.iter().map(|t| t.id()))
+                    } else {
+                        let all: Vec<TensorId> = inputs
+                            .iter()
+                            .map(|t| t.id())
+                            .chain(variables.iter().copied())
+                            .collect();
+                        Ids::new(all.into_iter())
+                    },
                     output: output.id(),
                     backward: bw.clone(),
                 });
@@ -331,6 +380,53 @@ fn record_dyn<B>(
             }
         }
     })
+}
+
+thread_local! {
+    /// Forward functions of custom gradients running on this thread (nested ones too).
+    static CUSTOM_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// The trainable float variables each of them has read, in order of first read.
+    static CUSTOM_READS: RefCell<Vec<Vec<Variable>>> = const { RefCell::new(Vec::new()) };
+}
+
+#[inline(never)]
+fn note_custom_read(var: &Variable) {
+    if !var.trainable() || !var.dtype().is_float() {
+        return;
+    }
+    CUSTOM_READS.with(|r| {
+        if let Some(list) = r.borrow_mut().last_mut() {
+            if !list.iter().any(|v| v.handle_id() == var.handle_id()) {
+                list.push(var.clone());
+            }
+        }
+    });
+}
+
+/// Runs a custom gradient's forward `f` with recording off, and returns what it returned with
+/// the variables it read.
+pub(crate) fn run_custom_forward<R>(f: impl FnOnce() -> R) -> (R, Vec<Variable>) {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            CUSTOM_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+            CUSTOM_READS.with(|r| {
+                r.borrow_mut().pop();
+            });
+        }
+    }
+    CUSTOM_DEPTH.with(|d| d.set(d.get() + 1));
+    CUSTOM_READS.with(|r| r.borrow_mut().push(Vec::new()));
+    let pop = Pop;
+    let r = without_recording(f);
+    let reads = CUSTOM_READS.with(|r| {
+        r.borrow_mut()
+            .last_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    });
+    drop(pop);
+    (r, reads)
 }
 
 /// Runs `f` with no tape on this thread recording (variable updates use it).
@@ -348,6 +444,9 @@ pub(crate) fn without_recording<R>(f: impl FnOnce() -> R) -> R {
 /// A variable is read: trainable variables get watched by tapes that watch accessed variables,
 /// and each tape that watches the variable records the read as an identity from its handle.
 pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
+    if CUSTOM_DEPTH.with(|d| d.get()) > 0 {
+        note_custom_read(var);
+    }
     if recording_count() == 0 || !value.dtype().is_float() {
         return value.clone();
     }

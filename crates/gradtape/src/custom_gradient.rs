@@ -1,0 +1,171 @@
+//! TensorFlow's `tf.custom_gradient`: an operation defined by its forward computation and its
+//! own gradient function, for numerically stable gradients (`log1pexp`), straight-through
+//! estimators, gradient clipping inside a model, or anything the chain rule gets wrong.
+//!
+//! The forward runs with recording off; the tapes then see one op whose inputs are the given
+//! tensors (and every trainable variable the forward read) and whose gradient is the function
+//! you wrote. That function receives the upstream gradient of every output and returns one
+//! gradient (or `None`) per input, then one per variable read, in the order the forward first
+//! read them (TensorFlow's `variables=` rule). Written with gradtape's ops, it is itself
+//! recorded by an outer tape, so second derivatives go through it.
+
+use crate::error::{Error, Result};
+use crate::tape;
+use crate::tensor::Tensor;
+use crate::variable::Variable;
+
+/// The gradient function of a [`custom_gradient`]: upstream gradients (one per output, zeros for
+/// an output the target does not use) and the variables the forward read; returns one
+/// gradient per input, then one per variable.
+pub type GradientFn = dyn Fn(&[Tensor], &[Variable]) -> Result<Vec<Option<Tensor>>>;
+
+/// Runs `forward` on `inputs` and records it as one op whose gradient is the function it
+/// returns (see the [module docs](self)).
+///
+/// # Errors
+/// When `forward` fails; at gradient time, when the gradient function fails or returns the
+/// wrong number of gradients (the message names the variables the forward read), or a
+/// gradient whose shape or dtype differs from its input's.
+///
+/// TensorFlow's `log1pexp`, whose plain gradient is NaN at large `x` in float32:
+///
+/// ```
+/// use gradtape::{custom_gradient, ops, GradientTape, Tensor};
+/// fn log1pexp(x: &Tensor) -> gradtape::Result<Tensor> {
+///     let out = custom_gradient(&[x], |xs| {
+///         let e = ops::exp(&xs[0])?;
+///         let y = ops::log1p(&e)?;
+///         // d/dx log(1 + eˣ) = 1 - 1 / (1 + eˣ), which stays finite where eˣ overflows
+///         let grad = move |dy: &[gradtape::Tensor], _: &[gradtape::Variable]| {
+///             let local = ops::subtract(&1.0, &ops::reciprocal(&ops::add(&e, &1.0)?)?)?;
+///             Ok(vec![Some(ops::multiply(&dy[0], &local)?)])
+///         };
+///         Ok((vec![y], grad))
+///     })?;
+///     Ok(out[0].clone())
+/// }
+/// let x = Tensor::scalar(100.0f32);
+/// let tape = GradientTape::new();
+/// tape.watch(&x);
+/// let y = log1pexp(&x)?;
+/// let [g] = tape.gradient(&y, [&x])?;
+/// assert_eq!(g.unwrap().to_scalar::<f32>()?, 1.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+///
+/// A gradient-clipping identity (the forward is the identity, the gradient is clipped):
+///
+/// ```
+/// use gradtape::{custom_gradient, ops, GradientTape, Tensor};
+/// let x = Tensor::from_vec(vec![3.0f32, -4.0], &[2])?;
+/// let tape = GradientTape::new();
+/// tape.watch(&x);
+/// let y = custom_gradient(&[&x], |xs| {
+///     let grad = |dy: &[Tensor], _: &[gradtape::Variable]| {
+///         Ok(vec![Some(ops::clip_by_value(&dy[0], &-1.0, &1.0)?)])
+///     };
+///     Ok((vec![xs[0].clone()], grad))
+/// })?;
+/// let loss = ops::reduce_sum(&ops::multiply(&y[0], &10.0)?, gradtape::Axes::All, false)?;
+/// let [g] = tape.gradient(&loss, [&x])?;
+/// assert_eq!(g.unwrap().to_vec::<f32>()?, vec![1.0, 1.0]); // 10 clipped to 1
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn custom_gradient<F, G>(inputs: &[&Tensor], forward: F) -> Result<Vec<Tensor>>
+where
+    F: FnOnce(&[Tensor]) -> Result<(Vec<Tensor>, G)>,
+    G: Fn(&[Tensor], &[Variable]) -> Result<Vec<Option<Tensor>>> + 'static,
+{
+    let args: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
+    let (result, variables) = tape::run_custom_forward(|| forward(&args));
+    let (outputs, grad) = result?;
+    let batched = inputs
+        .iter()
+        .copied()
+        .chain(&outputs)
+        .any(|t| t.batch().is_some());
+    if batched && tape::any_recording() {
+        return Err(Error::tape(
+            "custom_gradient",
+            "recording a custom gradient on one example's tensors inside vmap is not supported yet",
+        ));
+    }
+    // Fresh identities: an output may be an input returned as it is (an identity op).
+    let outputs: Vec<Tensor> = outputs.iter().map(Tensor::with_new_id).collect();
+    let grad: std::rc::Rc<GradientFn> = std::rc::Rc::new(grad);
+    let shapes: std::rc::Rc<Vec<(Vec<usize>, crate::DType)>> = std::rc::Rc::new(
+        outputs
+            .iter()
+            .map(|o| (o.shape().to_vec(), o.dtype()))
+            .collect(),
+    );
+    let expected: std::rc::Rc<Vec<(Vec<usize>, crate::DType)>> = std::rc::Rc::new(
+        inputs
+            .iter()
+            .map(|t| (t.shape().to_vec(), t.dtype()))
+            .chain(variables.iter().map(|v| (v.shape().to_vec(), v.dtype())))
+            .collect(),
+    );
+    let vars = std::rc::Rc::new(variables.clone());
+    for (k, out) in outputs.iter().enumerate() {
+        let (grad, shapes, expected, vars) =
+            (grad.clone(), shapes.clone(), expected.clone(), vars.clone());
+        tape::record_custom(inputs, &variables, out, move || {
+            move |g: &Tensor, _: &[bool], result: &mut Vec<Option<Tensor>>| {
+                // This output's upstream gradient; zeros for the others (the function is linear
+                // in them, so the tape's sum over outputs is the whole gradient).
+                let upstream = shapes
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (s, dt))| match j == k {
+                        true => Ok(g.clone()),
+                        false => Tensor::zeros(s, *dt),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let grads = grad(&upstream, &vars)?;
+                check(&grads, &expected, &vars)?;
+                result.extend(grads);
+                Ok(())
+            }
+        });
+    }
+    Ok(outputs)
+}
+
+fn check(
+    grads: &[Option<Tensor>],
+    expected: &[(Vec<usize>, crate::DType)],
+    vars: &[Variable],
+) -> Result<()> {
+    let op = "custom_gradient";
+    if grads.len() != expected.len() {
+        let names: Vec<&str> = vars
+            .iter()
+            .map(|v| v.name().unwrap_or("(unnamed)"))
+            .collect();
+        return Err(Error::tape(
+            op,
+            format!(
+                "the gradient function returned {} gradients for {} inputs and {} variables the forward read ({names:?}): return one per input, then one per variable",
+                grads.len(),
+                expected.len() - vars.len(),
+                vars.len()
+            ),
+        ));
+    }
+    for (i, (g, (shape, dtype))) in grads.iter().zip(expected).enumerate() {
+        if let Some(g) = g {
+            if g.shape() != &shape[..] || g.dtype() != *dtype {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "gradient {i} is {} {:?}, but its input is {dtype} {shape:?}",
+                        g.dtype(),
+                        g.shape()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
