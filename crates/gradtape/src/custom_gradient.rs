@@ -169,3 +169,60 @@ fn check(
     }
     Ok(())
 }
+
+/// TensorFlow's `tf.recompute_grad` (PyTorch's `checkpoint`): `f` wrapped so that a tape keeps
+/// only its inputs, not its intermediates; the backward pass runs `f` again on a tape of its
+/// own and differentiates that. Same gradients, less memory held between the forward and the
+/// backward pass, one more forward pass of `f` per gradient. Variables read inside `f` get
+/// their gradients as usual.
+///
+/// # Errors
+/// As `f`; at gradient time, as `f` run again and its gradient.
+///
+/// ```
+/// use gradtape::{ops, recompute_grad, GradientTape, Tensor, Variable};
+/// let w = Variable::new(Tensor::from_vec(vec![0.5f64, -1.0, 2.0, 0.25], &[2, 2])?);
+/// let w2 = w.clone();
+/// let block = recompute_grad(move |xs: &[Tensor]| Ok(vec![ops::tanh(&ops::matmul(&xs[0], &w2)?)?]));
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[1, 2])?;
+/// let tape = GradientTape::new();
+/// let y = block(&[&x])?;
+/// let plain = GradientTape::new();
+/// let y2 = ops::tanh(&ops::matmul(&x, &w)?)?;
+/// let [g] = tape.gradient(&y[0], [&w])?;
+/// let [g2] = plain.gradient(&y2, [&w])?;
+/// assert_eq!(g.unwrap().to_vec::<f64>()?, g2.unwrap().to_vec::<f64>()?);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn recompute_grad<F>(f: F) -> impl Fn(&[&Tensor]) -> Result<Vec<Tensor>>
+where
+    F: Fn(&[Tensor]) -> Result<Vec<Tensor>> + 'static,
+{
+    let f = std::rc::Rc::new(f);
+    move |inputs: &[&Tensor]| {
+        let f = f.clone();
+        custom_gradient(inputs, move |xs| {
+            let outputs = f(xs)?;
+            let saved: Vec<Tensor> = xs.to_vec();
+            let grad = move |dy: &[Tensor], vars: &[Variable]| -> Result<Vec<Option<Tensor>>> {
+                let tape = crate::GradientTape::new();
+                for x in &saved {
+                    tape.watch(x);
+                }
+                let outputs = f(&saved)?;
+                let targets: Vec<&Tensor> = outputs.iter().collect();
+                let sources: Vec<&dyn crate::Source> = saved
+                    .iter()
+                    .map(|x| x as &dyn crate::Source)
+                    .chain(vars.iter().map(|v| v as &dyn crate::Source))
+                    .collect();
+                let options = crate::GradientOptions {
+                    output_gradients: Some(dy.to_vec()),
+                    ..Default::default()
+                };
+                tape.gradient_with(&targets, &sources, &options)
+            };
+            Ok((outputs, grad))
+        })
+    }
+}

@@ -74,7 +74,7 @@ pub mod training;
 mod variable;
 pub mod vmap;
 
-pub use custom_gradient::{custom_gradient, GradientFn};
+pub use custom_gradient::{custom_gradient, recompute_grad, GradientFn};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use ops::Axes;
