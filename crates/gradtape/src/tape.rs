@@ -103,6 +103,11 @@ pub struct TapeState {
     /// The innermost vmap level running when the tape started (0: none): a tape started
     /// inside a vmap takes each example's gradients.
     born_in: usize,
+    /// Where a path from a watched tensor ended without a gradient: the op and its traced
+    /// inputs (for [`Tape::why_no_gradient`]).
+    cuts: RefCell<Vec<(&'static str, Vec<TensorId>)>>,
+    /// Variables read while the tape was paused (`stop_recording`).
+    paused_reads: RefCell<Vec<TensorId>>,
 }
 
 /// A tensor as a traced tape saw it: which one (an id unique in the process), its shape and
@@ -296,10 +301,39 @@ fn record_dyn<B>(
 ) where
     B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
 {
-    if recording_count() == 0 || !output.dtype().is_float() {
+    if recording_count() == 0 {
+        return;
+    }
+    if !output.dtype().is_float() {
+        // an integer or bool result (a cast, an index): the path ends here
+        cut(op, inputs);
         return;
     }
     record_with(op, inputs, &[], output, backward)
+}
+
+/// Notes, on every recording tape that traces one of `inputs`, that `op` ends the path there
+/// without a gradient (an op with no gradient rule, `stop_gradient`, an assign): what
+/// [`Tape::why_no_gradient`] reports.
+pub(crate) fn cut(op: &'static str, inputs: &[&Tensor]) {
+    if recording_count() == 0 {
+        return;
+    }
+    ACTIVE.with(|active| {
+        for tape in active.borrow().iter().filter(|t| t.recording.get()) {
+            let traced: Vec<TensorId> = {
+                let set = tape.tensors.borrow();
+                inputs
+                    .iter()
+                    .map(|t| t.id())
+                    .filter(|id| set.contains(id))
+                    .collect()
+            };
+            if !traced.is_empty() {
+                tape.cuts.borrow_mut().push((op, traced));
+            }
+        }
+    });
 }
 
 /// Records an op whose inputs are tensors and variables (by handle): a custom gradient whose
@@ -389,6 +423,21 @@ thread_local! {
     static CUSTOM_READS: RefCell<Vec<Vec<Variable>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A read while every tape is paused or none exists: remembered by the paused tapes, so that
+/// a missing gradient can be explained.
+#[inline(never)]
+fn note_paused_read(var: &Variable) {
+    ACTIVE.with(|active| {
+        for tape in active
+            .borrow()
+            .iter()
+            .filter(|t| t.active.get() && !t.recording.get())
+        {
+            tape.note_paused_read(var.handle_id());
+        }
+    });
+}
+
 #[inline(never)]
 fn note_custom_read(var: &Variable) {
     if !var.trainable() || !var.dtype().is_float() {
@@ -448,10 +497,19 @@ pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
         note_custom_read(var);
     }
     if recording_count() == 0 || !value.dtype().is_float() {
+        if value.dtype().is_float() {
+            note_paused_read(var);
+        }
         return value.clone();
     }
     ACTIVE.with(|active| {
         let active = active.borrow();
+        for tape in active
+            .iter()
+            .filter(|t| t.active.get() && !t.recording.get())
+        {
+            tape.note_paused_read(var.handle_id());
+        }
         let mut read: Option<Tensor> = None;
         for tape in active.iter().filter(|t| t.recording.get()) {
             if var.trainable() && tape.watch_accessed_variables {
@@ -503,6 +561,13 @@ pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
 }
 
 impl TapeState {
+    /// Once per variable, so a long loop inside `stop_recording` keeps one entry per variable.
+    fn note_paused_read(&self, handle: TensorId) {
+        let mut reads = self.paused_reads.borrow_mut();
+        if !reads.contains(&handle) {
+            reads.push(handle);
+        }
+    }
     fn watch_tensor(&self, t: &Tensor) {
         if t.dtype().is_float() {
             self.tensors.borrow_mut().insert(t.id());
@@ -522,6 +587,9 @@ mod private {
     pub trait Sealed {
         fn key(&self) -> super::SourceKey;
         fn watch_on(&self, tape: &super::TapeState);
+        fn variable(&self) -> Option<&super::Variable> {
+            None
+        }
     }
 }
 
@@ -581,6 +649,9 @@ impl private::Sealed for Variable {
     fn watch_on(&self, tape: &TapeState) {
         tape.watch_variable(self);
     }
+    fn variable(&self) -> Option<&Variable> {
+        Some(self)
+    }
 }
 impl Source for Variable {}
 
@@ -590,6 +661,9 @@ impl<S: private::Sealed + ?Sized> private::Sealed for &S {
     }
     fn watch_on(&self, tape: &TapeState) {
         (**self).watch_on(tape)
+    }
+    fn variable(&self) -> Option<&Variable> {
+        (**self).variable()
     }
 }
 impl<S: Source + ?Sized> Source for &S {}
@@ -1151,6 +1225,8 @@ impl Tape {
             variables: RefCell::default(),
             trace: trace.then(RefCell::default),
             born_in: crate::vmap::innermost().map_or(0, |(level, _)| level),
+            cuts: RefCell::default(),
+            paused_reads: RefCell::default(),
         });
         ACTIVE.with(|a| a.borrow_mut().push(state.clone()));
         set_recording(&state, true);
@@ -1200,6 +1276,82 @@ impl Tape {
         set_recording(&self.state, false);
         let _resume = Resume(&self.state, was);
         f()
+    }
+
+    /// Why the gradient of `target` with respect to `source` is `None`, in words; `None` when
+    /// there is a gradient. The answers: the tensor was never watched; the variable is not
+    /// trainable, or the tape does not watch accessed variables, or it was read only inside
+    /// `stop_recording`, or never while the tape recorded; the path is cut by `stop_gradient`,
+    /// an `assign`, a cast to an integer type or an op with no gradient (named); or the target
+    /// does not use it. Ask before taking the gradient of a non-persistent tape.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(2.0f32);
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// let y = ops::multiply(&ops::stop_gradient(&x)?, &3.0)?;
+    /// let why = tape.why_no_gradient(&y, &x).unwrap();
+    /// assert!(why.contains("stop_gradient"), "{why}");
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn why_no_gradient(&self, target: &Tensor, source: &dyn Source) -> Option<String> {
+        let state = &self.state;
+        let key = source.key();
+        let tensors = state.tensors.borrow();
+        if !key.dtype.is_float() {
+            return Some(format!(
+                "the source is {}: gradients exist for float sources only",
+                key.dtype
+            ));
+        }
+        if !tensors.contains(&key.id) {
+            return Some(match source.variable() {
+                Some(v) => {
+                    let name = v.name().unwrap_or("the variable");
+                    if !v.trainable() {
+                        format!("{name} is not trainable, so reading it does not watch it (watch it with tape.watch)")
+                    } else if !state.watch_accessed_variables {
+                        format!("the tape does not watch accessed variables (watch_accessed_variables(false)) and {name} was never watched")
+                    } else if state.paused_reads.borrow().contains(&v.handle_id()) {
+                        format!("{name} was read only while the tape was paused (inside stop_recording)")
+                    } else {
+                        format!("{name} was never read while the tape recorded (was it read before the tape started?)")
+                    }
+                }
+                None => "the tensor was never watched (tape.watch) and is not the result of a recorded op".to_string(),
+            });
+        }
+        if !target.dtype().is_float() {
+            return Some(format!(
+                "the target is {}: gradients flow from float targets only",
+                target.dtype()
+            ));
+        }
+        // Everything computed from the source on this tape.
+        let mut reach = take_set();
+        reach.insert(key.id);
+        for e in state.entries.borrow().iter() {
+            if e.inputs.as_slice().iter().any(|i| reach.contains(i)) {
+                reach.insert(e.output);
+            }
+        }
+        if reach.contains(&target.id()) {
+            return None;
+        }
+        let cut = state
+            .cuts
+            .borrow()
+            .iter()
+            .find(|(_, ins)| ins.iter().any(|i| reach.contains(i)))
+            .map(|(op, _)| *op);
+        Some(match cut {
+            Some("stop_gradient") => "its path to the target is cut by stop_gradient".to_string(),
+            Some("assign") => "its path to the target is cut by an assign (a variable's new value does not remember what it was computed from)".to_string(),
+            Some("cast") => "its path to the target is cut by a cast to an integer or bool type (no gradient flows through it)".to_string(),
+            Some(op) => format!("its path to the target is cut by {op}, which has no gradient"),
+            None => "the target does not depend on it".to_string(),
+        })
     }
 
     /// Ends recording for good (the end of TensorFlow's `with` block). Gradients can still

@@ -187,6 +187,7 @@ impl Variable {
     /// ```
     pub fn assign(&self, value: &impl AsTensor) -> Result<()> {
         let t = value.operand().into_tensor_of(self.dtype());
+        tape::cut("assign", &[&t]);
         // The new value does not depend on the old one: no retry, just the swap.
         *self.slot() = self.checked("assign", t)?;
         Ok(())

@@ -26,6 +26,7 @@ macro_rules! comparisons {
             if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| $name(&p[0], &p[1])) {
                 return r;
             }
+            tape::cut(stringify!($name), &[&a, &b]);
             dispatch_all!(a.dtype(), T => zip_tensors::<T, bool>(stringify!($name), &a, &b, |$p, $q| $body))
         }
     )*};
@@ -166,6 +167,7 @@ pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule1(&x, is_finite) {
         return r;
     }
+    tape::cut("is_finite", &[&x]);
     dispatch_float!("is_finite", x.dtype(), T => map_tensor::<T, bool>(&x, |v| v.is_finite()))
 }
 
@@ -184,6 +186,7 @@ pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule1(&x, is_nan) {
         return r;
     }
+    tape::cut("is_nan", &[&x]);
     dispatch_float!("is_nan", x.dtype(), T => map_tensor::<T, bool>(&x, Float::is_nan))
 }
 
@@ -297,5 +300,6 @@ pub fn stop_gradient(x: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule1(&x, stop_gradient) {
         return r;
     }
+    tape::cut("stop_gradient", &[&x]);
     Ok(x.with_new_id())
 }

@@ -235,6 +235,7 @@ pub fn round(x: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule1(&x, round) {
         return r;
     }
+    tape::cut("round", &[&x]);
     dispatch_float!("round", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.round_even()))
 }
 
@@ -252,6 +253,7 @@ pub fn floor(x: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule1(&x, floor) {
         return r;
     }
+    tape::cut("floor", &[&x]);
     dispatch_float!("floor", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.floor()))
 }
 
@@ -269,6 +271,7 @@ pub fn ceil(x: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule1(&x, ceil) {
         return r;
     }
+    tape::cut("ceil", &[&x]);
     dispatch_float!("ceil", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.ceil()))
 }
 

@@ -317,6 +317,7 @@ fn arg_extreme(op: &'static str, x: &Tensor, axis: isize, max: bool) -> Result<T
     }) {
         return r;
     }
+    tape::cut(op, &[x]);
     if x.rank() == 0 {
         return Ok(Tensor::scalar(0i64));
     }
