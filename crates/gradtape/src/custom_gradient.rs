@@ -127,7 +127,7 @@ where
                 result.extend(grads);
                 Ok(())
             }
-        });
+        })?;
     }
     Ok(outputs)
 }

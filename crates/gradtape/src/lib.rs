@@ -51,6 +51,7 @@ pub mod checkpoint;
 mod cpu;
 pub mod custom_gradient;
 pub mod data;
+pub mod debugging;
 mod display;
 mod dtype;
 mod error;

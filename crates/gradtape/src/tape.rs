@@ -263,7 +263,8 @@ pub(crate) fn record<const N: usize, B>(
     inputs: &[&Tensor],
     output: &Tensor,
     backward: impl FnOnce() -> B,
-) where
+) -> Result<()>
+where
     B: Fn(&Tensor, &[bool]) -> Result<[Option<Tensor>; N]> + 'static,
 {
     record_dyn(op, inputs, output, || {
@@ -281,7 +282,8 @@ pub(crate) fn record_vec<B>(
     inputs: &[&Tensor],
     output: &Tensor,
     backward: impl FnOnce() -> B,
-) where
+) -> Result<()>
+where
     B: Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
 {
     record_dyn(op, inputs, output, || {
@@ -298,18 +300,23 @@ fn record_dyn<B>(
     inputs: &[&Tensor],
     output: &Tensor,
     backward: impl FnOnce() -> B,
-) where
+) -> Result<()>
+where
     B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
 {
+    if crate::debugging::checking() {
+        crate::debugging::check(op, None, inputs, output)?;
+    }
     if recording_count() == 0 {
-        return;
+        return Ok(());
     }
     if !output.dtype().is_float() {
         // an integer or bool result (a cast, an index): the path ends here
         cut(op, inputs);
-        return;
+        return Ok(());
     }
-    record_with(op, inputs, &[], output, backward)
+    record_with(op, inputs, &[], output, backward);
+    Ok(())
 }
 
 /// Notes, on every recording tape that traces one of `inputs`, that `op` ends the path there
@@ -343,11 +350,15 @@ pub(crate) fn record_custom<B>(
     variables: &[Variable],
     output: &Tensor,
     backward: impl FnOnce() -> B,
-) where
+) -> Result<()>
+where
     B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
 {
+    if crate::debugging::checking() {
+        crate::debugging::check("custom_gradient", None, inputs, output)?;
+    }
     if recording_count() == 0 || !output.dtype().is_float() {
-        return;
+        return Ok(());
     }
     ACTIVE.with(|active| {
         for tape in active.borrow().iter().filter(|t| t.recording.get()) {
@@ -359,7 +370,8 @@ pub(crate) fn record_custom<B>(
         }
     });
     let ids: Vec<TensorId> = variables.iter().map(|v| v.handle_id()).collect();
-    record_with("custom_gradient", inputs, &ids, output, backward)
+    record_with("custom_gradient", inputs, &ids, output, backward);
+    Ok(())
 }
 
 fn record_with<B>(
@@ -829,6 +841,7 @@ fn backprop(
     }
 
     let (mut needs, mut input_grads) = (Vec::new(), Vec::new());
+    let checking = crate::debugging::checking();
     while let Some(e) = entries.pop() {
         if !reach.contains(&e.output) {
             continue;
@@ -843,7 +856,16 @@ fn backprop(
         needs.clear();
         needs.extend(inputs.iter().map(|i| reach.contains(i)));
         input_grads.clear();
-        (e.backward)(&g, &needs, &mut input_grads)?;
+        if checking {
+            crate::debugging::in_gradient_of(e.op, || (e.backward)(&g, &needs, &mut input_grads))?;
+        } else {
+            (e.backward)(&g, &needs, &mut input_grads)?;
+        }
+        if checking {
+            for ig in input_grads.iter().flatten() {
+                crate::debugging::check("gradient", Some(e.op), &[&g], ig)?;
+            }
+        }
         if input_grads.len() != inputs.len() {
             return Err(Error::tape(
                 e.op,

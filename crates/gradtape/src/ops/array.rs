@@ -43,7 +43,7 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     tape::record("reshape", &[x], &out, || {
         let s = Dims::from_slice(x.shape());
         move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
-    });
+    })?;
     Ok(out)
 }
 
@@ -125,7 +125,7 @@ pub fn transpose(x: &impl AsTensor, perm: Option<&[usize]>) -> Result<Tensor> {
             inv[p] = i;
         }
         move |g: &Tensor, _: &[bool]| Ok([Some(transpose(g, Some(&inv))?)])
-    });
+    })?;
     Ok(out)
 }
 
@@ -203,7 +203,7 @@ pub fn squeeze(x: &impl AsTensor, axes: &[isize]) -> Result<Tensor> {
     tape::record("reshape", &[&x], &out, || {
         let s = Dims::from_slice(x.shape());
         move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
-    });
+    })?;
     Ok(out)
 }
 
@@ -247,7 +247,7 @@ pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
     tape::record("broadcast_to", &[&x], &out, || {
         let s = Dims::from_slice(x.shape());
         move |g: &Tensor, _: &[bool]| Ok([Some(sum_to_shape(g, &s)?)])
-    });
+    })?;
     Ok(out)
 }
 
@@ -312,7 +312,7 @@ fn slice_view(x: &Tensor, spec: SliceSpec) -> Result<Tensor> {
     tape::record("slice", &[x], &out, || {
         let shape = x.shape().to_vec();
         move |g: &Tensor, _: &[bool]| Ok([Some(unslice(g, &shape, &spec)?)])
-    });
+    })?;
     Ok(out)
 }
 
@@ -340,7 +340,7 @@ fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
     tape::record("unslice", &[g], &out, || {
         let spec = spec.clone();
         move |gg: &Tensor, _: &[bool]| Ok([Some(slice_view(gg, spec.clone())?)])
-    });
+    })?;
     Ok(out)
 }
 
@@ -585,7 +585,7 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
             }
             Ok(grads)
         }
-    });
+    })?;
     Ok(out)
 }
 

@@ -239,7 +239,7 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
                 opt(needs[1], || sum_to_shape(&select(&cond, &0.0, g)?, &sb))?,
             ])
         }
-    });
+    })?;
     Ok(out)
 }
 
@@ -276,7 +276,7 @@ pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
     tape::record("cast", &[&x], &out, || {
         let from = x.dtype();
         move |g: &Tensor, _: &[bool]| Ok([Some(cast(g, from)?)])
-    });
+    })?;
     Ok(out)
 }
 

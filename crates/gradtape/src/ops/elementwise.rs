@@ -46,7 +46,7 @@ fn unary(
             UnarySaves::Output => y.clone(),
         };
         move |g: &Tensor, _: &[bool]| Ok([Some(grad(&s, g)?)])
-    });
+    })?;
     Ok(y)
 }
 
@@ -357,7 +357,7 @@ fn record_binary(
     out: &Tensor,
     saves: Saves,
     rule: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
-) {
+) -> Result<()> {
     tape::record(op, &[a, b], out, || {
         let keep = |t: &Tensor, yes: bool| yes.then(|| t.clone());
         let saved = Saved {
@@ -373,7 +373,7 @@ fn record_binary(
                 opt(needs[1], || sum_to_shape(&rule(&saved, g, 1)?, &sb))?,
             ])
         }
-    });
+    })
 }
 
 /// `x + y` with broadcasting.
@@ -392,7 +392,7 @@ pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
         return r;
     }
     let out = forward2!("add", dispatch_num, &a, &b, |p, q| p.wadd(q));
-    record_binary("add", &a, &b, &out, Saves::Nothing, |_, g, _| Ok(g.clone()));
+    record_binary("add", &a, &b, &out, Saves::Nothing, |_, g, _| Ok(g.clone()))?;
     Ok(out)
 }
 
@@ -417,7 +417,7 @@ pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
         } else {
             negative(g)
         }
-    });
+    })?;
     Ok(out)
 }
 
@@ -443,7 +443,7 @@ pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
         } else {
             multiply(a, g)
         }
-    });
+    })?;
     Ok(out)
 }
 
@@ -474,7 +474,7 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
         } else {
             multiply(g, &divide(&divide(&negative(a)?, b)?, b)?)
         }
-    });
+    })?;
     Ok(out)
 }
 
@@ -501,7 +501,7 @@ pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
         } else {
             select(&mask, &0.0, g)
         }
-    });
+    })?;
     Ok(out)
 }
 
@@ -528,7 +528,7 @@ pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
         } else {
             select(&mask, &0.0, g)
         }
-    });
+    })?;
     Ok(out)
 }
 
@@ -558,6 +558,6 @@ pub fn pow(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
             let log_x = select(&positive, &log(&safe)?, &0.0)?;
             multiply(g, &multiply(z, &log_x)?)
         }
-    });
+    })?;
     Ok(out)
 }

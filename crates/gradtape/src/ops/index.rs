@@ -95,7 +95,7 @@ pub fn gather(params: &impl AsTensor, indices: &Tensor, axis: isize) -> Result<T
     tape::record(op, &[&p], &out, || {
         let (indices, d) = (indices.clone(), d);
         move |g: &Tensor, _: &[bool]| Ok([Some(scatter_add(g, &indices, ax, d)?)])
-    });
+    })?;
     Ok(out)
 }
 
@@ -150,7 +150,7 @@ pub(crate) fn scatter_add(
     tape::record(op, &[updates], &out, || {
         let indices = indices.clone();
         move |g: &Tensor, _: &[bool]| Ok([Some(gather(g, &indices, ax as isize)?)])
-    });
+    })?;
     Ok(out)
 }
 

@@ -114,7 +114,7 @@ fn matmul_core(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 })?,
             ])
         }
-    });
+    })?;
     Ok(out)
 }
 

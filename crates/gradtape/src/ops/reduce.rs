@@ -168,7 +168,7 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
     tape::record(op, &[&x], &out, || {
         let in_shape = Dims::from_slice(x.shape());
         move |g: &Tensor, _: &[bool]| Ok([Some(spread(g, &in_shape, &axes)?)])
-    });
+    })?;
     Ok(out)
 }
 
@@ -211,7 +211,7 @@ macro_rules! extreme {
             tape::record(op, &[&x], &out, || {
                 let (x, y) = (x.clone(), out.clone());
                 move |g: &Tensor, _: &[bool]| Ok([Some(extreme_grad(&x, &y, g, &axes)?)])
-            });
+            })?;
             Ok(out)
         }
     };
@@ -276,7 +276,7 @@ pub fn reduce_prod(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
             let gk = reshape_to(g, &reduced_shape(x.shape(), &axes, true))?;
             Ok([Some(multiply(&local, &gk)?)])
         }
-    });
+    })?;
     Ok(out)
 }
 
