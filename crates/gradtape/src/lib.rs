@@ -55,6 +55,7 @@ pub mod debugging;
 mod display;
 mod dtype;
 mod error;
+pub mod forward_accumulator;
 pub mod fusion;
 pub mod layers;
 pub mod losses;
@@ -78,6 +79,7 @@ pub mod vmap;
 pub use custom_gradient::{custom_gradient, recompute_grad, GradientFn};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+pub use forward_accumulator::ForwardAccumulator;
 pub use ops::Axes;
 pub use storage::memory;
 pub use tape::{

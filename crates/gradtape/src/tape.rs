@@ -602,6 +602,7 @@ mod private {
         fn variable(&self) -> Option<&super::Variable> {
             None
         }
+        fn owned(&self) -> super::OwnedSource;
     }
 }
 
@@ -646,6 +647,9 @@ impl private::Sealed for Tensor {
             p.watch_on(tape);
         }
     }
+    fn owned(&self) -> OwnedSource {
+        OwnedSource::Tensor(self.clone())
+    }
 }
 impl Source for Tensor {}
 
@@ -664,6 +668,9 @@ impl private::Sealed for Variable {
     fn variable(&self) -> Option<&Variable> {
         Some(self)
     }
+    fn owned(&self) -> OwnedSource {
+        OwnedSource::Variable(self.clone())
+    }
 }
 impl Source for Variable {}
 
@@ -677,8 +684,34 @@ impl<S: private::Sealed + ?Sized> private::Sealed for &S {
     fn variable(&self) -> Option<&Variable> {
         (**self).variable()
     }
+    fn owned(&self) -> OwnedSource {
+        (**self).owned()
+    }
 }
 impl<S: Source + ?Sized> Source for &S {}
+
+/// `source` kept by value.
+pub(crate) fn owned_source(source: &dyn Source) -> OwnedSource {
+    source.owned()
+}
+
+/// A source kept by value (what a `ForwardAccumulator` holds on to).
+#[derive(Clone)]
+pub enum OwnedSource {
+    /// A tensor.
+    Tensor(Tensor),
+    /// A variable.
+    Variable(Variable),
+}
+
+impl OwnedSource {
+    pub(crate) fn as_source(&self) -> &dyn Source {
+        match self {
+            OwnedSource::Tensor(t) => t,
+            OwnedSource::Variable(v) => v,
+        }
+    }
+}
 
 /// What [`GradientTape::gradient`] takes gradients with respect to, and the shape of its
 /// answer: an array of sources gives an array of gradients (`let [da, db] = ...`), a slice or

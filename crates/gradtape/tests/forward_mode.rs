@@ -1,0 +1,253 @@
+//! `ForwardAccumulator`: JVPs equal the jacobian times the tangent and finite differences for
+//! every differentiable op, match TensorFlow's accumulator (`tools/tf_forward_reference.py`),
+//! and give Hessian-vector products forward over reverse.
+
+use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
+use gradtape::random::Generator;
+use gradtape::{Axes, DType, ForwardAccumulator, GradientTape, Result, Source, Tensor, Variable};
+use serde_json::Value;
+
+type Fun = fn(&Tensor) -> Result<Tensor>;
+
+/// One row per differentiable op (through the public ops that reach it).
+fn rows() -> Vec<(&'static str, Fun)> {
+    vec![
+        ("negative", |x| ops::negative(x)),
+        ("square", |x| ops::square(x)),
+        ("sqrt", |x| ops::sqrt(x)),
+        ("rsqrt", |x| ops::rsqrt(x)),
+        ("reciprocal", |x| ops::reciprocal(x)),
+        ("exp", |x| ops::exp(x)),
+        ("expm1", |x| ops::expm1(x)),
+        ("log", |x| ops::log(x)),
+        ("log1p", |x| ops::log1p(x)),
+        ("abs", |x| ops::abs(x)),
+        ("sign", |x| ops::multiply(&ops::sign(x)?, x)),
+        ("sin", |x| ops::sin(x)),
+        ("cos", |x| ops::cos(x)),
+        ("tanh", |x| ops::tanh(x)),
+        ("sigmoid", |x| ops::sigmoid(x)),
+        ("relu", |x| ops::relu(&ops::subtract(x, &1.2)?)),
+        ("softplus", |x| ops::softplus(x)),
+        ("add", |x| ops::add(x, &ops::reverse_rows(x)?)),
+        ("subtract", |x| ops::subtract(x, &ops::square(x)?)),
+        ("multiply", |x| ops::multiply(x, &ops::exp(x)?)),
+        ("divide", |x| {
+            ops::divide(x, &ops::add(&ops::square(x)?, &1.0)?)
+        }),
+        ("maximum", |x| ops::maximum(x, &1.3)),
+        ("minimum", |x| ops::minimum(x, &1.3)),
+        ("pow", |x| ops::pow(x, &ops::multiply(x, &0.5)?)),
+        ("select", |x| {
+            ops::select(&ops::greater(x, &1.0)?, &ops::square(x)?, x)
+        }),
+        ("cast", |x| {
+            ops::cast(&ops::cast(x, DType::F32)?, DType::F64)
+        }),
+        ("reduce_sum", |x| ops::reduce_sum(x, 1, false)),
+        ("reduce_max", |x| ops::reduce_max(x, 0, true)),
+        ("reduce_min", |x| ops::reduce_min(x, Axes::All, false)),
+        ("reduce_prod", |x| ops::reduce_prod(x, 1, false)),
+        ("matmul", |x| ops::matmul(x, &ops::transpose(x, None)?)),
+        ("reshape", |x| ops::reshape(&ops::square(x)?, &[-1])),
+        ("transpose", |x| ops::transpose(&ops::exp(x)?, None)),
+        ("broadcast_to", |x| {
+            ops::broadcast_to(&ops::square(x)?, &[2, 2, 3])
+        }),
+        ("slice", |x| ops::slice(&ops::square(x)?, &[0, 1], &[2, 2])),
+        ("unslice", |x| ops::pad(&ops::square(x)?, &[[1, 0], [0, 1]])),
+        ("concat", |x| ops::concat(&[ops::square(x)?, x.clone()], 1)),
+        ("gather", |x| {
+            ops::gather(&ops::exp(x)?, &Tensor::from_vec(vec![2i64, 0, 2], &[3])?, 1)
+        }),
+        ("scatter_add", |x| {
+            ops::unsorted_segment_sum(&ops::square(x)?, &Tensor::from_vec(vec![1i64, 1], &[2])?, 2)
+        }),
+    ]
+}
+
+mod ops {
+    pub use gradtape::ops::*;
+    use gradtape::{Result, Tensor};
+    /// The rows in reverse order (a strided view), so `add` sees two different operands.
+    pub fn reverse_rows(x: &Tensor) -> Result<Tensor> {
+        strided_slice(x, &[-1], &[-3], &[-1])
+    }
+}
+
+fn vals(t: &Tensor) -> Vec<f64> {
+    t.to_f64_vec().unwrap()
+}
+
+#[test]
+fn every_differentiable_op_has_a_jvp_equal_to_the_jacobian_times_the_tangent() {
+    let listed: Vec<&str> = rows().iter().map(|r| r.0).collect();
+    for op in gradtape::ops::DIFFERENTIABLE_OPS {
+        assert!(listed.contains(op), "{op} has no forward-mode row");
+    }
+    let mut rng = Generator::from_seed(8);
+    for (name, f) in rows() {
+        let x = rng.uniform(&[2, 3], 0.5, 2.0, DType::F64).unwrap();
+        let t = rng.uniform(&[2, 3], -1.0, 1.0, DType::F64).unwrap();
+        let acc = ForwardAccumulator::new([&x], std::slice::from_ref(&t)).unwrap();
+        let y = f(&x).unwrap();
+        let jvp = acc
+            .jvp(&y)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: no jvp"));
+        assert_eq!(jvp.shape(), y.shape(), "{name}");
+        // the jacobian (reverse mode) times the tangent
+        let tape = GradientTape::new();
+        tape.watch(&x);
+        let y2 = f(&x).unwrap();
+        let [j] = tape.jacobian(&y2, [&x]).unwrap();
+        let j = vals(&j.unwrap());
+        let tv = vals(&t);
+        let want: Vec<f64> = (0..y.numel())
+            .map(|i| (0..6).map(|k| j[i * 6 + k] * tv[k]).sum())
+            .collect();
+        let got = vals(&jvp);
+        // through a float32 cast the tangent itself is rounded to float32, as forward mode
+        // does in TensorFlow (the reverse-mode reference multiplies in float64)
+        let tol = if name == "cast" { 1e-6 } else { 1e-9 };
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{name}: {got:?} vs {want:?}"
+            );
+        }
+        // and central finite differences along the tangent (not through a float32 round trip,
+        // whose steps are coarser than any useful epsilon)
+        if name == "cast" {
+            continue;
+        }
+        let eps = 1e-6;
+        let at =
+            |s: f64| vals(&f(&ops::add(&x, &ops::multiply(&t, &s).unwrap()).unwrap()).unwrap());
+        let (hi, lo) = (at(eps), at(-eps));
+        for (i, g) in got.iter().enumerate() {
+            let fd = (hi[i] - lo[i]) / (2.0 * eps);
+            assert!(
+                (g - fd).abs() <= 1e-5 * (1.0 + fd.abs()),
+                "{name}: element {i}: {g} vs fd {fd}"
+            );
+        }
+    }
+}
+
+fn tensor(v: &Value, dt: DType) -> Tensor {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let values: Vec<f64> = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    Tensor::from_vec(values, &shape).unwrap().cast(dt).unwrap()
+}
+
+fn close(got: &Tensor, want: &Value, dt: DType, what: &str) {
+    let want: Vec<f64> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let got = vals(got);
+    let tol = if dt == DType::F32 { 2e-5 } else { 1e-10 };
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= tol * (w.abs() + scale),
+            "{what}: {got:?} vs {want:?}"
+        );
+    }
+}
+
+#[test]
+fn forward_mode_matches_tensorflow_including_a_hessian_vector_product() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf_forward.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let inp = &fixture["inputs"];
+    for (key, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
+        let c = |n: &str| tensor(&inp[n], dt);
+        let (x, w) = (c("x"), c("w"));
+        let acc = ForwardAccumulator::new([&x, &w], &[c("tx"), c("tw")]).unwrap();
+        let xw = ops::matmul(&x, &w).unwrap();
+        let y = ops::add(
+            &ops::multiply(
+                &ops::tanh(&xw).unwrap(),
+                &ops::exp(&ops::negative(&xw).unwrap()).unwrap(),
+            )
+            .unwrap(),
+            &ops::reduce_sum(&ops::multiply(&x, &x).unwrap(), Axes::All, false).unwrap(),
+        )
+        .unwrap();
+        close(
+            &acc.jvp(&y).unwrap().unwrap(),
+            &fixture[key]["ops"],
+            dt,
+            &format!("{key} ops"),
+        );
+
+        let (w1, w2) = (Variable::new(c("w1")), Variable::new(c("w2")));
+        let labels = tensor(&inp["labels"], DType::F64).cast(DType::I64).unwrap();
+        let acc = ForwardAccumulator::new([&w1, &w2], &[c("v1"), c("v2")]).unwrap();
+        let tape = GradientTape::new();
+        let logits = ops::matmul(
+            &ops::tanh(&ops::matmul(&c("data"), &w1).unwrap()).unwrap(),
+            &w2,
+        )
+        .unwrap();
+        let loss =
+            sparse_categorical_crossentropy(&labels, &logits, true, Reduction::SumOverBatchSize)
+                .unwrap();
+        let [g1, g2] = tape.gradient(&loss, [&w1 as &dyn Source, &w2]).unwrap();
+        close(
+            &acc.jvp(&g1.unwrap()).unwrap().unwrap(),
+            &fixture[key]["hvp"]["w1"],
+            dt,
+            &format!("{key} hvp w1"),
+        );
+        close(
+            &acc.jvp(&g2.unwrap()).unwrap().unwrap(),
+            &fixture[key]["hvp"]["w2"],
+            dt,
+            &format!("{key} hvp w2"),
+        );
+    }
+}
+
+#[test]
+fn accumulators_nest_with_tapes_the_other_way_too() {
+    // reverse over forward: d/dx of (d/dt x³ along t = 1) = d/dx 3x² = 6x
+    let x = Tensor::scalar(2.0f64);
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let acc = ForwardAccumulator::new([&x], &[Tensor::scalar(1.0f64)]).unwrap();
+    let y = ops::multiply(&ops::square(&x).unwrap(), &x).unwrap();
+    let d = acc.jvp(&y).unwrap().unwrap();
+    assert_eq!(d.to_scalar::<f64>().unwrap(), 12.0);
+    let [g] = tape.gradient(&d, [&x]).unwrap();
+    assert_eq!(g.unwrap().to_scalar::<f64>().unwrap(), 12.0);
+    // an accumulator inside another: second directional derivative
+    let outer = ForwardAccumulator::new([&x], &[Tensor::scalar(1.0f64)]).unwrap();
+    let inner = ForwardAccumulator::new([&x], &[Tensor::scalar(1.0f64)]).unwrap();
+    let y = ops::multiply(&ops::square(&x).unwrap(), &x).unwrap();
+    let d1 = inner.jvp(&y).unwrap().unwrap(); // 3x² = 12
+    let d2 = outer.jvp(&d1).unwrap().unwrap(); // 6x = 12
+    assert_eq!(
+        (
+            d1.to_scalar::<f64>().unwrap(),
+            d2.to_scalar::<f64>().unwrap()
+        ),
+        (12.0, 12.0)
+    );
+}
