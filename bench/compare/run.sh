@@ -46,3 +46,8 @@ PY
 for fw in tensorflow torch jax; do
     (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" jacobian.py "$fw" 2>/dev/null)
 done
+# The Hessian-vector product (issue 12), likewise.
+./target/release/gradtape bench --json mlp hvp
+for fw in tensorflow torch jax; do
+    (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" hvp.py "$fw" 2>/dev/null)
+done

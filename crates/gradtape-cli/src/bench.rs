@@ -24,13 +24,14 @@ pub const WORKLOADS: &[&str] = &[
     "batch-jacobian",
     "jacobian-w",
     "per-example-grads",
+    "hvp",
 ];
 
 /// Options of `gradtape bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Workloads to run (all when none is named): seed, linreg-10m, mlp, chain, matmul,
-    /// elementwise, reduce, batch-jacobian, jacobian-w, per-example-grads.
+    /// elementwise, reduce, batch-jacobian, jacobian-w, per-example-grads, hvp.
     names: Vec<String>,
     /// One JSON object per line per workload instead of a table.
     #[arg(long)]
@@ -114,7 +115,8 @@ fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
     })
 }
 
-fn mlp_step(quick: bool) -> Result<Timing> {
+/// The MLP 784-256-256-10 of `mlp` (tiny with `quick`): its model, inputs and labels.
+fn mlp_setup(quick: bool) -> Result<(Sequential, Tensor, Tensor)> {
     let (batch, sizes) = if quick {
         (8, [32, 16, 16, 10])
     } else {
@@ -140,6 +142,11 @@ fn mlp_step(quick: bool) -> Result<Timing> {
     let model = Sequential::new(layers);
     let x = rng.uniform(&[batch, sizes[0]], 0.0, 1.0, DType::F32)?;
     let y = Tensor::from_vec((0..batch as i64).map(|i| i % 10).collect(), &[batch])?;
+    Ok((model, x, y))
+}
+
+fn mlp_step(quick: bool) -> Result<Timing> {
+    let (model, x, y) = mlp_setup(quick)?;
     let vars = model.trainable_variables();
     let mut opt = Adam::new(0.001);
     time(quick, || {
@@ -323,6 +330,38 @@ fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, C
             time(quick, || {
                 for g in gradtape::vmap(per_example).call(&[x.clone(), y.clone()])? {
                     sink(g)?;
+                }
+                Ok(())
+            })?
+        }
+        "hvp" => {
+            // the Hessian-vector product of the MLP's loss with respect to all its weights,
+            // forward over reverse (one ForwardAccumulator around one tape)
+            let (model, x, y) = mlp_setup(quick)?;
+            let vars = model.trainable_variables();
+            let mut rng = Generator::from_seed(9);
+            let tangents = vars
+                .iter()
+                .map(|v| rng.uniform(v.shape(), -1.0, 1.0, DType::F32))
+                .collect::<Result<Vec<_>>>()?;
+            time(quick, || {
+                let acc = gradtape::ForwardAccumulator::new(&vars, &tangents)?;
+                let tape = GradientTape::new();
+                let loss = sparse_categorical_crossentropy(
+                    &y,
+                    &model.call(&x, true)?,
+                    true,
+                    Reduction::SumOverBatchSize,
+                )?;
+                let grads: Vec<Tensor> =
+                    tape.gradient(&loss, &vars)?.into_iter().flatten().collect();
+                let refs: Vec<&Tensor> = grads.iter().collect();
+                for h in acc
+                    .jvps(&refs, gradtape::UnconnectedGradients::None)?
+                    .into_iter()
+                    .flatten()
+                {
+                    sink(h)?;
                 }
                 Ok(())
             })?

@@ -28,7 +28,8 @@ fn every_workload_reports_its_figures() {
             "reduce",
             "batch-jacobian",
             "jacobian-w",
-            "per-example-grads"
+            "per-example-grads",
+            "hvp"
         ]
     );
     for v in &lines {

@@ -131,43 +131,98 @@ impl ForwardAccumulator {
         tensor: &Tensor,
         unconnected: UnconnectedGradients,
     ) -> Result<Option<Tensor>> {
-        let zero = || match unconnected {
+        Ok(self.jvps(&[tensor], unconnected)?.pop().flatten())
+    }
+
+    /// The JVPs of several tensors at once, in one pass (the Hessian-vector product of every
+    /// weight of a model is one call, not one per weight).
+    ///
+    /// # Errors
+    /// As [`ForwardAccumulator::jvp`].
+    ///
+    /// ```
+    /// use gradtape::{ops, ForwardAccumulator, Tensor, UnconnectedGradients};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// let acc = ForwardAccumulator::new([&x], &[Tensor::from_vec(vec![1.0f32, 1.0], &[2])?])?;
+    /// let (a, b) = (ops::square(&x)?, ops::multiply(&x, &3.0)?);
+    /// let j = acc.jvps(&[&a, &b], UnconnectedGradients::None)?;
+    /// assert_eq!(j[0].as_ref().unwrap().to_vec::<f32>()?, vec![2.0, 4.0]);
+    /// assert_eq!(j[1].as_ref().unwrap().to_vec::<f32>()?, vec![3.0, 3.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn jvps(
+        &self,
+        tensors: &[&Tensor],
+        unconnected: UnconnectedGradients,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let zero = |t: &Tensor| match unconnected {
             UnconnectedGradients::None => Ok(None),
-            UnconnectedGradients::Zero => Tensor::zeros_like(tensor).map(Some),
+            UnconnectedGradients::Zero => Tensor::zeros_like(t).map(Some),
         };
-        if !tensor.dtype().is_float() {
-            return zero();
-        }
-        // g(u) = Jᵀu recorded on a tape watching u; J t = d⟨g(u), t⟩ / du.
-        let u = Tensor::zeros_like(tensor)?;
+        // g(u₁..u_k) = Σ J_kᵀ u_k recorded on a tape watching the u's; J_k t = d⟨g, t⟩ / du_k.
+        let float: Vec<&Tensor> = tensors
+            .iter()
+            .copied()
+            .filter(|t| t.dtype().is_float())
+            .collect();
+        let us = float
+            .iter()
+            .map(|t| Tensor::zeros_like(t))
+            .collect::<Result<Vec<_>>>()?;
         let outer = GradientTape::new();
-        outer.watch(&u);
-        let sources: Vec<&dyn Source> = self.primals.iter().map(|p| p.as_source()).collect();
-        let options = GradientOptions {
-            output_gradients: Some(vec![u.clone()]),
-            unconnected_gradients: UnconnectedGradients::None,
-        };
-        let vjps = self.tape.gradient_with(&[tensor], &sources, &options)?;
+        for u in &us {
+            outer.watch(u);
+        }
         let mut inner: Option<Tensor> = None;
-        for (g, t) in vjps.iter().zip(&self.tangents) {
-            if let Some(g) = g {
-                let term =
-                    crate::ops::reduce_sum(&crate::ops::multiply(g, t)?, crate::Axes::All, false)?;
-                inner = Some(match inner {
-                    Some(s) => crate::ops::add(&s, &term)?,
-                    None => term,
-                });
+        if !float.is_empty() {
+            let sources: Vec<&dyn Source> = self.primals.iter().map(|p| p.as_source()).collect();
+            let options = GradientOptions {
+                output_gradients: Some(us.clone()),
+                unconnected_gradients: UnconnectedGradients::None,
+            };
+            let vjps = self.tape.gradient_with(&float, &sources, &options)?;
+            for (g, t) in vjps.iter().zip(&self.tangents) {
+                if let Some(g) = g {
+                    let term = crate::ops::reduce_sum(
+                        &crate::ops::multiply(g, t)?,
+                        crate::Axes::All,
+                        false,
+                    )?;
+                    inner = Some(match inner {
+                        Some(s) => crate::ops::add(&s, &term)?,
+                        None => term,
+                    });
+                }
             }
         }
-        let Some(inner) = inner else {
-            return zero();
+        let jvps = match &inner {
+            Some(inner) => {
+                let sources: Vec<&dyn Source> = us.iter().map(|u| u as &dyn Source).collect();
+                outer.gradient_with(&[inner], &sources, &GradientOptions::default())?
+            }
+            None => vec![None; us.len()],
         };
-        let [jvp] = outer.gradient(&inner, [&u])?;
-        match jvp {
-            Some(j) => Ok(Some(j)),
-            // connected to the primals, but linearly independent of u: a zero derivative
-            None => Tensor::zeros_like(tensor).map(Some),
-        }
+        let mut by_float = jvps.into_iter();
+        tensors
+            .iter()
+            .map(|t| {
+                if !t.dtype().is_float() {
+                    return zero(t);
+                }
+                match by_float.next().flatten() {
+                    Some(j) => Ok(Some(j)),
+                    None if inner.is_some() && self.depends(t) => Tensor::zeros_like(t).map(Some),
+                    None => zero(t),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether `t` was computed from the primals on this accumulator's tape.
+    fn depends(&self, t: &Tensor) -> bool {
+        self.primals
+            .iter()
+            .any(|p| self.tape.why_no_gradient(t, p.as_source()).is_none())
     }
 
     /// Stops accumulating (TensorFlow's end of the `with` block): later ops are not seen.
