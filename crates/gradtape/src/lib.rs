@@ -56,6 +56,7 @@ mod display;
 mod dtype;
 mod error;
 pub mod forward_accumulator;
+pub mod func;
 pub mod fusion;
 pub mod layers;
 pub mod losses;

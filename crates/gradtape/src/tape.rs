@@ -967,16 +967,39 @@ fn gradients(
             }
         }
     }
-    if options.output_gradients.is_some() {
-        return Err(Error::arg(
-            op,
-            "output_gradients are not supported for per-example gradients inside vmap",
-        ));
-    }
     let whole: Vec<&Tensor> = whole.iter().collect();
     let b = whole.first().map_or(0, |t| t.shape()[0]);
+    // Each example's seed for its own target, as the whole batch: the given output gradients
+    // (repeated when they do not depend on the example), or ones.
+    let seeds: Vec<Tensor> = match &options.output_gradients {
+        Some(og) if og.len() == whole.len() => og
+            .iter()
+            .map(|s| match s.batch() {
+                Some((p, l)) if l == level => Ok(p.clone()),
+                _ => {
+                    let mut full = vec![b];
+                    full.extend_from_slice(s.shape());
+                    ops::broadcast_to(&ops::expand_dims(s, 0)?, &full)
+                }
+            })
+            .collect::<Result<_>>()?,
+        Some(og) => {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "{} output_gradients given for {} targets",
+                    og.len(),
+                    whole.len()
+                ),
+            ))
+        }
+        None => whole
+            .iter()
+            .map(|t| Tensor::ones_like(t))
+            .collect::<Result<_>>()?,
+    };
     let plain = GradientOptions {
-        output_gradients: None,
+        output_gradients: Some(seeds.clone()),
         unconnected_gradients: options.unconnected_gradients,
     };
     let mut out: Vec<Option<Tensor>> = vec![None; keys.len()];
@@ -1010,14 +1033,13 @@ fn gradients(
         let gs = crate::vmap::with_level(b, |l2| -> Result<Vec<Option<Tensor>>> {
             let seeds = whole
                 .iter()
-                .map(|t| {
-                    // seed[j, i, ...] = 1 where i == j: example j's target alone
+                .zip(&seeds)
+                .map(|(t, s)| {
+                    // seed[j, i, ...] = s[i, ...] where i == j: example j's target alone
                     let mut unit = vec![b, b];
                     unit.extend(std::iter::repeat_n(1, t.rank() - 1));
                     let eye = ops::reshape_to(&Tensor::eye(b, t.dtype())?, &unit)?;
-                    let mut full = vec![b];
-                    full.extend_from_slice(t.shape());
-                    let seed = ops::broadcast_to(&eye, &full)?;
+                    let seed = ops::multiply(&eye, &ops::expand_dims(s, 0)?)?;
                     Ok(Tensor::batched(seed, l2))
                 })
                 .collect::<Result<Vec<_>>>()?;

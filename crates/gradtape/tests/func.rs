@@ -1,0 +1,131 @@
+//! `gradtape::func` against JAX's transforms (`tools/jax_func_reference.py` writes the
+//! fixture): `value_and_grad` with aux and argnums, `hessian`, `jacfwd`, `hvp`, and per-example
+//! Hessian-vector products under `vmap`.
+
+use gradtape::{func, ops, vmap, Axes, DType, Result, Tensor};
+use serde_json::Value;
+
+fn tensor(v: &Value, dt: DType) -> Tensor {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let values: Vec<f64> = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    Tensor::from_vec(values, &shape).unwrap().cast(dt).unwrap()
+}
+
+fn close(got: &[f64], want: &Value, dt: DType, what: &str) {
+    let want: Vec<f64> = match want {
+        Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap()).collect(),
+        x => vec![x.as_f64().unwrap()],
+    };
+    let tol = if dt == DType::F32 { 2e-5 } else { 1e-10 };
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= tol * (w.abs() + scale),
+            "{what}: {got:?} vs {want:?}"
+        );
+    }
+}
+
+fn vals(t: &Tensor) -> Vec<f64> {
+    t.to_f64_vec().unwrap()
+}
+
+/// f(x, w) = Σ tanh(x w)² + Σ x³
+fn f(a: &[Tensor]) -> Result<Tensor> {
+    let t = ops::tanh(&ops::matmul(&a[0], &a[1])?)?;
+    ops::add(
+        &ops::reduce_sum(&ops::square(&t)?, Axes::All, false)?,
+        &ops::reduce_sum(
+            &ops::multiply(&ops::square(&a[0])?, &a[0])?,
+            Axes::All,
+            false,
+        )?,
+    )
+}
+
+#[test]
+fn transforms_match_jax() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jax_func.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (key, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
+        let jax = &fixture[key];
+        let c = |n: &str| tensor(&fixture["inputs"][n], dt);
+        let (x, w, tx, tw) = (c("x"), c("w"), c("tx"), c("tw"));
+        let args = [x.clone(), w.clone()];
+
+        let f_aux = |a: &[Tensor]| -> Result<(Tensor, Tensor)> {
+            let aux = ops::reduce_mean(&ops::tanh(&ops::matmul(&a[0], &a[1])?)?, Axes::All, false)?;
+            Ok((f(a)?, aux))
+        };
+        let (v, aux, g) = func::value_and_grad_with_aux(f_aux, &[0, 1])(&args).unwrap();
+        close(&vals(&v), &jax["value"], dt, &format!("{key} value"));
+        close(&vals(&aux), &jax["aux"], dt, &format!("{key} aux"));
+        close(&vals(&g[0]), &jax["gx"], dt, &format!("{key} gx"));
+        close(&vals(&g[1]), &jax["gw"], dt, &format!("{key} gw"));
+
+        let h = func::hessian(f, 1)(&args).unwrap();
+        assert_eq!(h.shape(), &[3, 2, 3, 2]);
+        close(&vals(&h), &jax["hessian"], dt, &format!("{key} hessian"));
+
+        let wc = w.clone();
+        let j = func::jacfwd(move |a: &[Tensor]| ops::tanh(&ops::matmul(&a[0], &wc)?), 0)(
+            std::slice::from_ref(&x),
+        )
+        .unwrap();
+        assert_eq!(j.shape(), &[2, 2, 2, 3]);
+        close(&vals(&j), &jax["jacfwd"], dt, &format!("{key} jacfwd"));
+
+        let hv = func::hvp(f, &args, &[tx.clone(), tw.clone()]).unwrap();
+        close(&vals(&hv[0]), &jax["hvp_x"], dt, &format!("{key} hvp x"));
+        close(&vals(&hv[1]), &jax["hvp_w"], dt, &format!("{key} hvp w"));
+
+        // per-example HVPs: each row of x is an example, w shared
+        let (wv, twv) = (w.clone(), tw.clone());
+        let pe = vmap(move |xs: &[Tensor]| {
+            let xi = ops::expand_dims(&xs[0], 0)?;
+            let fw = move |a: &[Tensor]| f(&[xi.clone(), a[0].clone()]);
+            func::hvp(fw, std::slice::from_ref(&wv), std::slice::from_ref(&twv))
+        })
+        .call(std::slice::from_ref(&x))
+        .unwrap();
+        assert_eq!(pe[0].shape(), &[2, 3, 2]);
+        close(
+            &vals(&pe[0]),
+            &jax["per_example_hvp"],
+            dt,
+            &format!("{key} per-example hvp"),
+        );
+    }
+}
+
+#[test]
+fn jacfwd_equals_jacrev_and_vjp_is_reusable() {
+    let x = Tensor::from_vec(vec![0.3f64, -0.2, 0.9, 1.4, -1.1, 0.5], &[2, 3]).unwrap();
+    let g = |a: &[Tensor]| ops::softmax(&ops::multiply(&a[0], &ops::exp(&a[0])?)?, -1);
+    let fwd = func::jacfwd(g, 0)(std::slice::from_ref(&x)).unwrap();
+    let rev = func::jacrev(g, 0)(std::slice::from_ref(&x)).unwrap();
+    assert_eq!(fwd.shape(), rev.shape());
+    for (a, b) in vals(&fwd).iter().zip(vals(&rev)) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    let (out, pullback) =
+        func::vjp(|a: &[Tensor]| Ok(vec![g(a)?]), std::slice::from_ref(&x)).unwrap();
+    let ones = Tensor::ones_like(&out[0]).unwrap();
+    let first = vals(&pullback.call(std::slice::from_ref(&ones)).unwrap()[0]);
+    let again = vals(&pullback.call(std::slice::from_ref(&ones)).unwrap()[0]);
+    assert_eq!(first, again);
+    // an argnum out of range is an error
+    assert!(func::grad(f, &[2])(&[x.clone(), x]).is_err());
+}
