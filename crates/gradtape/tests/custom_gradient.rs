@@ -5,17 +5,8 @@
 use gradtape::{custom_gradient, ops, Axes, DType, GradientTape, Result, Source, Tensor, Variable};
 use serde_json::Value;
 
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| match x {
-            Value::String(s) if s == "inf" => f64::INFINITY,
-            Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
-            x => x.as_f64().unwrap(),
-        })
-        .collect()
-}
+mod common;
+use common::{fixture, numbers as nums};
 
 fn t(v: &Value, dt: DType) -> Tensor {
     let x = nums(v);
@@ -73,9 +64,7 @@ fn softplus(x: &Tensor) -> Result<Tensor> {
 
 #[test]
 fn custom_gradients_match_tensorflow() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/tf_custom_gradient.json");
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fixture = fixture("tf_custom_gradient.json");
     for (key, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
         let tf = &fixture[key];
 

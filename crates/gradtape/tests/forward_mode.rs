@@ -7,6 +7,13 @@ use gradtape::random::Generator;
 use gradtape::{Axes, DType, ForwardAccumulator, GradientTape, Result, Source, Tensor, Variable};
 use serde_json::Value;
 
+mod common;
+use common::{assert_close, fixture, fixture_tensor, numbers, parity_tol};
+
+fn close(got: &Tensor, want: &Value, dt: DType, what: &str) {
+    assert_close(&vals(got), &numbers(want), parity_tol(dt), what);
+}
+
 type Fun = fn(&Tensor) -> Result<Tensor>;
 
 /// One row per differentiable op (through the public ops that reach it).
@@ -135,49 +142,12 @@ fn every_differentiable_op_has_a_jvp_equal_to_the_jacobian_times_the_tangent() {
     }
 }
 
-fn tensor(v: &Value, dt: DType) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let values: Vec<f64> = v["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    Tensor::from_vec(values, &shape).unwrap().cast(dt).unwrap()
-}
-
-fn close(got: &Tensor, want: &Value, dt: DType, what: &str) {
-    let want: Vec<f64> = want
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    let got = vals(got);
-    let tol = if dt == DType::F32 { 2e-5 } else { 1e-10 };
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (g, w) in got.iter().zip(&want) {
-        assert!(
-            (g - w).abs() <= tol * (w.abs() + scale),
-            "{what}: {got:?} vs {want:?}"
-        );
-    }
-}
-
 #[test]
 fn forward_mode_matches_tensorflow_including_a_hessian_vector_product() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf_forward.json");
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fixture = fixture("tf_forward.json");
     let inp = &fixture["inputs"];
     for (key, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
-        let c = |n: &str| tensor(&inp[n], dt);
+        let c = |n: &str| fixture_tensor(&inp[n], dt);
         let (x, w) = (c("x"), c("w"));
         let acc = ForwardAccumulator::new([&x, &w], &[c("tx"), c("tw")]).unwrap();
         let xw = ops::matmul(&x, &w).unwrap();
@@ -198,7 +168,9 @@ fn forward_mode_matches_tensorflow_including_a_hessian_vector_product() {
         );
 
         let (w1, w2) = (Variable::new(c("w1")), Variable::new(c("w2")));
-        let labels = tensor(&inp["labels"], DType::F64).cast(DType::I64).unwrap();
+        let labels = fixture_tensor(&inp["labels"], DType::F64)
+            .cast(DType::I64)
+            .unwrap();
         let acc = ForwardAccumulator::new([&w1, &w2], &[c("v1"), c("v2")]).unwrap();
         let tape = GradientTape::new();
         let logits = ops::matmul(

@@ -5,36 +5,11 @@
 use gradtape::{func, ops, vmap, Axes, DType, Result, Tensor};
 use serde_json::Value;
 
-fn tensor(v: &Value, dt: DType) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let values: Vec<f64> = v["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    Tensor::from_vec(values, &shape).unwrap().cast(dt).unwrap()
-}
+mod common;
+use common::{assert_close, fixture, fixture_tensor, numbers, parity_tol};
 
 fn close(got: &[f64], want: &Value, dt: DType, what: &str) {
-    let want: Vec<f64> = match want {
-        Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap()).collect(),
-        x => vec![x.as_f64().unwrap()],
-    };
-    let tol = if dt == DType::F32 { 2e-5 } else { 1e-10 };
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (g, w) in got.iter().zip(&want) {
-        assert!(
-            (g - w).abs() <= tol * (w.abs() + scale),
-            "{what}: {got:?} vs {want:?}"
-        );
-    }
+    assert_close(got, &numbers(want), parity_tol(dt), what);
 }
 
 fn vals(t: &Tensor) -> Vec<f64> {
@@ -56,12 +31,10 @@ fn f(a: &[Tensor]) -> Result<Tensor> {
 
 #[test]
 fn transforms_match_jax() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jax_func.json");
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fixture = fixture("jax_func.json");
     for (key, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
         let jax = &fixture[key];
-        let c = |n: &str| tensor(&fixture["inputs"][n], dt);
+        let c = |n: &str| fixture_tensor(&fixture["inputs"][n], dt);
         let (x, w, tx, tw) = (c("x"), c("w"), c("tx"), c("tw"));
         let args = [x.clone(), w.clone()];
 

@@ -10,6 +10,9 @@ use gradtape::{
 };
 use serde_json::Value;
 
+mod common;
+use common::{assert_close, fixture, fixture_tensor, parity_tol};
+
 fn vals(t: &Tensor) -> Vec<f64> {
     t.to_f64_vec().unwrap()
 }
@@ -32,17 +35,6 @@ fn finite_jacobian(f: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor) -> Vec<f64
         }
     }
     j
-}
-
-fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (w.abs() + scale + 1e-12),
-            "{what}: element {i}: {g} vs {w}"
-        );
-    }
 }
 
 type Fun = fn(&Tensor) -> Result<Tensor>;
@@ -234,22 +226,6 @@ fn a_hessian_through_nested_tapes_matches_finite_differences_of_the_gradient() {
 
 // ----- TensorFlow's numbers -----
 
-fn tensor(v: &Value, dt: DType) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let values: Vec<f64> = v["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    Tensor::from_vec(values, &shape).unwrap().cast(dt).unwrap()
-}
-
 fn check(ours: &Option<Tensor>, theirs: &Value, dt: DType, what: &str) {
     if theirs.is_null() {
         assert!(ours.is_none(), "{what}: TensorFlow gives None");
@@ -258,21 +234,18 @@ fn check(ours: &Option<Tensor>, theirs: &Value, dt: DType, what: &str) {
     let ours = ours
         .as_ref()
         .unwrap_or_else(|| panic!("{what}: no jacobian"));
-    let want = tensor(theirs, DType::F64);
+    let want = fixture_tensor(theirs, DType::F64);
     assert_eq!(ours.shape(), want.shape(), "{what}: shape");
-    let tol = if dt == DType::F32 { 2e-5 } else { 1e-10 };
-    assert_close(&vals(ours), &vals(&want), tol, what);
+    assert_close(&vals(ours), &vals(&want), parity_tol(dt), what);
 }
 
 #[test]
 fn jacobians_match_tensorflow() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf_jacobian.json");
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fixture = fixture("tf_jacobian.json");
     let inp = &fixture["inputs"];
     for (key, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
         let tf = &fixture[key];
-        let c = |name: &str| tensor(&inp[name], dt);
+        let c = |name: &str| fixture_tensor(&inp[name], dt);
         let var = |name: &str| Variable::new(c(name));
 
         let x = var("x3");
@@ -326,7 +299,9 @@ fn jacobians_match_tensorflow() {
         check(&h, &tf["hessian"], dt, &format!("{key} hessian"));
 
         let (w1, w2) = (var("w35"), var("w52"));
-        let labels = tensor(&inp["labels"], DType::F64).cast(DType::I64).unwrap();
+        let labels = fixture_tensor(&inp["labels"], DType::F64)
+            .cast(DType::I64)
+            .unwrap();
         let tape = GradientTape::new();
         let hidden = ops::tanh(&ops::matmul(&c("x43"), &w1).unwrap()).unwrap();
         let logits = ops::matmul(&hidden, &w2).unwrap();
@@ -353,14 +328,14 @@ fn jacobians_match_tensorflow() {
 /// the diagonal blocks of the jacobian of the loss vector.
 #[test]
 fn per_example_gradients_by_vmap_of_a_tape_match_tensorflow() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf_jacobian.json");
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fixture = fixture("tf_jacobian.json");
     let inp = &fixture["inputs"];
     for (key, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
-        let c = |name: &str| tensor(&inp[name], dt);
+        let c = |name: &str| fixture_tensor(&inp[name], dt);
         let (w1, w2) = (Variable::new(c("w35")), Variable::new(c("w52")));
-        let labels = tensor(&inp["labels"], DType::F64).cast(DType::I64).unwrap();
+        let labels = fixture_tensor(&inp["labels"], DType::F64)
+            .cast(DType::I64)
+            .unwrap();
         let x = c("x43");
         let per_example = |xs: &[Tensor]| -> Result<Vec<Tensor>> {
             let tape = GradientTape::new();

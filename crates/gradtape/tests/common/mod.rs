@@ -100,3 +100,65 @@ pub fn stress(os_threads: usize, steps: usize) {
         assert_eq!(total, (os_threads * steps) as f64);
     });
 }
+
+// ----- Reference fixtures (TensorFlow, JAX) -----
+
+use gradtape::DType;
+use serde_json::Value;
+
+/// A fixture file of `tests/fixtures/`, parsed.
+pub fn fixture(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The numbers of a JSON array (or one number); the strings "inf" and "-inf" are infinities
+/// (JSON has none).
+pub fn numbers(v: &Value) -> Vec<f64> {
+    let one = |x: &Value| match x {
+        Value::String(s) if s == "inf" => f64::INFINITY,
+        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
+        x => x.as_f64().unwrap(),
+    };
+    match v {
+        Value::Array(a) => a.iter().map(one).collect(),
+        x => vec![one(x)],
+    }
+}
+
+/// A tensor written as `{"shape": [...], "values": [...]}`, cast to `dtype`.
+pub fn fixture_tensor(v: &Value, dtype: DType) -> Tensor {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    Tensor::from_vec(numbers(&v["values"]), &shape)
+        .unwrap()
+        .cast(dtype)
+        .unwrap()
+}
+
+/// The parity tolerance against another framework: 2e-5 in float32, 1e-10 in float64.
+pub fn parity_tol(dtype: DType) -> f64 {
+    if dtype == DType::F32 {
+        2e-5
+    } else {
+        1e-10
+    }
+}
+
+/// Every element within `tol · (|want| + max|want|)` of the reference.
+pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (w.abs() + scale + 1e-12),
+            "{what}: element {i}: {g} vs {w}"
+        );
+    }
+}
