@@ -1174,13 +1174,10 @@ fn jacobians(
                     _ => Tensor::zeros(&full_shape(key), key.dtype).map(Some),
                 };
             }
-            let stacked = if parts.len() == 1 {
-                parts
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| Tensor::scalar(0.0f32))
-            } else {
-                ops::concat(&parts, 0)?
+            // one chunk needs no copy
+            let stacked = match <[Tensor; 1]>::try_from(parts) {
+                Ok([only]) => only,
+                Err(parts) => ops::concat(&parts, 0)?,
             };
             finish(key, stacked).map(Some)
         })

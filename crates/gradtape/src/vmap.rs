@@ -53,14 +53,8 @@ pub(crate) fn innermost() -> Option<(usize, usize)> {
 /// batch, a broadcast view, recorded on the tapes), made on the first read in that level.
 pub(crate) fn per_example_copy(handle: u64, read: &Tensor) -> Option<Tensor> {
     let (level, b) = innermost()?;
-    let found = COPIES.with(|c| {
-        c.borrow()
-            .iter()
-            .find(|(l, h, _)| *l == level && *h == handle)
-            .map(|(_, _, t)| t.clone())
-    });
-    if found.is_some() {
-        return found;
+    if let Some(copy) = copy_of(handle, level) {
+        return Some(copy);
     }
     let copy = Tensor::batched(with_batch(read, b).ok()?, level);
     COPIES.with(|c| c.borrow_mut().push((level, handle, copy.clone())));
