@@ -108,12 +108,12 @@ where
     );
     let vars = std::rc::Rc::new(variables.clone());
     for (k, out) in outputs.iter().enumerate() {
-        let (grad, shapes, expected, vars) =
-            (grad.clone(), shapes.clone(), expected.clone(), vars.clone());
-        tape::record_custom(inputs, &variables, out, move || {
-            move |g: &Tensor, _: &[bool], result: &mut Vec<Option<Tensor>>| {
-                // This output's upstream gradient; zeros for the others (the function is linear
-                // in them, so the tape's sum over outputs is the whole gradient).
+        // Output k's gradient function: `g` upstream of output k, zeros for the others (the
+        // function is linear in them, so the tape's sum over outputs is the whole gradient).
+        let vjp = {
+            let (grad, shapes, expected, vars) =
+                (grad.clone(), shapes.clone(), expected.clone(), vars.clone());
+            move |g: &Tensor| -> Result<Vec<Option<Tensor>>> {
                 let upstream = shapes
                     .iter()
                     .enumerate()
@@ -124,12 +124,54 @@ where
                     .collect::<Result<Vec<_>>>()?;
                 let grads = grad(&upstream, &vars)?;
                 check(&grads, &expected, &vars)?;
-                result.extend(grads);
-                Ok(())
+                Ok(grads)
             }
-        })?;
+        };
+        let jvp = |tangents: &[Option<Tensor>]| derived_jvp(&vjp, out, tangents);
+        tape::record_custom(
+            inputs,
+            &variables,
+            out,
+            || {
+                let vjp = vjp.clone();
+                move |g: &Tensor, _: &[bool], result: &mut Vec<Option<Tensor>>| {
+                    result.extend(vjp(g)?);
+                    Ok(())
+                }
+            },
+            &jvp,
+        )?;
     }
     Ok(outputs)
+}
+
+/// The JVP of an op known only by its gradient function `vjp` (`u ↦ Jᵀu`, linear in `u`):
+/// `J t` is the gradient of `⟨Jᵀu, t⟩` with respect to `u`, at any `u` (zeros). It needs the
+/// gradient function written with differentiable ops, as second derivatives do.
+fn derived_jvp(
+    vjp: &dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>>,
+    out: &Tensor,
+    tangents: &[Option<Tensor>],
+) -> Result<Option<Tensor>> {
+    let u = Tensor::zeros_like(out)?;
+    let tape = crate::GradientTape::new();
+    tape.watch(&u);
+    let mut inner: Option<Tensor> = None;
+    for (g, t) in vjp(&u)?.iter().zip(tangents) {
+        if let (Some(g), Some(t)) = (g, t) {
+            let term =
+                crate::ops::reduce_sum(&crate::ops::multiply(g, t)?, crate::Axes::All, false)?;
+            inner = Some(match inner {
+                Some(s) => crate::ops::add(&s, &term)?,
+                None => term,
+            });
+        }
+    }
+    let Some(inner) = inner else {
+        return Ok(None);
+    };
+    let [j] = tape.gradient(&inner, [&u])?;
+    j.map_or_else(|| Tensor::zeros_like(out), Ok).map(Some)
 }
 
 fn check(

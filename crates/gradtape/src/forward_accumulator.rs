@@ -1,15 +1,19 @@
 //! Forward mode: TensorFlow's `tf.autodiff.ForwardAccumulator`. Given primals and a tangent
 //! for each, `jvp(y)` is the directional derivative of `y` along the tangents (a
 //! Jacobian-vector product), for anything computed from the primals while the accumulator was
-//! active, gradients included, so that a Hessian-vector product is forward-over-reverse as
+//! active, gradients included, so that a Hessian-vector product is forward over reverse as
 //! TensorFlow documents it.
 //!
-//! How: the accumulator is a persistent tape started on the primals. `jvp(y)` is derived from
-//! the gradient rules, not from a second set of per-op rules: the vector-Jacobian product
-//! `g(u) = Jᵀu` is linear in `u`, so `J t` is the gradient of `⟨g(u), t⟩` with respect to `u`
-//! (two backward passes, every rule differentiated once more, as nested tapes already do).
-//! That costs about three backward passes per `jvp` call instead of one forward pass with
-//! per-op JVP rules; per-op rules are not written yet.
+//! How: every differentiable op hands [`crate::tape`] a JVP rule beside its gradient rule (one
+//! place per op, in `gradtape::ops`); while an accumulator runs, each op whose inputs have
+//! tangents computes its output's tangent with that rule, as it runs, so a JVP costs about one
+//! more forward pass. The rules are written with the same ops, so accumulators nest (forward
+//! over forward) and tapes see them (reverse over forward). The order of starting decides who
+//! sees whom, as in TensorFlow: the tangent computations of an accumulator are seen by the
+//! accumulators and tapes started before it, not by those started after. A custom gradient has
+//! no JVP rule of its own: its tangent is derived from its gradient function (the JVP is the
+//! gradient of `⟨Jᵀu, t⟩` with respect to `u`, TensorFlow's fallback too). Tangents are kept
+//! while their tensors live, so a long loop under an accumulator does not grow without bound.
 //!
 //! ```
 //! use gradtape::{ops, ForwardAccumulator, Tensor};
@@ -20,17 +24,225 @@
 //! # Ok::<(), gradtape::Error>(())
 //! ```
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
 use crate::error::{Error, Result};
-use crate::tape::{GradientOptions, OwnedSource, PersistentTape, Source, Sources};
-use crate::tensor::Tensor;
-use crate::{GradientTape, UnconnectedGradients};
+use crate::tape::{IdMap, OwnedSource, Sources};
+use crate::tensor::{Tensor, TensorId, WeakTensor};
+use crate::UnconnectedGradients;
+
+/// An op's JVP rule: the tangent of each input (`None`: zero) to the tangent of its output
+/// (`None`: zero).
+pub(crate) type JvpRule<'a> = dyn Fn(&[Option<Tensor>]) -> Result<Option<Tensor>> + 'a;
+
+/// A tangent and the tensor it belongs to (`None`: a variable's handle, kept while the
+/// accumulator lives).
+struct Tangent {
+    of: Option<WeakTensor>,
+    tangent: Tensor,
+}
+
+/// One accumulator's state, shared by its handle and this thread's list.
+struct State {
+    /// Place among the tapes and accumulators started on this thread.
+    seq: u64,
+    /// Not stopped.
+    active: Cell<bool>,
+    /// Paused while it, or an accumulator started before it, computes a tangent (and inside
+    /// the internal `without_recording`).
+    paused: Cell<u32>,
+    tangents: RefCell<IdMap<Tangent>>,
+    /// Drop the tangents of dead tensors when the table grows past this.
+    prune_at: Cell<usize>,
+    /// Ops whose JVP rule ran, in order of first use.
+    ops: RefCell<Vec<&'static str>>,
+}
+
+thread_local! {
+    /// Active accumulators on this thread, in the order they started.
+    static ACCUMULATORS: RefCell<Vec<Rc<State>>> = const { RefCell::new(Vec::new()) };
+    /// How many of them run (active and not paused): the one check every op pays.
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// True when some accumulator runs on this thread.
+#[inline]
+pub(crate) fn any_running() -> bool {
+    RUNNING.with(|r| r.get()) > 0
+}
+
+impl State {
+    fn running(&self) -> bool {
+        self.active.get() && self.paused.get() == 0
+    }
+    fn pause(&self) {
+        if self.running() {
+            RUNNING.with(|r| r.set(r.get() - 1));
+        }
+        self.paused.set(self.paused.get() + 1);
+    }
+    fn resume(&self) {
+        self.paused.set(self.paused.get().saturating_sub(1));
+        if self.running() {
+            RUNNING.with(|r| r.set(r.get() + 1));
+        }
+    }
+    fn get(&self, id: TensorId) -> Option<Tensor> {
+        self.tangents.borrow().get(&id).map(|t| t.tangent.clone())
+    }
+    /// The tangent of `t`: its own, or for one example's tensor inside a vmap, its batch's.
+    fn lookup(&self, t: &Tensor) -> Option<Tensor> {
+        if let Some(tangent) = self.get(t.id()) {
+            return Some(tangent);
+        }
+        let (p, level) = t.batch()?;
+        Some(Tensor::batched(self.lookup(p)?, level))
+    }
+    fn insert(&self, t: &Tensor, tangent: Tensor) {
+        let mut map = self.tangents.borrow_mut();
+        map.insert(
+            t.id(),
+            Tangent {
+                of: Some(t.downgrade()),
+                tangent,
+            },
+        );
+        if map.len() > self.prune_at.get() {
+            map.retain(|_, t| t.of.as_ref().is_none_or(WeakTensor::alive));
+            self.prune_at.set((2 * map.len()).max(1024));
+        }
+    }
+    /// `tangent` for `primal`, and for one example's tensor inside a vmap, the batch's tangent
+    /// for the whole batch the ops see (broadcast when the tangent is shared by the examples).
+    fn register(&self, primal: &Tensor, tangent: &Tensor) -> Result<()> {
+        self.insert(primal, tangent.clone());
+        if let Some((p, level)) = primal.batch() {
+            let b = p.shape().first().copied().unwrap_or(1);
+            self.register(p, &crate::vmap::physical(tangent, level, b)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Pauses the running accumulators from index `from` on until dropped.
+struct Paused(Vec<Rc<State>>);
+
+impl Paused {
+    fn from(from: usize) -> Paused {
+        Paused(ACCUMULATORS.with(|a| {
+            let list: Vec<Rc<State>> = a.borrow().iter().skip(from).cloned().collect();
+            for s in &list {
+                s.pause();
+            }
+            list
+        }))
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            s.resume();
+        }
+    }
+}
+
+/// Runs `f` with every accumulator on this thread paused.
+pub(crate) fn paused<R>(f: impl FnOnce() -> R) -> R {
+    if !any_running() {
+        return f();
+    }
+    let _paused = Paused::from(0);
+    f()
+}
+
+/// Gives `output` its tangent on every running accumulator that has a tangent for one of
+/// `inputs` (or of the variables whose handles are `variables`), by the op's JVP rule. Called by
+/// the tape's `record` after the tapes have recorded the op.
+pub(crate) fn propagate(
+    op: &'static str,
+    inputs: &[&Tensor],
+    variables: &[TensorId],
+    output: &Tensor,
+    rule: &JvpRule<'_>,
+) -> Result<()> {
+    if !output.dtype().is_float() {
+        return Ok(());
+    }
+    let mut k = 0;
+    while let Some(acc) = ACCUMULATORS.with(|a| a.borrow().get(k).cloned()) {
+        k += 1;
+        if !acc.running() {
+            continue;
+        }
+        let tangents: Vec<Option<Tensor>> = inputs
+            .iter()
+            .map(|t| acc.get(t.id()))
+            .chain(variables.iter().map(|&id| acc.get(id)))
+            .collect();
+        if tangents.iter().all(Option::is_none) {
+            continue;
+        }
+        let tangent = {
+            // this accumulator and those started after it do not see their own tangent
+            // computations, nor do the tapes started after it
+            let _accumulators = Paused::from(k - 1);
+            let _tapes = crate::tape::pause_tapes_after(acc.seq);
+            rule(&tangents)?
+        };
+        if let Some(t) = tangent {
+            if t.shape() != output.shape() || t.dtype() != output.dtype() {
+                return Err(Error::tape(
+                    op,
+                    format!(
+                        "the JVP rule gave a {} {:?} tangent for a {} {:?} output",
+                        t.dtype(),
+                        t.shape(),
+                        output.dtype(),
+                        output.shape()
+                    ),
+                ));
+            }
+            acc.insert(output, t);
+            let mut ops = acc.ops.borrow_mut();
+            if !ops.contains(&op) {
+                ops.push(op);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A variable is read while accumulators run: the read gets the variable's tangent on each
+/// accumulator that has one. `value` is the variable's storage, `read` what the tapes made of
+/// it (a fresh id when a tape watches the variable, a per-example copy inside a vmap).
+pub(crate) fn read_variable(handle: TensorId, value: &Tensor, read: Tensor) -> Tensor {
+    let mut read = read;
+    let mut k = 0;
+    while let Some(acc) = ACCUMULATORS.with(|a| a.borrow().get(k).cloned()) {
+        k += 1;
+        let Some(t) = acc.running().then(|| acc.get(handle)).flatten() else {
+            continue;
+        };
+        if read.id() == value.id() {
+            // one tangent per read, never on the variable's storage itself
+            read = read.with_new_id();
+        }
+        if acc.register(&read, &t).is_err() {
+            // a per-example copy whose vmap is gone: no tangent, as for an unread variable
+            continue;
+        }
+    }
+    read
+}
 
 /// TensorFlow's `ForwardAccumulator` (see the [module docs](self)). Active from `new` until
 /// dropped or [`ForwardAccumulator::stop`].
 pub struct ForwardAccumulator {
-    tape: PersistentTape,
-    primals: Vec<OwnedSource>,
-    tangents: Vec<Tensor>,
+    state: Rc<State>,
+    /// Kept so that the primals' tangents live as long as the accumulator.
+    _primals: Vec<OwnedSource>,
 }
 
 impl ForwardAccumulator {
@@ -56,6 +268,14 @@ impl ForwardAccumulator {
                 format!("{} primals and {} tangents", sources.len(), tangents.len()),
             ));
         }
+        let state = Rc::new(State {
+            seq: crate::tape::next_seq(),
+            active: Cell::new(true),
+            paused: Cell::new(0),
+            tangents: RefCell::default(),
+            prune_at: Cell::new(1024),
+            ops: RefCell::default(),
+        });
         let mut owned = vec![];
         for (i, (p, t)) in sources.iter().zip(tangents).enumerate() {
             let o = crate::tape::owned_source(*p);
@@ -73,16 +293,25 @@ impl ForwardAccumulator {
                     ),
                 ));
             }
+            match &o {
+                OwnedSource::Tensor(x) => state.register(x, t)?,
+                OwnedSource::Variable(v) => {
+                    state.tangents.borrow_mut().insert(
+                        v.handle_id(),
+                        Tangent {
+                            of: None,
+                            tangent: t.clone(),
+                        },
+                    );
+                }
+            }
             owned.push(o);
         }
-        let tape = GradientTape::persistent();
-        for o in &owned {
-            tape.watch(&o.as_source());
-        }
+        ACCUMULATORS.with(|a| a.borrow_mut().push(state.clone()));
+        RUNNING.with(|r| r.set(r.get() + 1));
         Ok(ForwardAccumulator {
-            tape,
-            primals: owned,
-            tangents: tangents.to_vec(),
+            state,
+            _primals: owned,
         })
     }
 
@@ -155,74 +384,31 @@ impl ForwardAccumulator {
         tensors: &[&Tensor],
         unconnected: UnconnectedGradients,
     ) -> Result<Vec<Option<Tensor>>> {
-        let zero = |t: &Tensor| match unconnected {
-            UnconnectedGradients::None => Ok(None),
-            UnconnectedGradients::Zero => Tensor::zeros_like(t).map(Some),
-        };
-        // g(u₁..u_k) = Σ J_kᵀ u_k recorded on a tape watching the u's; J_k t = d⟨g, t⟩ / du_k.
-        let float: Vec<&Tensor> = tensors
-            .iter()
-            .copied()
-            .filter(|t| t.dtype().is_float())
-            .collect();
-        let us = float
-            .iter()
-            .map(|t| Tensor::zeros_like(t))
-            .collect::<Result<Vec<_>>>()?;
-        let outer = GradientTape::new();
-        for u in &us {
-            outer.watch(u);
-        }
-        let mut inner: Option<Tensor> = None;
-        if !float.is_empty() {
-            let sources: Vec<&dyn Source> = self.primals.iter().map(|p| p.as_source()).collect();
-            let options = GradientOptions {
-                output_gradients: Some(us.clone()),
-                unconnected_gradients: UnconnectedGradients::None,
-            };
-            let vjps = self.tape.gradient_with(&float, &sources, &options)?;
-            for (g, t) in vjps.iter().zip(&self.tangents) {
-                if let Some(g) = g {
-                    let term = crate::ops::reduce_sum(
-                        &crate::ops::multiply(g, t)?,
-                        crate::Axes::All,
-                        false,
-                    )?;
-                    inner = Some(match inner {
-                        Some(s) => crate::ops::add(&s, &term)?,
-                        None => term,
-                    });
-                }
-            }
-        }
-        let jvps = match &inner {
-            Some(inner) => {
-                let sources: Vec<&dyn Source> = us.iter().map(|u| u as &dyn Source).collect();
-                outer.gradient_with(&[inner], &sources, &GradientOptions::default())?
-            }
-            None => vec![None; us.len()],
-        };
-        let mut by_float = jvps.into_iter();
         tensors
             .iter()
-            .map(|t| {
-                if !t.dtype().is_float() {
-                    return zero(t);
-                }
-                match by_float.next().flatten() {
-                    Some(j) => Ok(Some(j)),
-                    None if inner.is_some() && self.depends(t) => Tensor::zeros_like(t).map(Some),
-                    None => zero(t),
-                }
+            .map(|t| match self.state.lookup(t) {
+                Some(j) if t.dtype().is_float() => Ok(Some(j)),
+                _ => match unconnected {
+                    UnconnectedGradients::None => Ok(None),
+                    UnconnectedGradients::Zero => Tensor::zeros_like(t).map(Some),
+                },
             })
             .collect()
     }
 
-    /// Whether `t` was computed from the primals on this accumulator's tape.
-    fn depends(&self, t: &Tensor) -> bool {
-        self.primals
-            .iter()
-            .any(|p| self.tape.why_no_gradient(t, p.as_source()).is_none())
+    /// The ops whose JVP rule this accumulator ran, in order of first use (what forward mode
+    /// went through; tests use it to prove every differentiable op has its own rule).
+    ///
+    /// ```
+    /// use gradtape::{ops, ForwardAccumulator, Tensor};
+    /// let x = Tensor::scalar(1.0f32);
+    /// let acc = ForwardAccumulator::new([&x], &[Tensor::scalar(1.0f32)])?;
+    /// let _ = ops::sin(&ops::exp(&x)?)?;
+    /// assert_eq!(acc.recorded_ops(), vec!["exp", "sin"]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn recorded_ops(&self) -> Vec<&'static str> {
+        self.state.ops.borrow().clone()
     }
 
     /// Stops accumulating (TensorFlow's end of the `with` block): later ops are not seen.
@@ -236,6 +422,18 @@ impl ForwardAccumulator {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn stop(&self) {
-        self.tape.stop();
+        if self.state.active.get() {
+            if self.state.running() {
+                RUNNING.with(|r| r.set(r.get() - 1));
+            }
+            self.state.active.set(false);
+            ACCUMULATORS.with(|a| a.borrow_mut().retain(|s| !Rc::ptr_eq(s, &self.state)));
+        }
+    }
+}
+
+impl Drop for ForwardAccumulator {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

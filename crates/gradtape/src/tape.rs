@@ -1,8 +1,9 @@
 //! The gradient tape: a flat, thread-local record of differentiable operations.
 //!
 //! The tape knows no op by name. Each op, after computing its result, calls [`record`] with its
-//! inputs, its output and a builder for its backward function; the tape keeps an [`Entry`] when
-//! any input is watched by a tape that is recording (TensorFlow's rule). Entries are appended in
+//! inputs, its output, a builder for its backward function and its JVP rule; the tape keeps an
+//! [`Entry`] when any input is watched by a tape that is recording (TensorFlow's rule), and hands
+//! the JVP rule to the running forward accumulators ([`crate::forward_accumulator`]). Entries are appended in
 //! execution order, which is already a topological order, so the backward pass walks them in
 //! reverse with no graph sort and no recursion.
 //!
@@ -43,7 +44,7 @@ impl Hasher for IdHasher {
 }
 
 type IdSet = HashSet<TensorId, BuildHasherDefault<IdHasher>>;
-type IdMap<V> = HashMap<TensorId, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<V> = HashMap<TensorId, V, BuildHasherDefault<IdHasher>>;
 
 /// A backward function: given the gradient of the output and which inputs need a gradient,
 /// pushes one `Option` per input (`None`: not differentiable there, or not needed) onto a
@@ -89,6 +90,8 @@ pub(crate) struct Entry {
 
 /// The state of one tape, shared by the handle the user holds and this thread's active list.
 pub struct TapeState {
+    /// Place in the order tapes and forward accumulators started on this thread.
+    seq: u64,
     watch_accessed_variables: bool,
     /// On this thread's active list and not paused.
     recording: Cell<bool>,
@@ -227,6 +230,50 @@ thread_local! {
     static ACTIVE: RefCell<Vec<Rc<TapeState>>> = const { RefCell::new(Vec::new()) };
     /// Number of tapes recording on this thread: the one check every op pays.
     static RECORDING: Cell<usize> = const { Cell::new(0) };
+    /// Counts tapes and forward accumulators as they start, to order them.
+    static SEQ: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The next place in the order tapes and forward accumulators start on this thread.
+pub(crate) fn next_seq() -> u64 {
+    SEQ.with(|s| {
+        s.set(s.get() + 1);
+        s.get()
+    })
+}
+
+/// Tapes that started after a forward accumulator do not record the computation of its
+/// tangents (TensorFlow's rule: a tape inside an accumulator sees the primal ops, one around it
+/// sees the tangents too); they are paused until this guard drops.
+pub(crate) struct PauseAfter(Vec<Rc<TapeState>>);
+
+/// Pauses the recording tapes that started after `seq`.
+pub(crate) fn pause_tapes_after(seq: u64) -> PauseAfter {
+    if recording_count() == 0 {
+        return PauseAfter(Vec::new());
+    }
+    ACTIVE.with(|active| {
+        let later: Vec<Rc<TapeState>> = active
+            .borrow()
+            .iter()
+            .filter(|t| t.recording.get() && t.seq > seq)
+            .cloned()
+            .collect();
+        for t in &later {
+            set_recording(t, false);
+        }
+        PauseAfter(later)
+    })
+}
+
+impl Drop for PauseAfter {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            if t.active.get() {
+                set_recording(t, true);
+            }
+        }
+    }
 }
 
 /// True when some tape is recording on this thread.
@@ -255,44 +302,63 @@ fn set_recording(state: &TapeState, on: bool) {
 // ---------------------------------------------------------------------------------------------
 // The interface ops and variables use
 
-/// Records one op with `N` inputs on every recording tape that watches one of its inputs. The
-/// builder is only called (once) when some tape keeps the entry, so untaped code pays one
-/// thread-local read; the rule returns one gradient per input.
-pub(crate) fn record<const N: usize, B>(
+/// Records one op with `N` inputs on every recording tape that watches one of its inputs, and
+/// gives its output a tangent on every [`ForwardAccumulator`](crate::ForwardAccumulator) that
+/// has one for an input. The builder is only called (once) when some tape keeps the entry, and
+/// the JVP rule only when some accumulator needs it, so untaped code pays two thread-local
+/// reads. The backward rule returns one gradient per input; the JVP rule gets one tangent per
+/// input (`None`: zero) and returns the output's.
+pub(crate) fn record<const N: usize, B, J>(
     op: &'static str,
     inputs: &[&Tensor],
     output: &Tensor,
     backward: impl FnOnce() -> B,
+    jvp: J,
 ) -> Result<()>
 where
     B: Fn(&Tensor, &[bool]) -> Result<[Option<Tensor>; N]> + 'static,
+    J: Fn(&[Option<Tensor>]) -> Result<Option<Tensor>>,
 {
-    record_dyn(op, inputs, output, || {
-        let rule = backward();
-        move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
-            out.extend(rule(g, needs)?);
-            Ok(())
-        }
-    })
+    record_dyn(
+        op,
+        inputs,
+        output,
+        || {
+            let rule = backward();
+            move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
+                out.extend(rule(g, needs)?);
+                Ok(())
+            }
+        },
+        &jvp,
+    )
 }
 
 /// [`record`] for ops with any number of inputs (`concat`).
-pub(crate) fn record_vec<B>(
+pub(crate) fn record_vec<B, J>(
     op: &'static str,
     inputs: &[&Tensor],
     output: &Tensor,
     backward: impl FnOnce() -> B,
+    jvp: J,
 ) -> Result<()>
 where
     B: Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+    J: Fn(&[Option<Tensor>]) -> Result<Option<Tensor>>,
 {
-    record_dyn(op, inputs, output, || {
-        let rule = backward();
-        move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
-            out.extend(rule(g, needs)?);
-            Ok(())
-        }
-    })
+    record_dyn(
+        op,
+        inputs,
+        output,
+        || {
+            let rule = backward();
+            move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
+                out.extend(rule(g, needs)?);
+                Ok(())
+            }
+        },
+        &jvp,
+    )
 }
 
 fn record_dyn<B>(
@@ -300,6 +366,7 @@ fn record_dyn<B>(
     inputs: &[&Tensor],
     output: &Tensor,
     backward: impl FnOnce() -> B,
+    jvp: &crate::forward_accumulator::JvpRule<'_>,
 ) -> Result<()>
 where
     B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
@@ -307,15 +374,18 @@ where
     if crate::debugging::checking() {
         crate::debugging::check(op, None, inputs, output)?;
     }
-    if recording_count() == 0 {
-        return Ok(());
+    if recording_count() != 0 {
+        if output.dtype().is_float() {
+            record_with(op, inputs, &[], output, backward);
+        } else {
+            // an integer or bool result (a cast, an index): the path ends here
+            cut(op, inputs);
+        }
     }
-    if !output.dtype().is_float() {
-        // an integer or bool result (a cast, an index): the path ends here
-        cut(op, inputs);
-        return Ok(());
+    // after the tapes: the entry of `output` comes before the ops that compute its tangent
+    if crate::forward_accumulator::any_running() {
+        crate::forward_accumulator::propagate(op, inputs, &[], output, jvp)?;
     }
-    record_with(op, inputs, &[], output, backward);
     Ok(())
 }
 
@@ -344,12 +414,14 @@ pub(crate) fn cut(op: &'static str, inputs: &[&Tensor]) {
 }
 
 /// Records an op whose inputs are tensors and variables (by handle): a custom gradient whose
-/// forward read variables. The rule returns one gradient per tensor, then per variable.
+/// forward read variables. The rule returns one gradient per tensor, then per variable; the
+/// JVP rule gets the tangents in the same order.
 pub(crate) fn record_custom<B>(
     inputs: &[&Tensor],
     variables: &[Variable],
     output: &Tensor,
     backward: impl FnOnce() -> B,
+    jvp: &crate::forward_accumulator::JvpRule<'_>,
 ) -> Result<()>
 where
     B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
@@ -357,20 +429,25 @@ where
     if crate::debugging::checking() {
         crate::debugging::check("custom_gradient", None, inputs, output)?;
     }
-    if recording_count() == 0 || !output.dtype().is_float() {
+    if !output.dtype().is_float() {
         return Ok(());
     }
-    ACTIVE.with(|active| {
-        for tape in active.borrow().iter().filter(|t| t.recording.get()) {
-            for v in variables {
-                if v.trainable() && tape.watch_accessed_variables {
-                    tape.watch_variable(v);
+    let ids: Vec<TensorId> = variables.iter().map(|v| v.handle_id()).collect();
+    if recording_count() != 0 {
+        ACTIVE.with(|active| {
+            for tape in active.borrow().iter().filter(|t| t.recording.get()) {
+                for v in variables {
+                    if v.trainable() && tape.watch_accessed_variables {
+                        tape.watch_variable(v);
+                    }
                 }
             }
-        }
-    });
-    let ids: Vec<TensorId> = variables.iter().map(|v| v.handle_id()).collect();
-    record_with("custom_gradient", inputs, &ids, output, backward);
+        });
+        record_with("custom_gradient", inputs, &ids, output, backward);
+    }
+    if crate::forward_accumulator::any_running() {
+        crate::forward_accumulator::propagate("custom_gradient", inputs, &ids, output, jvp)?;
+    }
     Ok(())
 }
 
@@ -490,7 +567,8 @@ pub(crate) fn run_custom_forward<R>(f: impl FnOnce() -> R) -> (R, Vec<Variable>)
     (r, reads)
 }
 
-/// Runs `f` with no tape on this thread recording (variable updates use it).
+/// Runs `f` with no tape recording and no forward accumulator running on this thread
+/// (variable updates and the forward of a custom gradient use it).
 pub(crate) fn without_recording<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(usize);
     impl Drop for Restore {
@@ -499,12 +577,20 @@ pub(crate) fn without_recording<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     let _restore = Restore(RECORDING.with(|r| r.replace(0)));
-    f()
+    crate::forward_accumulator::paused(f)
 }
 
 /// A variable is read: trainable variables get watched by tapes that watch accessed variables,
 /// and each tape that watches the variable records the read as an identity from its handle.
 pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
+    let read = read_on_tapes(var, value);
+    if crate::forward_accumulator::any_running() {
+        return crate::forward_accumulator::read_variable(var.handle_id(), value, read);
+    }
+    read
+}
+
+fn read_on_tapes(var: &Variable, value: &Tensor) -> Tensor {
     if CUSTOM_DEPTH.with(|d| d.get()) > 0 {
         note_custom_read(var);
     }
@@ -702,15 +788,6 @@ pub enum OwnedSource {
     Tensor(Tensor),
     /// A variable.
     Variable(Variable),
-}
-
-impl OwnedSource {
-    pub(crate) fn as_source(&self) -> &dyn Source {
-        match self {
-            OwnedSource::Tensor(t) => t,
-            OwnedSource::Variable(v) => v,
-        }
-    }
 }
 
 /// What [`GradientTape::gradient`] takes gradients with respect to, and the shape of its
@@ -1291,6 +1368,7 @@ pub struct Tape {
 impl Tape {
     fn start(watch_accessed_variables: bool, trace: bool) -> Tape {
         let state = Rc::new(TapeState {
+            seq: next_seq(),
             watch_accessed_variables,
             recording: Cell::new(false),
             active: Cell::new(true),

@@ -51,6 +51,10 @@ impl WeakTensor {
     pub(crate) fn upgrade(&self) -> Option<Tensor> {
         self.0.upgrade().map(|inner| Tensor { inner })
     }
+    /// Whether the tensor is still held somewhere.
+    pub(crate) fn alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 /// A fresh tensor owns its storage in the same allocation as its handle (one allocation fewer

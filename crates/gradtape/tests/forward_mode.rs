@@ -102,6 +102,12 @@ fn every_differentiable_op_has_a_jvp_equal_to_the_jacobian_times_the_tangent() {
             .jvp(&y)
             .unwrap()
             .unwrap_or_else(|| panic!("{name}: no jvp"));
+        // by the op's own JVP rule, not a fallback
+        assert!(
+            acc.recorded_ops().contains(&name),
+            "{name}: its JVP rule did not run ({:?})",
+            acc.recorded_ops()
+        );
         assert_eq!(jvp.shape(), y.shape(), "{name}");
         // the jacobian (reverse mode) times the tangent
         let tape = GradientTape::new();
@@ -222,4 +228,87 @@ fn accumulators_nest_with_tapes_the_other_way_too() {
         ),
         (12.0, 12.0)
     );
+}
+
+#[test]
+fn accumulators_nest_to_third_order_and_only_earlier_tapes_see_tangents() {
+    // x³ at 3: first, second and third directional derivatives 27, 18, 6
+    let x = Tensor::scalar(3.0f64);
+    let one = || [Tensor::scalar(1.0f64)];
+    let a1 = ForwardAccumulator::new([&x], &one()).unwrap();
+    let a2 = ForwardAccumulator::new([&x], &one()).unwrap();
+    let a3 = ForwardAccumulator::new([&x], &one()).unwrap();
+    let y = ops::multiply(&ops::square(&x).unwrap(), &x).unwrap();
+    let d1 = a3.jvp(&y).unwrap().unwrap();
+    let d2 = a2.jvp(&d1).unwrap().unwrap();
+    let d3 = a1.jvp(&d2).unwrap().unwrap();
+    let got: Vec<f64> = [&d1, &d2, &d3].iter().map(|t| t.item().unwrap()).collect();
+    assert_eq!(got, vec![27.0, 18.0, 6.0]);
+    // an inner accumulator does not see the outer one's tangent computations
+    assert!(a3.jvp(&d2).unwrap().is_none());
+    drop((a1, a2, a3));
+
+    // a tape started before the accumulator records the tangent computations (reverse over
+    // forward); one started inside it records only the primal ops
+    let outer = GradientTape::new();
+    outer.watch(&x);
+    let acc = ForwardAccumulator::new([&x], &one()).unwrap();
+    let inner = GradientTape::new();
+    inner.watch(&x);
+    let y = ops::sin(&x).unwrap();
+    let dy = acc.jvp(&y).unwrap().unwrap(); // cos x
+    assert_eq!(inner.recorded_ops(), vec!["sin"]);
+    assert!(outer.recorded_ops().len() > 1, "{:?}", outer.recorded_ops());
+    let [g] = outer.gradient(&dy, [&x]).unwrap();
+    assert!((g.unwrap().item().unwrap() + 3.0f64.sin()).abs() < 1e-15);
+}
+
+#[test]
+fn a_custom_gradient_gets_its_tangent_from_its_gradient_function() {
+    use gradtape::custom_gradient;
+    // log1pexp with its stable gradient: at x = 100 (float32) the plain composition's tangent
+    // is NaN (exp overflows), the custom one is exactly the tangent
+    let log1pexp = |x: &Tensor| -> Result<Tensor> {
+        Ok(custom_gradient(&[x], |xs| {
+            let e = ops::exp(&xs[0])?;
+            let y = ops::log1p(&e)?;
+            let grad = move |dy: &[Tensor], _: &[Variable]| {
+                let local = ops::subtract(&1.0, &ops::reciprocal(&ops::add(&e, &1.0)?)?)?;
+                Ok(vec![Some(ops::multiply(&dy[0], &local)?)])
+            };
+            Ok((vec![y], grad))
+        })?[0]
+            .clone())
+    };
+    let x = Tensor::from_vec(vec![100.0f32, 0.0], &[2]).unwrap();
+    let t = Tensor::from_vec(vec![2.0f32, 2.0], &[2]).unwrap();
+    let acc = ForwardAccumulator::new([&x], std::slice::from_ref(&t)).unwrap();
+    let plain = ops::log1p(&ops::exp(&x).unwrap()).unwrap();
+    let custom = log1pexp(&x).unwrap();
+    assert!(acc.jvp(&plain).unwrap().unwrap().to_vec::<f32>().unwrap()[0].is_nan());
+    assert_eq!(
+        acc.jvp(&custom).unwrap().unwrap().to_vec::<f32>().unwrap(),
+        vec![2.0, 1.0]
+    );
+    assert_eq!(acc.recorded_ops().last(), Some(&"custom_gradient"));
+
+    // a variable read inside the forward: its tangent comes through the gradient function's
+    // variable gradients
+    let v = Variable::new(Tensor::scalar(2.0f64));
+    let acc = ForwardAccumulator::new([&v], &[Tensor::scalar(0.5f64)]).unwrap();
+    let x = Tensor::scalar(3.0f64);
+    let v2 = v.clone();
+    let y = custom_gradient(&[&x], move |xs| {
+        let y = ops::multiply(&xs[0], &v2)?; // y = x v
+        let (x, v) = (xs[0].clone(), v2.clone());
+        let grad = move |dy: &[Tensor], _: &[Variable]| {
+            Ok(vec![
+                Some(ops::multiply(&dy[0], &v)?),
+                Some(ops::multiply(&dy[0], &x)?),
+            ])
+        };
+        Ok((vec![y], grad))
+    })
+    .unwrap();
+    assert_eq!(acc.jvp(&y[0]).unwrap().unwrap().item().unwrap(), 1.5); // x · dv
 }

@@ -1,15 +1,20 @@
 #![allow(clippy::redundant_closure, clippy::type_complexity)]
-//! Finite-difference checks of every differentiable op, first and second order, in float64.
+//! Finite-difference checks of every differentiable op, first and second order, in float64,
+//! in reverse mode (the tape) and forward mode (`ForwardAccumulator`, forward over reverse for
+//! the second order).
 //!
 //! One row per op in `ops::DIFFERENTIABLE_OPS` (a row may exercise several). Each row draws
 //! random shapes, broadcasting partners, axes and keepdims from a seeded generator and runs
-//! several trials. A test fails when an op records on the tape without a row here, or when a
-//! listed op has no row that records it.
+//! several trials. A test fails when an op records on the tape without a row here, when a
+//! listed op has no row that records it, or when a listed op's own JVP rule never ran.
 
 use std::collections::BTreeSet;
 
 use gradtape::random::Generator;
-use gradtape::{ops, Axes, DType, GradientOptions, GradientTape, Result, Source, Tensor};
+use gradtape::{
+    ops, Axes, DType, ForwardAccumulator, GradientOptions, GradientTape, Result, Source, Tensor,
+    UnconnectedGradients,
+};
 use proptest::prelude::*;
 
 type Fun = Box<dyn Fn(&[Tensor]) -> Result<Tensor>>;
@@ -499,7 +504,90 @@ fn check(name: &str, c: &Case, g: &mut Generator) -> std::result::Result<(), Str
     let num2 = numeric(&c.inputs, 1e-5, &|xs| {
         contract(&tape_grads(c, xs, &w)).to_scalar::<f64>().unwrap()
     });
-    compare(&format!("{name} (2nd order)"), &second, &num2, 1e-5)
+    compare(&format!("{name} (2nd order)"), &second, &num2, 1e-5)?;
+    check_forward(name, c, &w, &analytic, &vs, &second, eps, tol)
+}
+
+/// Forward mode on the same case: with random tangents `t` for the inputs, `⟨w, J t⟩` equals
+/// `Σ ⟨gradient_k, t_k⟩` from the tape and the central difference of `⟨w, f(x + εt)⟩`; and the
+/// JVP of the gradients along `vs` (forward over reverse) is the Hessian-vector product the
+/// outer tape gave.
+#[allow(clippy::too_many_arguments)]
+fn check_forward(
+    name: &str,
+    c: &Case,
+    w: &Tensor,
+    grads: &[Option<Tensor>],
+    vs: &[Tensor],
+    hvp: &[Option<Tensor>],
+    eps: f64,
+    tol: f64,
+) -> std::result::Result<(), String> {
+    let float: Vec<Tensor> = c
+        .inputs
+        .iter()
+        .filter(|t| t.dtype().is_float())
+        .cloned()
+        .collect();
+    let mut g = Generator::from_seed(float.len() as u64 + 11);
+    let ts: Vec<Tensor> = float
+        .iter()
+        .map(|t| unif(&mut g, t.shape(), -1.0, 1.0))
+        .collect();
+    let acc = ForwardAccumulator::new(&float[..], &ts).unwrap();
+    let y = (c.f)(&c.inputs).unwrap();
+    let jvp = acc
+        .jvp_with(&y, UnconnectedGradients::Zero)
+        .unwrap()
+        .unwrap();
+    drop(acc);
+    // through a float32 cast the tangent itself is rounded to float32
+    let exact = if name == "cast" { 1e-6 } else { 1e-9 };
+    let got = dot(&jvp, w);
+    let want: f64 = grads
+        .iter()
+        .zip(&ts)
+        .map(|(gk, tk)| gk.as_ref().map_or(0.0, |gk| dot(gk, tk)))
+        .sum();
+    let scale = 1.0 + want.abs();
+    if (got - want).abs() > exact * scale {
+        return Err(format!(
+            "{name} (jvp): <w, Jt> = {got}, <J^T w, t> = {want}"
+        ));
+    }
+    let along = |s: f64| -> f64 {
+        let mut xs = c.inputs.clone();
+        for (k, x) in xs.iter_mut().filter(|t| t.dtype().is_float()).enumerate() {
+            *x = ops::add(&*x, &ops::multiply(&ts[k], &s).unwrap()).unwrap();
+        }
+        dot(&(c.f)(&xs).unwrap(), w)
+    };
+    let fd = (along(eps) - along(-eps)) / (2.0 * eps);
+    if (got - fd).abs() > tol * (1.0 + fd.abs()) * 10.0 {
+        return Err(format!("{name} (jvp): {got}, finite differences {fd}"));
+    }
+    // forward over reverse: the tangent of the gradients along vs
+    let acc = ForwardAccumulator::new(&float[..], vs).unwrap();
+    let grads = tape_grads(c, &c.inputs, w);
+    for (k, (gk, hk)) in grads.iter().zip(hvp).enumerate() {
+        let (Some(gk), Some(hk)) = (gk, hk) else {
+            continue;
+        };
+        let fwd = acc
+            .jvp_with(gk, UnconnectedGradients::Zero)
+            .unwrap()
+            .unwrap();
+        let (a, b) = (fwd.to_f64_vec().unwrap(), hk.to_f64_vec().unwrap());
+        let scale = 1.0 + b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (j, (x, y)) in a.iter().zip(&b).enumerate() {
+            if (x - y).abs() > exact * scale {
+                return Err(format!(
+                    "{name} (forward over reverse) input {k} element {j}: {x} vs reverse over reverse {y}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[test]
@@ -518,6 +606,7 @@ fn every_differentiable_op_matches_finite_differences_when_fused() {
 fn check_every_op(seed: u64) {
     let mut g = Generator::from_seed(seed);
     let mut recorded = BTreeSet::new();
+    let mut forward = BTreeSet::new();
     let mut failures = vec![];
     for (name, make) in rows() {
         for _ in 0..6 {
@@ -528,6 +617,24 @@ fn check_every_op(seed: u64) {
             }
             let _ = (c.f)(&c.inputs);
             recorded.extend(tape.recorded_ops());
+            // the same forward pass in forward mode, and the gradient rules under it
+            let float: Vec<Tensor> = c
+                .inputs
+                .iter()
+                .filter(|t| t.dtype().is_float())
+                .cloned()
+                .collect();
+            let ones: Vec<Tensor> = float
+                .iter()
+                .map(|t| Tensor::ones_like(t).unwrap())
+                .collect();
+            let acc = ForwardAccumulator::new(&float[..], &ones).unwrap();
+            let _ = tape_grads(
+                &c,
+                &c.inputs,
+                &Tensor::ones_like(&(c.f)(&c.inputs).unwrap()).unwrap(),
+            );
+            forward.extend(acc.recorded_ops());
             if let Err(e) = check(name, &c, &mut g) {
                 failures.push(e);
                 break;
@@ -545,6 +652,17 @@ fn check_every_op(seed: u64) {
     assert!(
         untested.is_empty(),
         "ops in DIFFERENTIABLE_OPS have no gradient-check row: {untested:?}"
+    );
+    // every differentiable op has a JVP rule of its own, and it ran here
+    let without: Vec<_> = listed.difference(&forward).collect();
+    assert!(
+        without.is_empty(),
+        "ops in DIFFERENTIABLE_OPS whose JVP rule never ran: {without:?}"
+    );
+    let unknown: Vec<_> = forward.difference(&listed).collect();
+    assert!(
+        unknown.is_empty(),
+        "ops propagate tangents but are not in DIFFERENTIABLE_OPS: {unknown:?}"
     );
 }
 

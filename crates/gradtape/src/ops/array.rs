@@ -10,7 +10,7 @@ use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
-use super::{dispatch_all, sum_to_shape};
+use super::{dispatch_all, sum_to_shape, tangent1};
 
 fn tensor(x: &impl AsTensor) -> Tensor {
     x.operand().into_tensor()
@@ -40,10 +40,16 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
         strides: contiguous_strides(shape),
         offset: base.layout().offset,
     });
-    tape::record("reshape", &[x], &out, || {
-        let s = Dims::from_slice(x.shape());
-        move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
-    })?;
+    tape::record(
+        "reshape",
+        &[x],
+        &out,
+        || {
+            let s = Dims::from_slice(x.shape());
+            move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
+        },
+        |t| tangent1(t, |t| reshape_to(t, shape)),
+    )?;
     Ok(out)
 }
 
@@ -119,13 +125,19 @@ pub fn transpose(x: &impl AsTensor, perm: Option<&[usize]>) -> Result<Tensor> {
         return r;
     }
     let out = x.view(x.layout().permute(&perm));
-    tape::record("transpose", &[&x], &out, || {
-        let mut inv = vec![0; perm.len()];
-        for (i, &p) in perm.iter().enumerate() {
-            inv[p] = i;
-        }
-        move |g: &Tensor, _: &[bool]| Ok([Some(transpose(g, Some(&inv))?)])
-    })?;
+    tape::record(
+        "transpose",
+        &[&x],
+        &out,
+        || {
+            let mut inv = vec![0; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inv[p] = i;
+            }
+            move |g: &Tensor, _: &[bool]| Ok([Some(transpose(g, Some(&inv))?)])
+        },
+        |t| tangent1(t, |t| transpose(t, Some(&perm))),
+    )?;
     Ok(out)
 }
 
@@ -200,10 +212,16 @@ pub fn squeeze(x: &impl AsTensor, axes: &[isize]) -> Result<Tensor> {
         strides: kept.iter().map(|&i| l.strides[i]).collect(),
         offset: l.offset,
     });
-    tape::record("reshape", &[&x], &out, || {
-        let s = Dims::from_slice(x.shape());
-        move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
-    })?;
+    tape::record(
+        "reshape",
+        &[&x],
+        &out,
+        || {
+            let s = Dims::from_slice(x.shape());
+            move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
+        },
+        |t| tangent1(t, |t| reshape_to(t, out.shape())),
+    )?;
     Ok(out)
 }
 
@@ -244,10 +262,16 @@ pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
         return r;
     }
     let out = x.view(x.layout().broadcast_to(shape));
-    tape::record("broadcast_to", &[&x], &out, || {
-        let s = Dims::from_slice(x.shape());
-        move |g: &Tensor, _: &[bool]| Ok([Some(sum_to_shape(g, &s)?)])
-    })?;
+    tape::record(
+        "broadcast_to",
+        &[&x],
+        &out,
+        || {
+            let s = Dims::from_slice(x.shape());
+            move |g: &Tensor, _: &[bool]| Ok([Some(sum_to_shape(g, &s)?)])
+        },
+        |t| tangent1(t, |t| broadcast_to(t, shape)),
+    )?;
     Ok(out)
 }
 
@@ -309,10 +333,16 @@ fn slice_view(x: &Tensor, spec: SliceSpec) -> Result<Tensor> {
         return r;
     }
     let out = x.view(slice_layout(x.layout(), &spec));
-    tape::record("slice", &[x], &out, || {
-        let shape = x.shape().to_vec();
-        move |g: &Tensor, _: &[bool]| Ok([Some(unslice(g, &shape, &spec)?)])
-    })?;
+    tape::record(
+        "slice",
+        &[x],
+        &out,
+        || {
+            let (shape, spec) = (x.shape().to_vec(), spec.clone());
+            move |g: &Tensor, _: &[bool]| Ok([Some(unslice(g, &shape, &spec)?)])
+        },
+        |t| tangent1(t, |t| slice_view(t, spec.clone())),
+    )?;
     Ok(out)
 }
 
@@ -337,10 +367,16 @@ fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
         });
         Tensor::from_elems(buf, shape)
     });
-    tape::record("unslice", &[g], &out, || {
-        let spec = spec.clone();
-        move |gg: &Tensor, _: &[bool]| Ok([Some(slice_view(gg, spec.clone())?)])
-    })?;
+    tape::record(
+        "unslice",
+        &[g],
+        &out,
+        || {
+            let spec = spec.clone();
+            move |gg: &Tensor, _: &[bool]| Ok([Some(slice_view(gg, spec.clone())?)])
+        },
+        |t| tangent1(t, |t| unslice(t, shape, spec)),
+    )?;
     Ok(out)
 }
 
@@ -570,22 +606,35 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
         }
         Tensor::from_elems(buf, &shape)
     });
-    tape::record_vec(op, &refs, &out, || {
-        let sizes: Vec<usize> = xs.iter().map(|x| x.shape()[ax]).collect();
-        move |g: &Tensor, needs: &[bool]| {
-            let mut start = 0;
-            let mut grads = Vec::with_capacity(sizes.len());
-            for (&n, &need) in sizes.iter().zip(needs) {
-                grads.push(if need {
-                    Some(slice_axis(g, ax, start, n)?)
-                } else {
-                    None
-                });
-                start += n;
+    tape::record_vec(
+        op,
+        &refs,
+        &out,
+        || {
+            let sizes: Vec<usize> = xs.iter().map(|x| x.shape()[ax]).collect();
+            move |g: &Tensor, needs: &[bool]| {
+                let mut start = 0;
+                let mut grads = Vec::with_capacity(sizes.len());
+                for (&n, &need) in sizes.iter().zip(needs) {
+                    grads.push(if need {
+                        Some(slice_axis(g, ax, start, n)?)
+                    } else {
+                        None
+                    });
+                    start += n;
+                }
+                Ok(grads)
             }
-            Ok(grads)
-        }
-    })?;
+        },
+        |t| {
+            let parts = t
+                .iter()
+                .zip(xs.iter())
+                .map(|(t, x)| t.clone().map_or_else(|| Tensor::zeros_like(x), Ok))
+                .collect::<Result<Vec<_>>>()?;
+            concat(&parts, ax as isize).map(Some)
+        },
+    )?;
     Ok(out)
 }
 

@@ -10,7 +10,7 @@ use crate::tensor::{operand_pair, AsTensor, Tensor};
 use crate::vmap;
 
 use super::elementwise::{map_tensor, zip_tensors};
-use super::{dispatch_all, dispatch_float, opt, same_dtype, sum_to_shape};
+use super::{dispatch_all, dispatch_float, opt, same_dtype, sum_to_shape, tangent1, tangent_sum};
 
 macro_rules! comparisons {
     ($($(#[$doc:meta])* $name:ident: |$p:ident, $q:ident| $body:expr;)*) => {$(
@@ -227,19 +227,35 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
         cpu::zip3(c, &lc, a.data::<T>()?, &la, b.data::<T>()?, &lb, |c, p: T, q: T| if c { p } else { q })?,
         &shape,
     ));
-    tape::record(op, &[&a, &b], &out, || {
-        let (cond, sa, sb) = (
-            condition.clone(),
-            Dims::from_slice(a.shape()),
-            Dims::from_slice(b.shape()),
-        );
-        move |g: &Tensor, needs: &[bool]| {
-            Ok([
-                opt(needs[0], || sum_to_shape(&select(&cond, g, &0.0)?, &sa))?,
-                opt(needs[1], || sum_to_shape(&select(&cond, &0.0, g)?, &sb))?,
-            ])
-        }
-    })?;
+    tape::record(
+        op,
+        &[&a, &b],
+        &out,
+        || {
+            let (cond, sa, sb) = (
+                condition.clone(),
+                Dims::from_slice(a.shape()),
+                Dims::from_slice(b.shape()),
+            );
+            move |g: &Tensor, needs: &[bool]| {
+                Ok([
+                    opt(needs[0], || sum_to_shape(&select(&cond, g, &0.0)?, &sa))?,
+                    opt(needs[1], || sum_to_shape(&select(&cond, &0.0, g)?, &sb))?,
+                ])
+            }
+        },
+        |t| {
+            let terms = [
+                t[0].as_ref()
+                    .map(|ta| select(condition, ta, &0.0))
+                    .transpose(),
+                t[1].as_ref()
+                    .map(|tb| select(condition, &0.0, tb))
+                    .transpose(),
+            ];
+            tangent_sum(terms, &shape)
+        },
+    )?;
     Ok(out)
 }
 
@@ -273,10 +289,16 @@ pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
         DType::I64 => dispatch_all!(x.dtype(), T => convert::<T, i64>(&x)?),
         DType::Bool => dispatch_all!(x.dtype(), T => convert::<T, bool>(&x)?),
     };
-    tape::record("cast", &[&x], &out, || {
-        let from = x.dtype();
-        move |g: &Tensor, _: &[bool]| Ok([Some(cast(g, from)?)])
-    })?;
+    tape::record(
+        "cast",
+        &[&x],
+        &out,
+        || {
+            let from = x.dtype();
+            move |g: &Tensor, _: &[bool]| Ok([Some(cast(g, from)?)])
+        },
+        |t| tangent1(t, |t| cast(t, dtype)),
+    )?;
     Ok(out)
 }
 

@@ -11,7 +11,7 @@ use crate::vmap;
 
 use super::{
     cast, dispatch_float, dispatch_num, greater, greater_equal, less_equal, opt, same_dtype,
-    select, sum_to_shape,
+    select, sum_to_shape, tangent1, tangent_sum,
 };
 
 /// `f` over every element; the result is contiguous with `x`'s shape.
@@ -40,13 +40,21 @@ fn unary(
     forward: impl FnOnce(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let y = forward(x)?;
-    tape::record(op, &[x], &y, || {
-        let s = match saved {
-            UnarySaves::Input => x.clone(),
-            UnarySaves::Output => y.clone(),
-        };
-        move |g: &Tensor, _: &[bool]| Ok([Some(grad(&s, g)?)])
-    })?;
+    let s = match saved {
+        UnarySaves::Input => x,
+        UnarySaves::Output => &y,
+    };
+    // The jacobian is diagonal, so the JVP rule is the gradient rule applied to the tangent.
+    tape::record(
+        op,
+        &[x],
+        &y,
+        || {
+            let s = s.clone();
+            move |g: &Tensor, _: &[bool]| Ok([Some(grad(&s, g)?)])
+        },
+        |t| tangent1(t, |t| grad(s, t)),
+    )?;
     Ok(y)
 }
 
@@ -349,7 +357,9 @@ impl Saved {
 }
 
 /// Records a binary op. `rule(saved, g, i)` is the gradient for input `i` before it is summed
-/// back to that input's shape (the one un-broadcast every binary op shares).
+/// back to that input's shape (the one un-broadcast every binary op shares). That is `g` times
+/// the elementwise partial derivative with respect to input `i`, so the same rule applied to
+/// input `i`'s tangent is that input's term of the JVP.
 fn record_binary(
     op: &'static str,
     a: &Tensor,
@@ -358,7 +368,7 @@ fn record_binary(
     saves: Saves,
     rule: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
 ) -> Result<()> {
-    tape::record(op, &[a, b], out, || {
+    let backward = || {
         let keep = |t: &Tensor, yes: bool| yes.then(|| t.clone());
         let saved = Saved {
             a: keep(a, saves != Saves::Nothing),
@@ -373,7 +383,17 @@ fn record_binary(
                 opt(needs[1], || sum_to_shape(&rule(&saved, g, 1)?, &sb))?,
             ])
         }
-    })
+    };
+    let jvp = |t: &[Option<Tensor>]| {
+        let saved = Saved {
+            a: Some(a.clone()),
+            b: Some(b.clone()),
+            out: Some(out.clone()),
+        };
+        let term = |i: usize| t[i].as_ref().map(|ti| rule(&saved, ti, i)).transpose();
+        tangent_sum([term(0), term(1)], out.shape())
+    };
+    tape::record(op, &[a, b], out, backward, jvp)
 }
 
 /// `x + y` with broadcasting.

@@ -7,7 +7,7 @@ use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
-use super::{dispatch_all, dispatch_num, reshape_to};
+use super::{dispatch_all, dispatch_num, reshape_to, tangent1};
 
 /// The batching rule for batched indices (and parameters): the op once per example.
 fn per_example(xs: &[&Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<Tensor> {
@@ -92,10 +92,16 @@ pub fn gather(params: &impl AsTensor, indices: &Tensor, axis: isize) -> Result<T
         }
         Tensor::from_elems(buf, &shape)
     });
-    tape::record(op, &[&p], &out, || {
-        let (indices, d) = (indices.clone(), d);
-        move |g: &Tensor, _: &[bool]| Ok([Some(scatter_add(g, &indices, ax, d)?)])
-    })?;
+    tape::record(
+        op,
+        &[&p],
+        &out,
+        || {
+            let (indices, d) = (indices.clone(), d);
+            move |g: &Tensor, _: &[bool]| Ok([Some(scatter_add(g, &indices, ax, d)?)])
+        },
+        |t| tangent1(t, |t| gather(t, indices, ax as isize)),
+    )?;
     Ok(out)
 }
 
@@ -147,10 +153,16 @@ pub(crate) fn scatter_add(
         }
         Tensor::from_elems(buf, &shape)
     });
-    tape::record(op, &[updates], &out, || {
-        let indices = indices.clone();
-        move |g: &Tensor, _: &[bool]| Ok([Some(gather(g, &indices, ax as isize)?)])
-    })?;
+    tape::record(
+        op,
+        &[updates],
+        &out,
+        || {
+            let indices = indices.clone();
+            move |g: &Tensor, _: &[bool]| Ok([Some(gather(g, &indices, ax as isize)?)])
+        },
+        |t| tangent1(t, |t| scatter_add(t, indices, ax, dim)),
+    )?;
     Ok(out)
 }
 

@@ -8,7 +8,7 @@ use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 use crate::vmap;
 
-use super::{dispatch_float, opt, same_dtype, sum_to_shape, transpose};
+use super::{dispatch_float, opt, same_dtype, sum_to_shape, tangent_sum, transpose};
 
 /// The matrix product `a · b` over the last two dimensions; leading dimensions are batch
 /// dimensions and broadcast. Both operands need rank ≥ 2 (as in `tf.matmul`).
@@ -102,19 +102,32 @@ fn matmul_core(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let mut shape = batch.clone();
     shape.extend([m, n]);
     let out = dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &batch, m, k, n, &shape)?);
-    tape::record(op, &[a, b], &out, || {
-        let (a, b) = (a.clone(), b.clone());
-        move |g: &Tensor, needs: &[bool]| {
-            Ok([
-                opt(needs[0], || {
-                    sum_to_shape(&matmul_transposed(g, &b, false, true)?, a.shape())
-                })?,
-                opt(needs[1], || {
-                    sum_to_shape(&matmul_transposed(&a, g, true, false)?, b.shape())
-                })?,
-            ])
-        }
-    })?;
+    tape::record(
+        op,
+        &[a, b],
+        &out,
+        || {
+            let (a, b) = (a.clone(), b.clone());
+            move |g: &Tensor, needs: &[bool]| {
+                Ok([
+                    opt(needs[0], || {
+                        sum_to_shape(&matmul_transposed(g, &b, false, true)?, a.shape())
+                    })?,
+                    opt(needs[1], || {
+                        sum_to_shape(&matmul_transposed(&a, g, true, false)?, b.shape())
+                    })?,
+                ])
+            }
+        },
+        // product rule: ȧ b + a ḃ
+        |t| {
+            let terms = [
+                t[0].as_ref().map(|ta| matmul_core(ta, b)).transpose(),
+                t[1].as_ref().map(|tb| matmul_core(a, tb)).transpose(),
+            ];
+            tangent_sum(terms, &shape)
+        },
+    )?;
     Ok(out)
 }
 

@@ -4,9 +4,10 @@
 //! variables (read as TensorFlow reads them) and Rust numbers (which take the other operand's
 //! dtype). Broadcasting follows NumPy everywhere.
 //!
-//! An op's forward computation, shape rule and gradient rule live in one function, and the
-//! gradient rule is written with these same ops, so it is itself differentiable: that is what
-//! makes nested tapes give higher derivatives. The primitives are few (elementwise maps and
+//! An op's forward computation, shape rule, batching rule (for [`crate::vmap()`]), gradient rule
+//! and JVP rule (for [`crate::ForwardAccumulator`]) live in one function, and the rules are
+//! written with these same ops, so they are themselves differentiable: that is what makes nested
+//! tapes give higher derivatives and forward over reverse give Hessian-vector products. The primitives are few (elementwise maps and
 //! zips, reductions, views, matmul, gather/scatter, concat, select); `softmax`, `logsumexp`,
 //! `reduce_mean`, `elu`, `clip_by_value`, `stack`, `split`, `gather_nd` are compositions.
 
@@ -105,8 +106,9 @@ macro_rules! dispatch_all {
 
 pub(crate) use {dispatch_all, dispatch_float, dispatch_num};
 
-/// Every op that records a gradient rule on a tape. The gradient-check test table must have a
-/// row for each (it fails when an op is added here without one).
+/// Every op that records a gradient rule on a tape, and a JVP rule for forward mode. The
+/// gradient-check test table must have a row for each, and the op's own JVP rule must run there
+/// (it fails when an op is added here without either).
 ///
 /// ```
 /// assert!(gradtape::ops::DIFFERENTIABLE_OPS.contains(&"matmul"));
@@ -165,6 +167,39 @@ pub(crate) fn opt(need: bool, f: impl FnOnce() -> Result<Tensor>) -> Result<Opti
     } else {
         Ok(None)
     }
+}
+
+/// The JVP rule of an op linear in its one input: the op applied to the tangent.
+pub(crate) fn tangent1(
+    t: &[Option<Tensor>],
+    f: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
+    t[0].as_ref().map(f).transpose()
+}
+
+/// The sum of a JVP rule's terms (one per input with a tangent), broadcast to the output's
+/// shape (a term from a smaller, broadcast input covers the whole output).
+pub(crate) fn tangent_sum(
+    terms: impl IntoIterator<Item = Result<Option<Tensor>>>,
+    shape: &[usize],
+) -> Result<Option<Tensor>> {
+    let mut sum: Option<Tensor> = None;
+    for term in terms {
+        if let Some(t) = term? {
+            sum = Some(match sum {
+                Some(s) => add(&s, &t)?,
+                None => t,
+            });
+        }
+    }
+    sum.map(|s| {
+        if s.shape() == shape {
+            Ok(s)
+        } else {
+            broadcast_to(&s, shape)
+        }
+    })
+    .transpose()
 }
 
 /// Checks that two operands have one dtype (TensorFlow never promotes silently).

@@ -11,7 +11,9 @@ use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
-use super::{broadcast_to, cast, dispatch_num, divide, equal, multiply, reshape_to, select};
+use super::{
+    broadcast_to, cast, dispatch_num, divide, equal, multiply, reshape_to, select, tangent1,
+};
 
 /// Which axes a reduction runs over: `Axes::All`, one axis (`1`, `-1`) or several (`[0, 2]`).
 ///
@@ -165,20 +167,26 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
             dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ZERO, |p, q| p.wadd(q))?)
         }
     };
-    tape::record(op, &[&x], &out, || {
-        let in_shape = Dims::from_slice(x.shape());
-        move |g: &Tensor, _: &[bool]| Ok([Some(spread(g, &in_shape, &axes)?)])
-    })?;
+    tape::record(
+        op,
+        &[&x],
+        &out,
+        || {
+            let (in_shape, axes) = (Dims::from_slice(x.shape()), axes.clone());
+            move |g: &Tensor, _: &[bool]| Ok([Some(spread(g, &in_shape, &axes)?)])
+        },
+        |t| tangent1(t, |t| reduce_sum(t, axes_list(&axes), keepdims)),
+    )?;
     Ok(out)
 }
 
-/// The gradient of max/min: shared equally among the elements equal to the result
-/// (TensorFlow's convention for ties).
-fn extreme_grad(x: &Tensor, y: &Tensor, g: &Tensor, axes: &[usize]) -> Result<Tensor> {
+/// The derivative of max/min with respect to each element: shared equally among the elements
+/// equal to the result (TensorFlow's convention for ties), zero elsewhere.
+fn extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
     let kd = reduced_shape(x.shape(), axes, true);
     let indicators = cast(&equal(x, &reshape_to(y, &kd)?)?, x.dtype())?;
     let count = reduce_sum(&indicators, axes_list(axes), true)?;
-    multiply(&divide(&indicators, &count)?, &reshape_to(g, &kd)?)
+    divide(&indicators, &count)
 }
 
 /// Axes of one example as axes of the whole batch (batch axis first).
@@ -208,10 +216,23 @@ macro_rules! extreme {
                 Some(t) => t,
                 None => dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::$init, |p, q| p.$f(q))?),
             };
-            tape::record(op, &[&x], &out, || {
-                let (x, y) = (x.clone(), out.clone());
-                move |g: &Tensor, _: &[bool]| Ok([Some(extreme_grad(&x, &y, g, &axes)?)])
-            })?;
+            let kd = reduced_shape(x.shape(), &axes, true);
+            tape::record(
+                op,
+                &[&x],
+                &out,
+                || {
+                    let (x, y, axes, kd) = (x.clone(), out.clone(), axes.clone(), kd.clone());
+                    move |g: &Tensor, _: &[bool]| {
+                        Ok([Some(multiply(&extreme_weights(&x, &y, &axes)?, &reshape_to(g, &kd)?)?)])
+                    }
+                },
+                // the weighted sum of the tangent over the reduced axes
+                |t| tangent1(t, |t| {
+                    let w = extreme_weights(&x, &out, &axes)?;
+                    reduce_sum(&multiply(&w, t)?, axes_list(&axes), keepdims)
+                }),
+            )?;
             Ok(out)
         }
     };
@@ -258,26 +279,41 @@ pub fn reduce_prod(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
     }
     let shape = reduced_shape(x.shape(), &axes, keepdims);
     let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ONE, |p, q| p.wmul(q))?);
-    tape::record(op, &[&x], &out, || {
-        let x = x.clone();
-        move |g: &Tensor, _: &[bool]| {
-            // With z zeros along the reduced axes: z = 0 -> prod / x; z = 1 -> the zero element
-            // gets the product of the non-zeros, the others 0; z >= 2 -> all 0.
-            let kd = axes_list(&axes);
-            let is_zero = equal(&x, &0.0)?;
-            let nonzero = select(&is_zero, &1.0, &x)?;
-            let prod_nz = reduce_prod(&nonzero, kd.clone(), true)?;
-            let zeros = reduce_sum(&cast(&is_zero, x.dtype())?, kd, true)?;
-            let none = equal(&zeros, &0.0)?;
-            let one = equal(&zeros, &1.0)?;
-            let when_one = select(&is_zero, &prod_nz, &0.0)?;
-            let when_none = divide(&prod_nz, &nonzero)?;
-            let local = select(&none, &when_none, &select(&one, &when_one, &0.0)?)?;
-            let gk = reshape_to(g, &reduced_shape(x.shape(), &axes, true))?;
-            Ok([Some(multiply(&local, &gk)?)])
-        }
-    })?;
+    tape::record(
+        op,
+        &[&x],
+        &out,
+        || {
+            let (x, axes) = (x.clone(), axes.clone());
+            move |g: &Tensor, _: &[bool]| {
+                let gk = reshape_to(g, &reduced_shape(x.shape(), &axes, true))?;
+                Ok([Some(multiply(&prod_weights(&x, &axes)?, &gk)?)])
+            }
+        },
+        |t| {
+            tangent1(t, |t| {
+                let w = prod_weights(&x, &axes)?;
+                reduce_sum(&multiply(&w, t)?, axes_list(&axes), keepdims)
+            })
+        },
+    )?;
     Ok(out)
+}
+
+/// The derivative of a product with respect to each element: the product of the others, exact
+/// with zeros in the input. With z zeros along the reduced axes: z = 0 -> prod / x; z = 1 ->
+/// the zero element gets the product of the non-zeros, the others 0; z >= 2 -> all 0.
+fn prod_weights(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
+    let kd = axes_list(axes);
+    let is_zero = equal(x, &0.0)?;
+    let nonzero = select(&is_zero, &1.0, x)?;
+    let prod_nz = reduce_prod(&nonzero, kd.clone(), true)?;
+    let zeros = reduce_sum(&cast(&is_zero, x.dtype())?, kd, true)?;
+    let none = equal(&zeros, &0.0)?;
+    let one = equal(&zeros, &1.0)?;
+    let when_one = select(&is_zero, &prod_nz, &0.0)?;
+    let when_none = divide(&prod_nz, &nonzero)?;
+    select(&none, &when_none, &select(&one, &when_one, &0.0)?)
 }
 
 /// Mean over `axis` (a composition: the sum divided by the count).
