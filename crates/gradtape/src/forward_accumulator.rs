@@ -4,7 +4,7 @@
 //! active, gradients included, so that a Hessian-vector product is forward over reverse as
 //! TensorFlow documents it.
 //!
-//! How: every differentiable op hands [`crate::tape`] a JVP rule beside its gradient rule (one
+//! How: every differentiable op hands the tape a JVP rule beside its gradient rule (one
 //! place per op, in `gradtape::ops`); while an accumulator runs, each op whose inputs have
 //! tangents computes its output's tangent with that rule, as it runs, so a JVP costs about one
 //! more forward pass. The rules are written with the same ops, so accumulators nest (forward
