@@ -70,6 +70,16 @@ fn rows() -> Vec<(&'static str, Fun)> {
         ("scatter_add", |x| {
             ops::unsorted_segment_sum(&ops::square(x)?, &Tensor::from_vec(vec![1i64, 1], &[2])?, 2)
         }),
+        ("patches", |x| {
+            let img = ops::reshape(&ops::square(x)?, &[1, 2, 3, 1])?;
+            let k = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0], &[2, 2, 1, 1])?;
+            ops::conv2d(&img, &k, [1, 1], ops::Padding::Same)
+        }),
+        ("unpatches", |x| {
+            let img = ops::reshape(&ops::square(x)?, &[1, 2, 3, 1])?;
+            let k = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0], &[2, 2, 1, 1])?;
+            ops::conv2d_transpose(&img, &k, [2, 1], ops::Padding::Valid, [1, 1])
+        }),
     ]
 }
 

@@ -369,6 +369,68 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
                 ops::square(&ops::gather_nd(&t[0], &t[1])?)
             })
         }),
+        ("patches", |g| {
+            // a convolution with random stride, padding, dilation and groups
+            let groups = 1 + below(g, 2);
+            let c = groups * (1 + below(g, 2));
+            let (h, w) = (3 + below(g, 2), 3 + below(g, 2));
+            let k = [1 + below(g, 2), 1 + below(g, 3)];
+            let strides = [1 + below(g, 2), 1 + below(g, 2)];
+            let padding = if below(g, 2) == 0 {
+                ops::Padding::Valid
+            } else {
+                ops::Padding::Same
+            };
+            let dilation = [1 + below(g, 2), 1];
+            let n = 1 + below(g, 2);
+            let x = unif(g, &[n, h, w, c], -1.0, 1.0);
+            let f = unif(g, &[k[0], k[1], c / groups, groups], -1.0, 1.0);
+            case(vec![x, f], move |t| {
+                let o = ops::ConvOptions { dilation, groups };
+                ops::square(&ops::conv2d_with(&t[0], &t[1], strides, padding, o)?)
+            })
+        }),
+        ("unpatches", |g| {
+            let s = [1 + below(g, 2), 2, 2 + below(g, 2), 1 + below(g, 2)];
+            let strides = [1 + below(g, 2), 1 + below(g, 2)];
+            let padding = if below(g, 2) == 0 {
+                ops::Padding::Valid
+            } else {
+                ops::Padding::Same
+            };
+            let x = unif(g, &s, -1.0, 1.0);
+            let kw = 1 + below(g, 2);
+            let f = unif(g, &[2, kw, 2, s[3]], -1.0, 1.0);
+            case(vec![x, f], move |t| {
+                ops::square(&ops::conv2d_transpose(
+                    &t[0],
+                    &t[1],
+                    strides,
+                    padding,
+                    [1, 1],
+                )?)
+            })
+        }),
+        ("pooling", |g| {
+            let s = [
+                1 + below(g, 2),
+                3 + below(g, 2),
+                3 + below(g, 2),
+                1 + below(g, 2),
+            ];
+            let k = [1 + below(g, 2), 2];
+            let strides = [1 + below(g, 2), 1 + below(g, 2)];
+            let padding = if below(g, 2) == 0 {
+                ops::Padding::Valid
+            } else {
+                ops::Padding::Same
+            };
+            case(vec![unif(g, &s, -1.0, 1.0)], move |t| {
+                let m = ops::max_pool2d(&t[0], k, strides, padding)?;
+                let a = ops::avg_pool2d(&ops::square(&t[0])?, k, strides, padding)?;
+                ops::add(&ops::square(&m)?, &a)
+            })
+        }),
         ("scatter_add", |g| {
             let s = rank_at_least(g, 1, 2);
             let ids: Vec<i64> = (0..s[0]).map(|_| below(g, 3) as i64).collect();

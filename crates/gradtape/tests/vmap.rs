@@ -219,6 +219,62 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
             |r| vec![r.u(&[3, 2], -1.0, 1.0), r.u(&[4, 3], -1.0, 1.0)],
             |a| ops::matmul_transposed(&a[0], &a[1], true, true),
         ),
+        (
+            "extract_patches",
+            |r| vec![r.u(&[2, 4, 3, 2], -1.0, 1.0)],
+            |a| ops::extract_patches(&a[0], [2, 2], [2, 1], [1, 1], ops::Padding::Same),
+        ),
+        (
+            "conv2d",
+            |r| vec![r.u(&[2, 4, 4, 2], -1.0, 1.0), r.u(&[3, 3, 2, 3], -1.0, 1.0)],
+            |a| ops::conv2d(&a[0], &a[1], [2, 1], ops::Padding::Same),
+        ),
+        (
+            "conv2d_with",
+            |r| vec![r.u(&[1, 5, 4, 4], -1.0, 1.0), r.u(&[2, 2, 2, 4], -1.0, 1.0)],
+            |a| {
+                let o = ops::ConvOptions {
+                    dilation: [2, 1],
+                    groups: 2,
+                };
+                ops::conv2d_with(&a[0], &a[1], [1, 1], ops::Padding::Valid, o)
+            },
+        ),
+        (
+            "depthwise_conv2d",
+            |r| vec![r.u(&[2, 3, 3, 2], -1.0, 1.0), r.u(&[2, 2, 2, 2], -1.0, 1.0)],
+            |a| ops::depthwise_conv2d(&a[0], &a[1], [1, 1], ops::Padding::Same, [1, 1]),
+        ),
+        (
+            "conv1d",
+            |r| vec![r.u(&[2, 5, 2], -1.0, 1.0), r.u(&[3, 2, 3], -1.0, 1.0)],
+            |a| ops::conv1d(&a[0], &a[1], 2, ops::Padding::Same, 1),
+        ),
+        (
+            "conv2d_transpose",
+            |r| vec![r.u(&[2, 2, 3, 2], -1.0, 1.0), r.u(&[3, 2, 3, 2], -1.0, 1.0)],
+            |a| ops::conv2d_transpose(&a[0], &a[1], [2, 2], ops::Padding::Same, [1, 1]),
+        ),
+        (
+            "max_pool2d",
+            |r| vec![r.u(&[2, 5, 4, 2], -1.0, 1.0)],
+            |a| ops::max_pool2d(&a[0], [2, 2], [2, 2], ops::Padding::Same),
+        ),
+        (
+            "avg_pool2d",
+            |r| vec![r.u(&[2, 5, 4, 2], -1.0, 1.0)],
+            |a| ops::avg_pool2d(&a[0], [3, 2], [2, 1], ops::Padding::Same),
+        ),
+        (
+            "max_pool1d",
+            |r| vec![r.u(&[2, 5, 2], -1.0, 1.0)],
+            |a| ops::max_pool1d(&a[0], 2, 2, ops::Padding::Valid),
+        ),
+        (
+            "avg_pool1d",
+            |r| vec![r.u(&[2, 5, 2], -1.0, 1.0)],
+            |a| ops::avg_pool1d(&a[0], 2, 1, ops::Padding::Same),
+        ),
     ];
     rows.extend(more);
     rows

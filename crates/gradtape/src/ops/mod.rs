@@ -13,6 +13,7 @@
 
 mod array;
 mod compare;
+mod conv;
 mod elementwise;
 mod index;
 mod linalg;
@@ -22,6 +23,7 @@ mod slicing;
 
 pub use array::*;
 pub use compare::*;
+pub use conv::*;
 pub use elementwise::*;
 pub use index::*;
 pub use linalg::*;
@@ -158,6 +160,9 @@ pub const DIFFERENTIABLE_OPS: &[&str] = &[
     // indexing
     "gather",
     "scatter_add",
+    // windows of images (convolution and pooling)
+    "patches",
+    "unpatches",
 ];
 
 /// `Some(f())` when the input needs a gradient, `None` otherwise.
