@@ -1,0 +1,459 @@
+//! Keras-style layers, with Keras's defaults and numbers: `Dense`, `Dropout`, `Flatten`,
+//! `Reshape` (core); `Conv1D`, `Conv2D`, `DepthwiseConv2D`, `Conv2DTranspose` (convolution);
+//! max, average and global pooling; `BatchNormalization`, `LayerNormalization`; `Embedding`;
+//! `MultiHeadAttention`; models as a [`Sequential`] stack or a [`Functional`] graph (residual
+//! blocks), each with a Keras-like `summary`; and the [`Layer`] trait a model of your own
+//! implements (the seed's `regression` class is one).
+//!
+//! Unlike Keras, a layer is built when it is made: it is told its input's size (channels,
+//! features) then, so its variables exist before the first call and a checkpoint can be restored
+//! into a fresh model.
+//!
+//! ```
+//! use gradtape::layers::{Activation, Dense, Layer, Sequential};
+//! use gradtape::random::Generator;
+//! use gradtape::{DType, Tensor};
+//! let mut rng = Generator::from_seed(0);
+//! let model = Sequential::new(vec![
+//!     Box::new(Dense::new("hidden", 4, 8, Activation::Relu, DType::F32, &mut rng)?),
+//!     Box::new(Dense::new("out", 8, 3, Activation::Linear, DType::F32, &mut rng)?),
+//! ]);
+//! let y = model.call(&Tensor::ones(&[2, 4], DType::F32)?, false)?;
+//! assert_eq!(y.shape(), &[2, 3]);
+//! assert_eq!(model.trainable_variables().len(), 4);
+//! # Ok::<(), gradtape::Error>(())
+//! ```
+//!
+//! A model of your own is a struct holding variables, with a `call`:
+//!
+//! ```
+//! use gradtape::layers::Layer;
+//! use gradtape::{ops, Result, Tensor, Variable};
+//! struct Regression { a: Variable, b: Variable }
+//! impl Layer for Regression {
+//!     fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+//!         ops::add(&self.a, &ops::multiply(&self.b, x)?)
+//!     }
+//!     fn trainable_variables(&self) -> Vec<Variable> {
+//!         vec![self.a.clone(), self.b.clone()]
+//!     }
+//! }
+//! let m = Regression { a: Variable::new(0.5), b: Variable::new(2.0) };
+//! assert_eq!(m.call(&Tensor::scalar(1.0f32), false)?.to_scalar::<f32>()?, 2.5);
+//! # Ok::<(), gradtape::Error>(())
+//! ```
+
+mod attention;
+mod conv;
+mod core;
+mod embedding;
+mod functional;
+mod normalization;
+mod pooling;
+
+pub use self::core::{Dense, Dropout, Flatten, Reshape};
+pub use attention::MultiHeadAttention;
+pub use conv::{Conv1D, Conv2D, Conv2DTranspose, ConvConfig, DepthwiseConv2D};
+pub use embedding::Embedding;
+pub use functional::{Functional, FunctionalBuilder, Node};
+pub use normalization::{BatchNormalization, LayerNormalization};
+pub use pooling::{
+    AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
+    MaxPooling2D,
+};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::random::Generator;
+use crate::tensor::Tensor;
+use crate::variable::{Variable, VariableOptions};
+
+/// A piece of a model: a function of its input with variables of its own.
+///
+/// ```
+/// use gradtape::layers::{Activation, Dense, Layer};
+/// let mut rng = gradtape::random::Generator::from_seed(0);
+/// let d: Box<dyn Layer> = Box::new(Dense::new("d", 3, 2, Activation::Tanh, gradtape::DType::F32, &mut rng)?);
+/// assert_eq!(d.trainable_variables().len(), 2);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+/// Layers are `Send + Sync`, so a model can move to, or be shared with, worker threads.
+pub trait Layer: Send + Sync {
+    /// The forward pass; `training` switches layers like `Dropout` on.
+    ///
+    /// # Errors
+    /// When the input does not fit the layer (the message names the shapes).
+    fn call(&self, x: &Tensor, training: bool) -> Result<Tensor>;
+    /// The variables a tape should differentiate and an optimizer update.
+    fn trainable_variables(&self) -> Vec<Variable>;
+    /// Variables the layer updates itself (`BatchNormalization`'s moving statistics): saved
+    /// and restored by checkpoints, never trained.
+    fn non_trainable_variables(&self) -> Vec<Variable> {
+        vec![]
+    }
+    /// Every variable, trainable first: what a checkpoint of the model holds.
+    fn variables(&self) -> Vec<Variable> {
+        let mut v = self.trainable_variables();
+        v.extend(self.non_trainable_variables());
+        v
+    }
+    /// The name given at creation (Keras's `name`), shown by `summary`.
+    fn name(&self) -> &str {
+        ""
+    }
+    /// The layer's kind, as Keras's `summary` shows it (`Conv2D`, `Dense`).
+    fn class_name(&self) -> &'static str {
+        "Layer"
+    }
+}
+
+/// A float dtype for a layer's variables, or an error naming the layer.
+pub(crate) fn float_dtype(layer: &'static str, dtype: DType) -> Result<()> {
+    if dtype.is_float() {
+        Ok(())
+    } else {
+        Err(Error::dtype(
+            layer,
+            format!("layers hold float32 or float64 variables, not {dtype}"),
+        ))
+    }
+}
+
+/// A variable named `{layer}/{what}`.
+pub(crate) fn weight(layer: &str, what: &str, value: Tensor, trainable: bool) -> Variable {
+    Variable::with_options(
+        value,
+        VariableOptions {
+            name: Some(format!("{layer}/{what}")),
+            trainable,
+        },
+    )
+}
+
+/// Activation functions applied by a layer.
+///
+/// ```
+/// use gradtape::layers::Activation;
+/// let x = gradtape::Tensor::from_vec(vec![0.0f32, 0.0], &[2])?;
+/// assert_eq!(Activation::Softmax.apply(&x)?.to_vec::<f32>()?, vec![0.5, 0.5]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// The identity.
+    Linear,
+    /// `max(x, 0)`.
+    Relu,
+    /// The logistic function.
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Softmax over the last axis.
+    Softmax,
+    /// Exponential linear unit.
+    Elu,
+}
+
+impl Activation {
+    /// Applies the activation.
+    ///
+    /// # Errors
+    /// When the input is not float.
+    ///
+    /// ```
+    /// use gradtape::layers::Activation;
+    /// assert_eq!(Activation::Relu.apply(&gradtape::Tensor::scalar(-1.0f32))?.to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Linear => Ok(x.clone()),
+            Activation::Relu => ops::relu(x),
+            Activation::Sigmoid => ops::sigmoid(x),
+            Activation::Tanh => ops::tanh(x),
+            Activation::Softmax => ops::softmax(x, -1),
+            Activation::Elu => ops::elu(x),
+        }
+    }
+}
+
+/// How a layer's weights start (Keras's initializers, by their Keras names).
+///
+/// ```
+/// assert_eq!(gradtape::layers::Initializer::default(), gradtape::layers::Initializer::GlorotUniform);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Initializer {
+    /// Uniform in `±√(6 / (fan_in + fan_out))` (Keras's default, `glorot_uniform`).
+    #[default]
+    GlorotUniform,
+    /// Truncated normal with standard deviation `√(2 / (fan_in + fan_out))` (`glorot_normal`).
+    GlorotNormal,
+    /// Uniform in `±√(6 / fan_in)` (`he_uniform`, for ReLU layers).
+    HeUniform,
+    /// Truncated normal with standard deviation `√(2 / fan_in)` (`he_normal`).
+    HeNormal,
+    /// Uniform in `±√(3 / fan_in)` (`lecun_uniform`).
+    LecunUniform,
+    /// Truncated normal with standard deviation `√(1 / fan_in)` (`lecun_normal`).
+    LecunNormal,
+    /// Uniform in `[low, high)` (`RandomUniform`; `Embedding`'s default is ±0.05).
+    RandomUniform(f64, f64),
+    /// Zeros.
+    Zeros,
+    /// Ones.
+    Ones,
+}
+
+impl Initializer {
+    /// A `[fan_in, fan_out]` tensor drawn from the initializer.
+    ///
+    /// # Errors
+    /// When `dtype` is not a float type.
+    ///
+    /// ```
+    /// use gradtape::layers::Initializer;
+    /// let mut g = gradtape::random::Generator::from_seed(1);
+    /// let k = Initializer::GlorotUniform.sample(3, 5, gradtape::DType::F32, &mut g)?;
+    /// let limit = (6.0f32 / 8.0).sqrt();
+    /// assert!(k.to_vec::<f32>()?.iter().all(|v| v.abs() <= limit));
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn sample(
+        self,
+        fan_in: usize,
+        fan_out: usize,
+        dtype: DType,
+        rng: &mut Generator,
+    ) -> Result<Tensor> {
+        self.sample_shape(&[fan_in, fan_out], dtype, rng)
+    }
+
+    /// A tensor of any `shape`, with Keras's fans: a vector's length for both; for a kernel,
+    /// the last two axes are `in` and `out` and the others the receptive field
+    /// (`fan_in = in · kh · kw`).
+    ///
+    /// # Errors
+    /// When `dtype` is not a float type.
+    ///
+    /// ```
+    /// use gradtape::layers::Initializer;
+    /// let mut g = gradtape::random::Generator::from_seed(1);
+    /// let k = Initializer::HeUniform.sample_shape(&[3, 3, 2, 8], gradtape::DType::F32, &mut g)?;
+    /// let limit = (6.0f32 / 18.0).sqrt(); // fan_in = 3·3·2
+    /// assert!(k.to_vec::<f32>()?.iter().all(|v| v.abs() <= limit));
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn sample_shape(
+        self,
+        shape: &[usize],
+        dtype: DType,
+        rng: &mut Generator,
+    ) -> Result<Tensor> {
+        let (fan_in, fan_out) = match *shape {
+            [] => (1, 1),
+            [n] => (n, n),
+            [.., i, o] => {
+                let field: usize = shape[..shape.len() - 2].iter().product();
+                (i * field, o * field)
+            }
+        };
+        let (fi, fo) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
+        let n: usize = shape.iter().product();
+        // Keras's truncated normal: redrawn beyond two standard deviations, the standard
+        // deviation divided by 0.8796... so that the kept values have the intended variance
+        let mut truncated = |variance: f64| -> Result<Tensor> {
+            let sd = variance.sqrt() / 0.879_625_661_034_239_8;
+            let v: Vec<f64> = (0..n)
+                .map(|_| loop {
+                    let z = rng.next_normal();
+                    if z.abs() <= 2.0 {
+                        break z * sd;
+                    }
+                })
+                .collect();
+            Tensor::from_vec(v, shape)?.cast(dtype)
+        };
+        match self {
+            Initializer::GlorotUniform => {
+                let l = (6.0 / (fi + fo)).sqrt();
+                rng.uniform(shape, -l, l, dtype)
+            }
+            Initializer::GlorotNormal => truncated(2.0 / (fi + fo)),
+            Initializer::HeUniform => {
+                let l = (6.0 / fi).sqrt();
+                rng.uniform(shape, -l, l, dtype)
+            }
+            Initializer::HeNormal => truncated(2.0 / fi),
+            Initializer::LecunUniform => {
+                let l = (3.0 / fi).sqrt();
+                rng.uniform(shape, -l, l, dtype)
+            }
+            Initializer::LecunNormal => truncated(1.0 / fi),
+            Initializer::RandomUniform(lo, hi) => rng.uniform(shape, lo, hi, dtype),
+            Initializer::Zeros => Tensor::zeros(shape, dtype),
+            Initializer::Ones => Tensor::ones(shape, dtype),
+        }
+    }
+}
+
+/// Layers applied one after another.
+///
+/// ```
+/// use gradtape::layers::{Dropout, Layer, Sequential};
+/// let s = Sequential::new(vec![Box::new(Dropout::new(0.5, 0)?)]);
+/// assert!(s.trainable_variables().is_empty());
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct Sequential {
+    /// The layers, in order.
+    pub layers: Vec<Box<dyn Layer>>,
+}
+
+impl Sequential {
+    /// A model from its layers.
+    ///
+    /// ```
+    /// use gradtape::layers::{Layer, Sequential};
+    /// let s = Sequential::new(vec![]);
+    /// let x = gradtape::Tensor::scalar(1.0f32);
+    /// assert_eq!(s.call(&x, false)?.to_scalar::<f32>()?, 1.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn new(layers: Vec<Box<dyn Layer>>) -> Sequential {
+        Sequential { layers }
+    }
+}
+
+impl Layer for Sequential {
+    fn call(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        let mut y = x.clone();
+        for l in &self.layers {
+            y = l.call(&y, training)?;
+        }
+        Ok(y)
+    }
+    fn trainable_variables(&self) -> Vec<Variable> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.trainable_variables())
+            .collect()
+    }
+    fn non_trainable_variables(&self) -> Vec<Variable> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.non_trainable_variables())
+            .collect()
+    }
+    fn class_name(&self) -> &'static str {
+        "Sequential"
+    }
+}
+
+impl Sequential {
+    /// Keras's `model.summary()`: each layer's name and kind, its output shape for inputs of
+    /// `input_shape` (without the batch axis, shown as `None`) and its parameter count, then
+    /// the totals. Runs the model once on zeros.
+    ///
+    /// # Errors
+    /// When the model cannot run on such inputs (the layer's message says why).
+    ///
+    /// ```
+    /// use gradtape::layers::{Activation, Dense, Flatten, Sequential};
+    /// let mut rng = gradtape::random::Generator::from_seed(0);
+    /// let m = Sequential::new(vec![
+    ///     Box::new(Flatten),
+    ///     Box::new(Dense::new("out", 12, 3, Activation::Linear, gradtape::DType::F32, &mut rng)?),
+    /// ]);
+    /// let s = m.summary(&[3, 4], gradtape::DType::F32)?;
+    /// assert!(s.contains("out (Dense)") && s.contains("(None, 3)") && s.contains("Total params: 39"));
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn summary(&self, input_shape: &[usize], dtype: DType) -> Result<String> {
+        let mut x = summary_input(input_shape, dtype)?;
+        let mut rows = vec![];
+        for l in &self.layers {
+            x = l.call(&x, false)?;
+            rows.push(SummaryRow::of(l.as_ref(), &x));
+        }
+        Ok(render_summary("sequential", &rows, &self.variables()))
+    }
+}
+
+/// One line of a summary.
+pub(crate) struct SummaryRow {
+    name: String,
+    shape: String,
+    params: usize,
+}
+
+impl SummaryRow {
+    pub(crate) fn of(layer: &dyn Layer, out: &Tensor) -> SummaryRow {
+        let name = match layer.name() {
+            "" => layer.class_name().to_lowercase(),
+            n => n.to_string(),
+        };
+        SummaryRow {
+            name: format!("{name} ({})", layer.class_name()),
+            shape: batch_shape(out.shape()),
+            params: count(&layer.variables()),
+        }
+    }
+    pub(crate) fn new(name: String, out: &Tensor) -> SummaryRow {
+        SummaryRow {
+            name,
+            shape: batch_shape(out.shape()),
+            params: 0,
+        }
+    }
+}
+
+/// Zeros of `[1, ...shape]`: one example, as a summary runs the model.
+pub(crate) fn summary_input(shape: &[usize], dtype: DType) -> Result<Tensor> {
+    let mut s = vec![1];
+    s.extend_from_slice(shape);
+    Tensor::zeros(&s, dtype)
+}
+
+fn batch_shape(shape: &[usize]) -> String {
+    let dims: Vec<String> = std::iter::once("None".to_string())
+        .chain(shape.iter().skip(1).map(|d| d.to_string()))
+        .collect();
+    match dims.len() {
+        1 => "(None,)".to_string(),
+        _ => format!("({})", dims.join(", ")),
+    }
+}
+
+fn count(vars: &[Variable]) -> usize {
+    vars.iter()
+        .map(|v| v.shape().iter().product::<usize>())
+        .sum()
+}
+
+/// The table Keras prints.
+pub(crate) fn render_summary(model: &str, rows: &[SummaryRow], vars: &[Variable]) -> String {
+    let rule = "=".repeat(72);
+    let mut out = format!("Model: \"{model}\"\n{}\n", "_".repeat(72));
+    out += &format!(
+        "{:<34}{:<26}{:>12}\n{rule}\n",
+        "Layer (type)", "Output Shape", "Param #"
+    );
+    for r in rows {
+        out += &format!("{:<34}{:<26}{:>12}\n", r.name, r.shape, r.params);
+    }
+    let trainable = count(
+        &vars
+            .iter()
+            .filter(|v| v.trainable())
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let total = count(vars);
+    out += &format!(
+        "{rule}\nTotal params: {total}\nTrainable params: {trainable}\nNon-trainable params: {}\n",
+        total - trainable
+    );
+    out
+}
