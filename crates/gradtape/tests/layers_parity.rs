@@ -1,0 +1,237 @@
+//! Keras's layers, number for number (`tools/keras_layers_reference.py`, TensorFlow 2.21 /
+//! Keras 3): outputs, gradients with respect to the input and every weight, in float32 and
+//! float64, for the convolution, pooling, normalization, embedding and attention layers; and
+//! `BatchNormalization`'s moving statistics after training steps.
+
+use gradtape::layers::{
+    Activation, AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D, Conv2D,
+    Conv2DTranspose, ConvConfig, DepthwiseConv2D, Embedding, GlobalAveragePooling2D,
+    GlobalMaxPooling2D, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D, MultiHeadAttention,
+};
+use gradtape::ops::{self, Padding};
+use gradtape::optimizers::{Optimizer, SGD};
+use gradtape::random::Generator;
+use gradtape::{Axes, DType, GradientTape, Result, Source, Tensor, Variable};
+use serde_json::Value;
+
+mod common;
+use common::{assert_close, fixture, fixture_tensor, parity_tol};
+
+/// Self-attention with a causal mask, as a layer.
+struct Causal(MultiHeadAttention);
+
+impl Layer for Causal {
+    fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        self.0.attend(x, x, None, true)
+    }
+    fn trainable_variables(&self) -> Vec<Variable> {
+        self.0.trainable_variables()
+    }
+}
+
+fn layer(case: &str, dt: DType) -> Box<dyn Layer> {
+    let rng = &mut Generator::from_seed(0);
+    let c = ConvConfig::default();
+    let same = ConvConfig {
+        padding: Padding::Same,
+        ..c
+    };
+    match case {
+        "conv2d" => Box::new(
+            Conv2D::new(
+                "l",
+                2,
+                3,
+                [3, 2],
+                ConvConfig {
+                    strides: [2, 1],
+                    activation: Activation::Relu,
+                    ..same
+                },
+                dt,
+                rng,
+            )
+            .unwrap(),
+        ),
+        "conv2d_groups" => Box::new(
+            Conv2D::new(
+                "l",
+                4,
+                4,
+                [2, 2],
+                ConvConfig {
+                    dilation: [2, 2],
+                    groups: 2,
+                    ..c
+                },
+                dt,
+                rng,
+            )
+            .unwrap(),
+        ),
+        "conv1d" => Box::new(
+            Conv1D::new(
+                "l",
+                2,
+                3,
+                3,
+                ConvConfig {
+                    strides: [2, 1],
+                    ..same
+                },
+                dt,
+                rng,
+            )
+            .unwrap(),
+        ),
+        "depthwise" => Box::new(DepthwiseConv2D::new("l", 3, [2, 2], 2, same, dt, rng).unwrap()),
+        "conv2d_transpose_same" => Box::new(
+            Conv2DTranspose::new(
+                "l",
+                2,
+                2,
+                [3, 3],
+                ConvConfig {
+                    strides: [2, 2],
+                    ..same
+                },
+                dt,
+                rng,
+            )
+            .unwrap(),
+        ),
+        "conv2d_transpose_valid" => Box::new(
+            Conv2DTranspose::new(
+                "l",
+                2,
+                3,
+                [2, 3],
+                ConvConfig {
+                    strides: [1, 2],
+                    ..c
+                },
+                dt,
+                rng,
+            )
+            .unwrap(),
+        ),
+        "max_pool2d" => Box::new(MaxPooling2D::with([2, 2], [2, 2], Padding::Same)),
+        "avg_pool2d" => Box::new(AveragePooling2D::with([3, 3], [2, 2], Padding::Same)),
+        "max_pool1d" => Box::new(MaxPooling1D::new(2)),
+        "avg_pool1d" => Box::new(AveragePooling1D::with(3, 1, Padding::Same)),
+        "global_avg" => Box::new(GlobalAveragePooling2D),
+        "global_max" => Box::new(GlobalMaxPooling2D),
+        "batch_norm" => Box::new(BatchNormalization::new("l", 2, dt).unwrap()),
+        "layer_norm" => Box::new(LayerNormalization::new("l", 4, dt).unwrap()),
+        "embedding" => Box::new(Embedding::new("l", 6, 3, dt, rng).unwrap()),
+        "attention" => Box::new(MultiHeadAttention::new("l", 2, 3, 5, dt, rng).unwrap()),
+        "attention_causal" => Box::new(Causal(
+            MultiHeadAttention::new("l", 2, 3, 5, dt, rng).unwrap(),
+        )),
+        other => panic!("no layer for case {other}"),
+    }
+}
+
+/// The fixture's key of a variable named `l/...`.
+fn key(v: &Variable) -> String {
+    v.name().unwrap().strip_prefix("l/").unwrap().to_string()
+}
+
+fn close(got: &Tensor, want: &Value, dt: DType, what: &str) {
+    // Keras's float64 attention agrees to 3e-10, not 1e-10: its fused dot-product-attention
+    // path does not keep every step in float64 (float32 agrees to the usual 2e-5)
+    let tol = if dt == DType::F64 && what.contains("attention") {
+        1e-8
+    } else {
+        parity_tol(dt)
+    };
+    let want_t = fixture_tensor(want, DType::F64);
+    assert_eq!(got.shape(), want_t.shape(), "{what}: shape");
+    let (g, w) = (got.to_f64_vec().unwrap(), want_t.to_f64_vec().unwrap());
+    let largest = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if largest(&w) < 1e-6 {
+        // zero but for rounding in Keras (attention's key bias: the softmax ignores a shift
+        // of each row of scores), so zero but for rounding here too
+        assert!(largest(&g) < 1e-6, "{what}: {g:?} should be zero, as {w:?}");
+        return;
+    }
+    assert_close(&g, &w, tol, what);
+}
+
+#[test]
+fn layers_match_keras() {
+    let fx = fixture("keras_layers.json");
+    for (key_dt, dt) in [("float32", DType::F32), ("float64", DType::F64)] {
+        let cases = fx[key_dt].as_object().unwrap();
+        assert!(cases.len() >= 17, "{key_dt}: {} cases", cases.len());
+        for (name, c) in cases {
+            let what = |s: &str| format!("{key_dt} {name} {s}");
+            let l = layer(name, dt);
+            for v in l.variables() {
+                v.assign(&fixture_tensor(&c["weights"][key(&v)], dt))
+                    .unwrap();
+            }
+            let x = if name == "embedding" {
+                fixture_tensor(&c["x"], DType::I64)
+            } else {
+                fixture_tensor(&c["x"], dt)
+            };
+            let training = name == "batch_norm";
+            let r = fixture_tensor(&c["r"], dt);
+            let vars = l.trainable_variables();
+            let tape = GradientTape::new();
+            if x.dtype().is_float() {
+                tape.watch(&x);
+            }
+            let y = l.call(&x, training).unwrap();
+            close(&y, &c["y"], dt, &what("output"));
+            let loss = ops::reduce_sum(&ops::multiply(&y, &r).unwrap(), Axes::All, false).unwrap();
+            let mut sources: Vec<&dyn Source> = vec![];
+            if x.dtype().is_float() {
+                sources.push(&x);
+            }
+            sources.extend(vars.iter().map(|v| v as &dyn Source));
+            let grads = tape.gradient(&loss, &sources[..]).unwrap();
+            let mut grads = grads.into_iter();
+            if x.dtype().is_float() {
+                close(&grads.next().unwrap().unwrap(), &c["dx"], dt, &what("dx"));
+            }
+            assert_eq!(
+                vars.len(),
+                c["dw"].as_object().unwrap().len(),
+                "{}",
+                what("weights")
+            );
+            for (v, g) in vars.iter().zip(grads) {
+                let k = key(v);
+                close(&g.unwrap(), &c["dw"][&k], dt, &what(&format!("d{k}")));
+            }
+            if let Some(after) = c.get("after") {
+                // Keras keeps the learning rate as a float32 variable: 0.1 is 0.100000001490...
+                let mut opt = SGD::new(0.1f32 as f64);
+                for _ in 0..3 {
+                    let tape = GradientTape::new();
+                    let y = l.call(&x, true).unwrap();
+                    let loss =
+                        ops::reduce_sum(&ops::multiply(&y, &r).unwrap(), Axes::All, false).unwrap();
+                    let g = tape.gradient(&loss, &vars).unwrap();
+                    opt.apply_gradients(g.into_iter().zip(&vars)).unwrap();
+                }
+                for v in l.variables() {
+                    close(
+                        &v.value(),
+                        &after[key(&v)],
+                        dt,
+                        &what(&format!("{} after 3 steps", key(&v))),
+                    );
+                }
+                close(
+                    &l.call(&x, false).unwrap(),
+                    &c["inference"],
+                    dt,
+                    &what("inference"),
+                );
+            }
+        }
+    }
+}
