@@ -215,7 +215,7 @@ impl Conv2D {
         rng: &mut Generator,
     ) -> Result<Conv2D> {
         let g = config.groups;
-        if g == 0 || in_channels % g != 0 || filters % g != 0 {
+        if g == 0 || !in_channels.is_multiple_of(g) || !filters.is_multiple_of(g) {
             return Err(Error::arg(
                 "Conv2D",
                 format!("layer {name:?}: {in_channels} input channels and {filters} filters must both divide into {g} groups"),

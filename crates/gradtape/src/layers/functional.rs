@@ -148,7 +148,9 @@ impl FunctionalBuilder {
 }
 
 /// A function with no variables as a layer.
-struct Lambda(Box<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>);
+type LambdaFn = dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync;
+
+struct Lambda(Box<LambdaFn>);
 
 impl Layer for Lambda {
     fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
