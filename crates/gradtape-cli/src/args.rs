@@ -49,3 +49,17 @@ pub fn finite(s: &str) -> Result<f64, String> {
         _ => Err("expected a finite number".into()),
     }
 }
+
+/// An image size, `HxW` or `HxWxC` (channels 1 when left out), such as `8x8` or `28x28x1`.
+pub fn image(s: &str) -> Result<[usize; 3], String> {
+    let dims: Vec<Option<usize>> = s
+        .trim()
+        .split(['x', 'X'])
+        .map(|d| d.trim().parse::<usize>().ok().filter(|&v| v >= 1))
+        .collect();
+    match dims[..] {
+        [Some(h), Some(w)] => Ok([h, w, 1]),
+        [Some(h), Some(w), Some(c)] => Ok([h, w, c]),
+        _ => Err("expected HEIGHTxWIDTH or HEIGHTxWIDTHxCHANNELS of whole numbers, such as 8x8 or 28x28x1".into()),
+    }
+}

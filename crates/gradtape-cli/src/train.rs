@@ -6,7 +6,9 @@ use std::time::Instant;
 use clap::ValueEnum;
 use gradtape::data::{read_csv, split_indices, take_rows, Standardizer, Target, Task};
 use gradtape::layers::{Activation, Layer};
-use gradtape::training::{build_mlp, evaluate, fit, EpochStats, OptimizerKind, TrainConfig};
+use gradtape::training::{
+    build_cnn, build_mlp, evaluate, fit, EpochStats, OptimizerKind, TrainConfig,
+};
 use gradtape::{checkpoint, metrics, ops, DType, Tensor};
 use gradtape_plot::{save, ConfusionChart, CurvesChart, Format};
 use serde_json::{json, Value};
@@ -35,6 +37,14 @@ pub enum ActivationArg {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    /// Dense layers (`--hidden`).
+    Mlp,
+    /// Two convolution and pooling blocks, then the `--hidden` dense layers; needs `--image`.
+    Cnn,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OptimizerArg {
     /// Adam.
     Adam,
@@ -58,7 +68,14 @@ pub struct TrainArgs {
     /// Classification (the target's distinct values are the classes) or regression.
     #[arg(long, value_enum, default_value_t = TaskArg::Classification)]
     task: TaskArg,
-    /// Sizes of the hidden layers, comma separated.
+    /// The network: an MLP, or a CNN reading each row as an image (`--image`).
+    #[arg(long, value_enum, default_value_t = ModelArg::Mlp)]
+    model: ModelArg,
+    /// With `--model cnn`: each row's features are the pixels of an image of this size,
+    /// HEIGHTxWIDTH[xCHANNELS], row by row (the digits are 8x8).
+    #[arg(long, value_name = "HxW[xC]", value_parser = crate::args::image)]
+    image: Option<[usize; 3]>,
+    /// Sizes of the hidden (dense) layers, comma separated.
     #[arg(
         long,
         value_delimiter = ',',
@@ -179,6 +196,19 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
             a.hidden
         )));
     }
+    let image = match (a.model, a.image) {
+        (ModelArg::Cnn, None) => {
+            return Err(CliError(
+                "--model cnn needs --image HxW[xC]: the size of the image each row holds".into(),
+            ))
+        }
+        (ModelArg::Mlp, Some(_)) => {
+            return Err(CliError(
+                "--image is for --model cnn (an MLP reads the features as they are)".into(),
+            ))
+        }
+        (_, image) => image,
+    };
     // The output folder is checked before the work, so a bad --out costs no training.
     let mut stage = Staging::new(
         &a.out,
@@ -206,8 +236,12 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         )));
     }
     let raw_train = take_rows(&d.features, &tr)?;
+    // an image's pixels are standardized together, other features one by one
     let standardizer = (!a.no_standardize)
-        .then(|| Standardizer::fit(&raw_train))
+        .then(|| match image {
+            Some(_) => Standardizer::fit_global(&raw_train),
+            None => Standardizer::fit(&raw_train),
+        })
         .transpose()?;
     let prep = |idx: &[i64]| -> Result<Tensor, CliError> {
         let x = take_rows(&d.features, idx)?;
@@ -242,19 +276,41 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         seed: a.seed,
         dtype: DType::F32,
     };
-    let model = build_mlp(d.feature_names.len(), &cfg.hidden, outputs, &cfg)?;
+    let model = match image {
+        Some(img) => {
+            let pixels: usize = img.iter().product();
+            if pixels != d.feature_names.len() {
+                return Err(CliError(format!(
+                    "--image {}x{}x{} is {pixels} pixels, but {} has {} feature columns",
+                    img[0],
+                    img[1],
+                    img[2],
+                    a.data.display(),
+                    d.feature_names.len()
+                )));
+            }
+            build_cnn(img, outputs, &cfg)?
+        }
+        None => build_mlp(d.feature_names.len(), &cfg.hidden, outputs, &cfg)?,
+    };
+    let model_name = match image {
+        Some([h, w, c]) => format!("CNN on {h}x{w}x{c} images, dense {:?}", a.hidden),
+        None => format!("MLP {:?}", a.hidden),
+    };
     let human = !a.json;
     if human {
         println!(
-            "gradtape train: {} rows ({} train, {} validation, {} test), {} features, {} ({}), MLP {:?}",
+            "gradtape train: {} rows ({} train, {} validation, {} test), {} features, {} ({}), {}",
             n,
             tr.len(),
             va.len(),
             te.len(),
             d.feature_names.len(),
             a.target,
-            classes.as_ref().map_or("regression".to_string(), |c| format!("{} classes", c.len())),
-            a.hidden
+            classes
+                .as_ref()
+                .map_or("regression".to_string(), |c| format!("{} classes", c.len())),
+            model_name
         );
     }
     let lines = human && !a.quiet;
@@ -353,6 +409,8 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         "target": a.target,
         "features": d.feature_names,
         "classes": classes,
+        "model": format!("{:?}", a.model).to_lowercase(),
+        "image": image,
         "hidden": a.hidden,
         "activation": format!("{:?}", a.activation).to_lowercase(),
         "standardizer": standardizer.as_ref().map(|s| json!({"mean": s.mean, "std": s.std})),
@@ -368,11 +426,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
     let meta = [("gradtape".to_string(), model_meta.to_string())]
         .into_iter()
         .collect();
-    checkpoint::save(
-        &stage.path("model.safetensors"),
-        &model.trainable_variables(),
-        &meta,
-    )?;
+    checkpoint::save(&stage.path("model.safetensors"), &model.variables(), &meta)?;
     let last = history.last();
     let result = json!({
         "task": model_meta["task"],
@@ -389,6 +443,8 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         "batch": a.batch,
         "lr": a.lr,
         "optimizer": format!("{:?}", a.optimizer).to_lowercase(),
+        "model": format!("{:?}", a.model).to_lowercase(),
+        "image": image,
         "hidden": a.hidden,
         "seed": a.seed,
         "train_seconds": train_seconds,
@@ -460,13 +516,31 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
         activation: act,
         ..TrainConfig::default()
     };
-    let model = build_mlp(
-        features.len(),
-        &hidden,
-        classes.as_ref().map_or(1, |c| c.len()),
-        &cfg,
-    )?;
-    checkpoint::restore(&path, &model.trainable_variables())?;
+    let outputs = classes.as_ref().map_or(1, |c| c.len());
+    let model = match meta["model"].as_str().unwrap_or("mlp") {
+        "mlp" => build_mlp(features.len(), &hidden, outputs, &cfg)?,
+        "cnn" => {
+            let image: Vec<usize> = meta["image"]
+                .as_array()
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|v| v.as_u64())
+                        .map(|v| v as usize)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let [h, w, c] = image[..] else {
+                return Err(bad("a cnn model without its image size in the metadata"));
+            };
+            build_cnn([h, w, c], outputs, &cfg)?
+        }
+        other => {
+            return Err(bad(&format!(
+                "unknown model kind {other:?} in the metadata"
+            )))
+        }
+    };
+    checkpoint::restore(&path, &model.variables())?;
 
     let table = read_csv(&a.data)?;
     let cols: Vec<usize> = features

@@ -612,3 +612,67 @@ fn train_refuses_a_continuous_or_single_class_target() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_cnn_on_the_digits_with_the_defaults_reaches_98_5_percent_and_predicts() {
+    let dir = scratch("cnn");
+    let out = dir.join("model");
+    let v = json(&gradtape(&[
+        "train",
+        "--data",
+        &digits(),
+        "--target",
+        "digit",
+        "--model",
+        "cnn",
+        "--image",
+        "8x8",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    let acc = v["held_out_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.985, "held-out accuracy {acc}");
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["model"], "cnn");
+    assert_eq!(run["image"], serde_json::json!([8, 8, 1]));
+    // predict rebuilds the CNN from the model folder
+    let p = json(&gradtape(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        &digits(),
+        "--out",
+        dir.join("p.csv").to_str().unwrap(),
+        "--json",
+    ]));
+    assert!(p["accuracy"].as_f64().unwrap() > 0.98, "{p}");
+    // and the options that do not fit are refused before any work
+    let never = dir.join("never");
+    let n = never.to_str().unwrap();
+    let base = [
+        "train",
+        "--data",
+        &digits(),
+        "--target",
+        "digit",
+        "--out",
+        n,
+    ];
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    for (extra, fragment) in [
+        (&["--model", "cnn"][..], "needs --image"),
+        (&["--image", "8x8"][..], "--image is for --model cnn"),
+        (&["--model", "cnn", "--image", "8x9"][..], "72 pixels"),
+        (&["--model", "cnn", "--image", "8xx8"][..], "HEIGHTxWIDTH"),
+    ] {
+        let args = with(extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&refs, fragment, &never);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -361,6 +361,37 @@ impl Standardizer {
         Ok(Standardizer { mean, std })
     }
 
+    /// One mean and standard deviation over every element of a `[n, features]` tensor, for
+    /// features that are the pixels of an image: pixels are standardized together, not one by
+    /// one (a pixel that is nearly always 0 would otherwise blow up where it is not).
+    ///
+    /// # Errors
+    /// When `x` is not a float matrix.
+    ///
+    /// ```
+    /// use gradtape::data::Standardizer;
+    /// let x = gradtape::Tensor::from_vec(vec![0.0f32, 0.0, 0.0, 4.0], &[2, 2])?;
+    /// let s = Standardizer::fit_global(&x)?;
+    /// assert_eq!((s.mean.clone(), s.std.clone()), (vec![1.0, 1.0], vec![3f64.sqrt(); 2]));
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn fit_global(x: &Tensor) -> Result<Standardizer> {
+        let per = Standardizer::fit(x)?;
+        let x64 = x.cast(DType::F64)?;
+        let mean = ops::reduce_mean(&x64, crate::Axes::All, false)?.item()?;
+        let var = ops::reduce_mean(
+            &ops::square(&ops::subtract(&x64, &mean)?)?,
+            crate::Axes::All,
+            false,
+        )?
+        .item()?;
+        let std = if var > 0.0 { var.sqrt() } else { 1.0 };
+        Ok(Standardizer {
+            mean: vec![mean; per.mean.len()],
+            std: vec![std; per.std.len()],
+        })
+    }
+
     /// `(x - mean) / std`, in `x`'s dtype.
     ///
     /// # Errors

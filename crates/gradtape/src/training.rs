@@ -139,6 +139,78 @@ pub fn build_mlp(
     Ok(Sequential::new(layers))
 }
 
+/// The CLI's `--model cnn` for rows that are `image = [height, width, channels]` pixels (row
+/// major): two 3×3 convolutions of 32 and 64 filters (same padding, ReLU, He-uniform), each
+/// followed by 2×2 max pooling while the image is at least 2 pixels across, then `hidden`
+/// dense layers and the output layer. Rows of `h·w·c` features go in as they are.
+///
+/// # Errors
+/// When a size is 0 or `cfg.dtype` is not float.
+///
+/// ```
+/// use gradtape::layers::Layer;
+/// use gradtape::training::{build_cnn, TrainConfig};
+/// let m = build_cnn([8, 8, 1], 10, &TrainConfig::default())?;
+/// let x = gradtape::Tensor::zeros(&[5, 64], gradtape::DType::F32)?;
+/// assert_eq!(m.call(&x, false)?.shape(), &[5, 10]);
+/// assert!(m.summary(&[64], gradtape::DType::F32)?.contains("(None, 2, 2, 64)"));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn build_cnn(image: [usize; 3], outputs: usize, cfg: &TrainConfig) -> Result<Sequential> {
+    use crate::layers::{Conv2D, ConvConfig, Flatten, MaxPooling2D, Reshape};
+    let mut rng = Generator::from_seed(cfg.seed);
+    let [mut h, mut w, mut c] = image;
+    let mut layers: Vec<Box<dyn Layer>> = vec![Box::new(Reshape::new(&[
+        h as isize, w as isize, c as isize,
+    ]))];
+    let conv = ConvConfig {
+        padding: crate::ops::Padding::Same,
+        activation: Activation::Relu,
+        kernel_initializer: Initializer::HeUniform,
+        ..ConvConfig::default()
+    };
+    for (i, filters) in [32, 64].into_iter().enumerate() {
+        layers.push(Box::new(Conv2D::new(
+            &format!("conv_{i}"),
+            c,
+            filters,
+            [3, 3],
+            conv,
+            cfg.dtype,
+            &mut rng,
+        )?));
+        c = filters;
+        if h >= 2 && w >= 2 {
+            layers.push(Box::new(MaxPooling2D::new([2, 2])));
+            (h, w) = (h / 2, w / 2);
+        }
+    }
+    layers.push(Box::new(Flatten));
+    let mut fan_in = h * w * c;
+    for (i, &units) in cfg.hidden.iter().enumerate() {
+        layers.push(Box::new(Dense::with_options(
+            &format!("dense_{i}"),
+            fan_in,
+            units,
+            cfg.activation,
+            Initializer::HeUniform,
+            true,
+            cfg.dtype,
+            &mut rng,
+        )?));
+        fan_in = units;
+    }
+    layers.push(Box::new(Dense::new(
+        "output",
+        fan_in,
+        outputs,
+        Activation::Linear,
+        cfg.dtype,
+        &mut rng,
+    )?));
+    Ok(Sequential::new(layers))
+}
+
 /// One epoch's figures.
 ///
 /// ```
