@@ -25,13 +25,14 @@ pub const WORKLOADS: &[&str] = &[
     "jacobian-w",
     "per-example-grads",
     "hvp",
+    "cnn",
 ];
 
 /// Options of `gradtape bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Workloads to run (all when none is named): seed, linreg-10m, mlp, chain, matmul,
-    /// elementwise, reduce, batch-jacobian, jacobian-w, per-example-grads, hvp.
+    /// elementwise, reduce, batch-jacobian, jacobian-w, per-example-grads, hvp, cnn.
     names: Vec<String>,
     /// One JSON object per line per workload instead of a table.
     #[arg(long)]
@@ -143,6 +144,41 @@ fn mlp_setup(quick: bool) -> Result<(Sequential, Tensor, Tensor)> {
     let x = rng.uniform(&[batch, sizes[0]], 0.0, 1.0, DType::F32)?;
     let y = Tensor::from_vec((0..batch as i64).map(|i| i % 10).collect(), &[batch])?;
     Ok((model, x, y))
+}
+
+/// The LeNet-style network of `cnn`: conv 3×3 1→32 + ReLU, max-pool 2, conv 3×3 32→64 + ReLU,
+/// max-pool 2, flatten, Dense 128 + ReLU, Dense 10 (valid padding, Keras's default), on
+/// `[batch, side, side, 1]` images.
+fn lenet(side: usize, rng: &mut Generator) -> Result<Sequential> {
+    use gradtape::layers::{Conv2D, ConvConfig, Flatten, MaxPooling2D};
+    let relu = ConvConfig {
+        activation: Activation::Relu,
+        ..ConvConfig::default()
+    };
+    let after = ((side - 2) / 2 - 2) / 2;
+    Ok(Sequential::new(vec![
+        Box::new(Conv2D::new("conv1", 1, 32, [3, 3], relu, DType::F32, rng)?),
+        Box::new(MaxPooling2D::new([2, 2])),
+        Box::new(Conv2D::new("conv2", 32, 64, [3, 3], relu, DType::F32, rng)?),
+        Box::new(MaxPooling2D::new([2, 2])),
+        Box::new(Flatten),
+        Box::new(Dense::new(
+            "dense",
+            after * after * 64,
+            128,
+            Activation::Relu,
+            DType::F32,
+            rng,
+        )?),
+        Box::new(Dense::new(
+            "out",
+            128,
+            10,
+            Activation::Linear,
+            DType::F32,
+            rng,
+        )?),
+    ]))
 }
 
 fn mlp_step(quick: bool) -> Result<Timing> {
@@ -364,6 +400,28 @@ fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, C
                     sink(h)?;
                 }
                 Ok(())
+            })?
+        }
+        "cnn" => {
+            // one Adam step of the LeNet-style network on 64 images of 28x28x1
+            let (b, side) = if quick { (4, 10) } else { (64, 28) };
+            let mut rng = Generator::from_seed(10);
+            let model = lenet(side, &mut rng)?;
+            let vars = model.trainable_variables();
+            let x = rng.uniform(&[b, side, side, 1], 0.0, 1.0, DType::F32)?;
+            let y = Tensor::from_vec((0..b as i64).map(|i| i % 10).collect(), &[b])?;
+            let mut opt = Adam::new(0.001);
+            extra.insert("batch".into(), json!(b));
+            time(quick, || {
+                let tape = GradientTape::new();
+                let loss = sparse_categorical_crossentropy(
+                    &y,
+                    &model.call(&x, true)?,
+                    true,
+                    Reduction::SumOverBatchSize,
+                )?;
+                let grads = tape.gradient(&loss, &vars)?;
+                opt.apply_gradients(grads.into_iter().zip(&vars))
             })?
         }
         other => {

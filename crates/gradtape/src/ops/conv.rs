@@ -155,24 +155,49 @@ fn per_image<T: Send>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Syn
     }
 }
 
-fn patches_kernel<T: Element>(src: &[T], n: usize, c: usize, win: &Window) -> Vec<T> {
-    let mut out = vec![T::default(); n * win.oh * win.ow * win.kh * win.kw * c];
+/// `len` zeros in a buffer from the storage pool (large buffers are reused, not fresh pages
+/// that fault on first write every step).
+fn zeros<T: Element>(op: &'static str, len: usize) -> Result<Vec<T>> {
+    let mut v = crate::storage::pool::take::<T>(op, len)?;
+    v.resize(len, T::default());
+    Ok(v)
+}
+
+fn patches_kernel<T: Element>(src: &[T], n: usize, c: usize, win: &Window) -> Result<Vec<T>> {
+    let len = n * win.oh * win.ow * win.kh * win.kw * c;
+    let mut out = crate::storage::pool::take::<T>("patches", len)?;
     let image = win.h * win.w * c;
-    per_image(&mut out, n, |i, dst| {
+    // Every element is written once, copied or (in the padding) zero, so the buffer is not
+    // cleared first: that pass cost as much as the copy.
+    per_image(&mut out.spare_capacity_mut()[..len], n, |i, dst| {
         let s = &src[i * image..(i + 1) * image];
         let mut o = 0;
         win.for_each(|pixel| {
-            if let Some(p) = pixel {
-                dst[o..o + c].copy_from_slice(&s[p * c..(p + 1) * c]);
+            let row = &mut dst[o..o + c];
+            match pixel {
+                Some(p) => {
+                    for (d, &v) in row.iter_mut().zip(&s[p * c..(p + 1) * c]) {
+                        d.write(v);
+                    }
+                }
+                None => {
+                    for d in row {
+                        d.write(T::default());
+                    }
+                }
             }
             o += c;
         });
     });
-    out
+    // SAFETY: `per_image` hands each of the `n` equal chunks of `spare[..len]` to one call, and
+    // each call writes all `oh·ow·kh·kw·c = len / n` elements of its chunk (one row of `c` per
+    // window element, copied or zero).
+    unsafe { out.set_len(len) };
+    Ok(out)
 }
 
-fn unpatches_kernel<T: Num>(src: &[T], n: usize, c: usize, win: &Window) -> Vec<T> {
-    let mut out = vec![T::default(); n * win.h * win.w * c];
+fn unpatches_kernel<T: Num>(src: &[T], n: usize, c: usize, win: &Window) -> Result<Vec<T>> {
+    let mut out: Vec<T> = zeros("unpatches", n * win.h * win.w * c)?;
     let rows = win.oh * win.ow * win.kh * win.kw * c;
     per_image(&mut out, n, |i, dst| {
         let s = &src[i * rows..(i + 1) * rows];
@@ -186,7 +211,7 @@ fn unpatches_kernel<T: Num>(src: &[T], n: usize, c: usize, win: &Window) -> Vec<
             o += c;
         });
     });
-    out
+    Ok(out)
 }
 
 /// Every window of `x` (`[n, h, w, c]`) as `[n, oh, ow, kh, kw, c]`, zeros in the padding.
@@ -213,7 +238,7 @@ pub(crate) fn patches(x: &Tensor, win: &Window) -> Result<Tensor> {
     let (n, c) = (s[0], s[3]);
     let shape = [n, win.oh, win.ow, win.kh, win.kw, c];
     let out = dispatch_all!(x.dtype(), T => Tensor::from_elems(
-        patches_kernel(&x.contiguous_data::<T>()?, n, c, win),
+        patches_kernel(&x.contiguous_data::<T>()?, n, c, win)?,
         &shape,
     ));
     tape::record(
@@ -254,7 +279,7 @@ pub(crate) fn unpatches(g: &Tensor, win: &Window) -> Result<Tensor> {
     let (n, c) = (s[0], s[5]);
     let shape = [n, win.h, win.w, c];
     let out = dispatch_num!(op, g.dtype(), T => Tensor::from_elems(
-        unpatches_kernel(&g.contiguous_data::<T>()?, n, c, win),
+        unpatches_kernel(&g.contiguous_data::<T>()?, n, c, win)?,
         &shape,
     ));
     tape::record(
