@@ -51,3 +51,8 @@ done
 for fw in tensorflow torch jax; do
     (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" hvp.py "$fw" 2>/dev/null)
 done
+# The CNN training step (issue 13), likewise.
+./target/release/gradtape bench --json cnn
+for fw in tensorflow torch jax; do
+    (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" cnn.py "$fw" 2>/dev/null)
+done

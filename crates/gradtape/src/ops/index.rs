@@ -83,8 +83,14 @@ pub fn gather(params: &impl AsTensor, indices: &Tensor, axis: isize) -> Result<T
     shape.extend_from_slice(&p.shape()[ax + 1..]);
     let out = dispatch_all!(p.dtype(), T => {
         let src = p.contiguous_data::<T>()?;
-        let mut buf = Vec::with_capacity(outer * idx.len() * inner);
+        let mut buf = crate::storage::pool::take::<T>(op, outer * idx.len() * inner)?;
         for o in 0..outer {
+            if inner == 1 {
+                // one element per index (max pooling, a flat table): no slice per element
+                let row = &src[o * d..(o + 1) * d];
+                buf.extend(idx.iter().map(|&i| row[i as usize]));
+                continue;
+            }
             for &i in &idx {
                 let base = (o * d + i as usize) * inner;
                 buf.extend_from_slice(&src[base..base + inner]);
@@ -141,7 +147,8 @@ pub(crate) fn scatter_add(
     shape.extend_from_slice(&us[ax + k..]);
     let out = dispatch_num!(op, updates.dtype(), T => {
         let src = updates.contiguous_data::<T>()?;
-        let mut buf = vec![T::default(); outer * dim * inner];
+        let mut buf = crate::storage::pool::take::<T>(op, outer * dim * inner)?;
+        buf.resize(outer * dim * inner, T::default());
         for o in 0..outer {
             for (j, &i) in idx.iter().enumerate() {
                 let from = (o * idx.len() + j) * inner;
