@@ -136,6 +136,10 @@ pub struct Args {
     /// Write that training step as a Graphviz graph to FILE.
     #[arg(long, value_name = "FILE")]
     tape_dot: Option<PathBuf>,
+    /// Also write TensorBoard logs to DIR: loss, a, b and the learning rate per epoch, and a
+    /// histogram of the weights (`tensorboard --logdir DIR`).
+    #[arg(long, value_name = "DIR")]
+    logdir: Option<PathBuf>,
 }
 
 impl Args {
@@ -423,6 +427,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
         None => None,
     };
+    // the log file is opened before the work too
+    let mut log = args
+        .logdir
+        .as_ref()
+        .map(gradtape::summary::SummaryWriter::create)
+        .transpose()?;
     let d = match &args.data {
         Some(p) => data::read_csv(p, args.x_col.as_deref(), args.y_col.as_deref())?,
         None => data::generate(args.points, args.seed, args.noise, args.true_a, args.true_b)?,
@@ -466,6 +476,19 @@ pub fn run(args: Args) -> Result<(), CliError> {
         pb.finish_and_clear();
     }
     let t = trained?;
+    if let Some(w) = log.as_mut() {
+        // epoch e: the cost evaluated before its step, and the parameters it was evaluated at
+        for (e, cost) in t.costs.iter().enumerate() {
+            let step = e as i64;
+            w.scalar("loss", *cost, step)?;
+            w.scalar("a", t.a_hist[e], step)?;
+            w.scalar("b", t.b_hist[e], step)?;
+            w.scalar("learning_rate", args.lr, step)?;
+            let weights = Tensor::from_vec(vec![t.a_hist[e], t.b_hist[e]], &[2])?;
+            w.histogram("weights", &weights, step)?;
+        }
+        w.flush()?;
+    }
     let st = stats(&d, t.a, t.b)?;
     let sat = saturation_epoch(&t.costs, t.final_loss);
 

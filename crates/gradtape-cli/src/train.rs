@@ -125,6 +125,10 @@ pub struct TrainArgs {
     /// No pictures.
     #[arg(long)]
     no_plots: bool,
+    /// Also write TensorBoard logs to DIR as training goes: loss, accuracy, validation loss
+    /// and accuracy, learning rate, and a histogram of every weight, per epoch.
+    #[arg(long, value_name = "DIR")]
+    logdir: Option<PathBuf>,
 }
 
 /// Options of `gradtape predict`.
@@ -177,6 +181,33 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.4}")).unwrap_or_default()
 }
 
+/// One epoch in the TensorBoard log (step = the 0-based epoch, as Keras's callback).
+fn log_epoch(
+    w: &mut gradtape::summary::SummaryWriter,
+    s: &EpochStats,
+    model: &dyn Layer,
+    lr: f64,
+) -> gradtape::Result<()> {
+    let step = s.epoch as i64;
+    w.scalar("loss", s.train_loss, step)?;
+    let optional = [
+        ("accuracy", s.train_accuracy),
+        ("val_loss", s.val_loss),
+        ("val_accuracy", s.val_accuracy),
+    ];
+    for (tag, v) in optional {
+        if let Some(v) = v {
+            w.scalar(tag, v, step)?;
+        }
+    }
+    w.scalar("learning_rate", lr, step)?;
+    for v in model.variables() {
+        let name = v.name().unwrap_or("variable").to_string();
+        w.histogram(&name, &v.value(), step)?;
+    }
+    Ok(())
+}
+
 pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
     if !(a.lr.is_finite() && a.lr > 0.0) {
         return Err(CliError(format!(
@@ -220,6 +251,11 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
             "model.safetensors",
         ],
     )?;
+    let mut log = a
+        .logdir
+        .as_ref()
+        .map(gradtape::summary::SummaryWriter::create)
+        .transpose()?;
     let table = read_csv(&a.data)?;
     let fingerprint = file_fingerprint(&a.data)?;
     let task = match a.task {
@@ -317,12 +353,16 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
     let bar = output::progress_bar(a.epochs, lines, "{bar:40} epoch {pos}/{len}  {msg}");
     let start = Instant::now();
     let validation = (!va.is_empty()).then_some((&x_va, &y_va));
+    let mut log_error: Option<gradtape::Error> = None;
     let history = fit(
         &model,
         (&x_tr, &y_tr),
         validation,
         &cfg,
         |s: &EpochStats| {
+            if let (Some(w), None) = (log.as_mut(), &log_error) {
+                log_error = log_epoch(w, s, &model, cfg.learning_rate).err();
+            }
             let msg = format!(
                 "loss {:.4}{}{}{}",
                 s.train_loss,
@@ -350,6 +390,12 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         pb.finish_and_clear();
     }
     let history = history.map_err(|e| CliError(e.to_string()))?;
+    if let Some(e) = log_error {
+        return Err(e.into());
+    }
+    if let Some(w) = log.as_mut() {
+        w.flush()?;
+    }
     let train_seconds = start.elapsed().as_secs_f64();
 
     // The held-out figures: the test rows, or the validation rows when there is no test split.

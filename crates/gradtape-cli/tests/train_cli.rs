@@ -676,3 +676,79 @@ fn a_cnn_on_the_digits_with_the_defaults_reaches_98_5_percent_and_predicts() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn logdir_writes_a_tensorboard_event_file_and_a_bad_one_is_refused_first() {
+    let dir = scratch("logdir");
+    let (out, log) = (dir.join("out"), dir.join("log"));
+    let o = gradtape(&[
+        "train",
+        "--data",
+        &digits(),
+        "--target",
+        "digit",
+        "--epochs",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--logdir",
+        log.to_str().unwrap(),
+        "--quiet",
+        "--no-plots",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(events.len(), 1);
+    let name = events[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.starts_with("events.out.tfevents."), "{name}");
+    // 3 epochs of 5 scalars and 4 histograms, after the version record
+    let bytes = std::fs::read(&events[0]).unwrap();
+    let mut at = 0;
+    let mut records = 0;
+    while at < bytes.len() {
+        let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+        at += 16 + len;
+        records += 1;
+    }
+    assert_eq!((at, records), (bytes.len(), 1 + 3 * (5 + 4)));
+    // linreg too
+    let lin_log = dir.join("lin");
+    let o = gradtape(&[
+        "linreg",
+        "--out",
+        dir.join("lin-out").to_str().unwrap(),
+        "--logdir",
+        lin_log.to_str().unwrap(),
+        "--quiet",
+        "--no-plots",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_dir(&lin_log).unwrap().count(), 1);
+    // a log directory that is a file: refused before any work
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let never = dir.join("never");
+    refused(
+        &[
+            "train",
+            "--data",
+            &digits(),
+            "--target",
+            "digit",
+            "--out",
+            never.to_str().unwrap(),
+            "--logdir",
+            file.to_str().unwrap(),
+        ],
+        "a-file",
+        &never,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

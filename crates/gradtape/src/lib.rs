@@ -70,6 +70,7 @@ pub mod optimizers;
 pub mod random;
 mod shape;
 mod storage;
+pub mod summary;
 mod tape;
 mod tensor;
 pub mod threading;
