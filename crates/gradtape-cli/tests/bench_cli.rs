@@ -29,7 +29,8 @@ fn every_workload_reports_its_figures() {
             "batch-jacobian",
             "jacobian-w",
             "per-example-grads",
-            "hvp"
+            "hvp",
+            "cnn"
         ]
     );
     for v in &lines {
