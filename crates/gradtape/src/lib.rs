@@ -53,6 +53,7 @@ pub mod custom_gradient;
 pub mod data;
 pub mod debugging;
 mod display;
+pub mod distributed;
 mod dtype;
 mod error;
 pub mod forward_accumulator;

@@ -1,0 +1,401 @@
+//! Data-parallel training: every process (or thread) holds the model, takes its shard of each
+//! global batch, and the gradients are averaged across all of them before each update
+//! (Horovod's `DistributedGradientTape`, PyTorch's DDP). One changed line in a training loop:
+//!
+//! ```text
+//! let grads = distributed::average_gradients(&comm, tape.gradient(&loss, &vars)?)?;
+//! ```
+//!
+//! The transport is a [`Communicator`]: rank, size, all-reduce, broadcast, barrier, and a way to
+//! fail that stops every member instead of leaving them waiting. Here: [`SingleProcess`] (the
+//! same program without parallelism) and [`LocalGroup`] (threads of one process, for tests and
+//! for several model replicas on one machine). An MPI communicator (and NCCL's, once tensors
+//! live on GPUs) implements the same trait; it is not written yet.
+//!
+//! Gradients travel in buckets of at most [`BUCKET_BYTES`] (as DDP's): one all-reduce per bucket,
+//! not per variable.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::variable::Variable;
+
+/// The most bytes of gradients one all-reduce carries (PyTorch DDP's default bucket).
+pub const BUCKET_BYTES: usize = 25 << 20;
+
+/// The collectives data-parallel training needs. Every member must call the same collectives in
+/// the same order with buffers of the same length; a member that cannot (a bad file, a NaN)
+/// calls [`Communicator::fail`], and every other member's next collective returns an error
+/// with its reason instead of waiting forever.
+pub trait Communicator: Send {
+    /// This member's index, from 0.
+    fn rank(&self) -> usize;
+    /// How many members there are.
+    fn size(&self) -> usize;
+    /// Replaces `buf` by the elementwise sum of every member's `buf` (the same on every member).
+    ///
+    /// # Errors
+    /// When a member failed or left, or the lengths differ.
+    fn all_reduce_sum(&self, buf: &mut [f64]) -> Result<()>;
+    /// Replaces `buf` by `root`'s `buf` on every member.
+    ///
+    /// # Errors
+    /// As [`Communicator::all_reduce_sum`].
+    fn broadcast(&self, buf: &mut [f64], root: usize) -> Result<()>;
+    /// Waits until every member reaches it.
+    ///
+    /// # Errors
+    /// As [`Communicator::all_reduce_sum`].
+    fn barrier(&self) -> Result<()> {
+        self.all_reduce_sum(&mut [])
+    }
+    /// Stops the group with `reason`: every member's next (or current) collective fails with it.
+    fn fail(&self, reason: &str);
+}
+
+/// One process alone: collectives return their input.
+///
+/// ```
+/// use gradtape::distributed::{Communicator, SingleProcess};
+/// let c = SingleProcess;
+/// let mut b = [1.0, 2.0];
+/// c.all_reduce_sum(&mut b)?;
+/// assert_eq!((c.rank(), c.size(), b), (0, 1, [1.0, 2.0]));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SingleProcess;
+
+impl Communicator for SingleProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn all_reduce_sum(&self, _buf: &mut [f64]) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast(&self, _buf: &mut [f64], root: usize) -> Result<()> {
+        if root != 0 {
+            return Err(Error::arg(
+                "broadcast",
+                format!("root {root} in a group of 1"),
+            ));
+        }
+        Ok(())
+    }
+    fn fail(&self, _reason: &str) {}
+}
+
+/// What the members of a [`LocalGroup`] share.
+struct Shared {
+    size: usize,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Completed collectives.
+    generation: u64,
+    /// Each member's contribution to the collective in progress.
+    slots: Vec<Option<Vec<f64>>>,
+    arrived: usize,
+    /// The kind of the collective in progress (set by the first member to arrive).
+    kind: Option<Kind>,
+    /// The last completed collective's result.
+    result: Arc<Vec<f64>>,
+    failed: Option<String>,
+}
+
+/// The kinds of collective, so that mismatched calls are caught.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Sum,
+    Broadcast(usize),
+}
+
+/// Members of one group in one process, one per thread (`LocalGroup::new(n)` gives `n`).
+/// Sums are taken in rank order, so every member gets bit-identical results.
+///
+/// ```
+/// use gradtape::distributed::{Communicator, LocalGroup};
+/// let sums: Vec<Vec<f64>> = std::thread::scope(|s| {
+///     let handles: Vec<_> = LocalGroup::new(3)
+///         .into_iter()
+///         .map(|c| s.spawn(move || {
+///             let mut b = vec![c.rank() as f64, 1.0];
+///             c.all_reduce_sum(&mut b).unwrap();
+///             b
+///         }))
+///         .collect();
+///     handles.into_iter().map(|h| h.join().unwrap()).collect()
+/// });
+/// assert!(sums.iter().all(|b| b == &vec![3.0, 3.0]));
+/// ```
+pub struct LocalGroup {
+    rank: usize,
+    shared: Arc<Shared>,
+}
+
+impl LocalGroup {
+    /// A group of `size` members (at least 1), to hand one to each thread.
+    pub fn new(size: usize) -> Vec<LocalGroup> {
+        let size = size.max(1);
+        let shared = Arc::new(Shared {
+            size,
+            state: Mutex::new(State {
+                slots: vec![None; size],
+                ..State::default()
+            }),
+            wake: Condvar::new(),
+        });
+        (0..size)
+            .map(|rank| LocalGroup {
+                rank,
+                shared: shared.clone(),
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Contributes `data` to a collective and waits for its result.
+    fn collective(&self, op: &'static str, kind: Kind, data: Vec<f64>) -> Result<Arc<Vec<f64>>> {
+        let failed = |why: &str| Error::arg(op, format!("the group stopped: {why}"));
+        let mut st = self.lock();
+        if let Some(why) = &st.failed {
+            return Err(failed(why));
+        }
+        match st.kind {
+            None => st.kind = Some(kind),
+            Some(k) if k != kind => {
+                let why = format!(
+                    "rank {} called {op} while another rank is in a different collective",
+                    self.rank
+                );
+                st.failed = Some(why.clone());
+                self.shared.wake.notify_all();
+                return Err(failed(&why));
+            }
+            Some(_) => {}
+        }
+        let generation = st.generation;
+        st.slots[self.rank] = Some(data);
+        st.arrived += 1;
+        if st.arrived == self.shared.size {
+            let contributions: Vec<Vec<f64>> = st
+                .slots
+                .iter_mut()
+                .map(|s| s.take().unwrap_or_default())
+                .collect();
+            let len = contributions[0].len();
+            if let Some(r) = contributions.iter().position(|c| c.len() != len) {
+                let why = format!(
+                    "{op}: rank {r} sent {} values, rank 0 sent {len} (every rank must call the same collectives with the same sizes)",
+                    contributions[r].len()
+                );
+                st.failed = Some(why.clone());
+                self.shared.wake.notify_all();
+                return Err(failed(&why));
+            }
+            let result = match kind {
+                Kind::Broadcast(root) => contributions[root].clone(),
+                Kind::Sum => {
+                    let mut sum = vec![0.0; len];
+                    for c in &contributions {
+                        for (s, v) in sum.iter_mut().zip(c) {
+                            *s += v;
+                        }
+                    }
+                    sum
+                }
+            };
+            st.result = Arc::new(result);
+            st.arrived = 0;
+            st.kind = None;
+            st.generation += 1;
+            self.shared.wake.notify_all();
+            return Ok(st.result.clone());
+        }
+        while st.generation == generation && st.failed.is_none() {
+            st = self.shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        match &st.failed {
+            Some(why) if st.generation == generation => Err(failed(why)),
+            _ => Ok(st.result.clone()),
+        }
+    }
+}
+
+impl Communicator for LocalGroup {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.shared.size
+    }
+    fn all_reduce_sum(&self, buf: &mut [f64]) -> Result<()> {
+        let r = self.collective("all_reduce_sum", Kind::Sum, buf.to_vec())?;
+        buf.copy_from_slice(&r);
+        Ok(())
+    }
+    fn broadcast(&self, buf: &mut [f64], root: usize) -> Result<()> {
+        if root >= self.size() {
+            return Err(Error::arg(
+                "broadcast",
+                format!("root {root} in a group of {}", self.size()),
+            ));
+        }
+        let r = self.collective("broadcast", Kind::Broadcast(root), buf.to_vec())?;
+        buf.copy_from_slice(&r);
+        Ok(())
+    }
+    fn fail(&self, reason: &str) {
+        let mut st = self.lock();
+        if st.failed.is_none() {
+            st.failed = Some(format!("rank {} failed: {reason}", self.rank));
+        }
+        self.shared.wake.notify_all();
+    }
+}
+
+impl Drop for LocalGroup {
+    /// A member that goes away (its thread ended or panicked) cannot take part any more: the
+    /// others' waiting collectives fail instead of hanging.
+    fn drop(&mut self) {
+        let mut st = self.lock();
+        if st.failed.is_none() && st.arrived > 0 {
+            st.failed = Some(format!(
+                "rank {} left while the others waited in a collective",
+                self.rank
+            ));
+            self.shared.wake.notify_all();
+        } else if st.failed.is_none() {
+            st.failed = Some(format!("rank {} left the group", self.rank));
+        }
+    }
+}
+
+/// Horovod's averaged gradients: each present gradient summed over the group and divided by
+/// its size, in buckets of at most [`BUCKET_BYTES`] (one all-reduce each). Every member must
+/// pass gradients of the same shapes, `None` at the same places.
+///
+/// # Errors
+/// When the group failed, or a gradient is not float.
+///
+/// ```
+/// use gradtape::distributed::{average_gradients, SingleProcess};
+/// let g = vec![Some(gradtape::Tensor::from_vec(vec![2.0f32], &[1])?), None];
+/// let avg = average_gradients(&SingleProcess, g)?;
+/// assert_eq!(avg[0].as_ref().unwrap().to_vec::<f32>()?, vec![2.0]);
+/// assert!(avg[1].is_none());
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn average_gradients(
+    comm: &dyn Communicator,
+    grads: Vec<Option<Tensor>>,
+) -> Result<Vec<Option<Tensor>>> {
+    if comm.size() == 1 {
+        return Ok(grads);
+    }
+    let present: Vec<usize> = (0..grads.len()).filter(|&i| grads[i].is_some()).collect();
+    let mut out = grads.clone();
+    let scale = 1.0 / comm.size() as f64;
+    let mut start = 0;
+    while start < present.len() {
+        // fill a bucket
+        let mut end = start;
+        let mut bytes = 0;
+        while end < present.len() {
+            let g = grads[present[end]]
+                .as_ref()
+                .ok_or_else(|| Error::arg("average_gradients", "no gradient"))?;
+            let b = g.numel() * 8;
+            if end > start && bytes + b > BUCKET_BYTES {
+                break;
+            }
+            bytes += b;
+            end += 1;
+        }
+        let mut buf = Vec::with_capacity(bytes / 8);
+        for &i in &present[start..end] {
+            let g = grads[i]
+                .as_ref()
+                .ok_or_else(|| Error::arg("average_gradients", "no gradient"))?;
+            if !g.dtype().is_float() {
+                return Err(Error::dtype(
+                    "average_gradients",
+                    format!("gradient {i} is {} {:?}, not float", g.dtype(), g.shape()),
+                ));
+            }
+            buf.extend(g.to_f64_vec()?);
+        }
+        comm.all_reduce_sum(&mut buf)?;
+        let mut at = 0;
+        for &i in &present[start..end] {
+            let g = grads[i]
+                .as_ref()
+                .ok_or_else(|| Error::arg("average_gradients", "no gradient"))?;
+            let n = g.numel();
+            let avg: Vec<f64> = buf[at..at + n].iter().map(|v| v * scale).collect();
+            out[i] = Some(Tensor::from_vec(avg, g.shape())?.cast(g.dtype())?);
+            at += n;
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
+/// Horovod's `broadcast_variables`: every member's variables take `root`'s values, so that all
+/// replicas start from the same weights.
+///
+/// # Errors
+/// When the group failed or the variables differ in size between members.
+///
+/// ```
+/// use gradtape::distributed::{broadcast_variables, SingleProcess};
+/// let v = gradtape::Variable::new(1.5);
+/// broadcast_variables(&SingleProcess, &[v.clone()], 0)?;
+/// assert_eq!(v.value().item()?, 1.5);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn broadcast_variables(comm: &dyn Communicator, vars: &[Variable], root: usize) -> Result<()> {
+    let mut buf = vec![];
+    for v in vars {
+        buf.extend(v.value().to_f64_vec()?);
+    }
+    comm.broadcast(&mut buf, root)?;
+    let mut at = 0;
+    for v in vars {
+        let n: usize = v.shape().iter().product();
+        let t = Tensor::from_vec(buf[at..at + n].to_vec(), v.shape())?;
+        let t = if v.dtype() == DType::F64 {
+            t
+        } else {
+            t.cast(v.dtype())?
+        };
+        v.assign(&t)?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// This member's rows of a global batch: the `rank`-th of `size` contiguous, near-equal parts
+/// (every member shuffles with the same seed, so together they cover the batch once).
+///
+/// ```
+/// use gradtape::distributed::shard;
+/// assert_eq!(shard(&[10, 11, 12, 13, 14], 0, 2), vec![10, 11]);
+/// assert_eq!(shard(&[10, 11, 12, 13, 14], 1, 2), vec![12, 13, 14]);
+/// ```
+pub fn shard(batch: &[i64], rank: usize, size: usize) -> Vec<i64> {
+    let size = size.max(1);
+    let (b, r) = (batch.len(), rank.min(size - 1));
+    batch[r * b / size..(r + 1) * b / size].to_vec()
+}

@@ -1,0 +1,162 @@
+//! Data-parallel training on a thread group: two replicas on half-batches end where one
+//! process on whole batches does; a failing member stops the others with its reason.
+
+use std::cell::Cell;
+
+use gradtape::distributed::{
+    average_gradients, broadcast_variables, shard, Communicator, LocalGroup, BUCKET_BYTES,
+};
+use gradtape::layers::{Activation, Dense, Layer, Sequential};
+use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
+use gradtape::optimizers::{Adam, Optimizer};
+use gradtape::random::Generator;
+use gradtape::{ops, DType, GradientTape, Result, Tensor};
+
+mod common;
+
+fn model(seed: u64) -> Sequential {
+    let rng = &mut Generator::from_seed(seed);
+    Sequential::new(vec![
+        Box::new(Dense::new("h", 8, 16, Activation::Tanh, DType::F64, rng).unwrap()),
+        Box::new(Dense::new("o", 16, 3, Activation::Linear, DType::F64, rng).unwrap()),
+    ])
+}
+
+fn data() -> (Tensor, Tensor) {
+    let mut rng = Generator::from_seed(5);
+    let x = rng.uniform(&[64, 8], -1.0, 1.0, DType::F64).unwrap();
+    let y = Tensor::from_vec((0..64).map(|i| (i * 7 % 3) as i64).collect(), &[64]).unwrap();
+    (x, y)
+}
+
+/// Ten Adam steps over global batches of 16 rows; this member trains on its shard of each.
+fn train(comm: &dyn Communicator, seed: u64) -> Result<Vec<Vec<f64>>> {
+    let (x, y) = data();
+    let m = model(seed);
+    let vars = m.trainable_variables();
+    broadcast_variables(comm, &vars, 0)?;
+    let mut opt = Adam::new(0.01);
+    for step in 0..10 {
+        let batch: Vec<i64> = (0..16).map(|i| ((step * 16 + i) % 64) as i64).collect();
+        let rows = Tensor::from_vec(shard(&batch, comm.rank(), comm.size()), &[16 / comm.size()])?;
+        let (xb, yb) = (ops::gather(&x, &rows, 0)?, ops::gather(&y, &rows, 0)?);
+        let tape = GradientTape::new();
+        let loss = sparse_categorical_crossentropy(
+            &yb,
+            &m.call(&xb, true)?,
+            true,
+            Reduction::SumOverBatchSize,
+        )?;
+        let grads = average_gradients(comm, tape.gradient(&loss, &vars)?)?;
+        opt.apply_gradients(grads.into_iter().zip(&vars))?;
+    }
+    vars.iter().map(|v| v.value().to_vec::<f64>()).collect()
+}
+
+#[test]
+fn two_replicas_on_half_batches_end_where_one_process_on_whole_batches_does() {
+    let single = train(&gradtape::distributed::SingleProcess, 1).unwrap();
+    let replicas: Vec<Vec<Vec<f64>>> = common::within("two replicas", || {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = LocalGroup::new(2)
+                .into_iter()
+                // different initial weights on each rank: the broadcast makes them rank 0's
+                .map(|c| s.spawn(move || train(&c, 1 + c.rank() as u64 * 100).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    });
+    assert_eq!(replicas[0], replicas[1], "the replicas differ");
+    for (a, b) in replicas[0].iter().flatten().zip(single.iter().flatten()) {
+        assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    // and training moved the weights (the comparison is not of initial values)
+    assert_ne!(
+        single[0],
+        model(1).trainable_variables()[0]
+            .value()
+            .to_vec::<f64>()
+            .unwrap()
+    );
+}
+
+#[test]
+fn a_failing_member_stops_the_others_with_its_reason() {
+    let errors: Vec<String> = common::within("a failing member", || {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = LocalGroup::new(3)
+                .into_iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        if c.rank() == 2 {
+                            c.fail("data/part-2.csv: line 7: not a number");
+                            return String::new();
+                        }
+                        train(&c, 1).unwrap_err().to_string()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    });
+    for e in &errors[..2] {
+        assert!(e.contains("rank 2 failed: data/part-2.csv: line 7"), "{e}");
+    }
+    // a member whose thread ends (a panic, an early return) stops the others too
+    let e = common::within("a member that leaves", || {
+        let mut group = LocalGroup::new(2);
+        let leaver = group.pop().unwrap();
+        let stayer = group.pop().unwrap();
+        std::thread::scope(|s| {
+            let h = s.spawn(move || train(&stayer, 1).unwrap_err().to_string());
+            drop(leaver);
+            h.join().unwrap()
+        })
+    });
+    assert!(e.contains("rank 1 left"), "{e}");
+}
+
+/// Claims a group of two whose other member sent the same gradients, and counts all-reduces.
+struct Twin(Cell<usize>);
+
+impl Communicator for Twin {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        2
+    }
+    fn all_reduce_sum(&self, buf: &mut [f64]) -> Result<()> {
+        self.0.set(self.0.get() + 1);
+        buf.iter_mut().for_each(|v| *v *= 2.0);
+        Ok(())
+    }
+    fn broadcast(&self, _buf: &mut [f64], _root: usize) -> Result<()> {
+        Ok(())
+    }
+    fn fail(&self, _reason: &str) {}
+}
+
+#[test]
+fn gradients_travel_in_buckets_not_one_call_per_variable() {
+    let per = BUCKET_BYTES / 8 / 2 - 100; // two such gradients nearly fill a bucket
+    let grads: Vec<Option<Tensor>> = (0..4)
+        .map(|i| Some(Tensor::full(&[per], i as f64, DType::F32).unwrap()))
+        .chain((0..3).map(|_| Some(Tensor::ones(&[10], DType::F32).unwrap())))
+        .chain(std::iter::once(None))
+        .collect();
+    let twin = Twin(Cell::new(0));
+    let avg = average_gradients(&twin, grads.clone()).unwrap();
+    // 4 large gradients -> 2 buckets; the 3 small ones join the last
+    assert_eq!(twin.0.get(), 2);
+    for (a, g) in avg.iter().zip(&grads) {
+        match (a, g) {
+            (Some(a), Some(g)) => {
+                assert_eq!(a.to_vec::<f32>().unwrap(), g.to_vec::<f32>().unwrap());
+                assert_eq!(a.dtype(), DType::F32);
+            }
+            (None, None) => {}
+            _ => panic!("a gradient appeared or vanished"),
+        }
+    }
+}
