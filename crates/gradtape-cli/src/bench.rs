@@ -183,13 +183,18 @@ fn lenet(side: usize, rng: &mut Generator) -> Result<Sequential> {
 
 fn mlp_step(quick: bool) -> Result<Timing> {
     let (model, x, y) = mlp_setup(quick)?;
+    adam_steps(quick, &model, &x, &y)
+}
+
+/// Times one Adam step of `model` on `x` and labels `y` (softmax cross-entropy, mean).
+fn adam_steps(quick: bool, model: &Sequential, x: &Tensor, y: &Tensor) -> Result<Timing> {
     let vars = model.trainable_variables();
     let mut opt = Adam::new(0.001);
     time(quick, || {
         let tape = GradientTape::new();
         let loss = sparse_categorical_crossentropy(
-            &y,
-            &model.call(&x, true)?,
+            y,
+            &model.call(x, true)?,
             true,
             Reduction::SumOverBatchSize,
         )?;
@@ -407,22 +412,10 @@ fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, C
             let (b, side) = if quick { (4, 10) } else { (64, 28) };
             let mut rng = Generator::from_seed(10);
             let model = lenet(side, &mut rng)?;
-            let vars = model.trainable_variables();
             let x = rng.uniform(&[b, side, side, 1], 0.0, 1.0, DType::F32)?;
             let y = Tensor::from_vec((0..b as i64).map(|i| i % 10).collect(), &[b])?;
-            let mut opt = Adam::new(0.001);
             extra.insert("batch".into(), json!(b));
-            time(quick, || {
-                let tape = GradientTape::new();
-                let loss = sparse_categorical_crossentropy(
-                    &y,
-                    &model.call(&x, true)?,
-                    true,
-                    Reduction::SumOverBatchSize,
-                )?;
-                let grads = tape.gradient(&loss, &vars)?;
-                opt.apply_gradients(grads.into_iter().zip(&vars))
-            })?
+            adam_steps(quick, &model, &x, &y)?
         }
         other => {
             return Err(CliError(format!(

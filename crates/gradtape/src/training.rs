@@ -109,7 +109,20 @@ pub fn build_mlp(
 ) -> Result<Sequential> {
     let mut rng = Generator::from_seed(cfg.seed);
     let mut layers: Vec<Box<dyn Layer>> = vec![];
-    let mut fan_in = inputs;
+    dense_head(&mut layers, inputs, hidden, outputs, cfg, &mut rng)?;
+    Ok(Sequential::new(layers))
+}
+
+/// The `hidden` dense layers (`dense_{i}`; He-uniform for ReLU, Glorot-uniform otherwise) and
+/// the linear `output` layer, after layers that give `fan_in` features.
+fn dense_head(
+    layers: &mut Vec<Box<dyn Layer>>,
+    mut fan_in: usize,
+    hidden: &[usize],
+    outputs: usize,
+    cfg: &TrainConfig,
+    rng: &mut Generator,
+) -> Result<()> {
     for (i, &h) in hidden.iter().enumerate() {
         let init = if cfg.activation == Activation::Relu {
             Initializer::HeUniform
@@ -124,7 +137,7 @@ pub fn build_mlp(
             init,
             true,
             cfg.dtype,
-            &mut rng,
+            rng,
         )?));
         fan_in = h;
     }
@@ -134,15 +147,15 @@ pub fn build_mlp(
         outputs,
         Activation::Linear,
         cfg.dtype,
-        &mut rng,
+        rng,
     )?));
-    Ok(Sequential::new(layers))
+    Ok(())
 }
 
 /// The CLI's `--model cnn` for rows that are `image = [height, width, channels]` pixels (row
 /// major): two 3×3 convolutions of 32 and 64 filters (same padding, ReLU, He-uniform), each
-/// followed by 2×2 max pooling while the image is at least 2 pixels across, then `hidden`
-/// dense layers and the output layer. Rows of `h·w·c` features go in as they are.
+/// followed by 2×2 max pooling while the image is at least 2 pixels across, then the `hidden`
+/// dense layers and the output layer, as in [`build_mlp`]. Rows of `h·w·c` features go in as they are.
 ///
 /// # Errors
 /// When a size is 0 or `cfg.dtype` is not float.
@@ -186,28 +199,7 @@ pub fn build_cnn(image: [usize; 3], outputs: usize, cfg: &TrainConfig) -> Result
         }
     }
     layers.push(Box::new(Flatten));
-    let mut fan_in = h * w * c;
-    for (i, &units) in cfg.hidden.iter().enumerate() {
-        layers.push(Box::new(Dense::with_options(
-            &format!("dense_{i}"),
-            fan_in,
-            units,
-            cfg.activation,
-            Initializer::HeUniform,
-            true,
-            cfg.dtype,
-            &mut rng,
-        )?));
-        fan_in = units;
-    }
-    layers.push(Box::new(Dense::new(
-        "output",
-        fan_in,
-        outputs,
-        Activation::Linear,
-        cfg.dtype,
-        &mut rng,
-    )?));
+    dense_head(&mut layers, h * w * c, &cfg.hidden, outputs, cfg, &mut rng)?;
     Ok(Sequential::new(layers))
 }
 

@@ -147,6 +147,20 @@ impl Conv {
     }
 }
 
+/// The layers that have no channel groups refuse a config with some.
+fn ungrouped(layer: &'static str, name: &str, config: &ConvConfig) -> Result<()> {
+    if config.groups != 1 {
+        return Err(Error::arg(
+            layer,
+            format!(
+                "layer {name:?}: groups are not supported (got {})",
+                config.groups
+            ),
+        ));
+    }
+    Ok(())
+}
+
 macro_rules! conv_layer {
     ($ty:ident) => {
         impl $ty {
@@ -277,15 +291,7 @@ impl Conv1D {
         dtype: DType,
         rng: &mut Generator,
     ) -> Result<Conv1D> {
-        if config.groups != 1 {
-            return Err(Error::arg(
-                "Conv1D",
-                format!(
-                    "layer {name:?}: groups are not supported in 1-D (got {})",
-                    config.groups
-                ),
-            ));
-        }
+        ungrouped("Conv1D", name, &config)?;
         let shape = [kernel_size, in_channels, filters];
         Ok(Conv1D(Conv::new(
             "Conv1D",
@@ -400,15 +406,7 @@ impl Conv2DTranspose {
         dtype: DType,
         rng: &mut Generator,
     ) -> Result<Conv2DTranspose> {
-        if config.groups != 1 {
-            return Err(Error::arg(
-                "Conv2DTranspose",
-                format!(
-                    "layer {name:?}: groups are not supported (got {})",
-                    config.groups
-                ),
-            ));
-        }
+        ungrouped("Conv2DTranspose", name, &config)?;
         let shape = [kernel_size[0], kernel_size[1], filters, in_channels];
         Ok(Conv2DTranspose(Conv::new(
             "Conv2DTranspose",

@@ -6,22 +6,23 @@ use crate::ops::{self, Padding};
 use crate::tensor::Tensor;
 use crate::variable::Variable;
 
-macro_rules! pool2d {
-    ($(#[$doc:meta])* $ty:ident, $op:ident) => {
+/// A pooling layer over windows of `$size` (`[usize; 2]` for images, `usize` for sequences).
+macro_rules! pool_layer {
+    ($(#[$doc:meta])* $ty:ident, $op:ident, $size:ty) => {
         $(#[$doc])*
         pub struct $ty {
-            pool_size: [usize; 2],
-            strides: [usize; 2],
+            pool_size: $size,
+            strides: $size,
             padding: Padding,
         }
 
         impl $ty {
             /// Windows of `pool_size`, moved by the same size (Keras's default), no padding.
-            pub fn new(pool_size: [usize; 2]) -> $ty {
+            pub fn new(pool_size: $size) -> $ty {
                 $ty { pool_size, strides: pool_size, padding: Padding::Valid }
             }
             /// With other strides and padding.
-            pub fn with(pool_size: [usize; 2], strides: [usize; 2], padding: Padding) -> $ty {
+            pub fn with(pool_size: $size, strides: $size, padding: Padding) -> $ty {
                 $ty { pool_size, strides, padding }
             }
         }
@@ -40,7 +41,7 @@ macro_rules! pool2d {
     };
 }
 
-pool2d!(
+pool_layer!(
     /// Keras's `MaxPooling2D` over NHWC images.
     ///
     /// ```
@@ -50,9 +51,10 @@ pool2d!(
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     MaxPooling2D,
-    max_pool2d
+    max_pool2d,
+    [usize; 2]
 );
-pool2d!(
+pool_layer!(
     /// Keras's `AveragePooling2D` over NHWC images.
     ///
     /// ```
@@ -65,44 +67,11 @@ pool2d!(
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     AveragePooling2D,
-    avg_pool2d
+    avg_pool2d,
+    [usize; 2]
 );
 
-macro_rules! pool1d {
-    ($(#[$doc:meta])* $ty:ident, $op:ident) => {
-        $(#[$doc])*
-        pub struct $ty {
-            pool_size: usize,
-            strides: usize,
-            padding: Padding,
-        }
-
-        impl $ty {
-            /// Windows of `pool_size`, moved by the same size, no padding.
-            pub fn new(pool_size: usize) -> $ty {
-                $ty { pool_size, strides: pool_size, padding: Padding::Valid }
-            }
-            /// With another stride and padding.
-            pub fn with(pool_size: usize, strides: usize, padding: Padding) -> $ty {
-                $ty { pool_size, strides, padding }
-            }
-        }
-
-        impl Layer for $ty {
-            fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
-                ops::$op(x, self.pool_size, self.strides, self.padding)
-            }
-            fn trainable_variables(&self) -> Vec<Variable> {
-                vec![]
-            }
-            fn class_name(&self) -> &'static str {
-                stringify!($ty)
-            }
-        }
-    };
-}
-
-pool1d!(
+pool_layer!(
     /// Keras's `MaxPooling1D` over `[batch, width, channels]`.
     ///
     /// ```
@@ -112,9 +81,10 @@ pool1d!(
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     MaxPooling1D,
-    max_pool1d
+    max_pool1d,
+    usize
 );
-pool1d!(
+pool_layer!(
     /// Keras's `AveragePooling1D` over `[batch, width, channels]`.
     ///
     /// ```
@@ -124,7 +94,8 @@ pool1d!(
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     AveragePooling1D,
-    avg_pool1d
+    avg_pool1d,
+    usize
 );
 
 fn global(op: &'static str, x: &Tensor) -> Result<()> {

@@ -241,17 +241,29 @@ pub(crate) fn patches(x: &Tensor, win: &Window) -> Result<Tensor> {
         patches_kernel(&x.contiguous_data::<T>()?, n, c, win)?,
         &shape,
     ));
+    record_linear(op, x, &out, win, patches, unpatches)?;
+    Ok(out)
+}
+
+/// Records one of the pair: linear, so its JVP rule is itself, and its gradient is the other.
+fn record_linear(
+    op: &'static str,
+    x: &Tensor,
+    out: &Tensor,
+    win: &Window,
+    this: fn(&Tensor, &Window) -> Result<Tensor>,
+    adjoint: fn(&Tensor, &Window) -> Result<Tensor>,
+) -> Result<()> {
     tape::record(
         op,
         &[x],
-        &out,
+        out,
         || {
             let win = win.clone();
-            move |g: &Tensor, _: &[bool]| Ok([Some(unpatches(g, &win)?)])
+            move |g: &Tensor, _: &[bool]| Ok([Some(adjoint(g, &win)?)])
         },
-        |t| tangent1(t, |t| patches(t, win)),
-    )?;
-    Ok(out)
+        |t| tangent1(t, |t| this(t, win)),
+    )
 }
 
 /// The adjoint of [`patches`]: each window row of `g` (`[n, oh, ow, kh, kw, c]`) added back at
@@ -282,16 +294,7 @@ pub(crate) fn unpatches(g: &Tensor, win: &Window) -> Result<Tensor> {
         unpatches_kernel(&g.contiguous_data::<T>()?, n, c, win)?,
         &shape,
     ));
-    tape::record(
-        op,
-        &[g],
-        &out,
-        || {
-            let win = win.clone();
-            move |gg: &Tensor, _: &[bool]| Ok([Some(patches(gg, &win)?)])
-        },
-        |t| tangent1(t, |t| unpatches(t, win)),
-    )?;
+    record_linear(op, g, &out, win, unpatches, patches)?;
     Ok(out)
 }
 
