@@ -8,9 +8,9 @@
 //!
 //! The transport is a [`Communicator`]: rank, size, all-reduce, broadcast, barrier, and a way to
 //! fail that stops every member instead of leaving them waiting. Here: [`SingleProcess`] (the
-//! same program without parallelism) and [`LocalGroup`] (threads of one process, for tests and
-//! for several model replicas on one machine). An MPI communicator (and NCCL's, once tensors
-//! live on GPUs) implements the same trait; it is not written yet.
+//! same program without parallelism), [`LocalGroup`] (threads of one process, for tests and for
+//! several model replicas on one machine) and, with the cargo feature `mpi`, `Mpi` (processes
+//! started by `mpirun` or Slurm's `srun`). NCCL's, once tensors live on GPUs, fits beside them.
 //!
 //! Gradients travel in buckets of at most [`BUCKET_BYTES`] (as DDP's): one all-reduce per bucket,
 //! not per variable.
@@ -29,7 +29,7 @@ pub const BUCKET_BYTES: usize = 25 << 20;
 /// the same order with buffers of the same length; a member that cannot (a bad file, a NaN)
 /// calls [`Communicator::fail`], and every other member's next collective returns an error
 /// with its reason instead of waiting forever.
-pub trait Communicator: Send {
+pub trait Communicator {
     /// This member's index, from 0.
     fn rank(&self) -> usize;
     /// How many members there are.
@@ -398,4 +398,94 @@ pub fn shard(batch: &[i64], rank: usize, size: usize) -> Vec<i64> {
     let size = size.max(1);
     let (b, r) = (batch.len(), rank.min(size - 1));
     batch[r * b / size..(r + 1) * b / size].to_vec()
+}
+
+/// The MPI communicator (cargo feature `mpi`): the processes of `MPI_COMM_WORLD`, as started by
+/// `mpirun -np N program` or Slurm's `srun`. `fail` prints the reason and calls `MPI_Abort`, so
+/// every process stops; a panic does the same (a hook is installed by [`Mpi::init`]).
+#[cfg(feature = "mpi")]
+pub struct Mpi {
+    _universe: mpi::environment::Universe,
+    world: mpi::topology::SimpleCommunicator,
+}
+
+#[cfg(feature = "mpi")]
+impl Mpi {
+    /// Initializes MPI (once per process).
+    ///
+    /// # Errors
+    /// When MPI was already initialized in this process.
+    pub fn init() -> Result<Mpi> {
+        use mpi::traits::Communicator as _;
+        let universe = mpi::initialize()
+            .ok_or_else(|| Error::arg("Mpi::init", "MPI is already initialized in this process"))?;
+        let world = universe.world();
+        let rank = world.rank();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            eprintln!("gradtape: rank {rank} panicked; stopping every rank");
+            mpi::topology::SimpleCommunicator::world().abort(101);
+        }));
+        Ok(Mpi {
+            _universe: universe,
+            world,
+        })
+    }
+
+    /// Whether this process was started by an MPI launcher (`mpirun`, `srun`): the variables
+    /// Open MPI, MPICH and Slurm set.
+    pub fn launched() -> bool {
+        [
+            "OMPI_COMM_WORLD_SIZE",
+            "PMI_SIZE",
+            "PMIX_RANK",
+            "SLURM_NTASKS",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    }
+}
+
+#[cfg(feature = "mpi")]
+impl Communicator for Mpi {
+    fn rank(&self) -> usize {
+        use mpi::traits::Communicator as _;
+        self.world.rank() as usize
+    }
+    fn size(&self) -> usize {
+        use mpi::traits::Communicator as _;
+        self.world.size() as usize
+    }
+    fn all_reduce_sum(&self, buf: &mut [f64]) -> Result<()> {
+        use mpi::traits::CommunicatorCollectives as _;
+        let send = buf.to_vec();
+        self.world
+            .all_reduce_into(&send[..], buf, mpi::collective::SystemOperation::sum());
+        Ok(())
+    }
+    fn broadcast(&self, buf: &mut [f64], root: usize) -> Result<()> {
+        use mpi::traits::{Communicator as _, Root as _};
+        if root >= self.size() {
+            return Err(Error::arg(
+                "broadcast",
+                format!("root {root} in a group of {}", self.size()),
+            ));
+        }
+        self.world.process_at_rank(root as i32).broadcast_into(buf);
+        Ok(())
+    }
+    fn barrier(&self) -> Result<()> {
+        use mpi::traits::CommunicatorCollectives as _;
+        self.world.barrier();
+        Ok(())
+    }
+    fn fail(&self, reason: &str) {
+        use mpi::traits::Communicator as _;
+        eprintln!(
+            "gradtape: rank {} failed: {reason}; stopping every rank",
+            self.rank()
+        );
+        self.world.abort(2);
+    }
 }
