@@ -56,3 +56,10 @@ done
 for fw in tensorflow torch jax; do
     (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" cnn.py "$fw" 2>/dev/null)
 done
+# The all-reduce (issue 15): gradtape needs Open MPI and `--features mpi`; printed side by side.
+if command -v mpirun >/dev/null; then
+    cargo build --release -q -p gradtape-cli --features mpi
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        mpirun --oversubscribe -np 2 ./target/release/gradtape bench --json allreduce
+fi
+(cd "$here" && "$py" allreduce.py 2>/dev/null)

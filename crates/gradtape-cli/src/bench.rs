@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use gradtape::distributed::Communicator;
 use gradtape::layers::{Activation, Dense, Layer, Sequential};
 use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
 use gradtape::optimizers::{Adam, Optimizer};
@@ -26,13 +27,16 @@ pub const WORKLOADS: &[&str] = &[
     "per-example-grads",
     "hvp",
     "cnn",
+    "allreduce",
 ];
 
 /// Options of `gradtape bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Workloads to run (all when none is named): seed, linreg-10m, mlp, chain, matmul,
-    /// elementwise, reduce, batch-jacobian, jacobian-w, per-example-grads, hvp, cnn.
+    /// elementwise, reduce, batch-jacobian, jacobian-w, per-example-grads, hvp, cnn,
+    /// allreduce (the MLP's gradients averaged over the processes of `mpirun -np N gradtape
+    /// bench allreduce`, when built with the feature `mpi`; over one process otherwise).
     names: Vec<String>,
     /// One JSON object per line per workload instead of a table.
     #[arg(long)]
@@ -226,7 +230,20 @@ fn sink(t: Tensor) -> Result<()> {
     Ok(())
 }
 
-fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, CliError> {
+/// The processes to average over: MPI's when started by `mpirun` (feature `mpi`), else one.
+fn communicator() -> std::result::Result<Box<dyn Communicator>, CliError> {
+    #[cfg(feature = "mpi")]
+    if gradtape::distributed::Mpi::launched() {
+        return Ok(Box::new(gradtape::distributed::Mpi::init()?));
+    }
+    Ok(Box::new(gradtape::distributed::SingleProcess))
+}
+
+fn run_one(
+    name: &str,
+    quick: bool,
+    comm: &dyn Communicator,
+) -> std::result::Result<Map<String, Value>, CliError> {
     let mut extra = Map::new();
     let big = if quick { 10_000 } else { 10_000_000 };
     let t = match name {
@@ -417,6 +434,28 @@ fn run_one(name: &str, quick: bool) -> std::result::Result<Map<String, Value>, C
             extra.insert("batch".into(), json!(b));
             adam_steps(quick, &model, &x, &y)?
         }
+        "allreduce" => {
+            // the MLP 784-256-256-10's gradients (float32), averaged in buckets over the
+            // processes: what one data-parallel step adds
+            let (model, _, _) = mlp_setup(quick)?;
+            let mut rng = Generator::from_seed(11);
+            let grads = model
+                .trainable_variables()
+                .iter()
+                .map(|v| rng.uniform(v.shape(), -1.0, 1.0, DType::F32).map(Some))
+                .collect::<Result<Vec<_>>>()?;
+            let bytes: usize = grads.iter().flatten().map(|g| g.numel() * 4).sum();
+            extra.insert("processes".into(), json!(comm.size()));
+            extra.insert("bytes".into(), json!(bytes));
+            let t = time(quick, || {
+                let avg = gradtape::distributed::average_gradients(comm, grads.clone())?;
+                std::hint::black_box(avg);
+                Ok(())
+            })?;
+            // the algorithm bandwidth: the gradient bytes over the time
+            extra.insert("gbps".into(), json!(bytes as f64 / t.median_us / 1e3));
+            t
+        }
         other => {
             return Err(CliError(format!(
                 "unknown workload {other:?} (known: {})",
@@ -452,16 +491,22 @@ pub fn run(a: BenchArgs) -> std::result::Result<(), CliError> {
             "workload", "iters", "median µs", "min µs", "max µs"
         );
     }
+    let comm = communicator()?;
     for name in &names {
         reset_peak_rss();
         // Workloads with parallel kernels run on the compute pool, as `gradtape train` does;
         // `seed` and `chain` never reach the parallel threshold and run on this thread (on the
         // pool they measured 1-3% slower, see BENCHMARKS.md).
-        let mut m = if matches!(name.as_str(), "seed" | "chain") {
-            run_one(name, a.quick)?
+        // `allreduce` runs where MPI was initialized (this thread).
+        let mut m = if matches!(name.as_str(), "seed" | "chain" | "allreduce") {
+            run_one(name, a.quick, comm.as_ref())?
         } else {
-            gradtape::threading::install(|| run_one(name, a.quick))?
+            let alone = gradtape::distributed::SingleProcess;
+            gradtape::threading::install(|| run_one(name, a.quick, &alone))?
         };
+        if comm.rank() != 0 {
+            continue; // under mpirun, rank 0 reports
+        }
         if m.contains_key("median_us") {
             m.insert("peak_rss_bytes".into(), json!(peak_rss()));
         }

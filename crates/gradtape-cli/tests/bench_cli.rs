@@ -30,7 +30,8 @@ fn every_workload_reports_its_figures() {
             "jacobian-w",
             "per-example-grads",
             "hvp",
-            "cnn"
+            "cnn",
+            "allreduce"
         ]
     );
     for v in &lines {
