@@ -7,7 +7,7 @@ use clap::ValueEnum;
 use gradtape::data::{read_csv, split_indices, take_rows, Standardizer, Target, Task};
 use gradtape::layers::{Activation, Layer};
 use gradtape::training::{
-    build_cnn, build_mlp, evaluate, fit, EpochStats, OptimizerKind, TrainConfig,
+    build_cnn, build_mlp, evaluate, fit_distributed, EpochStats, OptimizerKind, TrainConfig,
 };
 use gradtape::{checkpoint, metrics, ops, DType, Tensor};
 use gradtape_plot::{save, ConfusionChart, CurvesChart, Format};
@@ -129,6 +129,26 @@ pub struct TrainArgs {
     /// and accuracy, learning rate, and a histogram of every weight, per epoch.
     #[arg(long, value_name = "DIR")]
     logdir: Option<PathBuf>,
+    /// Train data-parallel over the processes of `mpirun -np N gradtape train ...` (on by
+    /// itself under mpirun or srun): each takes its share of every batch, the gradients are
+    /// averaged, and only rank 0 prints and writes. Needs a gradtape built with
+    /// `--features mpi`.
+    #[arg(long)]
+    distributed: bool,
+}
+
+/// The processes to train over: MPI's under `mpirun` (or when asked), one otherwise.
+fn communicator(asked: bool) -> Result<Box<dyn gradtape::distributed::Communicator>, CliError> {
+    #[cfg(feature = "mpi")]
+    if asked || gradtape::distributed::Mpi::launched() {
+        return Ok(Box::new(gradtape::distributed::Mpi::init()?));
+    }
+    if asked {
+        return Err(CliError(
+            "--distributed needs a gradtape built with MPI: cargo build --release -p gradtape-cli --features mpi (and Open MPI installed)".into(),
+        ));
+    }
+    Ok(Box::new(gradtape::distributed::SingleProcess))
 }
 
 /// Options of `gradtape predict`.
@@ -227,6 +247,8 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
             a.hidden
         )));
     }
+    let comm = communicator(a.distributed)?;
+    let rank0 = comm.rank() == 0;
     let image = match (a.model, a.image) {
         (ModelArg::Cnn, None) => {
             return Err(CliError(
@@ -254,6 +276,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
     let mut log = a
         .logdir
         .as_ref()
+        .filter(|_| rank0)
         .map(gradtape::summary::SummaryWriter::create)
         .transpose()?;
     let table = read_csv(&a.data)?;
@@ -333,7 +356,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         Some([h, w, c]) => format!("CNN on {h}x{w}x{c} images, dense {:?}", a.hidden),
         None => format!("MLP {:?}", a.hidden),
     };
-    let human = !a.json;
+    let human = !a.json && rank0;
     if human {
         println!(
             "gradtape train: {} rows ({} train, {} validation, {} test), {} features, {} ({}), {}",
@@ -354,11 +377,12 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
     let start = Instant::now();
     let validation = (!va.is_empty()).then_some((&x_va, &y_va));
     let mut log_error: Option<gradtape::Error> = None;
-    let history = fit(
+    let history = fit_distributed(
         &model,
         (&x_tr, &y_tr),
         validation,
         &cfg,
+        comm.as_ref(),
         |s: &EpochStats| {
             if let (Some(w), None) = (log.as_mut(), &log_error) {
                 log_error = log_epoch(w, s, &model, cfg.learning_rate).err();
@@ -397,6 +421,9 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         w.flush()?;
     }
     let train_seconds = start.elapsed().as_secs_f64();
+    if !rank0 {
+        return Ok(()); // every rank holds the same model; rank 0 reports and writes
+    }
 
     // The held-out figures: the test rows, or the validation rows when there is no test split.
     let (held, hx, hy) = if !te.is_empty() {

@@ -17,6 +17,9 @@
 //! ```
 
 use crate::data::{Batches, Target};
+use crate::distributed::{
+    average_gradients, broadcast_variables, shard, Communicator, SingleProcess,
+};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layers::{Activation, Dense, Initializer, Layer, Sequential};
@@ -293,11 +296,49 @@ pub fn fit(
     train: (&Tensor, &Target),
     validation: Option<(&Tensor, &Target)>,
     cfg: &TrainConfig,
+    on_epoch: impl FnMut(&EpochStats),
+) -> Result<Vec<EpochStats>> {
+    fit_distributed(model, train, validation, cfg, &SingleProcess, on_epoch)
+}
+
+/// [`fit`] data-parallel over the members of `comm`: every member holds the whole data set
+/// and draws the same shuffled global batches (the seed is shared); each trains on its
+/// [`shard`] of every batch, the gradients are averaged (weighted by the shard sizes, so an
+/// uneven last batch counts each row once) before each update, and the epoch's figures are
+/// totalled over the members, so every member returns the same history and weights. Starts by
+/// broadcasting member 0's variables. A member whose loss stops being finite stops them all
+/// with the reason.
+///
+/// # Errors
+/// As [`fit`], and when a global batch has fewer rows than there are members, or the group
+/// fails.
+///
+/// ```
+/// use gradtape::data::Target;
+/// use gradtape::distributed::SingleProcess;
+/// let cfg = gradtape::training::TrainConfig { epochs: 2, ..Default::default() };
+/// let x = gradtape::Tensor::from_vec(vec![0.0f32, 1.0, 2.0, 3.0], &[4, 1])?;
+/// let y = Target::Values(gradtape::Tensor::from_vec(vec![0.0f32, 2.0, 4.0, 6.0], &[4])?);
+/// let model = gradtape::training::build_mlp(1, &[4], 1, &cfg)?;
+/// let h = gradtape::training::fit_distributed(&model, (&x, &y), None, &cfg, &SingleProcess, |_| {})?;
+/// assert_eq!(h.len(), 2);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn fit_distributed(
+    model: &dyn Layer,
+    train: (&Tensor, &Target),
+    validation: Option<(&Tensor, &Target)>,
+    cfg: &TrainConfig,
+    comm: &dyn Communicator,
     mut on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Vec<EpochStats>> {
     let (x, y) = train;
     let classification = matches!(y, Target::Classes { .. });
     let vars = model.trainable_variables();
+    let (rank, size) = (comm.rank(), comm.size());
+    if size > 1 {
+        broadcast_variables(comm, &model.variables(), 0)?;
+    }
     let lr = cfg.learning_rate;
     let mut opt: Box<dyn Optimizer> = match cfg.optimizer {
         OptimizerKind::Adam => Box::new(Adam::new(lr)),
@@ -308,6 +349,7 @@ pub fn fit(
     let mut history = vec![];
     for epoch in 0..cfg.epochs {
         let (mut loss_m, mut acc_m) = (Mean::default(), Mean::default());
+        let mut rows = 0.0;
         let batches = Batches::new(
             x,
             target_tensor(y),
@@ -317,16 +359,49 @@ pub fn fit(
         )?;
         for batch in batches {
             let (xb, yb) = batch?;
+            let (xb, yb) = if size > 1 {
+                let global = xb.shape()[0];
+                if global < size {
+                    let why = format!(
+                        "a batch of {global} rows cannot be shared by {size} processes (use a larger batch)"
+                    );
+                    comm.fail(&why);
+                    return Err(Error::arg("fit", why));
+                }
+                let all: Vec<i64> = (0..global as i64).collect();
+                let mine = shard(&all, rank, size);
+                let rows = Tensor::from_vec(mine.clone(), &[mine.len()])?;
+                (ops::gather(&xb, &rows, 0)?, ops::gather(&yb, &rows, 0)?)
+            } else {
+                (xb, yb)
+            };
             let tape = GradientTape::new();
             let scores = model.call(&xb, true)?;
             let loss = loss_of(&scores, &yb, classification)?;
             let grads = tape.gradient(&loss, &vars)?;
             let l = loss.to_f64_vec()?[0];
             if !l.is_finite() {
-                return Err(Error::arg("fit", format!("the loss became {l} in epoch {epoch}: training diverged; try a smaller learning rate than {lr}")));
+                let why = format!("the loss became {l} in epoch {epoch}: training diverged; try a smaller learning rate than {lr}");
+                comm.fail(&why);
+                return Err(Error::arg("fit", why));
             }
+            let grads = if size > 1 {
+                // weight each member's mean gradient by its share of the batch's rows
+                let n = xb.shape()[0] as f64;
+                let mut total = [n];
+                comm.all_reduce_sum(&mut total)?;
+                let w = n * size as f64 / total[0];
+                let weighted = grads
+                    .into_iter()
+                    .map(|g| g.map(|g| ops::multiply(&g, &w)).transpose())
+                    .collect::<Result<Vec<_>>>()?;
+                average_gradients(comm, weighted)?
+            } else {
+                grads
+            };
             opt.apply_gradients(grads.into_iter().zip(&vars))?;
             let n = xb.shape()[0] as f64;
+            rows += n;
             loss_m.update_weighted(l, n);
             if classification {
                 acc_m.update_weighted(sparse_categorical_accuracy(&yb, &scores)?, n);
@@ -339,10 +414,18 @@ pub fn fit(
             }
             _ => (None, None),
         };
+        let (train_loss, train_accuracy) = if size > 1 {
+            // the figures over every member's rows
+            let mut sums = [loss_m.result() * rows, acc_m.result() * rows, rows];
+            comm.all_reduce_sum(&mut sums)?;
+            (sums[0] / sums[2], sums[1] / sums[2])
+        } else {
+            (loss_m.result(), acc_m.result())
+        };
         let stats = EpochStats {
             epoch,
-            train_loss: loss_m.result(),
-            train_accuracy: classification.then(|| acc_m.result()),
+            train_loss,
+            train_accuracy: classification.then_some(train_accuracy),
             val_loss,
             val_accuracy,
         };
