@@ -229,6 +229,19 @@ fn log_epoch(
 }
 
 pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
+    let comm = communicator(a.distributed)?;
+    let result = train_on(a, comm.as_ref());
+    if let Err(e) = &result {
+        if comm.size() > 1 {
+            // one rank's failure (a file it cannot read, a diverging loss) stops every rank
+            // with the reason, instead of leaving the others waiting in a collective
+            comm.fail(&e.0);
+        }
+    }
+    result
+}
+
+fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Result<(), CliError> {
     if !(a.lr.is_finite() && a.lr > 0.0) {
         return Err(CliError(format!(
             "--lr {}: the learning rate must be a positive number",
@@ -247,7 +260,6 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
             a.hidden
         )));
     }
-    let comm = communicator(a.distributed)?;
     let rank0 = comm.rank() == 0;
     let image = match (a.model, a.image) {
         (ModelArg::Cnn, None) => {
@@ -382,7 +394,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), CliError> {
         (&x_tr, &y_tr),
         validation,
         &cfg,
-        comm.as_ref(),
+        comm,
         |s: &EpochStats| {
             if let (Some(w), None) = (log.as_mut(), &log_error) {
                 log_error = log_epoch(w, s, &model, cfg.learning_rate).err();
