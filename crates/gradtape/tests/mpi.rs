@@ -6,49 +6,12 @@
 
 use std::process::Command;
 
-use gradtape::distributed::{
-    average_gradients, broadcast_variables, shard, Communicator, Mpi, SingleProcess,
-};
-use gradtape::layers::{Activation, Dense, Layer, Sequential};
-use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
-use gradtape::optimizers::{Adam, Optimizer};
-use gradtape::random::Generator;
-use gradtape::{ops, DType, GradientTape, Result, Tensor};
+use gradtape::distributed::{Communicator, Mpi, SingleProcess};
+
+mod common;
+use common::train_replica;
 
 const CHILD: &str = "GRADTAPE_MPI_CHILD";
-
-fn train(comm: &dyn Communicator, seed: u64) -> Result<Vec<f64>> {
-    let rng = &mut Generator::from_seed(seed);
-    let m = Sequential::new(vec![
-        Box::new(Dense::new("h", 8, 16, Activation::Tanh, DType::F64, rng)?),
-        Box::new(Dense::new("o", 16, 3, Activation::Linear, DType::F64, rng)?),
-    ]);
-    let mut data = Generator::from_seed(5);
-    let x = data.uniform(&[64, 8], -1.0, 1.0, DType::F64)?;
-    let y = Tensor::from_vec((0..64).map(|i| (i * 7 % 3) as i64).collect(), &[64])?;
-    let vars = m.trainable_variables();
-    broadcast_variables(comm, &vars, 0)?;
-    let mut opt = Adam::new(0.01);
-    for step in 0..10 {
-        let batch: Vec<i64> = (0..16).map(|i| ((step * 16 + i) % 64) as i64).collect();
-        let rows = Tensor::from_vec(shard(&batch, comm.rank(), comm.size()), &[16 / comm.size()])?;
-        let (xb, yb) = (ops::gather(&x, &rows, 0)?, ops::gather(&y, &rows, 0)?);
-        let tape = GradientTape::new();
-        let loss = sparse_categorical_crossentropy(
-            &yb,
-            &m.call(&xb, true)?,
-            true,
-            Reduction::SumOverBatchSize,
-        )?;
-        let grads = average_gradients(comm, tape.gradient(&loss, &vars)?)?;
-        opt.apply_gradients(grads.into_iter().zip(&vars))?;
-    }
-    let mut all = vec![];
-    for v in &vars {
-        all.extend(v.value().to_vec::<f64>()?);
-    }
-    Ok(all)
-}
 
 /// Runs this test binary's `test` under `mpirun -np 2` and returns its status and output.
 fn under_mpirun(test: &str, mode: &str) -> (bool, String) {
@@ -75,8 +38,8 @@ fn two_processes_on_half_batches_end_where_one_on_whole_batches_does() {
         Ok("train") => {
             let comm = Mpi::init().unwrap();
             // each rank starts from other weights; the broadcast makes them rank 0's
-            let got = train(&comm, 1 + comm.rank() as u64 * 100).unwrap();
-            let want = train(&SingleProcess, 1).unwrap();
+            let got = train_replica(&comm, 1 + comm.rank() as u64 * 100).unwrap();
+            let want = train_replica(&SingleProcess, 1).unwrap();
             for (a, b) in got.iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
             }
@@ -108,7 +71,7 @@ fn a_failing_rank_stops_every_rank_with_its_reason() {
                 comm.fail("data/part-1.csv: line 3: not a number");
             }
             // rank 0 would wait here forever if rank 1's failure did not stop it
-            let _ = train(&comm, 1);
+            let _ = train_replica(&comm, 1);
             std::thread::sleep(std::time::Duration::from_secs(60));
         }
         Ok(_) => {}

@@ -162,3 +162,52 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         );
     }
 }
+
+/// The small model the data-parallel tests train (float64, so results compare to 1e-12).
+pub fn replica_model(seed: u64) -> gradtape::layers::Sequential {
+    use gradtape::layers::{Activation, Dense, Sequential};
+    let rng = &mut gradtape::random::Generator::from_seed(seed);
+    Sequential::new(vec![
+        Box::new(Dense::new("h", 8, 16, Activation::Tanh, DType::F64, rng).unwrap()),
+        Box::new(Dense::new("o", 16, 3, Activation::Linear, DType::F64, rng).unwrap()),
+    ])
+}
+
+/// Ten Adam steps over global batches of 16 of 64 rows; this member trains on its shard of
+/// each, the gradients averaged over `comm`. Returns every weight, flattened.
+pub fn train_replica(
+    comm: &dyn gradtape::distributed::Communicator,
+    seed: u64,
+) -> gradtape::Result<Vec<f64>> {
+    use gradtape::distributed::{average_gradients, broadcast_variables, shard};
+    use gradtape::layers::Layer;
+    use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
+    use gradtape::optimizers::{Adam, Optimizer};
+    let m = replica_model(seed);
+    let mut data = gradtape::random::Generator::from_seed(5);
+    let x = data.uniform(&[64, 8], -1.0, 1.0, DType::F64)?;
+    let y = Tensor::from_vec((0..64).map(|i| (i * 7 % 3) as i64).collect(), &[64])?;
+    let vars = m.trainable_variables();
+    broadcast_variables(comm, &vars, 0)?;
+    let mut opt = Adam::new(0.01);
+    for step in 0..10 {
+        let batch: Vec<i64> = (0..16).map(|i| ((step * 16 + i) % 64) as i64).collect();
+        let mine = shard(&batch, comm.rank(), comm.size());
+        let rows = Tensor::from_vec(mine.clone(), &[mine.len()])?;
+        let (xb, yb) = (ops::gather(&x, &rows, 0)?, ops::gather(&y, &rows, 0)?);
+        let tape = GradientTape::new();
+        let loss = sparse_categorical_crossentropy(
+            &yb,
+            &m.call(&xb, true)?,
+            true,
+            Reduction::SumOverBatchSize,
+        )?;
+        let grads = average_gradients(comm, tape.gradient(&loss, &vars)?)?;
+        opt.apply_gradients(grads.into_iter().zip(&vars))?;
+    }
+    let mut all = vec![];
+    for v in &vars {
+        all.extend(v.value().to_vec::<f64>()?);
+    }
+    Ok(all)
+}
