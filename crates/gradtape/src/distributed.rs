@@ -407,12 +407,7 @@ pub fn broadcast_variables(comm: &dyn Communicator, vars: &[Variable], root: usi
     for v in vars {
         let n: usize = v.shape().iter().product();
         let t = Tensor::from_vec(buf[at..at + n].to_vec(), v.shape())?;
-        let t = if v.dtype() == DType::F64 {
-            t
-        } else {
-            t.cast(v.dtype())?
-        };
-        v.assign(&t)?;
+        v.assign(&t.cast(v.dtype())?)?; // a no-op cast for float64 variables
         at += n;
     }
     Ok(())

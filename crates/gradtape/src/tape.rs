@@ -302,13 +302,13 @@ fn set_recording(state: &TapeState, on: bool) {
 // ---------------------------------------------------------------------------------------------
 // The interface ops and variables use
 
-/// Records one op with `N` inputs on every recording tape that watches one of its inputs, and
-/// gives its output a tangent on every [`ForwardAccumulator`](crate::ForwardAccumulator) that
-/// has one for an input. The builder is only called (once) when some tape keeps the entry, and
-/// the JVP rule only when some accumulator needs it, so untaped code pays two thread-local
-/// reads. The backward rule returns one gradient per input; the JVP rule gets one tangent per
-/// input (`None`: zero) and returns the output's.
-pub(crate) fn record<const N: usize, B, J>(
+/// Records one op on every recording tape that watches one of its inputs, and gives its
+/// output a tangent on every [`ForwardAccumulator`](crate::ForwardAccumulator) that has one for
+/// an input. The builder is only called (once) when some tape keeps the entry, and the JVP rule
+/// only when some accumulator needs it, so untaped code pays two thread-local reads. The
+/// backward rule returns one gradient per input (an array, or a `Vec` for `concat`'s any
+/// number); the JVP rule gets one tangent per input (`None`: zero) and returns the output's.
+pub(crate) fn record<B, G, J>(
     op: &'static str,
     inputs: &[&Tensor],
     output: &Tensor,
@@ -316,34 +316,8 @@ pub(crate) fn record<const N: usize, B, J>(
     jvp: J,
 ) -> Result<()>
 where
-    B: Fn(&Tensor, &[bool]) -> Result<[Option<Tensor>; N]> + 'static,
-    J: Fn(&[Option<Tensor>]) -> Result<Option<Tensor>>,
-{
-    record_dyn(
-        op,
-        inputs,
-        output,
-        || {
-            let rule = backward();
-            move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
-                out.extend(rule(g, needs)?);
-                Ok(())
-            }
-        },
-        &jvp,
-    )
-}
-
-/// [`record`] for ops with any number of inputs (`concat`).
-pub(crate) fn record_vec<B, J>(
-    op: &'static str,
-    inputs: &[&Tensor],
-    output: &Tensor,
-    backward: impl FnOnce() -> B,
-    jvp: J,
-) -> Result<()>
-where
-    B: Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+    B: Fn(&Tensor, &[bool]) -> Result<G> + 'static,
+    G: IntoIterator<Item = Option<Tensor>>,
     J: Fn(&[Option<Tensor>]) -> Result<Option<Tensor>>,
 {
     record_dyn(

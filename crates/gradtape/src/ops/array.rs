@@ -606,7 +606,7 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
         }
         Tensor::from_elems(buf, &shape)
     });
-    tape::record_vec(
+    tape::record(
         op,
         &refs,
         &out,
