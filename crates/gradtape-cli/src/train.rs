@@ -275,16 +275,16 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         (_, image) => image,
     };
     // The output folder is checked before the work, so a bad --out costs no training.
-    let mut stage = Staging::new(
-        &a.out,
-        &[
-            "curves.png",
-            "confusion.png",
-            "history.csv",
-            "run.json",
-            "model.safetensors",
-        ],
-    )?;
+    // Under mpirun only rank 0 writes, so only rank 0 checks and stages the folder (ranks
+    // staging one folder at once raced).
+    let outputs = [
+        "curves.png",
+        "confusion.png",
+        "history.csv",
+        "run.json",
+        "model.safetensors",
+    ];
+    let staged = rank0.then(|| Staging::new(&a.out, &outputs)).transpose()?;
     let mut log = a
         .logdir
         .as_ref()
@@ -433,9 +433,9 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         w.flush()?;
     }
     let train_seconds = start.elapsed().as_secs_f64();
-    if !rank0 {
+    let Some(mut stage) = staged else {
         return Ok(()); // every rank holds the same model; rank 0 reports and writes
-    }
+    };
 
     // The held-out figures: the test rows, or the validation rows when there is no test split.
     let (held, hx, hy) = if !te.is_empty() {
