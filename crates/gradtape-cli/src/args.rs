@@ -63,3 +63,9 @@ pub fn image(s: &str) -> Result<[usize; 3], String> {
         _ => Err("expected HEIGHTxWIDTH or HEIGHTxWIDTHxCHANNELS of whole numbers, such as 8x8 or 28x28x1".into()),
     }
 }
+
+/// A device: `cpu`, `cuda`, `cuda:N` (or TensorFlow's `/GPU:N`).
+pub fn device(s: &str) -> Result<gradtape::Device, String> {
+    s.parse::<gradtape::Device>()
+        .map_err(|_| "expected cpu, cuda or cuda:N".into())
+}

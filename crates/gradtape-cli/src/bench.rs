@@ -473,7 +473,7 @@ fn run_one(
     Ok(m)
 }
 
-pub fn run(a: BenchArgs) -> std::result::Result<(), CliError> {
+pub fn run(a: BenchArgs, device: gradtape::Device) -> std::result::Result<(), CliError> {
     let names: Vec<String> = if a.names.is_empty() {
         WORKLOADS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -485,7 +485,9 @@ pub fn run(a: BenchArgs) -> std::result::Result<(), CliError> {
             WORKLOADS.join(", ")
         )));
     }
+    let device_name = device.name()?;
     if !a.json {
+        println!("device: {device} ({device_name})");
         println!(
             "{:<12} {:>8} {:>14} {:>14} {:>14}  figures",
             "workload", "iters", "median µs", "min µs", "max µs"
@@ -498,12 +500,29 @@ pub fn run(a: BenchArgs) -> std::result::Result<(), CliError> {
         // `seed` and `chain` never reach the parallel threshold and run on this thread (on the
         // pool they measured 1-3% slower, see BENCHMARKS.md).
         // `allreduce` runs where MPI was initialized (this thread).
-        let mut m = if matches!(name.as_str(), "seed" | "chain" | "allreduce") {
-            run_one(name, a.quick, comm.as_ref())?
+        let on = |f: &dyn Fn() -> std::result::Result<Map<String, Value>, CliError>| {
+            gradtape::device::with_device(device, f)?
+        };
+        let result = if matches!(name.as_str(), "seed" | "chain" | "allreduce") {
+            on(&|| run_one(name, a.quick, comm.as_ref()))
         } else {
             let alone = gradtape::distributed::SingleProcess;
-            gradtape::threading::install(|| run_one(name, a.quick, &alone))?
+            gradtape::threading::install(|| on(&|| run_one(name, a.quick, &alone)))
         };
+        let mut m = match result {
+            Ok(m) => m,
+            // On a GPU, a workload that reaches an op with no GPU kernel yet is reported as
+            // skipped with the reason, and the others still run.
+            Err(CliError(why)) if device.is_cuda() => {
+                let mut m = Map::new();
+                m.insert("workload".into(), json!(name));
+                m.insert("skipped".into(), json!(why));
+                m
+            }
+            Err(e) => return Err(e),
+        };
+        m.insert("device".into(), json!(device.to_string()));
+        m.insert("device_name".into(), json!(device_name));
         if comm.rank() != 0 {
             continue; // under mpirun, rank 0 reports
         }

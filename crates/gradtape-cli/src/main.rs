@@ -19,6 +19,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where tensors live and ops run: cpu, cuda or cuda:N (an NVIDIA GPU, found at run time:
+    /// the driver, and NVRTC and cuBLAS from the CUDA toolkit's lib64 folder on
+    /// LD_LIBRARY_PATH). Ops without a GPU kernel yet stop with an error naming the op.
+    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE", value_parser = crate::args::device)]
+    device: gradtape::Device,
 }
 
 #[derive(Subcommand, Debug)]
@@ -52,6 +57,11 @@ impl<E: std::fmt::Display> From<E> for CliError {
     }
 }
 
+/// Runs `f` with new tensors made on `device` (checked by the caller).
+fn on(device: gradtape::Device, f: impl FnOnce() -> Result<(), CliError>) -> Result<(), CliError> {
+    gradtape::device::with_device(device, f)?
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -73,11 +83,22 @@ fn main() -> ExitCode {
     // Training runs on a thread of the compute pool, so that large kernels share work with it
     // rather than waking other threads and waiting (see `gradtape::threading`); `bench`
     // chooses per workload.
-    let result = match cli.command {
-        Command::Linreg(args) => gradtape::threading::install(|| linreg::run(args)),
-        Command::Train(args) => gradtape::threading::install(|| train::run_train(args)),
-        Command::Predict(args) => gradtape::threading::install(|| train::run_predict(args)),
-        Command::Bench(args) => bench::run(args),
+    // The device is checked before any work, so a missing GPU is one line and exit code 2.
+    let device = cli.device;
+    let result = match device.check() {
+        Err(e) => Err(CliError::from(e)),
+        Ok(()) => match cli.command {
+            Command::Linreg(args) => {
+                gradtape::threading::install(|| on(device, || linreg::run(args)))
+            }
+            Command::Train(args) => {
+                gradtape::threading::install(|| on(device, || train::run_train(args)))
+            }
+            Command::Predict(args) => {
+                gradtape::threading::install(|| on(device, || train::run_predict(args)))
+            }
+            Command::Bench(args) => bench::run(args, device),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

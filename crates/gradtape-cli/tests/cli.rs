@@ -326,6 +326,19 @@ fn bad_input_is_one_line_exit_2_and_nothing_written() {
     refused(&s, &["--optimizer", "nadam"], &["nadam"]);
     refused(&s, &["--format", "jpg"], &["jpg"]);
     refused(&s, &["--no-such-option"], &["--no-such-option"]);
+    refused(
+        &s,
+        &["--device", "tpu"],
+        &["'tpu' for '--device <DEVICE>'", "cuda:N"],
+    );
+    // A GPU that cannot be used: the reason names the missing piece (driver, GPU, NVRTC,
+    // cuBLAS), and nothing is written.
+    if !gradtape::Device::Cuda(0).is_available() {
+        let why = gradtape::Device::Cuda(0).check().unwrap_err().to_string();
+        refused(&s, &["--device", "cuda"], &[why.as_str()]);
+        refused(&s, &["--device", "/GPU:0"], &[why.as_str()]);
+    }
+    refused(&s, &["--device", "cuda:999"], &["cuda:999"]);
     // an --out that cannot be a folder
     let file = s.file("plain-file", "x");
     let o = linreg(&file.join("sub"), &["--quiet"]);

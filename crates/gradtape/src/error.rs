@@ -81,6 +81,15 @@ pub enum Error {
         /// What was wrong.
         msg: String,
     },
+    /// A device that cannot be used (no driver, no GPU, a missing CUDA library), or tensors
+    /// on different devices given to one op (gradtape never copies silently).
+    #[error("{op}: {msg}")]
+    Device {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong, with the devices or the missing piece.
+        msg: String,
+    },
     /// Memory that cannot be had (TensorFlow's `ResourceExhaustedError`): a tensor too large to
     /// allocate, or a pending tensor whose computation failed, reported on every later read.
     #[error("{op}: {msg}")]
@@ -135,6 +144,12 @@ impl Error {
             msg: msg.into(),
         }
     }
+    pub(crate) fn device(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Device {
+            op,
+            msg: msg.into(),
+        }
+    }
     pub(crate) fn resource(op: &'static str, msg: impl Into<String>) -> Self {
         Error::ResourceExhausted {
             op,
@@ -156,6 +171,7 @@ impl Error {
             | Error::InvalidArgument { op, .. }
             | Error::Io { op, .. }
             | Error::Tape { op, .. }
+            | Error::Device { op, .. }
             | Error::ResourceExhausted { op, .. } => op,
         }
     }

@@ -416,6 +416,10 @@ fn pending(op: Op, inputs: &[&Tensor], shape: &[usize]) -> Option<Tensor> {
     if n < min_elements() || !dtype.is_float() || inputs.iter().any(|t| t.dtype() != dtype) {
         return None;
     }
+    // The graphs are host code; GPU tensors run each op as its own kernel (for now).
+    if inputs.iter().any(|t| t.device().is_cuda()) {
+        return None;
+    }
     // A result too large to allocate runs eagerly, whose allocation fails with an error now
     // instead of at the first read.
     if n.saturating_mul(dtype.size_in_bytes()) > isize::MAX as usize {

@@ -49,9 +49,12 @@
 
 pub mod checkpoint;
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod custom_gradient;
 pub mod data;
 pub mod debugging;
+pub mod device;
 mod display;
 pub mod distributed;
 mod dtype;
@@ -80,6 +83,7 @@ mod variable;
 pub mod vmap;
 
 pub use custom_gradient::{custom_gradient, recompute_grad, GradientFn};
+pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use forward_accumulator::ForwardAccumulator;

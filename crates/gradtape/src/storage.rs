@@ -1,8 +1,9 @@
 //! The device boundary: where a tensor's elements live.
 //!
-//! Today every storage is a host `Vec`; kernels in [`crate::cpu`] read them through a
-//! [`crate::shape::Layout`]. A CUDA backend adds a variant to [`Storage`] and a kernel module
-//! beside `cpu`; tensors, ops and the tape only hold `Arc<Storage>` and never look inside.
+//! A storage is host memory (a `Vec`, read by the kernels in [`crate::cpu`] through a
+//! [`crate::shape::Layout`]) or, with the `cuda` feature, GPU memory (read by the kernels in
+//! [`crate::cuda`]). Tensors, ops and the tape only hold `Arc<Storage>`; an op asks for the side
+//! it has a kernel for, and a host kernel given GPU memory gets an error, never a copy.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -50,8 +51,12 @@ static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// A block of elements shared by every tensor that views it.
 #[derive(Debug)]
-pub(crate) struct Storage {
-    cpu: CpuStorage,
+pub(crate) enum Storage {
+    /// Host memory.
+    Cpu(CpuStorage),
+    /// GPU memory (its own byte counters live in [`crate::cuda`]).
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaStorage),
 }
 
 impl Storage {
@@ -62,19 +67,37 @@ impl Storage {
         if now > PEAK_BYTES.load(Ordering::Relaxed) {
             PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
         }
-        Storage { cpu }
+        Storage::Cpu(cpu)
     }
-    pub fn cpu(&self) -> &CpuStorage {
-        &self.cpu
+
+    /// The host elements, or the error that says they are on a GPU (an op with only a host
+    /// kernel was given a GPU tensor).
+    #[inline]
+    pub fn cpu(&self) -> Result<&CpuStorage, crate::error::Error> {
+        match self {
+            Storage::Cpu(c) => Ok(c),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(c) => Err(crate::cuda::no_kernel(c)),
+        }
+    }
+
+    pub fn device(&self) -> crate::device::Device {
+        match self {
+            Storage::Cpu(_) => crate::device::Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(c) => crate::device::Device::Cuda(c.ordinal()),
+        }
     }
 }
 
 impl Drop for Storage {
     fn drop(&mut self) {
-        LIVE_STORAGES.fetch_sub(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(self.cpu.bytes(), Ordering::Relaxed);
-        let cpu = std::mem::replace(&mut self.cpu, CpuStorage::Bool(Vec::new()));
-        pool::give(cpu);
+        #[cfg_attr(not(feature = "cuda"), allow(irrefutable_let_patterns))]
+        if let Storage::Cpu(cpu) = self {
+            LIVE_STORAGES.fetch_sub(1, Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(cpu.bytes(), Ordering::Relaxed);
+            pool::give(std::mem::replace(cpu, CpuStorage::Bool(Vec::new())));
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::cpu;
+use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::fusion::Pending;
@@ -270,7 +271,7 @@ impl Tensor {
     /// The whole backing storage as a slice of `T` (index it through [`Tensor::layout`]).
     #[inline]
     pub(crate) fn data<T: Element>(&self) -> Result<&[T]> {
-        T::slice(self.storage()?.cpu()).ok_or_else(|| {
+        T::slice(self.storage()?.cpu()?).ok_or_else(|| {
             Error::dtype(
                 "data",
                 format!("tensor has dtype {}, not {}", self.dtype(), T::DTYPE),
@@ -288,8 +289,12 @@ impl Tensor {
         if self.layout().is_contiguous() {
             return Ok(self.clone());
         }
+        #[cfg(feature = "cuda")]
+        if self.device().is_cuda() {
+            return crate::cuda::ops::contiguous(self);
+        }
         let (shape, l) = (self.shape(), self.layout());
-        Ok(match self.storage()?.cpu() {
+        Ok(match self.storage()?.cpu()? {
             CpuStorage::F32(v) => Tensor::from_elems(cpu::to_contiguous(v, l)?, shape),
             CpuStorage::F64(v) => Tensor::from_elems(cpu::to_contiguous(v, l)?, shape),
             CpuStorage::I64(v) => Tensor::from_elems(cpu::to_contiguous(v, l)?, shape),
@@ -337,6 +342,85 @@ impl Tensor {
         self.inner.dtype
     }
 
+    /// The device holding the elements ([`Device::Cpu`] unless moved with
+    /// [`Tensor::to_device`] or made inside [`crate::device::with_device`]).
+    ///
+    /// ```
+    /// assert_eq!(gradtape::Tensor::scalar(1.0f32).device(), gradtape::Device::Cpu);
+    /// ```
+    pub fn device(&self) -> Device {
+        match &self.inner.data {
+            Data::Own(s) => s.device(),
+            Data::View(owner) | Data::Batched(owner, _) => owner.device(),
+            // Pending graphs are host computations (crate::fusion).
+            Data::Pending(_) => Device::Cpu,
+        }
+    }
+
+    /// The same values on `device` (PyTorch's `.to(device)`; TensorFlow copies inside
+    /// `tf.device`). A tape records the move: the gradient flows back to the source device.
+    ///
+    /// # Errors
+    /// When `device` cannot be used ([`Device::check`] says what is missing).
+    ///
+    /// ```
+    /// use gradtape::{Device, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// assert_eq!(x.to_device(Device::Cpu)?.to_vec::<f32>()?, vec![1.0, 2.0]);
+    /// if !Device::Cuda(0).is_available() {
+    ///     let e = x.to_device(Device::Cuda(0)).unwrap_err();
+    ///     println!("{e}"); // which of driver, GPU, NVRTC or cuBLAS is missing
+    /// }
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        let from = self.device();
+        if from == device {
+            return Ok(self.clone());
+        }
+        if let Some(r) = crate::vmap::rule1(self, |p| p.to_device(device)) {
+            return r;
+        }
+        let y = self.move_to(device)?;
+        crate::tape::record(
+            "to_device",
+            &[self],
+            &y,
+            || move |g: &Tensor, _: &[bool]| Ok([Some(g.to_device(from)?)]),
+            |t| crate::ops::tangent1(t, |t| t.to_device(device)),
+        )?;
+        Ok(y)
+    }
+
+    fn move_to(&self, device: Device) -> Result<Tensor> {
+        device.check()?;
+        #[cfg(feature = "cuda")]
+        {
+            crate::cuda::ops::to_device(self, device)
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            Ok(self.clone())
+        }
+    }
+
+    /// The GPU storage, when the elements are on a GPU (never realizes a pending tensor:
+    /// those are on the host).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_storage(&self) -> Option<&crate::cuda::CudaStorage> {
+        match &self.inner.data {
+            Data::Own(crate::storage::Storage::Cuda(s)) => Some(s),
+            Data::View(owner) => owner.cuda_storage(),
+            _ => None,
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_cuda(s: crate::cuda::CudaStorage, shape: &[usize]) -> Tensor {
+        let dtype = s.dtype();
+        Tensor::fresh(Data::Own(Storage::Cuda(s)), shape, dtype)
+    }
+
     /// True when two tensors share the same storage (views of one another).
     ///
     /// ```
@@ -382,7 +466,11 @@ impl Tensor {
                 ),
             ));
         }
-        Ok(Tensor::from_elems(values, shape))
+        let t = Tensor::from_elems(values, shape);
+        match crate::device::default_device() {
+            Device::Cpu => Ok(t),
+            d => t.to_device(d),
+        }
     }
 
     /// A tensor from a slice of row-major values and a shape.
@@ -423,7 +511,27 @@ impl Tensor {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        Tensor::full_on(shape, value, dtype, crate::device::default_device())
+    }
+
+    /// [`Tensor::full`] on a given device (the others follow [`crate::device::default_device`]).
+    ///
+    /// # Errors
+    /// As [`Tensor::full`], and when the device cannot be used ([`Device::check`]).
+    ///
+    /// ```
+    /// use gradtape::{DType, Device, Tensor};
+    /// let t = Tensor::full_on(&[2], 1.5, DType::F32, Device::Cpu)?;
+    /// assert_eq!(t.device(), Device::Cpu);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
         let op = "Tensor::full";
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(n) = device {
+            return crate::cuda::ops::full(n, shape, value, dtype);
+        }
+        device.check()?;
         let n = shape
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -487,7 +595,7 @@ impl Tensor {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn zeros_like(other: &Tensor) -> Result<Tensor> {
-        Tensor::zeros(other.shape(), other.dtype())
+        Tensor::full_on(other.shape(), 0.0, other.dtype(), other.device())
     }
 
     /// Ones with the shape and dtype of `other`.
@@ -501,7 +609,7 @@ impl Tensor {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn ones_like(other: &Tensor) -> Result<Tensor> {
-        Tensor::ones(other.shape(), other.dtype())
+        Tensor::full_on(other.shape(), 1.0, other.dtype(), other.device())
     }
 
     /// `value` everywhere, with the shape and dtype of `other`.
@@ -515,7 +623,7 @@ impl Tensor {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn full_like(other: &Tensor, value: f64) -> Result<Tensor> {
-        Tensor::full(other.shape(), value, other.dtype())
+        Tensor::full_on(other.shape(), value, other.dtype(), other.device())
     }
 
     /// The `n × n` identity matrix.
@@ -633,6 +741,9 @@ impl Tensor {
                 format!("tensor has dtype {}, asked for {}", self.dtype(), T::DTYPE),
             ));
         }
+        if self.device().is_cuda() {
+            return self.move_to(Device::Cpu)?.to_vec();
+        }
         Ok(self.contiguous_data::<T>()?.into_owned())
     }
 
@@ -701,8 +812,11 @@ impl Tensor {
         fn conv<T: Element>(d: &[T], l: &Layout) -> Result<Vec<f64>> {
             cpu::map(d, l, |x: T| x.to_f64())
         }
+        if self.device().is_cuda() {
+            return self.move_to(Device::Cpu)?.to_f64_vec();
+        }
         let l = self.layout();
-        match self.storage()?.cpu() {
+        match self.storage()?.cpu()? {
             CpuStorage::F32(v) => conv(v, l),
             CpuStorage::F64(v) => conv(v, l),
             CpuStorage::I64(v) => conv(v, l),

@@ -13,7 +13,7 @@ use super::elementwise::{map_tensor, zip_tensors};
 use super::{dispatch_all, dispatch_float, opt, same_dtype, sum_to_shape, tangent1, tangent_sum};
 
 macro_rules! comparisons {
-    ($($(#[$doc:meta])* $name:ident: |$p:ident, $q:ident| $body:expr;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident: |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {$(
         $(#[$doc])*
         #[allow(clippy::bool_comparison)]
         ///
@@ -27,7 +27,7 @@ macro_rules! comparisons {
                 return r;
             }
             tape::cut(stringify!($name), &[&a, &b]);
-            dispatch_all!(a.dtype(), T => zip_tensors::<T, bool>(stringify!($name), &a, &b, |$p, $q| $body))
+            dispatch_all!(a.dtype(), T => zip_tensors::<T, bool>(stringify!($name), &a, &b, |$p, $q| $body, $cuda))
         }
     )*};
 }
@@ -40,42 +40,42 @@ comparisons! {
     /// assert_eq!(gradtape::ops::equal(&x, &2)?.to_vec::<bool>()?, vec![false, true]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    equal: |p, q| p == q;
+    equal: |p, q| p == q, cuda "p == q";
     /// `x != y`.
     ///
     /// ```
     /// assert!(gradtape::ops::not_equal(&1.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    not_equal: |p, q| p != q;
+    not_equal: |p, q| p != q, cuda "p != q";
     /// `x < y`.
     ///
     /// ```
     /// assert!(gradtape::ops::less(&1.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    less: |p, q| p < q;
+    less: |p, q| p < q, cuda "p < q";
     /// `x <= y`.
     ///
     /// ```
     /// assert!(gradtape::ops::less_equal(&2.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    less_equal: |p, q| p <= q;
+    less_equal: |p, q| p <= q, cuda "p <= q";
     /// `x > y`.
     ///
     /// ```
     /// assert!(!gradtape::ops::greater(&1.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    greater: |p, q| p > q;
+    greater: |p, q| p > q, cuda "p > q";
     /// `x >= y`.
     ///
     /// ```
     /// assert!(gradtape::ops::greater_equal(&2.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    greater_equal: |p, q| p >= q;
+    greater_equal: |p, q| p >= q, cuda "p >= q";
 }
 
 fn bools(op: &'static str, t: &Tensor) -> Result<()> {
@@ -89,7 +89,7 @@ fn bools(op: &'static str, t: &Tensor) -> Result<()> {
 }
 
 macro_rules! logical {
-    ($($(#[$doc:meta])* $name:ident: |$p:ident, $q:ident| $body:expr;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident: |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {$(
         $(#[$doc])*
         ///
         /// # Errors
@@ -100,7 +100,7 @@ macro_rules! logical {
             }
             bools(stringify!($name), x)?;
             bools(stringify!($name), y)?;
-            zip_tensors::<bool, bool>(stringify!($name), x, y, |$p, $q| $body)
+            zip_tensors::<bool, bool>(stringify!($name), x, y, |$p, $q| $body, $cuda)
         }
     )*};
 }
@@ -113,7 +113,7 @@ logical! {
     /// assert_eq!(gradtape::ops::logical_and(&t, &t)?.to_vec::<bool>()?, vec![true, false]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    logical_and: |p, q| p & q;
+    logical_and: |p, q| p & q, cuda "p && q";
     /// Elementwise OR.
     ///
     /// ```
@@ -122,7 +122,7 @@ logical! {
     /// assert_eq!(gradtape::ops::logical_or(&t, &f)?.to_vec::<bool>()?, vec![true, false]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    logical_or: |p, q| p | q;
+    logical_or: |p, q| p | q, cuda "p || q";
     /// Elementwise exclusive OR.
     ///
     /// ```
@@ -131,7 +131,7 @@ logical! {
     /// assert_eq!(gradtape::ops::logical_xor(&t, &u)?.to_vec::<bool>()?, vec![false, true]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    logical_xor: |p, q| p ^ q;
+    logical_xor: |p, q| p ^ q, cuda "p != q";
 }
 
 /// Elementwise NOT.
@@ -149,7 +149,7 @@ pub fn logical_not(x: &Tensor) -> Result<Tensor> {
         return r;
     }
     bools("logical_not", x)?;
-    map_tensor::<bool, bool>(x, |p| !p)
+    map_tensor::<bool, bool>("logical_not", x, |p| !p, "!v")
 }
 
 /// True where the element is neither infinite nor NaN.
@@ -168,7 +168,7 @@ pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
         return r;
     }
     tape::cut("is_finite", &[&x]);
-    dispatch_float!("is_finite", x.dtype(), T => map_tensor::<T, bool>(&x, |v| v.is_finite()))
+    dispatch_float!("is_finite", x.dtype(), T => map_tensor::<T, bool>("is_finite", &x, |v| v.is_finite(), "isfinite(v)"))
 }
 
 /// True where the element is NaN.
@@ -187,7 +187,7 @@ pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
         return r;
     }
     tape::cut("is_nan", &[&x]);
-    dispatch_float!("is_nan", x.dtype(), T => map_tensor::<T, bool>(&x, Float::is_nan))
+    dispatch_float!("is_nan", x.dtype(), T => map_tensor::<T, bool>("is_nan", &x, Float::is_nan, "isnan(v)"))
 }
 
 /// `x` where `condition` holds, `y` elsewhere (TensorFlow 2's `tf.where(condition, x, y)`;
@@ -260,7 +260,7 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
 }
 
 fn convert<T: Element, U: Element>(x: &Tensor) -> Result<Tensor> {
-    map_tensor::<T, U>(x, |v| U::from_f64(v.to_f64()))
+    map_tensor::<T, U>("cast", x, |v| U::from_f64(v.to_f64()), "v")
 }
 
 /// Converts to another dtype: float to int truncates toward zero, anything to bool is `!= 0`,

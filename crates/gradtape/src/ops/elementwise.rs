@@ -14,11 +14,19 @@ use super::{
     select, sum_to_shape, tangent1, tangent_sum,
 };
 
-/// `f` over every element; the result is contiguous with `x`'s shape.
+/// `f` over every element; the result is contiguous with `x`'s shape. `cuda` is the same
+/// function as a CUDA C expression of `v`, for a tensor on a GPU.
 pub(crate) fn map_tensor<T: Element, U: Element>(
+    op: &'static str,
     x: &Tensor,
     f: impl Fn(T) -> U + Sync,
+    cuda: &str,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(y) = crate::cuda::ops::unary(op, x, cuda, U::DTYPE)? {
+        return Ok(y);
+    }
+    let _ = (op, cuda);
     Ok(Tensor::from_elems(
         cpu::map(x.data::<T>()?, x.layout(), f)?,
         x.shape(),
@@ -64,7 +72,7 @@ fn unary(
 macro_rules! unary_ops {
     ($(
         $(#[$doc:meta])*
-        $name:ident: |$v:ident| $fwd:expr, grad($kind:ident) |$s:ident, $g:ident| $grad:expr;
+        $name:ident: |$v:ident| $fwd:expr, cuda $cuda:literal, grad($kind:ident) |$s:ident, $g:ident| $grad:expr;
     )*) => {
         $(
             $(#[$doc])*
@@ -87,7 +95,7 @@ macro_rules! unary_ops {
                     if let Some(y) = fusion::unary(x, fusion::unary_kernel!(fwd)) {
                         return Ok(y);
                     }
-                    dispatch_float!(stringify!($name), x.dtype(), T => map_tensor::<T, T>(x, fwd::<T>))
+                    dispatch_float!(stringify!($name), x.dtype(), T => map_tensor::<T, T>(stringify!($name), x, fwd::<T>, $cuda))
                 })
             }
         )*
@@ -102,98 +110,98 @@ unary_ops! {
     /// assert_eq!(gradtape::ops::negative(&x)?.to_vec::<f32>()?, vec![-1.0, 2.0]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    negative: |v| -v, grad(Input) |_x, g| negative(g);
+    negative: |v| -v, cuda "-v", grad(Input) |_x, g| negative(g);
     /// `x²`; gradient `2x`.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::square(&3.0)?.to_scalar::<f32>()?, 9.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    square: |v| v * v, grad(Input) |x, g| multiply(g, &multiply(x, &2.0)?);
+    square: |v| v * v, cuda "v * v", grad(Input) |x, g| multiply(g, &multiply(x, &2.0)?);
     /// `√x`; gradient `0.5 / √x` (infinite at 0, as in TensorFlow).
     ///
     /// ```
     /// assert_eq!(gradtape::ops::sqrt(&4.0)?.to_scalar::<f32>()?, 2.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    sqrt: |v| v.sqrt(), grad(Output) |y, g| multiply(&divide(g, y)?, &0.5);
+    sqrt: |v| v.sqrt(), cuda "sqrt(v)", grad(Output) |y, g| multiply(&divide(g, y)?, &0.5);
     /// `1 / √x`.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::rsqrt(&4.0)?.to_scalar::<f32>()?, 0.5);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    rsqrt: |v| T::ONE / v.sqrt(), grad(Output) |y, g| multiply(&multiply(g, &-0.5)?, &multiply(&square(y)?, y)?);
+    rsqrt: |v| T::ONE / v.sqrt(), cuda "1 / sqrt(v)", grad(Output) |y, g| multiply(&multiply(g, &-0.5)?, &multiply(&square(y)?, y)?);
     /// `1 / x`.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::reciprocal(&4.0)?.to_scalar::<f32>()?, 0.25);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    reciprocal: |v| T::ONE / v, grad(Output) |y, g| negative(&multiply(g, &square(y)?)?);
+    reciprocal: |v| T::ONE / v, cuda "1 / v", grad(Output) |y, g| negative(&multiply(g, &square(y)?)?);
     /// `eᕽ`; gradient `eᕽ` (the saved output).
     ///
     /// ```
     /// assert_eq!(gradtape::ops::exp(&0.0)?.to_scalar::<f32>()?, 1.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    exp: |v| v.exp(), grad(Output) |y, g| multiply(g, y);
+    exp: |v| v.exp(), cuda "exp(v)", grad(Output) |y, g| multiply(g, y);
     /// `eᕽ - 1`, accurate near 0.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::expm1(&0.0)?.to_scalar::<f32>()?, 0.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    expm1: |v| v.exp_m1(), grad(Input) |x, g| multiply(g, &exp(x)?);
+    expm1: |v| v.exp_m1(), cuda "expm1(v)", grad(Input) |x, g| multiply(g, &exp(x)?);
     /// Natural logarithm; gradient `1 / x`.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::log(&1.0)?.to_scalar::<f32>()?, 0.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    log: |v| v.ln(), grad(Input) |x, g| multiply(g, &reciprocal(x)?);
+    log: |v| v.ln(), cuda "log(v)", grad(Input) |x, g| multiply(g, &reciprocal(x)?);
     /// `ln(1 + x)`, accurate near 0.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::log1p(&0.0)?.to_scalar::<f32>()?, 0.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    log1p: |v| v.ln_1p(), grad(Input) |x, g| multiply(g, &reciprocal(&add(x, &1.0)?)?);
+    log1p: |v| v.ln_1p(), cuda "log1p(v)", grad(Input) |x, g| multiply(g, &reciprocal(&add(x, &1.0)?)?);
     /// `|x|`; gradient `sign(x)`, so 0 at 0 (TensorFlow's convention).
     ///
     /// ```
     /// assert_eq!(gradtape::ops::abs(&-2.0)?.to_scalar::<f32>()?, 2.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    abs: |v| v.abs_(), grad(Input) |x, g| multiply(g, &sign(x)?);
+    abs: |v| v.abs_(), cuda "fabs(v)", grad(Input) |x, g| multiply(g, &sign(x)?);
     /// -1, 0 or 1; its gradient is zero (TensorFlow returns zeros, not `None`).
     ///
     /// ```
     /// assert_eq!(gradtape::ops::sign(&-2.0)?.to_scalar::<f32>()?, -1.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    sign: |v| v.sign_(), grad(Input) |x, _g| Tensor::zeros_like(x);
+    sign: |v| v.sign_(), cuda "sign_(v)", grad(Input) |x, _g| Tensor::zeros_like(x);
     /// Sine.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::sin(&0.0)?.to_scalar::<f32>()?, 0.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    sin: |v| v.sin(), grad(Input) |x, g| multiply(g, &cos(x)?);
+    sin: |v| v.sin(), cuda "sin(v)", grad(Input) |x, g| multiply(g, &cos(x)?);
     /// Cosine.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::cos(&0.0)?.to_scalar::<f32>()?, 1.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    cos: |v| v.cos(), grad(Input) |x, g| negative(&multiply(g, &sin(x)?)?);
+    cos: |v| v.cos(), cuda "cos(v)", grad(Input) |x, g| negative(&multiply(g, &sin(x)?)?);
     /// Hyperbolic tangent; gradient `1 - y²` from the output.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::tanh(&0.0)?.to_scalar::<f32>()?, 0.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    tanh: |v| v.tanh(), grad(Output) |y, g| multiply(g, &subtract(&1.0, &square(y)?)?);
+    tanh: |v| v.tanh(), cuda "tanh(v)", grad(Output) |y, g| multiply(g, &subtract(&1.0, &square(y)?)?);
     /// The logistic function `1 / (1 + e⁻ᕽ)`, computed without overflow.
     ///
     /// ```
@@ -205,14 +213,14 @@ unary_ops! {
     } else {
         let e = v.exp();
         e / (T::ONE + e)
-    }, grad(Output) |y, g| multiply(g, &multiply(y, &subtract(&1.0, y)?)?);
+    }, cuda "v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v))", grad(Output) |y, g| multiply(g, &multiply(y, &subtract(&1.0, y)?)?);
     /// `max(x, 0)`; gradient 0 at 0 (TensorFlow's convention).
     ///
     /// ```
     /// assert_eq!(gradtape::ops::relu(&-1.0)?.to_scalar::<f32>()?, 0.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    relu: |v| if v > T::ZERO { v } else { T::ZERO }, grad(Output) |y, g| multiply(g, &cast(&greater(y, &0.0)?, g.dtype())?);
+    relu: |v| if v > T::ZERO { v } else { T::ZERO }, cuda "v > 0 ? v : 0", grad(Output) |y, g| multiply(g, &cast(&greater(y, &0.0)?, g.dtype())?);
     /// `ln(1 + eᕽ)`, stable for large |x|. A primitive rather than a composition so that its
     /// gradient is exactly `sigmoid(x)` everywhere, 0.5 at 0 as in TensorFlow (compositions
     /// through `relu` or `abs` get 0 or 1 at that kink).
@@ -225,7 +233,7 @@ unary_ops! {
         v + (-v).exp().ln_1p()
     } else {
         v.exp().ln_1p()
-    }, grad(Input) |x, g| multiply(g, &sigmoid(x)?);
+    }, cuda "v > 0 ? v + log1p(exp(-v)) : log1p(exp(v))", grad(Input) |x, g| multiply(g, &sigmoid(x)?);
 }
 
 /// Rounds half to even (TensorFlow's `round`). Not differentiable: a tape gives `None`.
@@ -244,7 +252,7 @@ pub fn round(x: &impl AsTensor) -> Result<Tensor> {
         return r;
     }
     tape::cut("round", &[&x]);
-    dispatch_float!("round", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.round_even()))
+    dispatch_float!("round", x.dtype(), T => map_tensor::<T, T>("round", &x, |v| v.round_even(), "rint(v)"))
 }
 
 /// Largest integer not above each element. Not differentiable.
@@ -262,7 +270,7 @@ pub fn floor(x: &impl AsTensor) -> Result<Tensor> {
         return r;
     }
     tape::cut("floor", &[&x]);
-    dispatch_float!("floor", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.floor()))
+    dispatch_float!("floor", x.dtype(), T => map_tensor::<T, T>("floor", &x, |v| v.floor(), "floor(v)"))
 }
 
 /// Smallest integer not below each element. Not differentiable.
@@ -280,21 +288,28 @@ pub fn ceil(x: &impl AsTensor) -> Result<Tensor> {
         return r;
     }
     tape::cut("ceil", &[&x]);
-    dispatch_float!("ceil", x.dtype(), T => map_tensor::<T, T>(&x, |v| v.ceil()))
+    dispatch_float!("ceil", x.dtype(), T => map_tensor::<T, T>("ceil", &x, |v| v.ceil(), "ceil(v)"))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Binary ops
 
 /// `f` over two operands of element type `T` broadcast together, giving elements of type `U`.
-/// Equal shapes (the common case) skip the broadcast bookkeeping entirely.
+/// Equal shapes (the common case) skip the broadcast bookkeeping entirely. `cuda` is the same
+/// function as a CUDA C expression of `p` and `q`, for operands on a GPU.
 pub(crate) fn zip_tensors<T: Element, U: Element>(
     op: &'static str,
     a: &Tensor,
     b: &Tensor,
     f: impl Fn(T, T) -> U + Sync,
+    cuda: &str,
 ) -> Result<Tensor> {
     same_dtype(op, a, b)?;
+    #[cfg(feature = "cuda")]
+    if let Some(y) = crate::cuda::ops::binary(op, a, b, cuda, U::DTYPE)? {
+        return Ok(y);
+    }
+    let _ = cuda;
     let (da, db) = (a.data::<T>()?, b.data::<T>()?);
     if a.shape() == b.shape() {
         return Ok(Tensor::from_elems(
@@ -313,10 +328,10 @@ pub(crate) fn zip_tensors<T: Element, U: Element>(
 /// The forward of a binary op from its one element function: a pending tensor when
 /// [`crate::fusion`] takes it (large float operands), the eager kernel otherwise.
 macro_rules! forward2 {
-    ($op:literal, $dispatch:ident, $a:expr, $b:expr, |$p:ident, $q:ident| $e:expr) => {
+    ($op:literal, $dispatch:ident, $a:expr, $b:expr, |$p:ident, $q:ident| $e:expr, cuda $cuda:literal) => {
         match fusion::binary($a, $b, fusion::binary_kernel!(|$p, $q| $e)) {
             Some(t) => t,
-            None => $dispatch!($op, $a.dtype(), T => zip_tensors::<T, T>($op, $a, $b, |$p, $q| $e)?),
+            None => $dispatch!($op, $a.dtype(), T => zip_tensors::<T, T>($op, $a, $b, |$p, $q| $e, $cuda)?),
         }
     };
 }
@@ -411,7 +426,7 @@ pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| add(&p[0], &p[1])) {
         return r;
     }
-    let out = forward2!("add", dispatch_num, &a, &b, |p, q| p.wadd(q));
+    let out = forward2!("add", dispatch_num, &a, &b, |p, q| p.wadd(q), cuda "p + q");
     record_binary("add", &a, &b, &out, Saves::Nothing, |_, g, _| Ok(g.clone()))?;
     Ok(out)
 }
@@ -430,7 +445,7 @@ pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| subtract(&p[0], &p[1])) {
         return r;
     }
-    let out = forward2!("subtract", dispatch_num, &a, &b, |p, q| p.wsub(q));
+    let out = forward2!("subtract", dispatch_num, &a, &b, |p, q| p.wsub(q), cuda "p - q");
     record_binary("subtract", &a, &b, &out, Saves::Nothing, |_, g, i| {
         if i == 0 {
             Ok(g.clone())
@@ -455,7 +470,7 @@ pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| multiply(&p[0], &p[1])) {
         return r;
     }
-    let out = forward2!("multiply", dispatch_num, &a, &b, |p, q| p.wmul(q));
+    let out = forward2!("multiply", dispatch_num, &a, &b, |p, q| p.wmul(q), cuda "p * q");
     record_binary("multiply", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
         if i == 0 {
@@ -486,7 +501,7 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if a.dtype() == crate::DType::I64 && b.dtype() == crate::DType::I64 {
         return divide(&cast(&a, crate::DType::F64)?, &cast(&b, crate::DType::F64)?);
     }
-    let out = forward2!("divide", dispatch_float, &a, &b, |p, q| p / q);
+    let out = forward2!("divide", dispatch_float, &a, &b, |p, q| p / q, cuda "p / q");
     record_binary("divide", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
         if i == 0 {
@@ -512,7 +527,7 @@ pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| maximum(&p[0], &p[1])) {
         return r;
     }
-    let out = forward2!("maximum", dispatch_num, &a, &b, |p, q| p.max_(q));
+    let out = forward2!("maximum", dispatch_num, &a, &b, |p, q| p.max_(q), cuda "(p > q || p != p) ? p : q");
     record_binary("maximum", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
         let mask = greater_equal(a, b)?;
@@ -539,7 +554,7 @@ pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| minimum(&p[0], &p[1])) {
         return r;
     }
-    let out = forward2!("minimum", dispatch_num, &a, &b, |p, q| p.min_(q));
+    let out = forward2!("minimum", dispatch_num, &a, &b, |p, q| p.min_(q), cuda "(p < q || p != p) ? p : q");
     record_binary("minimum", &a, &b, &out, Saves::Inputs, |s, g, i| {
         let (a, b) = (s.a()?, s.b()?);
         let mask = less_equal(a, b)?;
@@ -567,7 +582,7 @@ pub fn pow(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| pow(&p[0], &p[1])) {
         return r;
     }
-    let out = forward2!("pow", dispatch_float, &a, &b, |p, q| p.powf(q));
+    let out = forward2!("pow", dispatch_float, &a, &b, |p, q| p.powf(q), cuda "pow(p, q)");
     record_binary("pow", &a, &b, &out, Saves::InputsAndOutput, |s, g, i| {
         let (a, b, z) = (s.a()?, s.b()?, s.out()?);
         if i == 0 {

@@ -101,7 +101,14 @@ fn matmul_core(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let batch = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
     let mut shape = batch.clone();
     shape.extend([m, n]);
-    let out = dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &batch, m, k, n, &shape)?);
+    #[cfg(feature = "cuda")]
+    let gpu = crate::cuda::ops::matmul(a, b, &batch, m, k, n, &shape)?;
+    #[cfg(not(feature = "cuda"))]
+    let gpu: Option<Tensor> = None;
+    let out = match gpu {
+        Some(out) => out,
+        None => dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &batch, m, k, n, &shape)?),
+    };
     tape::record(
         op,
         &[a, b],

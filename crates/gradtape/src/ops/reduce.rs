@@ -119,13 +119,22 @@ pub(crate) fn arrange<'a, T: Element>(
     Ok((Cow::Owned(data), sp))
 }
 
+/// `f` folded over `axes` from `init`; `cuda` is `f` as a CUDA C expression of `a` and `b`,
+/// for a tensor on a GPU.
 fn reduce_with<T: Num>(
+    op: &'static str,
     x: &Tensor,
     axes: &[usize],
     out_shape: &[usize],
     init: T,
     f: impl Fn(T, T) -> T + Sync,
+    cuda: &str,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(y) = crate::cuda::ops::reduce(op, x, axes, init.to_f64(), cuda, out_shape)? {
+        return Ok(y);
+    }
+    let _ = (op, cuda);
     let (src, sp) = arrange::<T>(x, axes)?;
     Ok(Tensor::from_elems(
         cpu::reduce3(&src, &sp, init, f),
@@ -164,7 +173,7 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
     let out = match fusion::fold(&x, &shape, Fold::Sum) {
         Some(t) => t,
         None => {
-            dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ZERO, |p, q| p.wadd(q))?)
+            dispatch_num!(op, x.dtype(), T => reduce_with::<T>(op, &x, &axes, &shape, T::ZERO, |p, q| p.wadd(q), "a + b")?)
         }
     };
     tape::record(
@@ -199,7 +208,7 @@ fn axes_list(axes: &[usize]) -> Axes {
 }
 
 macro_rules! extreme {
-    ($(#[$doc:meta])* $name:ident, $init:ident, $f:ident, $fold:ident) => {
+    ($(#[$doc:meta])* $name:ident, $init:ident, $f:ident, $fold:ident, cuda $cuda:literal) => {
         $(#[$doc])*
         ///
         /// # Errors
@@ -214,7 +223,7 @@ macro_rules! extreme {
             let shape = reduced_shape(x.shape(), &axes, keepdims);
             let out = match fusion::fold(&x, &shape, Fold::$fold) {
                 Some(t) => t,
-                None => dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::$init, |p, q| p.$f(q))?),
+                None => dispatch_num!(op, x.dtype(), T => reduce_with::<T>(op, &x, &axes, &shape, T::$init, |p, q| p.$f(q), $cuda)?),
             };
             let kd = reduced_shape(x.shape(), &axes, true);
             tape::record(
@@ -246,7 +255,7 @@ extreme!(
     /// assert_eq!(gradtape::ops::reduce_max(&x, gradtape::Axes::All, false)?.to_scalar::<f32>()?, 5.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    reduce_max, LOWEST, max_, Max
+    reduce_max, LOWEST, max_, Max, cuda "(a > b || a != a) ? a : b"
 );
 extreme!(
     /// Minimum over `axis` (infinity over an empty axis). Ties share the gradient.
@@ -256,7 +265,7 @@ extreme!(
     /// assert_eq!(gradtape::ops::reduce_min(&x, 0, false)?.to_scalar::<f32>()?, 1.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    reduce_min, HIGHEST, min_, Min
+    reduce_min, HIGHEST, min_, Min, cuda "(a < b || a != a) ? a : b"
 );
 
 /// Product over `axis`. The gradient is exact with zeros in the input: each element gets the
@@ -278,7 +287,7 @@ pub fn reduce_prod(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
         return r;
     }
     let shape = reduced_shape(x.shape(), &axes, keepdims);
-    let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(&x, &axes, &shape, T::ONE, |p, q| p.wmul(q))?);
+    let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(op, &x, &axes, &shape, T::ONE, |p, q| p.wmul(q), "a * b")?);
     tape::record(
         op,
         &[&x],

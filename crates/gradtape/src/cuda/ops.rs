@@ -1,0 +1,449 @@
+//! The GPU side of the ops: each function launches one kernel shape from [`super::kernels`]
+//! with an op's expression, or calls cuBLAS. The ops in `crate::ops` call these first and get
+//! `None` when their operands are on the host.
+
+use std::sync::Arc;
+
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+
+use super::kernels::{self, KLayout};
+use super::{alloc, CudaElement, CudaStorage, Gpu};
+use crate::device::Device;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+const THREADS: u32 = 256;
+
+/// A grid-stride launch over `n` elements.
+fn grid(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(THREADS as usize).clamp(1, 1 << 20) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn launch_err(g: &Gpu, op: &'static str, e: impl std::fmt::Display) -> Error {
+    Error::device(
+        op,
+        format!("cuda:{}: launching the kernel failed: {e}", g.ordinal),
+    )
+}
+
+/// Runs `f` with the dtype's element type bound to `$T` (every dtype).
+macro_rules! with_dtype {
+    ($dt:expr, $T:ident => $body:expr) => {
+        match $dt {
+            DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            DType::Bool => {
+                type $T = bool;
+                $body
+            }
+        }
+    };
+}
+
+/// The GPU storage behind `t` and its typed slice, or `None` for a host tensor.
+fn slice_of<'a, T: CudaElement>(op: &'static str, s: &'a CudaStorage) -> Result<&'a CudaSlice<T>> {
+    T::unwrap(&s.data).ok_or_else(|| {
+        Error::dtype(
+            op,
+            format!("tensor has dtype {}, not {}", s.dtype(), T::DTYPE),
+        )
+    })
+}
+
+fn wrap<T: CudaElement>(g: &Arc<Gpu>, s: CudaSlice<T>, shape: &[usize]) -> Tensor {
+    Tensor::from_cuda(CudaStorage::new(T::wrap(s), g.clone()), shape)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moving, filling, copying
+
+/// `t` on `device`: a host↔GPU copy, or a copy of the elements on the same device kind.
+pub(crate) fn to_device(t: &Tensor, device: Device) -> Result<Tensor> {
+    let here = t.device();
+    match (here, device) {
+        (a, b) if a == b => Ok(t.clone()),
+        (Device::Cpu, Device::Cuda(n)) => {
+            let g = super::gpu(n)?;
+            let host = t.to_contiguous()?;
+            with_dtype!(t.dtype(), T => {
+                let s = super::upload::<T>(&g, host.data::<T>()?.get(host.layout().offset..host.layout().offset + host.numel()).unwrap_or(&[]))?;
+                Ok(Tensor::from_cuda(s, t.shape()))
+            })
+        }
+        (Device::Cuda(_), Device::Cpu) => {
+            let c = contiguous(t)?;
+            let s = c
+                .cuda_storage()
+                .ok_or_else(|| Error::device("to_device", "lost the GPU storage"))?;
+            with_dtype!(t.dtype(), T => {
+                let v = super::download::<T>(s)?;
+                Tensor::from_vec(v.into_iter().take(t.numel()).collect::<Vec<T>>(), t.shape())
+            })
+        }
+        // Between two GPUs: through the host for now (peer copies are a later step).
+        (Device::Cuda(_), Device::Cuda(_)) => to_device(&to_device(t, Device::Cpu)?, device),
+        (Device::Cpu, Device::Cpu) => Ok(t.clone()),
+    }
+}
+
+/// A tensor of `shape` with every element `value`, made on GPU `n`.
+pub(crate) fn full(n: usize, shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+    let g = super::gpu(n)?;
+    let count = crate::shape::numel(shape);
+    with_dtype!(dtype, T => {
+        let (name, src) = kernels::fill(T::C_TYPE);
+        let f = g.function("fill", &src, &name)?;
+        let mut y = alloc::<T>(&g, "fill", count)?;
+        let (n64, v) = (count as u64, T::from_f64(value));
+        let mut b = g.stream.launch_builder(&f);
+        b.arg(&mut y).arg(&n64).arg(&v);
+        // SAFETY: the kernel writes y[0..count) with `v`; the arguments match its signature.
+        unsafe { b.launch(grid(count)) }.map_err(|e| launch_err(&g, "fill", e))?;
+        Ok(wrap(&g, y, shape))
+    })
+}
+
+/// `t` laid out contiguously on its GPU (a no-op view when it already is).
+pub(crate) fn contiguous(t: &Tensor) -> Result<Tensor> {
+    let s = t
+        .cuda_storage()
+        .ok_or_else(|| Error::device("contiguous", "not a GPU tensor"))?;
+    if t.layout().is_contiguous() && t.layout().offset == 0 {
+        return Ok(t.clone());
+    }
+    let g = &s.gpu;
+    let lx = KLayout::of("contiguous", t.layout())?;
+    let count = t.numel();
+    with_dtype!(t.dtype(), T => {
+        let (name, src) = kernels::copy(T::C_TYPE);
+        let f = g.function("contiguous", &src, &name)?;
+        let x = slice_of::<T>("contiguous", s)?;
+        let mut y = alloc::<T>(g, "contiguous", count)?;
+        let n64 = count as u64;
+        let mut b = g.stream.launch_builder(&f);
+        b.arg(x).arg(&lx).arg(&mut y).arg(&n64);
+        // SAFETY: reads x through its own layout (inside its storage), writes y[0..count).
+        unsafe { b.launch(grid(count)) }.map_err(|e| launch_err(g, "contiguous", e))?;
+        Ok(wrap(g, y, t.shape()))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise
+
+/// `expr(v)` over a tensor on a GPU, giving `out` elements; `None` for a host tensor. The
+/// caller has checked the input dtype (the CPU kernel's dispatch does).
+pub(crate) fn unary(
+    op: &'static str,
+    x: &Tensor,
+    expr: &str,
+    out: DType,
+) -> Result<Option<Tensor>> {
+    kernels::note(|| kernels::unary(op, expr, kernels::c_type(x.dtype()), kernels::c_type(out)));
+    let Some(s) = x.cuda_storage() else {
+        return Ok(None);
+    };
+    let g = &s.gpu;
+    let lx = KLayout::of(op, x.layout())?;
+    let count = x.numel();
+    let n64 = count as u64;
+    with_dtype!(x.dtype(), T => with_dtype!(out, U => {
+        let (name, src) = kernels::unary(op, expr, T::C_TYPE, U::C_TYPE);
+        let f = g.function(op, &src, &name)?;
+        let xs = slice_of::<T>(op, s)?;
+        let mut y = alloc::<U>(g, op, count)?;
+        let mut b = g.stream.launch_builder(&f);
+        b.arg(xs).arg(&lx).arg(&mut y).arg(&n64);
+        // SAFETY: reads x through its layout (inside its storage), writes y[0..count).
+        unsafe { b.launch(grid(count)) }.map_err(|e| launch_err(g, op, e))?;
+        Ok(Some(wrap(g, y, x.shape())))
+    }))
+}
+
+/// `expr(p, q)` over two operands of one dtype broadcast together, giving `out` elements, when
+/// either is on a GPU; `None` when both are on the host. A 0-d host tensor (a Rust number)
+/// beside a GPU tensor is passed to the kernel by value, with no copy.
+///
+/// # Errors
+/// Tensors on two different devices (naming both), or shapes that do not broadcast.
+pub(crate) fn binary(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    expr: &str,
+    out: DType,
+) -> Result<Option<Tensor>> {
+    kernels::note(|| kernels::binary(op, expr, kernels::c_type(a.dtype()), kernels::c_type(out)));
+    let (da, db) = (a.device(), b.device());
+    if da == Device::Cpu && db == Device::Cpu {
+        return Ok(None);
+    }
+    let shape = crate::shape::broadcast_shapes(op, a.shape(), b.shape())?;
+    let count = crate::shape::numel(&shape);
+    let n64 = count as u64;
+    let host_scalar = |t: &Tensor, d: Device| d == Device::Cpu && t.rank() == 0;
+    if host_scalar(a, da) || host_scalar(b, db) {
+        let (t, side, scalar) = if host_scalar(b, db) {
+            (a, 0i32, b)
+        } else {
+            (b, 1i32, a)
+        };
+        let s = t
+            .cuda_storage()
+            .ok_or_else(|| Error::device(op, "not a GPU tensor"))?;
+        let g = &s.gpu;
+        let lt = KLayout::of(op, &t.layout().broadcast_to(&shape))?;
+        return with_dtype!(a.dtype(), T => with_dtype!(out, U => {
+            let (name, src) = kernels::binary(op, expr, T::C_TYPE, U::C_TYPE);
+            let f = g.function(op, &src, &format!("{name}_scalar"))?;
+            let v: T = scalar.to_scalar::<T>()?;
+            let xs = slice_of::<T>(op, s)?;
+            let mut y = alloc::<U>(g, op, count)?;
+            let mut l = g.stream.launch_builder(&f);
+            l.arg(xs).arg(&lt).arg(&v).arg(&side).arg(&mut y).arg(&n64);
+            // SAFETY: reads the tensor through its broadcast layout, writes y[0..count).
+            unsafe { l.launch(grid(count)) }.map_err(|e| launch_err(g, op, e))?;
+            Ok(Some(wrap(g, y, &shape)))
+        }));
+    }
+    crate::device::common(op, da, db)?;
+    let (sa, sb) = match (a.cuda_storage(), b.cuda_storage()) {
+        (Some(x), Some(y)) => (x, y),
+        _ => return Err(Error::device(op, "operands are not both on a GPU")),
+    };
+    let g = &sa.gpu;
+    let (la, lb) = (
+        KLayout::of(op, &a.layout().broadcast_to(&shape))?,
+        KLayout::of(op, &b.layout().broadcast_to(&shape))?,
+    );
+    with_dtype!(a.dtype(), T => with_dtype!(out, U => {
+        let (name, src) = kernels::binary(op, expr, T::C_TYPE, U::C_TYPE);
+        let f = g.function(op, &src, &name)?;
+        let (xa, xb) = (slice_of::<T>(op, sa)?, slice_of::<T>(op, sb)?);
+        let mut y = alloc::<U>(g, op, count)?;
+        let mut l = g.stream.launch_builder(&f);
+        l.arg(xa).arg(&la).arg(xb).arg(&lb).arg(&mut y).arg(&n64);
+        // SAFETY: reads both operands through their broadcast layouts, writes y[0..count).
+        unsafe { l.launch(grid(count)) }.map_err(|e| launch_err(g, op, e))?;
+        Ok(Some(wrap(g, y, &shape)))
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions
+
+/// `x` reduced over `axes` (sorted, distinct) by `combine(a, b)` from `init` (a value of the
+/// dtype, as `f64`), result of shape `out_shape` (kept or dropped axes, as the caller decided);
+/// `None` for a host tensor. The reduced axes are moved last and made contiguous, then one
+/// block reduces each row.
+pub(crate) fn reduce(
+    op: &'static str,
+    x: &Tensor,
+    axes: &[usize],
+    init: f64,
+    combine: &str,
+    out_shape: &[usize],
+) -> Result<Option<Tensor>> {
+    kernels::note(|| {
+        let init = kernels::c_literal(init, x.dtype());
+        kernels::reduce_rows(op, &init, combine, kernels::c_type(x.dtype()))
+    });
+    let Some(s) = x.cuda_storage() else {
+        return Ok(None);
+    };
+    let g = s.gpu.clone();
+    let rank = x.rank();
+    let mut perm: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
+    perm.extend_from_slice(axes);
+    let m: usize = axes.iter().map(|&d| x.shape()[d]).product();
+    let rows: usize = x.numel() / m.max(1);
+    let moved = x.view(x.layout().permute(&perm));
+    let c = contiguous(&moved)?;
+    let cs = c
+        .cuda_storage()
+        .ok_or_else(|| Error::device(op, "lost the GPU storage"))?;
+    if rows == 0 {
+        return full(g.ordinal, out_shape, init, x.dtype()).map(Some);
+    }
+    if m == 0 {
+        return full(g.ordinal, out_shape, init, x.dtype()).map(Some);
+    }
+    with_dtype!(x.dtype(), T => {
+        let init = kernels::c_literal(init, x.dtype());
+        let (name, src) = kernels::reduce_rows(op, &init, combine, T::C_TYPE);
+        let f = g.function(op, &src, &name)?;
+        let xs = slice_of::<T>(op, cs)?;
+        let mut y = alloc::<T>(&g, op, rows)?;
+        let m64 = m as u64;
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (kernels::REDUCE_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        if rows > u32::MAX as usize {
+            return Err(Error::shape(op, format!("{rows} rows are more than one launch takes")));
+        }
+        let mut b = g.stream.launch_builder(&f);
+        b.arg(xs).arg(&mut y).arg(&m64);
+        // SAFETY: block r reads x[r*m .. r*m+m) of the contiguous copy, writes y[r].
+        unsafe { b.launch(cfg) }.map_err(|e| launch_err(&g, op, e))?;
+        Ok(Some(wrap(&g, y, out_shape)))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products
+
+/// How cuBLAS reads one operand: the operand's row-major matrices are column-major matrices
+/// of the transpose, so a plain matrix is `N` with ld = columns and a transposed view
+/// (strides `[1, rows]`) is `T` with ld = rows.
+fn blas_operand(t: &Tensor, rows: usize, cols: usize) -> Option<(cublasOperation_t, i32, i64)> {
+    let l = t.layout();
+    let r = l.shape.len();
+    let (s0, s1) = (l.strides[r - 2], l.strides[r - 1]);
+    let batch_stride = (rows * cols) as i64;
+    // Leading dimensions must be packed matrices one after another.
+    let mut expect = batch_stride as isize;
+    for d in (0..r - 2).rev() {
+        if l.shape[d] != 1 && l.strides[d] != expect {
+            return None;
+        }
+        expect *= l.shape[d] as isize;
+    }
+    if (s1 == 1 || cols == 1) && (s0 == cols as isize || rows == 1) {
+        Some((
+            cublasOperation_t::CUBLAS_OP_N,
+            cols.max(1) as i32,
+            batch_stride,
+        ))
+    } else if (s0 == 1 || rows == 1) && (s1 == rows as isize || cols == 1) {
+        Some((
+            cublasOperation_t::CUBLAS_OP_T,
+            rows.max(1) as i32,
+            batch_stride,
+        ))
+    } else {
+        None
+    }
+}
+
+/// `a · b` on a GPU through cuBLAS (batch dimensions must already agree after broadcasting:
+/// broadcast operands are materialized first); `None` when both are on the host.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    batch: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+    shape: &[usize],
+) -> Result<Option<Tensor>> {
+    let op = "matmul";
+    let (da, db) = (a.device(), b.device());
+    if da == Device::Cpu && db == Device::Cpu {
+        return Ok(None);
+    }
+    crate::device::common(op, da, db)?;
+    let batches: usize = batch.iter().product();
+    // Operands whose batch dimensions are broadcast, or whose matrices are not packed, are
+    // copied into packed form first.
+    let pack = |t: &Tensor, rows: usize, cols: usize| -> Result<Tensor> {
+        let mut full_shape = batch.to_vec();
+        full_shape.extend([rows, cols]);
+        let t = if t.shape() == full_shape.as_slice() {
+            t.clone()
+        } else {
+            t.view(t.layout().broadcast_to(&full_shape))
+        };
+        if t.layout().offset == 0 && blas_operand(&t, rows, cols).is_some() {
+            Ok(t)
+        } else {
+            contiguous(&t)
+        }
+    };
+    let (a, b) = (pack(a, m, k)?, pack(b, k, n)?);
+    let (sa, sb) = match (a.cuda_storage(), b.cuda_storage()) {
+        (Some(x), Some(y)) => (x, y),
+        _ => return Err(Error::device(op, "not GPU tensors")),
+    };
+    let g = sa.gpu.clone();
+    let fail =
+        |e: &dyn std::fmt::Display| Error::device(op, format!("cuda:{}: cuBLAS: {e}", g.ordinal));
+    let (opa, lda, stride_a) =
+        blas_operand(&a, m, k).ok_or_else(|| fail(&"operand a is not packed"))?;
+    let (opb, ldb, stride_b) =
+        blas_operand(&b, k, n).ok_or_else(|| fail(&"operand b is not packed"))?;
+    let dims = |v: usize| {
+        i32::try_from(v).map_err(|_| fail(&format!("dimension {v} exceeds cuBLAS's 32-bit sizes")))
+    };
+    let (mi, ni, ki) = (dims(m)?, dims(n)?, dims(k)?);
+    macro_rules! go {
+        ($T:ty) => {{
+            let (xa, xb) = (slice_of::<$T>(op, sa)?, slice_of::<$T>(op, sb)?);
+            let mut y = alloc::<$T>(&g, op, batches * m * n)?;
+            if m * n == 0 {
+                return Ok(Some(wrap(&g, y, shape)));
+            }
+            if k == 0 {
+                return full(g.ordinal, shape, 0.0, a.dtype()).map(Some);
+            }
+            // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B goes first.
+            let cfg = GemmConfig {
+                transa: opb,
+                transb: opa,
+                m: ni,
+                n: mi,
+                k: ki,
+                alpha: 1.0 as $T,
+                lda: ldb,
+                ldb: lda,
+                beta: 0.0 as $T,
+                ldc: ni,
+            };
+            let result = if batches == 1 {
+                // SAFETY: the sizes and leading dimensions describe packed matrices inside
+                // each operand's storage (checked by `blas_operand`), and y has m·n elements.
+                unsafe { g.blas.gemm(cfg, xb, xa, &mut y) }
+            } else {
+                let cfg = StridedBatchedConfig {
+                    gemm: cfg,
+                    batch_size: dims(batches)?,
+                    stride_a: stride_b,
+                    stride_b: stride_a,
+                    stride_c: (m * n) as i64,
+                };
+                // SAFETY: as above, for `batches` matrices one after another in each.
+                unsafe { g.blas.gemm_strided_batched(cfg, xb, xa, &mut y) }
+            };
+            result.map_err(|e| fail(&e))?;
+            Ok(Some(wrap(&g, y, shape)))
+        }};
+    }
+    match a.dtype() {
+        DType::F32 => go!(f32),
+        DType::F64 => go!(f64),
+        other => Err(Error::dtype(
+            op,
+            format!("expected a floating-point tensor, got {other}"),
+        )),
+    }
+}

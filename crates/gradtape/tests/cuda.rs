@@ -1,0 +1,473 @@
+//! Devices and the CUDA backend.
+//!
+//! Three kinds of test live here:
+//! - the device API on any machine (names, scopes, and the errors when no GPU can be used);
+//! - every CUDA kernel the ops generate, compiled by NVRTC: this needs only `libnvrtc` on the
+//!   library path (CI installs NVIDIA's `nvidia-cuda-nvrtc` wheel for it), not a GPU;
+//! - the GPU suite, which runs ops, gradients and a training step on `cuda:0` and compares them
+//!   with the CPU. Without a GPU these print why they were skipped; they never pass silently.
+
+use gradtape::device::{self, with_device};
+use gradtape::layers::Layer;
+use gradtape::optimizers::Optimizer;
+use gradtape::{cuda, layers, ops, optimizers, Axes, DType, Device, Error, GradientTape, Tensor};
+
+/// The GPU, or the reason there is none (printed by the test that skips).
+fn gpu() -> Result<Device, Error> {
+    Device::Cuda(0).check().map(|_| Device::Cuda(0))
+}
+
+/// Says why a GPU test did nothing, on the real stderr: the test harness captures `eprintln!`
+/// of passing tests, and a skip must never look like a silent pass.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn skip(test: &str, why: &dyn std::fmt::Display) {
+    say(&format!("{test}: GPU part skipped: {why}"));
+}
+
+fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * (1.0 + w.abs());
+        assert!(ok, "{what}: element {i}: GPU {g} vs CPU {w}");
+    }
+}
+
+fn tol(dtype: DType) -> f64 {
+    if dtype == DType::F32 {
+        2e-5
+    } else {
+        1e-12
+    }
+}
+
+#[test]
+fn device_names_parse_and_print() {
+    for (s, d) in [
+        ("cpu", Device::Cpu),
+        ("CPU", Device::Cpu),
+        ("/CPU:0", Device::Cpu),
+        ("cuda", Device::Cuda(0)),
+        ("cuda:3", Device::Cuda(3)),
+        ("gpu:1", Device::Cuda(1)),
+        ("/GPU:0", Device::Cuda(0)),
+        ("/device:GPU:2", Device::Cuda(2)),
+    ] {
+        assert_eq!(s.parse::<Device>().unwrap(), d, "{s}");
+    }
+    for bad in ["", "tpu", "cuda:x", "cpu:1", "cuda:-1"] {
+        let e = bad.parse::<Device>().unwrap_err();
+        assert!(e.to_string().contains(&format!("'{bad}'")), "{e}");
+    }
+    assert_eq!(Device::Cuda(2).to_string(), "cuda:2");
+    assert_eq!(Device::Cpu.to_string(), "cpu");
+    assert_eq!(Device::default(), Device::Cpu);
+}
+
+#[test]
+fn device_scopes_nest_restore_and_place_new_tensors() {
+    assert_eq!(device::default_device(), Device::Cpu);
+    let inner = with_device(Device::Cpu, || {
+        let t = Tensor::zeros(&[2], DType::F32).unwrap();
+        (device::default_device(), t.device())
+    })
+    .unwrap();
+    assert_eq!(inner, (Device::Cpu, Device::Cpu));
+    match gpu() {
+        Ok(g) => {
+            let (d, t, nested) = with_device(g, || {
+                let t = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap();
+                let nested = with_device(Device::Cpu, device::default_device).unwrap();
+                (device::default_device(), t, nested)
+            })
+            .unwrap();
+            assert_eq!((d, t.device(), nested), (g, g, Device::Cpu));
+            assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
+            // A panic inside the scope still restores the default.
+            let r = std::panic::catch_unwind(|| with_device(g, || panic!("inside")));
+            assert!(r.is_err());
+        }
+        Err(e) => skip("device_scopes", &e),
+    }
+    assert_eq!(device::default_device(), Device::Cpu);
+}
+
+#[test]
+fn asking_for_a_missing_gpu_is_an_error_that_names_what_is_missing() {
+    let Err(why) = gpu() else {
+        // With a GPU, a device past the last one is the error to check.
+        let n = Device::cuda_device_count();
+        let e = Device::Cuda(n).check().unwrap_err();
+        assert!(e.to_string().contains(&format!("cuda:{n}")), "{e}");
+        return;
+    };
+    let msg = why.to_string();
+    assert!(matches!(why, Error::Device { .. }), "{why:?}");
+    assert!(
+        [
+            "NVIDIA driver",
+            "no GPU",
+            "NVRTC",
+            "cuBLAS",
+            "`cuda` feature"
+        ]
+        .iter()
+        .any(|piece| msg.contains(piece)),
+        "the message names no missing piece: {msg}"
+    );
+    assert!(!Device::Cuda(0).is_available());
+    assert_eq!(Device::cuda_if_available(), Device::Cpu);
+    let x = Tensor::from_vec(vec![1.0f32], &[1]).unwrap();
+    let e = x.to_device(Device::Cuda(0)).unwrap_err();
+    assert_eq!(e.to_string(), msg, "to_device gives the same reason");
+    assert!(Tensor::full_on(&[2], 0.0, DType::F32, Device::Cuda(0)).is_err());
+    assert!(with_device(Device::Cuda(0), || unreachable!("must not run")).is_err());
+    // Everything on the CPU goes on as before.
+    assert_eq!(
+        x.to_device(Device::Cpu).unwrap().to_vec::<f32>().unwrap(),
+        vec![1.0]
+    );
+}
+
+/// Runs on the CPU every op family the GPU has kernels for, in every dtype they take, so that
+/// the recorder sees each kernel source the ops would launch on a GPU.
+fn exercise_ops() -> Result<(), Error> {
+    for dt in [DType::F32, DType::F64] {
+        let x = Tensor::from_vec(vec![0.5f64, -1.5, 2.0, 0.0, 3.0, -0.25], &[2, 3])?.cast(dt)?;
+        let y = Tensor::from_vec(vec![1.0f64, 2.0, -3.0], &[3])?.cast(dt)?;
+        for f in UNARY {
+            f(&x)?;
+        }
+        ops::round(&x)?;
+        ops::floor(&x)?;
+        ops::ceil(&x)?;
+        ops::is_nan(&x)?;
+        ops::is_finite(&x)?;
+        ops::add(&x, &y)?;
+        ops::subtract(&x, &2.0)?;
+        ops::multiply(&x, &y)?;
+        ops::divide(&x, &y)?;
+        ops::maximum(&x, &y)?;
+        ops::minimum(&x, &y)?;
+        ops::pow(&ops::abs(&x)?, &y)?;
+        for c in [ops::equal, ops::not_equal, ops::less, ops::less_equal] {
+            c(&x, &y)?;
+        }
+        ops::greater(&x, &y)?;
+        ops::greater_equal(&x, &y)?;
+        ops::reduce_sum(&x, 0, false)?;
+        ops::reduce_max(&x, Axes::All, false)?;
+        ops::reduce_min(&x, 1, true)?;
+        ops::reduce_prod(&x, 1, false)?;
+        for to in [DType::F32, DType::F64, DType::I64, DType::Bool] {
+            x.cast(to)?;
+        }
+    }
+    let i = Tensor::from_vec(vec![1i64, -2, 3], &[3])?;
+    ops::add(&i, &i)?;
+    ops::multiply(&i, &2)?;
+    ops::reduce_sum(&i, 0, false)?;
+    ops::reduce_max(&i, 0, false)?;
+    for to in [DType::F32, DType::F64, DType::Bool] {
+        i.cast(to)?;
+    }
+    let b = Tensor::from_vec(vec![true, false, true], &[3])?;
+    ops::logical_and(&b, &b)?;
+    ops::logical_or(&b, &b)?;
+    ops::logical_xor(&b, &b)?;
+    ops::logical_not(&b)?;
+    for to in [DType::F32, DType::F64, DType::I64] {
+        b.cast(to)?;
+    }
+    Ok(())
+}
+
+type Unary = fn(&Tensor) -> Result<Tensor, Error>;
+const UNARY: &[Unary] = &[
+    |x| ops::negative(x),
+    |x| ops::square(x),
+    |x| ops::sqrt(x),
+    |x| ops::rsqrt(x),
+    |x| ops::reciprocal(x),
+    |x| ops::exp(x),
+    |x| ops::expm1(x),
+    |x| ops::log(x),
+    |x| ops::log1p(x),
+    |x| ops::abs(x),
+    |x| ops::sign(x),
+    |x| ops::sin(x),
+    |x| ops::cos(x),
+    |x| ops::tanh(x),
+    |x| ops::sigmoid(x),
+    |x| ops::relu(x),
+    |x| ops::softplus(x),
+];
+
+#[test]
+fn every_generated_kernel_compiles_with_nvrtc() {
+    cuda::record_kernel_sources(true);
+    exercise_ops().unwrap();
+    cuda::record_kernel_sources(false);
+    let sources = cuda::recorded_kernel_sources();
+    // 17 unary rows and 3 roundings and 2 tests per float dtype, 13 binary, 4 reductions, casts
+    // and the logical ops: far more than 100 distinct kernels.
+    assert!(
+        sources.len() > 100,
+        "only {} kernels were recorded: the ops stopped reporting their CUDA C",
+        sources.len()
+    );
+    // H100/H200 (sm_90) and A100 (sm_80).
+    let mut skipped = None;
+    for (name, src) in &sources {
+        for arch in ["compute_90", "compute_80"] {
+            match cuda::compile_kernel(src, arch) {
+                Ok(ptx) => assert!(
+                    ptx.contains(name.as_str()),
+                    "{name}: PTX lacks the entry point"
+                ),
+                Err(e) if e.to_string().contains("no NVRTC") => {
+                    skipped = Some(e);
+                    break;
+                }
+                Err(e) => panic!("{name} ({arch}) does not compile: {e}\n{src}"),
+            }
+        }
+        if skipped.is_some() {
+            break;
+        }
+    }
+    match skipped {
+        Some(e) => say(&format!(
+            "every_generated_kernel_compiles_with_nvrtc: compilation skipped ({} kernels \
+             generated): {e}",
+            sources.len()
+        )),
+        None => say(&format!(
+            "{} generated kernels compiled for compute_90 and compute_80",
+            sources.len()
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The GPU suite: each test compares cuda:0 with the CPU, and prints why when there is no GPU.
+
+fn on(t: &Tensor, d: Device) -> Tensor {
+    t.to_device(d).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_f64_vec().unwrap()
+}
+
+#[test]
+fn gpu_elementwise_reductions_and_casts_match_the_cpu() {
+    let g = match gpu() {
+        Ok(g) => g,
+        Err(e) => return skip("gpu_elementwise", &e),
+    };
+    for dt in [DType::F32, DType::F64] {
+        let host = gradtape::random::Generator::from_seed(7)
+            .normal(&[4, 5, 6], 0.0, 1.0, dt)
+            .unwrap();
+        let row = Tensor::from_vec(vec![0.5f64, -2.0, 3.0, 1.5, -0.5, 2.5], &[6])
+            .unwrap()
+            .cast(dt)
+            .unwrap();
+        // A transposed view exercises the strided reader.
+        let views = [
+            host.clone(),
+            ops::transpose(&host, Some(&[2, 0, 1])).unwrap(),
+        ];
+        for x in &views {
+            let xg = on(x, g);
+            assert_eq!(xg.device(), g);
+            for (i, f) in UNARY.iter().enumerate() {
+                let (c, d) = (f(x).unwrap(), f(&xg).unwrap());
+                assert_eq!(d.device(), g);
+                close(
+                    &values(&d),
+                    &values(&c),
+                    tol(dt),
+                    &format!("unary #{i} {dt}"),
+                );
+            }
+            for (name, c, d) in [
+                (
+                    "reduce_sum all",
+                    ops::reduce_sum(x, Axes::All, false),
+                    ops::reduce_sum(&xg, Axes::All, false),
+                ),
+                (
+                    "reduce_sum 1",
+                    ops::reduce_sum(x, 1, true),
+                    ops::reduce_sum(&xg, 1, true),
+                ),
+                (
+                    "reduce_max 0,2",
+                    ops::reduce_max(x, vec![0, 2], false),
+                    ops::reduce_max(&xg, vec![0, 2], false),
+                ),
+                (
+                    "reduce_min -1",
+                    ops::reduce_min(x, -1, false),
+                    ops::reduce_min(&xg, -1, false),
+                ),
+                (
+                    "cast",
+                    x.cast(DType::I64).and_then(|t| t.cast(dt)),
+                    xg.cast(DType::I64).and_then(|t| t.cast(dt)),
+                ),
+            ] {
+                let (c, d) = (c.unwrap(), d.unwrap());
+                assert_eq!(c.shape(), d.shape(), "{name}");
+                close(&values(&d), &values(&c), 1e-5, &format!("{name} {dt}"));
+            }
+        }
+        let (x, xg) = (&host, &on(&host, g));
+        let rg = on(&row, g);
+        for (name, c, d) in [
+            ("add broadcast", ops::add(x, &row), ops::add(xg, &rg)),
+            (
+                "multiply scalar",
+                ops::multiply(x, &2.5),
+                ops::multiply(xg, &2.5),
+            ),
+            (
+                "scalar - x",
+                ops::subtract(&1.0, x),
+                ops::subtract(&1.0, xg),
+            ),
+            ("divide", ops::divide(x, &row), ops::divide(xg, &rg)),
+            ("maximum", ops::maximum(x, &row), ops::maximum(xg, &rg)),
+            (
+                "greater",
+                ops::greater(x, &0.0).and_then(|t| t.cast(dt)),
+                ops::greater(xg, &0.0).and_then(|t| t.cast(dt)),
+            ),
+        ] {
+            let (c, d) = (c.unwrap(), d.unwrap());
+            close(&values(&d), &values(&c), tol(dt), &format!("{name} {dt}"));
+        }
+        // Two tensor operands on different devices: an error naming both.
+        let e = ops::add(xg, &row).unwrap_err();
+        assert!(
+            e.to_string().contains("cpu") && e.to_string().contains("cuda:0"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn gpu_matmul_matches_the_cpu() {
+    let g = match gpu() {
+        Ok(g) => g,
+        Err(e) => return skip("gpu_matmul", &e),
+    };
+    let mut rng = gradtape::random::Generator::from_seed(3);
+    for dt in [DType::F32, DType::F64] {
+        let a = rng.normal(&[3, 7, 5], 0.0, 1.0, dt).unwrap();
+        let b = rng.normal(&[5, 4], 0.0, 1.0, dt).unwrap();
+        let w = rng.normal(&[3, 4, 5], 0.0, 1.0, dt).unwrap();
+        let cases: Vec<(&str, Tensor, Tensor, bool, bool)> = vec![
+            (
+                "2-D",
+                ops::reshape(&a, &[21, 5]).unwrap(),
+                b.clone(),
+                false,
+                false,
+            ),
+            ("batched, broadcast b", a.clone(), b.clone(), false, false),
+            ("transpose_b", a.clone(), w.clone(), false, true),
+            ("transpose_a", w.clone(), a.clone(), true, true),
+        ];
+        for (name, x, y, ta, tb) in cases {
+            let c = ops::matmul_transposed(&x, &y, ta, tb).unwrap();
+            let d = ops::matmul_transposed(&on(&x, g), &on(&y, g), ta, tb).unwrap();
+            assert_eq!(d.device(), g);
+            assert_eq!(c.shape(), d.shape(), "{name}");
+            close(
+                &values(&d),
+                &values(&c),
+                10.0 * tol(dt),
+                &format!("{name} {dt}"),
+            );
+        }
+    }
+}
+
+/// A small MLP trained one step on the CPU and on the GPU from the same weights: the same loss,
+/// the same gradients, the same updated weights; and the GPU step copies nothing between host
+/// and device but the loss it reads back.
+#[test]
+fn gpu_training_step_matches_the_cpu_and_copies_only_the_loss() {
+    let g = match gpu() {
+        Ok(g) => g,
+        Err(e) => return skip("gpu_training_step", &e),
+    };
+    let build = || {
+        let mut rng = gradtape::random::Generator::from_seed(11);
+        let dense = |name, i, o, a, rng: &mut _| {
+            Box::new(layers::Dense::new(name, i, o, a, DType::F32, rng).unwrap()) as Box<dyn Layer>
+        };
+        layers::Sequential::new(vec![
+            dense("h", 8, 16, layers::Activation::Relu, &mut rng),
+            dense("out", 16, 1, layers::Activation::Linear, &mut rng),
+        ])
+    };
+    let mut rng = gradtape::random::Generator::from_seed(5);
+    let x = rng.normal(&[32, 8], 0.0, 1.0, DType::F32).unwrap();
+    let y = rng.normal(&[32, 1], 0.0, 1.0, DType::F32).unwrap();
+    let step = |model: &layers::Sequential, opt: &mut optimizers::Adam, x: &Tensor, y: &Tensor| {
+        let tape = GradientTape::new();
+        let pred = model.call(x, true).unwrap();
+        let err = ops::square(&ops::subtract(&pred, y).unwrap()).unwrap();
+        let loss = ops::reduce_mean(&err, Axes::All, false).unwrap();
+        let vars = model.trainable_variables();
+        let grads = tape.gradient(&loss, &vars).unwrap();
+        opt.apply_gradients(grads.clone().into_iter().zip(&vars))
+            .unwrap();
+        (loss, grads)
+    };
+    let cpu_model = build();
+    let gpu_model = with_device(g, build).unwrap();
+    assert!(gpu_model
+        .trainable_variables()
+        .iter()
+        .all(|v| v.value().device() == g));
+    let (mut oc, mut og) = (optimizers::Adam::new(1e-2), optimizers::Adam::new(1e-2));
+    let (xg, yg) = (on(&x, g), on(&y, g));
+    // One warm-up step each (kernels compile, optimizer slots appear).
+    step(&cpu_model, &mut oc, &x, &y);
+    step(&gpu_model, &mut og, &xg, &yg);
+    let (lc, gc) = step(&cpu_model, &mut oc, &x, &y);
+    let copies = cuda::host_device_copies();
+    let (lg, gg) = step(&gpu_model, &mut og, &xg, &yg);
+    let loss = lg.item().unwrap();
+    assert_eq!(
+        cuda::host_device_copies() - copies,
+        1,
+        "copies in a GPU step besides the loss"
+    );
+    close(&[loss], &[lc.item().unwrap()], 1e-4, "loss");
+    for (i, (c, d)) in gc.iter().zip(&gg).enumerate() {
+        let (c, d) = (c.as_ref().unwrap(), d.as_ref().unwrap());
+        assert_eq!(d.device(), g);
+        close(&values(d), &values(c), 1e-4, &format!("gradient {i}"));
+    }
+    for (c, d) in cpu_model
+        .trainable_variables()
+        .iter()
+        .zip(gpu_model.trainable_variables())
+    {
+        close(
+            &values(&d.value()),
+            &values(&c.value()),
+            1e-4,
+            "updated weights",
+        );
+    }
+}
