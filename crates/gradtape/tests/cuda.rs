@@ -24,7 +24,11 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// On the GPU machine `tools/gpu/check.sh` sets `GRADTAPE_REQUIRE_GPU`: a skip there fails.
 fn skip(test: &str, why: &dyn std::fmt::Display) {
+    if std::env::var_os("GRADTAPE_REQUIRE_GPU").is_some() {
+        panic!("{test}: GRADTAPE_REQUIRE_GPU is set but there is no usable GPU: {why}");
+    }
     say(&format!("{test}: GPU part skipped: {why}"));
 }
 
@@ -240,6 +244,10 @@ fn every_generated_kernel_compiles_with_nvrtc() {
         }
     }
     match skipped {
+        // CI installs NVRTC and sets this, so there a missing library fails instead.
+        Some(e) if std::env::var_os("GRADTAPE_REQUIRE_NVRTC").is_some() => {
+            panic!("GRADTAPE_REQUIRE_NVRTC is set but NVRTC cannot be loaded: {e}")
+        }
         Some(e) => say(&format!(
             "every_generated_kernel_compiles_with_nvrtc: compilation skipped ({} kernels \
              generated): {e}",

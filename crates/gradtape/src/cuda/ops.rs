@@ -286,6 +286,12 @@ pub(crate) fn reduce(
     if m == 0 {
         return full(g.ordinal, out_shape, init, x.dtype()).map(Some);
     }
+    if rows > i32::MAX as usize {
+        return Err(Error::shape(
+            op,
+            format!("{rows} rows are more than one launch takes"),
+        ));
+    }
     with_dtype!(x.dtype(), T => {
         let init = kernels::c_literal(init, x.dtype());
         let (name, src) = kernels::reduce_rows(op, &init, combine, T::C_TYPE);
@@ -298,9 +304,6 @@ pub(crate) fn reduce(
             block_dim: (kernels::REDUCE_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        if rows > u32::MAX as usize {
-            return Err(Error::shape(op, format!("{rows} rows are more than one launch takes")));
-        }
         let mut b = g.stream.launch_builder(&f);
         b.arg(xs).arg(&mut y).arg(&m64);
         // SAFETY: block r reads x[r*m .. r*m+m) of the contiguous copy, writes y[r].

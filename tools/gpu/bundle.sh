@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds, on a machine with Rust (no CUDA needed), what the GPU machine runs: the release
+# `gradtape` and the GPU test binary, into target/gpu-bundle (carry that folder with the device
+# tool's `carry`, then run tools/gpu/check.sh there).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=target/gpu-bundle
+rm -rf "$out" && mkdir -p "$out"
+cargo build --release -q -p gradtape-cli
+cp target/release/gradtape "$out/"
+# The test binary's path is printed by cargo as JSON; take the `cuda` test's executable.
+exe=$(cargo test --release -q -p gradtape --test cuda --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cuda" and m.get("executable"):
+        print(m["executable"])')
+cp "$exe" "$out/cuda-tests"
+strip "$out/gradtape" "$out/cuda-tests" 2>/dev/null || true
+ls -la "$out"
