@@ -8,13 +8,16 @@ out=target/gpu-bundle
 rm -rf "$out" && mkdir -p "$out"
 cargo build --release -q -p gradtape-cli
 cp target/release/gradtape "$out/"
-# The test binary's path is printed by cargo as JSON; take the `cuda` test's executable.
-exe=$(cargo test --release -q -p gradtape --test cuda --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
+# The GPU tests: tests/cuda.rs and the gradient checks (whose GPU test runs the whole table on
+# cuda:0). cargo prints each test executable's path as JSON.
+for t in cuda gradcheck; do
+    exe=$(cargo test --release -q -p gradtape --test "$t" --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cuda" and m.get("executable"):
-        print(m["executable"])')
-cp "$exe" "$out/cuda-tests"
-strip "$out/gradtape" "$out/cuda-tests" 2>/dev/null || true
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$t")
+    cp "$exe" "$out/$t-tests"
+done
+strip "$out"/* 2>/dev/null || true
 ls -la "$out"

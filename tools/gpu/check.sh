@@ -10,7 +10,7 @@ mkdir -p "$report"
 log="$report/report.txt"
 say() { echo "$*" | tee -a "$log"; }
 : >"$log"
-[ -x "$bundle/gradtape" ] && [ -x "$bundle/cuda-tests" ] || {
+[ -x "$bundle/gradtape" ] && [ -x "$bundle/cuda-tests" ] && [ -x "$bundle/gradcheck-tests" ] || {
     say "check.sh: $bundle lacks the binaries: run tools/gpu/bundle.sh first and carry the folder"
     exit 2
 }
@@ -29,7 +29,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 }
 status=0
 say "== GPU tests (GRADTAPE_REQUIRE_GPU=1: a skip fails)"
-GRADTAPE_REQUIRE_GPU=1 GRADTAPE_REQUIRE_NVRTC=1 timeout 300 "$bundle/cuda-tests" --test-threads 1 2>&1 |
+GRADTAPE_REQUIRE_GPU=1 GRADTAPE_REQUIRE_NVRTC=1 timeout 240 "$bundle/cuda-tests" --test-threads 1 2>&1 |
+    tee -a "$log" || status=1
+say "== gradient checks on the GPU"
+GRADTAPE_REQUIRE_GPU=1 timeout 240 "$bundle/gradcheck-tests" differentiable_ops_on_the_gpu 2>&1 |
     tee -a "$log" || status=1
 say "== GPU benchmarks"
 for w in seed mlp matmul; do

@@ -336,7 +336,9 @@ fn check_variables(path: &Path, ck: &Checkpoint, variables: &[Variable]) -> Resu
 fn assign_variables(ck: &Checkpoint, variables: &[Variable]) -> Result<()> {
     for v in variables {
         if let Some(t) = v.name().and_then(|n| ck.tensors.get(n)) {
-            v.assign(t)?;
+            // Restored to wherever the variable lives (a checkpoint saved from a GPU loads on
+            // the CPU and the other way round).
+            v.assign(&t.to_device(v.value().device())?)?;
         }
     }
     Ok(())

@@ -90,7 +90,19 @@ impl Variable {
     /// assert!(!step.trainable());
     /// ```
     pub fn with_options(initial_value: impl AsTensor, options: VariableOptions) -> Variable {
-        let value = initial_value.operand().into_tensor().with_new_id();
+        let operand = initial_value.operand();
+        let number = !matches!(operand, crate::Operand::Tensor(_));
+        let mut value = operand.into_tensor().with_new_id();
+        // A variable made from a Rust number inside `with_device(gpu, ..)` lives on that GPU, as
+        // `tf.Variable(0.0)` does inside `tf.device`; a tensor keeps the device it is on. The
+        // scope checked the device, so the one-element copy fails only without memory, and then
+        // the value stays on the host (where a 0-d value still works beside GPU tensors).
+        let device = crate::device::default_device();
+        if number && device.is_cuda() {
+            if let Ok(v) = value.to_device(device) {
+                value = v.with_new_id();
+            }
+        }
         Variable {
             inner: Arc::new(Inner {
                 handle: next_id(),
@@ -256,6 +268,23 @@ impl Variable {
     /// value would keep its operands, often the old value, alive) and under a fresh id (nothing
     /// recorded about how it was made reaches through the variable).
     fn checked(&self, op: &'static str, t: Tensor) -> Result<Tensor> {
+        // A new value on another device is an error, not a silent copy: the variable stays
+        // where it was made (`to_device` the value first). A Rust number is made on the host
+        // and moved here, as it is in every op.
+        let here = self.current().device();
+        if t.device() != here {
+            if t.rank() == 0 && t.device() == crate::Device::Cpu {
+                return self.checked(op, t.to_device(here)?);
+            }
+            return Err(crate::Error::Device {
+                op,
+                msg: format!(
+                    "variable {} is on {here}, the new value on {}",
+                    self.label(),
+                    t.device()
+                ),
+            });
+        }
         if t.dtype() != self.dtype() {
             return Err(Error::dtype(
                 op,

@@ -170,6 +170,21 @@ fn exercise_ops() -> Result<(), Error> {
             x.cast(to)?;
         }
     }
+    let x = Tensor::from_vec(vec![0.5f32, -1.5, 2.0, 0.0], &[2, 2])?;
+    let c = ops::greater(&x, &0.0)?;
+    ops::select(&c, &x, &0.0)?;
+    ops::concat(&[&x, &x], 1)?;
+    let ids = Tensor::from_vec(vec![1i64, 0, 1], &[3])?;
+    ops::one_hot(&ids, 4, 1.0, 0.0, DType::F32)?;
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let picked = ops::gather(&x, &ids, 0)?;
+    let part = x.slice(gradtape::s![.., 1..])?;
+    let y = ops::add(
+        &ops::reduce_sum(&picked, Axes::All, false)?,
+        &ops::reduce_sum(&part, Axes::All, false)?,
+    )?;
+    tape.gradient(&y, [&x])?;
     let i = Tensor::from_vec(vec![1i64, -2, 3], &[3])?;
     ops::add(&i, &i)?;
     ops::multiply(&i, &2)?;
@@ -360,6 +375,60 @@ fn gpu_elementwise_reductions_and_casts_match_the_cpu() {
             let (c, d) = (c.unwrap(), d.unwrap());
             close(&values(&d), &values(&c), tol(dt), &format!("{name} {dt}"));
         }
+        // Selection, one_hot, concat, gather and the gradients of gather and slicing.
+        let mask = ops::greater(x, &0.0).unwrap();
+        let mask_g = on(&mask, g);
+        let ids = Tensor::from_vec(vec![3i64, 0, 3, 1], &[4]).unwrap();
+        let ids_g = on(&ids, g);
+        for (name, c, d) in [
+            (
+                "select",
+                ops::select(&mask, x, &0.0),
+                ops::select(&mask_g, xg, &0.0),
+            ),
+            (
+                "select scalar first",
+                ops::select(&mask, &-1.0, x),
+                ops::select(&mask_g, &-1.0, xg),
+            ),
+            ("concat", ops::concat(&[x, x], 2), ops::concat(&[xg, xg], 2)),
+            (
+                "one_hot",
+                ops::one_hot(&ids, 5, 2.0, -1.0, dt),
+                ops::one_hot(&ids_g, 5, 2.0, -1.0, dt),
+            ),
+            (
+                "gather",
+                ops::gather(x, &ids, 1),
+                ops::gather(xg, &ids_g, 1),
+            ),
+        ] {
+            let (c, d) = (c.unwrap(), d.unwrap());
+            assert_eq!(d.device(), g, "{name}");
+            assert_eq!(c.shape(), d.shape(), "{name}");
+            close(&values(&d), &values(&c), tol(dt), &format!("{name} {dt}"));
+        }
+        let grads = |x: &Tensor, ids: &Tensor| {
+            let tape = GradientTape::new();
+            tape.watch(x);
+            let picked = ops::gather(x, ids, 1).unwrap();
+            let part = x.slice(gradtape::s![1.., .., 2..]).unwrap();
+            let y = ops::add(
+                &ops::reduce_sum(&ops::square(&picked).unwrap(), Axes::All, false).unwrap(),
+                &ops::reduce_sum(&ops::exp(&part).unwrap(), Axes::All, false).unwrap(),
+            )
+            .unwrap();
+            let [g] = tape.gradient(&y, [x]).unwrap();
+            g.unwrap()
+        };
+        let (c, d) = (grads(x, &ids), grads(xg, &ids_g));
+        assert_eq!(d.device(), g);
+        close(
+            &values(&d),
+            &values(&c),
+            10.0 * tol(dt),
+            &format!("gather+slice gradient {dt}"),
+        );
         // Two tensor operands on different devices: an error naming both.
         let e = ops::add(xg, &row).unwrap_err();
         assert!(
@@ -478,4 +547,25 @@ fn gpu_training_step_matches_the_cpu_and_copies_only_the_loss() {
             "updated weights",
         );
     }
+    // A checkpoint saved from the GPU restores into the CPU model and back, each variable
+    // staying on its own device; a host value assigned to a GPU variable is refused.
+    let path =
+        std::env::temp_dir().join(format!("gradtape-cuda-{}.safetensors", std::process::id()));
+    let (gv, cv) = (
+        gpu_model.trainable_variables(),
+        cpu_model.trainable_variables(),
+    );
+    gradtape::checkpoint::save(&path, &gv, &Default::default()).unwrap();
+    gradtape::checkpoint::restore(&path, &cv).unwrap();
+    gradtape::checkpoint::restore(&path, &gv).unwrap();
+    let _ = std::fs::remove_file(&path);
+    for (c, d) in cv.iter().zip(&gv) {
+        assert_eq!((c.value().device(), d.value().device()), (Device::Cpu, g));
+        assert_eq!(values(&c.value()), values(&d.value()));
+    }
+    let e = gv[0].assign(&cv[0].value()).unwrap_err();
+    assert!(
+        e.to_string().contains("cuda:0") && e.to_string().contains("cpu"),
+        "{e}"
+    );
 }

@@ -728,6 +728,64 @@ fn check_every_op(seed: u64) {
     );
 }
 
+/// The same table on `cuda:0` when this machine has a usable GPU: every row's inputs moved to
+/// the GPU and every tensor the check makes created there (`with_device`), first and second
+/// order and forward mode against central differences computed on the GPU too. Rows that reach
+/// an op without a GPU kernel yet are listed, not failed; a wrong number fails. Without a GPU
+/// it says why on stderr (and fails when `GRADTAPE_REQUIRE_GPU` is set, as on the GPU machine).
+#[cfg(feature = "cuda")]
+#[test]
+fn differentiable_ops_on_the_gpu_match_finite_differences() {
+    use gradtape::Device;
+    use std::io::Write;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let dev = Device::Cuda(0);
+    if let Err(why) = dev.check() {
+        if std::env::var_os("GRADTAPE_REQUIRE_GPU").is_some() {
+            panic!("GRADTAPE_REQUIRE_GPU is set but there is no usable GPU: {why}");
+        }
+        let _ = writeln!(std::io::stderr(), "gradcheck on the GPU skipped: {why}");
+        return;
+    }
+    let no_kernel = |msg: &str| msg.contains("only a CPU kernel");
+    let mut g = Generator::from_seed(9);
+    let (mut passed, mut missing, mut failures) = (vec![], vec![], vec![]);
+    for (name, make) in rows() {
+        let c = make(&mut g);
+        let inputs: Vec<Tensor> = c.inputs.iter().map(|t| t.to_device(dev).unwrap()).collect();
+        let c = Case { inputs, f: c.f };
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            gradtape::device::with_device(dev, || check(name, &c, &mut g)).unwrap()
+        }));
+        let msg = match run {
+            Ok(Ok(())) => {
+                passed.push(name);
+                continue;
+            }
+            Ok(Err(e)) => e,
+            Err(p) => p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default(),
+        };
+        if no_kernel(&msg) {
+            missing.push(name);
+        } else {
+            failures.push(format!("{name}: {msg}"));
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "gradcheck on {}: {} rows passed, {} reach ops with no GPU kernel yet: {missing:?}",
+        dev.name().unwrap_or_default(),
+        passed.len(),
+        missing.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(!passed.is_empty(), "no row ran on the GPU");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 

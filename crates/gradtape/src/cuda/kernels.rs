@@ -144,6 +144,82 @@ pub(crate) fn binary(op: &str, expr: &str, t: &str, u: &str) -> (String, String)
     (name, src)
 }
 
+/// `y[i] = c[view i] ? a : b`, where `a` and `b` are views of `t` or (`a_scalar`, `b_scalar`)
+/// values passed by value (the `0.0` of a gradient rule).
+pub(crate) fn select(t: &str, a_scalar: bool, b_scalar: bool) -> (String, String) {
+    let name = format!("select_{}_{}{}", suffix(t), a_scalar as u8, b_scalar as u8);
+    let param = |v: &str, scalar: bool| {
+        if scalar {
+            format!("{t} {v}s")
+        } else {
+            format!("const {t}* {v}, Layout l{v}")
+        }
+    };
+    let read = |v: &str, scalar: bool| {
+        if scalar {
+            format!("{v}s")
+        } else {
+            format!("{v}[at(l{v}, i)]")
+        }
+    };
+    let src = format!(
+        "{PRELUDE}extern \"C\" __global__ void {name}(const bool* c, Layout lc, {}, {}, {t}* y, \
+         u64 n) {{\n\
+         FOR_EACH(i, n) {{ y[i] = c[at(lc, i)] ? {} : {}; }}\n}}\n",
+        param("a", a_scalar),
+        param("b", b_scalar),
+        read("a", a_scalar),
+        read("b", b_scalar),
+    );
+    (name, src)
+}
+
+/// `y[i] = i` (arange on the device, for one_hot).
+pub(crate) fn iota(t: &str) -> (String, String) {
+    let name = format!("iota_{}", suffix(t));
+    let src = format!(
+        "{PRELUDE}extern \"C\" __global__ void {name}({t}* y, u64 n) {{\n\
+         FOR_EACH(i, n) {{ y[i] = ({t})i; }}\n}}\n"
+    );
+    (name, src)
+}
+
+/// `y[view_y i] = x[view_x i]`: writes a tensor into a view of a larger one (concat's parts,
+/// the zero-padded adjoint of a slice).
+pub(crate) fn copy_into(t: &str) -> (String, String) {
+    let name = format!("copy_into_{}", suffix(t));
+    let src = format!(
+        "{PRELUDE}extern \"C\" __global__ void {name}(const {t}* x, Layout lx, {t}* y, Layout ly, \
+         u64 n) {{\n\
+         FOR_EACH(i, n) {{ y[at(ly, i)] = x[at(lx, i)]; }}\n}}\n"
+    );
+    (name, src)
+}
+
+/// Gather along an axis of a contiguous `[outer, dim, inner]` tensor by int64 indices (checked
+/// on the host before): `y[o, j, k] = p[o, idx[j], k]`; and its adjoint, scatter-add, whose
+/// repeated indices add up with atomics (so the order of the float additions varies).
+pub(crate) fn gather(t: &str) -> (String, String) {
+    let name = format!("gather_{}", suffix(t));
+    let mut src = format!(
+        "{PRELUDE}extern \"C\" __global__ void {name}(const {t}* p, const long long* idx, {t}* y, \
+         u64 nidx, u64 inner, u64 dim, u64 n) {{\n\
+         FOR_EACH(i, n) {{ u64 k = i % inner; u64 j = (i / inner) % nidx; u64 o = i / (inner * nidx);\n\
+         y[i] = p[(o * dim + (u64)idx[j]) * inner + k]; }}\n}}\n"
+    );
+    // CUDA's atomicAdd takes float and double (not signed 64-bit integers).
+    if t == "float" || t == "double" {
+        src.push_str(&format!(
+            "extern \"C\" __global__ void {name}_add(const {t}* u, const long long* idx, {t}* y, \
+             u64 nidx, u64 inner, u64 dim, u64 n) {{\n\
+             FOR_EACH(i, n) {{ u64 k = i % inner; u64 j = (i / inner) % nidx; \
+             u64 o = i / (inner * nidx);\n\
+             atomicAdd(&y[(o * dim + (u64)idx[j]) * inner + k], u[i]); }}\n}}\n"
+        ));
+    }
+    (name, src)
+}
+
 /// `y[i] = v` for every element.
 pub(crate) fn fill(t: &str) -> (String, String) {
     let name = format!("fill_{}", suffix(t));

@@ -2,7 +2,7 @@
 //!
 //! Nothing CUDA is linked at build time: the `cudarc` crate opens the driver (`libcuda`), NVRTC
 //! and cuBLAS when a GPU is first asked for, so gradtape builds and runs its CPU path on any
-//! machine. [`gpu`] says which of them is missing when one is.
+//! machine. Asking for a GPU says which of them is missing when one is.
 //!
 //! Each GPU gets one context and one stream; every kernel, copy and cuBLAS call of gradtape is
 //! queued on that stream with no synchronization, so reading a value back to the host is the
@@ -11,7 +11,7 @@
 //!
 //! The kernels are CUDA C generated from the same per-op tables as the CPU kernels (an op's
 //! CUDA expression sits beside its Rust element function), compiled by NVRTC once per source
-//! and GPU architecture, and cached in memory and on disk ([`kernels`]).
+//! and GPU architecture, and cached in memory and on disk.
 
 pub(crate) mod kernels;
 pub(crate) mod ops;
@@ -110,6 +110,10 @@ pub(crate) fn gpu(n: usize) -> Result<Arc<Gpu>> {
         Error::device("device", format!("cuda:{n}: {what} failed: {e}"))
     };
     let ctx = CudaContext::new(n).map_err(|e| fail("creating a context", &e))?;
+    // SAFETY: every allocation, kernel, copy and cuBLAS call of gradtape on this GPU goes to
+    // the one stream made below, so stream order alone keeps uses apart; the per-slice events
+    // cudarc records otherwise (for several streams) would only add work to every launch.
+    unsafe { ctx.disable_event_tracking() };
     let name = ctx.name().map_err(|e| fail("reading the name", &e))?;
     let (major, minor) = ctx
         .compute_capability()
@@ -238,9 +242,22 @@ pub fn record_kernel_sources(on: bool) {
 pub fn recorded_kernel_sources() -> Vec<(String, String)> {
     let mut all = kernels::recorded();
     for dtype in [DType::F32, DType::F64, DType::I64, DType::Bool] {
-        all.push(kernels::copy(kernels::c_type(dtype)));
-        all.push(kernels::fill(kernels::c_type(dtype)));
+        let t = kernels::c_type(dtype);
+        all.extend([
+            kernels::copy(t),
+            kernels::fill(t),
+            kernels::iota(t),
+            kernels::copy_into(t),
+        ]);
+        for (a, b) in [(false, false), (true, false), (false, true), (true, true)] {
+            all.push(kernels::select(t, a, b));
+        }
+        if dtype != DType::Bool {
+            all.push(kernels::gather(t));
+        }
     }
+    all.sort();
+    all.dedup();
     all
 }
 
@@ -357,8 +374,16 @@ cuda_element!(bool, "bool", Bool);
 
 /// Host elements copied to the GPU (one of the counted host↔device copies).
 pub(crate) fn upload<T: CudaElement>(g: &Arc<Gpu>, host: &[T]) -> Result<CudaStorage> {
+    Ok(CudaStorage::new(T::wrap(upload_slice(g, host)?), g.clone()))
+}
+
+/// [`upload`] as a bare slice, for a kernel's own arguments (gather's indices).
+pub(crate) fn upload_slice<T: CudaElement>(g: &Arc<Gpu>, host: &[T]) -> Result<CudaSlice<T>> {
+    if host.is_empty() {
+        return alloc::<T>(g, "to_device", 0); // nothing to copy (one unread element)
+    }
     COPIES.fetch_add(1, Ordering::Relaxed);
-    let s = g.stream.clone_htod(host).map_err(|e| {
+    g.stream.clone_htod(host).map_err(|e| {
         g.err(
             "to_device",
             format!(
@@ -366,8 +391,7 @@ pub(crate) fn upload<T: CudaElement>(g: &Arc<Gpu>, host: &[T]) -> Result<CudaSto
                 std::mem::size_of_val(host)
             ),
         )
-    })?;
-    Ok(CudaStorage::new(T::wrap(s), g.clone()))
+    })
 }
 
 /// GPU elements copied back to the host; waits for the work queued before it.

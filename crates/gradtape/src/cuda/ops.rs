@@ -13,6 +13,7 @@ use super::{alloc, CudaElement, CudaStorage, Gpu};
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
+use crate::shape::Layout;
 use crate::tensor::Tensor;
 
 const THREADS: u32 = 256;
@@ -95,7 +96,9 @@ pub(crate) fn to_device(t: &Tensor, device: Device) -> Result<Tensor> {
                 .ok_or_else(|| Error::device("to_device", "lost the GPU storage"))?;
             with_dtype!(t.dtype(), T => {
                 let v = super::download::<T>(s)?;
-                Tensor::from_vec(v.into_iter().take(t.numel()).collect::<Vec<T>>(), t.shape())
+                // from_elems, not from_vec: this tensor is the host copy whatever the scope says.
+                let v: Vec<T> = v.into_iter().take(t.numel()).collect();
+                Ok(Tensor::from_elems(v, t.shape()))
             })
         }
         // Between two GPUs: through the host for now (peer copies are a later step).
@@ -449,4 +452,251 @@ pub(crate) fn matmul(
             format!("expected a floating-point tensor, got {other}"),
         )),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selection, one_hot, concatenation, gather
+
+/// `condition ? a : b` broadcast to `shape`, when any operand is on a GPU; `a` or `b` may be
+/// a 0-d host tensor (passed by value). `None` when all three are on the host.
+pub(crate) fn select(
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+) -> Result<Option<Tensor>> {
+    let op = "select";
+    let host_scalar = |t: &Tensor| t.device() == Device::Cpu && t.rank() == 0;
+    let (sa, sb) = (host_scalar(a), host_scalar(b));
+    kernels::note(|| kernels::select(kernels::c_type(a.dtype()), sa, sb));
+    let devices = [c.device(), a.device(), b.device()];
+    if devices.iter().all(|d| *d == Device::Cpu) {
+        return Ok(None);
+    }
+    crate::device::common(op, c.device(), if sa { c.device() } else { a.device() })?;
+    crate::device::common(op, c.device(), if sb { c.device() } else { b.device() })?;
+    let cs = c
+        .cuda_storage()
+        .ok_or_else(|| Error::device(op, "the condition is not on the GPU"))?;
+    let g = &cs.gpu;
+    let count = crate::shape::numel(shape);
+    let n64 = count as u64;
+    let lc = KLayout::of(op, &c.layout().broadcast_to(shape))?;
+    let cv = slice_of::<bool>(op, cs)?;
+    with_dtype!(a.dtype(), T => {
+        let (name, src) = kernels::select(T::C_TYPE, sa, sb);
+        let f = g.function(op, &src, &name)?;
+        let mut y = alloc::<T>(g, op, count)?;
+        let (va, vb): (T, T) = (
+            if sa { a.to_scalar::<T>()? } else { T::default() },
+            if sb { b.to_scalar::<T>()? } else { T::default() },
+        );
+        let la = KLayout::of(op, &a.layout().broadcast_to(shape))?;
+        let lb = KLayout::of(op, &b.layout().broadcast_to(shape))?;
+        let xa = if sa { None } else { Some(slice_of::<T>(op, a.cuda_storage().ok_or_else(|| Error::device(op, "lost a"))?)?) };
+        let xb = if sb { None } else { Some(slice_of::<T>(op, b.cuda_storage().ok_or_else(|| Error::device(op, "lost b"))?)?) };
+        let mut l = g.stream.launch_builder(&f);
+        l.arg(cv).arg(&lc);
+        match xa {
+            Some(x) => l.arg(x).arg(&la),
+            None => l.arg(&va),
+        };
+        match xb {
+            Some(x) => l.arg(x).arg(&lb),
+            None => l.arg(&vb),
+        };
+        l.arg(&mut y).arg(&n64);
+        // SAFETY: the arguments follow the variant's signature (pointer and layout for a view,
+        // a value for a scalar); reads go through the broadcast layouts, writes y[0..count).
+        unsafe { l.launch(grid(count)) }.map_err(|e| launch_err(g, op, e))?;
+        Ok(Some(wrap(g, y, shape)))
+    })
+}
+
+/// `[0, 1, ..., len-1]` of `dtype` on GPU `n`.
+pub(crate) fn iota(n: usize, len: usize, dtype: DType) -> Result<Tensor> {
+    let g = super::gpu(n)?;
+    with_dtype!(dtype, T => {
+        let (name, src) = kernels::iota(T::C_TYPE);
+        let f = g.function("iota", &src, &name)?;
+        let mut y = alloc::<T>(&g, "iota", len)?;
+        let n64 = len as u64;
+        let mut b = g.stream.launch_builder(&f);
+        b.arg(&mut y).arg(&n64);
+        // SAFETY: writes y[0..len).
+        unsafe { b.launch(grid(len)) }.map_err(|e| launch_err(&g, "iota", e))?;
+        Ok(wrap(&g, y, &[len]))
+    })
+}
+
+/// `parts` joined along `ax` into `shape`, when they are on a GPU (all on the same one).
+pub(crate) fn concat(parts: &[Tensor], ax: usize, shape: &[usize]) -> Result<Option<Tensor>> {
+    let op = "concat";
+    kernels::note(|| kernels::copy_into(kernels::c_type(parts[0].dtype())));
+    let d0 = parts[0].device();
+    if parts.iter().all(|p| p.device() == Device::Cpu) {
+        return Ok(None);
+    }
+    for p in parts {
+        crate::device::common(op, d0, p.device())?;
+    }
+    let s0 = parts[0]
+        .cuda_storage()
+        .ok_or_else(|| Error::device(op, "not on the GPU"))?;
+    let g = s0.gpu.clone();
+    let count = crate::shape::numel(shape);
+    with_dtype!(parts[0].dtype(), T => {
+        let (name, src) = kernels::copy_into(T::C_TYPE);
+        let f = g.function(op, &src, &name)?;
+        let mut y = alloc::<T>(&g, op, count)?;
+        let whole = Layout::contiguous(shape);
+        let mut start = 0;
+        for p in parts {
+            let len = p.shape()[ax];
+            // The part's place in the output: the output's layout narrowed on `ax`.
+            let mut place = whole.clone();
+            place.offset += start * whole.strides[ax] as usize;
+            place.shape[ax] = len;
+            start += len;
+            if p.numel() == 0 {
+                continue;
+            }
+            let (lx, ly) = (KLayout::of(op, p.layout())?, KLayout::of(op, &place)?);
+            let xs = slice_of::<T>(op, p.cuda_storage().ok_or_else(|| Error::device(op, "lost a part"))?)?;
+            let n64 = p.numel() as u64;
+            let mut b = g.stream.launch_builder(&f);
+            b.arg(xs).arg(&lx).arg(&mut y).arg(&ly).arg(&n64);
+            // SAFETY: reads the part through its layout and writes its own region of y.
+            unsafe { b.launch(grid(p.numel())) }.map_err(|e| launch_err(&g, op, e))?;
+        }
+        Ok(Some(wrap(&g, y, shape)))
+    })
+}
+
+/// Zeros of `shape` with `g` written into the view `target` of them (the adjoint of a slice),
+/// when `g` is on a GPU.
+pub(crate) fn unslice(g_: &Tensor, shape: &[usize], target: &Layout) -> Result<Option<Tensor>> {
+    let op = "unslice";
+    kernels::note(|| kernels::copy_into(kernels::c_type(g_.dtype())));
+    let Some(s) = g_.cuda_storage() else {
+        return Ok(None);
+    };
+    let g = s.gpu.clone();
+    let count = crate::shape::numel(shape);
+    with_dtype!(g_.dtype(), T => {
+        let (name, src) = kernels::copy_into(T::C_TYPE);
+        let f = g.function(op, &src, &name)?;
+        let mut y = g.stream.alloc_zeros::<T>(count.max(1)).map_err(|e| launch_err(&g, op, e))?;
+        if g_.numel() > 0 {
+            let (lx, ly) = (KLayout::of(op, g_.layout())?, KLayout::of(op, target)?);
+            let xs = slice_of::<T>(op, s)?;
+            let n64 = g_.numel() as u64;
+            let mut b = g.stream.launch_builder(&f);
+            b.arg(xs).arg(&lx).arg(&mut y).arg(&ly).arg(&n64);
+            // SAFETY: `target` is a view inside `shape`'s elements; reads g through its layout.
+            unsafe { b.launch(grid(g_.numel())) }.map_err(|e| launch_err(&g, op, e))?;
+        }
+        Ok(Some(wrap(&g, y, shape)))
+    })
+}
+
+/// The indices (checked on the host) as a GPU array on `g` (one copy when they came from the
+/// host, as embedding ids usually do).
+fn device_indices(g: &Arc<Gpu>, idx: &[i64]) -> Result<CudaSlice<i64>> {
+    super::upload_slice::<i64>(g, if idx.is_empty() { &[0] } else { idx })
+}
+
+/// `params` gathered along `ax` by `idx` into `shape`, when `params` is on a GPU.
+pub(crate) fn gather(
+    p: &Tensor,
+    idx: &[i64],
+    ax: usize,
+    shape: &[usize],
+) -> Result<Option<Tensor>> {
+    gather_or_scatter("gather", p, idx, ax, p.shape()[ax], shape, false)
+}
+
+/// The adjoint of [`gather`]: `updates` added into zeros of `shape` at `idx` along `ax`.
+pub(crate) fn scatter_add(
+    u: &Tensor,
+    idx: &[i64],
+    ax: usize,
+    dim: usize,
+    shape: &[usize],
+) -> Result<Option<Tensor>> {
+    gather_or_scatter("scatter_add", u, idx, ax, dim, shape, true)
+}
+
+fn gather_or_scatter(
+    op: &'static str,
+    x: &Tensor,
+    idx: &[i64],
+    ax: usize,
+    dim: usize,
+    shape: &[usize],
+    add: bool,
+) -> Result<Option<Tensor>> {
+    kernels::note(|| kernels::gather(kernels::c_type(x.dtype())));
+    if x.device() == Device::Cpu {
+        return Ok(None);
+    }
+    let x = contiguous(x)?;
+    let s = x
+        .cuda_storage()
+        .ok_or_else(|| Error::device(op, "not on the GPU"))?;
+    let g = s.gpu.clone();
+    let inner: usize = x.shape()[ax
+        + if add {
+            idx_rank(x.shape(), shape, ax)
+        } else {
+            1
+        }..]
+        .iter()
+        .product();
+    let count = crate::shape::numel(shape);
+    let n_updates = x.numel();
+    macro_rules! go {
+        ($T:ty) => {{
+            let (name, src) = kernels::gather(<$T>::C_TYPE);
+            let f = g.function(op, &src, &if add { format!("{name}_add") } else { name })?;
+            let ids = device_indices(&g, idx)?;
+            let xs = slice_of::<$T>(op, s)?;
+            let mut y = if add {
+                g.stream
+                    .alloc_zeros::<$T>(count.max(1))
+                    .map_err(|e| launch_err(&g, op, e))?
+            } else {
+                alloc::<$T>(&g, op, count)?
+            };
+            let (nidx, inner64, dim64) = (idx.len() as u64, inner as u64, dim as u64);
+            let n = if add { n_updates } else { count };
+            let n64 = n as u64;
+            let mut b = g.stream.launch_builder(&f);
+            b.arg(xs)
+                .arg(&ids)
+                .arg(&mut y)
+                .arg(&nidx)
+                .arg(&inner64)
+                .arg(&dim64)
+                .arg(&n64);
+            // SAFETY: the indices were checked to lie in [0, dim) on the host; the sizes
+            // describe contiguous [outer, nidx|dim, inner] arrays.
+            unsafe { b.launch(grid(n)) }.map_err(|e| launch_err(&g, op, e))?;
+            Ok(Some(wrap(&g, y, shape)))
+        }};
+    }
+    match (x.dtype(), add) {
+        (DType::F32, _) => go!(f32),
+        (DType::F64, _) => go!(f64),
+        (DType::I64, false) => go!(i64),
+        (dt, _) => Err(Error::dtype(
+            op,
+            format!("{dt} has no GPU kernel for {op} yet"),
+        )),
+    }
+}
+
+/// How many axes the indices had: the updates' rank less the output's, plus one.
+fn idx_rank(updates: &[usize], out: &[usize], _ax: usize) -> usize {
+    updates.len() + 1 - out.len()
 }

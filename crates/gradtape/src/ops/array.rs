@@ -355,18 +355,25 @@ fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
         return r;
     }
     let target = slice_layout(&Layout::contiguous(shape), spec);
-    let out = dispatch_all!(g.dtype(), T => {
-        let mut buf = vec![T::default(); numel(shape)];
-        let src = cpu::to_contiguous(g.data::<T>()?, g.layout())?;
-        let inner = target.shape.last().copied().unwrap_or(1);
-        let st = target.strides.last().copied().unwrap_or(0);
-        for_each_row(&target.shape, [&target.strides], [target.offset], |row, [o]| {
-            for i in 0..inner {
-                buf[(o + i as isize * st) as usize] = src[row * inner + i];
-            }
-        });
-        Tensor::from_elems(buf, shape)
-    });
+    #[cfg(feature = "cuda")]
+    let gpu = crate::cuda::ops::unslice(g, shape, &target)?;
+    #[cfg(not(feature = "cuda"))]
+    let gpu: Option<Tensor> = None;
+    let out = match gpu {
+        Some(out) => out,
+        None => dispatch_all!(g.dtype(), T => {
+            let mut buf = vec![T::default(); numel(shape)];
+            let src = cpu::to_contiguous(g.data::<T>()?, g.layout())?;
+            let inner = target.shape.last().copied().unwrap_or(1);
+            let st = target.strides.last().copied().unwrap_or(0);
+            for_each_row(&target.shape, [&target.strides], [target.offset], |row, [o]| {
+                for i in 0..inner {
+                    buf[(o + i as isize * st) as usize] = src[row * inner + i];
+                }
+            });
+            Tensor::from_elems(buf, shape)
+        }),
+    };
     tape::record(
         "unslice",
         &[g],
@@ -595,17 +602,24 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
     shape[ax] = xs.iter().map(|x| x.shape()[ax]).sum();
     let outer: usize = shape[..ax].iter().product();
     let inner: usize = shape[ax + 1..].iter().product();
-    let out = dispatch_all!(first.dtype(), T => {
-        let mut buf = Vec::with_capacity(numel(&shape));
-        let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data::<T>()).collect::<Result<_>>()?;
-        for o in 0..outer {
-            for (x, p) in xs.iter().zip(&parts) {
-                let w = x.shape()[ax] * inner;
-                buf.extend_from_slice(&p[o * w..(o + 1) * w]);
+    #[cfg(feature = "cuda")]
+    let gpu = crate::cuda::ops::concat(&xs, ax, &shape)?;
+    #[cfg(not(feature = "cuda"))]
+    let gpu: Option<Tensor> = None;
+    let out = match gpu {
+        Some(out) => out,
+        None => dispatch_all!(first.dtype(), T => {
+            let mut buf = Vec::with_capacity(numel(&shape));
+            let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data::<T>()).collect::<Result<_>>()?;
+            for o in 0..outer {
+                for (x, p) in xs.iter().zip(&parts) {
+                    let w = x.shape()[ax] * inner;
+                    buf.extend_from_slice(&p[o * w..(o + 1) * w]);
+                }
             }
-        }
-        Tensor::from_elems(buf, &shape)
-    });
+            Tensor::from_elems(buf, &shape)
+        }),
+    };
     tape::record(
         op,
         &refs,

@@ -222,15 +222,31 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
         a.layout().broadcast_to(&shape),
         b.layout().broadcast_to(&shape),
     );
+    #[cfg(feature = "cuda")]
+    let gpu = crate::cuda::ops::select(condition, &a, &b, &shape)?;
+    #[cfg(not(feature = "cuda"))]
+    let gpu: Option<Tensor> = None;
+    if let Some(out) = gpu {
+        record_select(condition, &a, &b, &out)?;
+        return Ok(out);
+    }
     let c = condition.data::<bool>()?;
     let out = dispatch_all!(a.dtype(), T => Tensor::from_elems(
         cpu::zip3(c, &lc, a.data::<T>()?, &la, b.data::<T>()?, &lb, |c, p: T, q: T| if c { p } else { q })?,
         &shape,
     ));
+    record_select(condition, &a, &b, &out)?;
+    Ok(out)
+}
+
+/// The tape's record of `select`: the gradient goes to `a` where the condition holds and to
+/// `b` elsewhere (the same rule on the host and on a GPU).
+fn record_select(condition: &Tensor, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    let shape = out.shape();
     tape::record(
-        op,
-        &[&a, &b],
-        &out,
+        "select",
+        &[a, b],
+        out,
         || {
             let (cond, sa, sb) = (
                 condition.clone(),
@@ -253,10 +269,9 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
                     .map(|tb| select(condition, &0.0, tb))
                     .transpose(),
             ];
-            tangent_sum(terms, &shape)
+            tangent_sum(terms, shape)
         },
-    )?;
-    Ok(out)
+    )
 }
 
 fn convert<T: Element, U: Element>(x: &Tensor) -> Result<Tensor> {

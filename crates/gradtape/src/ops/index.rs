@@ -25,6 +25,10 @@ fn indices_of(op: &'static str, indices: &Tensor) -> Result<Vec<i64>> {
             ),
         ));
     }
+    // Indices on a GPU are read back: the bounds are checked on the host before any kernel.
+    if indices.device().is_cuda() {
+        return indices.to_vec::<i64>();
+    }
     Ok(indices.contiguous_data::<i64>()?.into_owned())
 }
 
@@ -81,23 +85,30 @@ pub fn gather(params: &impl AsTensor, indices: &Tensor, axis: isize) -> Result<T
     let mut shape = p.shape()[..ax].to_vec();
     shape.extend_from_slice(indices.shape());
     shape.extend_from_slice(&p.shape()[ax + 1..]);
-    let out = dispatch_all!(p.dtype(), T => {
-        let src = p.contiguous_data::<T>()?;
-        let mut buf = crate::storage::pool::take::<T>(op, outer * idx.len() * inner)?;
-        for o in 0..outer {
-            if inner == 1 {
-                // one element per index (max pooling, a flat table): no slice per element
-                let row = &src[o * d..(o + 1) * d];
-                buf.extend(idx.iter().map(|&i| row[i as usize]));
-                continue;
+    #[cfg(feature = "cuda")]
+    let gpu = crate::cuda::ops::gather(&p, &idx, ax, &shape)?;
+    #[cfg(not(feature = "cuda"))]
+    let gpu: Option<Tensor> = None;
+    let out = match gpu {
+        Some(out) => out,
+        None => dispatch_all!(p.dtype(), T => {
+            let src = p.contiguous_data::<T>()?;
+            let mut buf = crate::storage::pool::take::<T>(op, outer * idx.len() * inner)?;
+            for o in 0..outer {
+                if inner == 1 {
+                    // one element per index (max pooling, a flat table): no slice per element
+                    let row = &src[o * d..(o + 1) * d];
+                    buf.extend(idx.iter().map(|&i| row[i as usize]));
+                    continue;
+                }
+                for &i in &idx {
+                    let base = (o * d + i as usize) * inner;
+                    buf.extend_from_slice(&src[base..base + inner]);
+                }
             }
-            for &i in &idx {
-                let base = (o * d + i as usize) * inner;
-                buf.extend_from_slice(&src[base..base + inner]);
-            }
-        }
-        Tensor::from_elems(buf, &shape)
-    });
+            Tensor::from_elems(buf, &shape)
+        }),
+    };
     tape::record(
         op,
         &[&p],
@@ -145,21 +156,28 @@ pub(crate) fn scatter_add(
     let mut shape = us[..ax].to_vec();
     shape.push(dim);
     shape.extend_from_slice(&us[ax + k..]);
-    let out = dispatch_num!(op, updates.dtype(), T => {
-        let src = updates.contiguous_data::<T>()?;
-        let mut buf = crate::storage::pool::take::<T>(op, outer * dim * inner)?;
-        buf.resize(outer * dim * inner, T::default());
-        for o in 0..outer {
-            for (j, &i) in idx.iter().enumerate() {
-                let from = (o * idx.len() + j) * inner;
-                let to = (o * dim + i as usize) * inner;
-                for t in 0..inner {
-                    buf[to + t] = buf[to + t].wadd(src[from + t]);
+    #[cfg(feature = "cuda")]
+    let gpu = crate::cuda::ops::scatter_add(updates, &idx, ax, dim, &shape)?;
+    #[cfg(not(feature = "cuda"))]
+    let gpu: Option<Tensor> = None;
+    let out = match gpu {
+        Some(out) => out,
+        None => dispatch_num!(op, updates.dtype(), T => {
+            let src = updates.contiguous_data::<T>()?;
+            let mut buf = crate::storage::pool::take::<T>(op, outer * dim * inner)?;
+            buf.resize(outer * dim * inner, T::default());
+            for o in 0..outer {
+                for (j, &i) in idx.iter().enumerate() {
+                    let from = (o * idx.len() + j) * inner;
+                    let to = (o * dim + i as usize) * inner;
+                    for t in 0..inner {
+                        buf[to + t] = buf[to + t].wadd(src[from + t]);
+                    }
                 }
             }
-        }
-        Tensor::from_elems(buf, &shape)
-    });
+            Tensor::from_elems(buf, &shape)
+        }),
+    };
     tape::record(
         op,
         &[updates],
@@ -263,7 +281,7 @@ pub fn gather_nd(params: &impl AsTensor, indices: &Tensor) -> Result<Tensor> {
     let mut pshape = vec![dims.iter().product::<usize>()];
     pshape.extend_from_slice(&p.shape()[k..]);
     let flat_p = reshape_to(&p, &pshape)?;
-    let flat_idx = Tensor::from_vec(flat, lead)?;
+    let flat_idx = Tensor::from_elems(flat, lead);
     gather(&flat_p, &flat_idx, 0)
 }
 
@@ -289,6 +307,22 @@ pub fn one_hot(
 ) -> Result<Tensor> {
     if let Some(r) = vmap::rule1(indices, |p| one_hot(p, depth, on_value, off_value, dtype)) {
         return r;
+    }
+    // On a GPU: `indices[..., None] == arange(depth)`, selecting on/off values (ids out of
+    // range give a row of off values, as on the host).
+    #[cfg(feature = "cuda")]
+    if let crate::Device::Cuda(n) = indices.device() {
+        if indices.dtype() != DType::I64 {
+            indices_of("one_hot", indices)?; // the dtype error, before anything is read
+        }
+        let range = crate::cuda::ops::iota(n, depth, DType::I64)?;
+        let column = crate::ops::expand_dims(indices, -1)?;
+        let hit = crate::ops::equal(&column, &range)?;
+        let (on, off) = (
+            crate::Operand::Scalar(on_value).into_tensor_of(dtype),
+            crate::Operand::Scalar(off_value).into_tensor_of(dtype),
+        );
+        return crate::ops::select(&hit, &on, &off);
     }
     let idx = indices_of("one_hot", indices)?;
     let mut v = vec![off_value; idx.len() * depth];
