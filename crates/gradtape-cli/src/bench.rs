@@ -55,19 +55,25 @@ struct Timing {
 
 fn time(quick: bool, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
     let (round_s, rounds) = if quick { (0.0, 3) } else { (0.02, 15) };
+    // GPU work is queued, not done, when `f` returns: each round ends by waiting for it, so a
+    // round's time is the work's (no-op without a GPU in use).
+    let sync = gradtape::cuda::synchronize;
     f()?;
+    sync()?;
     let t = Instant::now();
     let mut iters = 0usize;
     while iters == 0 || t.elapsed().as_secs_f64() < round_s {
         f()?;
         iters += 1;
     }
+    sync()?;
     let mut per = vec![];
     for _ in 0..rounds {
         let t = Instant::now();
         for _ in 0..iters {
             f()?;
         }
+        sync()?;
         per.push(t.elapsed().as_secs_f64() * 1e6 / iters as f64);
     }
     per.sort_by(|a, b| a.total_cmp(b));
@@ -107,8 +113,14 @@ fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
     let loss =
         |p: &Tensor| ops::reduce_sum(&ops::square(&ops::subtract(&y, p)?)?, Axes::All, false);
     time(quick, || {
-        // The tutorial prints this cost every epoch, so it is computed (`realize`) here.
-        std::hint::black_box(loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?.realize()?);
+        // The tutorial prints this cost every epoch, so it is computed (`realize`) here; on a
+        // GPU it is read back, which is what printing it costs there.
+        let cost = loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?;
+        if cost.device().is_cuda() {
+            std::hint::black_box(cost.item()?);
+        } else {
+            std::hint::black_box(cost.realize()?);
+        }
         let g = GradientTape::new();
         let current = loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?;
         let [da, db] = g.gradient(&current, [&a, &b])?;

@@ -45,6 +45,8 @@
 //! same names), [`Variable`], [`GradientTape`] / [`PersistentTape`], [`random`]. Two are about
 //! speed and change no result: [`fusion`] (elementwise chains on large tensors run lazily, in
 //! one pass) and [`threading`] (running a training loop among the compute threads).
+//! [`device`] places tensors on the CPU or an NVIDIA GPU (`with_device`, [`Tensor::to_device`]);
+//! the GPU backend, `cuda`, is found at run time and needs no CUDA toolkit to build.
 #![deny(missing_docs)]
 
 pub mod checkpoint;

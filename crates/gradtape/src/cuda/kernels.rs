@@ -418,3 +418,87 @@ fn intern(arch: &str) -> &'static str {
     names.push(n);
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PRELUDE's `at()`, line for line in Rust.
+    fn at(l: &KLayout, mut i: u64) -> i64 {
+        if l.rank == 0 {
+            return l.offset + i as i64;
+        }
+        let mut off = l.offset;
+        for d in (0..l.rank as usize).rev() {
+            let n = l.shape[d];
+            off += (i % n) as i64 * l.strides[d];
+            i /= n;
+        }
+        off
+    }
+
+    /// Where row-major element `i` of a view is, from the layout itself.
+    fn reference(l: &Layout, mut i: usize) -> isize {
+        let mut off = l.offset as isize;
+        for d in (0..l.shape.len()).rev() {
+            off += (i % l.shape[d]) as isize * l.strides[d];
+            i /= l.shape[d];
+        }
+        off
+    }
+
+    #[test]
+    fn the_kernels_read_every_kind_of_view_where_the_cpu_does() {
+        let base = Layout::contiguous(&[2, 3, 4]);
+        let mut sliced = base.clone();
+        sliced.offset = 5;
+        sliced.shape[2] = 2;
+        let mut reversed = Layout::contiguous(&[6]);
+        reversed.offset = 5;
+        reversed.strides[0] = -1;
+        let views = [
+            base.clone(),
+            base.permute(&[2, 0, 1]),
+            base.permute(&[1, 0, 2]),
+            Layout::contiguous(&[3, 1, 4]).broadcast_to(&[2, 3, 5, 4]),
+            Layout::contiguous(&[]).broadcast_to(&[3, 2]),
+            Layout::contiguous(&[1, 1]).broadcast_to(&[1, 1]),
+            sliced,
+            reversed,
+        ];
+        for l in &views {
+            let k = KLayout::of("test", l).unwrap();
+            for i in 0..l.numel() {
+                assert_eq!(
+                    at(&k, i as u64),
+                    reference(l, i) as i64,
+                    "{l:?} element {i}"
+                );
+            }
+        }
+        // Nine dimensions of size > 1 are refused with the shape in the message.
+        let big = Layout::contiguous(&[2; 9]).permute(&[8, 7, 6, 5, 4, 3, 2, 1, 0]);
+        let e = KLayout::of("test", &big).unwrap_err().to_string();
+        assert!(e.contains("at most 8"), "{e}");
+    }
+
+    #[test]
+    fn literals_are_exact_and_infinities_are_bit_patterns() {
+        use crate::dtype::DType;
+        assert_eq!(
+            c_literal(f64::NEG_INFINITY, DType::F32),
+            "__int_as_float(0xff800000)"
+        );
+        assert_eq!(
+            c_literal(f64::INFINITY, DType::F64),
+            "__longlong_as_double(0x7ff0000000000000LL)"
+        );
+        assert_eq!(
+            c_literal(i64::MIN as f64, DType::I64),
+            "(-9223372036854775807LL - 1)"
+        );
+        assert_eq!(c_literal(0.1, DType::F64).parse::<f64>().unwrap(), 0.1);
+        let f = c_literal(0.1, DType::F32);
+        assert_eq!(f.trim_end_matches('f').parse::<f32>().unwrap(), 0.1f32);
+    }
+}

@@ -166,6 +166,29 @@ impl Gpu {
     }
 }
 
+/// Waits until every GPU has finished the work queued so far (PyTorch's
+/// `torch.cuda.synchronize()`): for timing; reading a value back waits by itself.
+///
+/// # Errors
+/// When a GPU reports an error from earlier work (a failed kernel shows up here).
+pub fn synchronize() -> Result<()> {
+    let Some(table) = GPUS.get() else {
+        return Ok(());
+    };
+    let gpus: Vec<Arc<Gpu>> = table
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for g in gpus {
+        g.stream
+            .synchronize()
+            .map_err(|e| g.err("synchronize", e))?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // TF32
 

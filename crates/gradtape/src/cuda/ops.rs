@@ -700,3 +700,86 @@ fn gather_or_scatter(
 fn idx_rank(updates: &[usize], out: &[usize], _ax: usize) -> usize {
     updates.len() + 1 - out.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// cuBLAS's column-major GEMM, `C = op(A) op(B)` with `C` of `m × n` and leading dimension
+    /// `m`, on host slices: what `Gemm::gemm` computes.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_colmajor(
+        ta: cublasOperation_t,
+        tb: cublasOperation_t,
+        (m, n, k): (usize, usize, usize),
+        a: &[f64],
+        lda: usize,
+        b: &[f64],
+        ldb: usize,
+    ) -> Vec<f64> {
+        let t = cublasOperation_t::CUBLAS_OP_T;
+        let get_a = |i: usize, p: usize| {
+            if ta == t {
+                a[p + i * lda]
+            } else {
+                a[i + p * lda]
+            }
+        };
+        let get_b = |p: usize, j: usize| {
+            if tb == t {
+                b[j + p * ldb]
+            } else {
+                b[p + j * ldb]
+            }
+        };
+        let mut c = vec![0.0; m * n];
+        for j in 0..n {
+            for i in 0..m {
+                c[i + j * m] = (0..k).map(|p| get_a(i, p) * get_b(p, j)).sum();
+            }
+        }
+        c
+    }
+
+    /// The arguments `matmul` gives cuBLAS, checked by running that GEMM on the host: plain
+    /// and transposed views of each operand give the row-major product.
+    #[test]
+    fn the_cublas_arguments_give_the_row_major_product() {
+        let (m, k, n) = (3, 4, 5);
+        let data = |r: usize, c: usize, s: f64| -> Vec<f64> {
+            (0..r * c).map(|i| (i as f64 * 0.37 + s).sin()).collect()
+        };
+        let a = Tensor::from_vec(data(m, k, 0.0), &[m, k]).unwrap();
+        let b = Tensor::from_vec(data(k, n, 1.0), &[k, n]).unwrap();
+        let want = crate::ops::matmul(&a, &b).unwrap().to_vec::<f64>().unwrap();
+        // Each operand as itself, and as the transposed view of its contiguous transpose.
+        let t = |x: &Tensor| {
+            crate::ops::transpose(
+                &crate::ops::transpose(x, None)
+                    .unwrap()
+                    .to_contiguous()
+                    .unwrap(),
+                None,
+            )
+            .unwrap()
+        };
+        for (a, b) in [
+            (a.clone(), b.clone()),
+            (t(&a), b.clone()),
+            (a.clone(), t(&b)),
+            (t(&a), t(&b)),
+        ] {
+            let (opa, lda, _) = blas_operand(&a, m, k).unwrap();
+            let (opb, ldb, _) = blas_operand(&b, k, n).unwrap();
+            let (ha, hb) = (a.data::<f64>().unwrap(), b.data::<f64>().unwrap());
+            // As `matmul` calls it: B first, then A, giving Cᵀ column-major = C row-major.
+            let got = gemm_colmajor(opb, opa, (n, m, k), hb, ldb as usize, ha, lda as usize);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+            }
+        }
+        // A broadcast batch is not packed: it is copied first.
+        let batched = a.view(a.layout().broadcast_to(&[2, m, k]));
+        assert!(blas_operand(&batched, m, k).is_none());
+    }
+}
