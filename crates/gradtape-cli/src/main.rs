@@ -21,7 +21,7 @@ struct Cli {
     command: Command,
     /// Where tensors live and ops run: cpu, cuda or cuda:N (an NVIDIA GPU, found at run time:
     /// the driver, and NVRTC and cuBLAS from the CUDA toolkit's lib64 folder on
-    /// LD_LIBRARY_PATH). Ops without a GPU kernel yet stop with an error naming the op.
+    /// LD_LIBRARY_PATH). An op without a GPU kernel yet stops the run with an error.
     #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE", value_parser = crate::args::device)]
     device: gradtape::Device,
 }
