@@ -402,6 +402,13 @@ fn gpu_elementwise_reductions_and_casts_match_the_cpu() {
                 ops::gather(x, &ids, 1),
                 ops::gather(xg, &ids_g, 1),
             ),
+            ("argmax", ops::argmax(x, 2), ops::argmax(xg, 2)),
+            ("argmin", ops::argmin(x, 0), ops::argmin(xg, 0)),
+            (
+                "reduce_any",
+                ops::reduce_any(&mask, 1, false).and_then(|t| t.cast(dt)),
+                ops::reduce_any(&mask_g, 1, false).and_then(|t| t.cast(dt)),
+            ),
         ] {
             let (c, d) = (c.unwrap(), d.unwrap());
             assert_eq!(d.device(), g, "{name}");

@@ -376,11 +376,42 @@ fn arg_extreme(op: &'static str, x: &Tensor, axis: isize, max: bool) -> Result<T
         ));
     }
     let shape = reduced_shape(x.shape(), &axes, false);
+    #[cfg(feature = "cuda")]
+    if let crate::Device::Cuda(n) = x.device() {
+        if x.dtype() == DType::Bool {
+            return Err(Error::dtype(
+                op,
+                "expected a numeric tensor (float32, float64 or int64), got bool",
+            ));
+        }
+        let range = crate::cuda::ops::iota(n, x.shape()[axes[0]], DType::I64)?;
+        return first_extreme_index(x, axes[0], max, &range);
+    }
     dispatch_num!(op, x.dtype(), T => {
         let (src, sp) = arrange::<T>(x, &axes)?;
         let better = |v: T, b: T| if max { v > b } else { v < b };
         Ok(Tensor::from_elems(cpu::arg_reduce3(&src, &sp, better), &shape))
     })
+}
+
+/// argmax/argmin from ops every device has (for the GPU, which has no arg-reduction kernel):
+/// the smallest index along `ax` whose element equals the extreme, so ties give the first, as
+/// the host kernel does. `range` is `[0, 1, ..., d-1]` as int64 on `x`'s device. (A NaN
+/// equals nothing, so a row of NaN gives `d`, where the host kernel gives 0.)
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn first_extreme_index(x: &Tensor, ax: usize, max: bool, range: &Tensor) -> Result<Tensor> {
+    let axis = ax as isize;
+    let extreme = if max {
+        reduce_max(x, axis, true)?
+    } else {
+        reduce_min(x, axis, true)?
+    };
+    let hit = equal(x, &extreme)?;
+    let d = x.shape()[ax];
+    let mut column = vec![1usize; x.rank() - ax];
+    column[0] = d;
+    let index = reshape_to(range, &column)?;
+    reduce_min(&select(&hit, &index, &(d as i64))?, axis, false)
 }
 
 /// Index of the largest element along `axis` (the first one on ties), as int64. No gradient.
@@ -429,6 +460,16 @@ fn bool_reduce(
         return r;
     }
     let shape = reduced_shape(x.shape(), &axes, keepdims);
+    // On a GPU: the max (any) or min (all) of the bools as int64.
+    if x.device().is_cuda() {
+        let ints = cast(x, DType::I64)?;
+        let folded = if any {
+            reduce_max(&ints, axes_list(&axes), keepdims)?
+        } else {
+            reduce_min(&ints, axes_list(&axes), keepdims)?
+        };
+        return cast(&folded, DType::Bool);
+    }
     let (src, sp) = arrange::<bool>(x, &axes)?;
     let out = if any {
         cpu::reduce3(&src, &sp, false, |p, q| p | q)
@@ -464,4 +505,30 @@ pub fn reduce_any(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<T
 /// ```
 pub fn reduce_all(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
     bool_reduce("reduce_all", x, axis.into(), keepdims, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The GPU's argmax/argmin composition, run on the host against the host kernel, with
+    /// ties (values rounded to a few levels) along every axis.
+    #[test]
+    fn the_composed_argmax_picks_the_first_extreme_like_the_kernel() {
+        let mut g = crate::random::Generator::from_seed(4);
+        for dtype in [DType::F32, DType::F64, DType::I64] {
+            let x = g.uniform(&[3, 4, 5], 0.0, 4.0, DType::F64).unwrap();
+            let x = cast(&crate::ops::floor(&x).unwrap(), dtype).unwrap();
+            for ax in 0..3 {
+                let d = x.shape()[ax];
+                let range = Tensor::arange(0.0, d as f64, 1.0, DType::I64).unwrap();
+                for max in [true, false] {
+                    let want = arg_extreme("argmax", &x, ax as isize, max).unwrap();
+                    let got = first_extreme_index(&x, ax, max, &range).unwrap();
+                    assert_eq!(got.shape(), want.shape());
+                    assert_eq!(got.to_vec::<i64>().unwrap(), want.to_vec::<i64>().unwrap());
+                }
+            }
+        }
+    }
 }
