@@ -580,15 +580,18 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
             .collect()
     };
     let features = strings(&meta["features"]).ok_or_else(|| bad("metadata has no feature list"))?;
-    let hidden: Vec<usize> = meta["hidden"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .filter_map(|v| v.as_u64())
-                .map(|v| v as usize)
-                .collect()
-        })
-        .unwrap_or_default();
+    // A list of sizes in the metadata (empty when absent).
+    let sizes = |v: &Value| -> Vec<usize> {
+        v.as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(Value::as_u64)
+                    .map(|v| v as usize)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let hidden = sizes(&meta["hidden"]);
     let classes = strings(&meta["classes"]);
     let act = match meta["activation"].as_str().unwrap_or("relu") {
         "tanh" => Activation::Tanh,
@@ -605,15 +608,7 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     let model = match meta["model"].as_str().unwrap_or("mlp") {
         "mlp" => build_mlp(features.len(), &hidden, outputs, &cfg)?,
         "cnn" => {
-            let image: Vec<usize> = meta["image"]
-                .as_array()
-                .map(|d| {
-                    d.iter()
-                        .filter_map(|v| v.as_u64())
-                        .map(|v| v as usize)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let image = sizes(&meta["image"]);
             let [h, w, c] = image[..] else {
                 return Err(bad("a cnn model without its image size in the metadata"));
             };

@@ -338,7 +338,7 @@ fn assign_variables(ck: &Checkpoint, variables: &[Variable]) -> Result<()> {
         if let Some(t) = v.name().and_then(|n| ck.tensors.get(n)) {
             // Restored to wherever the variable lives (a checkpoint saved from a GPU loads on
             // the CPU and the other way round).
-            v.assign(&t.to_device(v.value().device())?)?;
+            v.assign(&t.move_to(v.device())?)?;
         }
     }
     Ok(())

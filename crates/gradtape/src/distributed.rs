@@ -25,6 +25,17 @@ use crate::variable::Variable;
 /// The most bytes of gradients one all-reduce carries (PyTorch DDP's default bucket).
 pub const BUCKET_BYTES: usize = 25 << 20;
 
+/// The error of a broadcast from a member that does not exist.
+fn check_root(root: usize, size: usize) -> Result<()> {
+    if root >= size {
+        return Err(Error::arg(
+            "broadcast",
+            format!("root {root} in a group of {size}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The collectives data-parallel training needs. Every member must call the same collectives in
 /// the same order with buffers of the same length; a member that cannot (a bad file, a NaN)
 /// calls [`Communicator::fail`], and every other member's next collective returns an error
@@ -92,13 +103,7 @@ impl Communicator for SingleProcess {
         Ok(())
     }
     fn broadcast(&self, _buf: &mut [f64], root: usize) -> Result<()> {
-        if root != 0 {
-            return Err(Error::arg(
-                "broadcast",
-                format!("root {root} in a group of 1"),
-            ));
-        }
-        Ok(())
+        check_root(root, 1)
     }
     fn fail(&self, _reason: &str) {}
 }
@@ -259,12 +264,7 @@ impl Communicator for LocalGroup {
         Ok(())
     }
     fn broadcast(&self, buf: &mut [f64], root: usize) -> Result<()> {
-        if root >= self.size() {
-            return Err(Error::arg(
-                "broadcast",
-                format!("root {root} in a group of {}", self.size()),
-            ));
-        }
+        check_root(root, self.size())?;
         let r = self.collective("broadcast", Kind::Broadcast(root), buf.to_vec())?;
         buf.copy_from_slice(&r);
         Ok(())
@@ -500,12 +500,7 @@ impl Communicator for Mpi {
     }
     fn broadcast(&self, buf: &mut [f64], root: usize) -> Result<()> {
         use mpi::traits::{Communicator as _, Root as _};
-        if root >= self.size() {
-            return Err(Error::arg(
-                "broadcast",
-                format!("root {root} in a group of {}", self.size()),
-            ));
-        }
+        check_root(root, self.size())?;
         self.world.process_at_rank(root as i32).broadcast_into(buf);
         Ok(())
     }

@@ -392,7 +392,8 @@ impl Tensor {
         Ok(y)
     }
 
-    fn move_to(&self, device: Device) -> Result<Tensor> {
+    /// The copy `to_device` makes, with nothing recorded (for fresh constants and read-backs).
+    pub(crate) fn move_to(&self, device: Device) -> Result<Tensor> {
         device.check()?;
         #[cfg(feature = "cuda")]
         {

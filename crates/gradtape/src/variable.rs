@@ -99,8 +99,8 @@ impl Variable {
         // the value stays on the host (where a 0-d value still works beside GPU tensors).
         let device = crate::device::default_device();
         if number && device.is_cuda() {
-            if let Ok(v) = value.to_device(device) {
-                value = v.with_new_id();
+            if let Ok(v) = value.move_to(device) {
+                value = v; // a fresh tensor, with its own id
             }
         }
         Variable {
@@ -136,6 +136,16 @@ impl Variable {
     /// ```
     pub fn trainable(&self) -> bool {
         self.inner.trainable
+    }
+
+    /// Where the value lives (TensorFlow's `v.device`): the default device when it was made
+    /// from a number, the tensor's device otherwise. Reading it records nothing on a tape.
+    ///
+    /// ```
+    /// assert_eq!(gradtape::Variable::new(1.0).device(), gradtape::Device::Cpu);
+    /// ```
+    pub fn device(&self) -> crate::Device {
+        self.current().device()
     }
 
     /// The dtype, fixed at creation.
@@ -271,10 +281,10 @@ impl Variable {
         // A new value on another device is an error, not a silent copy: the variable stays
         // where it was made (`to_device` the value first). A Rust number is made on the host
         // and moved here, as it is in every op.
-        let here = self.current().device();
+        let here = self.device();
         if t.device() != here {
             if t.rank() == 0 && t.device() == crate::Device::Cpu {
-                return self.checked(op, t.to_device(here)?);
+                return self.checked(op, t.move_to(here)?);
             }
             return Err(crate::Error::Device {
                 op,

@@ -645,14 +645,10 @@ fn gather_or_scatter(
         .cuda_storage()
         .ok_or_else(|| Error::device(op, "not on the GPU"))?;
     let g = s.gpu.clone();
-    let inner: usize = x.shape()[ax
-        + if add {
-            idx_rank(x.shape(), shape, ax)
-        } else {
-            1
-        }..]
-        .iter()
-        .product();
+    // The side with the indexed axis whole (params for gather, the result for scatter-add):
+    // what follows that axis is the block each index moves.
+    let whole = if add { shape } else { x.shape() };
+    let inner: usize = whole[ax + 1..].iter().product();
     let count = crate::shape::numel(shape);
     let n_updates = x.numel();
     macro_rules! go {
@@ -694,11 +690,6 @@ fn gather_or_scatter(
             format!("{dt} has no GPU kernel for {op} yet"),
         )),
     }
-}
-
-/// How many axes the indices had: the updates' rank less the output's, plus one.
-fn idx_rank(updates: &[usize], out: &[usize], _ax: usize) -> usize {
-    updates.len() + 1 - out.len()
 }
 
 #[cfg(test)]
