@@ -83,6 +83,11 @@ pub fn check_numerics<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Sets checking for this thread (for [`crate::threading::install`], which carries it).
+pub(crate) fn set_check_numerics(on: bool) {
+    CHECK.with(|c| c.set(on));
+}
+
 #[inline(always)]
 pub(crate) fn checking() -> bool {
     CHECK.with(|c| c.get())

@@ -171,6 +171,12 @@ pub fn default_device() -> Device {
     DEFAULT.with(Cell::get)
 }
 
+/// Sets the default device of this thread (for [`crate::threading::install`], which carries
+/// the caller's to the pool thread; the device was checked when the caller's scope began).
+pub(crate) fn set_default_device(device: Device) {
+    DEFAULT.with(|d| d.set(device));
+}
+
 /// Runs `f` with new tensors made on `device` (TensorFlow's `with tf.device(...)`); the
 /// previous default comes back afterwards, also when `f` panics. Scopes nest; each thread has
 /// its own.

@@ -39,8 +39,28 @@ pub fn load(path: &Path) -> Result<Tensor> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::io(op, format!("{name}: cannot read: {e}")))?;
     let bad = |e: std::io::Error| Error::io(op, format!("{name}: not a valid .npy file: {e}"));
+    // npyz 0.8 multiplies the header's sizes unchecked (a panic in debug builds, a wrapped
+    // count in release): look at them first. An empty array is read with its shape written as
+    // `(0,)`, the same length padded with spaces, and given its real shape after.
+    let mut bytes = bytes;
+    let mut empty_shape = None;
+    if let Some((at, dims)) = header_shape(&bytes) {
+        if dims.contains(&0) {
+            let text = format!("{:width$}", "(0,)", width = at.len());
+            bytes[at].copy_from_slice(text.as_bytes());
+            empty_shape = Some(dims.iter().map(|&d| d as usize).collect::<Vec<_>>());
+        } else if dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none() {
+            return Err(Error::io(
+                op,
+                format!("{name}: the header's shape {dims:?} has more elements than memory can hold"),
+            ));
+        }
+    }
     let file = npyz::NpyFile::new(&bytes[..]).map_err(bad)?;
-    let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
+    let shape: Vec<usize> = match empty_shape {
+        Some(shape) => shape,
+        None => file.shape().iter().map(|&d| d as usize).collect(),
+    };
     let fortran = file.order() == npyz::Order::Fortran;
     let npyz::DType::Plain(ts) = file.dtype() else {
         return Err(Error::io(
@@ -55,7 +75,39 @@ pub fn load(path: &Path) -> Result<Tensor> {
     } else {
         shape.clone()
     };
+    // The header is input like any other: a shape whose element count overflows, or that
+    // claims more data than the file holds, is refused here (npyz would panic or try to
+    // allocate it); a shape with a 0 is empty whatever its other sizes.
+    let numel = if shape.contains(&0) {
+        Some(0)
+    } else {
+        shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    };
+    let fits = numel
+        .and_then(|n| n.checked_mul(ts.size_field().max(1) as usize))
+        .is_some_and(|b| b <= bytes.len());
+    if !fits {
+        return Err(Error::io(
+            op,
+            format!(
+                "{name}: the header's shape {shape:?} of {ts} needs more bytes than the file's {}",
+                bytes.len()
+            ),
+        ));
+    }
     let ints = |v: Vec<i64>| Tensor::from_vec(v, &stored);
+    if numel == Some(0) {
+        let dtype = match ts.type_char() {
+            TypeChar::Float if ts.size_field() == 4 => Some(crate::DType::F32),
+            TypeChar::Float if ts.size_field() == 8 => Some(crate::DType::F64),
+            TypeChar::Bool => Some(crate::DType::Bool),
+            TypeChar::Int | TypeChar::Uint => Some(crate::DType::I64),
+            _ => None,
+        };
+        if let Some(dtype) = dtype {
+            return Tensor::zeros(&shape, dtype);
+        }
+    }
     let t = match (ts.type_char(), ts.size_field()) {
         (TypeChar::Float, 4) => Tensor::from_vec(file.into_vec::<f32>().map_err(bad)?, &stored)?,
         (TypeChar::Float, 8) => Tensor::from_vec(file.into_vec::<f64>().map_err(bad)?, &stored)?,
@@ -92,6 +144,25 @@ pub fn load(path: &Path) -> Result<Tensor> {
     } else {
         Ok(t)
     }
+}
+
+/// Where the header's `'shape': (...)` tuple is (the parentheses included) and its sizes;
+/// `None` when it cannot be found this way (npyz then reports what is wrong).
+fn header_shape(bytes: &[u8]) -> Option<(std::ops::Range<usize>, Vec<u64>)> {
+    // the header follows the magic, version and length, and ends at the first newline
+    let end = bytes.iter().position(|&b| b == b'\n')?;
+    let header = bytes.get(..end)?;
+    let key = header.windows(7).position(|w| w == b"'shape'")?;
+    let open = key + header[key..].iter().position(|&b| b == b'(')?;
+    let close = open + header[open..].iter().position(|&b| b == b')')?;
+    let inside = std::str::from_utf8(&header[open + 1..close]).ok()?;
+    let dims = inside
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim_end_matches('L').parse::<u64>().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    Some((open..close + 1, dims))
 }
 
 fn widen<T: Into<i64>>(v: Vec<T>) -> Vec<i64> {

@@ -6,6 +6,7 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::numel;
+use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
 
 /// An explicit random generator (TensorFlow's `tf.random.Generator.from_seed`).
@@ -148,17 +149,14 @@ impl Generator {
         if dtype == DType::Bool {
             return Err(Error::dtype(op, "bool is not a numeric dtype"));
         }
-        let v: Vec<f64> = (0..numel(shape))
-            .map(|_| {
-                let u = minval + (maxval - minval) * self.next_f64();
-                if dtype == DType::I64 {
-                    u.floor()
-                } else {
-                    u
-                }
-            })
-            .collect();
-        Ok(Tensor::from_f64s(&v, shape, dtype))
+        samples(op, shape, dtype, || {
+            let u = minval + (maxval - minval) * self.next_f64();
+            if dtype == DType::I64 {
+                u.floor()
+            } else {
+                u
+            }
+        })
     }
 
     /// Normal values with the given mean and standard deviation.
@@ -193,11 +191,35 @@ impl Generator {
                 format!("expected float32 or float64, got {dtype}"),
             ));
         }
-        let v: Vec<f64> = (0..numel(shape))
-            .map(|_| mean + stddev * self.next_normal())
-            .collect();
-        Ok(Tensor::from_f64s(&v, shape, dtype))
+        samples(op, shape, dtype, || mean + stddev * self.next_normal())
     }
+}
+
+/// A tensor of `shape` filled by `draw` in row-major order; the size is the caller's, so a
+/// shape memory cannot hold is an error before any drawing, never an abort.
+pub(crate) fn samples(
+    op: &'static str,
+    shape: &[usize],
+    dtype: DType,
+    mut draw: impl FnMut() -> f64,
+) -> Result<Tensor> {
+    fn fill<T: crate::dtype::Element>(
+        op: &'static str,
+        n: usize,
+        draw: &mut dyn FnMut() -> f64,
+    ) -> Result<Vec<T>> {
+        let mut v = crate::storage::pool::take::<T>(op, n)?;
+        v.extend((0..n).map(|_| T::from_f64(draw())));
+        Ok(v)
+    }
+    let n = numel(shape);
+    let cpu = match dtype {
+        DType::F32 => CpuStorage::F32(fill(op, n, &mut draw)?),
+        DType::F64 => CpuStorage::F64(fill(op, n, &mut draw)?),
+        DType::I64 => CpuStorage::I64(fill(op, n, &mut draw)?),
+        DType::Bool => CpuStorage::Bool(fill(op, n, &mut draw)?),
+    };
+    Ok(Tensor::from_storage(cpu, shape))
 }
 
 #[cfg(test)]

@@ -124,19 +124,28 @@ pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims<isize> {
     let mut acc = 1isize;
     for (s, &d) in strides.iter_mut().zip(shape).rev() {
         *s = acc;
-        acc *= d.max(1) as isize;
+        // saturating: only an empty tensor's sizes can multiply past isize (a 0 beside sizes
+        // of 2^32), and its strides are never used to reach an element
+        acc = acc.saturating_mul(d.max(1) as isize);
     }
     strides
 }
 
-/// Number of elements of a shape (1 for a scalar); `usize::MAX` when the product overflows, so
-/// that every size check against it fails instead of wrapping.
+/// Number of elements of a shape (1 for a scalar, 0 when any size is 0, however large the
+/// others); `usize::MAX` when the product overflows, so that every size check against it fails
+/// instead of wrapping.
 #[inline]
 pub(crate) fn numel(shape: &[usize]) -> usize {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .unwrap_or(usize::MAX)
+    checked_numel(shape).unwrap_or(usize::MAX)
+}
+
+/// The number of elements of a shape, `None` when it overflows (a shape with a 0 has none).
+#[inline]
+pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
 impl Layout {

@@ -171,6 +171,14 @@ pub(crate) mod pool {
         }
     }
 
+    /// `n` copies of `v`, allocated as [`take`] does (an error, never an abort, when `n` is
+    /// more than memory can hold).
+    pub(crate) fn filled<T: Element>(op: &'static str, n: usize, v: T) -> Result<Vec<T>> {
+        let mut out = take::<T>(op, n)?;
+        out.resize(n, v);
+        Ok(out)
+    }
+
     /// An empty vector with room for `n` elements, reusing a pooled buffer when one fits
     /// (between `n` and `2n` elements, so little memory sits unused).
     ///

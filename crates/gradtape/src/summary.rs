@@ -161,6 +161,9 @@ fn io(op: &'static str, path: &Path, e: std::io::Error) -> Error {
     Error::io(op, format!("{}: {e}", path.display()))
 }
 
+/// Writers made by this process, for unique file names.
+static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -168,8 +171,10 @@ fn now() -> f64 {
 }
 
 impl SummaryWriter {
-    /// A new event file `events.out.tfevents.{seconds}.{host}.{pid}` in `logdir` (made if
-    /// missing), starting with the file-version event TensorBoard expects.
+    /// A new event file `events.out.tfevents.{seconds}.{host}.{pid}.{n}.v2` in `logdir` (made
+    /// if missing), starting with the file-version event TensorBoard expects. `n` counts the
+    /// writers this process made, so two writers never share a file, and an existing file is
+    /// never overwritten.
     ///
     /// # Errors
     /// When the folder or the file cannot be made.
@@ -188,12 +193,26 @@ impl SummaryWriter {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let path = dir.join(format!(
-            "events.out.tfevents.{}.{host}.{}",
-            now() as u64,
-            std::process::id()
-        ));
-        let file = File::create(&path).map_err(|e| io(op, &path, e))?;
+        // TensorFlow's names add a per-process counter and `.v2`, so that two writers made in
+        // the same second by one process get two files; `create_new` makes sure an existing
+        // file (another process with a recycled pid) is never truncated, only skipped.
+        let (path, file) = loop {
+            let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(
+                "events.out.tfevents.{}.{host}.{}.{n}.v2",
+                now() as u64,
+                std::process::id()
+            ));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => break (path, file),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(op, &path, e)),
+            }
+        };
         let mut w = SummaryWriter {
             file: BufWriter::new(file),
             path,

@@ -1137,18 +1137,25 @@ pub struct JacobianOptions {
     pub unconnected_gradients: UnconnectedGradients,
     /// At most this many rows of the jacobian per backward pass (TensorFlow's
     /// `parallel_iterations`, PyTorch's `chunk_size`): bounds the memory of a large jacobian.
-    /// The result does not depend on it. `None`: all rows in one pass.
+    /// The result does not depend on it. `None`: as many rows per pass as keep the pass's
+    /// one-hot seeds under 4 Mi elements (all rows, for targets up to 2048 elements).
     pub chunk_size: Option<usize>,
 }
 
 /// The rows of an identity matrix of size `n` from `start`, `len` of them, as `[len, n]`.
 fn basis_rows(start: usize, len: usize, n: usize, dtype: DType) -> Result<Tensor> {
-    let mut v = vec![0.0; len * n];
+    let elems = len.saturating_mul(n); // too many: take refuses it
+    let mut eye = crate::storage::pool::filled("jacobian", elems, 0.0f64)?;
     for i in 0..len {
-        v[i * n + start + i] = 1.0;
+        eye[i * n + start + i] = 1.0;
     }
-    Tensor::from_vec(v, &[len, n])?.cast(dtype)
+    Tensor::from_vec(eye, &[len, n])?.cast(dtype)
 }
+
+/// Without a `chunk_size`, the most cotangent elements one backward pass seeds (4 Mi, 32 MB
+/// in float64): a `[65536]` target's seeds all at once were 4 Gi elements, an abort. The
+/// result does not depend on the chunking.
+const SEED_ELEMENTS: usize = 1 << 22;
 
 /// The jacobian of `target` with respect to each source, from a copy of the recorded
 /// `entries`: each chunk of rows is one backward pass whose cotangent is a batch (a vmap
@@ -1186,8 +1193,23 @@ fn jacobians(
     let chunk = match options.chunk_size {
         Some(0) => return Err(Error::arg(op, "chunk_size must be at least 1")),
         Some(c) => c,
-        None => rows.max(1),
+        // each row of a chunk seeds the whole target
+        None => (SEED_ELEMENTS / target.numel().max(1)).clamp(1, rows.max(1)),
     };
+    // the jacobians themselves must fit before any pass runs
+    for key in keys {
+        let shape = full_shape(key);
+        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none() {
+            return Err(Error::resource(
+                op,
+                format!(
+                    "the jacobian of a {:?} target with respect to a {:?} source ({shape:?}) has more elements than memory can hold",
+                    target.shape(),
+                    key.shape
+                ),
+            ));
+        }
+    }
     let mut parts: Vec<Vec<Tensor>> = vec![vec![]; keys.len()];
     let mut connected = vec![false; keys.len()];
     let mut start = 0;

@@ -533,9 +533,7 @@ impl Tensor {
             return crate::cuda::ops::full(n, shape, value, dtype);
         }
         device.check()?;
-        let n = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        let n = crate::shape::checked_numel(shape)
             .filter(|n| n.saturating_mul(dtype.size_in_bytes()) <= isize::MAX as usize)
             .ok_or_else(|| {
                 Error::resource(
@@ -543,11 +541,7 @@ impl Tensor {
                     format!("shape {shape:?} of {dtype} has more elements than memory can hold"),
                 )
             })?;
-        fn filled<T: Element>(op: &'static str, n: usize, v: T) -> Result<Vec<T>> {
-            let mut out = crate::storage::pool::take::<T>(op, n)?;
-            out.resize(n, v);
-            Ok(out)
-        }
+        use crate::storage::pool::filled;
         let cpu = match dtype {
             DType::F32 => CpuStorage::F32(filled(op, n, value as f32)?),
             DType::F64 => CpuStorage::F64(filled(op, n, value)?),

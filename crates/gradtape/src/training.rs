@@ -18,7 +18,7 @@
 
 use crate::data::{Batches, Target};
 use crate::distributed::{
-    average_gradients, broadcast_variables, shard, Communicator, SingleProcess,
+    average_gradients_weighted, broadcast_variables, shard, Communicator, SingleProcess,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -386,16 +386,7 @@ pub fn fit_distributed(
                 return Err(Error::arg("fit", why));
             }
             let grads = if size > 1 {
-                // weight each member's mean gradient by its share of the batch's rows
-                let n = xb.shape()[0] as f64;
-                let mut total = [n];
-                comm.all_reduce_sum(&mut total)?;
-                let w = n * size as f64 / total[0];
-                let weighted = grads
-                    .into_iter()
-                    .map(|g| g.map(|g| ops::multiply(&g, &w)).transpose())
-                    .collect::<Result<Vec<_>>>()?;
-                average_gradients(comm, weighted)?
+                average_gradients_weighted(comm, grads, xb.shape()[0])?
             } else {
                 grads
             };

@@ -62,3 +62,17 @@ fn the_switch_is_per_thread() {
     debugging::disable_check_numerics();
     assert_eq!(other, (false, true));
 }
+
+#[test]
+fn the_switch_goes_along_with_work_handed_to_the_compute_pool() {
+    // Issue 20: `install` ran `f` on a pool thread without the caller's scope: Ok(NaN).
+    let minus_one = Tensor::scalar(-1.0f64);
+    let e = debugging::check_numerics(|| gradtape::threading::install(|| ops::log(&minus_one)));
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("log") && e.contains("NaN"), "{e}");
+    // and the pool thread does not keep it afterwards
+    for _ in 0..4 {
+        let quiet = gradtape::threading::install(|| ops::log(&minus_one)).unwrap();
+        assert!(quiet.item().unwrap().is_nan());
+    }
+}

@@ -90,6 +90,12 @@ fn device_scopes_nest_restore_and_place_new_tensors() {
             .unwrap();
             assert_eq!((d, t.device(), nested), (g, g, Device::Cpu));
             assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
+            // Work handed to the compute pool keeps the scope (issue 20: it went to the host).
+            let pooled = with_device(g, || {
+                gradtape::threading::install(|| Tensor::zeros(&[2], DType::F32).unwrap())
+            })
+            .unwrap();
+            assert_eq!(pooled.device(), g);
             // A panic inside the scope still restores the default.
             let r = std::panic::catch_unwind(|| with_device(g, || panic!("inside")));
             assert!(r.is_err());

@@ -37,6 +37,33 @@ fn two_replicas_on_half_batches_end_where_one_process_on_whole_batches_does() {
 }
 
 #[test]
+fn uneven_shards_weighted_by_rows_end_where_one_process_does() {
+    // Issue 20: batches of 15 rows split 7/8 (and 5/5/5 or 3/4/4/4 ...); weighting each shard's
+    // mean gradient equally drifted from one process by 2.6e-2 in the README's recipe.
+    for (batch, members) in [(15, 2), (13, 3)] {
+        let single =
+            common::train_replica_batches(&gradtape::distributed::SingleProcess, 1, batch).unwrap();
+        let replicas: Vec<Vec<f64>> = common::within("uneven replicas", move || {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = LocalGroup::new(members)
+                    .into_iter()
+                    .map(|c| {
+                        s.spawn(move || common::train_replica_batches(&c, 1, batch).unwrap())
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            })
+        });
+        for (a, b) in replicas[0].iter().zip(&single) {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "batch {batch} on {members}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_failing_member_stops_the_others_with_its_reason() {
     let errors: Vec<String> = common::within("a failing member", || {
         std::thread::scope(|s| {

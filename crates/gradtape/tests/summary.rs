@@ -129,3 +129,37 @@ fn a_histogram_of_equal_or_no_values_and_a_bad_logdir() {
     assert!(err.contains("a-file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn two_writers_in_one_folder_and_second_keep_both_runs() {
+    // Issue 20: the second writer's `File::create` truncated the first one's file.
+    let dir = std::env::temp_dir().join(format!("gradtape-summary-two-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, b) = {
+        let mut first = SummaryWriter::create(&dir).unwrap();
+        first.scalar("loss", 1.0, 0).unwrap();
+        first.flush().unwrap();
+        let mut second = SummaryWriter::create(&dir).unwrap();
+        second.scalar("loss", 2.0, 0).unwrap();
+        (first.path().to_path_buf(), second.path().to_path_buf())
+    };
+    assert_ne!(a, b);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for (path, want) in [(&a, 1.0f32), (&b, 2.0)] {
+        let events = records(&std::fs::read(path).unwrap());
+        assert_eq!(events.len(), 2, "{}", path.display());
+        let Some(What::Summary(s)) = Event::decode(&events[1][..]).unwrap().what else {
+            panic!("no summary in {}", path.display())
+        };
+        let Some(Kind::SimpleValue(v)) = s.value[0].value else {
+            panic!("not a scalar")
+        };
+        assert_eq!(v, want);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

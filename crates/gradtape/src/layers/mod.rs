@@ -255,25 +255,24 @@ impl Initializer {
             [] => (1, 1),
             [n] => (n, n),
             [.., i, o] => {
-                let field: usize = shape[..shape.len() - 2].iter().product();
-                (i * field, o * field)
+                // saturating: a shape too large to hold is refused when it is drawn
+                let field = shape[..shape.len() - 2]
+                    .iter()
+                    .fold(1usize, |a, &b| a.saturating_mul(b));
+                (i.saturating_mul(field), o.saturating_mul(field))
             }
         };
         let (fi, fo) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
-        let n: usize = shape.iter().product();
         // Keras's truncated normal: redrawn beyond two standard deviations, the standard
         // deviation divided by 0.8796... so that the kept values have the intended variance
         let mut truncated = |variance: f64| -> Result<Tensor> {
             let sd = variance.sqrt() / 0.879_625_661_034_239_8;
-            let v: Vec<f64> = (0..n)
-                .map(|_| loop {
-                    let z = rng.next_normal();
-                    if z.abs() <= 2.0 {
-                        break z * sd;
-                    }
-                })
-                .collect();
-            Tensor::from_vec(v, shape)?.cast(dtype)
+            crate::random::samples("Initializer", shape, dtype, || loop {
+                let z = rng.next_normal();
+                if z.abs() <= 2.0 {
+                    break z * sd;
+                }
+            })
         };
         match self {
             Initializer::GlorotUniform => {

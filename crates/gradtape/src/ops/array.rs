@@ -362,7 +362,7 @@ fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
     let out = match gpu {
         Some(out) => out,
         None => dispatch_all!(g.dtype(), T => {
-            let mut buf = vec![T::default(); numel(shape)];
+            let mut buf = crate::storage::pool::filled("unslice", numel(shape), T::default())?;
             let src = cpu::to_contiguous(g.data::<T>()?, g.layout())?;
             let inner = target.shape.last().copied().unwrap_or(1);
             let st = target.strides.last().copied().unwrap_or(0);
@@ -551,7 +551,11 @@ pub fn pad(x: &impl AsTensor, paddings: &[[usize; 2]]) -> Result<Tensor> {
         lens: x.shape().to_vec(),
         steps: vec![1; x.rank()],
     };
-    unslice(&x, &shape, &spec)
+    // a size the allocator refuses is reported as pad's, not as its helper's
+    unslice(&x, &shape, &spec).map_err(|e| match e {
+        Error::ResourceExhausted { .. } => Error::resource("pad", format!("{e}")),
+        e => e,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

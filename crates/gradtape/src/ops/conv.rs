@@ -78,19 +78,39 @@ impl Window {
                 ),
             ));
         }
-        let axis = |n: usize, k: usize, s: usize, d: usize| -> (usize, usize) {
-            let span = (k - 1) * d + 1;
-            match padding {
+        // Checked: a dilation or kernel near usize::MAX wrapped the span to a small number and
+        // gave a plausible-looking wrong result. Positions are computed as isize, so every
+        // span and padding must fit there too.
+        let too_large = || {
+            Error::arg(
+                op,
+                format!(
+                    "a {}x{} window with strides {strides:?} and dilation {dilation:?} over a \
+                     {h}x{w} image is too large to index",
+                    kernel[0], kernel[1]
+                ),
+            )
+        };
+        let fits = |v: usize| (v <= isize::MAX as usize).then_some(v);
+        let axis = |n: usize, k: usize, s: usize, d: usize| -> Option<(usize, usize)> {
+            let span = fits((k - 1).checked_mul(d)?.checked_add(1)?)?;
+            Some(match padding {
                 Padding::Valid => (if n >= span { (n - span) / s + 1 } else { 0 }, 0),
                 Padding::Same => {
                     let out = n.div_ceil(s);
-                    let total = ((out.max(1) - 1) * s + span).saturating_sub(n);
-                    (out, total / 2)
+                    let reach = fits((out.max(1) - 1).checked_mul(s)?.checked_add(span)?)?;
+                    (out, reach.saturating_sub(n) / 2)
                 }
-            }
+            })
         };
-        let (oh, pt) = axis(h, kernel[0], strides[0], dilation[0]);
-        let (ow, pl) = axis(w, kernel[1], strides[1], dilation[1]);
+        let (oh, pt) = axis(h, kernel[0], strides[0], dilation[0]).ok_or_else(too_large)?;
+        let (ow, pl) = axis(w, kernel[1], strides[1], dilation[1]).ok_or_else(too_large)?;
+        // the elements of one image's patches, which `patches` allocates per channel
+        [oh, ow, kernel[0], kernel[1]]
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b))
+            .and_then(fits)
+            .ok_or_else(too_large)?;
         if oh == 0 || ow == 0 {
             return Err(Error::shape(
                 op,
@@ -164,7 +184,18 @@ fn zeros<T: Element>(op: &'static str, len: usize) -> Result<Vec<T>> {
 }
 
 fn patches_kernel<T: Element>(src: &[T], n: usize, c: usize, win: &Window) -> Result<Vec<T>> {
-    let len = n * win.oh * win.ow * win.kh * win.kw * c;
+    let len = [n, win.oh, win.ow, win.kh, win.kw, c]
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .ok_or_else(|| {
+            Error::resource(
+                "patches",
+                format!(
+                    "{n} images of {c} channels in {}x{} windows of {}x{} have more elements than memory can hold",
+                    win.oh, win.ow, win.kh, win.kw
+                ),
+            )
+        })?;
     let mut out = crate::storage::pool::take::<T>("patches", len)?;
     let image = win.h * win.w * c;
     // Every element is written once, copied or (in the padding) zero, so the buffer is not
@@ -610,20 +641,35 @@ pub fn conv2d_transpose(
             ),
         ));
     }
-    if strides.contains(&0) || dilation.contains(&0) {
+    if strides.contains(&0) || dilation.contains(&0) || kh == 0 || kw == 0 || h == 0 || w == 0 {
         return Err(Error::arg(
             op,
-            format!("strides {strides:?} and dilation {dilation:?} must be at least 1"),
+            format!(
+                "strides {strides:?}, dilation {dilation:?}, the kernel's {kh}x{kw} and the \
+                 image's {h}x{w} must all be at least 1"
+            ),
         ));
     }
+    // checked: a huge stride or dilation wrapped to a small, wrong output size
     let size = |i: usize, k: usize, s: usize, d: usize| match padding {
-        Padding::Same => i * s,
-        Padding::Valid => (i - 1) * s + (k - 1) * d + 1,
+        Padding::Same => i.checked_mul(s),
+        Padding::Valid => (i - 1)
+            .checked_mul(s)?
+            .checked_add((k - 1).checked_mul(d)?)?
+            .checked_add(1),
     };
-    let (out_h, out_w) = (
+    let (Some(out_h), Some(out_w)) = (
         size(h, kh, strides[0], dilation[0]),
         size(w, kw, strides[1], dilation[1]),
-    );
+    ) else {
+        return Err(Error::arg(
+            op,
+            format!(
+                "the output of a {kh}x{kw} kernel with strides {strides:?} and dilation \
+                 {dilation:?} over a {h}x{w} image is too large to index"
+            ),
+        ));
+    };
     let win = Window::new(op, (out_h, out_w), [kh, kw], strides, dilation, padding)?;
     if win.out() != (h, w) {
         return Err(Error::shape(

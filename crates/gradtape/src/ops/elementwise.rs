@@ -214,13 +214,16 @@ unary_ops! {
         let e = v.exp();
         e / (T::ONE + e)
     }, cuda "v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v))", grad(Output) |y, g| multiply(g, &multiply(y, &subtract(&1.0, y)?)?);
-    /// `max(x, 0)`; gradient 0 at 0 (TensorFlow's convention).
+    /// `max(x, 0)`; gradient 0 at 0 (TensorFlow's convention). NaN stays NaN, as in
+    /// TensorFlow: a ReLU that turned a NaN input into 0 hid bad data from the loss and from
+    /// the non-finite-loss check while the weights filled with NaN.
     ///
     /// ```
     /// assert_eq!(gradtape::ops::relu(&-1.0)?.to_scalar::<f32>()?, 0.0);
+    /// assert!(gradtape::ops::relu(&f64::NAN)?.to_scalar::<f32>()?.is_nan());
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    relu: |v| if v > T::ZERO { v } else { T::ZERO }, cuda "v > 0 ? v : 0", grad(Output) |y, g| multiply(g, &cast(&greater(y, &0.0)?, g.dtype())?);
+    relu: |v| if v > T::ZERO || v.is_nan() { v } else { T::ZERO }, cuda "(v > 0 || v != v) ? v : 0", grad(Output) |y, g| multiply(g, &cast(&greater(y, &0.0)?, g.dtype())?);
     /// `ln(1 + eᕽ)`, stable for large |x|. A primitive rather than a composition so that its
     /// gradient is exactly `sigmoid(x)` everywhere, 0.5 at 0 as in TensorFlow (compositions
     /// through `relu` or `abs` get 0 or 1 at that kink).

@@ -1,6 +1,6 @@
 //! Indexing: gather and its adjoint scatter-add, gather_nd (a composition), one_hot.
 
-use crate::dtype::{DType, Num};
+use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
 use crate::shape::normalize_axis;
 use crate::tape;
@@ -325,13 +325,23 @@ pub fn one_hot(
         return crate::ops::select(&hit, &on, &off);
     }
     let idx = indices_of("one_hot", indices)?;
-    let mut v = vec![off_value; idx.len() * depth];
-    for (r, &i) in idx.iter().enumerate() {
-        if i >= 0 && (i as u64) < depth as u64 {
-            v[r * depth + i as usize] = on_value;
-        }
-    }
     let mut shape = indices.shape().to_vec();
     shape.push(depth);
-    Ok(Tensor::from_f64s(&v, &shape, dtype))
+    // The depth comes from the caller: an Err for a size memory cannot hold, never an abort.
+    let n = idx.len().checked_mul(depth).ok_or_else(|| {
+        Error::resource(
+            "one_hot",
+            format!("{} indices of depth {depth} have more elements than memory can hold", idx.len()),
+        )
+    })?;
+    fn rows<T: Element>(idx: &[i64], depth: usize, n: usize, on: f64, off: f64) -> Result<Vec<T>> {
+        let mut v = crate::storage::pool::filled("one_hot", n, T::from_f64(off))?;
+        for (r, &i) in idx.iter().enumerate() {
+            if i >= 0 && (i as u64) < depth as u64 {
+                v[r * depth + i as usize] = T::from_f64(on);
+            }
+        }
+        Ok(v)
+    }
+    Ok(dispatch_all!(dtype, T => Tensor::from_elems(rows::<T>(&idx, depth, n, on_value, off_value)?, &shape)))
 }

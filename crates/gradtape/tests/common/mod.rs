@@ -179,7 +179,17 @@ pub fn train_replica(
     comm: &dyn gradtape::distributed::Communicator,
     seed: u64,
 ) -> gradtape::Result<Vec<f64>> {
-    use gradtape::distributed::{average_gradients, broadcast_variables, shard};
+    train_replica_batches(comm, seed, 16)
+}
+
+/// [`train_replica`] with global batches of `batch` rows, which need not divide evenly among
+/// the members (the gradients are then weighted by each shard's rows).
+pub fn train_replica_batches(
+    comm: &dyn gradtape::distributed::Communicator,
+    seed: u64,
+    batch: usize,
+) -> gradtape::Result<Vec<f64>> {
+    use gradtape::distributed::{average_gradients_weighted, broadcast_variables, shard};
     use gradtape::layers::Layer;
     use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
     use gradtape::optimizers::{Adam, Optimizer};
@@ -191,7 +201,9 @@ pub fn train_replica(
     broadcast_variables(comm, &vars, 0)?;
     let mut opt = Adam::new(0.01);
     for step in 0..10 {
-        let batch: Vec<i64> = (0..16).map(|i| ((step * 16 + i) % 64) as i64).collect();
+        let batch: Vec<i64> = (0..batch)
+            .map(|i| ((step * batch + i) % 64) as i64)
+            .collect();
         let mine = shard(&batch, comm.rank(), comm.size());
         let rows = Tensor::from_vec(mine.clone(), &[mine.len()])?;
         let (xb, yb) = (ops::gather(&x, &rows, 0)?, ops::gather(&y, &rows, 0)?);
@@ -202,7 +214,7 @@ pub fn train_replica(
             true,
             Reduction::SumOverBatchSize,
         )?;
-        let grads = average_gradients(comm, tape.gradient(&loss, &vars)?)?;
+        let grads = average_gradients_weighted(comm, tape.gradient(&loss, &vars)?, mine.len())?;
         opt.apply_gradients(grads.into_iter().zip(&vars))?;
     }
     let mut all = vec![];

@@ -1,0 +1,279 @@
+//! Bad inputs that used to panic, abort or give a wrong answer without a word (issue 20): each
+//! must now be an `Err` that names its op, or the right answer where the input is valid. Every
+//! case runs in a child process (this test binary again, filtered to `one_case`), so that an
+//! abort (a failed allocation) is counted like a panic instead of ending the suite. The suite
+//! runs in the debug build, where overflow checks are on.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use gradtape::layers::{Activation, Dense};
+use gradtape::ops::{self, ConvOptions, Padding};
+use gradtape::random::Generator;
+use gradtape::{DType, GradientTape, Result, Tensor};
+
+/// What a case found: `Ok` when it held.
+type Check = std::result::Result<(), String>;
+
+/// An `Err` naming `op` (its message starts with it), as every fallible function gives.
+fn refused(op: &str, r: Result<impl std::fmt::Debug>) -> Check {
+    match r {
+        Err(e) if e.op().contains(op) || e.to_string().contains(op) => Ok(()),
+        Err(e) => Err(format!("an error that does not name {op}: {e}")),
+        Ok(v) => Err(format!("no error: {v:?}")),
+    }
+}
+
+fn ones(shape: &[usize]) -> Tensor {
+    Tensor::ones(shape, DType::F32).unwrap()
+}
+
+/// A `.npy` file whose header says `shape` (float32, C order), with `data_bytes` of zeros.
+fn npy_file(name: &str, shape: &str, data_bytes: usize) -> PathBuf {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}").into_bytes();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header);
+    bytes.extend(vec![0u8; data_bytes]);
+    let path = std::env::temp_dir().join(format!("gradtape-bad-{}-{name}.npy", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+type Case = (&'static str, fn() -> Check);
+
+fn cases() -> Vec<Case> {
+    vec![
+        ("conv2d with dilation usize::MAX (wrapped to a wrong result)", || {
+            let options = ConvOptions {
+                dilation: [usize::MAX, 1],
+                ..ConvOptions::default()
+            };
+            refused(
+                "conv2d",
+                ops::conv2d_with(&ones(&[1, 5, 5, 1]), &ones(&[3, 3, 1, 1]), [1, 1], Padding::Same, options),
+            )
+        }),
+        ("conv2d_transpose with dilation 2^63 (a wrong [1,2,3,1] result)", || {
+            refused(
+                "conv2d_transpose",
+                ops::conv2d_transpose(&ones(&[1, 2, 2, 1]), &ones(&[3, 2, 1, 1]), [1, 1], Padding::Valid, [1 << 63, 1]),
+            )
+        }),
+        ("conv2d_transpose of an empty-height image", || {
+            refused(
+                "conv2d_transpose",
+                ops::conv2d_transpose(&ones(&[1, 0, 2, 1]), &ones(&[3, 2, 1, 1]), [1, 1], Padding::Valid, [1, 1]),
+            )
+        }),
+        ("conv2d_transpose with a 0-high kernel", || {
+            refused(
+                "conv2d_transpose",
+                ops::conv2d_transpose(&ones(&[1, 2, 2, 1]), &ones(&[0, 2, 1, 1]), [1, 1], Padding::Valid, [1, 1]),
+            )
+        }),
+        ("max_pool2d with a 2^32 x 2^32 window", || {
+            refused(
+                "max_pool2d",
+                ops::max_pool2d(&ones(&[1, 4, 4, 1]), [1 << 32, 1 << 32], [1, 1], Padding::Same),
+            )
+        }),
+        ("avg_pool2d with a usize::MAX window", || {
+            refused(
+                "avg_pool2d",
+                ops::avg_pool2d(&ones(&[1, 4, 4, 1]), [usize::MAX; 2], [1, 1], Padding::Same),
+            )
+        }),
+        ("avg_pool2d with usize::MAX strides", || {
+            // valid: one window per axis, the mean of the top-left 2x2
+            let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 4, 4, 1]).unwrap();
+            match ops::avg_pool2d(&x, [2, 2], [usize::MAX; 2], Padding::Valid) {
+                Ok(y) if y.to_vec::<f32>().unwrap() == vec![2.5] => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }),
+        ("pad by 2^40", || refused("pad", ops::pad(&ones(&[2]), &[[1 << 40, 0]]))),
+        ("one_hot of depth 2^40", || {
+            let i = Tensor::from_vec(vec![0i64, 1], &[2]).unwrap();
+            refused("one_hot", ops::one_hot(&i, 1 << 40, 1.0, 0.0, DType::F32))
+        }),
+        ("one_hot of depth 2^62", || {
+            let i = Tensor::from_vec(vec![0i64, 1, 2, 3], &[4]).unwrap();
+            refused("one_hot", ops::one_hot(&i, 1 << 62, 1.0, 0.0, DType::F32))
+        }),
+        ("uniform of 2^40 elements", || {
+            refused("random.uniform", Generator::from_seed(0).uniform(&[1 << 40], 0.0, 1.0, DType::F32))
+        }),
+        ("uniform of [2^62, 4]", || {
+            refused("random.uniform", Generator::from_seed(0).uniform(&[1 << 62, 4], 0.0, 1.0, DType::F32))
+        }),
+        ("normal of [2^62, 4]", || {
+            refused("random.normal", Generator::from_seed(0).normal(&[1 << 62, 4], 0.0, 1.0, DType::F64))
+        }),
+        ("Dense of 2^20 x 2^20", || {
+            let mut rng = Generator::from_seed(0);
+            refused(
+                "uniform",
+                Dense::new("d", 1 << 20, 1 << 20, Activation::Linear, DType::F32, &mut rng).map(|_| ()),
+            )
+        }),
+        ("jacobian of a [2^40] broadcast target", || {
+            let x = Tensor::scalar(1.0f32);
+            let tape = GradientTape::new();
+            tape.watch(&x);
+            let y = ops::broadcast_to(&x, &[1 << 40]).unwrap();
+            refused("jacobian", tape.jacobian(&y, [&x]))
+        }),
+        ("npy header shape (2^32, 2^32)", || {
+            let p = npy_file("huge", "(4294967296, 4294967296)", 16);
+            let r = gradtape::npy::load(&p);
+            let _ = std::fs::remove_file(&p);
+            refused("npy::load", r)
+        }),
+        ("npy header shape (2^40,) with 16 bytes of data", || {
+            let p = npy_file("short", "(1099511627776,)", 16);
+            let r = gradtape::npy::load(&p);
+            let _ = std::fs::remove_file(&p);
+            refused("npy::load", r)
+        }),
+        ("npy header shape (2^32, 2^32, 0) is a valid empty array", || {
+            let p = npy_file("empty", "(4294967296, 4294967296, 0)", 0);
+            let r = gradtape::npy::load(&p);
+            let _ = std::fs::remove_file(&p);
+            match r {
+                Ok(t) if t.shape() == [1 << 32, 1 << 32, 0] && t.numel() == 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }),
+    ]
+}
+
+/// Runs one case when started by the table below (the variable names it); otherwise nothing.
+#[test]
+fn one_case() {
+    let Ok(i) = std::env::var("GRADTAPE_BAD_INPUT") else {
+        return;
+    };
+    let (name, case) = cases()[i.parse::<usize>().unwrap()];
+    match case() {
+        Ok(()) => println!("CASE HELD: {name}"),
+        Err(why) => println!("CASE WRONG: {name}: {why}"),
+    }
+}
+
+#[test]
+fn every_bad_input_is_an_error_never_a_panic_or_an_abort() {
+    let exe = std::env::current_exe().unwrap();
+    let mut wrong = vec![];
+    let (mut panics, mut aborts) = (0, 0);
+    for (i, (name, _)) in cases().iter().enumerate() {
+        let out = Command::new(&exe)
+            .args(["--exact", "one_case", "--nocapture", "--test-threads=1"])
+            .env("GRADTAPE_BAD_INPUT", i.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stdout.contains("CASE HELD") && out.status.success() {
+            continue;
+        }
+        if let Some(line) = stdout.lines().find(|l| l.contains("CASE WRONG")) {
+            wrong.push(line.to_string());
+        } else if stderr.contains("panicked") {
+            panics += 1;
+            let why = stderr.lines().find(|l| l.contains("panicked")).unwrap_or("");
+            wrong.push(format!("PANIC: {name}: {why}"));
+        } else {
+            aborts += 1;
+            wrong.push(format!("ABORT ({}): {name}: {}", out.status, stderr.trim()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{panics} panics, {aborts} aborts, {} wrong of {} cases:\n{}",
+        wrong.len() - panics - aborts,
+        cases().len(),
+        wrong.join("\n")
+    );
+}
+
+/// NaN in, NaN out, as in TensorFlow: an op that turns a NaN into a number hides bad data from
+/// the loss and from the non-finite-loss check (a ReLU model trained on one NaN feature
+/// "succeeded" with a weight matrix of NaN). Each row: the op on `[1, NaN, -2, 3]` (an image
+/// `[1, 2, 2, 1]` for pooling), and which outputs must be NaN.
+#[test]
+fn nan_propagates_through_every_op_as_in_tensorflow() {
+    type Row = (&'static str, fn(&Tensor) -> Result<Tensor>, &'static [bool]);
+    const AT_1: &[bool] = &[false, true, false, false];
+    const ALL: &[bool] = &[true];
+    let rows: Vec<Row> = vec![
+        ("relu", |x| ops::relu(x), AT_1),
+        ("Activation::Relu", |x| Activation::Relu.apply(x), AT_1),
+        ("elu", |x| ops::elu(x), AT_1),
+        ("selu", |x| ops::selu(x), AT_1),
+        ("softplus", |x| ops::softplus(x), AT_1),
+        ("sigmoid", |x| ops::sigmoid(x), AT_1),
+        ("tanh", |x| ops::tanh(x), AT_1),
+        ("abs", |x| ops::abs(x), AT_1),
+        ("sign", |x| ops::sign(x), AT_1),
+        ("maximum(x, 0)", |x| ops::maximum(x, &0.0), AT_1),
+        ("maximum(0, x)", |x| ops::maximum(&0.0, x), AT_1),
+        ("minimum(x, 0)", |x| ops::minimum(x, &0.0), AT_1),
+        ("minimum(0, x)", |x| ops::minimum(&0.0, x), AT_1),
+        ("clip_by_value", |x| ops::clip_by_value(x, &-1.0, &1.0), AT_1),
+        ("round", |x| ops::round(x), AT_1),
+        ("floor", |x| ops::floor(x), AT_1),
+        ("reduce_max", |x| ops::reduce_max(x, gradtape::Axes::All, false), ALL),
+        ("reduce_min", |x| ops::reduce_min(x, gradtape::Axes::All, false), ALL),
+        ("reduce_sum", |x| ops::reduce_sum(x, gradtape::Axes::All, false), ALL),
+        ("reduce_mean", |x| ops::reduce_mean(x, gradtape::Axes::All, false), ALL),
+        ("logsumexp", |x| ops::reduce_logsumexp(x, gradtape::Axes::All, false), ALL),
+        ("softmax", |x| ops::softmax(x, -1), &[true, true, true, true]),
+        ("max_pool2d", |x| {
+            ops::max_pool2d(&ops::reshape(x, &[1, 2, 2, 1])?, [2, 2], [2, 2], Padding::Valid)
+        }, ALL),
+        ("avg_pool2d", |x| {
+            ops::avg_pool2d(&ops::reshape(x, &[1, 2, 2, 1])?, [2, 2], [2, 2], Padding::Valid)
+        }, ALL),
+        ("max_pool2d same", |x| {
+            ops::max_pool2d(&ops::reshape(x, &[1, 2, 2, 1])?, [2, 2], [1, 1], Padding::Same)
+        }, &[true, true, false, false]),
+        ("matmul", |x| ops::matmul(&ops::reshape(x, &[1, 4])?, &Tensor::ones(&[4, 1], DType::F32)?), ALL),
+    ];
+    let x = Tensor::from_vec(vec![1.0f32, f32::NAN, -2.0, 3.0], &[4]).unwrap();
+    let mut wrong = vec![];
+    for (name, f, nan_at) in rows {
+        let y = f(&x).unwrap().to_vec::<f32>().unwrap();
+        let got: Vec<bool> = y.iter().map(|v| v.is_nan()).collect();
+        if got != nan_at {
+            wrong.push(format!("{name}: {y:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "NaN lost or made:\n{}", wrong.join("\n"));
+}
+
+/// Without a chunk size, a jacobian's seeds come in chunks that fit memory: a `[65536]`
+/// target's seeds at once were 4 Gi elements (an abort). A smaller case checks the chunking
+/// by its peak memory and its values (the full case's n² work is too slow for a debug test).
+#[test]
+fn a_large_jacobian_is_chunked_by_memory() {
+    let n = 6000; // seeds at once: 36M float64 elements, 288 MB
+    let x = Tensor::scalar(0.5f64);
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let r = Tensor::from_vec((0..n).map(|i| i as f64).collect(), &[n]).unwrap();
+    let y = ops::multiply(&r, &ops::square(&x).unwrap()).unwrap(); // dy_i/dx = 2·x·i = i
+    gradtape::memory::reset_peak_bytes();
+    let before = gradtape::memory::live_bytes();
+    let [j] = tape.jacobian(&y, [&x]).unwrap();
+    let peak = gradtape::memory::peak_bytes() - before;
+    let j = j.unwrap();
+    assert_eq!(j.shape(), [n]);
+    assert_eq!(j.to_vec::<f64>().unwrap(), (0..n).map(|i| i as f64).collect::<Vec<_>>());
+    assert!(peak < 128 << 20, "peak {} MB", peak >> 20);
+}
