@@ -559,6 +559,17 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
 }
 
 pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
+    if !a.model.is_dir() {
+        let what = if a.model.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        return Err(CliError(format!(
+            "--model {}: {what}; give the folder gradtape train wrote (it holds model.safetensors)",
+            a.model.display()
+        )));
+    }
     let out = a
         .out
         .clone()
@@ -581,24 +592,60 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     };
     let features = strings(&meta["features"]).ok_or_else(|| bad("metadata has no feature list"))?;
     // A list of sizes in the metadata (empty when absent).
-    let sizes = |v: &Value| -> Vec<usize> {
-        v.as_array()
-            .map(|d| {
-                d.iter()
-                    .filter_map(Value::as_u64)
-                    .map(|v| v as usize)
-                    .collect()
+    // (a number that is not a whole size is an error, not skipped: `1e12` skipped made
+    // hidden=[1e12] a model with no hidden layer)
+    let sizes = |key: &str| -> Result<Vec<usize>, CliError> {
+        let Some(list) = meta[key].as_array() else {
+            return Ok(vec![]);
+        };
+        list.iter()
+            .map(|v| {
+                v.as_u64()
+                    .or_else(|| {
+                        v.as_f64()
+                            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
+                            .map(|f| f as u64)
+                    })
+                    .and_then(|v| usize::try_from(v).ok())
+                    .ok_or_else(|| bad(&format!("the metadata's {key} holds {v}, not a size")))
             })
-            .unwrap_or_default()
+            .collect()
     };
-    let hidden = sizes(&meta["hidden"]);
+    let hidden = sizes("hidden")?;
     let classes = strings(&meta["classes"]);
     let act = match meta["activation"].as_str().unwrap_or("relu") {
+        "relu" => Activation::Relu,
         "tanh" => Activation::Tanh,
         "sigmoid" => Activation::Sigmoid,
         "elu" => Activation::Elu,
-        _ => Activation::Relu,
+        other => {
+            return Err(bad(&format!(
+                "unknown activation {other:?} in the metadata (relu, tanh, sigmoid, elu)"
+            )))
+        }
     };
+    // The metadata is input like any other: sizes it gives must describe the weights the file
+    // holds before anything is built from them (hidden=[1e12] aborted allocating).
+    let weights: usize = ck.tensors.values().map(Tensor::numel).sum();
+    let dense_params = |inputs: usize| -> Option<usize> {
+        let widths: Vec<usize> = std::iter::once(inputs)
+            .chain(hidden.iter().copied())
+            .chain(std::iter::once(classes.as_ref().map_or(1, |c| c.len())))
+            .collect();
+        widths.windows(2).try_fold(0usize, |acc, w| {
+            acc.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
+        })
+    };
+    let too_many = match meta["model"].as_str() {
+        Some("cnn") => hidden.iter().any(|&h| h > weights), // a layer of h units has h biases
+        _ => dense_params(features.len()).is_none_or(|p| p > weights),
+    };
+    if too_many {
+        return Err(bad(&format!(
+            "the metadata's layers ({} features, hidden {hidden:?}) need more weights than the file's {weights}",
+            features.len()
+        )));
+    }
     let cfg = TrainConfig {
         hidden: hidden.clone(),
         activation: act,
@@ -608,10 +655,17 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     let model = match meta["model"].as_str().unwrap_or("mlp") {
         "mlp" => build_mlp(features.len(), &hidden, outputs, &cfg)?,
         "cnn" => {
-            let image = sizes(&meta["image"]);
+            let image = sizes("image")?;
             let [h, w, c] = image[..] else {
                 return Err(bad("a cnn model without its image size in the metadata"));
             };
+            let pixels = h.checked_mul(w).and_then(|p| p.checked_mul(c));
+            if pixels != Some(features.len()) {
+                return Err(bad(&format!(
+                    "the metadata's image {h}x{w}x{c} does not hold its {} features",
+                    features.len()
+                )));
+            }
             build_cnn([h, w, c], outputs, &cfg)?
         }
         other => {
@@ -621,8 +675,36 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
         }
     };
     checkpoint::restore(&path, &model.variables())?;
+    // every weight in the file must belong to the model the metadata describes: a model built
+    // from wrong metadata can find tensors of the shapes it asks for and ignore the rest
+    let used: std::collections::BTreeSet<&str> = model
+        .variables()
+        .iter()
+        .filter_map(|v| {
+            v.name()
+                .map(|n| ck.tensors.get_key_value(n).map(|(k, _)| k.as_str()))
+        })
+        .flatten()
+        .collect();
+    let unused: Vec<&String> = ck
+        .tensors
+        .keys()
+        .filter(|k| !used.contains(k.as_str()))
+        .collect();
+    if !unused.is_empty() {
+        return Err(bad(&format!(
+            "holds weights the metadata's model does not have ({}): the metadata does not describe these weights",
+            unused.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
 
     let table = read_csv(&a.data)?;
+    if table.rows.is_empty() {
+        return Err(CliError(format!(
+            "{}: the file has a header row but no data rows",
+            a.data.display()
+        )));
+    }
     let cols: Vec<usize> = features
         .iter()
         .map(|f| table.column(f))

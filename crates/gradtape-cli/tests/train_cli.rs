@@ -752,3 +752,118 @@ fn logdir_writes_a_tensorboard_event_file_and_a_bad_one_is_refused_first() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// ----- issue 20: nothing lost, nothing silently wrong -----
+
+#[test]
+fn spreadsheet_files_header_only_files_and_bad_model_folders() {
+    let dir = scratch("issue20");
+    // a spreadsheet's export: BOM, CRLF, class names with commas in quotes
+    let text = new_table_text(150)
+        .replace("iris setosa", "\"setosa, bristle-pointed\"")
+        .replace('\n', "\r\n");
+    let data = dir.join("export.csv");
+    std::fs::write(&data, format!("\u{feff}{text}")).unwrap();
+    let (d, model) = (data.to_str().unwrap(), dir.join("m"));
+    let m = model.to_str().unwrap();
+    let v = json(&gradtape(&[
+        // one hidden layer of 3 units: with 3 features and 3 classes, a model without it finds
+        // an output kernel of the shape it asks for ([3, 3]) in the file
+        "train",
+        "--data",
+        d,
+        "--target",
+        "kind of flower",
+        "--out",
+        m,
+        "--json",
+        "--epochs",
+        "5",
+        "--hidden",
+        "3",
+    ]));
+    assert!(
+        v["classes"][0] == "iris versicolor"
+            || v["classes"].to_string().contains("setosa, bristle"),
+        "{v}"
+    );
+    // a header and no rows: an error for train and predict, and predictions.csv untouched
+    let header = dir.join("header.csv");
+    std::fs::write(
+        &header,
+        "sepal length,petal width (cm),noise level,kind of flower\n",
+    )
+    .unwrap();
+    let h = header.to_str().unwrap();
+    let preds = model.join("predictions.csv");
+    std::fs::write(&preds, "earlier predictions\n").unwrap();
+    let err = one_line_exit_2(&gradtape(&["predict", "--model", m, "--data", h]));
+    assert!(err.contains("no data rows"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&preds).unwrap(),
+        "earlier predictions\n"
+    );
+    let never = dir.join("never");
+    let err = one_line_exit_2(&gradtape(&[
+        "train",
+        "--data",
+        h,
+        "--target",
+        "kind of flower",
+        "--out",
+        never.to_str().unwrap(),
+    ]));
+    assert!(err.contains("no data rows"), "{err}");
+    assert!(!never.exists());
+
+    // --model naming a file blames --model, not --out
+    let err = one_line_exit_2(&gradtape(&["predict", "--model", d, "--data", d]));
+    assert!(
+        err.contains("--model") && err.contains("not a folder"),
+        "{err}"
+    );
+
+    // metadata that does not describe the weights is refused before anything is built
+    let ck = gradtape::checkpoint::load(&model.join("model.safetensors")).unwrap();
+    let original: Value = serde_json::from_str(&ck.metadata["gradtape"]).unwrap();
+    // the first column's name has no BOM in front of it
+    assert_eq!(original["features"][0], "sepal length");
+    let tampered = |edit: &dyn Fn(&mut Value), fragment: &str| {
+        let mut meta = original.clone();
+        edit(&mut meta);
+        let mut metadata = ck.metadata.clone();
+        metadata.insert("gradtape".into(), meta.to_string());
+        let folder = dir.join("tampered");
+        std::fs::create_dir_all(&folder).unwrap();
+        let tensors: Vec<(String, gradtape::Tensor)> = ck
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect();
+        gradtape::checkpoint::save_tensors(&folder.join("model.safetensors"), &tensors, &metadata)
+            .unwrap();
+        let err = one_line_exit_2(&gradtape(&[
+            "predict",
+            "--model",
+            folder.to_str().unwrap(),
+            "--data",
+            d,
+        ]));
+        assert!(err.contains(fragment), "{fragment}: {err}");
+        assert!(!folder.join("predictions.csv").exists());
+    };
+    tampered(
+        &|m| m["hidden"] = serde_json::json!([1e12]),
+        "need more weights",
+    );
+    tampered(&|m| m["hidden"] = serde_json::json!([]), "does not have");
+    tampered(&|m| m["activation"] = "swish".into(), "unknown activation");
+    tampered(
+        &|m| {
+            m["model"] = "cnn".into();
+            m["image"] = serde_json::json!([1e9, 1e9, 1]);
+        },
+        "does not hold",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,6 @@
 //! class names mapped to integers, standardisation with training statistics, seeded splits and
 //! a shuffling batch iterator (`tf.data`'s `shuffle().batch()` in spirit).
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::dtype::DType;
@@ -32,30 +31,21 @@ pub struct Table {
     pub source: String,
 }
 
-fn split_cells(line: &str) -> Vec<String> {
-    line.split(',')
-        .map(|c| {
-            let c = c.trim();
-            c.strip_prefix('"')
-                .and_then(|c| c.strip_suffix('"'))
-                .unwrap_or(c)
-                .to_string()
-        })
-        .collect()
-}
-
-/// Reads a CSV file (`.gz` files are decompressed). The first row is a header when any of its
-/// cells is not a number.
+/// Reads a CSV file (`.gz` files are decompressed) with the `csv` crate: quoted cells may hold
+/// commas, quotes (doubled) and line breaks; CRLF line ends and a leading UTF-8 byte-order
+/// mark (Excel's "CSV UTF-8") are read as a spreadsheet means them. Cells are trimmed, blank
+/// lines skipped. The first row is a header when any of its cells is not a number.
 ///
 /// # Errors
-/// When the file cannot be read or rows have different numbers of cells.
+/// When the file cannot be read, is empty, is not UTF-8, or rows have different numbers of
+/// cells (the message names the file and line).
 ///
 /// ```
 /// let p = std::env::temp_dir().join("gradtape-doc-read-csv.csv");
-/// std::fs::write(&p, "size,label\n1.5,cat\n2.5,dog\n").unwrap();
+/// std::fs::write(&p, "size,label\n1.5,\"cat, black\"\n2.5,dog\n").unwrap();
 /// let t = gradtape::data::read_csv(&p)?;
 /// assert_eq!(t.columns, vec!["size", "label"]);
-/// assert_eq!(t.rows.len(), 2);
+/// assert_eq!(t.rows[0], vec!["1.5", "cat, black"]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn read_csv(path: &Path) -> Result<Table> {
@@ -63,52 +53,81 @@ pub fn read_csv(path: &Path) -> Result<Table> {
     let name = path.display().to_string();
     let bytes =
         std::fs::read(path).map_err(|e| Error::io(op, format!("{name}: cannot read: {e}")))?;
-    let text = if name.ends_with(".gz") {
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_string(&mut s)
+    let bytes = if name.ends_with(".gz") {
+        let mut out = vec![];
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
             .map_err(|e| Error::io(op, format!("{name}: not a readable gzip file: {e}")))?;
-        s
+        out
     } else {
-        String::from_utf8(bytes).map_err(|_| Error::io(op, format!("{name}: not UTF-8 text")))?
+        bytes
     };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .peekable();
-    let columns = match lines.peek() {
-        Some((_, first)) if split_cells(first).iter().any(|c| c.parse::<f64>().is_err()) => {
-            let h = split_cells(first);
-            lines.next();
-            h
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false) // decided below: a header is a first row that is not all numbers
+        .flexible(true) // ragged rows get this function's message, with both counts
+        .trim(csv::Trim::All)
+        .from_reader(&bytes[..]);
+    // A record's position is where the reader began, before the line ends and blank lines it
+    // skipped: the line a user sees is found by counting from there to the first cell.
+    let (mut at, mut line) = (0usize, 1usize);
+    let mut line_of = |from: usize| {
+        let start = from
+            + bytes[from.min(bytes.len())..]
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+        line += bytes[at.min(start)..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        at = start;
+        line
+    };
+    let (mut records, mut numbers) = (vec![], vec![]);
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let at = e
+                .position()
+                .map_or(String::new(), |p| format!(":{}", p.line()));
+            let why = match e.kind() {
+                csv::ErrorKind::Utf8 { .. } => "not UTF-8 text".to_string(),
+                _ => e.to_string(),
+            };
+            Error::io(op, format!("{name}{at}: {why}"))
+        })?;
+        let line = record.position().map_or(0, |p| line_of(p.byte() as usize));
+        // a line of spaces is one empty cell: blank, like an empty line
+        if record.iter().all(str::is_empty) {
+            continue;
         }
-        Some((_, first)) => (0..split_cells(first).len())
-            .map(|i| i.to_string())
-            .collect(),
-        None => return Err(Error::io(op, format!("{name}: the file is empty"))),
+        records.push(record.iter().map(str::to_string).collect::<Vec<String>>());
+        numbers.push(line);
+    }
+    let Some(first) = records.first() else {
+        return Err(Error::io(op, format!("{name}: the file is empty")));
     };
-    let (mut rows, mut numbers) = (vec![], vec![]);
-    for (n, line) in lines {
-        let cells = split_cells(line);
+    let columns = if first.iter().any(|c| c.parse::<f64>().is_err()) {
+        numbers.remove(0);
+        records.remove(0)
+    } else {
+        (0..first.len()).map(|i| i.to_string()).collect()
+    };
+    let (rows, lines) = (records, numbers);
+    for (cells, n) in rows.iter().zip(&lines) {
         if cells.len() != columns.len() {
             return Err(Error::io(
                 op,
                 format!(
-                    "{name}:{}: the row has {} cells, the first row has {}",
-                    n + 1,
+                    "{name}:{n}: the row has {} cells, the first row has {}",
                     cells.len(),
                     columns.len()
                 ),
             ));
         }
-        rows.push(cells);
-        numbers.push(n + 1);
     }
     Ok(Table {
         columns,
         rows,
-        lines: numbers,
+        lines,
         source: name,
     })
 }
@@ -244,6 +263,15 @@ impl Table {
     /// ```
     pub fn dataset(&self, target: &str, task: Task, dtype: DType) -> Result<Dataset> {
         let op = "dataset";
+        if self.rows.is_empty() {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "{}: the file has a header row but no data rows",
+                    self.source
+                ),
+            ));
+        }
         let t = self.column(target)?;
         let feats: Vec<usize> = (0..self.columns.len()).filter(|&i| i != t).collect();
         if feats.is_empty() {
@@ -321,7 +349,8 @@ impl Table {
 pub struct Standardizer {
     /// Mean of each feature.
     pub mean: Vec<f64>,
-    /// Standard deviation of each feature (1 where it was 0).
+    /// Standard deviation of each feature; 0 for a feature that was constant, which
+    /// [`Standardizer::transform`] then maps to 0 whatever its value.
     pub std: Vec<f64>,
 }
 
@@ -335,7 +364,7 @@ impl Standardizer {
     /// use gradtape::data::Standardizer;
     /// let x = gradtape::Tensor::from_vec(vec![1.0f64, 5.0, 3.0, 5.0], &[2, 2])?;
     /// let s = Standardizer::fit(&x)?;
-    /// assert_eq!((s.mean.clone(), s.std.clone()), (vec![2.0, 5.0], vec![1.0, 1.0]));
+    /// assert_eq!((s.mean.clone(), s.std.clone()), (vec![2.0, 5.0], vec![1.0, 0.0]));
     /// assert_eq!(s.transform(&x)?.to_vec::<f64>()?, vec![-1.0, 0.0, 1.0, 0.0]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
@@ -356,7 +385,7 @@ impl Standardizer {
         let std = var
             .to_vec::<f64>()?
             .iter()
-            .map(|v| if *v > 0.0 { v.sqrt() } else { 1.0 })
+            .map(|v| if *v > 0.0 { v.sqrt() } else { 0.0 })
             .collect();
         Ok(Standardizer { mean, std })
     }
@@ -385,7 +414,7 @@ impl Standardizer {
             false,
         )?
         .item()?;
-        let std = if var > 0.0 { var.sqrt() } else { 1.0 };
+        let std = if var > 0.0 { var.sqrt() } else { 0.0 };
         Ok(Standardizer {
             mean: vec![mean; per.mean.len()],
             std: vec![std; per.std.len()],
@@ -410,8 +439,21 @@ impl Standardizer {
             ));
         }
         let m = Tensor::from_vec(self.mean.clone(), &[f])?.cast(x.dtype())?;
-        let s = Tensor::from_vec(self.std.clone(), &[f])?.cast(x.dtype())?;
-        ops::divide(&ops::subtract(x, &m)?, &s)
+        let safe: Vec<f64> = self
+            .std
+            .iter()
+            .map(|&s| if s > 0.0 { s } else { 1.0 })
+            .collect();
+        let s = Tensor::from_vec(safe, &[f])?.cast(x.dtype())?;
+        let z = ops::divide(&ops::subtract(x, &m)?, &s)?;
+        if self.std.iter().all(|&s| s > 0.0) {
+            return Ok(z);
+        }
+        // A feature that was constant in the data it was fitted on told the model nothing, and
+        // its weights were never trained against any other value: it is 0 (its mean) always,
+        // instead of a large number the model never saw.
+        let keep: Vec<f64> = self.std.iter().map(|&s| f64::from(s > 0.0)).collect();
+        ops::multiply(&z, &Tensor::from_vec(keep, &[f])?.cast(x.dtype())?)
     }
 }
 

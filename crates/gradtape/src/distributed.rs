@@ -154,9 +154,25 @@ enum Kind {
 /// });
 /// assert!(sums.iter().all(|b| b == &vec![3.0, 3.0]));
 /// ```
+///
+/// A member is `Send` but not `Sync`: each thread must own its member, so that a thread
+/// which panics or returns early drops it and the others' collectives fail with "the group
+/// stopped: rank 1 left ...". Lent by reference from a thread that keeps it alive, a member
+/// that died would have left the others waiting forever; that no longer compiles:
+///
+/// ```compile_fail
+/// use gradtape::distributed::{Communicator, LocalGroup};
+/// let comms = LocalGroup::new(2);
+/// std::thread::scope(|s| {
+///     s.spawn(|| comms[0].all_reduce_sum(&mut [1.0]));
+///     s.spawn(|| comms[1].all_reduce_sum(&mut [1.0]));
+/// });
+/// ```
 pub struct LocalGroup {
     rank: usize,
     shared: Arc<Shared>,
+    /// Not `Sync` (see above).
+    _owned_by_one_thread: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 impl LocalGroup {
@@ -175,6 +191,7 @@ impl LocalGroup {
             .map(|rank| LocalGroup {
                 rank,
                 shared: shared.clone(),
+                _owned_by_one_thread: std::marker::PhantomData,
             })
             .collect()
     }

@@ -49,10 +49,16 @@ pub fn load(path: &Path) -> Result<Tensor> {
             let text = format!("{:width$}", "(0,)", width = at.len());
             bytes[at].copy_from_slice(text.as_bytes());
             empty_shape = Some(dims.iter().map(|&d| d as usize).collect::<Vec<_>>());
-        } else if dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none() {
+        } else if dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .is_none()
+        {
             return Err(Error::io(
                 op,
-                format!("{name}: the header's shape {dims:?} has more elements than memory can hold"),
+                format!(
+                    "{name}: the header's shape {dims:?} has more elements than memory can hold"
+                ),
             ));
         }
     }

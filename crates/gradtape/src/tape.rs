@@ -1199,7 +1199,11 @@ fn jacobians(
     // the jacobians themselves must fit before any pass runs
     for key in keys {
         let shape = full_shape(key);
-        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none() {
+        if shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_none()
+        {
             return Err(Error::resource(
                 op,
                 format!(

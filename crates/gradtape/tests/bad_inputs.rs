@@ -49,38 +49,73 @@ type Case = (&'static str, fn() -> Check);
 
 fn cases() -> Vec<Case> {
     vec![
-        ("conv2d with dilation usize::MAX (wrapped to a wrong result)", || {
-            let options = ConvOptions {
-                dilation: [usize::MAX, 1],
-                ..ConvOptions::default()
-            };
-            refused(
-                "conv2d",
-                ops::conv2d_with(&ones(&[1, 5, 5, 1]), &ones(&[3, 3, 1, 1]), [1, 1], Padding::Same, options),
-            )
-        }),
-        ("conv2d_transpose with dilation 2^63 (a wrong [1,2,3,1] result)", || {
-            refused(
-                "conv2d_transpose",
-                ops::conv2d_transpose(&ones(&[1, 2, 2, 1]), &ones(&[3, 2, 1, 1]), [1, 1], Padding::Valid, [1 << 63, 1]),
-            )
-        }),
+        (
+            "conv2d with dilation usize::MAX (wrapped to a wrong result)",
+            || {
+                let options = ConvOptions {
+                    dilation: [usize::MAX, 1],
+                    ..ConvOptions::default()
+                };
+                refused(
+                    "conv2d",
+                    ops::conv2d_with(
+                        &ones(&[1, 5, 5, 1]),
+                        &ones(&[3, 3, 1, 1]),
+                        [1, 1],
+                        Padding::Same,
+                        options,
+                    ),
+                )
+            },
+        ),
+        (
+            "conv2d_transpose with dilation 2^63 (a wrong [1,2,3,1] result)",
+            || {
+                refused(
+                    "conv2d_transpose",
+                    ops::conv2d_transpose(
+                        &ones(&[1, 2, 2, 1]),
+                        &ones(&[3, 2, 1, 1]),
+                        [1, 1],
+                        Padding::Valid,
+                        [1 << 63, 1],
+                    ),
+                )
+            },
+        ),
         ("conv2d_transpose of an empty-height image", || {
             refused(
                 "conv2d_transpose",
-                ops::conv2d_transpose(&ones(&[1, 0, 2, 1]), &ones(&[3, 2, 1, 1]), [1, 1], Padding::Valid, [1, 1]),
+                ops::conv2d_transpose(
+                    &ones(&[1, 0, 2, 1]),
+                    &ones(&[3, 2, 1, 1]),
+                    [1, 1],
+                    Padding::Valid,
+                    [1, 1],
+                ),
             )
         }),
         ("conv2d_transpose with a 0-high kernel", || {
             refused(
                 "conv2d_transpose",
-                ops::conv2d_transpose(&ones(&[1, 2, 2, 1]), &ones(&[0, 2, 1, 1]), [1, 1], Padding::Valid, [1, 1]),
+                ops::conv2d_transpose(
+                    &ones(&[1, 2, 2, 1]),
+                    &ones(&[0, 2, 1, 1]),
+                    [1, 1],
+                    Padding::Valid,
+                    [1, 1],
+                ),
             )
         }),
         ("max_pool2d with a 2^32 x 2^32 window", || {
             refused(
                 "max_pool2d",
-                ops::max_pool2d(&ones(&[1, 4, 4, 1]), [1 << 32, 1 << 32], [1, 1], Padding::Same),
+                ops::max_pool2d(
+                    &ones(&[1, 4, 4, 1]),
+                    [1 << 32, 1 << 32],
+                    [1, 1],
+                    Padding::Same,
+                ),
             )
         }),
         ("avg_pool2d with a usize::MAX window", || {
@@ -97,7 +132,9 @@ fn cases() -> Vec<Case> {
                 other => Err(format!("{other:?}")),
             }
         }),
-        ("pad by 2^40", || refused("pad", ops::pad(&ones(&[2]), &[[1 << 40, 0]]))),
+        ("pad by 2^40", || {
+            refused("pad", ops::pad(&ones(&[2]), &[[1 << 40, 0]]))
+        }),
         ("one_hot of depth 2^40", || {
             let i = Tensor::from_vec(vec![0i64, 1], &[2]).unwrap();
             refused("one_hot", ops::one_hot(&i, 1 << 40, 1.0, 0.0, DType::F32))
@@ -107,19 +144,36 @@ fn cases() -> Vec<Case> {
             refused("one_hot", ops::one_hot(&i, 1 << 62, 1.0, 0.0, DType::F32))
         }),
         ("uniform of 2^40 elements", || {
-            refused("random.uniform", Generator::from_seed(0).uniform(&[1 << 40], 0.0, 1.0, DType::F32))
+            refused(
+                "random.uniform",
+                Generator::from_seed(0).uniform(&[1 << 40], 0.0, 1.0, DType::F32),
+            )
         }),
         ("uniform of [2^62, 4]", || {
-            refused("random.uniform", Generator::from_seed(0).uniform(&[1 << 62, 4], 0.0, 1.0, DType::F32))
+            refused(
+                "random.uniform",
+                Generator::from_seed(0).uniform(&[1 << 62, 4], 0.0, 1.0, DType::F32),
+            )
         }),
         ("normal of [2^62, 4]", || {
-            refused("random.normal", Generator::from_seed(0).normal(&[1 << 62, 4], 0.0, 1.0, DType::F64))
+            refused(
+                "random.normal",
+                Generator::from_seed(0).normal(&[1 << 62, 4], 0.0, 1.0, DType::F64),
+            )
         }),
         ("Dense of 2^20 x 2^20", || {
             let mut rng = Generator::from_seed(0);
             refused(
                 "uniform",
-                Dense::new("d", 1 << 20, 1 << 20, Activation::Linear, DType::F32, &mut rng).map(|_| ()),
+                Dense::new(
+                    "d",
+                    1 << 20,
+                    1 << 20,
+                    Activation::Linear,
+                    DType::F32,
+                    &mut rng,
+                )
+                .map(|_| ()),
             )
         }),
         ("jacobian of a [2^40] broadcast target", || {
@@ -141,15 +195,18 @@ fn cases() -> Vec<Case> {
             let _ = std::fs::remove_file(&p);
             refused("npy::load", r)
         }),
-        ("npy header shape (2^32, 2^32, 0) is a valid empty array", || {
-            let p = npy_file("empty", "(4294967296, 4294967296, 0)", 0);
-            let r = gradtape::npy::load(&p);
-            let _ = std::fs::remove_file(&p);
-            match r {
-                Ok(t) if t.shape() == [1 << 32, 1 << 32, 0] && t.numel() == 0 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }),
+        (
+            "npy header shape (2^32, 2^32, 0) is a valid empty array",
+            || {
+                let p = npy_file("empty", "(4294967296, 4294967296, 0)", 0);
+                let r = gradtape::npy::load(&p);
+                let _ = std::fs::remove_file(&p);
+                match r {
+                    Ok(t) if t.shape() == [1 << 32, 1 << 32, 0] && t.numel() == 0 => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        ),
     ]
 }
 
@@ -186,7 +243,10 @@ fn every_bad_input_is_an_error_never_a_panic_or_an_abort() {
             wrong.push(line.to_string());
         } else if stderr.contains("panicked") {
             panics += 1;
-            let why = stderr.lines().find(|l| l.contains("panicked")).unwrap_or("");
+            let why = stderr
+                .lines()
+                .find(|l| l.contains("panicked"))
+                .unwrap_or("");
             wrong.push(format!("PANIC: {name}: {why}"));
         } else {
             aborts += 1;
@@ -225,25 +285,89 @@ fn nan_propagates_through_every_op_as_in_tensorflow() {
         ("maximum(0, x)", |x| ops::maximum(&0.0, x), AT_1),
         ("minimum(x, 0)", |x| ops::minimum(x, &0.0), AT_1),
         ("minimum(0, x)", |x| ops::minimum(&0.0, x), AT_1),
-        ("clip_by_value", |x| ops::clip_by_value(x, &-1.0, &1.0), AT_1),
+        (
+            "clip_by_value",
+            |x| ops::clip_by_value(x, &-1.0, &1.0),
+            AT_1,
+        ),
         ("round", |x| ops::round(x), AT_1),
         ("floor", |x| ops::floor(x), AT_1),
-        ("reduce_max", |x| ops::reduce_max(x, gradtape::Axes::All, false), ALL),
-        ("reduce_min", |x| ops::reduce_min(x, gradtape::Axes::All, false), ALL),
-        ("reduce_sum", |x| ops::reduce_sum(x, gradtape::Axes::All, false), ALL),
-        ("reduce_mean", |x| ops::reduce_mean(x, gradtape::Axes::All, false), ALL),
-        ("logsumexp", |x| ops::reduce_logsumexp(x, gradtape::Axes::All, false), ALL),
-        ("softmax", |x| ops::softmax(x, -1), &[true, true, true, true]),
-        ("max_pool2d", |x| {
-            ops::max_pool2d(&ops::reshape(x, &[1, 2, 2, 1])?, [2, 2], [2, 2], Padding::Valid)
-        }, ALL),
-        ("avg_pool2d", |x| {
-            ops::avg_pool2d(&ops::reshape(x, &[1, 2, 2, 1])?, [2, 2], [2, 2], Padding::Valid)
-        }, ALL),
-        ("max_pool2d same", |x| {
-            ops::max_pool2d(&ops::reshape(x, &[1, 2, 2, 1])?, [2, 2], [1, 1], Padding::Same)
-        }, &[true, true, false, false]),
-        ("matmul", |x| ops::matmul(&ops::reshape(x, &[1, 4])?, &Tensor::ones(&[4, 1], DType::F32)?), ALL),
+        (
+            "reduce_max",
+            |x| ops::reduce_max(x, gradtape::Axes::All, false),
+            ALL,
+        ),
+        (
+            "reduce_min",
+            |x| ops::reduce_min(x, gradtape::Axes::All, false),
+            ALL,
+        ),
+        (
+            "reduce_sum",
+            |x| ops::reduce_sum(x, gradtape::Axes::All, false),
+            ALL,
+        ),
+        (
+            "reduce_mean",
+            |x| ops::reduce_mean(x, gradtape::Axes::All, false),
+            ALL,
+        ),
+        (
+            "logsumexp",
+            |x| ops::reduce_logsumexp(x, gradtape::Axes::All, false),
+            ALL,
+        ),
+        (
+            "softmax",
+            |x| ops::softmax(x, -1),
+            &[true, true, true, true],
+        ),
+        (
+            "max_pool2d",
+            |x| {
+                ops::max_pool2d(
+                    &ops::reshape(x, &[1, 2, 2, 1])?,
+                    [2, 2],
+                    [2, 2],
+                    Padding::Valid,
+                )
+            },
+            ALL,
+        ),
+        (
+            "avg_pool2d",
+            |x| {
+                ops::avg_pool2d(
+                    &ops::reshape(x, &[1, 2, 2, 1])?,
+                    [2, 2],
+                    [2, 2],
+                    Padding::Valid,
+                )
+            },
+            ALL,
+        ),
+        (
+            "max_pool2d same",
+            |x| {
+                ops::max_pool2d(
+                    &ops::reshape(x, &[1, 2, 2, 1])?,
+                    [2, 2],
+                    [1, 1],
+                    Padding::Same,
+                )
+            },
+            &[true, true, false, false],
+        ),
+        (
+            "matmul",
+            |x| {
+                ops::matmul(
+                    &ops::reshape(x, &[1, 4])?,
+                    &Tensor::ones(&[4, 1], DType::F32)?,
+                )
+            },
+            ALL,
+        ),
     ];
     let x = Tensor::from_vec(vec![1.0f32, f32::NAN, -2.0, 3.0], &[4]).unwrap();
     let mut wrong = vec![];
@@ -274,6 +398,9 @@ fn a_large_jacobian_is_chunked_by_memory() {
     let peak = gradtape::memory::peak_bytes() - before;
     let j = j.unwrap();
     assert_eq!(j.shape(), [n]);
-    assert_eq!(j.to_vec::<f64>().unwrap(), (0..n).map(|i| i as f64).collect::<Vec<_>>());
+    assert_eq!(
+        j.to_vec::<f64>().unwrap(),
+        (0..n).map(|i| i as f64).collect::<Vec<_>>()
+    );
     assert!(peak < 128 << 20, "peak {} MB", peak >> 20);
 }

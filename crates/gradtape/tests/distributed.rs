@@ -47,9 +47,7 @@ fn uneven_shards_weighted_by_rows_end_where_one_process_does() {
             std::thread::scope(|s| {
                 let handles: Vec<_> = LocalGroup::new(members)
                     .into_iter()
-                    .map(|c| {
-                        s.spawn(move || common::train_replica_batches(&c, 1, batch).unwrap())
-                    })
+                    .map(|c| s.spawn(move || common::train_replica_batches(&c, 1, batch).unwrap()))
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             })
@@ -202,4 +200,31 @@ fn fit_distributed_on_two_threads_matches_fit_on_one() {
             assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
         }
     }
+}
+
+#[test]
+fn a_member_whose_thread_panics_stops_the_others() {
+    // Issue 20: a member lent by reference from a thread that kept it alive hung the group
+    // when its user panicked. Members are not Sync now (a compile_fail doctest shows the old
+    // program no longer compiles); owned by its thread, a panicking member is dropped.
+    let outcome = common::within("a panicking member", || {
+        let mut comms = LocalGroup::new(2).into_iter();
+        let (first, second) = (comms.next().unwrap(), comms.next().unwrap());
+        std::thread::scope(|s| {
+            let waiting = s.spawn(move || {
+                let mut b = [1.0];
+                first.all_reduce_sum(&mut b).unwrap_err().to_string()
+            });
+            let dying = s.spawn(move || -> Result<()> {
+                let _mine = second;
+                panic!("rank 1 dies")
+            });
+            assert!(dying.join().is_err());
+            waiting.join().unwrap()
+        })
+    });
+    assert!(
+        outcome.contains("the group stopped") && outcome.contains("rank 1"),
+        "{outcome}"
+    );
 }

@@ -58,9 +58,11 @@ fn standardisation_uses_training_statistics_only() {
     let x = Tensor::from_vec(vec![0.0f64, 10.0, 2.0, 10.0, 100.0, 0.0], &[3, 2]).unwrap();
     let st = Standardizer::fit(&take_rows(&x, &[0, 1]).unwrap()).unwrap();
     assert_eq!(st.mean, vec![1.0, 10.0]);
-    assert_eq!(st.std, vec![1.0, 1.0]); // the constant column keeps scale 1
+    assert_eq!(st.std, vec![1.0, 0.0]); // the second column is constant in training
     let t = st.transform(&x).unwrap().to_vec::<f64>().unwrap();
-    assert_eq!(t, vec![-1.0, 0.0, 1.0, 0.0, 99.0, -10.0]);
+    // a feature constant in training is always 0 (issue 20: -10 here, a value the model never
+    // saw, multiplied by weights never trained)
+    assert_eq!(t, vec![-1.0, 0.0, 1.0, 0.0, 99.0, 0.0]);
 }
 
 #[test]

@@ -331,7 +331,10 @@ pub fn one_hot(
     let n = idx.len().checked_mul(depth).ok_or_else(|| {
         Error::resource(
             "one_hot",
-            format!("{} indices of depth {depth} have more elements than memory can hold", idx.len()),
+            format!(
+                "{} indices of depth {depth} have more elements than memory can hold",
+                idx.len()
+            ),
         )
     })?;
     fn rows<T: Element>(idx: &[i64], depth: usize, n: usize, on: f64, off: f64) -> Result<Vec<T>> {
@@ -343,5 +346,7 @@ pub fn one_hot(
         }
         Ok(v)
     }
-    Ok(dispatch_all!(dtype, T => Tensor::from_elems(rows::<T>(&idx, depth, n, on_value, off_value)?, &shape)))
+    Ok(
+        dispatch_all!(dtype, T => Tensor::from_elems(rows::<T>(&idx, depth, n, on_value, off_value)?, &shape)),
+    )
 }
