@@ -627,10 +627,11 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     // The metadata is input like any other: sizes it gives must describe the weights the file
     // holds before anything is built from them (hidden=[1e12] aborted allocating).
     let weights: usize = ck.tensors.values().map(Tensor::numel).sum();
+    let outputs = classes.as_ref().map_or(1, |c| c.len());
     let dense_params = |inputs: usize| -> Option<usize> {
         let widths: Vec<usize> = std::iter::once(inputs)
             .chain(hidden.iter().copied())
-            .chain(std::iter::once(classes.as_ref().map_or(1, |c| c.len())))
+            .chain(std::iter::once(outputs))
             .collect();
         widths.windows(2).try_fold(0usize, |acc, w| {
             acc.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
@@ -651,7 +652,6 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
         activation: act,
         ..TrainConfig::default()
     };
-    let outputs = classes.as_ref().map_or(1, |c| c.len());
     let model = match meta["model"].as_str().unwrap_or("mlp") {
         "mlp" => build_mlp(features.len(), &hidden, outputs, &cfg)?,
         "cnn" => {
@@ -677,24 +677,18 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     checkpoint::restore(&path, &model.variables())?;
     // every weight in the file must belong to the model the metadata describes: a model built
     // from wrong metadata can find tensors of the shapes it asks for and ignore the rest
-    let used: std::collections::BTreeSet<&str> = model
-        .variables()
-        .iter()
-        .filter_map(|v| {
-            v.name()
-                .map(|n| ck.tensors.get_key_value(n).map(|(k, _)| k.as_str()))
-        })
-        .flatten()
-        .collect();
-    let unused: Vec<&String> = ck
+    let vars = model.variables();
+    let names: std::collections::BTreeSet<&str> = vars.iter().filter_map(|v| v.name()).collect();
+    let unused: Vec<&str> = ck
         .tensors
         .keys()
-        .filter(|k| !used.contains(k.as_str()))
+        .map(String::as_str)
+        .filter(|k| !names.contains(k))
         .collect();
     if !unused.is_empty() {
         return Err(bad(&format!(
             "holds weights the metadata's model does not have ({}): the metadata does not describe these weights",
-            unused.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            unused.join(", ")
         )));
     }
 

@@ -84,11 +84,7 @@ pub fn load(path: &Path) -> Result<Tensor> {
     // The header is input like any other: a shape whose element count overflows, or that
     // claims more data than the file holds, is refused here (npyz would panic or try to
     // allocate it); a shape with a 0 is empty whatever its other sizes.
-    let numel = if shape.contains(&0) {
-        Some(0)
-    } else {
-        shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
-    };
+    let numel = crate::shape::checked_numel(&shape);
     let fits = numel
         .and_then(|n| n.checked_mul(ts.size_field().max(1) as usize))
         .is_some_and(|b| b <= bytes.len());

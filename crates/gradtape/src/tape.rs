@@ -1199,11 +1199,7 @@ fn jacobians(
     // the jacobians themselves must fit before any pass runs
     for key in keys {
         let shape = full_shape(key);
-        if shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .is_none()
-        {
+        if crate::shape::checked_numel(&shape).is_none() {
             return Err(Error::resource(
                 op,
                 format!(

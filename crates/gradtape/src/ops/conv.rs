@@ -106,9 +106,7 @@ impl Window {
         let (oh, pt) = axis(h, kernel[0], strides[0], dilation[0]).ok_or_else(too_large)?;
         let (ow, pl) = axis(w, kernel[1], strides[1], dilation[1]).ok_or_else(too_large)?;
         // the elements of one image's patches, which `patches` allocates per channel
-        [oh, ow, kernel[0], kernel[1]]
-            .iter()
-            .try_fold(1usize, |a, &b| a.checked_mul(b))
+        crate::shape::checked_numel(&[oh, ow, kernel[0], kernel[1]])
             .and_then(fits)
             .ok_or_else(too_large)?;
         if oh == 0 || ow == 0 {
@@ -184,10 +182,7 @@ fn zeros<T: Element>(op: &'static str, len: usize) -> Result<Vec<T>> {
 }
 
 fn patches_kernel<T: Element>(src: &[T], n: usize, c: usize, win: &Window) -> Result<Vec<T>> {
-    let len = [n, win.oh, win.ow, win.kh, win.kw, c]
-        .iter()
-        .try_fold(1usize, |a, &b| a.checked_mul(b))
-        .ok_or_else(|| {
+    let len = crate::shape::checked_numel(&[n, win.oh, win.ow, win.kh, win.kw, c]).ok_or_else(|| {
             Error::resource(
                 "patches",
                 format!(
