@@ -22,15 +22,36 @@ pub fn progress_bar(len: usize, lines: bool, template: &str) -> Option<indicatif
     })
 }
 
-/// Files being prepared in one output folder. Nothing in the folder changes until
+/// Files being prepared for one output folder. Nothing in the folder changes until
 /// [`Staging::commit`], and a commit that fails puts back what was there: a failed run leaves the
-/// folder exactly as it found it (a folder this run created is removed again).
+/// folder exactly as it found it.
+///
+/// Several files are written into a hidden sibling folder (`.NAME.gradtape-stage-PID`) that
+/// replaces the output folder in one atomic rename (an exchange of the two folders on Linux,
+/// with the folder's other entries hard-linked across first), so a run killed at any instant
+/// leaves either all the previous outputs or all the new ones. One file is written under a
+/// temporary name beside its final one and renamed over it, which is atomic by itself. Where a
+/// folder swap is impossible (the folder is a mount point, or the system has no exchange), the
+/// files are renamed into place one by one: each file is always whole, but a kill between two
+/// renames leaves a mix. A later run removes what a killed run left behind.
 pub struct Staging {
     dir: PathBuf,
-    created_dir: bool,
+    mode: Mode,
     committed: bool,
-    staged: Vec<(PathBuf, PathBuf)>,
+    staged: Vec<String>,
 }
+
+enum Mode {
+    /// The new files go to `stage`, which becomes `target` in one rename.
+    Swap { target: PathBuf, stage: PathBuf },
+    /// The new files go beside their final names in the folder (made by this run if
+    /// `created_dir`).
+    InPlace { created_dir: bool },
+}
+
+/// The prefix of leftovers: `.tmp-PID-NAME` and `.old-PID-N` inside a folder, and
+/// `.NAME.gradtape-stage-PID` beside it.
+const STAGE_MARK: &str = ".gradtape-stage-";
 
 impl Staging {
     /// Makes (or checks) the folder the files go to, before any work: the folder must be
@@ -52,6 +73,17 @@ impl Staging {
                 )));
             }
         }
+        remove_leftovers(dir);
+        if names.len() > 1 {
+            if let Some(mode) = swap_plan(dir) {
+                return Ok(Staging {
+                    dir: dir.to_path_buf(),
+                    mode,
+                    committed: false,
+                    staged: vec![],
+                });
+            }
+        }
         std::fs::create_dir_all(dir).map_err(|e| {
             CliError(format!(
                 "--out {}: cannot create the folder: {e}",
@@ -60,7 +92,9 @@ impl Staging {
         })?;
         let stage = Staging {
             dir: dir.to_path_buf(),
-            created_dir: !existed,
+            mode: Mode::InPlace {
+                created_dir: !existed,
+            },
             committed: false,
             staged: vec![],
         };
@@ -72,13 +106,14 @@ impl Staging {
         Ok(stage)
     }
 
-    /// A temporary path for `name` in the folder (keeping its extension, which the picture
-    /// encoders look at), to be renamed to `name` by [`Staging::commit`].
+    /// Where to write `name` now (keeping its extension, which the picture encoders look
+    /// at); [`Staging::commit`] puts it in place.
     pub fn path(&mut self, name: &str) -> PathBuf {
-        let target = self.dir.join(name);
-        let tmp = self.dir.join(format!(".tmp-{}-{name}", std::process::id()));
-        self.staged.push((tmp.clone(), target));
-        tmp
+        self.staged.push(name.to_string());
+        match &self.mode {
+            Mode::Swap { stage, .. } => stage.join(name),
+            Mode::InPlace { .. } => self.dir.join(temporary_name(name)),
+        }
     }
 
     /// Writes `contents` as `name`.
@@ -92,50 +127,43 @@ impl Staging {
         })
     }
 
-    /// Renames every staged file into place; returns the final paths. Files it replaces are
-    /// moved aside first and deleted only once every rename has worked; if one fails, the new
-    /// files are removed and the old ones put back.
+    /// Puts every staged file in place; returns the final paths.
     pub fn commit(mut self) -> Result<Vec<PathBuf>, CliError> {
-        let mut aside: Vec<(PathBuf, PathBuf)> = vec![];
-        let mut placed: Vec<PathBuf> = vec![];
-        let mut failure = None;
-        for (i, (tmp, target)) in self.staged.iter().enumerate() {
-            let fail =
-                |e: std::io::Error| CliError(format!("{}: cannot write: {e}", target.display()));
-            if target.is_dir() {
-                failure = Some(CliError(format!(
-                    "{}: is a folder, so the file this run writes cannot go there",
-                    target.display()
-                )));
-                break;
-            }
-            if target.symlink_metadata().is_ok() {
-                let old = self.dir.join(format!(".old-{}-{i}", std::process::id()));
-                if let Err(e) = std::fs::rename(target, &old) {
-                    failure = Some(fail(e));
-                    break;
+        let placed: Vec<PathBuf> = self.staged.iter().map(|n| self.dir.join(n)).collect();
+        match &self.mode {
+            Mode::Swap { target, stage } => {
+                if let Err(e) = swap_in(stage, target, &self.staged) {
+                    if e.kind() != std::io::ErrorKind::Unsupported {
+                        return Err(CliError(format!(
+                            "--out {}: cannot put the new files in place: {e}",
+                            self.dir.display()
+                        )));
+                    }
+                    // No exchange here, or an entry of the folder that cannot be linked:
+                    // the files go in one by one.
+                    let moves: Vec<_> = self
+                        .staged
+                        .iter()
+                        .map(|n| (stage.join(n), target.join(n)))
+                        .collect();
+                    rename_each(target, &moves)?;
                 }
-                aside.push((old, target.clone()));
             }
-            if let Err(e) = std::fs::rename(tmp, target) {
-                failure = Some(fail(e));
-                break;
+            Mode::InPlace { .. } => {
+                let moves: Vec<_> = self
+                    .staged
+                    .iter()
+                    .map(|n| (self.dir.join(temporary_name(n)), self.dir.join(n)))
+                    .collect();
+                rename_each(&self.dir, &moves)?;
             }
-            placed.push(target.clone());
-        }
-        if let Some(e) = failure {
-            for target in placed.iter().rev() {
-                let _ = std::fs::remove_file(target);
-            }
-            for (old, target) in aside.iter().rev() {
-                let _ = std::fs::rename(old, target);
-            }
-            return Err(e); // Drop removes the temporary files (and a folder this run made)
-        }
-        for (old, _) in &aside {
-            let _ = std::fs::remove_file(old);
         }
         self.committed = true;
+        if let Mode::Swap { stage, .. } = &self.mode {
+            // After the swap this holds the previous outputs (or nothing, for a new folder).
+            let _ = std::fs::remove_dir_all(stage);
+            fault_point();
+        }
         Ok(placed)
     }
 }
@@ -147,14 +175,270 @@ impl Drop for Staging {
         if self.committed {
             return;
         }
-        for (tmp, _) in &self.staged {
-            let _ = std::fs::remove_file(tmp);
-        }
-        if self.created_dir {
-            let _ = std::fs::remove_dir(&self.dir);
+        match &self.mode {
+            Mode::Swap { stage, .. } => {
+                let _ = std::fs::remove_dir_all(stage);
+            }
+            Mode::InPlace { created_dir } => {
+                for name in &self.staged {
+                    let _ = std::fs::remove_file(self.dir.join(temporary_name(name)));
+                }
+                if *created_dir {
+                    let _ = std::fs::remove_dir(&self.dir);
+                }
+            }
         }
     }
 }
+
+fn temporary_name(name: &str) -> String {
+    format!(".tmp-{}-{name}", std::process::id())
+}
+
+/// A hidden sibling folder to stage into, when the folder can be replaced by one rename: it
+/// is not a mount point (a rename cannot cross file systems) and the system can exchange two
+/// folders (or the folder does not exist yet). A symbolic link to a folder is followed, so the
+/// folder it points to is the one replaced.
+fn swap_plan(dir: &Path) -> Option<Mode> {
+    let target = if dir.exists() {
+        if !cfg!(target_os = "linux") {
+            return None;
+        }
+        std::fs::canonicalize(dir).ok()?
+    } else {
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = parent.unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).ok()?;
+        std::fs::canonicalize(parent).ok()?.join(dir.file_name()?)
+    };
+    let parent = target.parent()?;
+    if dir.exists() && !same_file_system(&target, parent) {
+        return None;
+    }
+    let name = target.file_name()?.to_str()?;
+    let stage = parent.join(format!(".{name}{STAGE_MARK}{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&stage); // a dead run's, with our process id
+    std::fs::create_dir(&stage).ok()?;
+    Some(Mode::Swap { target, stage })
+}
+
+#[cfg(unix)]
+fn same_file_system(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.metadata(), b.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file_system(_: &Path, _: &Path) -> bool {
+    false
+}
+
+/// Makes `stage` (holding the new files, `ours`) the folder `target`. The folder's other
+/// entries are hard-linked into `stage` first, so they stay; then one rename. An error of kind
+/// `Unsupported` means nothing changed and the files may still be renamed one by one.
+fn swap_in(stage: &Path, target: &Path, ours: &[String]) -> std::io::Result<()> {
+    if !target.exists() {
+        fault_point();
+        return std::fs::rename(stage, target);
+    }
+    let unsupported = |e: std::io::Error| std::io::Error::new(std::io::ErrorKind::Unsupported, e);
+    for entry in std::fs::read_dir(target)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if ours.iter().any(|o| name == o.as_str()) {
+            if entry.path().is_dir() {
+                let msg = format!(
+                    "{} is a folder, so the file this run writes cannot go there",
+                    entry.path().display()
+                );
+                return Err(std::io::Error::other(msg));
+            }
+            continue;
+        }
+        link_tree(&entry.path(), &stage.join(&name)).map_err(unsupported)?;
+    }
+    if let Ok(m) = target.metadata() {
+        let _ = std::fs::set_permissions(stage, m.permissions());
+    }
+    fault_point();
+    exchange(stage, target).map_err(unsupported)
+}
+
+/// `to` becomes a copy of `from` that shares its files: folders are made anew, files are hard
+/// links, symbolic links are made again.
+fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let kind = from.symlink_metadata()?.file_type();
+    fault_point();
+    if kind.is_dir() {
+        std::fs::create_dir(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            link_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else if kind.is_symlink() {
+        #[cfg(unix)]
+        return std::os::unix::fs::symlink(std::fs::read_link(from)?, to);
+        #[cfg(not(unix))]
+        return Err(std::io::ErrorKind::Unsupported.into());
+    } else {
+        std::fs::hard_link(from, to)
+    }
+}
+
+/// Swaps two folders in one step (Linux's `renameat2` with `RENAME_EXCHANGE`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both pointers are NUL-terminated strings that outlive the call; renameat2 only
+    // reads them.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// Renames each `(from, to)`; a file it replaces is first hard-linked aside (so `to` never
+/// disappears) and deleted once every rename has worked; if one fails, the new files are
+/// removed and the old ones put back.
+fn rename_each(dir: &Path, moves: &[(PathBuf, PathBuf)]) -> Result<(), CliError> {
+    let mut aside: Vec<(PathBuf, PathBuf)> = vec![];
+    let mut placed: Vec<PathBuf> = vec![];
+    let mut failure = None;
+    for (i, (from, to)) in moves.iter().enumerate() {
+        let fail = |e: std::io::Error| CliError(format!("{}: cannot write: {e}", to.display()));
+        if to.is_dir() {
+            failure = Some(CliError(format!(
+                "{}: is a folder, so the file this run writes cannot go there",
+                to.display()
+            )));
+            break;
+        }
+        if to.symlink_metadata().is_ok() {
+            let old = dir.join(format!(".old-{}-{i}", std::process::id()));
+            fault_point();
+            let kept =
+                std::fs::hard_link(to, &old).or_else(|_| std::fs::copy(to, &old).map(|_| ()));
+            if let Err(e) = kept {
+                failure = Some(fail(e));
+                break;
+            }
+            aside.push((old, to.clone()));
+        }
+        fault_point();
+        if let Err(e) = std::fs::rename(from, to) {
+            failure = Some(fail(e));
+            break;
+        }
+        placed.push(to.clone());
+    }
+    if let Some(e) = failure {
+        for to in &placed {
+            if !aside.iter().any(|(_, t)| t == to) {
+                let _ = std::fs::remove_file(to);
+            }
+        }
+        for (old, to) in aside.iter().rev() {
+            let _ = std::fs::rename(old, to);
+        }
+        return Err(e);
+    }
+    for (old, _) in &aside {
+        fault_point();
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(())
+}
+
+/// Removes what killed runs left: `.tmp-PID-*` and `.old-PID-*` files in `dir`, and
+/// `.NAME.gradtape-stage-PID` folders beside it, of processes no longer running.
+fn remove_leftovers(dir: &Path) {
+    let dead = |pid: &str| pid.parse::<u32>().is_ok_and(|p| !process_alive(p));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let pid = name
+                .strip_prefix(".tmp-")
+                .or_else(|| name.strip_prefix(".old-"))
+                .and_then(|rest| rest.split('-').next());
+            if pid.is_some_and(dead) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    let prefix = format!(".{name}{STAGE_MARK}");
+    if let Ok(entries) = std::fs::read_dir(parent.unwrap_or(Path::new("."))) {
+        for entry in entries.flatten() {
+            let n = entry.file_name();
+            let pid = n.to_str().and_then(|n| n.strip_prefix(&prefix));
+            if pid.is_some_and(dead) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// Whether a process with this id runs (a signal 0 probe; "not permitted" means it does).
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; kill only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_: u32) -> bool {
+    true
+}
+
+/// The kill test's hook: with `GRADTAPE_TEST_KILL_AT=n` set, the process kills itself with
+/// SIGKILL at the n-th file operation of a commit. Only in the test build.
+#[cfg(test)]
+fn fault_point() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let at = std::env::var("GRADTAPE_TEST_KILL_AT").ok();
+    if let Some(at) = at.and_then(|a| a.parse::<usize>().ok()) {
+        if SEEN.fetch_add(1, Ordering::SeqCst) + 1 == at {
+            // SAFETY: sends a signal to this process; no memory is involved.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+    }
+}
+
+#[cfg(not(test))]
+fn fault_point() {}
 
 /// The folder and file name of an output file given by an option (`--out`, `--tape-dot`),
 /// refusing a path that is a folder.
@@ -323,6 +607,125 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"new a");
         assert_eq!(listing(&dir).len(), 2, "no temporary or old files left");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The files of one run, as the kill test writes them (the first one alone is the
+    /// one-file case of `predict`).
+    const NAMES: [&str; 3] = ["model.safetensors", "history.csv", "run.json"];
+
+    /// Not a test by itself: the kill test starts the test binary with this test alone, to
+    /// make one commit into `$GRADTAPE_TEST_KILL_DIR` and be killed at one file operation.
+    #[test]
+    fn kill_child() {
+        let Ok(dir) = std::env::var("GRADTAPE_TEST_KILL_DIR") else {
+            return;
+        };
+        let n: usize = std::env::var("GRADTAPE_TEST_KILL_FILES")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut stage = Staging::new(Path::new(&dir), &NAMES[..n]).unwrap();
+        for name in &NAMES[..n] {
+            stage.write(name, format!("new {name}").as_bytes()).unwrap();
+        }
+        stage.commit().unwrap();
+    }
+
+    /// The folder as the previous run left it, with a file and a folder of the user's.
+    fn old_outputs(dir: &Path, files: usize) {
+        std::fs::create_dir_all(dir.join("notes")).unwrap();
+        std::fs::write(dir.join("notes/inner.txt"), b"user's inner").unwrap();
+        std::fs::write(dir.join("keep.txt"), b"user's").unwrap();
+        for name in &NAMES[..files] {
+            std::fs::write(dir.join(name), format!("old {name}")).unwrap();
+        }
+    }
+
+    /// Issue 20: SIGKILL at every file operation of the commit (the hook in `fault_point`)
+    /// must leave all the previous outputs or all the new ones, never a mix or a missing
+    /// file, keep the user's own files, and leave nothing behind once the next run starts.
+    #[test]
+    fn a_kill_at_any_file_operation_leaves_the_old_outputs_or_the_new_ones() {
+        use std::os::unix::process::ExitStatusExt;
+        for (files, fresh) in [(3, false), (3, true), (1, false)] {
+            let root = std::env::temp_dir().join(format!(
+                "gradtape-kill-{}-{files}-{fresh}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&root).unwrap();
+            let dir = root.join("out");
+            let mut at = 1;
+            loop {
+                let _ = std::fs::remove_dir_all(&dir);
+                if !fresh {
+                    old_outputs(&dir, files);
+                }
+                let status = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "output::tests::kill_child", "--test-threads=1"])
+                    .env("GRADTAPE_TEST_KILL_AT", at.to_string())
+                    .env("GRADTAPE_TEST_KILL_DIR", &dir)
+                    .env("GRADTAPE_TEST_KILL_FILES", files.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .unwrap();
+                let killed = status.signal() == Some(libc::SIGKILL);
+                assert!(killed || status.success(), "kill at {at}: {status:?}");
+                let found: Vec<Option<String>> = NAMES[..files]
+                    .iter()
+                    .map(|n| std::fs::read_to_string(dir.join(n)).ok())
+                    .collect();
+                let all = |age: &str| {
+                    NAMES[..files]
+                        .iter()
+                        .zip(&found)
+                        .all(|(n, f)| f.as_deref() == Some(format!("{age} {n}").as_str()))
+                };
+                let nothing = fresh && !dir.exists();
+                assert!(
+                    all("new") || all("old") || nothing,
+                    "{files} files, fresh {fresh}, kill at {at}: {found:?}"
+                );
+                assert!(killed || all("new"), "an uninterrupted run commits");
+                if !fresh {
+                    let keep = std::fs::read(dir.join("keep.txt")).unwrap();
+                    assert_eq!(keep, b"user's");
+                    let inner = std::fs::read(dir.join("notes/inner.txt")).unwrap();
+                    assert_eq!(inner, b"user's inner");
+                }
+                // The next run removes the leftovers before it starts.
+                drop(Staging::new(&dir, &NAMES[..files]).unwrap());
+                let beside: Vec<_> = std::fs::read_dir(&root)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .filter(|n| n != "out")
+                    .collect();
+                assert!(beside.is_empty(), "kill at {at}: left {beside:?}");
+                if dir.exists() {
+                    let mut inside: Vec<_> = listing(&dir).into_iter().map(|e| e.0).collect();
+                    inside.retain(|n| n.starts_with('.'));
+                    assert!(inside.is_empty(), "kill at {at}: left {inside:?}");
+                }
+                if !killed {
+                    break;
+                }
+                at += 1;
+            }
+            // Links of keep.txt, notes, inner.txt, the swap, the removal of the old folder;
+            // or one file's link aside, rename, removal.
+            let points = if files == 1 {
+                3
+            } else if fresh {
+                2
+            } else {
+                5
+            };
+            assert!(
+                at > points,
+                "{files} files, fresh {fresh}: only {at} kill points"
+            );
+            std::fs::remove_dir_all(&root).unwrap();
+        }
     }
 
     #[test]
