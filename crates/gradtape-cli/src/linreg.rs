@@ -147,7 +147,7 @@ impl Args {
         let bad = |m: String| Err(CliError(m));
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!(
-                "--lr {}: the learning rate must be a positive number",
+                "--lr {:?}: the learning rate must be a positive number",
                 self.lr
             ));
         }
@@ -231,7 +231,7 @@ fn train(
     let model = || ops::add(&a, &ops::multiply(&b, x)?);
     let diverged = |epoch: usize, v: f64| {
         CliError(format!(
-            "the loss became {v} at epoch {epoch}: training diverged; try a smaller learning rate than --lr {}",
+            "the loss became {v} at epoch {epoch}: training diverged; try a smaller learning rate than --lr {:?}",
             args.lr
         ))
     };
@@ -349,11 +349,42 @@ fn saturation_epoch(costs: &[f64], final_loss: f64) -> Option<usize> {
         .position(|&c| (c - final_loss).abs() <= 0.01 * final_loss.abs())
 }
 
+/// The first epoch from which the cost printed with two decimals (`Loss: 20.56`) no longer
+/// changes up to the last epoch; `None` when it changes at the last one.
+fn two_decimal_saturation(costs: &[f64]) -> Option<usize> {
+    let printed: Vec<String> = costs.iter().map(|c| format!("{c:.2}")).collect();
+    let last = printed.last()?;
+    let from = printed.iter().rposition(|p| p != last).map_or(0, |i| i + 1);
+    (from + 1 < printed.len()).then_some(from)
+}
+
+/// At most this many frames in fit.gif, at this size: under 1 MB.
+const GIF_FRAMES: usize = 30;
+const GIF_SIZE: (u32, u32) = (480, 360);
+
+/// The epochs fit.gif shows: each of the first ones, then evenly spaced, then the fitted
+/// line (epoch `epochs`).
+fn gif_epochs(epochs: usize) -> Vec<usize> {
+    let every = GIF_FRAMES / 2;
+    let mut v: Vec<usize> = (0..epochs.min(every)).collect();
+    if epochs > every {
+        let rest = GIF_FRAMES - every - 1;
+        v.extend((1..=rest).map(|k| every + (epochs - every) * k / (rest + 1)));
+    }
+    v.push(epochs);
+    v.dedup();
+    v
+}
+
 /// At most this many points are drawn (every k-th when there are more).
 const MAX_DRAWN: usize = 5000;
 
-fn thin(v: &[f64]) -> Vec<f64> {
-    let step = v.len().div_ceil(MAX_DRAWN).max(1);
+/// At most this many points in each frame of fit.gif (every point in every frame made it
+/// 2 MB for 5,000 points).
+const GIF_POINTS: usize = 300;
+
+fn thin(v: &[f64], max: usize) -> Vec<f64> {
+    let step = v.len().div_ceil(max).max(1);
     v.iter().step_by(step).copied().collect()
 }
 
@@ -450,7 +481,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let bar = output::progress_bar(args.epochs, lines, "{bar:40} epoch {pos}/{len}  loss {msg}");
     if human {
         println!(
-            "gradtape linreg: {} points from {}, {} epochs, lr {}, {} loss, {}, {}",
+            "gradtape linreg: {} points from {}, {} epochs, lr {:?}, {} loss, {}, {}",
             n,
             d.source,
             args.epochs,
@@ -491,6 +522,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     let st = stats(&d, t.a, t.b)?;
     let sat = saturation_epoch(&t.costs, t.final_loss);
+    let sat2 = two_decimal_saturation(&t.costs);
 
     // Explanation of one step.
     let mut names = Names::new(&[(x.id(), "x"), (y.id(), "y")]);
@@ -510,7 +542,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .copied()
         .zip(t.b_hist.iter().copied())
         .collect();
-    let (xs, ys) = (thin(&d.x), thin(&d.y));
+    let (xs, ys) = (thin(&d.x, MAX_DRAWN), thin(&d.y, MAX_DRAWN));
     let title = format!(
         "y = a + b·x fitted by gradient descent ({} epochs)",
         args.epochs
@@ -522,6 +554,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             y: ys.clone(),
             history: history.clone(),
             fitted: (t.a, t.b),
+            reference: st.closed_form,
             title: title.clone(),
         };
         save(&fit, &stage.path(&format!("fit.{ext}")), f)?;
@@ -529,6 +562,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
             &CostChart {
                 costs: t.costs.clone(),
                 saturation_epoch: sat,
+                two_decimal_epoch: sat2,
+                y_label: match args.loss {
+                    Loss::Sse => "sum of squared errors".into(),
+                    Loss::Mse => "mean squared error".into(),
+                },
             },
             &stage.path(&format!("cost.{ext}")),
             f,
@@ -537,6 +575,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             &ParamsChart {
                 a: t.a_hist.clone(),
                 b: t.b_hist.clone(),
+                reference: st.closed_form,
             },
             &stage.path(&format!("params.{ext}")),
             f,
@@ -548,25 +587,24 @@ pub fn run(args: Args) -> Result<(), CliError> {
         )?;
     }
     if args.gif && !args.no_plots {
-        let step = history.len().div_ceil(100).max(1);
-        let mut frames: Vec<FitChart> = (0..history.len())
-            .step_by(step)
+        // Every epoch while the line moves fast, then fewer: at most GIF_FRAMES frames
+        // (one per epoch made a 3 MB file).
+        let (gx, gy) = (thin(&d.x, GIF_POINTS), thin(&d.y, GIF_POINTS));
+        let frames: Vec<FitChart> = gif_epochs(history.len())
+            .into_iter()
             .map(|e| FitChart {
-                x: xs.clone(),
-                y: ys.clone(),
+                x: gx.clone(),
+                y: gy.clone(),
                 history: history[..e].to_vec(),
-                fitted: history[e],
-                title: format!("epoch {e}"),
+                fitted: history.get(e).copied().unwrap_or((t.a, t.b)),
+                reference: None,
+                title: match e < history.len() {
+                    true => format!("epoch {e}"),
+                    false => "fitted".into(),
+                },
             })
             .collect();
-        frames.push(FitChart {
-            x: xs.clone(),
-            y: ys.clone(),
-            history: history.clone(),
-            fitted: (t.a, t.b),
-            title: "fitted".into(),
-        });
-        save_gif(&frames, &stage.path("fit.gif"), 80)?;
+        save_gif(&frames, &stage.path("fit.gif"), 120, GIF_SIZE)?;
     }
     let mut csv = String::from("epoch,a,b,cost\n");
     for e in 0..t.costs.len() {
@@ -586,6 +624,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         "r2": if st.r2.is_finite() { json!(st.r2) } else { Value::Null },
         "saturation_epoch": sat,
         "saturation_rule": "first epoch whose cost is within 1% of the final cost",
+        "saturation_two_decimals_epoch": sat2,
+        "saturation_two_decimals_rule": "first epoch from which the cost printed with two decimals no longer changes",
         "train_seconds": t.train_seconds,
         "loss_function": format!("{:?}", args.loss).to_lowercase(),
         "optimizer": format!("{:?}", args.optimizer).to_lowercase(),
@@ -638,6 +678,16 @@ pub fn run(args: Args) -> Result<(), CliError> {
             println!("Saturation:     not reached (no epoch's cost is within 1% of the final cost)")
         }
     }
+    // The tutorial's reading ("saturation near epoch 64-65"): where the printed loss settles.
+    match sat2 {
+        Some(s) => println!(
+            "                epoch {s} (from here on the printed two-decimal loss no longer changes)"
+        ),
+        None => println!(
+            "                the printed two-decimal loss still changes at the last epoch ({})",
+            t.costs.len().saturating_sub(1)
+        ),
+    }
     println!("Training:       {:.3} ms", t.train_seconds * 1e3);
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     println!("Wrote:          {}", names.join(", "));
@@ -665,5 +715,24 @@ mod tests {
             Some(3)
         );
         assert_eq!(saturation_epoch(&[100.0, 50.0], 20.0), None);
+    }
+
+    /// The tutorial's reading: where the printed `Loss: %0.2f` stops changing.
+    #[test]
+    fn two_decimal_saturation_is_where_the_printed_loss_settles() {
+        let costs = [30.0, 20.571, 20.5649, 20.5601, 20.5571, 20.5559];
+        assert_eq!(two_decimal_saturation(&costs), Some(2)); // 20.56 from epoch 2 on
+        assert_eq!(two_decimal_saturation(&[30.0, 20.5, 20.4]), None);
+        assert_eq!(two_decimal_saturation(&[5.0, 5.0]), Some(0));
+    }
+
+    #[test]
+    fn the_gif_shows_the_first_epochs_then_fewer_and_ends_fitted() {
+        let e = gif_epochs(70);
+        assert!(e.len() <= GIF_FRAMES);
+        assert_eq!(e[..15], (0..15).collect::<Vec<_>>()[..]);
+        assert!(e.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(e.last(), Some(&70));
+        assert_eq!(gif_epochs(3), vec![0, 1, 2, 3]);
     }
 }

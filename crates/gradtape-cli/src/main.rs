@@ -63,6 +63,14 @@ fn on(device: gradtape::Device, f: impl FnOnce() -> Result<(), CliError>) -> Res
 }
 
 fn main() -> ExitCode {
+    // `gradtape linreg | head` closes the pipe early: end quietly as other command-line tools
+    // do, not with println!'s "failed printing to stdout" panic. Outputs are committed before
+    // the report is printed, so this never leaves them half-written.
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

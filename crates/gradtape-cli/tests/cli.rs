@@ -214,7 +214,43 @@ fn gif_shows_the_line_converging() {
         .collect_frames()
         .unwrap();
     assert_eq!(frames.len(), 13, "one frame per epoch and the final fit");
-    assert_eq!(frames[0].buffer().dimensions(), (800, 600));
+    assert_eq!(frames[0].buffer().dimensions(), (480, 360));
+    // Issue 20: the default run's GIF was 3 MB
+    let o = linreg(&out, &["--gif", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::metadata(out.join("fit.gif")).unwrap().len();
+    assert!(bytes < 1_000_000, "fit.gif is {bytes} bytes");
+}
+
+/// Issue 20, the pictures decoded: the landscape has a colour bar (the 14 bands top to
+/// bottom, each a solid box), and the report gives both readings of saturation.
+#[test]
+fn the_landscape_has_a_colour_bar_and_both_saturations_are_printed() {
+    let s = Scratch::new("bar");
+    let out = s.join("out");
+    let o = linreg(&out, &["--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("within 1% of the final cost"), "{text}");
+    assert!(text.contains("two-decimal loss"), "{text}");
+    let img = image::open(out.join("landscape.png")).unwrap().to_rgb8();
+    // a column through the bar (the rightmost 110 pixels, labels on its right)
+    let column: Vec<[u8; 3]> = (0..img.height()).map(|y| img.get_pixel(717, y).0).collect();
+    let mut runs: Vec<([u8; 3], usize)> = vec![];
+    for px in column
+        .into_iter()
+        .filter(|p| *p != [255, 255, 255] && p.iter().any(|&c| c > 60))
+    {
+        match runs.last_mut() {
+            Some((c, n)) if *c == px => *n += 1,
+            _ => runs.push((px, 1)),
+        }
+    }
+    let boxes: Vec<&([u8; 3], usize)> = runs.iter().filter(|(_, n)| *n >= 15).collect();
+    assert!(boxes.len() >= 13, "colour bar boxes: {runs:?}");
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert!(run.get("saturation_two_decimals_epoch").is_some(), "{run}");
 }
 
 #[test]

@@ -515,8 +515,12 @@ pub fn take_rows(t: &Tensor, indices: &[i64]) -> Result<Tensor> {
     ops::gather(t, &Tensor::from_vec(indices.to_vec(), &[indices.len()])?, 0)
 }
 
-/// Batches of `(x, y)` rows: shuffled anew each pass when a generator is given, the last
-/// partial batch kept or dropped.
+/// One pass of batches of `(x, y)` rows, shuffled when a seed is given, the last partial
+/// batch kept or dropped.
+///
+/// A new `Batches` with the same seed repeats the same order; for a new order each epoch
+/// (tf.data's `shuffle(..., reshuffle_each_iteration=True)`), keep one `Batches` and call
+/// [`Batches::reshuffle`] before each further pass: the orders still follow from the seed.
 ///
 /// ```
 /// use gradtape::data::Batches;
@@ -534,6 +538,7 @@ pub struct Batches {
     pos: usize,
     batch_size: usize,
     drop_remainder: bool,
+    generator: Option<Generator>,
 }
 
 impl Batches {
@@ -561,8 +566,9 @@ impl Batches {
                 format!("x {:?} and y {:?} need the same number of rows, and batch_size {batch_size} > 0", x.shape(), y.shape()),
             ));
         }
-        let order = match shuffle_seed {
-            Some(s) => shuffled(n, &mut Generator::from_seed(s)),
+        let mut generator = shuffle_seed.map(Generator::from_seed);
+        let order = match &mut generator {
+            Some(g) => shuffled(n, g),
             None => (0..n as i64).collect(),
         };
         Ok(Batches {
@@ -572,7 +578,34 @@ impl Batches {
             pos: 0,
             batch_size,
             drop_remainder,
+            generator,
         })
+    }
+
+    /// Starts another pass over the rows, in a new order drawn from the same generator (the
+    /// same order again when no seed was given).
+    ///
+    /// ```
+    /// use gradtape::data::Batches;
+    /// let x = gradtape::Tensor::from_vec((0..8).map(|v| v as f32).collect(), &[8, 1])?;
+    /// let y = gradtape::Tensor::zeros(&[8], gradtape::DType::I64)?;
+    /// let order = |b: &mut Batches| -> Vec<f32> {
+    ///     b.flat_map(|r| r.unwrap().0.to_vec::<f32>().unwrap()).collect()
+    /// };
+    /// let mut b = Batches::new(&x, &y, 3, Some(7), false)?;
+    /// let first = order(&mut b);
+    /// b.reshuffle();
+    /// let second = order(&mut b);
+    /// assert_ne!(first, second);
+    /// let mut again = Batches::new(&x, &y, 3, Some(7), false)?;
+    /// assert_eq!(order(&mut again), first); // same seed, same orders
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn reshuffle(&mut self) {
+        if let Some(g) = &mut self.generator {
+            self.order = shuffled(self.order.len(), g);
+        }
+        self.pos = 0;
     }
 }
 

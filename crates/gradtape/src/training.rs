@@ -381,7 +381,12 @@ pub fn fit_distributed(
             let grads = tape.gradient(&loss, &vars)?;
             let l = loss.to_f64_vec()?[0];
             if !l.is_finite() {
-                let why = format!("the loss became {l} in epoch {epoch}: training diverged; try a smaller learning rate than {lr}");
+                // 1-based as the progress lines; `{:?}` writes 1e30 as 1e30, not 31 digits
+                let why = format!(
+                    "the loss became {l} in epoch {} of {}: training diverged; try a smaller learning rate than {lr:?}",
+                    epoch + 1,
+                    cfg.epochs
+                );
                 comm.fail(&why);
                 return Err(Error::arg("fit", why));
             }

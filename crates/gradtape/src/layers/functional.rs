@@ -235,11 +235,11 @@ impl Functional {
         let mut rows = vec![];
         self.run(&x, false, |step, v| {
             rows.push(match step {
-                Step::Input => SummaryRow::new("input (InputLayer)".into(), v),
+                Step::Input => SummaryRow::unnamed("InputLayer", v),
                 Step::Layer(l, _) => SummaryRow::of(l.as_ref(), v),
-                Step::Add(_) => SummaryRow::new("add (Add)".into(), v),
-                Step::Multiply(_) => SummaryRow::new("multiply (Multiply)".into(), v),
-                Step::Concatenate(..) => SummaryRow::new("concatenate (Concatenate)".into(), v),
+                Step::Add(_) => SummaryRow::unnamed("Add", v),
+                Step::Multiply(_) => SummaryRow::unnamed("Multiply", v),
+                Step::Concatenate(..) => SummaryRow::unnamed("Concatenate", v),
             })
         })?;
         Ok(render_summary(&self.name, &rows, &self.variables()))

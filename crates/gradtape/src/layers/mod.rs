@@ -382,30 +382,71 @@ impl Sequential {
 
 /// One line of a summary.
 pub(crate) struct SummaryRow {
-    name: String,
+    /// The layer's own name, or `None` for one Keras names after its class.
+    name: Option<String>,
+    class: String,
     shape: String,
     params: usize,
 }
 
 impl SummaryRow {
     pub(crate) fn of(layer: &dyn Layer, out: &Tensor) -> SummaryRow {
-        let name = match layer.name() {
-            "" => layer.class_name().to_lowercase(),
-            n => n.to_string(),
-        };
         SummaryRow {
-            name: format!("{name} ({})", layer.class_name()),
+            name: Some(layer.name().to_string()).filter(|n| !n.is_empty()),
+            class: layer.class_name().to_string(),
             shape: batch_shape(out.shape()),
             params: count(&layer.variables()),
         }
     }
-    pub(crate) fn new(name: String, out: &Tensor) -> SummaryRow {
+    /// A step without weights or a name of its own (input, add, concatenate).
+    pub(crate) fn unnamed(class: &str, out: &Tensor) -> SummaryRow {
         SummaryRow {
-            name,
+            name: None,
+            class: class.to_string(),
             shape: batch_shape(out.shape()),
             params: 0,
         }
     }
+}
+
+/// Keras's automatic layer name: the class in snake case (`MaxPooling2D` → `max_pooling2d`,
+/// `GlobalAveragePooling2D` → `global_average_pooling2d`), as `to_snake_case` in Keras.
+fn snake_case(class: &str) -> String {
+    let c: Vec<char> = class.chars().collect();
+    let mut out = String::new();
+    for (i, &ch) in c.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|p| c[p]);
+        let next_lower = c.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+        // a capital starting a lowercase word, or one right after a lowercase letter
+        let starts_word = ch.is_ascii_uppercase()
+            && prev.is_some_and(|p| p.is_ascii_lowercase() || (next_lower && p != '_'));
+        if starts_word {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The names the rows show: a layer's own name, else Keras's automatic one numbered within
+/// the model (`max_pooling2d`, `max_pooling2d_1`, ...), so two unnamed layers of one class can
+/// be told apart.
+fn row_names(rows: &[SummaryRow]) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    rows.iter()
+        .map(|r| {
+            let name = r.name.clone().unwrap_or_else(|| {
+                let base = snake_case(&r.class);
+                let n = seen.entry(base.clone()).or_insert(0);
+                *n += 1;
+                match *n {
+                    1 => base,
+                    k => format!("{base}_{}", k - 1),
+                }
+            });
+            format!("{name} ({})", r.class)
+        })
+        .collect()
 }
 
 /// Zeros of `[1, ...shape]`: one example, as a summary runs the model.
@@ -439,8 +480,8 @@ pub(crate) fn render_summary(model: &str, rows: &[SummaryRow], vars: &[Variable]
         "{:<34}{:<26}{:>12}\n{rule}\n",
         "Layer (type)", "Output Shape", "Param #"
     );
-    for r in rows {
-        out += &format!("{:<34}{:<26}{:>12}\n", r.name, r.shape, r.params);
+    for (r, name) in rows.iter().zip(row_names(rows)) {
+        out += &format!("{name:<34}{:<26}{:>12}\n", r.shape, r.params);
     }
     let trainable = count(
         &vars
@@ -455,4 +496,48 @@ pub(crate) fn render_summary(model: &str, rows: &[SummaryRow], vars: &[Variable]
         total - trainable
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keras's `to_snake_case` on the classes gradtape has (checked against Keras's own names).
+    #[test]
+    fn automatic_names_are_keras_snake_case() {
+        for (class, name) in [
+            ("Dense", "dense"),
+            ("Conv2D", "conv2d"),
+            ("Conv2DTranspose", "conv2d_transpose"),
+            ("MaxPooling2D", "max_pooling2d"),
+            ("GlobalAveragePooling2D", "global_average_pooling2d"),
+            ("BatchNormalization", "batch_normalization"),
+            ("MultiHeadAttention", "multi_head_attention"),
+            ("InputLayer", "input_layer"),
+            ("ReLU", "re_lu"),
+        ] {
+            assert_eq!(snake_case(class), name);
+        }
+    }
+
+    /// Issue 20: two pooling layers were both "maxpooling2d"; Keras numbers them.
+    #[test]
+    fn unnamed_layers_of_one_class_are_numbered_in_the_summary() {
+        let model = Sequential::new(vec![
+            Box::new(MaxPooling2D::new([2, 2])),
+            Box::new(MaxPooling2D::new([2, 2])),
+            Box::new(Flatten),
+        ]);
+        let s = model.summary(&[8, 8, 1], DType::F32).unwrap();
+        let names: Vec<&str> = s
+            .lines()
+            .filter(|l| l.contains(") ") && !l.starts_with("Layer"))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["max_pooling2d", "max_pooling2d_1", "flatten"],
+            "{s}"
+        );
+    }
 }
