@@ -248,6 +248,12 @@ where
             let saved: Vec<Tensor> = xs.to_vec();
             let grad = move |dy: &[Tensor], vars: &[Variable]| -> Result<Vec<Option<Tensor>>> {
                 let tape = crate::GradientTape::new();
+                // each argument its own input, as TensorFlow's identity (b/147369366): the
+                // same tensor given twice was credited twice
+                let saved: Vec<Tensor> = saved
+                    .iter()
+                    .map(crate::ops::identity)
+                    .collect::<Result<_>>()?;
                 for x in &saved {
                     tape.watch(x);
                 }

@@ -78,6 +78,7 @@ where
     move |args: &[Tensor]| {
         check_argnums("value_and_grad", &argnums, args.len())?;
         let tape = GradientTape::new();
+        let args = &own_inputs(args)?;
         for &k in &argnums {
             tape.watch(&args[k]);
         }
@@ -114,6 +115,7 @@ where
     move |args: &[Tensor]| {
         check_argnums("value_and_grad", &argnums, args.len())?;
         let tape = GradientTape::new();
+        let args = &own_inputs(args)?;
         for &k in &argnums {
             tape.watch(&args[k]);
         }
@@ -189,17 +191,18 @@ where
     F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
 {
     let tape = GradientTape::persistent();
-    for p in primals {
+    let primals = own_inputs(primals)?;
+    for p in &primals {
         tape.watch(p);
     }
-    let outputs = f(primals)?;
+    let outputs = f(&primals)?;
     tape.stop();
     Ok((
         outputs.clone(),
         Vjp {
             tape,
             outputs,
-            primals: primals.to_vec(),
+            primals,
         },
     ))
 }
@@ -220,6 +223,7 @@ pub fn jvp<F>(f: F, primals: &[Tensor], tangents: &[Tensor]) -> Result<(Vec<Tens
 where
     F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
 {
+    let primals = &own_inputs(primals)?;
     let acc = ForwardAccumulator::new(primals, tangents)?;
     let outputs = f(primals)?;
     let refs: Vec<&Tensor> = outputs.iter().collect();
@@ -251,6 +255,7 @@ where
     move |args: &[Tensor]| {
         check_argnums("jacrev", &[argnum], args.len())?;
         let tape = GradientTape::new();
+        let args = &own_inputs(args)?;
         tape.watch(&args[argnum]);
         let y = f(args)?;
         let options = JacobianOptions {
@@ -304,6 +309,13 @@ where
         shape.extend_from_slice(x.shape());
         crate::ops::reshape_to(&cols[0].to_contiguous()?, &shape)
     }
+}
+
+/// Each argument as an input of its own ([`crate::ops::identity`]), made while the caller's
+/// tape records: one tensor passed as two arguments is two inputs with a gradient each, as in
+/// JAX (it was one input, credited twice).
+fn own_inputs(args: &[Tensor]) -> Result<Vec<Tensor>> {
+    args.iter().map(crate::ops::identity).collect()
 }
 
 /// Tangents for every argument: `t` for `args[argnum]`, zeros for the others.

@@ -538,6 +538,11 @@ pub(crate) fn run_custom_forward<R>(f: impl FnOnce() -> R) -> (R, Vec<Variable>)
             .unwrap_or_default()
     });
     drop(pop);
+    // A custom gradient nested in another's forward read these for the enclosing one too:
+    // its gradient must reach them (they were credited to the innermost only).
+    for var in &reads {
+        note_custom_read(var);
+    }
     (r, reads)
 }
 

@@ -264,3 +264,55 @@ fn inside_vmap_with_a_tape_it_is_refused_rather_than_wrong() {
         .unwrap();
     assert_eq!(y[0].shape(), &[2]);
 }
+
+/// Issue 21, composition 1: a variable read inside a `recompute_grad` nested in another is
+/// credited to the outer one too. TensorFlow gives `[3, 4]` for d/dw of `outer(x)`.
+#[test]
+fn a_variable_read_in_a_nested_recompute_grad_gets_its_gradient() {
+    use gradtape::recompute_grad;
+    let x = Tensor::from_vec(vec![3.0f32, 4.0], &[2]).unwrap();
+    let w = Variable::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap());
+    let w2 = w.clone();
+    let inner = std::rc::Rc::new(recompute_grad(move |xs: &[Tensor]| {
+        Ok(vec![ops::multiply(&xs[0], &w2.value())?])
+    }));
+    let outer = recompute_grad(move |xs: &[Tensor]| inner(&[&xs[0]]));
+    let tape = GradientTape::new();
+    let y = ops::reduce_sum(&outer(&[&x]).unwrap()[0], Axes::All, false).unwrap();
+    let [gw] = tape.gradient(&y, [&w]).unwrap();
+    assert_eq!(gw.unwrap().to_vec::<f32>().unwrap(), [3.0, 4.0]);
+}
+
+/// Issue 21, composition 2: one tensor passed as two arguments is two inputs, each with its
+/// own gradient (TensorFlow gives `[2, 4]`; the two were confused into `[4, 8]`).
+#[test]
+fn one_tensor_as_two_arguments_of_recompute_grad_is_counted_once_per_use() {
+    use gradtape::recompute_grad;
+    let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap();
+    let f = recompute_grad(|xs: &[Tensor]| Ok(vec![ops::multiply(&xs[0], &xs[1])?]));
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let y = ops::reduce_sum(&f(&[&x, &x]).unwrap()[0], Axes::All, false).unwrap();
+    let [g] = tape.gradient(&y, [&x]).unwrap();
+    assert_eq!(g.unwrap().to_vec::<f32>().unwrap(), [2.0, 4.0]);
+    // and custom_gradient sees two inputs: its rule's two results are summed once
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let y = custom_gradient(&[&x, &x], |xs| {
+        let y = ops::multiply(&xs[0], &xs[1])?;
+        let (a, b) = (xs[0].clone(), xs[1].clone());
+        Ok((
+            vec![y],
+            move |dy: &[Tensor], _: &[Variable]| -> Result<Vec<Option<Tensor>>> {
+                Ok(vec![
+                    Some(ops::multiply(&dy[0], &b)?),
+                    Some(ops::multiply(&dy[0], &a)?),
+                ])
+            },
+        ))
+    })
+    .unwrap();
+    let y = ops::reduce_sum(&y[0], Axes::All, false).unwrap();
+    let [g] = tape.gradient(&y, [&x]).unwrap();
+    assert_eq!(g.unwrap().to_vec::<f32>().unwrap(), [2.0, 4.0]);
+}

@@ -57,6 +57,7 @@ fn rows() -> Vec<(&'static str, Fun)> {
         ("reduce_prod", |x| ops::reduce_prod(x, 1, false)),
         ("matmul", |x| ops::matmul(x, &ops::transpose(x, None)?)),
         ("reshape", |x| ops::reshape(&ops::square(x)?, &[-1])),
+        ("identity", |x| ops::multiply(&ops::identity(x)?, x)),
         ("transpose", |x| ops::transpose(&ops::exp(x)?, None)),
         ("broadcast_to", |x| {
             ops::broadcast_to(&ops::square(x)?, &[2, 2, 3])

@@ -102,3 +102,21 @@ fn jacfwd_equals_jacrev_and_vjp_is_reusable() {
     // an argnum out of range is an error
     assert!(func::grad(f, &[2])(&[x.clone(), x]).is_err());
 }
+
+/// Issue 21, composition 3: arguments that are one tensor are still separate arguments, as in
+/// JAX (`grad(lambda a, b: a * b, (0, 1))(x, x)` at 3 is `(3, 3)`, not `(6, 6)`).
+#[test]
+fn arguments_that_are_one_tensor_get_their_own_gradients() {
+    let x = Tensor::scalar(3.0f64);
+    let mul = |a: &[Tensor]| ops::multiply(&a[0], &a[1]);
+    let g = func::grad(mul, &[0, 1])(&[x.clone(), x.clone()]).unwrap();
+    let g: Vec<f64> = g.iter().map(|t| t.item().unwrap()).collect();
+    assert_eq!(g, [3.0, 3.0]);
+    let (_, pullback) =
+        func::vjp(|a: &[Tensor]| Ok(vec![mul(a)?]), &[x.clone(), x.clone()]).unwrap();
+    let g = pullback.call(&[Tensor::scalar(1.0f64)]).unwrap();
+    let g: Vec<f64> = g.iter().map(|t| t.item().unwrap()).collect();
+    assert_eq!(g, [3.0, 3.0]);
+    let j = func::jacrev(mul, 1)(&[x.clone(), x.clone()]).unwrap();
+    assert_eq!(j.item().unwrap(), 3.0);
+}

@@ -251,6 +251,12 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
                 ops::matmul_transposed(&t[0], &t[1], ta, tb)
             })
         }),
+        ("identity", |g| {
+            let s = rank_at_least(g, 0, 3);
+            case(vec![gen_any(g, &s)], |t| {
+                ops::multiply(&ops::identity(&t[0])?, &ops::sin(&t[0])?)
+            })
+        }),
         ("reshape", |g| {
             let s = rank_at_least(g, 1, 3);
             case(vec![gen_any(g, &s)], |t| {

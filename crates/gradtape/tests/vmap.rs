@@ -134,6 +134,7 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
         ("softmax", cube, |a| ops::softmax(&a[0], -1)),
         ("log_softmax", cube, |a| ops::log_softmax(&a[0], 0)),
         ("reshape", cube, |a| ops::reshape(&a[0], &[3, -1])),
+        ("identity", cube, |a| ops::identity(&a[0])),
         ("transpose", cube, |a| {
             ops::transpose(&a[0], Some(&[2, 0, 1]))
         }),

@@ -53,6 +53,40 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     Ok(out)
 }
 
+/// TensorFlow's `tf.identity`: the same elements (no copy) as a new tensor whose gradient is
+/// the incoming one. The function transforms pass each argument through it, so one tensor
+/// given as two arguments is two inputs with a gradient each (TensorFlow's `recompute_grad`
+/// does the same; without it the two were confused and the gradient counted twice).
+///
+/// # Errors
+/// Only as recording on a tape may fail (a tape's memory).
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Tensor};
+/// let x = Tensor::scalar(3.0f32);
+/// let tape = GradientTape::new();
+/// tape.watch(&x);
+/// let (a, b) = (ops::identity(&x)?, ops::identity(&x)?);
+/// let [ga] = tape.gradient(&ops::multiply(&a, &b)?, [&a])?;
+/// assert_eq!(ga.unwrap().item()?, 3.0); // d(a·b)/da = b, not 2·x
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn identity(x: &impl AsTensor) -> Result<Tensor> {
+    let x = tensor(x);
+    if let Some(r) = vmap::rule1(&x, identity) {
+        return r;
+    }
+    let out = x.with_new_id();
+    tape::record(
+        "identity",
+        &[&x],
+        &out,
+        || |g: &Tensor, _: &[bool]| Ok([Some(g.clone())]),
+        |t| tangent1(t, |t| Ok(t.clone())),
+    )?;
+    Ok(out)
+}
+
 /// A new shape for the same elements; one dimension may be `-1` (inferred).
 ///
 /// # Errors

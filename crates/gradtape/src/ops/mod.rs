@@ -151,6 +151,7 @@ pub const DIFFERENTIABLE_OPS: &[&str] = &[
     "reduce_prod",
     // products and views
     "matmul",
+    "identity",
     "reshape",
     "transpose",
     "broadcast_to",
