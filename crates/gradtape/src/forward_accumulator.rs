@@ -91,13 +91,19 @@ impl State {
     fn get(&self, id: TensorId) -> Option<Tensor> {
         self.tangents.borrow().get(&id).map(|t| t.tangent.clone())
     }
-    /// The tangent of `t`: its own, or for one example's tensor inside a vmap, its batch's.
-    fn lookup(&self, t: &Tensor) -> Option<Tensor> {
+    /// The tangent of `t`: its own, or for one example's tensor inside a vmap, its batch's
+    /// (batched at the vmap's level below any level of a vmap running inside it).
+    fn lookup(&self, t: &Tensor) -> Result<Option<Tensor>> {
         if let Some(tangent) = self.get(t.id()) {
-            return Some(tangent);
+            return Ok(Some(tangent));
         }
-        let (p, level) = t.batch()?;
-        Some(Tensor::batched(self.lookup(p)?, level))
+        let Some((p, level)) = t.batch() else {
+            return Ok(None);
+        };
+        match self.lookup(p)? {
+            Some(tangent) => crate::vmap::batched_below(&tangent, level).map(Some),
+            None => Ok(None),
+        }
     }
     fn insert(&self, t: &Tensor, tangent: Tensor) {
         let mut map = self.tangents.borrow_mut();
@@ -386,7 +392,7 @@ impl ForwardAccumulator {
     ) -> Result<Vec<Option<Tensor>>> {
         tensors
             .iter()
-            .map(|t| match self.state.lookup(t) {
+            .map(|t| match self.state.lookup(t)? {
                 Some(j) if t.dtype().is_float() => Ok(Some(j)),
                 _ => match unconnected {
                     UnconnectedGradients::None => Ok(None),

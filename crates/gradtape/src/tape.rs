@@ -1061,14 +1061,7 @@ fn gradients(
     let mut out: Vec<Option<Tensor>> = vec![None; keys.len()];
     // Sources batched at this level, and variables read as per-example copies: their batch is
     // on the tape, so one pass seeded with ones gives each example's gradient.
-    let whole_key = |k: &SourceKey| -> Option<SourceKey> {
-        match &k.batch {
-            Some((p, l)) if *l == level => Some(p.copy()),
-            Some(_) => None,
-            None => crate::vmap::copy_of(k.id, level)
-                .and_then(|c| c.batch().map(|(p, _)| private::Sealed::key(p))),
-        }
-    };
+    let whole_key = |k: &SourceKey| whole_key(k, level);
     let batched: Vec<usize> = (0..keys.len())
         .filter(|&k| whole_key(&keys[k]).is_some())
         .collect();
@@ -1180,12 +1173,6 @@ fn jacobians(
     full_shape: impl Fn(&SourceKey) -> Vec<usize>,
 ) -> Result<Vec<Option<Tensor>>> {
     let op = "jacobian";
-    if target.batch().is_some() {
-        return Err(Error::tape(
-            op,
-            "the target is one example's tensor inside vmap: take the jacobian outside the vmap, or the gradient inside it",
-        ));
-    }
     if !target.dtype().is_float() {
         return Err(Error::dtype(
             op,
@@ -1262,14 +1249,19 @@ fn jacobians(
         .collect()
 }
 
-/// `jacobian` for both kinds of tape: rows are the target's elements.
+/// `jacobian` for both kinds of tape: rows are the target's elements. `traced` gives the ids
+/// of the sources on the tape.
 fn full_jacobian(
     entries: &[Entry],
     target: &Tensor,
     keys: &[SourceKey],
-    traced: &IdSet,
+    traced: &dyn Fn(&[SourceKey]) -> IdSet,
     options: &JacobianOptions,
 ) -> Result<Vec<Option<Tensor>>> {
+    if let Some((whole, level)) = target.batch() {
+        return jacobian_inside_vmap(entries, whole, level, keys, traced, options);
+    }
+    let traced = &traced(keys);
     let n = target.numel();
     let shape_of = |key: &SourceKey| -> Vec<usize> {
         target.shape().iter().chain(&key.shape).copied().collect()
@@ -1289,6 +1281,54 @@ fn full_jacobian(
         |key, g| ops::reshape_to(&g, &shape_of(key)),
         shape_of,
     )
+}
+
+/// A jacobian taken inside a vmap (`vmap(jacrev(f))`, JAX's and `torch.func`'s way of
+/// per-example jacobians): the tape recorded the whole batch, so the jacobian of example `i`'s
+/// target with respect to example `i` of a batched source is the batch jacobian of the whole
+/// target, and with respect to a shared source (a variable, an unbatched tensor) one row of
+/// the whole target's jacobian. Either way the result is one example's jacobian, batched like
+/// the target.
+fn jacobian_inside_vmap(
+    entries: &[Entry],
+    whole: &Tensor,
+    level: usize,
+    keys: &[SourceKey],
+    traced: &dyn Fn(&[SourceKey]) -> IdSet,
+    options: &JacobianOptions,
+) -> Result<Vec<Option<Tensor>>> {
+    if whole.batch().is_some() {
+        return Err(Error::tape(
+            "jacobian",
+            "inside nested vmaps, a jacobian's target must be one example's tensor of one vmap only (not supported yet)",
+        ));
+    }
+    keys.iter()
+        .map(|k| {
+            let j = match whole_key(k, level) {
+                Some(wk) => {
+                    let t = traced(std::slice::from_ref(&wk));
+                    batch_jacobian_of(entries, whole, &wk, &t, options)?
+                }
+                None => full_jacobian(entries, whole, &[k.copy()], traced, options)?
+                    .into_iter()
+                    .next()
+                    .flatten(),
+            };
+            Ok(j.map(|j| Tensor::batched(j, level)))
+        })
+        .collect()
+}
+
+/// The key of a source's whole batch at `level`: its own batch, or the per-example copy of a
+/// variable read there; `None` for a source shared by the examples.
+fn whole_key(k: &SourceKey, level: usize) -> Option<SourceKey> {
+    match &k.batch {
+        Some((p, l)) if *l == level => Some(p.copy()),
+        Some(_) => None,
+        None => crate::vmap::copy_of(k.id, level)
+            .and_then(|c| c.batch().map(|(p, _)| private::Sealed::key(p))),
+    }
 }
 
 /// `batch_jacobian` for both kinds of tape: rows are the elements of one example of the
@@ -1916,9 +1956,8 @@ impl GradientTape {
     ) -> Result<Vec<Option<Tensor>>> {
         self.tape.stop();
         let keys = Tape::key_list(sources);
-        let traced = self.tape.traced(&keys);
         let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
-        full_jacobian(&entries, target, &keys, &traced, options)
+        full_jacobian(&entries, target, &keys, &|k| self.tape.traced(k), options)
     }
 
     /// TensorFlow's `batch_jacobian`: for a target `[b, ...]` and a source `[b, ...]` where
@@ -2100,9 +2139,8 @@ impl PersistentTape {
         options: &JacobianOptions,
     ) -> Result<Vec<Option<Tensor>>> {
         let keys = Tape::key_list(sources);
-        let traced = self.tape.traced(&keys);
         let entries = self.tape.state.entries.borrow().clone();
-        full_jacobian(&entries, target, &keys, &traced, options)
+        full_jacobian(&entries, target, &keys, &|k| self.tape.traced(k), options)
     }
 
     /// See [`GradientTape::batch_jacobian`].

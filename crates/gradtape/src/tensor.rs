@@ -187,8 +187,13 @@ impl Tensor {
         WeakTensor(Arc::downgrade(&self.inner))
     }
 
-    /// The same elements under a new id, so that no tape connects it to `self`.
+    /// The same elements under a new id, so that no tape connects it to `self`. A tensor
+    /// batched by `vmap` stays batched at its level (a plain view of one could not be read:
+    /// `stop_gradient` and a custom gradient's outputs inside `vmap` returned such values).
     pub(crate) fn with_new_id(&self) -> Tensor {
+        if let Some((physical, level)) = self.batch() {
+            return Tensor::batched(physical.with_new_id(), level);
+        }
         self.view(self.inner.layout.clone())
     }
 

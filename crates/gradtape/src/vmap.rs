@@ -100,6 +100,28 @@ fn live(level: usize) -> Result<()> {
     }
 }
 
+/// `x` (the whole batch of a vmap at `level`) as one example's tensor at that level. A vmap
+/// that started later (a higher level) stays outermost: `x` batched at such a level `m` (a
+/// tangent made inside `vmap(jvp)` under an outer vmap) becomes
+/// `batched(batched(swap(p), level), m)`, its two batch axes exchanged. Wrapped the other way,
+/// the inner level's batch was hidden under the outer one and `vmap(vmap(jvp))` and
+/// `vmap(jacfwd)` returned values of a finished vmap.
+pub(crate) fn batched_below(x: &Tensor, level: usize) -> Result<Tensor> {
+    match x.batch() {
+        Some((p, m)) if m > level => {
+            let swapped = ops::transpose(p, Some(&swap_first_two(p.rank())))?;
+            Ok(Tensor::batched(batched_below(&swapped, level)?, m))
+        }
+        _ => Ok(Tensor::batched(x.clone(), level)),
+    }
+}
+
+fn swap_first_two(rank: usize) -> Vec<usize> {
+    let mut perm: Vec<usize> = (0..rank).collect();
+    perm.swap(0, 1);
+    perm
+}
+
 /// The error for reading the elements of one example's tensor.
 pub(crate) fn read_error(t: &Tensor) -> Error {
     Error::arg(

@@ -316,3 +316,31 @@ fn one_tensor_as_two_arguments_of_recompute_grad_is_counted_once_per_use() {
     let [g] = tape.gradient(&y, [&x]).unwrap();
     assert_eq!(g.unwrap().to_vec::<f32>().unwrap(), [2.0, 4.0]);
 }
+
+/// Issue 21, composition 4: `vmap` of a function with a custom gradient or `recompute_grad`,
+/// no tape anywhere, returned values that could not be read. They are the function's values.
+#[test]
+fn vmap_of_a_custom_gradient_or_recompute_grad_with_no_tape_gives_the_values() {
+    let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, -1.0, 0.5, 0.0], &[3, 2]).unwrap();
+    let want = ops::exp(&x).unwrap().to_vec::<f32>().unwrap();
+    let custom = gradtape::vmap(|xs: &[Tensor]| {
+        custom_gradient(&[&xs[0]], |a| {
+            let y = ops::exp(&a[0])?;
+            let grad = |dy: &[Tensor], _: &[Variable]| Ok(vec![Some(dy[0].clone())]);
+            Ok((vec![y], grad))
+        })
+    })
+    .call(std::slice::from_ref(&x))
+    .unwrap();
+    assert_eq!(custom[0].to_vec::<f32>().unwrap(), want);
+    let recomputed = gradtape::recompute_grad(|xs: &[Tensor]| Ok(vec![ops::exp(&xs[0])?]));
+    let out = gradtape::vmap(move |xs: &[Tensor]| recomputed(&[&xs[0]]))
+        .call(std::slice::from_ref(&x))
+        .unwrap();
+    assert_eq!(out[0].to_vec::<f32>().unwrap(), want);
+    // and stop_gradient, which makes a new identity the same way
+    let out = gradtape::vmap(|xs: &[Tensor]| Ok(vec![ops::stop_gradient(&ops::exp(&xs[0])?)?]))
+        .call(std::slice::from_ref(&x))
+        .unwrap();
+    assert_eq!(out[0].to_vec::<f32>().unwrap(), want);
+}

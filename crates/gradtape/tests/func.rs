@@ -120,3 +120,84 @@ fn arguments_that_are_one_tensor_get_their_own_gradients() {
     let j = func::jacrev(mul, 1)(&[x.clone(), x.clone()]).unwrap();
     assert_eq!(j.item().unwrap(), 3.0);
 }
+
+/// Issue 21, composition 6: `vmap(vmap(jvp(sin)))`, and `vmap` of `jacfwd`, give the loops'
+/// values.
+#[test]
+fn vmap_of_vmap_of_jvp_and_vmap_of_jacfwd_equal_loops() {
+    let x = Tensor::from_vec((0..6).map(|i| 0.3 * i as f64).collect(), &[2, 3]).unwrap();
+    let t = Tensor::from_vec((0..6).map(|i| 1.0 + i as f64).collect(), &[2, 3]).unwrap();
+    let jvp_sin = |a: &[Tensor]| -> Result<Vec<Tensor>> {
+        let (_, dy) = func::jvp(|p: &[Tensor]| Ok(vec![ops::sin(&p[0])?]), &a[..1], &a[1..])?;
+        Ok(dy)
+    };
+    let inner = move |a: &[Tensor]| vmap(jvp_sin).call(a);
+    let got = vmap(inner).call(&[x.clone(), t.clone()]).unwrap();
+    let want = ops::multiply(&ops::cos(&x).unwrap(), &t).unwrap();
+    let v = |t: &Tensor| t.to_f64_vec().unwrap();
+    assert_close(&v(&got[0]), &v(&want), 1e-12, "vmap(vmap(jvp(sin)))");
+    // per-row jacobians of sin(x) * x by forward mode: diagonal matrices
+    let f = |a: &[Tensor]| ops::multiply(&ops::sin(&a[0])?, &a[0]);
+    let jac = vmap(move |a: &[Tensor]| Ok(vec![func::jacfwd(f, 0)(a)?]))
+        .call(std::slice::from_ref(&x))
+        .unwrap();
+    assert_eq!(jac[0].shape(), [2, 3, 3]);
+    for r in 0..2 {
+        let row = ops::gather(&x, &Tensor::from_vec(vec![r as i64], &[1]).unwrap(), 0).unwrap();
+        let one = func::jacfwd(f, 0)(&[ops::reshape(&row, &[3]).unwrap()]).unwrap();
+        let got =
+            ops::gather(&jac[0], &Tensor::from_vec(vec![r as i64], &[1]).unwrap(), 0).unwrap();
+        assert_close(&v(&got), &v(&one), 1e-12, "vmap(jacfwd)");
+    }
+}
+
+/// Issue 21, compositions 5 and 6: `vmap` of `jacrev` (a jacobian inside `vmap`, refused
+/// before) and of a forward-over-reverse HVP whose function reads a `Variable` give the loops'
+/// values.
+#[test]
+fn vmap_of_jacrev_and_of_an_hvp_reading_a_variable_equal_loops() {
+    let x = Tensor::from_vec((0..6).map(|i| 0.3 * i as f64 - 0.5).collect(), &[2, 3]).unwrap();
+    let row = |r: i64| {
+        let g = ops::gather(&x, &Tensor::from_vec(vec![r], &[1]).unwrap(), 0).unwrap();
+        ops::reshape(&g, &[3]).unwrap()
+    };
+    let v = |t: &Tensor| t.to_f64_vec().unwrap();
+    let f = |a: &[Tensor]| {
+        ops::multiply(
+            &ops::sin(&a[0])?,
+            &ops::reduce_sum(&a[0], Axes::All, false)?,
+        )
+    };
+    let jac = vmap(move |a: &[Tensor]| Ok(vec![func::jacrev(f, 0)(a)?]))
+        .call(std::slice::from_ref(&x))
+        .unwrap();
+    assert_eq!(jac[0].shape(), [2, 3, 3]);
+    let w = gradtape::Variable::new(Tensor::from_vec(vec![0.5f64, -1.0, 2.0], &[3]).unwrap());
+    let w2 = w.clone();
+    let g = move |a: &[Tensor]| {
+        let cube = ops::multiply(&ops::square(&a[0])?, &a[0])?;
+        ops::reduce_sum(&ops::multiply(&cube, &w2.value())?, Axes::All, false)
+    };
+    let t = Tensor::from_vec(vec![1.0f64, 2.0, -1.0, 0.5, 0.0, 3.0], &[2, 3]).unwrap();
+    let hv = vmap(|a: &[Tensor]| func::hvp(&g, &a[..1], &a[1..]))
+        .call(&[x.clone(), t.clone()])
+        .unwrap();
+    for r in 0..2 {
+        let one = func::jacrev(f, 0)(&[row(r)]).unwrap();
+        let got = ops::gather(&jac[0], &Tensor::from_vec(vec![r], &[1]).unwrap(), 0).unwrap();
+        assert_close(&v(&got), &v(&one), 1e-12, "vmap(jacrev)");
+        let tr = ops::reshape(
+            &ops::gather(&t, &Tensor::from_vec(vec![r], &[1]).unwrap(), 0).unwrap(),
+            &[3],
+        )
+        .unwrap();
+        // the Hessian of sum(x³ w) is diag(6 x w)
+        let want = ops::multiply(
+            &ops::multiply(&ops::multiply(&row(r), &6.0).unwrap(), &w.value()).unwrap(),
+            &tr,
+        )
+        .unwrap();
+        let got = ops::gather(&hv[0], &Tensor::from_vec(vec![r], &[1]).unwrap(), 0).unwrap();
+        assert_close(&v(&got), &v(&want), 1e-12, "vmap(hvp) with a variable");
+    }
+}
