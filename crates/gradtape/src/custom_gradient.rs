@@ -90,6 +90,14 @@ where
             "recording a custom gradient on one example's tensors inside vmap is not supported yet",
         ));
     }
+    // (its derived JVP came out as zeros there: refused until the op protocol gives custom
+    // gradients a batching rule, rather than a wrong tangent)
+    if batched && crate::forward_accumulator::any_running() {
+        return Err(Error::tape(
+            "custom_gradient",
+            "a forward-mode tangent through a custom gradient on one example's tensors inside vmap is not supported yet",
+        ));
+    }
     // Fresh identities: an output may be an input returned as it is (an identity op).
     let outputs: Vec<Tensor> = outputs.iter().map(Tensor::with_new_id).collect();
     let grad: std::rc::Rc<GradientFn> = std::rc::Rc::new(grad);

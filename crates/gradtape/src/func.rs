@@ -307,7 +307,9 @@ where
         let y_shape = cols[0].shape()[..cols[0].rank() - 1].to_vec();
         let mut shape = y_shape;
         shape.extend_from_slice(x.shape());
-        crate::ops::reshape_to(&cols[0].to_contiguous()?, &shape)
+        // (reshape_to copies a strided result itself, and records the copy on the tapes: an
+        // unrecorded to_contiguous here cut grad(jacfwd(f)) to zero)
+        crate::ops::reshape_to(&cols[0], &shape)
     }
 }
 
