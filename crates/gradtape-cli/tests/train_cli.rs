@@ -196,18 +196,21 @@ fn a_large_regression_target_is_standardized_and_scored_against_the_mean() {
     }
     std::fs::write(&data, s).unwrap();
     let (d, m) = (data.to_str().unwrap(), dir.join("m"));
-    let v = json(&gradtape(&[
-        "train",
-        "--data",
-        d,
-        "--target",
-        "price",
-        "--task",
-        "regression",
-        "--out",
-        m.to_str().unwrap(),
-        "--json",
-    ]));
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            d,
+            "--target",
+            "price",
+            "--task",
+            "regression",
+        ];
+        args.extend(["--out", m.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        gradtape(&args)
+    };
+    let v = json(&train(&["--json"]));
     let mse = v["held_out_loss"].as_f64().unwrap();
     let baseline = v["held_out_mean_predictor_loss"].as_f64().unwrap();
     let r2 = v["held_out_r2"].as_f64().unwrap();
@@ -240,19 +243,7 @@ fn a_large_regression_target_is_standardized_and_scored_against_the_mean() {
         "{first}"
     );
     // the human report says it
-    let o = gradtape(&[
-        "train",
-        "--data",
-        d,
-        "--target",
-        "price",
-        "--task",
-        "regression",
-        "--out",
-        m.to_str().unwrap(),
-        "--quiet",
-        "--no-plots",
-    ]);
+    let o = train(&["--quiet", "--no-plots"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("R\u{b2} 0.9"), "{text}");
     assert!(
