@@ -245,9 +245,11 @@ pub struct Common {
 }
 
 impl Common {
-    fn new(learning_rate: LearningRate) -> Self {
+    /// The state of a new optimizer: no steps taken, no slots yet, no clipping. An optimizer
+    /// of your own keeps one and returns it from [`Optimizer::common`].
+    pub fn new(learning_rate: impl Into<LearningRate>) -> Self {
         Common {
-            learning_rate,
+            learning_rate: learning_rate.into(),
             clip: Clip::None,
             iterations: 0,
             slots: HashMap::new(),
@@ -255,7 +257,32 @@ impl Common {
     }
 }
 
-/// The interface of every optimizer (Keras's `Optimizer`).
+/// The interface of every optimizer (Keras's `Optimizer`). To write one, keep a [`Common`]
+/// and give the per-variable rule in [`Optimizer::update`]; `apply_gradients`, `minimize`,
+/// clipping, learning-rate schedules and the step count come with the trait (as a Keras
+/// optimizer subclass gives `update_step` only).
+///
+/// ```
+/// use gradtape::optimizers::{Common, Optimizer};
+/// use gradtape::{ops, Result, Tensor, Variable};
+/// /// signSGD: a step of `lr` against the sign of each gradient element, with momentum.
+/// struct SignSgd { common: Common }
+/// impl Optimizer for SignSgd {
+///     fn common(&self) -> &Common { &self.common }
+///     fn common_mut(&mut self) -> &mut Common { &mut self.common }
+///     fn slot_count(&self) -> usize { 1 } // the momentum of each variable
+///     fn update(&self, var: &Tensor, grad: &Tensor, lr: f64, _t: f64, slots: &mut [Tensor]) -> Result<Tensor> {
+///         slots[0] = ops::add(&ops::multiply(&slots[0], &0.9)?, grad)?;
+///         ops::subtract(var, &ops::multiply(&ops::sign(&slots[0])?, &lr)?)
+///     }
+/// }
+/// let v = Variable::new(Tensor::from_vec(vec![1.0f32, -1.0], &[2])?);
+/// let mut opt = SignSgd { common: Common::new(0.25) };
+/// opt.apply_gradients(&[(Some(Tensor::from_vec(vec![3.0f32, -0.5], &[2])?), &v)])?;
+/// assert_eq!(v.value().to_vec::<f32>()?, vec![0.75, -0.75]);
+/// assert_eq!(opt.iterations(), 1);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 ///
 /// ```
 /// use gradtape::optimizers::*;
@@ -266,23 +293,24 @@ impl Common {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub trait Optimizer {
-    /// The shared state.
-    #[doc(hidden)]
+    /// The state the trait's methods keep for you (learning rate, clipping, step count,
+    /// slots).
     fn common(&self) -> &Common;
-    /// The shared state.
-    #[doc(hidden)]
+    /// The same, to update.
     fn common_mut(&mut self) -> &mut Common;
-    /// How many slots per variable.
-    #[doc(hidden)]
+    /// How many slots (tensors shaped like the variable: momentum, moments...) each variable
+    /// gets.
     fn slot_count(&self) -> usize;
-    /// The value slots start at.
-    #[doc(hidden)]
+    /// The value slots start at (0 unless overridden; Adagrad starts its accumulator higher).
     fn slot_initial_value(&self) -> f64 {
         0.0
     }
-    /// The new value of `var` from its gradient, the learning rate, the step `t` (1 for the
-    /// first update) and its slots (updated in place).
-    #[doc(hidden)]
+    /// The new value of `var` from its (clipped) gradient, the learning rate of this step,
+    /// the step `t` (1 for the first update) and its slots (updated in place). Runs with
+    /// recording off.
+    ///
+    /// # Errors
+    /// As the ops it uses.
     fn update(
         &self,
         var: &Tensor,
@@ -928,7 +956,7 @@ impl AdamW {
         self.0 = self.0.amsgrad(yes);
         self
     }
-    /// Clips each gradient to this L2 norm.
+    /// Clips each gradient to this L2 norm (Keras's `clipnorm`).
     ///
     /// ```
     /// use gradtape::optimizers::*;
@@ -936,6 +964,31 @@ impl AdamW {
     /// ```
     pub fn clipnorm(mut self, v: f64) -> Self {
         self.0 = self.0.clipnorm(v);
+        self
+    }
+    /// Clips all gradients together to this L2 norm (Keras's `global_clipnorm`; AdamW lacked
+    /// it and `clipvalue`, which every other optimizer has).
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let v = gradtape::Variable::new(0.0);
+    /// let mut o = AdamW::new(1.0).weight_decay(0.0).global_clipnorm(2.0);
+    /// o.apply_gradients(&[(Some(gradtape::Tensor::scalar(-8.0f32)), &v)])?;
+    /// assert!((v.value().to_scalar::<f32>()? - 1.0).abs() < 1e-5); // Adam's first step is lr
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn global_clipnorm(mut self, v: f64) -> Self {
+        self.0 = self.0.global_clipnorm(v);
+        self
+    }
+    /// Clamps gradient elements to `[-v, v]` (Keras's `clipvalue`).
+    ///
+    /// ```
+    /// use gradtape::optimizers::*;
+    /// let _ = AdamW::new(0.001).clipvalue(0.5);
+    /// ```
+    pub fn clipvalue(mut self, v: f64) -> Self {
+        self.0 = self.0.clipvalue(v);
         self
     }
 }
