@@ -99,6 +99,29 @@ pub use tensor::{AsTensor, Operand, Tensor};
 pub use variable::{Variable, VariableOptions};
 pub use vmap::{vmap, Vmap};
 
+/// What most programs use, in one import: `use gradtape::prelude::*;` brings the tensor and
+/// variable types, the tapes, the op module, the `Optimizer` and `Layer` traits (their methods
+/// need them in scope) and the error type.
+///
+/// ```
+/// use gradtape::prelude::*;
+/// let w = Variable::new(3.0);
+/// let tape = GradientTape::new();
+/// let loss = ops::square(&w)?;
+/// let [g] = tape.gradient(&loss, [&w])?;
+/// optimizers::SGD::new(0.25).apply_gradients([(g, &w)])?;
+/// assert_eq!(w.value().to_scalar::<f32>()?, 1.5);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub mod prelude {
+    pub use crate::layers::{self, Layer};
+    pub use crate::optimizers::{self, Optimizer};
+    pub use crate::{
+        func, losses, ops, vmap, Axes, DType, Device, Error, ForwardAccumulator, GradientTape,
+        PersistentTape, Result, Tensor, Variable,
+    };
+}
+
 /// The README's Rust code, compiled and run as a doc test so it stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
