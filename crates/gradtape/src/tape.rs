@@ -1173,6 +1173,13 @@ fn jacobians(
     full_shape: impl Fn(&SourceKey) -> Vec<usize>,
 ) -> Result<Vec<Option<Tensor>>> {
     let op = "jacobian";
+    // (full_jacobian takes a batched target apart before it gets here)
+    if target.batch().is_some() {
+        return Err(Error::tape(
+            "batch_jacobian",
+            "the target is one example's tensor inside vmap, which has no batch axis of its own: use jacobian inside the vmap (batch_jacobian there is not supported yet)",
+        ));
+    }
     if !target.dtype().is_float() {
         return Err(Error::dtype(
             op,

@@ -589,3 +589,20 @@ fn a_jacobian_inside_vmap_is_each_examples_jacobian() {
     );
     drop(w);
 }
+
+/// `batch_jacobian` inside `vmap` is refused with a message (the target is one example's
+/// tensor), never a wrong or unreadable value.
+#[test]
+fn a_batch_jacobian_inside_vmap_is_refused() {
+    let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let e = vmap(|xs: &[Tensor]| {
+        let tape = gradtape::GradientTape::new();
+        tape.watch(&xs[0]);
+        let y = ops::square(&xs[0])?;
+        Ok(vec![tape.batch_jacobian(&y, &xs[0])?.unwrap()])
+    })
+    .call(std::slice::from_ref(&x))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not supported yet"), "{e}");
+}
