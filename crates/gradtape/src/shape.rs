@@ -142,10 +142,11 @@ pub(crate) fn numel(shape: &[usize]) -> usize {
 /// The number of elements of a shape, `None` when it overflows (a shape with a 0 has none).
 #[inline]
 pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
-    if shape.contains(&0) {
-        return Some(0);
-    }
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    // the scan for a 0 only on the rare overflow path: every op computes sizes
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .or_else(|| shape.contains(&0).then_some(0))
 }
 
 impl Layout {
