@@ -18,32 +18,25 @@
 //! # Ok::<(), gradtape::Error>(())
 //! ```
 
-use std::cell::Cell;
-
+use crate::context;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-
-thread_local! {
-    static CHECK: Cell<bool> = const { Cell::new(false) };
-    /// The forward op whose gradient rule is running (while checking).
-    static GRADIENT_OF: Cell<Option<&'static str>> = const { Cell::new(None) };
-}
 
 /// Runs a gradient rule, so that what it computes is reported as part of `op`'s gradient.
 pub(crate) fn in_gradient_of<R>(op: &'static str, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<&'static str>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            GRADIENT_OF.with(|g| g.set(self.0));
+            context::try_with(|c| c.gradient_of.set(self.0));
         }
     }
-    let _restore = Restore(GRADIENT_OF.with(|g| g.replace(Some(op))));
+    let _restore = Restore(context::with(|c| c.gradient_of.replace(Some(op))));
     f()
 }
 
 /// Turns checking on for this thread (like a tape, it is per thread).
 pub fn enable_check_numerics() {
-    CHECK.with(|c| c.set(true));
+    context::with(|c| c.check_numerics.set(true));
 }
 
 /// Turns checking off for this thread.
@@ -53,7 +46,7 @@ pub fn enable_check_numerics() {
 /// assert!(!gradtape::debugging::check_numerics_enabled());
 /// ```
 pub fn disable_check_numerics() {
-    CHECK.with(|c| c.set(false));
+    context::with(|c| c.check_numerics.set(false));
 }
 
 /// Whether checking is on for this thread.
@@ -76,21 +69,16 @@ pub fn check_numerics<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
-            CHECK.with(|c| c.set(self.0));
+            context::try_with(|c| c.check_numerics.set(self.0));
         }
     }
-    let _restore = Restore(CHECK.with(|c| c.replace(true)));
+    let _restore = Restore(context::with(|c| c.check_numerics.replace(true)));
     f()
-}
-
-/// Sets checking for this thread (for [`crate::threading::install`], which carries it).
-pub(crate) fn set_check_numerics(on: bool) {
-    CHECK.with(|c| c.set(on));
 }
 
 #[inline(always)]
 pub(crate) fn checking() -> bool {
-    CHECK.with(|c| c.get())
+    context::with(|c| c.check_numerics.get())
 }
 
 /// An error when `output` holds a NaN or an infinity. `gradient_of`: the forward op whose
@@ -119,7 +107,7 @@ pub(crate) fn check(
         .iter()
         .map(|t| format!("{} {:?}", t.dtype(), t.shape()))
         .collect();
-    let place = match (gradient_of, GRADIENT_OF.with(|g| g.get())) {
+    let place = match (gradient_of, context::with(|c| c.gradient_of.get())) {
         (Some(f), _) => format!(
             "the gradient of {f} (upstream gradient {})",
             shapes.join(", ")

@@ -12,7 +12,6 @@
 //! run time, so building needs no CUDA toolkit and a machine without a GPU runs everything on
 //! the CPU. Asking for a GPU there is an error that says which piece is missing.
 
-use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
 
@@ -161,20 +160,10 @@ impl FromStr for Device {
     }
 }
 
-thread_local! {
-    static DEFAULT: Cell<Device> = const { Cell::new(Device::Cpu) };
-}
-
 /// The device that creation functions (`Tensor::zeros`, `from_vec`, `Variable::new`, ...) put
 /// new tensors on in this thread: the CPU unless [`with_device`] says otherwise.
 pub fn default_device() -> Device {
-    DEFAULT.with(Cell::get)
-}
-
-/// Sets the default device of this thread (for [`crate::threading::install`], which carries
-/// the caller's to the pool thread; the device was checked when the caller's scope began).
-pub(crate) fn set_default_device(device: Device) {
-    DEFAULT.with(|d| d.set(device));
+    crate::context::with(|c| c.device.get())
 }
 
 /// Runs `f` with new tensors made on `device` (TensorFlow's `with tf.device(...)`); the
@@ -199,10 +188,10 @@ pub fn with_device<R>(device: Device, f: impl FnOnce() -> R) -> Result<R> {
     struct Restore(Device);
     impl Drop for Restore {
         fn drop(&mut self) {
-            DEFAULT.with(|d| d.set(self.0));
+            crate::context::try_with(|c| c.device.set(self.0));
         }
     }
-    let _restore = Restore(DEFAULT.with(|d| d.replace(device)));
+    let _restore = Restore(crate::context::with(|c| c.device.replace(device)));
     Ok(f())
 }
 

@@ -27,6 +27,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use crate::context;
 use crate::error::{Error, Result};
 use crate::tape::{IdMap, OwnedSource, Sources};
 use crate::tensor::{Tensor, TensorId, WeakTensor};
@@ -59,17 +60,46 @@ struct State {
     ops: RefCell<Vec<&'static str>>,
 }
 
-thread_local! {
+/// This thread's accumulators: forward mode's part of the
+/// [`Context`](crate::context::Context).
+pub(crate) struct Accumulators {
     /// Active accumulators on this thread, in the order they started.
-    static ACCUMULATORS: RefCell<Vec<Rc<State>>> = const { RefCell::new(Vec::new()) };
+    list: RefCell<Vec<Rc<State>>>,
     /// How many of them run (active and not paused): the one check every op pays.
-    static RUNNING: Cell<usize> = const { Cell::new(0) };
+    running: Cell<usize>,
+}
+
+impl Accumulators {
+    pub(crate) const fn new() -> Accumulators {
+        Accumulators {
+            list: RefCell::new(Vec::new()),
+            running: Cell::new(0),
+        }
+    }
+
+    pub(crate) fn any_running(&self) -> bool {
+        self.running.get() > 0
+    }
+
+    fn add_running(&self, delta: isize) {
+        self.running
+            .set(self.running.get().saturating_add_signed(delta));
+    }
+}
+
+fn running_count(delta: isize) {
+    context::try_with(|c| c.forward.add_running(delta));
+}
+
+/// The `k`-th active accumulator of this thread.
+fn nth(k: usize) -> Option<Rc<State>> {
+    context::with(|c| c.forward.list.borrow().get(k).cloned())
 }
 
 /// True when some accumulator runs on this thread.
 #[inline]
 pub(crate) fn any_running() -> bool {
-    RUNNING.with(|r| r.get()) > 0
+    context::with(|c| c.forward.any_running())
 }
 
 impl State {
@@ -78,14 +108,14 @@ impl State {
     }
     fn pause(&self) {
         if self.running() {
-            RUNNING.with(|r| r.set(r.get() - 1));
+            running_count(-1);
         }
         self.paused.set(self.paused.get() + 1);
     }
     fn resume(&self) {
         self.paused.set(self.paused.get().saturating_sub(1));
         if self.running() {
-            RUNNING.with(|r| r.set(r.get() + 1));
+            running_count(1);
         }
     }
     fn get(&self, id: TensorId) -> Option<Tensor> {
@@ -136,8 +166,8 @@ struct Paused(Vec<Rc<State>>);
 
 impl Paused {
     fn from(from: usize) -> Paused {
-        Paused(ACCUMULATORS.with(|a| {
-            let list: Vec<Rc<State>> = a.borrow().iter().skip(from).cloned().collect();
+        Paused(context::with(|c| {
+            let list: Vec<Rc<State>> = c.forward.list.borrow().iter().skip(from).cloned().collect();
             for s in &list {
                 s.pause();
             }
@@ -177,7 +207,7 @@ pub(crate) fn propagate(
         return Ok(());
     }
     let mut k = 0;
-    while let Some(acc) = ACCUMULATORS.with(|a| a.borrow().get(k).cloned()) {
+    while let Some(acc) = nth(k) {
         k += 1;
         if !acc.running() {
             continue;
@@ -226,7 +256,7 @@ pub(crate) fn propagate(
 pub(crate) fn read_variable(handle: TensorId, value: &Tensor, read: Tensor) -> Tensor {
     let mut read = read;
     let mut k = 0;
-    while let Some(acc) = ACCUMULATORS.with(|a| a.borrow().get(k).cloned()) {
+    while let Some(acc) = nth(k) {
         k += 1;
         let Some(t) = acc.running().then(|| acc.get(handle)).flatten() else {
             continue;
@@ -313,8 +343,10 @@ impl ForwardAccumulator {
             }
             owned.push(o);
         }
-        ACCUMULATORS.with(|a| a.borrow_mut().push(state.clone()));
-        RUNNING.with(|r| r.set(r.get() + 1));
+        context::with(|c| {
+            c.forward.list.borrow_mut().push(state.clone());
+            c.forward.add_running(1);
+        });
         Ok(ForwardAccumulator {
             state,
             _primals: owned,
@@ -430,10 +462,15 @@ impl ForwardAccumulator {
     pub fn stop(&self) {
         if self.state.active.get() {
             if self.state.running() {
-                RUNNING.with(|r| r.set(r.get() - 1));
+                running_count(-1);
             }
             self.state.active.set(false);
-            ACCUMULATORS.with(|a| a.borrow_mut().retain(|s| !Rc::ptr_eq(s, &self.state)));
+            context::try_with(|c| {
+                c.forward
+                    .list
+                    .borrow_mut()
+                    .retain(|s| !Rc::ptr_eq(s, &self.state))
+            });
         }
     }
 }

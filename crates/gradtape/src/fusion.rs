@@ -32,7 +32,6 @@
 //! computation that fails (memory that cannot be had) is kept as an error that every later
 //! read returns.
 
-use std::cell::{Cell, RefCell};
 use std::sync::{Mutex, OnceLock};
 
 use crate::cpu::{self, BLOCK, CHUNK};
@@ -50,10 +49,6 @@ pub const DEFAULT_MIN_ELEMENTS: usize = 1 << 18;
 /// The largest graph one pending tensor may stand for, in ops.
 pub const MAX_NODES: usize = 16;
 
-thread_local! {
-    static MIN_ELEMENTS: Cell<usize> = const { Cell::new(DEFAULT_MIN_ELEMENTS) };
-}
-
 /// The size from which elementwise ops on this thread return pending tensors.
 ///
 /// ```
@@ -61,7 +56,7 @@ thread_local! {
 /// ```
 #[inline]
 pub fn min_elements() -> usize {
-    MIN_ELEMENTS.with(Cell::get)
+    crate::context::with(|c| c.fusion_min_elements.get())
 }
 
 /// Sets the size from which elementwise ops on this thread return pending tensors;
@@ -81,7 +76,7 @@ pub fn min_elements() -> usize {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn set_min_elements(n: usize) {
-    MIN_ELEMENTS.with(|m| m.set(n.max(1)));
+    crate::context::with(|c| c.fusion_min_elements.set(n.max(1)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,11 +508,6 @@ const MAX_WAITING: usize = 32;
 /// Most instructions in one run of several reductions.
 const MAX_SHARED_INSTS: usize = 48;
 
-thread_local! {
-    /// Pending reductions made on this thread, so that one run can serve several.
-    static WAITING: RefCell<Vec<WeakTensor>> = const { RefCell::new(Vec::new()) };
-}
-
 /// The reduction of all of a pending tensor's elements, itself pending; `None` when `x` is not
 /// pending or the reduction keeps an axis with more than one element.
 ///
@@ -542,8 +532,8 @@ fn fold_pending(x: &Tensor, out_shape: &[usize], fold: Fold) -> Option<Tensor> {
         inputs: vec![x.clone()],
     };
     let t = Tensor::from_pending(Pending::new(node, 0), out_shape, x.dtype());
-    WAITING.with(|w| {
-        let mut w = w.borrow_mut();
+    crate::context::with(|c| {
+        let mut w = c.fusion_waiting.borrow_mut();
         w.retain(|w| w.upgrade().is_some_and(|t| t.pending().is_some()));
         if w.len() >= MAX_WAITING {
             w.remove(0);
@@ -560,8 +550,13 @@ fn run_folds<T: Fusable>(me: &Tensor, f: Fold, x: &Tensor) -> Result<CpuStorage>
     let mut program = Program::default();
     let mut roots = vec![(program.operand(x, n), f)];
     let mut others = vec![];
-    let waiting: Vec<Tensor> =
-        WAITING.with(|w| w.borrow().iter().filter_map(WeakTensor::upgrade).collect());
+    let waiting: Vec<Tensor> = crate::context::with(|c| {
+        c.fusion_waiting
+            .borrow()
+            .iter()
+            .filter_map(WeakTensor::upgrade)
+            .collect()
+    });
     for t in waiting {
         let Some((_, p)) = t.pending() else { continue };
         if t.id() == me.id() || t.dtype() != T::DTYPE {

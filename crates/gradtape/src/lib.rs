@@ -50,6 +50,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+mod context;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

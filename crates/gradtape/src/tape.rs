@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
+use crate::context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops;
@@ -173,7 +174,6 @@ pub struct TracedOp {
 
 /// Buffers of finished tapes and backward passes, kept per thread so that a training loop that
 /// makes a tape every step does not regrow its tables every step.
-#[derive(Default)]
 struct Spare {
     entries: Vec<Vec<Entry>>,
     sets: Vec<IdSet>,
@@ -184,10 +184,7 @@ const SPARE_KEEP: usize = 4;
 const SPARE_MAX_LEN: usize = 1 << 20;
 
 fn spare<R>(f: impl FnOnce(&mut Spare) -> R) -> Option<R> {
-    SPARE
-        .try_with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
-        .ok()
-        .flatten()
+    context::try_with(|c| c.tapes.spare.try_borrow_mut().ok().map(|mut s| f(&mut s))).flatten()
 }
 
 fn take_entries() -> Vec<Entry> {
@@ -225,20 +222,53 @@ impl Drop for TapeState {
     }
 }
 
-thread_local! {
-    static SPARE: RefCell<Spare> = RefCell::default();
-    static ACTIVE: RefCell<Vec<Rc<TapeState>>> = const { RefCell::new(Vec::new()) };
+/// This thread's tapes and custom-gradient frames: reverse mode's part of the
+/// [`Context`](crate::context::Context).
+pub(crate) struct Tapes {
+    spare: RefCell<Spare>,
+    active: RefCell<Vec<Rc<TapeState>>>,
     /// Number of tapes recording on this thread: the one check every op pays.
-    static RECORDING: Cell<usize> = const { Cell::new(0) };
-    /// Counts tapes and forward accumulators as they start, to order them.
-    static SEQ: Cell<u64> = const { Cell::new(0) };
+    recording: Cell<usize>,
+    /// Forward functions of custom gradients running on this thread (nested ones too).
+    custom_depth: Cell<usize>,
+    /// The trainable float variables each of them has read, in order of first read.
+    custom_reads: RefCell<Vec<Vec<Variable>>>,
+}
+
+impl Tapes {
+    pub(crate) const fn new() -> Tapes {
+        Tapes {
+            spare: RefCell::new(Spare {
+                entries: Vec::new(),
+                sets: Vec::new(),
+                maps: Vec::new(),
+            }),
+            active: RefCell::new(Vec::new()),
+            recording: Cell::new(0),
+            custom_depth: Cell::new(0),
+            custom_reads: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn any_recording(&self) -> bool {
+        self.recording.get() > 0
+    }
+
+    pub(crate) fn in_custom_forward(&self) -> bool {
+        self.custom_depth.get() > 0
+    }
+}
+
+/// Runs `f` with this thread's active tapes.
+fn active<R>(f: impl FnOnce(&RefCell<Vec<Rc<TapeState>>>) -> R) -> R {
+    context::with(|c| f(&c.tapes.active))
 }
 
 /// The next place in the order tapes and forward accumulators start on this thread.
 pub(crate) fn next_seq() -> u64 {
-    SEQ.with(|s| {
-        s.set(s.get() + 1);
-        s.get()
+    context::with(|c| {
+        c.seq.set(c.seq.get() + 1);
+        c.seq.get()
     })
 }
 
@@ -252,7 +282,7 @@ pub(crate) fn pause_tapes_after(seq: u64) -> PauseAfter {
     if recording_count() == 0 {
         return PauseAfter(Vec::new());
     }
-    ACTIVE.with(|active| {
+    active(|active| {
         let later: Vec<Rc<TapeState>> = active
             .borrow()
             .iter()
@@ -283,13 +313,14 @@ pub(crate) fn any_recording() -> bool {
 
 #[inline]
 fn recording_count() -> usize {
-    RECORDING.with(|r| r.get())
+    context::with(|c| c.tapes.recording.get())
 }
 
 fn set_recording(state: &TapeState, on: bool) {
     if state.recording.get() != on {
         state.recording.set(on);
-        RECORDING.with(|r| {
+        context::try_with(|c| {
+            let r = &c.tapes.recording;
             r.set(if on {
                 r.get() + 1
             } else {
@@ -370,7 +401,7 @@ pub(crate) fn cut(op: &'static str, inputs: &[&Tensor]) {
     if recording_count() == 0 {
         return;
     }
-    ACTIVE.with(|active| {
+    active(|active| {
         for tape in active.borrow().iter().filter(|t| t.recording.get()) {
             let traced: Vec<TensorId> = {
                 let set = tape.tensors.borrow();
@@ -408,7 +439,7 @@ where
     }
     let ids: Vec<TensorId> = variables.iter().map(|v| v.handle_id()).collect();
     if recording_count() != 0 {
-        ACTIVE.with(|active| {
+        active(|active| {
             for tape in active.borrow().iter().filter(|t| t.recording.get()) {
                 for v in variables {
                     if v.trainable() && tape.watch_accessed_variables {
@@ -434,7 +465,7 @@ fn record_with<B>(
 ) where
     B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
 {
-    ACTIVE.with(|active| {
+    active(|active| {
         let active = active.borrow();
         let mut make = Some(backward);
         let mut shared: Option<Rc<Backward>> = None;
@@ -479,18 +510,11 @@ fn record_with<B>(
     })
 }
 
-thread_local! {
-    /// Forward functions of custom gradients running on this thread (nested ones too).
-    static CUSTOM_DEPTH: Cell<usize> = const { Cell::new(0) };
-    /// The trainable float variables each of them has read, in order of first read.
-    static CUSTOM_READS: RefCell<Vec<Vec<Variable>>> = const { RefCell::new(Vec::new()) };
-}
-
 /// A read while every tape is paused or none exists: remembered by the paused tapes, so that
 /// a missing gradient can be explained.
 #[inline(never)]
 fn note_paused_read(var: &Variable) {
-    ACTIVE.with(|active| {
+    active(|active| {
         for tape in active
             .borrow()
             .iter()
@@ -506,8 +530,8 @@ fn note_custom_read(var: &Variable) {
     if !var.trainable() || !var.dtype().is_float() {
         return;
     }
-    CUSTOM_READS.with(|r| {
-        if let Some(list) = r.borrow_mut().last_mut() {
+    context::with(|c| {
+        if let Some(list) = c.tapes.custom_reads.borrow_mut().last_mut() {
             if !list.iter().any(|v| v.handle_id() == var.handle_id()) {
                 list.push(var.clone());
             }
@@ -521,18 +545,23 @@ pub(crate) fn run_custom_forward<R>(f: impl FnOnce() -> R) -> (R, Vec<Variable>)
     struct Pop;
     impl Drop for Pop {
         fn drop(&mut self) {
-            CUSTOM_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
-            CUSTOM_READS.with(|r| {
-                r.borrow_mut().pop();
+            context::try_with(|c| {
+                let d = &c.tapes.custom_depth;
+                d.set(d.get().saturating_sub(1));
+                c.tapes.custom_reads.borrow_mut().pop();
             });
         }
     }
-    CUSTOM_DEPTH.with(|d| d.set(d.get() + 1));
-    CUSTOM_READS.with(|r| r.borrow_mut().push(Vec::new()));
+    context::with(|c| {
+        c.tapes.custom_depth.set(c.tapes.custom_depth.get() + 1);
+        c.tapes.custom_reads.borrow_mut().push(Vec::new());
+    });
     let pop = Pop;
     let r = without_recording(f);
-    let reads = CUSTOM_READS.with(|r| {
-        r.borrow_mut()
+    let reads = context::with(|c| {
+        c.tapes
+            .custom_reads
+            .borrow_mut()
             .last_mut()
             .map(std::mem::take)
             .unwrap_or_default()
@@ -552,10 +581,10 @@ pub(crate) fn without_recording<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
-            RECORDING.with(|r| r.set(self.0));
+            context::try_with(|c| c.tapes.recording.set(self.0));
         }
     }
-    let _restore = Restore(RECORDING.with(|r| r.replace(0)));
+    let _restore = Restore(context::with(|c| c.tapes.recording.replace(0)));
     crate::forward_accumulator::paused(f)
 }
 
@@ -570,7 +599,7 @@ pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
 }
 
 fn read_on_tapes(var: &Variable, value: &Tensor) -> Tensor {
-    if CUSTOM_DEPTH.with(|d| d.get()) > 0 {
+    if context::with(|c| c.tapes.in_custom_forward()) {
         note_custom_read(var);
     }
     if recording_count() == 0 || !value.dtype().is_float() {
@@ -579,7 +608,7 @@ fn read_on_tapes(var: &Variable, value: &Tensor) -> Tensor {
         }
         return value.clone();
     }
-    ACTIVE.with(|active| {
+    active(|active| {
         let active = active.borrow();
         for tape in active
             .iter()
@@ -1428,7 +1457,7 @@ impl Tape {
             cuts: RefCell::default(),
             paused_reads: RefCell::default(),
         });
-        ACTIVE.with(|a| a.borrow_mut().push(state.clone()));
+        active(|a| a.borrow_mut().push(state.clone()));
         set_recording(&state, true);
         Tape { state }
     }
@@ -1570,7 +1599,12 @@ impl Tape {
     pub fn stop(&self) {
         if self.state.active.replace(false) {
             set_recording(&self.state, false);
-            ACTIVE.with(|a| a.borrow_mut().retain(|t| !Rc::ptr_eq(t, &self.state)));
+            context::try_with(|c| {
+                c.tapes
+                    .active
+                    .borrow_mut()
+                    .retain(|t| !Rc::ptr_eq(t, &self.state))
+            });
         }
     }
 

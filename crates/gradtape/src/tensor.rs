@@ -905,19 +905,17 @@ impl Operand {
 
 const CONSTANTS: usize = 32;
 
-thread_local! {
-    /// Recently used scalar constants (`x * 2.0`, a learning rate), direct-mapped by value.
-    /// Tensors are immutable, so sharing one between ops is safe, and a loop that multiplies by
-    /// the same number each step makes no new tensor for it.
-    static CONSTANT_CACHE: std::cell::RefCell<Vec<Option<(u64, DType, Tensor)>>> =
-        std::cell::RefCell::new(vec![None; CONSTANTS]);
-}
-
+/// Recently used scalar constants (`x * 2.0`, a learning rate), direct-mapped by value in the
+/// thread's context. Tensors are immutable, so sharing one between ops is safe, and a loop that
+/// multiplies by the same number each step makes no new tensor for it.
 fn scalar_constant(v: f64, dtype: DType) -> Tensor {
     let bits = v.to_bits();
     let slot = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize ^ dtype as usize;
-    let lookup = CONSTANT_CACHE.try_with(|c| {
-        let mut c = c.try_borrow_mut().ok()?;
+    let lookup = crate::context::try_with(|c| {
+        let mut c = c.constants.try_borrow_mut().ok()?;
+        if c.is_empty() {
+            c.resize(CONSTANTS, None);
+        }
         let entry = &mut c[slot % CONSTANTS];
         match entry {
             Some((b, d, t)) if *b == bits && *d == dtype => Some(t.clone()),
@@ -929,7 +927,6 @@ fn scalar_constant(v: f64, dtype: DType) -> Tensor {
         }
     });
     lookup
-        .ok()
         .flatten()
         .unwrap_or_else(|| Tensor::from_f64s(&[v], &[], dtype))
 }

@@ -9,13 +9,16 @@
 //! `BENCHMARKS.md`). [`install`] runs a whole loop on one of the pool's threads instead, so
 //! each kernel shares its work with the other threads and no thread waits to be woken.
 
+pub use crate::context::Snapshot;
+
 /// Runs `f` on the threads of a compute pool of its own and returns its result.
 ///
 /// Tapes are per thread, so `f` should make its own (as a training step does). When a tape is
-/// recording on the calling thread, or the caller already runs on a rayon pool's thread, `f`
-/// runs right here instead, so that the tape sees its ops. The calling thread's scopes go
-/// along with `f`: [`crate::fusion::min_elements`], [`crate::debugging::check_numerics`] and
-/// the default device of [`crate::device::with_device`].
+/// recording on the calling thread (or a forward accumulator runs, or a custom gradient's
+/// forward function), or the caller already runs on a rayon pool's thread, `f` runs right here
+/// instead, so that the tape sees its ops. The calling thread's scopes go along with `f` (a
+/// [`Snapshot`]): [`crate::fusion::min_elements`], [`crate::debugging::check_numerics`], the
+/// default device of [`crate::device::with_device`] and the levels of running `vmap`s.
 ///
 /// Each `install` that runs at the same time as another gets a pool of its own (one per
 /// concurrent caller, made on first need and kept for later calls, at most
@@ -38,59 +41,32 @@
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() || crate::tape::any_recording() {
+    if rayon::current_thread_index().is_some()
+        || crate::context::with(|c| c.bound_to_thread().is_some())
+    {
         return f();
     }
     let Some(pool) = pools::check_out() else {
         return f();
     };
-    let scopes = Scopes::capture();
+    let snapshot = snapshot();
     // Called from outside the pool, `install` runs `f` on one of its threads; this thread
     // sleeps meanwhile (it belongs to no pool, so it steals nothing).
-    pool.0.install(|| {
-        let _restore = scopes.enter();
-        f()
-    })
+    pool.0.install(|| snapshot.run(f))
 }
 
-/// The calling thread's settings that change what ops compute or where their results live,
-/// carried to the thread that runs work on its behalf: without them, `check_numerics(||
-/// install(|| log(-1)))` returned a NaN instead of the error, and tensors made inside
-/// `with_device(cuda, || install(..))` landed on the host.
-#[derive(Clone, Copy)]
-struct Scopes {
-    min_elements: usize,
-    check_numerics: bool,
-    device: crate::device::Device,
-}
-
-impl Scopes {
-    fn capture() -> Scopes {
-        Scopes {
-            min_elements: crate::fusion::min_elements(),
-            check_numerics: crate::debugging::check_numerics_enabled(),
-            device: crate::device::default_device(),
-        }
-    }
-
-    /// Sets these on this thread until the guard drops (also when `f` panics).
-    fn enter(self) -> impl Drop {
-        struct Restore(Scopes);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                self.0.set();
-            }
-        }
-        let before = Scopes::capture();
-        self.set();
-        Restore(before)
-    }
-
-    fn set(self) {
-        crate::fusion::set_min_elements(self.min_elements);
-        crate::debugging::set_check_numerics(self.check_numerics);
-        crate::device::set_default_device(self.device);
-    }
+/// The calling thread's scopes, to carry to a thread of your own: `snapshot.run(f)` there runs
+/// `f` as if here (see [`Snapshot`]).
+///
+/// ```
+/// use gradtape::{device, threading, Device};
+/// let s = device::with_device(Device::Cpu, threading::snapshot)?;
+/// let d = std::thread::spawn(move || s.run(device::default_device)).join().unwrap();
+/// assert_eq!(d, Device::Cpu);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn snapshot() -> Snapshot {
+    crate::context::with(|c| c.snapshot())
 }
 
 /// The most compute pools [`install`] keeps, one per `install` running at the same time.

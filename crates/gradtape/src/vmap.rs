@@ -30,23 +30,58 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::context;
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::tensor::Tensor;
 
 static NEXT_LEVEL: AtomicUsize = AtomicUsize::new(1);
 
-thread_local! {
+/// This thread's vmap levels: vectorization's part of the [`Context`](crate::context::Context).
+pub(crate) struct Levels {
     /// The vmap levels running on this thread, innermost last: (level, batch size).
-    static LEVELS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    levels: RefCell<Vec<(usize, usize)>>,
     /// Per-example copies of variables read under a tape started inside a vmap:
     /// (level, variable handle, the copy standing for the batch).
-    static COPIES: RefCell<Vec<(usize, u64, Tensor)>> = const { RefCell::new(Vec::new()) };
+    copies: RefCell<Vec<(usize, u64, Tensor)>>,
+}
+
+impl Levels {
+    pub(crate) const fn new() -> Levels {
+        Levels {
+            levels: RefCell::new(Vec::new()),
+            copies: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The running levels, for a [`Snapshot`](crate::context::Snapshot).
+    pub(crate) fn levels(&self) -> Vec<(usize, usize)> {
+        self.levels.borrow().clone()
+    }
+
+    /// Makes `levels` the running ones (work moved to or back from another thread); the
+    /// variable copies of levels that no longer run go.
+    pub(crate) fn set_levels(&self, levels: &[(usize, usize)]) {
+        let mut mine = self.levels.borrow_mut();
+        mine.clear();
+        mine.extend_from_slice(levels);
+        self.copies
+            .borrow_mut()
+            .retain(|(lv, _, _)| levels.iter().any(|&(l, _)| l == *lv));
+    }
+}
+
+fn levels<R>(f: impl FnOnce(&RefCell<Vec<(usize, usize)>>) -> R) -> R {
+    context::with(|c| f(&c.vmap.levels))
+}
+
+fn copies<R>(f: impl FnOnce(&RefCell<Vec<(usize, u64, Tensor)>>) -> R) -> R {
+    context::with(|c| f(&c.vmap.copies))
 }
 
 /// The innermost vmap level running on this thread and its batch size.
 pub(crate) fn innermost() -> Option<(usize, usize)> {
-    LEVELS.with(|l| l.borrow().last().copied())
+    levels(|l| l.borrow().last().copied())
 }
 
 /// The per-example copy of a variable read inside the innermost vmap (`read` repeated over the
@@ -57,13 +92,13 @@ pub(crate) fn per_example_copy(handle: u64, read: &Tensor) -> Option<Tensor> {
         return Some(copy);
     }
     let copy = Tensor::batched(with_batch(read, b).ok()?, level);
-    COPIES.with(|c| c.borrow_mut().push((level, handle, copy.clone())));
+    copies(|c| c.borrow_mut().push((level, handle, copy.clone())));
     Some(copy)
 }
 
 /// The per-example copy of variable `handle` in `level`, if it was read there.
 pub(crate) fn copy_of(handle: u64, level: usize) -> Option<Tensor> {
-    COPIES.with(|c| {
+    copies(|c| {
         c.borrow()
             .iter()
             .find(|(l, h, _)| *l == level && *h == handle)
@@ -77,20 +112,25 @@ struct LevelGuard(usize);
 impl LevelGuard {
     fn enter(batch: usize) -> LevelGuard {
         let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
-        LEVELS.with(|l| l.borrow_mut().push((level, batch)));
+        levels(|l| l.borrow_mut().push((level, batch)));
         LevelGuard(level)
     }
 }
 
 impl Drop for LevelGuard {
     fn drop(&mut self) {
-        LEVELS.with(|l| l.borrow_mut().retain(|&(lv, _)| lv != self.0));
-        COPIES.with(|c| c.borrow_mut().retain(|(lv, _, _)| *lv != self.0));
+        context::try_with(|c| {
+            c.vmap.levels.borrow_mut().retain(|&(lv, _)| lv != self.0);
+            c.vmap
+                .copies
+                .borrow_mut()
+                .retain(|(lv, _, _)| *lv != self.0);
+        });
     }
 }
 
 fn live(level: usize) -> Result<()> {
-    if LEVELS.with(|l| l.borrow().iter().any(|&(lv, _)| lv == level)) {
+    if levels(|l| l.borrow().iter().any(|&(lv, _)| lv == level)) {
         Ok(())
     } else {
         Err(Error::arg(
@@ -153,7 +193,7 @@ fn at(x: &Tensor, level: usize) -> Option<&Tensor> {
 /// The batch size of a level.
 fn size_of(level: usize) -> Result<usize> {
     live(level)?;
-    Ok(LEVELS.with(|l| {
+    Ok(levels(|l| {
         l.borrow()
             .iter()
             .find(|&&(lv, _)| lv == level)

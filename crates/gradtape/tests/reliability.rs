@@ -344,3 +344,77 @@ fn the_mean_of_twenty_million_ones_is_one_and_a_bias_gradient_is_exact() {
     let [g] = tape.gradient(&loss, [&b]).unwrap();
     assert_eq!(g.unwrap().to_vec::<f32>().unwrap(), vec![2e7, 2e7]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. Work moved to another thread sees the caller's context (issue 21): each of these lost
+//    something silently before (a tangent `None`, a gradient `None`, a vmap error)
+
+#[test]
+fn a_forward_accumulator_sees_ops_run_under_install() {
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).unwrap();
+    let t = Tensor::from_vec(vec![1.0f64, 1.0], &[2]).unwrap();
+    let acc = gradtape::ForwardAccumulator::new([&x], &[t]).unwrap();
+    let y = threading::install(|| ops::square(&x).unwrap());
+    let jvp = acc.jvp(&y).unwrap().expect("the tangent of x² (was None)");
+    assert_eq!(jvp.to_vec::<f64>().unwrap(), vec![2.0, 4.0]);
+}
+
+#[test]
+fn a_variable_read_under_install_inside_recompute_grad_gets_its_gradient() {
+    let x = Tensor::from_vec(vec![3.0f64, 4.0], &[2]).unwrap();
+    let w = Variable::new(Tensor::from_vec(vec![1.0f64, 2.0], &[2]).unwrap());
+    let tape = GradientTape::new();
+    let f = gradtape::recompute_grad({
+        let w = w.clone();
+        move |xs: &[Tensor]| Ok(vec![threading::install(|| ops::multiply(&xs[0], &w))?])
+    });
+    let y = f(&[&x]).unwrap();
+    let loss = ops::reduce_sum(&y[0], Axes::All, false).unwrap();
+    let [g] = tape.gradient(&loss, [&w]).unwrap();
+    let g = g.expect("the gradient of sum(x * w) with respect to w (was None)");
+    assert_eq!(g.to_vec::<f64>().unwrap(), vec![3.0, 4.0]);
+}
+
+#[test]
+fn one_example_s_tensors_can_be_used_under_install_inside_vmap() {
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let sum = |install: bool| {
+        gradtape::vmap(move |xs: &[Tensor]| {
+            let f = || ops::reduce_sum(&ops::square(&xs[0])?, Axes::All, false);
+            Ok(vec![if install {
+                threading::install(f)?
+            } else {
+                f()?
+            }])
+        })
+        .call(std::slice::from_ref(&x))
+        .map(|r| r[0].to_vec::<f64>().unwrap())
+    };
+    assert_eq!(sum(true).unwrap(), sum(false).unwrap());
+    assert_eq!(sum(false).unwrap(), vec![5.0, 25.0]);
+}
+
+#[test]
+fn a_snapshot_carries_the_scopes_to_a_thread_of_one_s_own_and_only_while_it_runs() {
+    let snapshot = gradtape::debugging::check_numerics(|| {
+        fusion::set_min_elements(7);
+        let s = threading::snapshot();
+        fusion::set_min_elements(fusion::DEFAULT_MIN_ELEMENTS);
+        s
+    });
+    let (inside, after) = std::thread::spawn(move || {
+        let inside = snapshot.run(|| {
+            let e = ops::log(&Tensor::scalar(-1.0f32)).unwrap_err().to_string();
+            (e.contains("NaN"), fusion::min_elements())
+        });
+        let after = (
+            gradtape::debugging::check_numerics_enabled(),
+            fusion::min_elements(),
+        );
+        (inside, after)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(inside, (true, 7));
+    assert_eq!(after, (false, fusion::DEFAULT_MIN_ELEMENTS));
+}
