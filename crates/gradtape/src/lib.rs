@@ -74,6 +74,7 @@ pub mod npy;
 mod operators;
 pub mod ops;
 pub mod optimizers;
+mod primitive;
 pub mod random;
 mod shape;
 mod storage;

@@ -366,7 +366,7 @@ where
     )
 }
 
-fn record_dyn<B>(
+pub(crate) fn record_dyn<B>(
     op: &'static str,
     inputs: &[&Tensor],
     output: &Tensor,

@@ -244,6 +244,17 @@ fn every_generated_kernel_compiles_with_nvrtc() {
         "only {} kernels were recorded: the ops stopped reporting their CUDA C",
         sources.len()
     );
+    // every primitive's CUDA expression is among them (a new primitive's kernel is compiled)
+    for p in gradtape::ops::primitives() {
+        if let Some(expr) = p.cuda_expression() {
+            assert!(
+                sources.iter().any(|(_, src)| src.contains(expr)),
+                "{}: no generated kernel holds its CUDA expression {expr:?} (add it to \
+                 exercise_ops)",
+                p.name()
+            );
+        }
+    }
     // H100/H200 (sm_90) and A100 (sm_80).
     let mut skipped = None;
     for (name, src) in &sources {

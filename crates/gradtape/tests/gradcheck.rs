@@ -734,6 +734,54 @@ fn check_every_op(seed: u64) {
     );
 }
 
+/// The primitive table (`ops::primitives()`): every differentiable primitive is listed, so the
+/// test above holds it to a gradient row and its own JVP rule; every other one, given float
+/// inputs, ends a tape's path with `None` and says so (or refuses them by dtype, naming
+/// itself: the logical ops); each has a name of its own.
+#[test]
+fn every_primitive_has_every_rule() {
+    let mut names = BTreeSet::new();
+    for p in ops::primitives() {
+        assert!(names.insert(p.name()), "{} is defined twice", p.name());
+        if p.is_differentiable() {
+            assert!(
+                ops::DIFFERENTIABLE_OPS.contains(&p.name()),
+                "{} is differentiable but not in DIFFERENTIABLE_OPS",
+                p.name()
+            );
+            continue;
+        }
+        assert!(
+            !ops::DIFFERENTIABLE_OPS.contains(&p.name()),
+            "{} has no derivative but is in DIFFERENTIABLE_OPS",
+            p.name()
+        );
+        let x = Tensor::from_vec(vec![0.3f64, 1.7], &[2]).unwrap();
+        let tape = GradientTape::persistent();
+        tape.watch(&x);
+        let inputs = vec![&x; p.arity()];
+        match p.apply(&inputs) {
+            // a bool result (the comparisons): no gradient can flow from it, and the reason
+            // says so; a float one: the path ends at the primitive, named
+            Ok(y) if !y.dtype().is_float() => {
+                let why = tape.why_no_gradient(&y, &x).unwrap_or_default();
+                assert!(why.contains("bool"), "{}: {why}", p.name());
+            }
+            Ok(y) => {
+                let why = tape.why_no_gradient(&y, &x).unwrap_or_default();
+                assert!(why.contains(p.name()), "{}: {why}", p.name());
+                let [g] = tape.gradient(&y, [&x]).unwrap();
+                assert!(g.is_none(), "{}: a gradient through it", p.name());
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains(p.name()) && e.contains("bool"), "{e}");
+            }
+        }
+    }
+    assert!(names.len() >= 40, "only {names:?}");
+}
+
 /// The same table on `cuda:0` when this machine has a usable GPU: every row's inputs moved to
 /// the GPU and every tensor the check makes created there (`with_device`), first and second
 /// order and forward mode against central differences computed on the GPU too. Rows that reach

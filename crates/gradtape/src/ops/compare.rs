@@ -4,32 +4,47 @@
 use crate::cpu;
 use crate::dtype::{DType, Element, Float};
 use crate::error::{Error, Result};
-use crate::shape::{broadcast_shapes, Dims};
+use crate::primitive::{apply, Batching, Derivative, Primitive, Saves};
+use crate::shape::broadcast_shapes;
 use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 use crate::vmap;
 
 use super::elementwise::{map_tensor, zip_tensors};
-use super::{dispatch_all, dispatch_float, opt, same_dtype, sum_to_shape, tangent1, tangent_sum};
+use super::{dispatch_all, dispatch_float, same_dtype, tangent1};
 
 macro_rules! comparisons {
-    ($($(#[$doc:meta])* $name:ident: |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {$(
-        $(#[$doc])*
-        #[allow(clippy::bool_comparison)]
-        ///
-        /// Broadcasts; returns a bool tensor; has no gradient.
-        ///
-        /// # Errors
-        /// When dtypes differ or shapes do not broadcast.
-        pub fn $name(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
-            let (a, b) = operand_pair(x, y);
-            if let Some(r) = vmap::rule_broadcast(&[&a, &b], |p| $name(&p[0], &p[1])) {
-                return r;
+    ($($(#[$doc:meta])* $name:ident($P:ident): |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {
+        $(
+            pub(crate) static $P: Primitive = Primitive {
+                name: stringify!($name),
+                #[allow(clippy::bool_comparison)]
+                forward: |xs| {
+                    dispatch_all!(xs[0].dtype(), T => {
+                        zip_tensors::<T, bool>(stringify!($name), xs[0], xs[1], |$p, $q| $body, $cuda)
+                    })
+                },
+                derivative: Derivative::None,
+                arity: 2,
+ batching: Batching::Broadcast,
+                cuda: Some($cuda),
+            };
+
+            $(#[$doc])*
+            ///
+            /// Broadcasts; returns a bool tensor; has no gradient.
+            ///
+            /// # Errors
+            /// When dtypes differ or shapes do not broadcast.
+            pub fn $name(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
+                let (a, b) = operand_pair(x, y);
+                apply(&$P, &[&a, &b])
             }
-            tape::cut(stringify!($name), &[&a, &b]);
-            dispatch_all!(a.dtype(), T => zip_tensors::<T, bool>(stringify!($name), &a, &b, |$p, $q| $body, $cuda))
-        }
-    )*};
+        )*
+
+        /// The comparisons' primitives.
+        pub(crate) static COMPARISONS: &[&Primitive] = &[$(&$P),*];
+    };
 }
 
 comparisons! {
@@ -40,43 +55,47 @@ comparisons! {
     /// assert_eq!(gradtape::ops::equal(&x, &2)?.to_vec::<bool>()?, vec![false, true]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    equal: |p, q| p == q, cuda "p == q";
+    equal(EQUAL): |p, q| p == q, cuda "p == q";
     /// `x != y`.
     ///
     /// ```
     /// assert!(gradtape::ops::not_equal(&1.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    not_equal: |p, q| p != q, cuda "p != q";
+    not_equal(NOT_EQUAL): |p, q| p != q, cuda "p != q";
     /// `x < y`.
     ///
     /// ```
     /// assert!(gradtape::ops::less(&1.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    less: |p, q| p < q, cuda "p < q";
+    less(LESS): |p, q| p < q, cuda "p < q";
     /// `x <= y`.
     ///
     /// ```
     /// assert!(gradtape::ops::less_equal(&2.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    less_equal: |p, q| p <= q, cuda "p <= q";
+    less_equal(LESS_EQUAL): |p, q| p <= q, cuda "p <= q";
     /// `x > y`.
     ///
     /// ```
     /// assert!(!gradtape::ops::greater(&1.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    greater: |p, q| p > q, cuda "p > q";
+    greater(GREATER): |p, q| p > q, cuda "p > q";
     /// `x >= y`.
     ///
     /// ```
     /// assert!(gradtape::ops::greater_equal(&2.0, &2.0)?.to_scalar::<bool>()?);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    greater_equal: |p, q| p >= q, cuda "p >= q";
+    greater_equal(GREATER_EQUAL): |p, q| p >= q, cuda "p >= q";
 }
+
+/// The primitives of this file defined one by one.
+pub(crate) static PRIMITIVES: &[&Primitive] =
+    &[&LOGICAL_NOT, &IS_FINITE, &IS_NAN, &STOP_GRADIENT, &SELECT];
 
 fn bools(op: &'static str, t: &Tensor) -> Result<()> {
     if t.dtype() != DType::Bool {
@@ -89,20 +108,33 @@ fn bools(op: &'static str, t: &Tensor) -> Result<()> {
 }
 
 macro_rules! logical {
-    ($($(#[$doc:meta])* $name:ident: |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {$(
-        $(#[$doc])*
-        ///
-        /// # Errors
-        /// When an operand is not bool or the shapes do not broadcast.
-        pub fn $name(x: &Tensor, y: &Tensor) -> Result<Tensor> {
-            if let Some(r) = vmap::rule_broadcast(&[x, y], |p| $name(&p[0], &p[1])) {
-                return r;
+    ($($(#[$doc:meta])* $name:ident($P:ident): |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {
+        $(
+            pub(crate) static $P: Primitive = Primitive {
+                name: stringify!($name),
+                forward: |xs| {
+                    bools(stringify!($name), xs[0])?;
+                    bools(stringify!($name), xs[1])?;
+                    zip_tensors::<bool, bool>(stringify!($name), xs[0], xs[1], |$p, $q| $body, $cuda)
+                },
+                derivative: Derivative::None,
+                arity: 2,
+ batching: Batching::Broadcast,
+                cuda: Some($cuda),
+            };
+
+            $(#[$doc])*
+            ///
+            /// # Errors
+            /// When an operand is not bool or the shapes do not broadcast.
+            pub fn $name(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+                apply(&$P, &[x, y])
             }
-            bools(stringify!($name), x)?;
-            bools(stringify!($name), y)?;
-            zip_tensors::<bool, bool>(stringify!($name), x, y, |$p, $q| $body, $cuda)
-        }
-    )*};
+        )*
+
+        /// The logical ops' primitives.
+        pub(crate) static LOGICAL: &[&Primitive] = &[$(&$P),*];
+    };
 }
 
 logical! {
@@ -113,7 +145,7 @@ logical! {
     /// assert_eq!(gradtape::ops::logical_and(&t, &t)?.to_vec::<bool>()?, vec![true, false]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    logical_and: |p, q| p & q, cuda "p && q";
+    logical_and(LOGICAL_AND): |p, q| p & q, cuda "p && q";
     /// Elementwise OR.
     ///
     /// ```
@@ -122,7 +154,7 @@ logical! {
     /// assert_eq!(gradtape::ops::logical_or(&t, &f)?.to_vec::<bool>()?, vec![true, false]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    logical_or: |p, q| p | q, cuda "p || q";
+    logical_or(LOGICAL_OR): |p, q| p | q, cuda "p || q";
     /// Elementwise exclusive OR.
     ///
     /// ```
@@ -131,7 +163,7 @@ logical! {
     /// assert_eq!(gradtape::ops::logical_xor(&t, &u)?.to_vec::<bool>()?, vec![false, true]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    logical_xor: |p, q| p ^ q, cuda "p != q";
+    logical_xor(LOGICAL_XOR): |p, q| p ^ q, cuda "p != q";
 }
 
 /// Elementwise NOT.
@@ -145,12 +177,20 @@ logical! {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn logical_not(x: &Tensor) -> Result<Tensor> {
-    if let Some(r) = vmap::rule1(x, logical_not) {
-        return r;
-    }
-    bools("logical_not", x)?;
-    map_tensor::<bool, bool>("logical_not", x, |p| !p, "!v")
+    apply(&LOGICAL_NOT, &[x])
 }
+
+pub(crate) static LOGICAL_NOT: Primitive = Primitive {
+    name: "logical_not",
+    forward: |xs| {
+        bools("logical_not", xs[0])?;
+        map_tensor::<bool, bool>("logical_not", xs[0], |p| !p, "!v")
+    },
+    derivative: Derivative::None,
+    arity: 1,
+    batching: Batching::Elementwise,
+    cuda: Some("!v"),
+};
 
 /// True where the element is neither infinite nor NaN.
 ///
@@ -163,13 +203,21 @@ pub fn logical_not(x: &Tensor) -> Result<Tensor> {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
-    let x = x.operand().into_tensor();
-    if let Some(r) = vmap::rule1(&x, is_finite) {
-        return r;
-    }
-    tape::cut("is_finite", &[&x]);
-    dispatch_float!("is_finite", x.dtype(), T => map_tensor::<T, bool>("is_finite", &x, |v| v.is_finite(), "isfinite(v)"))
+    apply(&IS_FINITE, &[&x.operand().into_tensor()])
 }
+
+pub(crate) static IS_FINITE: Primitive = Primitive {
+    name: "is_finite",
+    forward: |xs| {
+        dispatch_float!("is_finite", xs[0].dtype(), T => {
+            map_tensor::<T, bool>("is_finite", xs[0], |v| v.is_finite(), "isfinite(v)")
+        })
+    },
+    derivative: Derivative::None,
+    arity: 1,
+    batching: Batching::Elementwise,
+    cuda: Some("isfinite(v)"),
+};
 
 /// True where the element is NaN.
 ///
@@ -182,13 +230,21 @@ pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
-    let x = x.operand().into_tensor();
-    if let Some(r) = vmap::rule1(&x, is_nan) {
-        return r;
-    }
-    tape::cut("is_nan", &[&x]);
-    dispatch_float!("is_nan", x.dtype(), T => map_tensor::<T, bool>("is_nan", &x, Float::is_nan, "isnan(v)"))
+    apply(&IS_NAN, &[&x.operand().into_tensor()])
 }
+
+pub(crate) static IS_NAN: Primitive = Primitive {
+    name: "is_nan",
+    forward: |xs| {
+        dispatch_float!("is_nan", xs[0].dtype(), T => {
+            map_tensor::<T, bool>("is_nan", xs[0], Float::is_nan, "isnan(v)")
+        })
+    },
+    derivative: Derivative::None,
+    arity: 1,
+    batching: Batching::Elementwise,
+    cuda: Some("isnan(v)"),
+};
 
 /// `x` where `condition` holds, `y` elsewhere (TensorFlow 2's `tf.where(condition, x, y)`;
 /// `where` is a Rust keyword). All three broadcast. The gradient flows to the chosen side only.
@@ -205,73 +261,54 @@ pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
 /// ```
 #[doc(alias = "where")]
 pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
-    let op = "select";
     let (a, b) = operand_pair(x, y);
-    if let Some(r) = vmap::rule_broadcast(&[condition, &a, &b], |p| select(&p[0], &p[1], &p[2])) {
-        return r;
-    }
+    apply(&SELECT, &[condition, &a, &b])
+}
+
+/// The gradient goes to `x` where the condition holds and to `y` elsewhere.
+pub(crate) static SELECT: Primitive = Primitive {
+    name: "select",
+    forward: select_forward,
+    derivative: Derivative::Broadcast {
+        saves: Saves::FirstInput,
+        partial: |s, g, i| match i {
+            1 => select(s.a()?, g, &0.0),
+            2 => select(s.a()?, &0.0, g),
+            _ => Err(Error::tape(
+                "select",
+                "the condition has no gradient (it is bool)",
+            )),
+        },
+    },
+    arity: 3,
+    batching: Batching::Broadcast,
+    cuda: None,
+};
+
+fn select_forward(xs: &[&Tensor]) -> Result<Tensor> {
+    let op = "select";
+    let (condition, a, b) = (xs[0], xs[1], xs[2]);
     bools(op, condition)?;
-    same_dtype(op, &a, &b)?;
+    same_dtype(op, a, b)?;
     let shape = broadcast_shapes(
         op,
         &broadcast_shapes(op, condition.shape(), a.shape())?,
         b.shape(),
     )?;
+    #[cfg(feature = "cuda")]
+    if let Some(out) = crate::cuda::ops::select(condition, a, b, &shape)? {
+        return Ok(out);
+    }
     let (lc, la, lb) = (
         condition.layout().broadcast_to(&shape),
         a.layout().broadcast_to(&shape),
         b.layout().broadcast_to(&shape),
     );
-    #[cfg(feature = "cuda")]
-    let gpu = crate::cuda::ops::select(condition, &a, &b, &shape)?;
-    #[cfg(not(feature = "cuda"))]
-    let gpu: Option<Tensor> = None;
-    if let Some(out) = gpu {
-        record_select(condition, &a, &b, &out)?;
-        return Ok(out);
-    }
     let c = condition.data::<bool>()?;
-    let out = dispatch_all!(a.dtype(), T => Tensor::from_elems(
+    Ok(dispatch_all!(a.dtype(), T => Tensor::from_elems(
         cpu::zip3(c, &lc, a.data::<T>()?, &la, b.data::<T>()?, &lb, |c, p: T, q: T| if c { p } else { q })?,
         &shape,
-    ));
-    record_select(condition, &a, &b, &out)?;
-    Ok(out)
-}
-
-/// The tape's record of `select`: the gradient goes to `a` where the condition holds and to
-/// `b` elsewhere (the same rule on the host and on a GPU).
-fn record_select(condition: &Tensor, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
-    let shape = out.shape();
-    tape::record(
-        "select",
-        &[a, b],
-        out,
-        || {
-            let (cond, sa, sb) = (
-                condition.clone(),
-                Dims::from_slice(a.shape()),
-                Dims::from_slice(b.shape()),
-            );
-            move |g: &Tensor, needs: &[bool]| {
-                Ok([
-                    opt(needs[0], || sum_to_shape(&select(&cond, g, &0.0)?, &sa))?,
-                    opt(needs[1], || sum_to_shape(&select(&cond, &0.0, g)?, &sb))?,
-                ])
-            }
-        },
-        |t| {
-            let terms = [
-                t[0].as_ref()
-                    .map(|ta| select(condition, ta, &0.0))
-                    .transpose(),
-                t[1].as_ref()
-                    .map(|tb| select(condition, &0.0, tb))
-                    .transpose(),
-            ];
-            tangent_sum(terms, shape)
-        },
-    )
+    )))
 }
 
 fn convert<T: Element, U: Element>(x: &Tensor) -> Result<Tensor> {
@@ -333,10 +370,14 @@ pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
 /// # Errors
 /// Never; the `Result` keeps the signature of every other op.
 pub fn stop_gradient(x: &impl AsTensor) -> Result<Tensor> {
-    let x = x.operand().into_tensor();
-    if let Some(r) = vmap::rule1(&x, stop_gradient) {
-        return r;
-    }
-    tape::cut("stop_gradient", &[&x]);
-    Ok(x.with_new_id())
+    apply(&STOP_GRADIENT, &[&x.operand().into_tensor()])
 }
+
+pub(crate) static STOP_GRADIENT: Primitive = Primitive {
+    name: "stop_gradient",
+    forward: |xs| Ok(xs[0].with_new_id()),
+    derivative: Derivative::None,
+    arity: 1,
+    batching: Batching::Elementwise,
+    cuda: None,
+};

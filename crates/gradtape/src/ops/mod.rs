@@ -34,6 +34,27 @@ pub use slicing::*;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+pub use crate::primitive::Primitive;
+
+/// The primitives defined as data ([`Primitive`]): each one's kernel, derivative, batching
+/// rule and CUDA expression in one value, run through one path. So far the elementwise
+/// families; the other primitives record by hand and are listed in [`DIFFERENTIABLE_OPS`].
+///
+/// ```
+/// let names: Vec<&str> = gradtape::ops::primitives().map(|p| p.name()).collect();
+/// assert!(names.contains(&"multiply") && names.contains(&"round"));
+/// ```
+pub fn primitives() -> impl Iterator<Item = &'static Primitive> {
+    elementwise::UNARY
+        .iter()
+        .chain(elementwise::ROUNDING)
+        .chain(elementwise::BINARY)
+        .chain(compare::COMPARISONS)
+        .chain(compare::LOGICAL)
+        .chain(compare::PRIMITIVES)
+        .copied()
+}
+
 /// Dispatches on a float dtype, binding `$T` to `f32` or `f64`; other dtypes are an error.
 macro_rules! dispatch_float {
     ($op:expr, $dt:expr, $T:ident => $body:expr) => {
