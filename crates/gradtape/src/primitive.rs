@@ -6,11 +6,15 @@
 //! `tape::record` call) and the list of primitives was a list of strings; now a transformation
 //! or a backend reads the table, and a primitive that lacks a rule is a test failure
 //! (`tests/gradcheck.rs::every_primitive_has_every_rule`), not an op that silently does not
-//! batch. The elementwise families (the unary table, the roundings, the broadcasting binary
-//! ops) are primitives of this kind so far; the others (reductions, views, matmul,
-//! gather/scatter, patches, concat, select, cast) still record by hand and are listed in
+//! batch. Primitives defined this way so far: the elementwise families (the unary table, the
+//! roundings, the broadcasting binary ops, the comparisons and logical ops, `select`,
+//! `is_finite`, `is_nan`, `stop_gradient`) and the linear ones with parameters (`identity`,
+//! `reshape`, `transpose`, `broadcast_to`, `cast`, `reduce_sum`). The others (`slice`/`unslice`,
+//! `concat`, `reduce_max`/`min`/`prod`, `matmul`, `gather`/`scatter_add`,
+//! `patches`/`unpatches`, `to_device`) still record by hand and are listed in
 //! [`crate::ops::DIFFERENTIABLE_OPS`] (`ARCHITECTURE.md`, migration step 3).
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::shape::Dims;
@@ -29,9 +33,11 @@ pub struct Primitive {
     pub(crate) name: &'static str,
     /// The kernel on unbatched inputs (it picks the backend: fused, CUDA or the host, and
     /// checks dtypes and shapes).
-    pub(crate) forward: fn(&[&Tensor]) -> Result<Tensor>,
+    pub(crate) forward: fn(&[&Tensor], &Params) -> Result<Tensor>,
     /// How many tensors it takes.
     pub(crate) arity: usize,
+    /// The kind of [`Params`] it takes.
+    pub(crate) params: ParamsKind,
     pub(crate) derivative: Derivative,
     pub(crate) batching: Batching,
     /// The element function as CUDA C (of `v`, or of `p` and `q`), compiled by NVRTC.
@@ -61,29 +67,116 @@ impl Primitive {
         self.arity
     }
 
-    /// Runs it on `inputs`, under every transformation running (JAX's `bind`): what its op in
-    /// [`crate::ops`] does after turning its arguments into tensors.
+    /// Runs it on `inputs` with `params`, under every transformation running (JAX's `bind`):
+    /// what its op in [`crate::ops`] does after turning its arguments into tensors and
+    /// parameters.
     ///
     /// ```
-    /// use gradtape::{ops, Tensor};
+    /// use gradtape::ops::{self, Params};
+    /// use gradtape::Tensor;
     /// let multiply = ops::primitives().find(|p| p.name() == "multiply").unwrap();
     /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
-    /// assert_eq!(multiply.apply(&[&x, &x])?.to_vec::<f32>()?, vec![1.0, 4.0]);
-    /// assert!(multiply.apply(&[&x]).is_err());
+    /// assert_eq!(multiply.apply(&[&x, &x], &Params::None)?.to_vec::<f32>()?, vec![1.0, 4.0]);
+    /// assert!(multiply.apply(&[&x], &Params::None).is_err());
+    /// let sum = ops::primitives().find(|p| p.name() == "reduce_sum").unwrap();
+    /// let all = Params::Reduce { axes: vec![0], keepdims: false };
+    /// assert_eq!(sum.apply(&[&x], &all)?.item()?, 3.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     ///
     /// # Errors
-    /// When `inputs` has the wrong length, and whatever the op's own checks refuse.
-    pub fn apply(&'static self, inputs: &[&Tensor]) -> Result<Tensor> {
+    /// When `inputs` has the wrong length, the parameters are not the primitive's kind or do
+    /// not fit the inputs, and whatever the op's own checks refuse.
+    pub fn apply(&'static self, inputs: &[&Tensor], params: &Params) -> Result<Tensor> {
+        if params.kind() != self.params {
+            return Err(params.wrong(self.name));
+        }
         if inputs.len() != self.arity {
             return Err(Error::arg(
                 self.name,
                 format!("takes {} tensors, got {}", self.arity, inputs.len()),
             ));
         }
-        apply(self, inputs)
+        apply(self, inputs, params)
     }
+}
+
+/// What an op call fixes besides its tensors (JAX's params): kept with the primitive in a
+/// tape entry's rules, and what a traced graph will store (`gradtape::function`, issue 22).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Params {
+    /// Nothing (the elementwise primitives, `identity`).
+    None,
+    /// The result's shape (`reshape`, `broadcast_to`).
+    Shape(Vec<usize>),
+    /// `perm[i]` is the input axis that becomes axis `i` (`transpose`).
+    Perm(Vec<usize>),
+    /// The reduced axes (each in range, once) and whether they stay as size 1 (`reduce_sum`).
+    Reduce {
+        /// The axes.
+        axes: Vec<usize>,
+        /// Whether they stay, as size 1.
+        keepdims: bool,
+    },
+    /// The result's dtype (`cast`).
+    DType(DType),
+}
+
+/// Which variant of [`Params`] a primitive takes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum ParamsKind {
+    None,
+    Shape,
+    Perm,
+    Reduce,
+    DType,
+}
+
+impl Params {
+    fn kind(&self) -> ParamsKind {
+        match self {
+            Params::None => ParamsKind::None,
+            Params::Shape(_) => ParamsKind::Shape,
+            Params::Perm(_) => ParamsKind::Perm,
+            Params::Reduce { .. } => ParamsKind::Reduce,
+            Params::DType(_) => ParamsKind::DType,
+        }
+    }
+    /// The error for parameters of the wrong kind (only [`Primitive::apply`] can pass them).
+    pub(crate) fn wrong(&self, op: &'static str) -> Error {
+        Error::arg(op, format!("parameters {self:?} are not this primitive's"))
+    }
+    pub(crate) fn shape(&self, op: &'static str) -> Result<&[usize]> {
+        match self {
+            Params::Shape(s) => Ok(s),
+            other => Err(other.wrong(op)),
+        }
+    }
+    pub(crate) fn perm(&self, op: &'static str) -> Result<&[usize]> {
+        match self {
+            Params::Perm(p) => Ok(p),
+            other => Err(other.wrong(op)),
+        }
+    }
+    pub(crate) fn reduce(&self, op: &'static str) -> Result<(&[usize], bool)> {
+        match self {
+            Params::Reduce { axes, keepdims } => Ok((axes, *keepdims)),
+            other => Err(other.wrong(op)),
+        }
+    }
+    pub(crate) fn dtype(&self, op: &'static str) -> Result<DType> {
+        match self {
+            Params::DType(d) => Ok(*d),
+            other => Err(other.wrong(op)),
+        }
+    }
+}
+
+/// The shape and dtype of a linear primitive's input: all its transpose needs (the tape keeps
+/// no tensor for it).
+pub(crate) struct InputMeta {
+    pub(crate) shape: Dims<usize>,
+    pub(crate) dtype: DType,
 }
 
 impl std::fmt::Debug for Primitive {
@@ -167,6 +260,12 @@ pub(crate) enum Derivative {
         saves: Saves,
         rule: fn(&Tensor, &Tensor) -> Result<Tensor>,
     },
+    /// Linear in its one input (views, `reduce_sum`, float casts): the JVP is the primitive
+    /// applied to the tangent, with the same parameters, and the gradient its transpose (JAX's
+    /// `deflinear`), from the input's shape and dtype.
+    Linear {
+        transpose: fn(&Params, &InputMeta, &Tensor) -> Result<Tensor>,
+    },
     /// An elementwise function of two or three inputs broadcast together: `partial(saved, g,
     /// i)` is `g` times its partial derivative with respect to input `i` (asked only for float
     /// inputs: `select`'s condition never is). The gradient sums it back to input `i`'s shape;
@@ -184,33 +283,51 @@ pub(crate) enum Batching {
     Elementwise,
     /// Inputs broadcast together: each batched input gets unit axes after its batch axis.
     Broadcast,
+    /// One input: `rule(batch, params)` computes the result for the whole batch (batch axis
+    /// first), usually the primitive again with parameters that skip the batch axis.
+    OneInput(fn(&Tensor, &Params) -> Result<Tensor>),
 }
 
 /// Runs `p` on `inputs`: its batching rule when an input is one example of a `vmap` (which
 /// calls `apply` again on the whole batch), else its kernel, then its derivative recorded on
 /// the tapes and forward accumulators that watch an input.
-pub(crate) fn apply(p: &'static Primitive, inputs: &[&Tensor]) -> Result<Tensor> {
+pub(crate) fn apply(p: &'static Primitive, inputs: &[&Tensor], params: &Params) -> Result<Tensor> {
     let batched = match p.batching {
-        Batching::Elementwise => vmap::rule1(inputs[0], |x| apply(p, &[x])),
+        Batching::Elementwise => vmap::rule1(inputs[0], |x| apply(p, &[x], params)),
         Batching::Broadcast => vmap::rule_broadcast(inputs, |xs| {
             let refs: Vec<&Tensor> = xs.iter().collect();
-            apply(p, &refs)
+            apply(p, &refs, params)
         }),
+        Batching::OneInput(rule) => vmap::rule1(inputs[0], |x| rule(x, params)),
     };
     if let Some(r) = batched {
         return r;
     }
-    let out = (p.forward)(inputs)?;
-    record(p, inputs, &out)?;
+    let out = (p.forward)(inputs, params)?;
+    record(p, inputs, params, &out)?;
     Ok(out)
 }
 
-fn record(p: &'static Primitive, inputs: &[&Tensor], out: &Tensor) -> Result<()> {
+fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tensor) -> Result<()> {
     match p.derivative {
         Derivative::None => {
             tape::cut(p.name, inputs);
             Ok(())
         }
+        Derivative::Linear { transpose } => tape::record(
+            p.name,
+            inputs,
+            out,
+            || {
+                let params = params.clone();
+                let x = InputMeta {
+                    shape: Dims::from_slice(inputs[0].shape()),
+                    dtype: inputs[0].dtype(),
+                };
+                move |g: &Tensor, _: &[bool]| Ok([Some(transpose(&params, &x, g)?)])
+            },
+            |t| ops::tangent1(t, |t| apply(p, &[t], params)),
+        ),
         Derivative::Diagonal { saves, rule } => {
             let s = if saves == Saves::Output {
                 out

@@ -50,6 +50,38 @@ type Case = (&'static str, fn() -> Check);
 fn cases() -> Vec<Case> {
     vec![
         (
+            "every primitive applied with parameters of another kind, that do not fit, or with \
+             the wrong number of tensors",
+            || {
+                use gradtape::ops::Params;
+                let x = ones(&[2, 3]);
+                for p in ops::primitives() {
+                    refused(p.name(), p.apply(&vec![&x; p.arity() + 1], &Params::None))?;
+                    let kinds = [
+                        Params::None,
+                        Params::Shape(vec![7]),
+                        Params::Perm(vec![5, 0]),
+                        Params::Reduce {
+                            axes: vec![1, 0],
+                            keepdims: false,
+                        },
+                        Params::DType(DType::I64),
+                    ];
+                    let mut accepted = vec![];
+                    for k in kinds {
+                        match p.apply(&vec![&x; p.arity()], &k) {
+                            Ok(_) => accepted.push(k),
+                            Err(e) => refused(p.name(), Err::<(), _>(e))?,
+                        }
+                    }
+                    if accepted.len() > 1 {
+                        return Err(format!("{} took {accepted:?}", p.name()));
+                    }
+                }
+                Ok(())
+            },
+        ),
+        (
             "conv2d with dilation usize::MAX (wrapped to a wrong result)",
             || {
                 let options = ConvOptions {

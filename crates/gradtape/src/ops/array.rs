@@ -3,6 +3,7 @@
 
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::shape::{
     check_perm, contiguous_strides, for_each_row, normalize_axis, numel, Dims, Layout,
 };
@@ -11,6 +12,9 @@ use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
 use super::{dispatch_all, sum_to_shape, tangent1};
+
+/// The primitives of this file defined as data.
+pub(crate) static PRIMITIVES: &[&Primitive] = &[&IDENTITY, &RESHAPE, &TRANSPOSE, &BROADCAST_TO];
 
 fn tensor(x: &impl AsTensor) -> Tensor {
     x.operand().into_tensor()
@@ -21,37 +25,46 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if x.shape() == shape {
         return Ok(x.clone());
     }
-    if let Some(r) = vmap::rule1(x, |p| reshape_to(p, &batch_shape(p, shape))) {
-        return r;
-    }
-    if numel(shape) != x.numel() {
+    check_reshape(x.shape(), shape)?;
+    apply(&RESHAPE, &[x], &Params::Shape(shape.to_vec()))
+}
+
+fn check_reshape(from: &[usize], to: &[usize]) -> Result<()> {
+    if numel(to) != numel(from) {
         return Err(Error::shape(
             "reshape",
             format!(
-                "cannot reshape a tensor of shape {:?} ({} elements) to {shape:?}",
-                x.shape(),
-                x.numel()
+                "cannot reshape a tensor of shape {from:?} ({} elements) to {to:?}",
+                numel(from)
             ),
         ));
     }
-    let base = x.to_contiguous()?;
-    let out = base.view(Layout {
-        shape: Dims::from_slice(shape),
-        strides: contiguous_strides(shape),
-        offset: base.layout().offset,
-    });
-    tape::record(
-        "reshape",
-        &[x],
-        &out,
-        || {
-            let s = Dims::from_slice(x.shape());
-            move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
-        },
-        |t| tangent1(t, |t| reshape_to(t, shape)),
-    )?;
-    Ok(out)
+    Ok(())
 }
+
+/// The same elements in a new shape: a view of the contiguous data.
+pub(crate) static RESHAPE: Primitive = Primitive {
+    name: "reshape",
+    forward: |xs, params| {
+        let (x, shape) = (xs[0], params.shape("reshape")?);
+        check_reshape(x.shape(), shape)?;
+        let base = x.to_contiguous()?;
+        Ok(base.view(Layout {
+            shape: Dims::from_slice(shape),
+            strides: contiguous_strides(shape),
+            offset: base.layout().offset,
+        }))
+    },
+    arity: 1,
+    params: ParamsKind::Shape,
+    derivative: Derivative::Linear {
+        transpose: |_, x, g| reshape_to(g, &x.shape),
+    },
+    batching: Batching::OneInput(|p, params| {
+        reshape_to(p, &batch_shape(p, params.shape("reshape")?))
+    }),
+    cuda: None,
+};
 
 /// TensorFlow's `tf.identity`: the same elements (no copy) as a new tensor whose gradient is
 /// the incoming one. The function transforms pass each argument through it, so one tensor
@@ -72,20 +85,20 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn identity(x: &impl AsTensor) -> Result<Tensor> {
-    let x = tensor(x);
-    if let Some(r) = vmap::rule1(&x, identity) {
-        return r;
-    }
-    let out = x.with_new_id();
-    tape::record(
-        "identity",
-        &[&x],
-        &out,
-        || |g: &Tensor, _: &[bool]| Ok([Some(g.clone())]),
-        |t| tangent1(t, |t| Ok(t.clone())),
-    )?;
-    Ok(out)
+    apply(&IDENTITY, &[&tensor(x)], &Params::None)
 }
+
+pub(crate) static IDENTITY: Primitive = Primitive {
+    name: "identity",
+    forward: |xs, _| Ok(xs[0].with_new_id()),
+    arity: 1,
+    params: ParamsKind::None,
+    derivative: Derivative::Linear {
+        transpose: |_, _, g| Ok(g.clone()),
+    },
+    batching: Batching::Elementwise,
+    cuda: None,
+};
 
 /// A new shape for the same elements; one dimension may be `-1` (inferred).
 ///
@@ -150,30 +163,37 @@ pub fn transpose(x: &impl AsTensor, perm: Option<&[usize]>) -> Result<Tensor> {
         None => (0..x.rank()).rev().collect(),
     };
     check_perm("transpose", &perm, x.rank())?;
-    if let Some(r) = vmap::rule1(&x, |p| {
-        let batch_perm: Vec<usize> = std::iter::once(0)
-            .chain(perm.iter().map(|a| a + 1))
-            .collect();
-        transpose(p, Some(&batch_perm))
-    }) {
-        return r;
-    }
-    let out = x.view(x.layout().permute(&perm));
-    tape::record(
-        "transpose",
-        &[&x],
-        &out,
-        || {
+    apply(&TRANSPOSE, &[&x], &Params::Perm(perm))
+}
+
+/// A permutation of the axes: a view.
+pub(crate) static TRANSPOSE: Primitive = Primitive {
+    name: "transpose",
+    forward: |xs, params| {
+        let perm = params.perm("transpose")?;
+        check_perm("transpose", perm, xs[0].rank())?;
+        Ok(xs[0].view(xs[0].layout().permute(perm)))
+    },
+    arity: 1,
+    params: ParamsKind::Perm,
+    derivative: Derivative::Linear {
+        transpose: |params, _, g| {
+            let perm = params.perm("transpose")?;
             let mut inv = vec![0; perm.len()];
             for (i, &p) in perm.iter().enumerate() {
                 inv[p] = i;
             }
-            move |g: &Tensor, _: &[bool]| Ok([Some(transpose(g, Some(&inv))?)])
+            transpose(g, Some(&inv))
         },
-        |t| tangent1(t, |t| transpose(t, Some(&perm))),
-    )?;
-    Ok(out)
-}
+    },
+    batching: Batching::OneInput(|p, params| {
+        let batch_perm: Vec<usize> = std::iter::once(0)
+            .chain(params.perm("transpose")?.iter().map(|a| a + 1))
+            .collect();
+        transpose(p, Some(&batch_perm))
+    }),
+    cuda: None,
+};
 
 /// Inserts a dimension of size 1 at `axis` (in `[-rank-1, rank]`).
 ///
@@ -274,40 +294,50 @@ pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
     if x.shape() == shape {
         return Ok(x);
     }
-    let ok = x.rank() <= shape.len()
-        && x.shape()
+    check_broadcast(x.shape(), shape)?;
+    apply(&BROADCAST_TO, &[&x], &Params::Shape(shape.to_vec()))
+}
+
+fn check_broadcast(from: &[usize], to: &[usize]) -> Result<()> {
+    let ok = from.len() <= to.len()
+        && from
             .iter()
-            .zip(&shape[shape.len() - x.rank()..])
+            .zip(&to[to.len() - from.len()..])
             .all(|(&a, &b)| a == b || a == 1);
-    if !ok {
-        return Err(Error::shape(
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::shape(
             "broadcast_to",
-            format!("shape {:?} does not broadcast to {shape:?}", x.shape()),
-        ));
+            format!("shape {from:?} does not broadcast to {to:?}"),
+        ))
     }
-    let rank = x.rank();
-    if let Some(r) = vmap::rule1(&x, |p| {
+}
+
+/// A view with zero strides; its transpose sums the gradient back.
+pub(crate) static BROADCAST_TO: Primitive = Primitive {
+    name: "broadcast_to",
+    forward: |xs, params| {
+        let (x, shape) = (xs[0], params.shape("broadcast_to")?);
+        check_broadcast(x.shape(), shape)?;
+        Ok(x.view(x.layout().broadcast_to(shape)))
+    },
+    arity: 1,
+    params: ParamsKind::Shape,
+    derivative: Derivative::Linear {
+        transpose: |_, x, g| sum_to_shape(g, &x.shape),
+    },
+    batching: Batching::OneInput(|p, params| {
+        let shape = params.shape("broadcast_to")?;
+        // unit axes after the batch axis up to the target's rank, then the batch's shape
         let mut q = p.clone();
-        for _ in rank..shape.len() {
+        for _ in p.rank() - 1..shape.len() {
             q = expand_dims(&q, 1)?;
         }
         broadcast_to(&q, &batch_shape(p, shape))
-    }) {
-        return r;
-    }
-    let out = x.view(x.layout().broadcast_to(shape));
-    tape::record(
-        "broadcast_to",
-        &[&x],
-        &out,
-        || {
-            let s = Dims::from_slice(x.shape());
-            move |g: &Tensor, _: &[bool]| Ok([Some(sum_to_shape(g, &s)?)])
-        },
-        |t| tangent1(t, |t| broadcast_to(t, shape)),
-    )?;
-    Ok(out)
-}
+    }),
+    cuda: None,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Slicing: one view primitive and its adjoint

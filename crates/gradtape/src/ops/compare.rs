@@ -4,14 +4,12 @@
 use crate::cpu;
 use crate::dtype::{DType, Element, Float};
 use crate::error::{Error, Result};
-use crate::primitive::{apply, Batching, Derivative, Primitive, Saves};
+use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, Saves};
 use crate::shape::broadcast_shapes;
-use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
-use crate::vmap;
 
 use super::elementwise::{map_tensor, zip_tensors};
-use super::{dispatch_all, dispatch_float, same_dtype, tangent1};
+use super::{dispatch_all, dispatch_float, same_dtype};
 
 macro_rules! comparisons {
     ($($(#[$doc:meta])* $name:ident($P:ident): |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {
@@ -19,13 +17,14 @@ macro_rules! comparisons {
             pub(crate) static $P: Primitive = Primitive {
                 name: stringify!($name),
                 #[allow(clippy::bool_comparison)]
-                forward: |xs| {
+                forward: |xs, _| {
                     dispatch_all!(xs[0].dtype(), T => {
                         zip_tensors::<T, bool>(stringify!($name), xs[0], xs[1], |$p, $q| $body, $cuda)
                     })
                 },
                 derivative: Derivative::None,
                 arity: 2,
+                params: ParamsKind::None,
  batching: Batching::Broadcast,
                 cuda: Some($cuda),
             };
@@ -38,7 +37,7 @@ macro_rules! comparisons {
             /// When dtypes differ or shapes do not broadcast.
             pub fn $name(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
                 let (a, b) = operand_pair(x, y);
-                apply(&$P, &[&a, &b])
+                apply(&$P, &[&a, &b], &Params::None)
             }
         )*
 
@@ -94,8 +93,14 @@ comparisons! {
 }
 
 /// The primitives of this file defined one by one.
-pub(crate) static PRIMITIVES: &[&Primitive] =
-    &[&LOGICAL_NOT, &IS_FINITE, &IS_NAN, &STOP_GRADIENT, &SELECT];
+pub(crate) static PRIMITIVES: &[&Primitive] = &[
+    &LOGICAL_NOT,
+    &IS_FINITE,
+    &IS_NAN,
+    &STOP_GRADIENT,
+    &SELECT,
+    &CAST,
+];
 
 fn bools(op: &'static str, t: &Tensor) -> Result<()> {
     if t.dtype() != DType::Bool {
@@ -112,13 +117,14 @@ macro_rules! logical {
         $(
             pub(crate) static $P: Primitive = Primitive {
                 name: stringify!($name),
-                forward: |xs| {
+                forward: |xs, _| {
                     bools(stringify!($name), xs[0])?;
                     bools(stringify!($name), xs[1])?;
                     zip_tensors::<bool, bool>(stringify!($name), xs[0], xs[1], |$p, $q| $body, $cuda)
                 },
                 derivative: Derivative::None,
                 arity: 2,
+                params: ParamsKind::None,
  batching: Batching::Broadcast,
                 cuda: Some($cuda),
             };
@@ -128,7 +134,7 @@ macro_rules! logical {
             /// # Errors
             /// When an operand is not bool or the shapes do not broadcast.
             pub fn $name(x: &Tensor, y: &Tensor) -> Result<Tensor> {
-                apply(&$P, &[x, y])
+                apply(&$P, &[x, y], &Params::None)
             }
         )*
 
@@ -177,17 +183,18 @@ logical! {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn logical_not(x: &Tensor) -> Result<Tensor> {
-    apply(&LOGICAL_NOT, &[x])
+    apply(&LOGICAL_NOT, &[x], &Params::None)
 }
 
 pub(crate) static LOGICAL_NOT: Primitive = Primitive {
     name: "logical_not",
-    forward: |xs| {
+    forward: |xs, _| {
         bools("logical_not", xs[0])?;
         map_tensor::<bool, bool>("logical_not", xs[0], |p| !p, "!v")
     },
     derivative: Derivative::None,
     arity: 1,
+    params: ParamsKind::None,
     batching: Batching::Elementwise,
     cuda: Some("!v"),
 };
@@ -203,18 +210,19 @@ pub(crate) static LOGICAL_NOT: Primitive = Primitive {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
-    apply(&IS_FINITE, &[&x.operand().into_tensor()])
+    apply(&IS_FINITE, &[&x.operand().into_tensor()], &Params::None)
 }
 
 pub(crate) static IS_FINITE: Primitive = Primitive {
     name: "is_finite",
-    forward: |xs| {
+    forward: |xs, _| {
         dispatch_float!("is_finite", xs[0].dtype(), T => {
             map_tensor::<T, bool>("is_finite", xs[0], |v| v.is_finite(), "isfinite(v)")
         })
     },
     derivative: Derivative::None,
     arity: 1,
+    params: ParamsKind::None,
     batching: Batching::Elementwise,
     cuda: Some("isfinite(v)"),
 };
@@ -230,18 +238,19 @@ pub(crate) static IS_FINITE: Primitive = Primitive {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
-    apply(&IS_NAN, &[&x.operand().into_tensor()])
+    apply(&IS_NAN, &[&x.operand().into_tensor()], &Params::None)
 }
 
 pub(crate) static IS_NAN: Primitive = Primitive {
     name: "is_nan",
-    forward: |xs| {
+    forward: |xs, _| {
         dispatch_float!("is_nan", xs[0].dtype(), T => {
             map_tensor::<T, bool>("is_nan", xs[0], Float::is_nan, "isnan(v)")
         })
     },
     derivative: Derivative::None,
     arity: 1,
+    params: ParamsKind::None,
     batching: Batching::Elementwise,
     cuda: Some("isnan(v)"),
 };
@@ -262,7 +271,7 @@ pub(crate) static IS_NAN: Primitive = Primitive {
 #[doc(alias = "where")]
 pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&SELECT, &[condition, &a, &b])
+    apply(&SELECT, &[condition, &a, &b], &Params::None)
 }
 
 /// The gradient goes to `x` where the condition holds and to `y` elsewhere.
@@ -281,11 +290,12 @@ pub(crate) static SELECT: Primitive = Primitive {
         },
     },
     arity: 3,
+    params: ParamsKind::None,
     batching: Batching::Broadcast,
     cuda: None,
 };
 
-fn select_forward(xs: &[&Tensor]) -> Result<Tensor> {
+fn select_forward(xs: &[&Tensor], _: &Params) -> Result<Tensor> {
     let op = "select";
     let (condition, a, b) = (xs[0], xs[1], xs[2]);
     bools(op, condition)?;
@@ -329,30 +339,33 @@ fn convert<T: Element, U: Element>(x: &Tensor) -> Result<Tensor> {
 /// ```
 pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
     let x = x.operand().into_tensor();
-    if let Some(r) = vmap::rule1(&x, |p| cast(p, dtype)) {
-        return r;
-    }
     if x.dtype() == dtype {
         return Ok(x);
     }
-    let out = match dtype {
-        DType::F32 => dispatch_all!(x.dtype(), T => convert::<T, f32>(&x)?),
-        DType::F64 => dispatch_all!(x.dtype(), T => convert::<T, f64>(&x)?),
-        DType::I64 => dispatch_all!(x.dtype(), T => convert::<T, i64>(&x)?),
-        DType::Bool => dispatch_all!(x.dtype(), T => convert::<T, bool>(&x)?),
-    };
-    tape::record(
-        "cast",
-        &[&x],
-        &out,
-        || {
-            let from = x.dtype();
-            move |g: &Tensor, _: &[bool]| Ok([Some(cast(g, from)?)])
-        },
-        |t| tangent1(t, |t| cast(t, dtype)),
-    )?;
-    Ok(out)
+    apply(&CAST, &[&x], &Params::DType(dtype))
 }
+
+/// Float to float is linear (its transpose casts the gradient back); a cast from or to
+/// integers or bools ends a tape's path (its result or input is not float).
+pub(crate) static CAST: Primitive = Primitive {
+    name: "cast",
+    forward: |xs, params| {
+        let x = xs[0];
+        Ok(match params.dtype("cast")? {
+            DType::F32 => dispatch_all!(x.dtype(), T => convert::<T, f32>(x)?),
+            DType::F64 => dispatch_all!(x.dtype(), T => convert::<T, f64>(x)?),
+            DType::I64 => dispatch_all!(x.dtype(), T => convert::<T, i64>(x)?),
+            DType::Bool => dispatch_all!(x.dtype(), T => convert::<T, bool>(x)?),
+        })
+    },
+    arity: 1,
+    params: ParamsKind::DType,
+    derivative: Derivative::Linear {
+        transpose: |_, x, g| cast(g, x.dtype),
+    },
+    batching: Batching::Elementwise,
+    cuda: None,
+};
 
 /// The same values, cut off from every tape: gradients do not flow through it.
 ///
@@ -370,14 +383,15 @@ pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
 /// # Errors
 /// Never; the `Result` keeps the signature of every other op.
 pub fn stop_gradient(x: &impl AsTensor) -> Result<Tensor> {
-    apply(&STOP_GRADIENT, &[&x.operand().into_tensor()])
+    apply(&STOP_GRADIENT, &[&x.operand().into_tensor()], &Params::None)
 }
 
 pub(crate) static STOP_GRADIENT: Primitive = Primitive {
     name: "stop_gradient",
-    forward: |xs| Ok(xs[0].with_new_id()),
+    forward: |xs, _| Ok(xs[0].with_new_id()),
     derivative: Derivative::None,
     arity: 1,
+    params: ParamsKind::None,
     batching: Batching::Elementwise,
     cuda: None,
 };

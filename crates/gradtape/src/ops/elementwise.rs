@@ -5,7 +5,7 @@ use crate::cpu;
 use crate::dtype::{Element, Float, Num};
 use crate::error::Result;
 use crate::fusion;
-use crate::primitive::{apply, Batching, Derivative, Primitive, Saves};
+use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, Saves};
 use crate::shape::broadcast_shapes;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
@@ -47,7 +47,7 @@ macro_rules! unary_ops {
                 fn fwd<T: Float>($v: T) -> T {
                     $fwd
                 }
-                fn forward(xs: &[&Tensor]) -> Result<Tensor> {
+                fn forward(xs: &[&Tensor], _: &Params) -> Result<Tensor> {
                     let x = xs[0];
                     if let Some(y) = fusion::unary(x, fusion::unary_kernel!(fwd)) {
                         return Ok(y);
@@ -62,6 +62,7 @@ macro_rules! unary_ops {
                     forward,
                     derivative: Derivative::Diagonal { saves: Saves::$kind, rule },
                     arity: 1,
+                    params: ParamsKind::None,
  batching: Batching::Elementwise,
                     cuda: Some($cuda),
                 }
@@ -72,7 +73,7 @@ macro_rules! unary_ops {
             /// # Errors
             /// When the operand is not float32 or float64.
             pub fn $name(x: &impl AsTensor) -> Result<Tensor> {
-                apply(&$P, &[&x.operand().into_tensor()])
+                apply(&$P, &[&x.operand().into_tensor()], &Params::None)
             }
         )*
 
@@ -228,11 +229,12 @@ macro_rules! rounding_ops {
         $(
             pub(crate) static $P: Primitive = Primitive {
                 name: stringify!($name),
-                forward: |xs| {
+                forward: |xs, _| {
                     dispatch_float!(stringify!($name), xs[0].dtype(), T => map_tensor::<T, T>(stringify!($name), xs[0], |$v| $fwd, $cuda))
                 },
                 derivative: Derivative::None,
                 arity: 1,
+                params: ParamsKind::None,
  batching: Batching::Elementwise,
                 cuda: Some($cuda),
             };
@@ -242,7 +244,7 @@ macro_rules! rounding_ops {
             /// # Errors
             /// When the operand is not a float tensor.
             pub fn $name(x: &impl AsTensor) -> Result<Tensor> {
-                apply(&$P, &[&x.operand().into_tensor()])
+                apply(&$P, &[&x.operand().into_tensor()], &Params::None)
             }
         )*
 
@@ -318,7 +320,7 @@ macro_rules! binary_primitive {
         pub(crate) static $P: Primitive = {
             /// A pending tensor when [`crate::fusion`] takes it (large float operands), the
             /// eager kernel otherwise.
-            fn forward(xs: &[&Tensor]) -> Result<Tensor> {
+            fn forward(xs: &[&Tensor], _: &Params) -> Result<Tensor> {
                 let (a, b) = (xs[0], xs[1]);
                 if let Some(t) = fusion::binary(a, b, fusion::binary_kernel!(|$p, $q| $e)) {
                     return Ok(t);
@@ -335,6 +337,7 @@ macro_rules! binary_primitive {
                     partial: $partial,
                 },
                 arity: 2,
+                params: ParamsKind::None,
                 batching: Batching::Broadcast,
                 cuda: Some($cuda),
             }
@@ -410,7 +413,7 @@ fn to_the_chosen(x_chosen: &Tensor, g: &Tensor, i: usize) -> Result<Tensor> {
 /// ```
 pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&ADD, &[&a, &b])
+    apply(&ADD, &[&a, &b], &Params::None)
 }
 
 /// `x - y` with broadcasting.
@@ -424,7 +427,7 @@ pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&SUBTRACT, &[&a, &b])
+    apply(&SUBTRACT, &[&a, &b], &Params::None)
 }
 
 /// `x * y` with broadcasting.
@@ -438,7 +441,7 @@ pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&MULTIPLY, &[&a, &b])
+    apply(&MULTIPLY, &[&a, &b], &Params::None)
 }
 
 /// `x / y` with broadcasting. Integer operands divide as float64 (TensorFlow's `truediv`).
@@ -457,7 +460,7 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if a.dtype() == crate::DType::I64 && b.dtype() == crate::DType::I64 {
         return divide(&cast(&a, crate::DType::F64)?, &cast(&b, crate::DType::F64)?);
     }
-    apply(&DIVIDE, &[&a, &b])
+    apply(&DIVIDE, &[&a, &b], &Params::None)
 }
 
 /// Elementwise maximum. On ties the gradient goes to `x` (TensorFlow's convention).
@@ -471,7 +474,7 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&MAXIMUM, &[&a, &b])
+    apply(&MAXIMUM, &[&a, &b], &Params::None)
 }
 
 /// Elementwise minimum. On ties the gradient goes to `x` (TensorFlow's convention).
@@ -485,7 +488,7 @@ pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&MINIMUM, &[&a, &b])
+    apply(&MINIMUM, &[&a, &b], &Params::None)
 }
 
 /// `xʸ`, with a tensor or a number as exponent. The gradient with respect to `y` is
@@ -500,5 +503,5 @@ pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn pow(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&POW, &[&a, &b])
+    apply(&POW, &[&a, &b], &Params::None)
 }

@@ -34,11 +34,12 @@ pub use slicing::*;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-pub use crate::primitive::Primitive;
+pub use crate::primitive::{Params, Primitive};
 
 /// The primitives defined as data ([`Primitive`]): each one's kernel, derivative, batching
-/// rule and CUDA expression in one value, run through one path. So far the elementwise
-/// families; the other primitives record by hand and are listed in [`DIFFERENTIABLE_OPS`].
+/// rule, parameters and CUDA expression in one value, run through one path. So far the
+/// elementwise families and the linear views, casts and sums; the other primitives record by
+/// hand and are listed in [`DIFFERENTIABLE_OPS`].
 ///
 /// ```
 /// let names: Vec<&str> = gradtape::ops::primitives().map(|p| p.name()).collect();
@@ -52,6 +53,8 @@ pub fn primitives() -> impl Iterator<Item = &'static Primitive> {
         .chain(compare::COMPARISONS)
         .chain(compare::LOGICAL)
         .chain(compare::PRIMITIVES)
+        .chain(array::PRIMITIVES)
+        .chain(reduce::PRIMITIVES)
         .copied()
 }
 

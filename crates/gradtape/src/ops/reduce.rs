@@ -6,7 +6,8 @@ use crate::cpu::{self, Split3};
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
 use crate::fusion::{self, Fold};
-use crate::shape::{normalize_axes, Dims};
+use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
+use crate::shape::normalize_axes;
 use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
@@ -72,6 +73,9 @@ impl From<Vec<isize>> for Axes {
         Axes::List(a)
     }
 }
+
+/// The primitives of this file defined as data.
+pub(crate) static PRIMITIVES: &[&Primitive] = &[&REDUCE_SUM];
 
 /// The shape left after reducing `axes` (kept as 1s with `keepdims`).
 pub(crate) fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
@@ -166,28 +170,47 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
     let op = "reduce_sum";
     let x = x.operand().into_tensor();
     let axes = axis.into().resolve(op, x.rank())?;
-    if let Some(r) = vmap::rule1(&x, |p| reduce_sum(p, batch_axes(&axes), keepdims)) {
-        return r;
-    }
-    let shape = reduced_shape(x.shape(), &axes, keepdims);
-    let out = match fusion::fold(&x, &shape, Fold::Sum) {
-        Some(t) => t,
-        None => {
-            dispatch_num!(op, x.dtype(), T => reduce_with::<T>(op, &x, &axes, &shape, T::ZERO, |p, q| p.wadd(q), "a + b")?)
-        }
-    };
-    tape::record(
-        op,
-        &[&x],
-        &out,
-        || {
-            let (in_shape, axes) = (Dims::from_slice(x.shape()), axes.clone());
-            move |g: &Tensor, _: &[bool]| Ok([Some(spread(g, &in_shape, &axes)?)])
-        },
-        |t| tangent1(t, |t| reduce_sum(t, axes_list(&axes), keepdims)),
-    )?;
-    Ok(out)
+    apply(&REDUCE_SUM, &[&x], &Params::Reduce { axes, keepdims })
 }
+
+/// Checks axes given as parameters (an op resolves its own): each in range, increasing.
+fn check_axes(op: &'static str, axes: &[usize], rank: usize) -> Result<()> {
+    if axes.iter().all(|&a| a < rank) && axes.windows(2).all(|w| w[0] < w[1]) {
+        Ok(())
+    } else {
+        Err(Error::axis(
+            op,
+            format!("axes {axes:?} are not increasing axes of a rank-{rank} tensor"),
+        ))
+    }
+}
+
+/// Linear: its transpose broadcasts the gradient back over the reduced axes.
+pub(crate) static REDUCE_SUM: Primitive = Primitive {
+    name: "reduce_sum",
+    forward: |xs, params| {
+        let op = "reduce_sum";
+        let (x, (axes, keepdims)) = (xs[0], params.reduce(op)?);
+        check_axes(op, axes, x.rank())?;
+        let shape = reduced_shape(x.shape(), axes, keepdims);
+        Ok(match fusion::fold(x, &shape, Fold::Sum) {
+            Some(t) => t,
+            None => {
+                dispatch_num!(op, x.dtype(), T => reduce_with::<T>(op, x, axes, &shape, T::ZERO, |p, q| p.wadd(q), "a + b")?)
+            }
+        })
+    },
+    arity: 1,
+    params: ParamsKind::Reduce,
+    derivative: Derivative::Linear {
+        transpose: |params, x, g| spread(g, &x.shape, params.reduce("reduce_sum")?.0),
+    },
+    batching: Batching::OneInput(|p, params| {
+        let (axes, keepdims) = params.reduce("reduce_sum")?;
+        reduce_sum(p, batch_axes(axes), keepdims)
+    }),
+    cuda: Some("a + b"),
+};
 
 /// The derivative of max/min with respect to each element: shared equally among the elements
 /// equal to the result (TensorFlow's convention for ties), zero elsewhere.
