@@ -266,6 +266,19 @@ pub(crate) enum Derivative {
     Linear {
         transpose: fn(&Params, &InputMeta, &Tensor) -> Result<Tensor>,
     },
+    /// A reduction over `Params::Reduce`'s axes whose derivative with respect to each element
+    /// is `weights(x, y, axes)` (`y` the result kept as size 1 over the axes): the gradient is
+    /// `weights ⊙ g` broadcast back, the JVP the reduced sum of `weights ⊙ t`.
+    Reduction {
+        weights: fn(&Tensor, &Tensor, &[usize]) -> Result<Tensor>,
+    },
+    /// Linear in each of its two inputs (`matmul`): the JVP is the primitive applied with one
+    /// input replaced by its tangent, summed over the inputs (the product rule);
+    /// `transpose(saved, g, i)` is the gradient for input `i` before it is summed back to its
+    /// shape (JAX's `defbilinear`).
+    Bilinear {
+        transpose: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
+    },
     /// An elementwise function of two or three inputs broadcast together: `partial(saved, g,
     /// i)` is `g` times its partial derivative with respect to input `i` (asked only for float
     /// inputs: `select`'s condition never is). The gradient sums it back to input `i`'s shape;
@@ -346,34 +359,81 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
             )
         }
         Derivative::Broadcast { saves, partial } => {
-            let n = inputs.len().min(MAX_INPUTS);
-            let backward = || {
-                let saved = Saved::keep(inputs, out, saves);
-                // Inline up to rank 6: no allocation per recorded op.
-                let shapes: [Dims<usize>; MAX_INPUTS] = std::array::from_fn(|i| {
-                    inputs
-                        .get(i)
-                        .map_or_else(|| Dims::from_slice(&[]), |t| Dims::from_slice(t.shape()))
-                });
-                move |g: &Tensor, needs: &[bool], grads: &mut Vec<Option<Tensor>>| {
-                    for (i, shape) in shapes.iter().enumerate().take(n) {
-                        grads.push(ops::opt(needs[i], || {
-                            ops::sum_to_shape(&partial(&saved, g, i)?, shape)
-                        })?);
-                    }
-                    Ok(())
-                }
-            };
             let jvp = |t: &[Option<Tensor>]| {
                 let saved = Saved::keep(inputs, out, Saves::InputsAndOutput);
                 let terms = t
                     .iter()
-                    .take(n)
                     .enumerate()
                     .map(|(i, ti)| ti.as_ref().map(|ti| partial(&saved, ti, i)).transpose());
                 ops::tangent_sum(terms, out.shape())
             };
+            let backward = || summed_back(inputs, Saved::keep(inputs, out, saves), partial);
             tape::record_dyn(p.name, inputs, out, backward, &jvp)
         }
+        Derivative::Bilinear { transpose } => {
+            let jvp = |t: &[Option<Tensor>]| {
+                let terms = t.iter().enumerate().map(|(i, ti)| {
+                    ti.as_ref()
+                        .map(|ti| {
+                            let mut with_tangent = inputs.to_vec();
+                            with_tangent[i] = ti;
+                            apply(p, &with_tangent, params)
+                        })
+                        .transpose()
+                });
+                ops::tangent_sum(terms, out.shape())
+            };
+            let backward =
+                || summed_back(inputs, Saved::keep(inputs, out, Saves::Inputs), transpose);
+            tape::record_dyn(p.name, inputs, out, backward, &jvp)
+        }
+        Derivative::Reduction { weights } => tape::record(
+            p.name,
+            inputs,
+            out,
+            || {
+                let (x, y, params) = (inputs[0].clone(), out.clone(), params.clone());
+                move |g: &Tensor, _: &[bool]| {
+                    let (axes, _) = params.reduce(p.name)?;
+                    let kept = ops::reduced_shape(x.shape(), axes, true);
+                    let (yk, gk) = (ops::reshape_to(&y, &kept)?, ops::reshape_to(g, &kept)?);
+                    Ok([Some(ops::multiply(&weights(&x, &yk, axes)?, &gk)?)])
+                }
+            },
+            |t| {
+                ops::tangent1(t, |t| {
+                    let (axes, keepdims) = params.reduce(p.name)?;
+                    let x = inputs[0];
+                    let kept = ops::reduced_shape(x.shape(), axes, true);
+                    let w = weights(x, &ops::reshape_to(out, &kept)?, axes)?;
+                    let all: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+                    ops::reduce_sum(&ops::multiply(&w, t)?, all, keepdims)
+                })
+            },
+        ),
+    }
+}
+
+/// The gradient rule of a broadcasting primitive: `rule(saved, g, i)` for each input that
+/// needs one, summed back to that input's shape.
+fn summed_back(
+    inputs: &[&Tensor],
+    saved: Saved,
+    rule: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
+) -> impl Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static {
+    let n = inputs.len().min(MAX_INPUTS);
+    // Inline up to rank 6: no allocation per recorded op.
+    let shapes: [Dims<usize>; MAX_INPUTS] = std::array::from_fn(|i| {
+        inputs
+            .get(i)
+            .map_or_else(|| Dims::from_slice(&[]), |t| Dims::from_slice(t.shape()))
+    });
+    move |g: &Tensor, needs: &[bool], grads: &mut Vec<Option<Tensor>>| {
+        for (i, shape) in shapes.iter().enumerate().take(n) {
+            grads.push(ops::opt(needs[i], || {
+                ops::sum_to_shape(&rule(&saved, g, i)?, shape)
+            })?);
+        }
+        Ok(())
     }
 }

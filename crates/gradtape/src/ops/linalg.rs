@@ -3,12 +3,11 @@
 use crate::cpu;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
+use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::shape::{broadcast_shapes, for_each_row, numel, Dims, Layout};
-use crate::tape;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
-use crate::vmap;
 
-use super::{dispatch_float, opt, same_dtype, sum_to_shape, tangent_sum, transpose};
+use super::{dispatch_float, same_dtype, transpose};
 
 /// The matrix product `a · b` over the last two dimensions; leading dimensions are batch
 /// dimensions and broadcast. Both operands need rank ≥ 2 (as in `tf.matmul`).
@@ -72,71 +71,69 @@ fn swap_last_two(x: &Tensor) -> Result<Tensor> {
 }
 
 fn matmul_core(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let op = "matmul";
-    same_dtype(op, a, b)?;
+    check_matrices(a, b)?;
+    apply(&MATMUL, &[a, b], &Params::None)
+}
+
+fn check_matrices(a: &Tensor, b: &Tensor) -> Result<()> {
+    same_dtype("matmul", a, b)?;
     for (name, t) in [("a", a), ("b", b)] {
         if t.rank() < 2 {
             return Err(Error::shape(
-                op,
+                "matmul",
                 format!("{name} of shape {:?} is not a matrix (rank < 2)", t.shape()),
             ));
         }
     }
-    if let Some(r) = vmap::rule_broadcast(&[a, b], |p| matmul_core(&p[0], &p[1])) {
-        return r;
-    }
-    let (ra, rb) = (a.rank(), b.rank());
-    let (m, k, k2, n) = (
-        a.shape()[ra - 2],
-        a.shape()[ra - 1],
-        b.shape()[rb - 2],
-        b.shape()[rb - 1],
-    );
-    if k != k2 {
-        return Err(Error::shape(
-            op,
-            format!("inner dimensions differ: {:?} x {:?}", a.shape(), b.shape()),
-        ));
-    }
-    let batch = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
-    let mut shape = batch.clone();
-    shape.extend([m, n]);
-    #[cfg(feature = "cuda")]
-    let gpu = crate::cuda::ops::matmul(a, b, &batch, m, k, n, &shape)?;
-    #[cfg(not(feature = "cuda"))]
-    let gpu: Option<Tensor> = None;
-    let out = match gpu {
-        Some(out) => out,
-        None => dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &batch, m, k, n, &shape)?),
-    };
-    tape::record(
-        op,
-        &[a, b],
-        &out,
-        || {
-            let (a, b) = (a.clone(), b.clone());
-            move |g: &Tensor, needs: &[bool]| {
-                Ok([
-                    opt(needs[0], || {
-                        sum_to_shape(&matmul_transposed(g, &b, false, true)?, a.shape())
-                    })?,
-                    opt(needs[1], || {
-                        sum_to_shape(&matmul_transposed(&a, g, true, false)?, b.shape())
-                    })?,
-                ])
+    Ok(())
+}
+
+/// Bilinear: the JVP is the product rule `ȧ b + a ḃ`, the gradients `g bᵀ` and `aᵀ g`.
+pub(crate) static MATMUL: Primitive = Primitive {
+    name: "matmul",
+    forward: |xs, _| {
+        let op = "matmul";
+        let (a, b) = (xs[0], xs[1]);
+        check_matrices(a, b)?;
+        let (ra, rb) = (a.rank(), b.rank());
+        let (m, k, k2, n) = (
+            a.shape()[ra - 2],
+            a.shape()[ra - 1],
+            b.shape()[rb - 2],
+            b.shape()[rb - 1],
+        );
+        if k != k2 {
+            return Err(Error::shape(
+                op,
+                format!("inner dimensions differ: {:?} x {:?}", a.shape(), b.shape()),
+            ));
+        }
+        let batch = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+        let mut shape = batch.clone();
+        shape.extend([m, n]);
+        #[cfg(feature = "cuda")]
+        if let Some(out) = crate::cuda::ops::matmul(a, b, &batch, m, k, n, &shape)? {
+            return Ok(out);
+        }
+        dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &batch, m, k, n, &shape))
+    },
+    arity: 2,
+    params: ParamsKind::None,
+    derivative: Derivative::Bilinear {
+        transpose: |s, g, i| {
+            if i == 0 {
+                matmul_transposed(g, s.b()?, false, true)
+            } else {
+                matmul_transposed(s.a()?, g, true, false)
             }
         },
-        // product rule: ȧ b + a ḃ
-        |t| {
-            let terms = [
-                t[0].as_ref().map(|ta| matmul_core(ta, b)).transpose(),
-                t[1].as_ref().map(|tb| matmul_core(a, tb)).transpose(),
-            ];
-            tangent_sum(terms, &shape)
-        },
-    )?;
-    Ok(out)
-}
+    },
+    batching: Batching::Broadcast,
+    cuda: None,
+};
+
+/// The primitives of this file defined as data.
+pub(crate) static PRIMITIVES: &[&Primitive] = &[&MATMUL];
 
 /// Runs one GEMM per batch element, reading both operands through their strides.
 fn product<T: Float>(

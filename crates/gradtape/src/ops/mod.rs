@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 pub use crate::primitive::{Params, Primitive};
+pub(crate) use reduce::reduced_shape;
 
 /// The primitives defined as data ([`Primitive`]): each one's kernel, derivative, batching
 /// rule, parameters and CUDA expression in one value, run through one path. So far the
@@ -55,6 +56,7 @@ pub fn primitives() -> impl Iterator<Item = &'static Primitive> {
         .chain(compare::PRIMITIVES)
         .chain(array::PRIMITIVES)
         .chain(reduce::PRIMITIVES)
+        .chain(linalg::PRIMITIVES)
         .copied()
 }
 

@@ -12,9 +12,7 @@ use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
-use super::{
-    broadcast_to, cast, dispatch_num, divide, equal, multiply, reshape_to, select, tangent1,
-};
+use super::{broadcast_to, cast, dispatch_num, divide, equal, reshape_to, select};
 
 /// Which axes a reduction runs over: `Axes::All`, one axis (`1`, `-1`) or several (`[0, 2]`).
 ///
@@ -75,7 +73,8 @@ impl From<Vec<isize>> for Axes {
 }
 
 /// The primitives of this file defined as data.
-pub(crate) static PRIMITIVES: &[&Primitive] = &[&REDUCE_SUM];
+pub(crate) static PRIMITIVES: &[&Primitive] =
+    &[&REDUCE_SUM, &REDUCE_MAX, &REDUCE_MIN, &REDUCE_PROD];
 
 /// The shape left after reducing `axes` (kept as 1s with `keepdims`).
 pub(crate) fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
@@ -215,8 +214,7 @@ pub(crate) static REDUCE_SUM: Primitive = Primitive {
 /// The derivative of max/min with respect to each element: shared equally among the elements
 /// equal to the result (TensorFlow's convention for ties), zero elsewhere.
 fn extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
-    let kd = reduced_shape(x.shape(), axes, true);
-    let indicators = cast(&equal(x, &reshape_to(y, &kd)?)?, x.dtype())?;
+    let indicators = cast(&equal(x, y)?, x.dtype())?;
     let count = reduce_sum(&indicators, axes_list(axes), true)?;
     divide(&indicators, &count)
 }
@@ -230,47 +228,48 @@ fn axes_list(axes: &[usize]) -> Axes {
     Axes::List(axes.iter().map(|&a| a as isize).collect())
 }
 
-macro_rules! extreme {
-    ($(#[$doc:meta])* $name:ident, $init:ident, $f:ident, $fold:ident, cuda $cuda:literal) => {
+/// A reduction whose derivative is a weighting of the elements (see
+/// [`Derivative::Reduction`]): its primitive and its op.
+macro_rules! weighted_reduction {
+    ($(#[$doc:meta])* $name:ident($P:ident), $init:ident, $f:ident, fold $fold:expr, cuda $cuda:literal, weights $weights:expr) => {
+        pub(crate) static $P: Primitive = Primitive {
+            name: stringify!($name),
+            forward: |xs, params| {
+                let op = stringify!($name);
+                let (x, (axes, keepdims)) = (xs[0], params.reduce(op)?);
+                check_axes(op, axes, x.rank())?;
+                let shape = reduced_shape(x.shape(), axes, keepdims);
+                let fold: Option<Fold> = $fold;
+                if let Some(t) = fold.and_then(|f| fusion::fold(x, &shape, f)) {
+                    return Ok(t);
+                }
+                dispatch_num!(op, x.dtype(), T => {
+                    reduce_with::<T>(op, x, axes, &shape, T::$init, |p, q| p.$f(q), $cuda)
+                })
+            },
+            arity: 1,
+            params: ParamsKind::Reduce,
+            derivative: Derivative::Reduction { weights: $weights },
+            batching: Batching::OneInput(|p, params| {
+                let (axes, keepdims) = params.reduce(stringify!($name))?;
+                $name(p, batch_axes(axes), keepdims)
+            }),
+            cuda: Some($cuda),
+        };
+
         $(#[$doc])*
         ///
         /// # Errors
         /// When an axis is out of range or repeated, or the dtype is bool.
         pub fn $name(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
-            let op = stringify!($name);
             let x = x.operand().into_tensor();
-            let axes = axis.into().resolve(op, x.rank())?;
-            if let Some(r) = vmap::rule1(&x, |p| $name(p, batch_axes(&axes), keepdims)) {
-                return r;
-            }
-            let shape = reduced_shape(x.shape(), &axes, keepdims);
-            let out = match fusion::fold(&x, &shape, Fold::$fold) {
-                Some(t) => t,
-                None => dispatch_num!(op, x.dtype(), T => reduce_with::<T>(op, &x, &axes, &shape, T::$init, |p, q| p.$f(q), $cuda)?),
-            };
-            let kd = reduced_shape(x.shape(), &axes, true);
-            tape::record(
-                op,
-                &[&x],
-                &out,
-                || {
-                    let (x, y, axes, kd) = (x.clone(), out.clone(), axes.clone(), kd.clone());
-                    move |g: &Tensor, _: &[bool]| {
-                        Ok([Some(multiply(&extreme_weights(&x, &y, &axes)?, &reshape_to(g, &kd)?)?)])
-                    }
-                },
-                // the weighted sum of the tangent over the reduced axes
-                |t| tangent1(t, |t| {
-                    let w = extreme_weights(&x, &out, &axes)?;
-                    reduce_sum(&multiply(&w, t)?, axes_list(&axes), keepdims)
-                }),
-            )?;
-            Ok(out)
+            let axes = axis.into().resolve(stringify!($name), x.rank())?;
+            apply(&$P, &[&x], &Params::Reduce { axes, keepdims })
         }
     };
 }
 
-extreme!(
+weighted_reduction!(
     /// Maximum over `axis` (negative infinity over an empty axis). Ties share the gradient.
     ///
     /// ```
@@ -278,9 +277,10 @@ extreme!(
     /// assert_eq!(gradtape::ops::reduce_max(&x, gradtape::Axes::All, false)?.to_scalar::<f32>()?, 5.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    reduce_max, LOWEST, max_, Max, cuda "(a > b || a != a) ? a : b"
+    reduce_max(REDUCE_MAX), LOWEST, max_, fold Some(Fold::Max), cuda "(a > b || a != a) ? a : b",
+    weights extreme_weights
 );
-extreme!(
+weighted_reduction!(
     /// Minimum over `axis` (infinity over an empty axis). Ties share the gradient.
     ///
     /// ```
@@ -288,49 +288,21 @@ extreme!(
     /// assert_eq!(gradtape::ops::reduce_min(&x, 0, false)?.to_scalar::<f32>()?, 1.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    reduce_min, HIGHEST, min_, Min, cuda "(a < b || a != a) ? a : b"
+    reduce_min(REDUCE_MIN), HIGHEST, min_, fold Some(Fold::Min), cuda "(a < b || a != a) ? a : b",
+    weights extreme_weights
 );
-
-/// Product over `axis`. The gradient is exact with zeros in the input: each element gets the
-/// product of the others (no division by zero), as TensorFlow's rule gives.
-///
-/// # Errors
-/// When an axis is out of range or repeated, or the dtype is bool.
-///
-/// ```
-/// let x = gradtape::Tensor::from_vec(vec![2.0f32, 3.0, 4.0], &[3])?;
-/// assert_eq!(gradtape::ops::reduce_prod(&x, gradtape::Axes::All, false)?.to_scalar::<f32>()?, 24.0);
-/// # Ok::<(), gradtape::Error>(())
-/// ```
-pub fn reduce_prod(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
-    let op = "reduce_prod";
-    let x = x.operand().into_tensor();
-    let axes = axis.into().resolve(op, x.rank())?;
-    if let Some(r) = vmap::rule1(&x, |p| reduce_prod(p, batch_axes(&axes), keepdims)) {
-        return r;
-    }
-    let shape = reduced_shape(x.shape(), &axes, keepdims);
-    let out = dispatch_num!(op, x.dtype(), T => reduce_with::<T>(op, &x, &axes, &shape, T::ONE, |p, q| p.wmul(q), "a * b")?);
-    tape::record(
-        op,
-        &[&x],
-        &out,
-        || {
-            let (x, axes) = (x.clone(), axes.clone());
-            move |g: &Tensor, _: &[bool]| {
-                let gk = reshape_to(g, &reduced_shape(x.shape(), &axes, true))?;
-                Ok([Some(multiply(&prod_weights(&x, &axes)?, &gk)?)])
-            }
-        },
-        |t| {
-            tangent1(t, |t| {
-                let w = prod_weights(&x, &axes)?;
-                reduce_sum(&multiply(&w, t)?, axes_list(&axes), keepdims)
-            })
-        },
-    )?;
-    Ok(out)
-}
+weighted_reduction!(
+    /// Product over `axis`. The gradient is exact with zeros in the input: each element gets
+    /// the product of the others (no division by zero), as TensorFlow's rule gives.
+    ///
+    /// ```
+    /// let x = gradtape::Tensor::from_vec(vec![2.0f32, 3.0, 4.0], &[3])?;
+    /// assert_eq!(gradtape::ops::reduce_prod(&x, gradtape::Axes::All, false)?.to_scalar::<f32>()?, 24.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    reduce_prod(REDUCE_PROD), ONE, wmul, fold None, cuda "a * b",
+    weights |x, _, axes| prod_weights(x, axes)
+);
 
 /// The derivative of a product with respect to each element: the product of the others, exact
 /// with zeros in the input. With z zeros along the reduced axes: z = 0 -> prod / x; z = 1 ->
