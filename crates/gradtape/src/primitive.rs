@@ -120,6 +120,28 @@ pub enum Params {
     },
     /// The result's dtype (`cast`).
     DType(DType),
+    /// The elements a strided view selects (`slice`).
+    Slice(SliceSpec),
+    /// Zeros of `shape` with the input written where `slice` selects (`unslice`, the adjoint
+    /// of `slice`).
+    Unslice {
+        /// The result's shape.
+        shape: Vec<usize>,
+        /// Where the input goes.
+        slice: SliceSpec,
+    },
+}
+
+/// Per dimension: the first index, the number of elements and the step (negative steps walk
+/// backwards).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceSpec {
+    /// The first index of each dimension.
+    pub starts: Vec<usize>,
+    /// How many elements of each dimension.
+    pub lens: Vec<usize>,
+    /// The step of each dimension.
+    pub steps: Vec<isize>,
 }
 
 /// Which variant of [`Params`] a primitive takes.
@@ -130,6 +152,8 @@ pub(crate) enum ParamsKind {
     Perm,
     Reduce,
     DType,
+    Slice,
+    Unslice,
 }
 
 impl Params {
@@ -140,6 +164,20 @@ impl Params {
             Params::Perm(_) => ParamsKind::Perm,
             Params::Reduce { .. } => ParamsKind::Reduce,
             Params::DType(_) => ParamsKind::DType,
+            Params::Slice(_) => ParamsKind::Slice,
+            Params::Unslice { .. } => ParamsKind::Unslice,
+        }
+    }
+    pub(crate) fn slice(&self, op: &'static str) -> Result<&SliceSpec> {
+        match self {
+            Params::Slice(s) => Ok(s),
+            other => Err(other.wrong(op)),
+        }
+    }
+    pub(crate) fn unslice(&self, op: &'static str) -> Result<(&[usize], &SliceSpec)> {
+        match self {
+            Params::Unslice { shape, slice } => Ok((shape, slice)),
+            other => Err(other.wrong(op)),
         }
     }
     /// The error for parameters of the wrong kind (only [`Primitive::apply`] can pass them).

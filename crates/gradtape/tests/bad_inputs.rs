@@ -66,6 +66,20 @@ fn cases() -> Vec<Case> {
                             keepdims: false,
                         },
                         Params::DType(DType::I64),
+                        // a view past the end would read memory it does not own
+                        Params::Slice(ops::SliceSpec {
+                            starts: vec![1, 2],
+                            lens: vec![2, 1],
+                            steps: vec![1, 1],
+                        }),
+                        Params::Unslice {
+                            shape: vec![2, 3],
+                            slice: ops::SliceSpec {
+                                starts: vec![0, 2],
+                                lens: vec![2, 3],
+                                steps: vec![1, -1],
+                            },
+                        },
                     ];
                     let mut accepted = vec![];
                     for k in kinds {

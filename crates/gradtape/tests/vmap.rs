@@ -163,6 +163,19 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
             ops::slice_with(&a[0], &s![.., 1..;2, 0])
         }),
         ("pad", any, |a| ops::pad(&a[0], &[[1, 0], [0, 2]])),
+        // the primitive behind pad and the gradient of slices
+        ("unslice", any, |a| {
+            let rows = ops::Params::Unslice {
+                shape: vec![a[0].shape()[0] + 2, a[0].shape()[1]],
+                slice: ops::SliceSpec {
+                    starts: vec![a[0].shape()[0] + 1, 0],
+                    lens: a[0].shape().to_vec(),
+                    steps: vec![-1, 1],
+                },
+            };
+            let unslice = ops::primitives().find(|p| p.name() == "unslice").unwrap();
+            unslice.apply(&[&a[0]], &rows)
+        }),
         (
             "concat",
             |r| vec![r.u(&[2, 3], 0.0, 1.0), r.u(&[1, 3], 0.0, 1.0)],

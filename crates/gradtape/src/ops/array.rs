@@ -3,7 +3,7 @@
 
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
+use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, SliceSpec};
 use crate::shape::{
     check_perm, contiguous_strides, for_each_row, normalize_axis, numel, Dims, Layout,
 };
@@ -14,7 +14,14 @@ use crate::vmap;
 use super::{dispatch_all, sum_to_shape, tangent1};
 
 /// The primitives of this file defined as data.
-pub(crate) static PRIMITIVES: &[&Primitive] = &[&IDENTITY, &RESHAPE, &TRANSPOSE, &BROADCAST_TO];
+pub(crate) static PRIMITIVES: &[&Primitive] = &[
+    &IDENTITY,
+    &RESHAPE,
+    &TRANSPOSE,
+    &BROADCAST_TO,
+    &SLICE,
+    &UNSLICE,
+];
 
 fn tensor(x: &impl AsTensor) -> Tensor {
     x.operand().into_tensor()
@@ -342,16 +349,12 @@ pub(crate) static BROADCAST_TO: Primitive = Primitive {
 // ---------------------------------------------------------------------------------------------
 // Slicing: one view primitive and its adjoint
 
-/// Per dimension: first index, length and step (negative steps walk backwards).
-#[derive(Clone, Debug)]
-struct SliceSpec {
-    starts: Vec<usize>,
-    lens: Vec<usize>,
-    steps: Vec<isize>,
+/// The same slice of every example of a batch `p` (batch axis first).
+trait WithBatch {
+    fn with_batch(&self, p: &Tensor) -> SliceSpec;
 }
 
-impl SliceSpec {
-    /// The same slice of every example of a batch `p` (batch axis first).
+impl WithBatch for SliceSpec {
     fn with_batch(&self, p: &Tensor) -> SliceSpec {
         let prepend =
             |v: &[usize], first: usize| std::iter::once(first).chain(v.iter().copied()).collect();
@@ -391,41 +394,80 @@ fn slice_layout(l: &Layout, spec: &SliceSpec) -> Layout {
     }
 }
 
+/// Checks that `spec` selects elements of a tensor of `shape` only (each view it makes is
+/// read without further bounds checks).
+fn check_slice(op: &'static str, shape: &[usize], spec: &SliceSpec) -> Result<()> {
+    let rank = shape.len();
+    let fits = spec.starts.len() == rank
+        && spec.lens.len() == rank
+        && spec.steps.len() == rank
+        && (0..rank).all(|i| {
+            let (start, len, step) = (spec.starts[i] as i128, spec.lens[i] as i128, spec.steps[i]);
+            let last = start + (len - 1) * step as i128;
+            len == 0 || (start < shape[i] as i128 && (0..shape[i] as i128).contains(&last))
+        });
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            op,
+            format!("slice {spec:?} does not fit shape {shape:?}"),
+        ))
+    }
+}
+
 /// The view primitive behind `slice`, `strided_slice` and `split`.
 fn slice_view(x: &Tensor, spec: SliceSpec) -> Result<Tensor> {
-    if let Some(r) = vmap::rule1(x, |p| slice_view(p, spec.with_batch(p))) {
-        return r;
-    }
-    let out = x.view(slice_layout(x.layout(), &spec));
-    tape::record(
-        "slice",
-        &[x],
-        &out,
-        || {
-            let (shape, spec) = (x.shape().to_vec(), spec.clone());
-            move |g: &Tensor, _: &[bool]| Ok([Some(unslice(g, &shape, &spec)?)])
-        },
-        |t| tangent1(t, |t| slice_view(t, spec.clone())),
-    )?;
-    Ok(out)
+    apply(&SLICE, &[x], &Params::Slice(spec))
 }
+
+/// A strided view; its transpose writes the gradient into zeros ([`UNSLICE`]).
+pub(crate) static SLICE: Primitive = Primitive {
+    name: "slice",
+    forward: |xs, params| {
+        let (x, spec) = (xs[0], params.slice("slice")?);
+        check_slice("slice", x.shape(), spec)?;
+        Ok(x.view(slice_layout(x.layout(), spec)))
+    },
+    arity: 1,
+    params: ParamsKind::Slice,
+    derivative: Derivative::Linear {
+        transpose: |params, x, g| unslice(g, &x.shape, params.slice("slice")?),
+    },
+    batching: Batching::OneInput(|p, params| {
+        let spec = params.slice("slice")?;
+        slice_view(p, spec.with_batch(p))
+    }),
+    cuda: None,
+};
 
 /// The adjoint of [`slice_view`]: zeros of `shape` with `g` written where the slice came from.
 /// Its own gradient is the slice again, so slices differentiate to any order.
 fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
-    if let Some(r) = vmap::rule1(g, |p| {
-        unslice(p, &batch_shape(p, shape), &spec.with_batch(p))
-    }) {
-        return r;
-    }
-    let target = slice_layout(&Layout::contiguous(shape), spec);
-    #[cfg(feature = "cuda")]
-    let gpu = crate::cuda::ops::unslice(g, shape, &target)?;
-    #[cfg(not(feature = "cuda"))]
-    let gpu: Option<Tensor> = None;
-    let out = match gpu {
-        Some(out) => out,
-        None => dispatch_all!(g.dtype(), T => {
+    let params = Params::Unslice {
+        shape: shape.to_vec(),
+        slice: spec.clone(),
+    };
+    apply(&UNSLICE, &[g], &params)
+}
+
+pub(crate) static UNSLICE: Primitive = Primitive {
+    name: "unslice",
+    forward: |xs, params| {
+        let (g, (shape, spec)) = (xs[0], params.unslice("unslice")?);
+        check_slice("unslice", shape, spec)?;
+        if g.shape() != spec.lens {
+            return Err(Error::shape(
+                "unslice",
+                format!("values of shape {:?} for a slice {spec:?}", g.shape()),
+            ));
+        }
+        let target = slice_layout(&Layout::contiguous(shape), spec);
+        #[cfg(feature = "cuda")]
+        if let Some(out) = crate::cuda::ops::unslice(g, shape, &target)? {
+            return Ok(out);
+        }
+        Ok(dispatch_all!(g.dtype(), T => {
             let mut buf = crate::storage::pool::filled("unslice", numel(shape), T::default())?;
             let src = cpu::to_contiguous(g.data::<T>()?, g.layout())?;
             let inner = target.shape.last().copied().unwrap_or(1);
@@ -436,20 +478,19 @@ fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
                 }
             });
             Tensor::from_elems(buf, shape)
-        }),
-    };
-    tape::record(
-        "unslice",
-        &[g],
-        &out,
-        || {
-            let spec = spec.clone();
-            move |gg: &Tensor, _: &[bool]| Ok([Some(slice_view(gg, spec.clone())?)])
-        },
-        |t| tangent1(t, |t| unslice(t, shape, spec)),
-    )?;
-    Ok(out)
-}
+        }))
+    },
+    arity: 1,
+    params: ParamsKind::Unslice,
+    derivative: Derivative::Linear {
+        transpose: |params, _, gg| slice_view(gg, params.unslice("unslice")?.1.clone()),
+    },
+    batching: Batching::OneInput(|p, params| {
+        let (shape, spec) = params.unslice("unslice")?;
+        unslice(p, &batch_shape(p, shape), &spec.with_batch(p))
+    }),
+    cuda: None,
+};
 
 /// TensorFlow's `tf.slice`: `size[i]` elements from `begin[i]` (`-1`: to the end). A view.
 ///

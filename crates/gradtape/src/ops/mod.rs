@@ -34,7 +34,7 @@ pub use slicing::*;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-pub use crate::primitive::{Params, Primitive};
+pub use crate::primitive::{Params, Primitive, SliceSpec};
 pub(crate) use reduce::reduced_shape;
 
 /// The primitives defined as data ([`Primitive`]): each one's kernel, derivative, batching
