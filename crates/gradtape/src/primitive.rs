@@ -76,10 +76,10 @@ impl Primitive {
     /// use gradtape::Tensor;
     /// let multiply = ops::primitives().find(|p| p.name() == "multiply").unwrap();
     /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
-    /// assert_eq!(multiply.apply(&[&x, &x], &Params::None)?.to_vec::<f32>()?, vec![1.0, 4.0]);
-    /// assert!(multiply.apply(&[&x], &Params::None).is_err());
+    /// assert_eq!(multiply.apply(&[&x, &x], &Params::NONE)?.to_vec::<f32>()?, vec![1.0, 4.0]);
+    /// assert!(multiply.apply(&[&x], &Params::NONE).is_err());
     /// let sum = ops::primitives().find(|p| p.name() == "reduce_sum").unwrap();
-    /// let all = Params::Reduce { axes: vec![0], keepdims: false };
+    /// let all = Params::reduce(&[0], false);
     /// assert_eq!(sum.apply(&[&x], &all)?.item()?, 3.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
@@ -103,33 +103,177 @@ impl Primitive {
 
 /// What an op call fixes besides its tensors (JAX's params): kept with the primitive in a
 /// tape entry's rules, and what a traced graph will store (`gradtape::function`, issue 22).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Params {
-    /// Nothing (the elementwise primitives, `identity`).
+/// Shapes, permutations and axes are kept inline up to rank 6, so an op call allocates nothing
+/// for them.
+///
+/// ```
+/// use gradtape::ops::Params;
+/// assert_eq!(Params::shape(&[2, 3]), Params::shape(&[2, 3]));
+/// assert_eq!(format!("{:?}", Params::reduce(&[0], true)), "Reduce { axes: [0], keepdims: true }");
+/// ```
+#[derive(Clone)]
+pub struct Params(Kind);
+
+#[derive(Clone)]
+enum Kind {
     None,
-    /// The result's shape (`reshape`, `broadcast_to`).
-    Shape(Vec<usize>),
-    /// `perm[i]` is the input axis that becomes axis `i` (`transpose`).
-    Perm(Vec<usize>),
-    /// The reduced axes (each in range, once) and whether they stay as size 1 (`reduce_sum`).
+    Shape(Dims<usize>),
+    Perm(Dims<usize>),
     Reduce {
-        /// The axes.
-        axes: Vec<usize>,
-        /// Whether they stay, as size 1.
+        axes: Dims<usize>,
         keepdims: bool,
     },
-    /// The result's dtype (`cast`).
     DType(DType),
-    /// The elements a strided view selects (`slice`).
-    Slice(SliceSpec),
-    /// Zeros of `shape` with the input written where `slice` selects (`unslice`, the adjoint
-    /// of `slice`).
+    // boxed: a `Params` is moved on every op call and kept by every recorded linear op
+    Slice(Box<SliceSpec>),
     Unslice {
-        /// The result's shape.
-        shape: Vec<usize>,
-        /// Where the input goes.
-        slice: SliceSpec,
+        shape: Dims<usize>,
+        slice: Box<SliceSpec>,
     },
+}
+
+impl Params {
+    /// Nothing (the elementwise primitives, `identity`, `matmul`).
+    pub const NONE: Params = Params(Kind::None);
+
+    /// The result's shape (`reshape`, `broadcast_to`).
+    pub fn shape(shape: &[usize]) -> Params {
+        Params(Kind::Shape(Dims::from_slice(shape)))
+    }
+
+    /// `perm[i]` is the input axis that becomes axis `i` (`transpose`).
+    pub fn perm(perm: &[usize]) -> Params {
+        Params(Kind::Perm(Dims::from_slice(perm)))
+    }
+
+    /// The reduced axes (each in range, increasing) and whether they stay as size 1
+    /// (`reduce_sum`, `reduce_max`, `reduce_min`, `reduce_prod`).
+    pub fn reduce(axes: &[usize], keepdims: bool) -> Params {
+        Params(Kind::Reduce {
+            axes: Dims::from_slice(axes),
+            keepdims,
+        })
+    }
+
+    /// The result's dtype (`cast`).
+    pub fn dtype(dtype: DType) -> Params {
+        Params(Kind::DType(dtype))
+    }
+
+    /// The elements a strided view selects (`slice`).
+    pub fn slice(spec: SliceSpec) -> Params {
+        Params(Kind::Slice(Box::new(spec)))
+    }
+
+    /// Zeros of `shape` with the input written where `spec` selects (`unslice`, the adjoint of
+    /// `slice`).
+    pub fn unslice(shape: &[usize], spec: SliceSpec) -> Params {
+        Params(Kind::Unslice {
+            shape: Dims::from_slice(shape),
+            slice: Box::new(spec),
+        })
+    }
+
+    fn kind(&self) -> ParamsKind {
+        match &self.0 {
+            Kind::None => ParamsKind::None,
+            Kind::Shape(_) => ParamsKind::Shape,
+            Kind::Perm(_) => ParamsKind::Perm,
+            Kind::Reduce { .. } => ParamsKind::Reduce,
+            Kind::DType(_) => ParamsKind::DType,
+            Kind::Slice(_) => ParamsKind::Slice,
+            Kind::Unslice { .. } => ParamsKind::Unslice,
+        }
+    }
+
+    /// The error for parameters of the wrong kind (only [`Primitive::apply`] can pass them).
+    pub(crate) fn wrong(&self, op: &'static str) -> Error {
+        Error::arg(op, format!("parameters {self:?} are not this primitive's"))
+    }
+    pub(crate) fn as_shape(&self, op: &'static str) -> Result<&[usize]> {
+        match &self.0 {
+            Kind::Shape(s) => Ok(s),
+            _ => Err(self.wrong(op)),
+        }
+    }
+    pub(crate) fn as_perm(&self, op: &'static str) -> Result<&[usize]> {
+        match &self.0 {
+            Kind::Perm(p) => Ok(p),
+            _ => Err(self.wrong(op)),
+        }
+    }
+    pub(crate) fn as_reduce(&self, op: &'static str) -> Result<(&[usize], bool)> {
+        match &self.0 {
+            Kind::Reduce { axes, keepdims } => Ok((axes, *keepdims)),
+            _ => Err(self.wrong(op)),
+        }
+    }
+    pub(crate) fn as_dtype(&self, op: &'static str) -> Result<DType> {
+        match &self.0 {
+            Kind::DType(d) => Ok(*d),
+            _ => Err(self.wrong(op)),
+        }
+    }
+    pub(crate) fn as_slice(&self, op: &'static str) -> Result<&SliceSpec> {
+        match &self.0 {
+            Kind::Slice(s) => Ok(s),
+            _ => Err(self.wrong(op)),
+        }
+    }
+    pub(crate) fn as_unslice(&self, op: &'static str) -> Result<(&[usize], &SliceSpec)> {
+        match &self.0 {
+            Kind::Unslice { shape, slice } => Ok((shape, slice)),
+            _ => Err(self.wrong(op)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Kind::None => f.write_str("None"),
+            Kind::Shape(s) => f.debug_tuple("Shape").field(&&s[..]).finish(),
+            Kind::Perm(p) => f.debug_tuple("Perm").field(&&p[..]).finish(),
+            Kind::Reduce { axes, keepdims } => f
+                .debug_struct("Reduce")
+                .field("axes", &&axes[..])
+                .field("keepdims", keepdims)
+                .finish(),
+            Kind::DType(d) => f.debug_tuple("DType").field(d).finish(),
+            Kind::Slice(s) => f.debug_tuple("Slice").field(s).finish(),
+            Kind::Unslice { shape, slice } => f
+                .debug_struct("Unslice")
+                .field("shape", &&shape[..])
+                .field("slice", slice)
+                .finish(),
+        }
+    }
+}
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Params) -> bool {
+        match (&self.0, &other.0) {
+            (Kind::None, Kind::None) => true,
+            (Kind::Shape(a), Kind::Shape(b)) | (Kind::Perm(a), Kind::Perm(b)) => a[..] == b[..],
+            (
+                Kind::Reduce { axes, keepdims },
+                Kind::Reduce {
+                    axes: axes2,
+                    keepdims: keepdims2,
+                },
+            ) => axes[..] == axes2[..] && keepdims == keepdims2,
+            (Kind::DType(a), Kind::DType(b)) => a == b,
+            (Kind::Slice(a), Kind::Slice(b)) => a == b,
+            (
+                Kind::Unslice { shape, slice },
+                Kind::Unslice {
+                    shape: shape2,
+                    slice: slice2,
+                },
+            ) => shape[..] == shape2[..] && slice == slice2,
+            _ => false,
+        }
+    }
 }
 
 /// Per dimension: the first index, the number of elements and the step (negative steps walk
@@ -144,7 +288,7 @@ pub struct SliceSpec {
     pub steps: Vec<isize>,
 }
 
-/// Which variant of [`Params`] a primitive takes.
+/// Which kind of [`Params`] a primitive takes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum ParamsKind {
     None,
@@ -154,60 +298,6 @@ pub(crate) enum ParamsKind {
     DType,
     Slice,
     Unslice,
-}
-
-impl Params {
-    fn kind(&self) -> ParamsKind {
-        match self {
-            Params::None => ParamsKind::None,
-            Params::Shape(_) => ParamsKind::Shape,
-            Params::Perm(_) => ParamsKind::Perm,
-            Params::Reduce { .. } => ParamsKind::Reduce,
-            Params::DType(_) => ParamsKind::DType,
-            Params::Slice(_) => ParamsKind::Slice,
-            Params::Unslice { .. } => ParamsKind::Unslice,
-        }
-    }
-    pub(crate) fn slice(&self, op: &'static str) -> Result<&SliceSpec> {
-        match self {
-            Params::Slice(s) => Ok(s),
-            other => Err(other.wrong(op)),
-        }
-    }
-    pub(crate) fn unslice(&self, op: &'static str) -> Result<(&[usize], &SliceSpec)> {
-        match self {
-            Params::Unslice { shape, slice } => Ok((shape, slice)),
-            other => Err(other.wrong(op)),
-        }
-    }
-    /// The error for parameters of the wrong kind (only [`Primitive::apply`] can pass them).
-    pub(crate) fn wrong(&self, op: &'static str) -> Error {
-        Error::arg(op, format!("parameters {self:?} are not this primitive's"))
-    }
-    pub(crate) fn shape(&self, op: &'static str) -> Result<&[usize]> {
-        match self {
-            Params::Shape(s) => Ok(s),
-            other => Err(other.wrong(op)),
-        }
-    }
-    pub(crate) fn perm(&self, op: &'static str) -> Result<&[usize]> {
-        match self {
-            Params::Perm(p) => Ok(p),
-            other => Err(other.wrong(op)),
-        }
-    }
-    pub(crate) fn reduce(&self, op: &'static str) -> Result<(&[usize], bool)> {
-        match self {
-            Params::Reduce { axes, keepdims } => Ok((axes, *keepdims)),
-            other => Err(other.wrong(op)),
-        }
-    }
-    pub(crate) fn dtype(&self, op: &'static str) -> Result<DType> {
-        match self {
-            Params::DType(d) => Ok(*d),
-            other => Err(other.wrong(op)),
-        }
-    }
 }
 
 /// The shape and dtype of a linear primitive's input: all its transpose needs (the tape keeps
@@ -256,20 +346,18 @@ impl Saved {
             out: matches!(saves, Saves::Output | Saves::InputsAndOutput).then(|| out.clone()),
         }
     }
-    fn get<'t>(t: Option<&'t Tensor>, what: &str) -> Result<&'t Tensor> {
-        t.ok_or_else(|| {
-            Error::tape(
-                "gradient",
-                format!("rule used the {what}, which it did not save"),
-            )
-        })
+    fn missing(what: std::fmt::Arguments<'_>) -> Error {
+        Error::tape(
+            "gradient",
+            format!("rule used the {what}, which it did not save"),
+        )
     }
     /// Input `i`.
     pub(crate) fn input(&self, i: usize) -> Result<&Tensor> {
-        Saved::get(
-            self.inputs.get(i).and_then(Option::as_ref),
-            &format!("input {i}"),
-        )
+        match self.inputs.get(i) {
+            Some(Some(t)) => Ok(t),
+            _ => Err(Saved::missing(format_args!("input {i}"))),
+        }
     }
     /// The first input.
     pub(crate) fn a(&self) -> Result<&Tensor> {
@@ -281,7 +369,9 @@ impl Saved {
     }
     /// The output.
     pub(crate) fn out(&self) -> Result<&Tensor> {
-        Saved::get(self.out.as_ref(), "output")
+        self.out
+            .as_ref()
+            .ok_or_else(|| Saved::missing(format_args!("output")))
     }
 }
 
@@ -405,8 +495,24 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
                     .map(|(i, ti)| ti.as_ref().map(|ti| partial(&saved, ti, i)).transpose());
                 ops::tangent_sum(terms, out.shape())
             };
-            let backward = || summed_back(inputs, Saved::keep(inputs, out, saves), partial);
-            tape::record_dyn(p.name, inputs, out, backward, &jvp)
+            let saved = || Saved::keep(inputs, out, saves);
+            if inputs.len() == 2 {
+                tape::record_dyn(
+                    p.name,
+                    inputs,
+                    out,
+                    || summed_back::<2>(inputs, saved(), partial),
+                    &jvp,
+                )
+            } else {
+                tape::record_dyn(
+                    p.name,
+                    inputs,
+                    out,
+                    || summed_back::<3>(inputs, saved(), partial),
+                    &jvp,
+                )
+            }
         }
         Derivative::Bilinear { transpose } => {
             let jvp = |t: &[Option<Tensor>]| {
@@ -422,7 +528,7 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
                 ops::tangent_sum(terms, out.shape())
             };
             let backward =
-                || summed_back(inputs, Saved::keep(inputs, out, Saves::Inputs), transpose);
+                || summed_back::<2>(inputs, Saved::keep(inputs, out, Saves::Inputs), transpose);
             tape::record_dyn(p.name, inputs, out, backward, &jvp)
         }
         Derivative::Reduction { weights } => tape::record(
@@ -432,7 +538,7 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
             || {
                 let (x, y, params) = (inputs[0].clone(), out.clone(), params.clone());
                 move |g: &Tensor, _: &[bool]| {
-                    let (axes, _) = params.reduce(p.name)?;
+                    let (axes, _) = params.as_reduce(p.name)?;
                     let kept = ops::reduced_shape(x.shape(), axes, true);
                     let (yk, gk) = (ops::reshape_to(&y, &kept)?, ops::reshape_to(g, &kept)?);
                     Ok([Some(ops::multiply(&weights(&x, &yk, axes)?, &gk)?)])
@@ -440,7 +546,7 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
             },
             |t| {
                 ops::tangent1(t, |t| {
-                    let (axes, keepdims) = params.reduce(p.name)?;
+                    let (axes, keepdims) = params.as_reduce(p.name)?;
                     let x = inputs[0];
                     let kept = ops::reduced_shape(x.shape(), axes, true);
                     let w = weights(x, &ops::reshape_to(out, &kept)?, axes)?;
@@ -452,22 +558,23 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
     }
 }
 
-/// The gradient rule of a broadcasting primitive: `rule(saved, g, i)` for each input that
-/// needs one, summed back to that input's shape.
-fn summed_back(
+/// The gradient rule of a broadcasting primitive of `N` inputs: `rule(saved, g, i)` for each
+/// input that needs one, summed back to that input's shape (`N` is known, so the rule keeps
+/// exactly the shapes it needs: it is built for every op a tape records).
+fn summed_back<const N: usize>(
     inputs: &[&Tensor],
     saved: Saved,
     rule: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
 ) -> impl Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static {
-    let n = inputs.len().min(MAX_INPUTS);
     // Inline up to rank 6: no allocation per recorded op.
-    let shapes: [Dims<usize>; MAX_INPUTS] = std::array::from_fn(|i| {
+    let shapes: [Dims<usize>; N] = std::array::from_fn(|i| {
         inputs
             .get(i)
             .map_or_else(|| Dims::from_slice(&[]), |t| Dims::from_slice(t.shape()))
     });
     move |g: &Tensor, needs: &[bool], grads: &mut Vec<Option<Tensor>>| {
-        for (i, shape) in shapes.iter().enumerate().take(n) {
+        grads.reserve(N);
+        for (i, shape) in shapes.iter().enumerate() {
             grads.push(ops::opt(needs[i], || {
                 ops::sum_to_shape(&rule(&saved, g, i)?, shape)
             })?);

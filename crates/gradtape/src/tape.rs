@@ -366,6 +366,7 @@ where
     )
 }
 
+/// [`record`] with the gradient rule filling a list (any number of inputs).
 pub(crate) fn record_dyn<B>(
     op: &'static str,
     inputs: &[&Tensor],
@@ -376,10 +377,18 @@ pub(crate) fn record_dyn<B>(
 where
     B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
 {
-    if crate::debugging::checking() {
+    // one read of the context for the three checks every op pays
+    let (checking, recording, running) = context::with(|c| {
+        (
+            c.check_numerics.get(),
+            c.tapes.recording.get() != 0,
+            c.forward.any_running(),
+        )
+    });
+    if checking {
         crate::debugging::check(op, None, inputs, output)?;
     }
-    if recording_count() != 0 {
+    if recording {
         if output.dtype().is_float() {
             record_with(op, inputs, &[], output, backward);
         } else {
@@ -388,7 +397,7 @@ where
         }
     }
     // after the tapes: the entry of `output` comes before the ops that compute its tangent
-    if crate::forward_accumulator::any_running() {
+    if running {
         crate::forward_accumulator::propagate(op, inputs, &[], output, jvp)?;
     }
     Ok(())

@@ -56,30 +56,27 @@ fn cases() -> Vec<Case> {
                 use gradtape::ops::Params;
                 let x = ones(&[2, 3]);
                 for p in ops::primitives() {
-                    refused(p.name(), p.apply(&vec![&x; p.arity() + 1], &Params::None))?;
+                    refused(p.name(), p.apply(&vec![&x; p.arity() + 1], &Params::NONE))?;
                     let kinds = [
-                        Params::None,
-                        Params::Shape(vec![7]),
-                        Params::Perm(vec![5, 0]),
-                        Params::Reduce {
-                            axes: vec![1, 0],
-                            keepdims: false,
-                        },
-                        Params::DType(DType::I64),
+                        Params::NONE,
+                        Params::shape(&[7]),
+                        Params::perm(&[5, 0]),
+                        Params::reduce(&[1, 0], false),
+                        Params::dtype(DType::I64),
                         // a view past the end would read memory it does not own
-                        Params::Slice(ops::SliceSpec {
+                        Params::slice(ops::SliceSpec {
                             starts: vec![1, 2],
                             lens: vec![2, 1],
                             steps: vec![1, 1],
                         }),
-                        Params::Unslice {
-                            shape: vec![2, 3],
-                            slice: ops::SliceSpec {
+                        Params::unslice(
+                            &[2, 3],
+                            ops::SliceSpec {
                                 starts: vec![0, 2],
                                 lens: vec![2, 3],
                                 steps: vec![1, -1],
                             },
-                        },
+                        ),
                     ];
                     let mut accepted = vec![];
                     for k in kinds {

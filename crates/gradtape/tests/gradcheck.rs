@@ -760,7 +760,7 @@ fn every_primitive_has_every_rule() {
         let tape = GradientTape::persistent();
         tape.watch(&x);
         let inputs = vec![&x; p.arity()];
-        match p.apply(&inputs, &ops::Params::None) {
+        match p.apply(&inputs, &ops::Params::NONE) {
             // a bool result (the comparisons): no gradient can flow from it, and the reason
             // says so; a float one: the path ends at the primitive, named
             Ok(y) if !y.dtype().is_float() => {

@@ -165,14 +165,14 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
         ("pad", any, |a| ops::pad(&a[0], &[[1, 0], [0, 2]])),
         // the primitive behind pad and the gradient of slices
         ("unslice", any, |a| {
-            let rows = ops::Params::Unslice {
-                shape: vec![a[0].shape()[0] + 2, a[0].shape()[1]],
-                slice: ops::SliceSpec {
+            let rows = ops::Params::unslice(
+                &[a[0].shape()[0] + 2, a[0].shape()[1]],
+                ops::SliceSpec {
                     starts: vec![a[0].shape()[0] + 1, 0],
                     lens: a[0].shape().to_vec(),
                     steps: vec![-1, 1],
                 },
-            };
+            );
             let unslice = ops::primitives().find(|p| p.name() == "unslice").unwrap();
             unslice.apply(&[&a[0]], &rows)
         }),

@@ -33,7 +33,7 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
         return Ok(x.clone());
     }
     check_reshape(x.shape(), shape)?;
-    apply(&RESHAPE, &[x], &Params::Shape(shape.to_vec()))
+    apply(&RESHAPE, &[x], &Params::shape(shape))
 }
 
 fn check_reshape(from: &[usize], to: &[usize]) -> Result<()> {
@@ -53,7 +53,7 @@ fn check_reshape(from: &[usize], to: &[usize]) -> Result<()> {
 pub(crate) static RESHAPE: Primitive = Primitive {
     name: "reshape",
     forward: |xs, params| {
-        let (x, shape) = (xs[0], params.shape("reshape")?);
+        let (x, shape) = (xs[0], params.as_shape("reshape")?);
         check_reshape(x.shape(), shape)?;
         let base = x.to_contiguous()?;
         Ok(base.view(Layout {
@@ -68,7 +68,7 @@ pub(crate) static RESHAPE: Primitive = Primitive {
         transpose: |_, x, g| reshape_to(g, &x.shape),
     },
     batching: Batching::OneInput(|p, params| {
-        reshape_to(p, &batch_shape(p, params.shape("reshape")?))
+        reshape_to(p, &batch_shape(p, params.as_shape("reshape")?))
     }),
     cuda: None,
 };
@@ -92,7 +92,7 @@ pub(crate) static RESHAPE: Primitive = Primitive {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn identity(x: &impl AsTensor) -> Result<Tensor> {
-    apply(&IDENTITY, &[&tensor(x)], &Params::None)
+    apply(&IDENTITY, &[&tensor(x)], &Params::NONE)
 }
 
 pub(crate) static IDENTITY: Primitive = Primitive {
@@ -170,14 +170,14 @@ pub fn transpose(x: &impl AsTensor, perm: Option<&[usize]>) -> Result<Tensor> {
         None => (0..x.rank()).rev().collect(),
     };
     check_perm("transpose", &perm, x.rank())?;
-    apply(&TRANSPOSE, &[&x], &Params::Perm(perm))
+    apply(&TRANSPOSE, &[&x], &Params::perm(&perm))
 }
 
 /// A permutation of the axes: a view.
 pub(crate) static TRANSPOSE: Primitive = Primitive {
     name: "transpose",
     forward: |xs, params| {
-        let perm = params.perm("transpose")?;
+        let perm = params.as_perm("transpose")?;
         check_perm("transpose", perm, xs[0].rank())?;
         Ok(xs[0].view(xs[0].layout().permute(perm)))
     },
@@ -185,7 +185,7 @@ pub(crate) static TRANSPOSE: Primitive = Primitive {
     params: ParamsKind::Perm,
     derivative: Derivative::Linear {
         transpose: |params, _, g| {
-            let perm = params.perm("transpose")?;
+            let perm = params.as_perm("transpose")?;
             let mut inv = vec![0; perm.len()];
             for (i, &p) in perm.iter().enumerate() {
                 inv[p] = i;
@@ -195,7 +195,7 @@ pub(crate) static TRANSPOSE: Primitive = Primitive {
     },
     batching: Batching::OneInput(|p, params| {
         let batch_perm: Vec<usize> = std::iter::once(0)
-            .chain(params.perm("transpose")?.iter().map(|a| a + 1))
+            .chain(params.as_perm("transpose")?.iter().map(|a| a + 1))
             .collect();
         transpose(p, Some(&batch_perm))
     }),
@@ -302,7 +302,7 @@ pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
         return Ok(x);
     }
     check_broadcast(x.shape(), shape)?;
-    apply(&BROADCAST_TO, &[&x], &Params::Shape(shape.to_vec()))
+    apply(&BROADCAST_TO, &[&x], &Params::shape(shape))
 }
 
 fn check_broadcast(from: &[usize], to: &[usize]) -> Result<()> {
@@ -325,7 +325,7 @@ fn check_broadcast(from: &[usize], to: &[usize]) -> Result<()> {
 pub(crate) static BROADCAST_TO: Primitive = Primitive {
     name: "broadcast_to",
     forward: |xs, params| {
-        let (x, shape) = (xs[0], params.shape("broadcast_to")?);
+        let (x, shape) = (xs[0], params.as_shape("broadcast_to")?);
         check_broadcast(x.shape(), shape)?;
         Ok(x.view(x.layout().broadcast_to(shape)))
     },
@@ -335,7 +335,7 @@ pub(crate) static BROADCAST_TO: Primitive = Primitive {
         transpose: |_, x, g| sum_to_shape(g, &x.shape),
     },
     batching: Batching::OneInput(|p, params| {
-        let shape = params.shape("broadcast_to")?;
+        let shape = params.as_shape("broadcast_to")?;
         // unit axes after the batch axis up to the target's rank, then the batch's shape
         let mut q = p.clone();
         for _ in p.rank() - 1..shape.len() {
@@ -418,24 +418,24 @@ fn check_slice(op: &'static str, shape: &[usize], spec: &SliceSpec) -> Result<()
 
 /// The view primitive behind `slice`, `strided_slice` and `split`.
 fn slice_view(x: &Tensor, spec: SliceSpec) -> Result<Tensor> {
-    apply(&SLICE, &[x], &Params::Slice(spec))
+    apply(&SLICE, &[x], &Params::slice(spec))
 }
 
 /// A strided view; its transpose writes the gradient into zeros ([`UNSLICE`]).
 pub(crate) static SLICE: Primitive = Primitive {
     name: "slice",
     forward: |xs, params| {
-        let (x, spec) = (xs[0], params.slice("slice")?);
+        let (x, spec) = (xs[0], params.as_slice("slice")?);
         check_slice("slice", x.shape(), spec)?;
         Ok(x.view(slice_layout(x.layout(), spec)))
     },
     arity: 1,
     params: ParamsKind::Slice,
     derivative: Derivative::Linear {
-        transpose: |params, x, g| unslice(g, &x.shape, params.slice("slice")?),
+        transpose: |params, x, g| unslice(g, &x.shape, params.as_slice("slice")?),
     },
     batching: Batching::OneInput(|p, params| {
-        let spec = params.slice("slice")?;
+        let spec = params.as_slice("slice")?;
         slice_view(p, spec.with_batch(p))
     }),
     cuda: None,
@@ -444,17 +444,13 @@ pub(crate) static SLICE: Primitive = Primitive {
 /// The adjoint of [`slice_view`]: zeros of `shape` with `g` written where the slice came from.
 /// Its own gradient is the slice again, so slices differentiate to any order.
 fn unslice(g: &Tensor, shape: &[usize], spec: &SliceSpec) -> Result<Tensor> {
-    let params = Params::Unslice {
-        shape: shape.to_vec(),
-        slice: spec.clone(),
-    };
-    apply(&UNSLICE, &[g], &params)
+    apply(&UNSLICE, &[g], &Params::unslice(shape, spec.clone()))
 }
 
 pub(crate) static UNSLICE: Primitive = Primitive {
     name: "unslice",
     forward: |xs, params| {
-        let (g, (shape, spec)) = (xs[0], params.unslice("unslice")?);
+        let (g, (shape, spec)) = (xs[0], params.as_unslice("unslice")?);
         check_slice("unslice", shape, spec)?;
         if g.shape() != spec.lens {
             return Err(Error::shape(
@@ -483,10 +479,10 @@ pub(crate) static UNSLICE: Primitive = Primitive {
     arity: 1,
     params: ParamsKind::Unslice,
     derivative: Derivative::Linear {
-        transpose: |params, _, gg| slice_view(gg, params.unslice("unslice")?.1.clone()),
+        transpose: |params, _, gg| slice_view(gg, params.as_unslice("unslice")?.1.clone()),
     },
     batching: Batching::OneInput(|p, params| {
-        let (shape, spec) = params.unslice("unslice")?;
+        let (shape, spec) = params.as_unslice("unslice")?;
         unslice(p, &batch_shape(p, shape), &spec.with_batch(p))
     }),
     cuda: None,

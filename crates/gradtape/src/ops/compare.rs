@@ -37,7 +37,7 @@ macro_rules! comparisons {
             /// When dtypes differ or shapes do not broadcast.
             pub fn $name(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
                 let (a, b) = operand_pair(x, y);
-                apply(&$P, &[&a, &b], &Params::None)
+                apply(&$P, &[&a, &b], &Params::NONE)
             }
         )*
 
@@ -134,7 +134,7 @@ macro_rules! logical {
             /// # Errors
             /// When an operand is not bool or the shapes do not broadcast.
             pub fn $name(x: &Tensor, y: &Tensor) -> Result<Tensor> {
-                apply(&$P, &[x, y], &Params::None)
+                apply(&$P, &[x, y], &Params::NONE)
             }
         )*
 
@@ -183,7 +183,7 @@ logical! {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn logical_not(x: &Tensor) -> Result<Tensor> {
-    apply(&LOGICAL_NOT, &[x], &Params::None)
+    apply(&LOGICAL_NOT, &[x], &Params::NONE)
 }
 
 pub(crate) static LOGICAL_NOT: Primitive = Primitive {
@@ -210,7 +210,7 @@ pub(crate) static LOGICAL_NOT: Primitive = Primitive {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
-    apply(&IS_FINITE, &[&x.operand().into_tensor()], &Params::None)
+    apply(&IS_FINITE, &[&x.operand().into_tensor()], &Params::NONE)
 }
 
 pub(crate) static IS_FINITE: Primitive = Primitive {
@@ -238,7 +238,7 @@ pub(crate) static IS_FINITE: Primitive = Primitive {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
-    apply(&IS_NAN, &[&x.operand().into_tensor()], &Params::None)
+    apply(&IS_NAN, &[&x.operand().into_tensor()], &Params::NONE)
 }
 
 pub(crate) static IS_NAN: Primitive = Primitive {
@@ -271,7 +271,7 @@ pub(crate) static IS_NAN: Primitive = Primitive {
 #[doc(alias = "where")]
 pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&SELECT, &[condition, &a, &b], &Params::None)
+    apply(&SELECT, &[condition, &a, &b], &Params::NONE)
 }
 
 /// The gradient goes to `x` where the condition holds and to `y` elsewhere.
@@ -342,7 +342,7 @@ pub fn cast(x: &impl AsTensor, dtype: DType) -> Result<Tensor> {
     if x.dtype() == dtype {
         return Ok(x);
     }
-    apply(&CAST, &[&x], &Params::DType(dtype))
+    apply(&CAST, &[&x], &Params::dtype(dtype))
 }
 
 /// Float to float is linear (its transpose casts the gradient back); a cast from or to
@@ -351,7 +351,7 @@ pub(crate) static CAST: Primitive = Primitive {
     name: "cast",
     forward: |xs, params| {
         let x = xs[0];
-        Ok(match params.dtype("cast")? {
+        Ok(match params.as_dtype("cast")? {
             DType::F32 => dispatch_all!(x.dtype(), T => convert::<T, f32>(x)?),
             DType::F64 => dispatch_all!(x.dtype(), T => convert::<T, f64>(x)?),
             DType::I64 => dispatch_all!(x.dtype(), T => convert::<T, i64>(x)?),
@@ -383,7 +383,7 @@ pub(crate) static CAST: Primitive = Primitive {
 /// # Errors
 /// Never; the `Result` keeps the signature of every other op.
 pub fn stop_gradient(x: &impl AsTensor) -> Result<Tensor> {
-    apply(&STOP_GRADIENT, &[&x.operand().into_tensor()], &Params::None)
+    apply(&STOP_GRADIENT, &[&x.operand().into_tensor()], &Params::NONE)
 }
 
 pub(crate) static STOP_GRADIENT: Primitive = Primitive {

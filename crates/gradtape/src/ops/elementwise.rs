@@ -73,7 +73,7 @@ macro_rules! unary_ops {
             /// # Errors
             /// When the operand is not float32 or float64.
             pub fn $name(x: &impl AsTensor) -> Result<Tensor> {
-                apply(&$P, &[&x.operand().into_tensor()], &Params::None)
+                apply(&$P, &[&x.operand().into_tensor()], &Params::NONE)
             }
         )*
 
@@ -244,7 +244,7 @@ macro_rules! rounding_ops {
             /// # Errors
             /// When the operand is not a float tensor.
             pub fn $name(x: &impl AsTensor) -> Result<Tensor> {
-                apply(&$P, &[&x.operand().into_tensor()], &Params::None)
+                apply(&$P, &[&x.operand().into_tensor()], &Params::NONE)
             }
         )*
 
@@ -413,7 +413,7 @@ fn to_the_chosen(x_chosen: &Tensor, g: &Tensor, i: usize) -> Result<Tensor> {
 /// ```
 pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&ADD, &[&a, &b], &Params::None)
+    apply(&ADD, &[&a, &b], &Params::NONE)
 }
 
 /// `x - y` with broadcasting.
@@ -427,7 +427,7 @@ pub fn add(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&SUBTRACT, &[&a, &b], &Params::None)
+    apply(&SUBTRACT, &[&a, &b], &Params::NONE)
 }
 
 /// `x * y` with broadcasting.
@@ -441,7 +441,7 @@ pub fn subtract(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn multiply(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&MULTIPLY, &[&a, &b], &Params::None)
+    apply(&MULTIPLY, &[&a, &b], &Params::NONE)
 }
 
 /// `x / y` with broadcasting. Integer operands divide as float64 (TensorFlow's `truediv`).
@@ -460,7 +460,7 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     if a.dtype() == crate::DType::I64 && b.dtype() == crate::DType::I64 {
         return divide(&cast(&a, crate::DType::F64)?, &cast(&b, crate::DType::F64)?);
     }
-    apply(&DIVIDE, &[&a, &b], &Params::None)
+    apply(&DIVIDE, &[&a, &b], &Params::NONE)
 }
 
 /// Elementwise maximum. On ties the gradient goes to `x` (TensorFlow's convention).
@@ -474,7 +474,7 @@ pub fn divide(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&MAXIMUM, &[&a, &b], &Params::None)
+    apply(&MAXIMUM, &[&a, &b], &Params::NONE)
 }
 
 /// Elementwise minimum. On ties the gradient goes to `x` (TensorFlow's convention).
@@ -488,7 +488,7 @@ pub fn maximum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&MINIMUM, &[&a, &b], &Params::None)
+    apply(&MINIMUM, &[&a, &b], &Params::NONE)
 }
 
 /// `xʸ`, with a tensor or a number as exponent. The gradient with respect to `y` is
@@ -503,5 +503,5 @@ pub fn minimum(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
 /// ```
 pub fn pow(x: &impl AsTensor, y: &impl AsTensor) -> Result<Tensor> {
     let (a, b) = operand_pair(x, y);
-    apply(&POW, &[&a, &b], &Params::None)
+    apply(&POW, &[&a, &b], &Params::NONE)
 }

@@ -72,7 +72,7 @@ fn swap_last_two(x: &Tensor) -> Result<Tensor> {
 
 fn matmul_core(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     check_matrices(a, b)?;
-    apply(&MATMUL, &[a, b], &Params::None)
+    apply(&MATMUL, &[a, b], &Params::NONE)
 }
 
 fn check_matrices(a: &Tensor, b: &Tensor) -> Result<()> {

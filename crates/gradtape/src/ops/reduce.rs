@@ -169,7 +169,7 @@ pub fn reduce_sum(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> R
     let op = "reduce_sum";
     let x = x.operand().into_tensor();
     let axes = axis.into().resolve(op, x.rank())?;
-    apply(&REDUCE_SUM, &[&x], &Params::Reduce { axes, keepdims })
+    apply(&REDUCE_SUM, &[&x], &Params::reduce(&axes, keepdims))
 }
 
 /// Checks axes given as parameters (an op resolves its own): each in range, increasing.
@@ -189,7 +189,7 @@ pub(crate) static REDUCE_SUM: Primitive = Primitive {
     name: "reduce_sum",
     forward: |xs, params| {
         let op = "reduce_sum";
-        let (x, (axes, keepdims)) = (xs[0], params.reduce(op)?);
+        let (x, (axes, keepdims)) = (xs[0], params.as_reduce(op)?);
         check_axes(op, axes, x.rank())?;
         let shape = reduced_shape(x.shape(), axes, keepdims);
         Ok(match fusion::fold(x, &shape, Fold::Sum) {
@@ -202,10 +202,10 @@ pub(crate) static REDUCE_SUM: Primitive = Primitive {
     arity: 1,
     params: ParamsKind::Reduce,
     derivative: Derivative::Linear {
-        transpose: |params, x, g| spread(g, &x.shape, params.reduce("reduce_sum")?.0),
+        transpose: |params, x, g| spread(g, &x.shape, params.as_reduce("reduce_sum")?.0),
     },
     batching: Batching::OneInput(|p, params| {
-        let (axes, keepdims) = params.reduce("reduce_sum")?;
+        let (axes, keepdims) = params.as_reduce("reduce_sum")?;
         reduce_sum(p, batch_axes(axes), keepdims)
     }),
     cuda: Some("a + b"),
@@ -236,7 +236,7 @@ macro_rules! weighted_reduction {
             name: stringify!($name),
             forward: |xs, params| {
                 let op = stringify!($name);
-                let (x, (axes, keepdims)) = (xs[0], params.reduce(op)?);
+                let (x, (axes, keepdims)) = (xs[0], params.as_reduce(op)?);
                 check_axes(op, axes, x.rank())?;
                 let shape = reduced_shape(x.shape(), axes, keepdims);
                 let fold: Option<Fold> = $fold;
@@ -251,7 +251,7 @@ macro_rules! weighted_reduction {
             params: ParamsKind::Reduce,
             derivative: Derivative::Reduction { weights: $weights },
             batching: Batching::OneInput(|p, params| {
-                let (axes, keepdims) = params.reduce(stringify!($name))?;
+                let (axes, keepdims) = params.as_reduce(stringify!($name))?;
                 $name(p, batch_axes(axes), keepdims)
             }),
             cuda: Some($cuda),
@@ -264,7 +264,7 @@ macro_rules! weighted_reduction {
         pub fn $name(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
             let x = x.operand().into_tensor();
             let axes = axis.into().resolve(stringify!($name), x.rank())?;
-            apply(&$P, &[&x], &Params::Reduce { axes, keepdims })
+            apply(&$P, &[&x], &Params::reduce(&axes, keepdims))
         }
     };
 }
