@@ -138,7 +138,10 @@ impl Snapshot {
         struct Restore(Snapshot);
         impl Drop for Restore {
             fn drop(&mut self) {
-                let _ = try_with(|c| self.0.set(c));
+                let _ = try_with(|c| {
+                    self.0.set(c);
+                    c.vmap.forget_copies_of_other_levels();
+                });
             }
         }
         let _restore = Restore(with(|c| {

@@ -6,13 +6,14 @@
 //! `tape::record` call) and the list of primitives was a list of strings; now a transformation
 //! or a backend reads the table, and a primitive that lacks a rule is a test failure
 //! (`tests/gradcheck.rs::every_primitive_has_every_rule`), not an op that silently does not
-//! batch. Primitives defined this way so far: the elementwise families (the unary table, the
-//! roundings, the broadcasting binary ops, the comparisons and logical ops, `select`,
-//! `is_finite`, `is_nan`, `stop_gradient`) and the linear ones with parameters (`identity`,
-//! `reshape`, `transpose`, `broadcast_to`, `cast`, `reduce_sum`). The others (`slice`/`unslice`,
-//! `concat`, `reduce_max`/`min`/`prod`, `matmul`, `gather`/`scatter_add`,
-//! `patches`/`unpatches`, `to_device`) still record by hand and are listed in
-//! [`crate::ops::DIFFERENTIABLE_OPS`] (`ARCHITECTURE.md`, migration step 3).
+//! batch. Primitives defined this way so far (46): the elementwise families (the unary table,
+//! the roundings, the broadcasting binary ops, the comparisons and logical ops, `select`,
+//! `is_finite`, `is_nan`, `stop_gradient`), the linear ones (`identity`, `reshape`,
+//! `transpose`, `broadcast_to`, `cast`, `slice`, `unslice`, `reduce_sum`), the weighted
+//! reductions (`reduce_max`, `reduce_min`, `reduce_prod`) and `matmul`. The others (`concat`,
+//! `gather`/`scatter_add`, `patches`/`unpatches`, `one_hot`, `to_device`, the arg and bool
+//! reductions) still record by hand and are listed in [`crate::ops::DIFFERENTIABLE_OPS`]
+//! (`ARCHITECTURE.md`, migration step 3).
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -337,12 +338,14 @@ pub(crate) struct Saved {
 impl Saved {
     fn keep(inputs: &[&Tensor], out: &Tensor, saves: Saves) -> Saved {
         let inputs_kept = matches!(saves, Saves::Input | Saves::Inputs | Saves::InputsAndOutput);
+        let keep = |i: usize| {
+            (inputs_kept || (saves == Saves::FirstInput && i == 0))
+                .then(|| inputs.get(i).map(|t| (*t).clone()))
+                .flatten()
+        };
+        // written out, not `array::from_fn`: this runs for every op a tape records
         Saved {
-            inputs: std::array::from_fn(|i| {
-                (inputs_kept || (saves == Saves::FirstInput && i == 0))
-                    .then(|| inputs.get(i).map(|t| (*t).clone()))
-                    .flatten()
-            }),
+            inputs: [keep(0), keep(1), keep(2)],
             out: matches!(saves, Saves::Output | Saves::InputsAndOutput).then(|| out.clone()),
         }
     }
@@ -501,7 +504,7 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
                     p.name,
                     inputs,
                     out,
-                    || summed_back::<2>(inputs, saved(), partial),
+                    || summed_back([dims(inputs[0]), dims(inputs[1])], saved(), partial),
                     &jvp,
                 )
             } else {
@@ -509,7 +512,10 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
                     p.name,
                     inputs,
                     out,
-                    || summed_back::<3>(inputs, saved(), partial),
+                    || {
+                        let shapes = [dims(inputs[0]), dims(inputs[1]), dims(inputs[2])];
+                        summed_back(shapes, saved(), partial)
+                    },
                     &jvp,
                 )
             }
@@ -527,8 +533,10 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
                 });
                 ops::tangent_sum(terms, out.shape())
             };
-            let backward =
-                || summed_back::<2>(inputs, Saved::keep(inputs, out, Saves::Inputs), transpose);
+            let backward = || {
+                let saved = Saved::keep(inputs, out, Saves::Inputs);
+                summed_back([dims(inputs[0]), dims(inputs[1])], saved, transpose)
+            };
             tape::record_dyn(p.name, inputs, out, backward, &jvp)
         }
         Derivative::Reduction { weights } => tape::record(
@@ -558,20 +566,18 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
     }
 }
 
-/// The gradient rule of a broadcasting primitive of `N` inputs: `rule(saved, g, i)` for each
-/// input that needs one, summed back to that input's shape (`N` is known, so the rule keeps
-/// exactly the shapes it needs: it is built for every op a tape records).
+/// A tensor's shape, inline up to rank 6 (no allocation per recorded op).
+fn dims(t: &Tensor) -> Dims<usize> {
+    Dims::from_slice(t.shape())
+}
+
+/// The gradient rule of a broadcasting primitive of `N` inputs of these shapes: `rule(saved,
+/// g, i)` for each input that needs one, summed back to that input's shape.
 fn summed_back<const N: usize>(
-    inputs: &[&Tensor],
+    shapes: [Dims<usize>; N],
     saved: Saved,
     rule: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
 ) -> impl Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static {
-    // Inline up to rank 6: no allocation per recorded op.
-    let shapes: [Dims<usize>; N] = std::array::from_fn(|i| {
-        inputs
-            .get(i)
-            .map_or_else(|| Dims::from_slice(&[]), |t| Dims::from_slice(t.shape()))
-    });
     move |g: &Tensor, needs: &[bool], grads: &mut Vec<Option<Tensor>>| {
         grads.reserve(N);
         for (i, shape) in shapes.iter().enumerate() {

@@ -59,12 +59,17 @@ impl Levels {
         self.levels.borrow().clone()
     }
 
-    /// Makes `levels` the running ones (work moved to or back from another thread); the
-    /// variable copies of levels that no longer run go.
+    /// Makes `levels` the running ones (work moved to or back from another thread).
     pub(crate) fn set_levels(&self, levels: &[(usize, usize)]) {
         let mut mine = self.levels.borrow_mut();
         mine.clear();
         mine.extend_from_slice(levels);
+    }
+
+    /// Drops the variable copies of levels that do not run here (any more): those made for
+    /// the levels a [`Snapshot`](crate::context::Snapshot) brought, once its work is done.
+    pub(crate) fn forget_copies_of_other_levels(&self) {
+        let levels = self.levels.borrow();
         self.copies
             .borrow_mut()
             .retain(|(lv, _, _)| levels.iter().any(|&(l, _)| l == *lv));
