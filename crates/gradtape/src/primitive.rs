@@ -23,7 +23,8 @@ use crate::tape;
 use crate::tensor::Tensor;
 use crate::vmap;
 
-/// One primitive operation: what [`apply`] needs to run it under every transformation.
+/// One primitive operation: what [`Primitive::apply`] needs to run it under every
+/// transformation.
 ///
 /// ```
 /// let exp = gradtape::ops::primitives().find(|p| p.name() == "exp").unwrap();
