@@ -4,6 +4,9 @@
 # prints each workload's median of the rounds' medians and minima, and after/before.
 #
 #   bench/ab.sh OLD_COMMIT NEW_COMMIT [WORKLOAD...]     (N=7 bench/ab.sh ... for more rounds)
+#
+# The worktrees stay for the next comparison; `git worktree remove --force target/ab/src-C`
+# (or deleting target/ab, then `git worktree prune`) removes them.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: bench/ab.sh OLD_COMMIT NEW_COMMIT [WORKLOAD...]" >&2; exit 2; }
 root=$(git rev-parse --show-toplevel)
