@@ -212,7 +212,8 @@ pub(crate) static REDUCE_SUM: Primitive = Primitive {
 };
 
 /// The derivative of max/min with respect to each element: shared equally among the elements
-/// equal to the result (TensorFlow's convention for ties), zero elsewhere.
+/// equal to the result `y` (kept as size 1 over `axes`; TensorFlow's convention for ties),
+/// zero elsewhere.
 fn extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
     let indicators = cast(&equal(x, y)?, x.dtype())?;
     let count = reduce_sum(&indicators, axes_list(axes), true)?;
