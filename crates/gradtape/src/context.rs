@@ -19,8 +19,9 @@ use crate::device::Device;
 use crate::dtype::DType;
 use crate::tensor::{Tensor, WeakTensor};
 
-/// Everything per thread. One `const`-initialised thread-local, so the checks every op pays
-/// (`tapes.recording`, `forward.running`, `check_numerics`) are plain loads.
+/// Everything per thread, in one `const`-initialised thread-local; the three checks every op
+/// pays (`tapes.recording`, `forward.running`, `check_numerics`) are read together in one
+/// access (`tape::record_dyn`).
 pub(crate) struct Context {
     /// Where creation functions put new tensors ([`crate::device::with_device`]).
     pub(crate) device: Cell<Device>,

@@ -47,6 +47,30 @@ pub struct Primitive {
 }
 
 impl Primitive {
+    /// An elementwise primitive without parameters (the tables, `select`, `stop_gradient`):
+    /// batched as a whole with one input, by broadcasting with more.
+    pub(crate) const fn elementwise(
+        name: &'static str,
+        arity: usize,
+        forward: fn(&[&Tensor], &Params) -> Result<Tensor>,
+        derivative: Derivative,
+        cuda: Option<&'static str>,
+    ) -> Primitive {
+        Primitive {
+            name,
+            forward,
+            arity,
+            params: ParamsKind::None,
+            derivative,
+            batching: if arity == 1 {
+                Batching::Elementwise
+            } else {
+                Batching::Broadcast
+            },
+            cuda,
+        }
+    }
+
     /// Its name, TensorFlow's where TensorFlow has the op (`exp`, `multiply`); tapes and
     /// forward accumulators report ops by it.
     pub fn name(&self) -> &'static str {

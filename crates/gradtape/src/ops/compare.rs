@@ -14,20 +14,18 @@ use super::{dispatch_all, dispatch_float, same_dtype};
 macro_rules! comparisons {
     ($($(#[$doc:meta])* $name:ident($P:ident): |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {
         $(
-            pub(crate) static $P: Primitive = Primitive {
-                name: stringify!($name),
-                #[allow(clippy::bool_comparison)]
-                forward: |xs, _| {
+            #[allow(clippy::bool_comparison)]
+            pub(crate) static $P: Primitive = Primitive::elementwise(
+                stringify!($name),
+                2,
+                |xs, _| {
                     dispatch_all!(xs[0].dtype(), T => {
                         zip_tensors::<T, bool>(stringify!($name), xs[0], xs[1], |$p, $q| $body, $cuda)
                     })
                 },
-                derivative: Derivative::None,
-                arity: 2,
-                params: ParamsKind::None,
- batching: Batching::Broadcast,
-                cuda: Some($cuda),
-            };
+                Derivative::None,
+                Some($cuda),
+            );
 
             $(#[$doc])*
             ///
@@ -115,19 +113,17 @@ fn bools(op: &'static str, t: &Tensor) -> Result<()> {
 macro_rules! logical {
     ($($(#[$doc:meta])* $name:ident($P:ident): |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {
         $(
-            pub(crate) static $P: Primitive = Primitive {
-                name: stringify!($name),
-                forward: |xs, _| {
+            pub(crate) static $P: Primitive = Primitive::elementwise(
+                stringify!($name),
+                2,
+                |xs, _| {
                     bools(stringify!($name), xs[0])?;
                     bools(stringify!($name), xs[1])?;
                     zip_tensors::<bool, bool>(stringify!($name), xs[0], xs[1], |$p, $q| $body, $cuda)
                 },
-                derivative: Derivative::None,
-                arity: 2,
-                params: ParamsKind::None,
- batching: Batching::Broadcast,
-                cuda: Some($cuda),
-            };
+                Derivative::None,
+                Some($cuda),
+            );
 
             $(#[$doc])*
             ///
@@ -186,18 +182,16 @@ pub fn logical_not(x: &Tensor) -> Result<Tensor> {
     apply(&LOGICAL_NOT, &[x], &Params::NONE)
 }
 
-pub(crate) static LOGICAL_NOT: Primitive = Primitive {
-    name: "logical_not",
-    forward: |xs, _| {
+pub(crate) static LOGICAL_NOT: Primitive = Primitive::elementwise(
+    "logical_not",
+    1,
+    |xs, _| {
         bools("logical_not", xs[0])?;
         map_tensor::<bool, bool>("logical_not", xs[0], |p| !p, "!v")
     },
-    derivative: Derivative::None,
-    arity: 1,
-    params: ParamsKind::None,
-    batching: Batching::Elementwise,
-    cuda: Some("!v"),
-};
+    Derivative::None,
+    Some("!v"),
+);
 
 /// True where the element is neither infinite nor NaN.
 ///
@@ -213,19 +207,17 @@ pub fn is_finite(x: &impl AsTensor) -> Result<Tensor> {
     apply(&IS_FINITE, &[&x.operand().into_tensor()], &Params::NONE)
 }
 
-pub(crate) static IS_FINITE: Primitive = Primitive {
-    name: "is_finite",
-    forward: |xs, _| {
+pub(crate) static IS_FINITE: Primitive = Primitive::elementwise(
+    "is_finite",
+    1,
+    |xs, _| {
         dispatch_float!("is_finite", xs[0].dtype(), T => {
             map_tensor::<T, bool>("is_finite", xs[0], |v| v.is_finite(), "isfinite(v)")
         })
     },
-    derivative: Derivative::None,
-    arity: 1,
-    params: ParamsKind::None,
-    batching: Batching::Elementwise,
-    cuda: Some("isfinite(v)"),
-};
+    Derivative::None,
+    Some("isfinite(v)"),
+);
 
 /// True where the element is NaN.
 ///
@@ -241,19 +233,17 @@ pub fn is_nan(x: &impl AsTensor) -> Result<Tensor> {
     apply(&IS_NAN, &[&x.operand().into_tensor()], &Params::NONE)
 }
 
-pub(crate) static IS_NAN: Primitive = Primitive {
-    name: "is_nan",
-    forward: |xs, _| {
+pub(crate) static IS_NAN: Primitive = Primitive::elementwise(
+    "is_nan",
+    1,
+    |xs, _| {
         dispatch_float!("is_nan", xs[0].dtype(), T => {
             map_tensor::<T, bool>("is_nan", xs[0], Float::is_nan, "isnan(v)")
         })
     },
-    derivative: Derivative::None,
-    arity: 1,
-    params: ParamsKind::None,
-    batching: Batching::Elementwise,
-    cuda: Some("isnan(v)"),
-};
+    Derivative::None,
+    Some("isnan(v)"),
+);
 
 /// `x` where `condition` holds, `y` elsewhere (TensorFlow 2's `tf.where(condition, x, y)`;
 /// `where` is a Rust keyword). All three broadcast. The gradient flows to the chosen side only.
@@ -275,10 +265,11 @@ pub fn select(condition: &Tensor, x: &impl AsTensor, y: &impl AsTensor) -> Resul
 }
 
 /// The gradient goes to `x` where the condition holds and to `y` elsewhere.
-pub(crate) static SELECT: Primitive = Primitive {
-    name: "select",
-    forward: select_forward,
-    derivative: Derivative::Broadcast {
+pub(crate) static SELECT: Primitive = Primitive::elementwise(
+    "select",
+    3,
+    select_forward,
+    Derivative::Broadcast {
         saves: Saves::FirstInput,
         partial: |s, g, i| match i {
             1 => select(s.a()?, g, &0.0),
@@ -289,11 +280,8 @@ pub(crate) static SELECT: Primitive = Primitive {
             )),
         },
     },
-    arity: 3,
-    params: ParamsKind::None,
-    batching: Batching::Broadcast,
-    cuda: None,
-};
+    None,
+);
 
 fn select_forward(xs: &[&Tensor], _: &Params) -> Result<Tensor> {
     let op = "select";
@@ -386,12 +374,10 @@ pub fn stop_gradient(x: &impl AsTensor) -> Result<Tensor> {
     apply(&STOP_GRADIENT, &[&x.operand().into_tensor()], &Params::NONE)
 }
 
-pub(crate) static STOP_GRADIENT: Primitive = Primitive {
-    name: "stop_gradient",
-    forward: |xs, _| Ok(xs[0].with_new_id()),
-    derivative: Derivative::None,
-    arity: 1,
-    params: ParamsKind::None,
-    batching: Batching::Elementwise,
-    cuda: None,
-};
+pub(crate) static STOP_GRADIENT: Primitive = Primitive::elementwise(
+    "stop_gradient",
+    1,
+    |xs, _| Ok(xs[0].with_new_id()),
+    Derivative::None,
+    None,
+);

@@ -5,7 +5,7 @@ use crate::cpu;
 use crate::dtype::{Element, Float, Num};
 use crate::error::Result;
 use crate::fusion;
-use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, Saves};
+use crate::primitive::{apply, Derivative, Params, Primitive, Saves};
 use crate::shape::broadcast_shapes;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
@@ -57,15 +57,8 @@ macro_rules! unary_ops {
                 fn rule($s: &Tensor, $g: &Tensor) -> Result<Tensor> {
                     $grad
                 }
-                Primitive {
-                    name: stringify!($name),
-                    forward,
-                    derivative: Derivative::Diagonal { saves: Saves::$kind, rule },
-                    arity: 1,
-                    params: ParamsKind::None,
- batching: Batching::Elementwise,
-                    cuda: Some($cuda),
-                }
+                let derivative = Derivative::Diagonal { saves: Saves::$kind, rule };
+                Primitive::elementwise(stringify!($name), 1, forward, derivative, Some($cuda))
             };
 
             $(#[$doc])*
@@ -227,17 +220,15 @@ macro_rules! rounding_ops {
         $name:ident($P:ident): |$v:ident| $fwd:expr, cuda $cuda:literal;
     )*) => {
         $(
-            pub(crate) static $P: Primitive = Primitive {
-                name: stringify!($name),
-                forward: |xs, _| {
+            pub(crate) static $P: Primitive = Primitive::elementwise(
+                stringify!($name),
+                1,
+                |xs, _| {
                     dispatch_float!(stringify!($name), xs[0].dtype(), T => map_tensor::<T, T>(stringify!($name), xs[0], |$v| $fwd, $cuda))
                 },
-                derivative: Derivative::None,
-                arity: 1,
-                params: ParamsKind::None,
- batching: Batching::Elementwise,
-                cuda: Some($cuda),
-            };
+                Derivative::None,
+                Some($cuda),
+            );
 
             $(#[$doc])*
             ///
@@ -329,18 +320,11 @@ macro_rules! binary_primitive {
                     zip_tensors::<T, T>($op, a, b, |$p, $q| $e, $cuda)
                 })
             }
-            Primitive {
-                name: $op,
-                forward,
-                derivative: Derivative::Broadcast {
-                    saves: Saves::$saves,
-                    partial: $partial,
-                },
-                arity: 2,
-                params: ParamsKind::None,
-                batching: Batching::Broadcast,
-                cuda: Some($cuda),
-            }
+            let derivative = Derivative::Broadcast {
+                saves: Saves::$saves,
+                partial: $partial,
+            };
+            Primitive::elementwise($op, 2, forward, derivative, Some($cuda))
         };
     };
 }
