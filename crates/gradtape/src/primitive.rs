@@ -6,18 +6,20 @@
 //! `tape::record` call) and the list of primitives was a list of strings; now a transformation
 //! or a backend reads the table, and a primitive that lacks a rule is a test failure
 //! (`tests/gradcheck.rs::every_primitive_has_every_rule`), not an op that silently does not
-//! batch. Primitives defined this way so far (46): the elementwise families (the unary table,
-//! the roundings, the broadcasting binary ops, the comparisons and logical ops, `select`,
-//! `is_finite`, `is_nan`, `stop_gradient`), the linear ones (`identity`, `reshape`,
-//! `transpose`, `broadcast_to`, `cast`, `slice`, `unslice`, `reduce_sum`), the weighted
-//! reductions (`reduce_max`, `reduce_min`, `reduce_prod`) and `matmul`. The others (`concat`,
-//! `gather`/`scatter_add`, `patches`/`unpatches`, `one_hot`, `to_device`, the arg and bool
-//! reductions) still record by hand and are listed in [`crate::ops::DIFFERENTIABLE_OPS`]
+//! batch. Every differentiable op is one of these primitives or a composition of them (52):
+//! the elementwise families (the unary table, the roundings, the broadcasting binary ops, the
+//! comparisons and logical ops, `select`, `is_finite`, `is_nan`, `stop_gradient`), the linear
+//! ones (`identity`, `reshape`, `transpose`, `broadcast_to`, `cast`, `slice`, `unslice`,
+//! `reduce_sum`, `concat`, `gather`/`scatter_add`, `patches`/`unpatches`, `to_device`), the
+//! weighted reductions (`reduce_max`, `reduce_min`, `reduce_prod`) and `matmul`. Ops without a
+//! gradient still outside the table: `one_hot`, `argmax`/`argmin`, `reduce_any`/`reduce_all`
 //! (`ARCHITECTURE.md`, migration step 3).
 
+use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops;
+use crate::ops::conv::Window;
 use crate::shape::Dims;
 use crate::tape;
 use crate::tensor::Tensor;
@@ -36,7 +38,7 @@ pub struct Primitive {
     /// The kernel on unbatched inputs (it picks the backend: fused, CUDA or the host, and
     /// checks dtypes and shapes).
     pub(crate) forward: fn(&[&Tensor], &Params) -> Result<Tensor>,
-    /// How many tensors it takes.
+    /// How many tensors it takes ([`ANY`]: one or more, `concat`).
     pub(crate) arity: usize,
     /// The kind of [`Params`] it takes.
     pub(crate) params: ParamsKind,
@@ -88,9 +90,9 @@ impl Primitive {
         self.cuda
     }
 
-    /// How many tensors it takes.
-    pub fn arity(&self) -> usize {
-        self.arity
+    /// How many tensors it takes; `None` for any number from one (`concat`).
+    pub fn arity(&self) -> Option<usize> {
+        (self.arity != ANY).then_some(self.arity)
     }
 
     /// Runs it on `inputs` with `params`, under every transformation running (JAX's `bind`):
@@ -117,15 +119,26 @@ impl Primitive {
         if params.kind() != self.params {
             return Err(params.wrong(self.name));
         }
-        if inputs.len() != self.arity {
+        let fits = match self.arity() {
+            Some(n) => inputs.len() == n,
+            None => !inputs.is_empty(),
+        };
+        if !fits {
+            let wanted = match self.arity() {
+                Some(n) => n.to_string(),
+                None => "one or more".into(),
+            };
             return Err(Error::arg(
                 self.name,
-                format!("takes {} tensors, got {}", self.arity, inputs.len()),
+                format!("takes {wanted} tensors, got {}", inputs.len()),
             ));
         }
         apply(self, inputs, params)
     }
 }
+
+/// The arity of a primitive that takes any number of tensors from one (`concat`).
+pub(crate) const ANY: usize = 0;
 
 /// What an op call fixes besides its tensors (JAX's params): kept with the primitive in a
 /// tape entry's rules, and what a traced graph will store (`gradtape::function`, issue 22).
@@ -156,6 +169,13 @@ enum Kind {
         shape: Dims<usize>,
         slice: Box<SliceSpec>,
     },
+    Axis(usize),
+    Scatter {
+        axis: usize,
+        dim: usize,
+    },
+    Window(Box<Window>),
+    Device(Device),
 }
 
 impl Params {
@@ -200,6 +220,27 @@ impl Params {
         })
     }
 
+    /// One axis, in range (`concat`, `gather`, `argmax`, `argmin`).
+    pub fn axis(axis: usize) -> Params {
+        Params(Kind::Axis(axis))
+    }
+
+    /// The axis that `scatter_add` writes along and that axis' size in the result (the
+    /// adjoint of `gather`).
+    pub fn scatter(axis: usize, dim: usize) -> Params {
+        Params(Kind::Scatter { axis, dim })
+    }
+
+    /// Where the result goes (`to_device`).
+    pub fn device(device: Device) -> Params {
+        Params(Kind::Device(device))
+    }
+
+    /// The sliding window of a convolution or pooling (`patches`, `unpatches`).
+    pub(crate) fn window(w: &Window) -> Params {
+        Params(Kind::Window(Box::new(w.clone())))
+    }
+
     fn kind(&self) -> ParamsKind {
         match &self.0 {
             Kind::None => ParamsKind::None,
@@ -209,6 +250,10 @@ impl Params {
             Kind::DType(_) => ParamsKind::DType,
             Kind::Slice(_) => ParamsKind::Slice,
             Kind::Unslice { .. } => ParamsKind::Unslice,
+            Kind::Axis(_) => ParamsKind::Axis,
+            Kind::Scatter { .. } => ParamsKind::Scatter,
+            Kind::Window(_) => ParamsKind::Window,
+            Kind::Device(_) => ParamsKind::Device,
         }
     }
 
@@ -252,6 +297,30 @@ impl Params {
             _ => Err(self.wrong(op)),
         }
     }
+    pub(crate) fn as_axis(&self, op: &'static str) -> Result<usize> {
+        match &self.0 {
+            Kind::Axis(a) => Ok(*a),
+            _ => Err(self.wrong(op)),
+        }
+    }
+    pub(crate) fn as_scatter(&self, op: &'static str) -> Result<(usize, usize)> {
+        match &self.0 {
+            Kind::Scatter { axis, dim } => Ok((*axis, *dim)),
+            _ => Err(self.wrong(op)),
+        }
+    }
+    pub(crate) fn as_window(&self, op: &'static str) -> Result<&Window> {
+        match &self.0 {
+            Kind::Window(w) => Ok(w),
+            _ => Err(self.wrong(op)),
+        }
+    }
+    pub(crate) fn as_device(&self, op: &'static str) -> Result<Device> {
+        match &self.0 {
+            Kind::Device(d) => Ok(*d),
+            _ => Err(self.wrong(op)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Params {
@@ -272,6 +341,14 @@ impl std::fmt::Debug for Params {
                 .field("shape", &&shape[..])
                 .field("slice", slice)
                 .finish(),
+            Kind::Axis(a) => f.debug_tuple("Axis").field(a).finish(),
+            Kind::Scatter { axis, dim } => f
+                .debug_struct("Scatter")
+                .field("axis", axis)
+                .field("dim", dim)
+                .finish(),
+            Kind::Window(w) => f.debug_tuple("Window").field(w).finish(),
+            Kind::Device(d) => f.debug_tuple("Device").field(d).finish(),
         }
     }
 }
@@ -297,6 +374,16 @@ impl PartialEq for Params {
                     slice: slice2,
                 },
             ) => shape[..] == shape2[..] && slice == slice2,
+            (Kind::Axis(a), Kind::Axis(b)) => a == b,
+            (
+                Kind::Scatter { axis, dim },
+                Kind::Scatter {
+                    axis: axis2,
+                    dim: dim2,
+                },
+            ) => axis == axis2 && dim == dim2,
+            (Kind::Window(a), Kind::Window(b)) => a == b,
+            (Kind::Device(a), Kind::Device(b)) => a == b,
             _ => false,
         }
     }
@@ -324,13 +411,28 @@ pub(crate) enum ParamsKind {
     DType,
     Slice,
     Unslice,
+    Axis,
+    Scatter,
+    Window,
+    Device,
 }
 
-/// The shape and dtype of a linear primitive's input: all its transpose needs (the tape keeps
-/// no tensor for it).
+/// The shape, dtype and device of a linear primitive's input: all its transpose needs (the
+/// tape keeps no tensor for it).
 pub(crate) struct InputMeta {
     pub(crate) shape: Dims<usize>,
     pub(crate) dtype: DType,
+    pub(crate) device: Device,
+}
+
+impl InputMeta {
+    fn of(x: &Tensor) -> InputMeta {
+        InputMeta {
+            shape: Dims::from_slice(x.shape()),
+            dtype: x.dtype(),
+            device: x.device(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Primitive {
@@ -422,6 +524,19 @@ pub(crate) enum Derivative {
     Linear {
         transpose: fn(&Params, &InputMeta, &Tensor) -> Result<Tensor>,
     },
+    /// Linear in its first input, given the second, which has no derivative (`gather` and
+    /// `scatter_add` given their int64 indices): the JVP is the primitive applied to the first
+    /// input's tangent and the same second input; `transpose(params, x, second, g)` is the
+    /// gradient of the first.
+    LinearInFirst {
+        transpose: fn(&Params, &InputMeta, &Tensor, &Tensor) -> Result<Tensor>,
+    },
+    /// Linear in each of any number of inputs together (`concat`): the JVP is the primitive
+    /// applied to the tangents (zeros where an input has none); `transpose(params, inputs, g)`
+    /// gives one gradient per input.
+    LinearInAll {
+        transpose: fn(&Params, &[InputMeta], &Tensor) -> Result<Vec<Tensor>>,
+    },
     /// A reduction over `Params::Reduce`'s axes whose derivative with respect to each element
     /// is `weights(x, y, axes)` (`y` the result kept as size 1 over the axes): the gradient is
     /// `weights ⊙ g` broadcast back, the JVP the reduced sum of `weights ⊙ t`.
@@ -455,12 +570,32 @@ pub(crate) enum Batching {
     /// One input: `rule(batch, params)` computes the result for the whole batch (batch axis
     /// first), usually the primitive again with parameters that skip the batch axis.
     OneInput(fn(&Tensor, &Params) -> Result<Tensor>),
+    /// A rule of its own over all inputs (`gather`'s, whose indices may be batched or not):
+    /// `None` when no input it batches is batched.
+    Inputs(fn(&[&Tensor], &Params) -> Option<Result<Tensor>>),
 }
 
 /// Runs `p` on `inputs`: its batching rule when an input is one example of a `vmap` (which
 /// calls `apply` again on the whole batch), else its kernel, then its derivative recorded on
 /// the tapes and forward accumulators that watch an input.
+///
+/// Inlined into each op, where `p` is a constant: the kernel is then a direct call (often
+/// inlined itself) and the batching test a field read per input; the rest (batching,
+/// recording) stays out of line, shared by every op.
+#[inline(always)]
 pub(crate) fn apply(p: &'static Primitive, inputs: &[&Tensor], params: &Params) -> Result<Tensor> {
+    if inputs.iter().any(|x| x.batch().is_some()) {
+        return batch(p, inputs, params);
+    }
+    let out = (p.forward)(inputs, params)?;
+    record(p, inputs, params, &out)?;
+    Ok(out)
+}
+
+/// `p` on inputs of which one or more are examples of a `vmap`: its batching rule.
+#[cold]
+#[inline(never)]
+fn batch(p: &'static Primitive, inputs: &[&Tensor], params: &Params) -> Result<Tensor> {
     let batched = match p.batching {
         Batching::Elementwise => vmap::rule1(inputs[0], |x| apply(p, &[x], params)),
         Batching::Broadcast => vmap::rule_broadcast(inputs, |xs| {
@@ -468,34 +603,86 @@ pub(crate) fn apply(p: &'static Primitive, inputs: &[&Tensor], params: &Params) 
             apply(p, &refs, params)
         }),
         Batching::OneInput(rule) => vmap::rule1(inputs[0], |x| rule(x, params)),
+        Batching::Inputs(rule) => rule(inputs, params),
     };
-    if let Some(r) = batched {
-        return r;
+    match batched {
+        Some(r) => r,
+        // an input batched but not the one the rule looks at: run as unbatched
+        None => {
+            let out = (p.forward)(inputs, params)?;
+            record(p, inputs, params, &out)?;
+            Ok(out)
+        }
     }
-    let out = (p.forward)(inputs, params)?;
-    record(p, inputs, params, &out)?;
-    Ok(out)
 }
 
+/// Records `p`'s derivative for the tapes and accumulators watching: nothing to do (one read of
+/// the context) when none is.
+#[inline(never)]
 fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tensor) -> Result<()> {
+    let w = tape::Watching::now();
+    if w.nothing() {
+        return Ok(());
+    }
     match p.derivative {
         Derivative::None => {
             tape::cut(p.name, inputs);
             Ok(())
         }
-        Derivative::Linear { transpose } => tape::record(
+        Derivative::Linear { transpose } => tape::record_watched(
+            w,
+            p.name,
+            inputs,
+            out,
+            || {
+                let (params, x) = (params.clone(), InputMeta::of(inputs[0]));
+                tape::listing(move |g: &Tensor, _: &[bool]| Ok([Some(transpose(&params, &x, g)?)]))
+            },
+            &|t: &[Option<Tensor>]| ops::tangent1(t, |t| apply(p, &[t], params)),
+        ),
+        Derivative::LinearInFirst { transpose } => tape::record_watched(
+            w,
+            p.name,
+            inputs,
+            out,
+            || {
+                let (params, x) = (params.clone(), InputMeta::of(inputs[0]));
+                let second = inputs[1].clone();
+                tape::listing(move |g: &Tensor, _: &[bool]| {
+                    Ok([Some(transpose(&params, &x, &second, g)?), None])
+                })
+            },
+            &|t: &[Option<Tensor>]| ops::tangent1(t, |t| apply(p, &[t, inputs[1]], params)),
+        ),
+        Derivative::LinearInAll { transpose } => tape::record_watched(
+            w,
             p.name,
             inputs,
             out,
             || {
                 let params = params.clone();
-                let x = InputMeta {
-                    shape: Dims::from_slice(inputs[0].shape()),
-                    dtype: inputs[0].dtype(),
-                };
-                move |g: &Tensor, _: &[bool]| Ok([Some(transpose(&params, &x, g)?)])
+                let xs: Vec<InputMeta> = inputs.iter().map(|x| InputMeta::of(x)).collect();
+                move |g: &Tensor, needs: &[bool], grads: &mut Vec<Option<Tensor>>| {
+                    let all = transpose(&params, &xs, g)?;
+                    grads.extend(all.into_iter().zip(needs).map(|(g, &n)| n.then_some(g)));
+                    Ok(())
+                }
             },
-            |t| ops::tangent1(t, |t| apply(p, &[t], params)),
+            &|t: &[Option<Tensor>]| {
+                if t.iter().all(Option::is_none) {
+                    return Ok(None);
+                }
+                let tangents = t
+                    .iter()
+                    .zip(inputs)
+                    .map(|(t, x)| match t {
+                        Some(t) => Ok(t.clone()),
+                        None => Tensor::zeros_like(x),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let refs: Vec<&Tensor> = tangents.iter().collect();
+                apply(p, &refs, params).map(Some)
+            },
         ),
         Derivative::Diagonal { saves, rule } => {
             let s = if saves == Saves::Output {
@@ -503,15 +690,16 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
             } else {
                 inputs[0]
             };
-            tape::record(
+            tape::record_watched(
+                w,
                 p.name,
                 inputs,
                 out,
                 || {
                     let s = s.clone();
-                    move |g: &Tensor, _: &[bool]| Ok([Some(rule(&s, g)?)])
+                    tape::listing(move |g: &Tensor, _: &[bool]| Ok([Some(rule(&s, g)?)]))
                 },
-                |t| ops::tangent1(t, |t| rule(s, t)),
+                &|t: &[Option<Tensor>]| ops::tangent1(t, |t| rule(s, t)),
             )
         }
         Derivative::Broadcast { saves, partial } => {
@@ -525,7 +713,8 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
             };
             let saved = || Saved::keep(inputs, out, saves);
             if inputs.len() == 2 {
-                tape::record_dyn(
+                tape::record_watched(
+                    w,
                     p.name,
                     inputs,
                     out,
@@ -533,7 +722,8 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
                     &jvp,
                 )
             } else {
-                tape::record_dyn(
+                tape::record_watched(
+                    w,
                     p.name,
                     inputs,
                     out,
@@ -562,22 +752,23 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
                 let saved = Saved::keep(inputs, out, Saves::Inputs);
                 summed_back([dims(inputs[0]), dims(inputs[1])], saved, transpose)
             };
-            tape::record_dyn(p.name, inputs, out, backward, &jvp)
+            tape::record_watched(w, p.name, inputs, out, backward, &jvp)
         }
-        Derivative::Reduction { weights } => tape::record(
+        Derivative::Reduction { weights } => tape::record_watched(
+            w,
             p.name,
             inputs,
             out,
             || {
                 let (x, y, params) = (inputs[0].clone(), out.clone(), params.clone());
-                move |g: &Tensor, _: &[bool]| {
+                tape::listing(move |g: &Tensor, _: &[bool]| {
                     let (axes, _) = params.as_reduce(p.name)?;
                     let kept = ops::reduced_shape(x.shape(), axes, true);
                     let (yk, gk) = (ops::reshape_to(&y, &kept)?, ops::reshape_to(g, &kept)?);
                     Ok([Some(ops::multiply(&weights(&x, &yk, axes)?, &gk)?)])
-                }
+                })
             },
-            |t| {
+            &|t: &[Option<Tensor>]| {
                 ops::tangent1(t, |t| {
                     let (axes, keepdims) = params.as_reduce(p.name)?;
                     let x = inputs[0];

@@ -18,10 +18,12 @@ pub(crate) enum Dims<T: Copy + Default> {
 const INLINE: usize = 6;
 
 impl<T: Copy + Default> Dims<T> {
+    #[inline]
     pub fn from_slice(s: &[T]) -> Self {
         if s.len() <= INLINE {
-            let mut a = [T::default(); INLINE];
-            a[..s.len()].copy_from_slice(s);
+            // a fixed-length copy: `copy_from_slice` of a runtime length is a call to `memcpy`,
+            // which cost more than the copy on every tensor an op makes
+            let a = std::array::from_fn(|i| s.get(i).copied().unwrap_or_default());
             Dims::Inline(a, s.len() as u8)
         } else {
             Dims::Heap(s.to_vec())
@@ -119,6 +121,7 @@ pub(crate) struct Layout {
 }
 
 /// Row-major strides of a shape.
+#[inline]
 pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims<isize> {
     let mut strides = Dims::filled(0isize, shape.len());
     let mut acc = 1isize;
@@ -150,6 +153,7 @@ pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
 }
 
 impl Layout {
+    #[inline]
     pub fn contiguous(shape: &[usize]) -> Self {
         Layout {
             strides: contiguous_strides(shape),

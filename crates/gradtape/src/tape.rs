@@ -351,19 +351,17 @@ where
     G: IntoIterator<Item = Option<Tensor>>,
     J: Fn(&[Option<Tensor>]) -> Result<Option<Tensor>>,
 {
-    record_dyn(
-        op,
-        inputs,
-        output,
-        || {
-            let rule = backward();
-            move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
-                out.extend(rule(g, needs)?);
-                Ok(())
-            }
-        },
-        &jvp,
-    )
+    record_dyn(op, inputs, output, || listing(backward()), &jvp)
+}
+
+/// A gradient rule that returns an array, as one that fills a list.
+pub(crate) fn listing<G: IntoIterator<Item = Option<Tensor>>>(
+    rule: impl Fn(&Tensor, &[bool]) -> Result<G> + 'static,
+) -> impl Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static {
+    move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
+        out.extend(rule(g, needs)?);
+        Ok(())
+    }
 }
 
 /// [`record`] with the gradient rule filling a list (any number of inputs).
@@ -377,18 +375,51 @@ pub(crate) fn record_dyn<B>(
 where
     B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
 {
-    // one read of the context for the three checks every op pays
-    let (checking, recording, running) = context::with(|c| {
-        (
-            c.check_numerics.get(),
-            c.tapes.recording.get() != 0,
-            c.forward.any_running(),
-        )
-    });
-    if checking {
+    record_watched(Watching::now(), op, inputs, output, backward, jvp)
+}
+
+/// What watches ops on this thread right now: the three checks every op pays, read from the
+/// context at once.
+#[derive(Clone, Copy)]
+pub(crate) struct Watching {
+    checking: bool,
+    recording: bool,
+    running: bool,
+}
+
+impl Watching {
+    #[inline]
+    pub(crate) fn now() -> Watching {
+        context::with(|c| Watching {
+            checking: c.check_numerics.get(),
+            recording: c.tapes.recording.get() != 0,
+            running: c.forward.any_running(),
+        })
+    }
+
+    /// Nothing watches: no tape records, no accumulator runs, numerics are not checked.
+    #[inline]
+    pub(crate) fn nothing(self) -> bool {
+        !(self.checking || self.recording || self.running)
+    }
+}
+
+/// [`record_dyn`] with the context already read (`apply` reads it once for its own early exit).
+pub(crate) fn record_watched<B>(
+    w: Watching,
+    op: &'static str,
+    inputs: &[&Tensor],
+    output: &Tensor,
+    backward: impl FnOnce() -> B,
+    jvp: &crate::forward_accumulator::JvpRule<'_>,
+) -> Result<()>
+where
+    B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
+{
+    if w.checking {
         crate::debugging::check(op, None, inputs, output)?;
     }
-    if recording {
+    if w.recording {
         if output.dtype().is_float() {
             record_with(op, inputs, &[], output, backward);
         } else {
@@ -397,7 +428,7 @@ where
         }
     }
     // after the tapes: the entry of `output` comes before the ops that compute its tangent
-    if running {
+    if w.running {
         crate::forward_accumulator::propagate(op, inputs, &[], output, jvp)?;
     }
     Ok(())

@@ -383,18 +383,7 @@ impl Tensor {
         if from == device {
             return Ok(self.clone());
         }
-        if let Some(r) = crate::vmap::rule1(self, |p| p.to_device(device)) {
-            return r;
-        }
-        let y = self.move_to(device)?;
-        crate::tape::record(
-            "to_device",
-            &[self],
-            &y,
-            || move |g: &Tensor, _: &[bool]| Ok([Some(g.to_device(from)?)]),
-            |t| crate::ops::tangent1(t, |t| t.to_device(device)),
-        )?;
-        Ok(y)
+        crate::ops::to_device(self, device)
     }
 
     /// The copy `to_device` makes, with nothing recorded (for fresh constants and read-backs).

@@ -56,7 +56,9 @@ fn cases() -> Vec<Case> {
                 use gradtape::ops::Params;
                 let x = ones(&[2, 3]);
                 for p in ops::primitives() {
-                    refused(p.name(), p.apply(&vec![&x; p.arity() + 1], &Params::NONE))?;
+                    // one more than it takes, or none when it takes any number
+                    let wrong = p.arity().map_or(0, |n| n + 1);
+                    refused(p.name(), p.apply(&vec![&x; wrong], &Params::NONE))?;
                     let kinds = [
                         Params::NONE,
                         Params::shape(&[7]),
@@ -77,10 +79,14 @@ fn cases() -> Vec<Case> {
                                 steps: vec![1, -1],
                             },
                         ),
+                        // past the last axis of a rank-2 tensor
+                        Params::axis(2),
+                        Params::scatter(2, 4),
+                        Params::device(gradtape::Device::Cpu),
                     ];
                     let mut accepted = vec![];
                     for k in kinds {
-                        match p.apply(&vec![&x; p.arity()], &k) {
+                        match p.apply(&vec![&x; p.arity().unwrap_or(2)], &k) {
                             Ok(_) => accepted.push(k),
                             Err(e) => refused(p.name(), Err::<(), _>(e))?,
                         }

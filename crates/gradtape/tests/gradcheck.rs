@@ -3,7 +3,7 @@
 //! in reverse mode (the tape) and forward mode (`ForwardAccumulator`, forward over reverse for
 //! the second order).
 //!
-//! One row per op in `ops::DIFFERENTIABLE_OPS` (a row may exercise several). Each row draws
+//! One row per differentiable primitive of `ops::primitives()` (a row may exercise several). Each row draws
 //! random shapes, broadcasting partners, axes and keepdims from a seeded generator and runs
 //! several trials. A test fails when an op records on the tape without a row here, when a
 //! listed op has no row that records it, or when a listed op's own JVP rule never ran.
@@ -353,6 +353,15 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
                 let st = ops::stack(&[&t[0], &t[1]], 0)?;
                 let parts = ops::split(&ops::square(&st)?, 2, 0)?;
                 ops::multiply(&parts[0], &ops::sin(&parts[1])?)
+            })
+        }),
+        // the primitive itself: `Tensor::to_device` to the device a tensor is on records nothing
+        ("to_device", |g| {
+            let s = rank_at_least(g, 0, 3);
+            case(vec![gen_any(g, &s)], |t| {
+                let to = ops::primitives().find(|p| p.name() == "to_device").unwrap();
+                let here = ops::Params::device(t[0].device());
+                ops::square(&to.apply(&[&ops::sin(&t[0])?], &here)?)
             })
         }),
         ("gather", |g| {
@@ -710,56 +719,55 @@ fn check_every_op(seed: u64) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let listed: BTreeSet<&str> = ops::DIFFERENTIABLE_OPS.iter().copied().collect();
+    let listed = differentiable();
     let unlisted: Vec<_> = recorded.difference(&listed).collect();
     assert!(
         unlisted.is_empty(),
-        "ops record on the tape but are not in DIFFERENTIABLE_OPS: {unlisted:?}"
+        "ops record on the tape but are not differentiable primitives: {unlisted:?}"
     );
     let untested: Vec<_> = listed.difference(&recorded).collect();
     assert!(
         untested.is_empty(),
-        "ops in DIFFERENTIABLE_OPS have no gradient-check row: {untested:?}"
+        "differentiable primitives without a gradient-check row: {untested:?}"
     );
     // every differentiable op has a JVP rule of its own, and it ran here
     let without: Vec<_> = listed.difference(&forward).collect();
     assert!(
         without.is_empty(),
-        "ops in DIFFERENTIABLE_OPS whose JVP rule never ran: {without:?}"
+        "differentiable primitives whose JVP rule never ran: {without:?}"
     );
     let unknown: Vec<_> = forward.difference(&listed).collect();
     assert!(
         unknown.is_empty(),
-        "ops propagate tangents but are not in DIFFERENTIABLE_OPS: {unknown:?}"
+        "ops propagate tangents but are not differentiable primitives: {unknown:?}"
     );
 }
 
-/// The primitive table (`ops::primitives()`): every differentiable primitive is listed, so the
-/// test above holds it to a gradient row and its own JVP rule; every other one, given float
-/// inputs, ends a tape's path with `None` and says so (or refuses them by dtype, naming
-/// itself: the logical ops); each has a name of its own.
+/// The names of the differentiable primitives: each must have a row above, and its own JVP
+/// rule must run there.
+fn differentiable() -> BTreeSet<&'static str> {
+    ops::primitives()
+        .filter(|p| p.is_differentiable())
+        .map(|p| p.name())
+        .collect()
+}
+
+/// The primitive table (`ops::primitives()`): every differentiable primitive is held by the
+/// test above to a gradient row and its own JVP rule; every other one, given float inputs, ends
+/// a tape's path with `None` and says so (or refuses them by dtype, naming itself: the logical
+/// ops); each has a name of its own.
 #[test]
 fn every_primitive_has_every_rule() {
     let mut names = BTreeSet::new();
     for p in ops::primitives() {
         assert!(names.insert(p.name()), "{} is defined twice", p.name());
         if p.is_differentiable() {
-            assert!(
-                ops::DIFFERENTIABLE_OPS.contains(&p.name()),
-                "{} is differentiable but not in DIFFERENTIABLE_OPS",
-                p.name()
-            );
             continue;
         }
-        assert!(
-            !ops::DIFFERENTIABLE_OPS.contains(&p.name()),
-            "{} has no derivative but is in DIFFERENTIABLE_OPS",
-            p.name()
-        );
         let x = Tensor::from_vec(vec![0.3f64, 1.7], &[2]).unwrap();
         let tape = GradientTape::persistent();
         tape.watch(&x);
-        let inputs = vec![&x; p.arity()];
+        let inputs = vec![&x; p.arity().unwrap_or(1)];
         match p.apply(&inputs, &ops::Params::NONE) {
             // a bool result (the comparisons): no gradient can flow from it, and the reason
             // says so; a float one: the path ends at the primitive, named

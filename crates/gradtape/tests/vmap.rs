@@ -202,6 +202,32 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
             |a| ops::gather(&a[0], &a[1], 0),
         ),
         (
+            "scatter_add",
+            |r| vec![r.u(&[2, 3], 0.0, 1.0), r.ints(&[2], 4)],
+            |a| {
+                let scatter = ops::primitives()
+                    .find(|p| p.name() == "scatter_add")
+                    .unwrap();
+                scatter.apply(&[&a[0], &a[1]], &ops::Params::scatter(0, 4))
+            },
+        ),
+        // the primitive itself: `Tensor::to_device` to the device a tensor is on records nothing
+        ("to_device", any, |a| {
+            let to = ops::primitives().find(|p| p.name() == "to_device").unwrap();
+            to.apply(&[&ops::sin(&a[0])?], &ops::Params::device(a[0].device()))
+        }),
+        // the windows of a convolution, and their adjoint (a transposed convolution)
+        (
+            "patches",
+            |r| vec![r.u(&[2, 4, 3, 2], -1.0, 1.0), r.u(&[2, 2, 2, 3], -1.0, 1.0)],
+            |a| ops::conv2d(&a[0], &a[1], [1, 1], ops::Padding::Same),
+        ),
+        (
+            "unpatches",
+            |r| vec![r.u(&[2, 2, 3, 2], -1.0, 1.0), r.u(&[2, 2, 3, 2], -1.0, 1.0)],
+            |a| ops::conv2d_transpose(&a[0], &a[1], [2, 1], ops::Padding::Valid, [1, 1]),
+        ),
+        (
             "unsorted_segment_sum",
             |r| vec![r.u(&[4, 3], 0.0, 1.0), r.ints(&[4], 3)],
             |a| ops::unsorted_segment_sum(&a[0], &a[1], 3),

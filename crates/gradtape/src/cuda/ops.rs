@@ -530,7 +530,7 @@ pub(crate) fn iota(n: usize, len: usize, dtype: DType) -> Result<Tensor> {
 }
 
 /// `parts` joined along `ax` into `shape`, when they are on a GPU (all on the same one).
-pub(crate) fn concat(parts: &[Tensor], ax: usize, shape: &[usize]) -> Result<Option<Tensor>> {
+pub(crate) fn concat(parts: &[&Tensor], ax: usize, shape: &[usize]) -> Result<Option<Tensor>> {
     let op = "concat";
     kernels::note(|| kernels::copy_into(kernels::c_type(parts[0].dtype())));
     let d0 = parts[0].device();

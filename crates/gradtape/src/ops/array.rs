@@ -15,6 +15,8 @@ use super::{dispatch_all, sum_to_shape, tangent1};
 
 /// The primitives of this file defined as data.
 pub(crate) static PRIMITIVES: &[&Primitive] = &[
+    &CONCAT,
+    &TO_DEVICE,
     &IDENTITY,
     &RESHAPE,
     &TRANSPOSE,
@@ -684,36 +686,41 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
         return Err(Error::shape(op, "cannot concatenate scalars (use stack)"));
     }
     let ax = normalize_axis(op, axis, first.rank())?;
-    for x in &xs {
-        let same = x.dtype() == first.dtype()
-            && x.rank() == first.rank()
-            && (0..x.rank()).all(|i| i == ax || x.shape()[i] == first.shape()[i]);
-        if !same {
+    let refs: Vec<&Tensor> = xs.iter().collect();
+    apply(&CONCAT, &refs, &Params::axis(ax))
+}
+
+/// Linear in all its inputs; its transpose slices the gradient back into their parts.
+pub(crate) static CONCAT: Primitive = Primitive {
+    name: "concat",
+    forward: |xs, params| {
+        let (op, ax) = ("concat", params.as_axis("concat")?);
+        let first = xs[0];
+        let fits = |x: &Tensor| {
+            ax < first.rank()
+                && x.dtype() == first.dtype()
+                && x.rank() == first.rank()
+                && (0..x.rank()).all(|i| i == ax || x.shape()[i] == first.shape()[i])
+        };
+        if !xs.iter().all(|x| fits(x)) {
             let shapes: Vec<String> = xs
                 .iter()
                 .map(|t| format!("{} {:?}", t.dtype(), t.shape()))
                 .collect();
             return Err(Error::shape(
                 op,
-                format!("cannot join along axis {axis}: {}", shapes.join(", ")),
+                format!("cannot join along axis {ax}: {}", shapes.join(", ")),
             ));
         }
-    }
-    let refs: Vec<&Tensor> = xs.iter().collect();
-    if let Some(r) = vmap::rule_list(&refs, |ps| concat(ps, ax as isize + 1)) {
-        return r;
-    }
-    let mut shape = first.shape().to_vec();
-    shape[ax] = xs.iter().map(|x| x.shape()[ax]).sum();
-    let outer: usize = shape[..ax].iter().product();
-    let inner: usize = shape[ax + 1..].iter().product();
-    #[cfg(feature = "cuda")]
-    let gpu = crate::cuda::ops::concat(&xs, ax, &shape)?;
-    #[cfg(not(feature = "cuda"))]
-    let gpu: Option<Tensor> = None;
-    let out = match gpu {
-        Some(out) => out,
-        None => dispatch_all!(first.dtype(), T => {
+        let mut shape = first.shape().to_vec();
+        shape[ax] = xs.iter().map(|x| x.shape()[ax]).sum();
+        let outer: usize = shape[..ax].iter().product();
+        let inner: usize = shape[ax + 1..].iter().product();
+        #[cfg(feature = "cuda")]
+        if let Some(out) = crate::cuda::ops::concat(xs, ax, &shape)? {
+            return Ok(out);
+        }
+        Ok(dispatch_all!(first.dtype(), T => {
             let mut buf = Vec::with_capacity(numel(&shape));
             let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data::<T>()).collect::<Result<_>>()?;
             for o in 0..outer {
@@ -723,39 +730,50 @@ pub fn concat<T: AsTensor>(values: &[T], axis: isize) -> Result<Tensor> {
                 }
             }
             Tensor::from_elems(buf, &shape)
-        }),
-    };
-    tape::record(
-        op,
-        &refs,
-        &out,
-        || {
-            let sizes: Vec<usize> = xs.iter().map(|x| x.shape()[ax]).collect();
-            move |g: &Tensor, needs: &[bool]| {
-                let mut start = 0;
-                let mut grads = Vec::with_capacity(sizes.len());
-                for (&n, &need) in sizes.iter().zip(needs) {
-                    grads.push(if need {
-                        Some(slice_axis(g, ax, start, n)?)
-                    } else {
-                        None
-                    });
+        }))
+    },
+    arity: crate::primitive::ANY,
+    params: ParamsKind::Axis,
+    derivative: Derivative::LinearInAll {
+        transpose: |params, xs, g| {
+            let ax = params.as_axis("concat")?;
+            let mut start = 0;
+            xs.iter()
+                .map(|x| {
+                    let n = x.shape[ax];
                     start += n;
-                }
-                Ok(grads)
-            }
+                    slice_axis(g, ax, start - n, n)
+                })
+                .collect()
         },
-        |t| {
-            let parts = t
-                .iter()
-                .zip(xs.iter())
-                .map(|(t, x)| t.clone().map_or_else(|| Tensor::zeros_like(x), Ok))
-                .collect::<Result<Vec<_>>>()?;
-            concat(&parts, ax as isize).map(Some)
-        },
-    )?;
-    Ok(out)
+    },
+    batching: Batching::Inputs(|xs, params| {
+        let ax = match params.as_axis("concat") {
+            Ok(ax) => ax,
+            Err(e) => return Some(Err(e)),
+        };
+        vmap::rule_list(xs, |ps| concat(ps, ax as isize + 1))
+    }),
+    cuda: None,
+};
+
+/// [`Tensor::to_device`] once it has checked that the device changes.
+pub(crate) fn to_device(x: &Tensor, device: crate::Device) -> Result<Tensor> {
+    apply(&TO_DEVICE, &[x], &Params::device(device))
 }
+
+/// Linear: a tape records the move, and the gradient goes back to the source device.
+pub(crate) static TO_DEVICE: Primitive = Primitive {
+    name: "to_device",
+    forward: |xs, params| xs[0].move_to(params.as_device("to_device")?),
+    arity: 1,
+    params: ParamsKind::Device,
+    derivative: Derivative::Linear {
+        transpose: |_, x, g| g.to_device(x.device),
+    },
+    batching: Batching::OneInput(|p, params| p.to_device(params.as_device("to_device")?)),
+    cuda: None,
+};
 
 /// `len` elements from `start` along axis `ax`.
 fn slice_axis(x: &Tensor, ax: usize, start: usize, len: usize) -> Result<Tensor> {

@@ -13,13 +13,12 @@ use rayon::prelude::*;
 use crate::cpu::PAR_MIN;
 use crate::dtype::{Element, Num};
 use crate::error::{Error, Result};
-use crate::tape;
+use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::tensor::{AsTensor, Tensor};
-use crate::vmap;
 
 use super::{
     dispatch_all, dispatch_num, greater, matmul, reduce_max, reduce_mean, reduce_sum, reshape_to,
-    select, tangent1, transpose,
+    select, transpose,
 };
 
 /// TensorFlow's padding modes.
@@ -242,87 +241,104 @@ fn unpatches_kernel<T: Num>(src: &[T], n: usize, c: usize, win: &Window) -> Resu
 
 /// Every window of `x` (`[n, h, w, c]`) as `[n, oh, ow, kh, kw, c]`, zeros in the padding.
 pub(crate) fn patches(x: &Tensor, win: &Window) -> Result<Tensor> {
-    let op = "patches";
-    if let Some(r) = vmap::rule1(x, |p| {
-        let s = p.shape();
-        let merged = reshape_to(p, &[s[0] * s[1], s[2], s[3], s[4]])?;
-        let out = patches(&merged, win)?;
-        reshape_to(&out, &[s[0], s[1], win.oh, win.ow, win.kh, win.kw, s[4]])
-    }) {
-        return r;
-    }
-    let s = x.shape();
-    if s.len() != 4 || s[1] != win.h || s[2] != win.w {
-        return Err(Error::shape(
-            op,
-            format!(
-                "expected images of shape [batch, {}, {}, channels], got {s:?}",
-                win.h, win.w
-            ),
-        ));
-    }
-    let (n, c) = (s[0], s[3]);
-    let shape = [n, win.oh, win.ow, win.kh, win.kw, c];
-    let out = dispatch_all!(x.dtype(), T => Tensor::from_elems(
-        patches_kernel(&x.contiguous_data::<T>()?, n, c, win)?,
-        &shape,
-    ));
-    record_linear(op, x, &out, win, patches, unpatches)?;
-    Ok(out)
-}
-
-/// Records one of the pair: linear, so its JVP rule is itself, and its gradient is the other.
-fn record_linear(
-    op: &'static str,
-    x: &Tensor,
-    out: &Tensor,
-    win: &Window,
-    this: fn(&Tensor, &Window) -> Result<Tensor>,
-    adjoint: fn(&Tensor, &Window) -> Result<Tensor>,
-) -> Result<()> {
-    tape::record(
-        op,
-        &[x],
-        out,
-        || {
-            let win = win.clone();
-            move |g: &Tensor, _: &[bool]| Ok([Some(adjoint(g, &win)?)])
-        },
-        |t| tangent1(t, |t| this(t, win)),
-    )
+    apply(&PATCHES, &[x], &Params::window(win))
 }
 
 /// The adjoint of [`patches`]: each window row of `g` (`[n, oh, ow, kh, kw, c]`) added back at
 /// the pixels it came from, giving `[n, h, w, c]`.
 pub(crate) fn unpatches(g: &Tensor, win: &Window) -> Result<Tensor> {
-    let op = "unpatches";
-    if let Some(r) = vmap::rule1(g, |p| {
-        let s = p.shape();
-        let merged = reshape_to(p, &[s[0] * s[1], s[2], s[3], s[4], s[5], s[6]])?;
-        let out = unpatches(&merged, win)?;
-        reshape_to(&out, &[s[0], s[1], win.h, win.w, s[6]])
-    }) {
-        return r;
-    }
-    let s = g.shape();
-    if s.len() != 6 || s[1..5] != [win.oh, win.ow, win.kh, win.kw] {
+    apply(&UNPATCHES, &[g], &Params::window(win))
+}
+
+/// The examples of a batch of rank `rank + 1` merged into the first axis (the batching rule
+/// of `patches` and `unpatches`, which take a batch of images or windows already).
+fn merge_batch(op: &'static str, p: &Tensor, rank: usize) -> Result<Tensor> {
+    let s = p.shape();
+    if s.len() != rank + 1 {
         return Err(Error::shape(
             op,
-            format!(
-                "expected windows of shape [batch, {}, {}, {}, {}, channels], got {s:?}",
-                win.oh, win.ow, win.kh, win.kw
-            ),
+            format!("expected a batch of rank-{rank} tensors, got shape {s:?}"),
         ));
     }
-    let (n, c) = (s[0], s[5]);
-    let shape = [n, win.h, win.w, c];
-    let out = dispatch_num!(op, g.dtype(), T => Tensor::from_elems(
-        unpatches_kernel(&g.contiguous_data::<T>()?, n, c, win)?,
-        &shape,
-    ));
-    record_linear(op, g, &out, win, unpatches, patches)?;
-    Ok(out)
+    let mut merged = vec![s[0] * s[1]];
+    merged.extend_from_slice(&s[2..]);
+    reshape_to(p, &merged)
 }
+
+/// Linear; its transpose is `unpatches`.
+pub(crate) static PATCHES: Primitive = Primitive {
+    name: "patches",
+    forward: |xs, params| {
+        let (op, x, win) = ("patches", xs[0], params.as_window("patches")?);
+        let s = x.shape();
+        if s.len() != 4 || s[1] != win.h || s[2] != win.w {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "expected images of shape [batch, {}, {}, channels], got {s:?}",
+                    win.h, win.w
+                ),
+            ));
+        }
+        let (n, c) = (s[0], s[3]);
+        let shape = [n, win.oh, win.ow, win.kh, win.kw, c];
+        Ok(dispatch_all!(x.dtype(), T => Tensor::from_elems(
+            patches_kernel(&x.contiguous_data::<T>()?, n, c, win)?,
+            &shape,
+        )))
+    },
+    arity: 1,
+    params: ParamsKind::Window,
+    derivative: Derivative::Linear {
+        transpose: |params, _, g| unpatches(g, params.as_window("patches")?),
+    },
+    batching: Batching::OneInput(|p, params| {
+        let win = params.as_window("patches")?;
+        let out = patches(&merge_batch("patches", p, 4)?, win)?;
+        let s = p.shape();
+        reshape_to(&out, &[s[0], s[1], win.oh, win.ow, win.kh, win.kw, s[4]])
+    }),
+    cuda: None,
+};
+
+/// Linear; its transpose is `patches`.
+pub(crate) static UNPATCHES: Primitive = Primitive {
+    name: "unpatches",
+    forward: |xs, params| {
+        let (op, g, win) = ("unpatches", xs[0], params.as_window("unpatches")?);
+        let s = g.shape();
+        if s.len() != 6 || s[1..5] != [win.oh, win.ow, win.kh, win.kw] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "expected windows of shape [batch, {}, {}, {}, {}, channels], got {s:?}",
+                    win.oh, win.ow, win.kh, win.kw
+                ),
+            ));
+        }
+        let (n, c) = (s[0], s[5]);
+        let shape = [n, win.h, win.w, c];
+        Ok(dispatch_num!(op, g.dtype(), T => Tensor::from_elems(
+            unpatches_kernel(&g.contiguous_data::<T>()?, n, c, win)?,
+            &shape,
+        )))
+    },
+    arity: 1,
+    params: ParamsKind::Window,
+    derivative: Derivative::Linear {
+        transpose: |params, _, g| patches(g, params.as_window("unpatches")?),
+    },
+    batching: Batching::OneInput(|p, params| {
+        let win = params.as_window("unpatches")?;
+        let out = unpatches(&merge_batch("unpatches", p, 6)?, win)?;
+        let s = p.shape();
+        reshape_to(&out, &[s[0], s[1], win.h, win.w, s[6]])
+    }),
+    cuda: None,
+};
+
+/// The primitives of this file.
+pub(crate) static PRIMITIVES: &[&Primitive] = &[&PATCHES, &UNPATCHES];
 
 // ---------------------------------------------------------------------------------------------
 // Public ops

@@ -2,12 +2,12 @@
 
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
+use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::shape::normalize_axis;
-use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
-use super::{dispatch_all, dispatch_num, reshape_to, tangent1};
+use super::{dispatch_all, dispatch_num, reshape_to};
 
 /// The batching rule for batched indices (and parameters): the op once per example.
 fn per_example(xs: &[&Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<Tensor> {
@@ -67,31 +67,34 @@ pub fn gather(params: &impl AsTensor, indices: &Tensor, axis: isize) -> Result<T
         return Err(Error::shape(op, "params must have rank >= 1, got a scalar"));
     }
     let ax = normalize_axis(op, axis, p.rank())?;
-    if let Some(u) = vmap::unbatch(&[&p, indices]) {
-        let (level, a) = u?;
-        let out = match (&a[0], &a[1]) {
-            ((pp, true), (pi, false)) => gather(pp, pi, ax as isize + 1)?,
-            // the batch axis of the indices lands where the gathered axis was
-            ((pp, false), (pi, true)) => vmap::batch_first(&gather(pp, pi, ax as isize)?, ax)?,
-            _ => return per_example(&[&p, indices], |e| gather(&e[0], &e[1], ax as isize)),
-        };
-        return Ok(vmap::wrap(out, level));
-    }
-    let idx = indices_of(op, indices)?;
-    let d = p.shape()[ax];
-    check_bounds(op, &idx, d)?;
-    let outer: usize = p.shape()[..ax].iter().product();
-    let inner: usize = p.shape()[ax + 1..].iter().product();
-    let mut shape = p.shape()[..ax].to_vec();
-    shape.extend_from_slice(indices.shape());
-    shape.extend_from_slice(&p.shape()[ax + 1..]);
-    #[cfg(feature = "cuda")]
-    let gpu = crate::cuda::ops::gather(&p, &idx, ax, &shape)?;
-    #[cfg(not(feature = "cuda"))]
-    let gpu: Option<Tensor> = None;
-    let out = match gpu {
-        Some(out) => out,
-        None => dispatch_all!(p.dtype(), T => {
+    apply(&GATHER, &[&p, indices], &Params::axis(ax))
+}
+
+/// Linear in the parameters given the indices; its transpose is `scatter_add`.
+pub(crate) static GATHER: Primitive = Primitive {
+    name: "gather",
+    forward: |xs, params| {
+        let op = "gather";
+        let (p, indices, ax) = (xs[0], xs[1], params.as_axis(op)?);
+        if ax >= p.rank() {
+            return Err(Error::axis(
+                op,
+                format!("axis {ax} is out of range for shape {:?}", p.shape()),
+            ));
+        }
+        let idx = indices_of(op, indices)?;
+        let d = p.shape()[ax];
+        check_bounds(op, &idx, d)?;
+        let outer: usize = p.shape()[..ax].iter().product();
+        let inner: usize = p.shape()[ax + 1..].iter().product();
+        let mut shape = p.shape()[..ax].to_vec();
+        shape.extend_from_slice(indices.shape());
+        shape.extend_from_slice(&p.shape()[ax + 1..]);
+        #[cfg(feature = "cuda")]
+        if let Some(out) = crate::cuda::ops::gather(p, &idx, ax, &shape)? {
+            return Ok(out);
+        }
+        dispatch_all!(p.dtype(), T => {
             let src = p.contiguous_data::<T>()?;
             let mut buf = crate::storage::pool::take::<T>(op, outer * idx.len() * inner)?;
             for o in 0..outer {
@@ -106,21 +109,34 @@ pub fn gather(params: &impl AsTensor, indices: &Tensor, axis: isize) -> Result<T
                     buf.extend_from_slice(&src[base..base + inner]);
                 }
             }
-            Tensor::from_elems(buf, &shape)
-        }),
-    };
-    tape::record(
-        op,
-        &[&p],
-        &out,
-        || {
-            let (indices, d) = (indices.clone(), d);
-            move |g: &Tensor, _: &[bool]| Ok([Some(scatter_add(g, &indices, ax, d)?)])
+            Ok(Tensor::from_elems(buf, &shape))
+        })
+    },
+    arity: 2,
+    params: ParamsKind::Axis,
+    derivative: Derivative::LinearInFirst {
+        transpose: |params, x, indices, g| {
+            let ax = params.as_axis("gather")?;
+            scatter_add(g, indices, ax, x.shape[ax])
         },
-        |t| tangent1(t, |t| gather(t, indices, ax as isize)),
-    )?;
-    Ok(out)
-}
+    },
+    batching: Batching::Inputs(|xs, params| {
+        let (level, a) = match vmap::unbatch(xs)? {
+            Ok(u) => u,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(params.as_axis("gather").and_then(|ax| {
+            let out = match (&a[0], &a[1]) {
+                ((pp, true), (pi, false)) => gather(pp, pi, ax as isize + 1)?,
+                // the batch axis of the indices lands where the gathered axis was
+                ((pp, false), (pi, true)) => vmap::batch_first(&gather(pp, pi, ax as isize)?, ax)?,
+                _ => return per_example(xs, |e| gather(&e[0], &e[1], ax as isize)),
+            };
+            Ok(vmap::wrap(out, level))
+        }))
+    }),
+    cuda: None,
+};
 
 /// The adjoint of gather: zeros with dimension `ax` of size `dim`, plus each slice of
 /// `updates` added at its index. Its gradient is gather again.
@@ -130,39 +146,38 @@ pub(crate) fn scatter_add(
     ax: usize,
     dim: usize,
 ) -> Result<Tensor> {
-    let op = "scatter_add";
-    if let Some(u) = vmap::unbatch(&[updates, indices]) {
-        let (level, a) = u?;
-        if let ((pu, true), (pi, false)) = (&a[0], &a[1]) {
-            return Ok(vmap::wrap(scatter_add(pu, pi, ax + 1, dim)?, level));
+    apply(&SCATTER_ADD, &[updates, indices], &Params::scatter(ax, dim))
+}
+
+/// Linear in the updates given the indices; its transpose is `gather`.
+pub(crate) static SCATTER_ADD: Primitive = Primitive {
+    name: "scatter_add",
+    forward: |xs, params| {
+        let op = "scatter_add";
+        let (updates, indices, (ax, dim)) = (xs[0], xs[1], params.as_scatter(op)?);
+        let idx = indices_of(op, indices)?;
+        check_bounds(op, &idx, dim)?;
+        let us = updates.shape();
+        let k = indices.rank();
+        if us.len() < ax + k || us[ax..ax + k] != *indices.shape() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "updates {us:?} do not match indices {:?} at axis {ax}",
+                    indices.shape()
+                ),
+            ));
         }
-        return per_example(&[updates, indices], |e| scatter_add(&e[0], &e[1], ax, dim));
-    }
-    let idx = indices_of(op, indices)?;
-    check_bounds(op, &idx, dim)?;
-    let us = updates.shape();
-    let k = indices.rank();
-    if us.len() < ax + k || us[ax..ax + k] != *indices.shape() {
-        return Err(Error::shape(
-            op,
-            format!(
-                "updates {us:?} do not match indices {:?} at axis {ax}",
-                indices.shape()
-            ),
-        ));
-    }
-    let outer: usize = us[..ax].iter().product();
-    let inner: usize = us[ax + k..].iter().product();
-    let mut shape = us[..ax].to_vec();
-    shape.push(dim);
-    shape.extend_from_slice(&us[ax + k..]);
-    #[cfg(feature = "cuda")]
-    let gpu = crate::cuda::ops::scatter_add(updates, &idx, ax, dim, &shape)?;
-    #[cfg(not(feature = "cuda"))]
-    let gpu: Option<Tensor> = None;
-    let out = match gpu {
-        Some(out) => out,
-        None => dispatch_num!(op, updates.dtype(), T => {
+        let outer: usize = us[..ax].iter().product();
+        let inner: usize = us[ax + k..].iter().product();
+        let mut shape = us[..ax].to_vec();
+        shape.push(dim);
+        shape.extend_from_slice(&us[ax + k..]);
+        #[cfg(feature = "cuda")]
+        if let Some(out) = crate::cuda::ops::scatter_add(updates, &idx, ax, dim, &shape)? {
+            return Ok(out);
+        }
+        dispatch_num!(op, updates.dtype(), T => {
             let src = updates.contiguous_data::<T>()?;
             let mut buf = crate::storage::pool::take::<T>(op, outer * dim * inner)?;
             buf.resize(outer * dim * inner, T::default());
@@ -175,21 +190,34 @@ pub(crate) fn scatter_add(
                     }
                 }
             }
-            Tensor::from_elems(buf, &shape)
-        }),
-    };
-    tape::record(
-        op,
-        &[updates],
-        &out,
-        || {
-            let indices = indices.clone();
-            move |g: &Tensor, _: &[bool]| Ok([Some(gather(g, &indices, ax as isize)?)])
+            Ok(Tensor::from_elems(buf, &shape))
+        })
+    },
+    arity: 2,
+    params: ParamsKind::Scatter,
+    derivative: Derivative::LinearInFirst {
+        transpose: |params, _, indices, g| {
+            let (ax, _) = params.as_scatter("scatter_add")?;
+            gather(g, indices, ax as isize)
         },
-        |t| tangent1(t, |t| scatter_add(t, indices, ax, dim)),
-    )?;
-    Ok(out)
-}
+    },
+    batching: Batching::Inputs(|xs, params| {
+        let (level, a) = match vmap::unbatch(xs)? {
+            Ok(u) => u,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(params.as_scatter("scatter_add").and_then(|(ax, dim)| {
+            if let ((pu, true), (pi, false)) = (&a[0], &a[1]) {
+                return Ok(vmap::wrap(scatter_add(pu, pi, ax + 1, dim)?, level));
+            }
+            per_example(xs, |e| scatter_add(&e[0], &e[1], ax, dim))
+        }))
+    }),
+    cuda: None,
+};
+
+/// The primitives of this file.
+pub(crate) static PRIMITIVES: &[&Primitive] = &[&GATHER, &SCATTER_ADD];
 
 /// Sums rows of `data` that share a segment id (`segment_ids` is int64 with the shape of a
 /// prefix of `data`'s); the result has `num_segments` rows. Its gradient is a gather.

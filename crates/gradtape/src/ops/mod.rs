@@ -13,7 +13,7 @@
 
 mod array;
 mod compare;
-mod conv;
+pub(crate) mod conv;
 mod elementwise;
 mod index;
 mod linalg;
@@ -38,9 +38,9 @@ pub use crate::primitive::{Params, Primitive, SliceSpec};
 pub(crate) use reduce::reduced_shape;
 
 /// The primitives defined as data ([`Primitive`]): each one's kernel, derivative, batching
-/// rule, parameters and CUDA expression in one value, run through one path. So far the
-/// elementwise families and the linear views, casts and sums; the other primitives record by
-/// hand and are listed in [`DIFFERENTIABLE_OPS`].
+/// rule, parameters and CUDA expression in one value, run through one path. Every op with a
+/// gradient is one of them or a composition of them; the differentiable ones are those whose
+/// [`Primitive::is_differentiable`] is true.
 ///
 /// ```
 /// let names: Vec<&str> = gradtape::ops::primitives().map(|p| p.name()).collect();
@@ -57,6 +57,8 @@ pub fn primitives() -> impl Iterator<Item = &'static Primitive> {
         .chain(array::PRIMITIVES)
         .chain(reduce::PRIMITIVES)
         .chain(linalg::PRIMITIVES)
+        .chain(index::PRIMITIVES)
+        .chain(conv::PRIMITIVES)
         .copied()
 }
 
@@ -134,13 +136,17 @@ macro_rules! dispatch_all {
 
 pub(crate) use {dispatch_all, dispatch_float, dispatch_num};
 
-/// Every op that records a gradient rule on a tape, and a JVP rule for forward mode. The
-/// gradient-check test table must have a row for each, and the op's own JVP rule must run there
-/// (it fails when an op is added here without either).
+/// The differentiable primitives' names as of gradtape 0.2, before the primitives became data:
+/// kept so that code reading it still builds. The registry is [`primitives`] (a primitive
+/// added since is only there, `to_device` for one).
 ///
 /// ```
+/// #![allow(deprecated)]
 /// assert!(gradtape::ops::DIFFERENTIABLE_OPS.contains(&"matmul"));
+/// let differentiable = gradtape::ops::primitives().filter(|p| p.is_differentiable());
+/// assert!(differentiable.map(|p| p.name()).any(|n| n == "to_device"));
 /// ```
+#[deprecated(note = "use `ops::primitives().filter(|p| p.is_differentiable())`")]
 pub const DIFFERENTIABLE_OPS: &[&str] = &[
     // elementwise unary (the table in elementwise.rs)
     "negative",
