@@ -21,7 +21,7 @@ use crate::tensor::{Tensor, WeakTensor};
 
 /// Everything per thread, in one `const`-initialised thread-local; the three checks every op
 /// pays (`tapes.recording`, `forward.running`, `check_numerics`) are read together in one
-/// access (`tape::record_dyn`).
+/// access (`tape::Watching::now`).
 pub(crate) struct Context {
     /// Where creation functions put new tensors ([`crate::device::with_device`]).
     pub(crate) device: Cell<Device>,

@@ -176,6 +176,12 @@ enum Kind {
     },
     Window(Box<Window>),
     Device(Device),
+    OneHot {
+        depth: usize,
+        on: f64,
+        off: f64,
+        dtype: DType,
+    },
 }
 
 impl Params {
@@ -236,6 +242,16 @@ impl Params {
         Params(Kind::Device(device))
     }
 
+    /// Rows of `depth` elements of `dtype`, `on` at the index and `off` elsewhere (`one_hot`).
+    pub fn one_hot(depth: usize, on: f64, off: f64, dtype: DType) -> Params {
+        Params(Kind::OneHot {
+            depth,
+            on,
+            off,
+            dtype,
+        })
+    }
+
     /// The sliding window of a convolution or pooling (`patches`, `unpatches`).
     pub(crate) fn window(w: &Window) -> Params {
         Params(Kind::Window(Box::new(w.clone())))
@@ -254,6 +270,7 @@ impl Params {
             Kind::Scatter { .. } => ParamsKind::Scatter,
             Kind::Window(_) => ParamsKind::Window,
             Kind::Device(_) => ParamsKind::Device,
+            Kind::OneHot { .. } => ParamsKind::OneHot,
         }
     }
 
@@ -315,6 +332,17 @@ impl Params {
             _ => Err(self.wrong(op)),
         }
     }
+    pub(crate) fn as_one_hot(&self, op: &'static str) -> Result<(usize, f64, f64, DType)> {
+        match &self.0 {
+            Kind::OneHot {
+                depth,
+                on,
+                off,
+                dtype,
+            } => Ok((*depth, *on, *off, *dtype)),
+            _ => Err(self.wrong(op)),
+        }
+    }
     pub(crate) fn as_device(&self, op: &'static str) -> Result<Device> {
         match &self.0 {
             Kind::Device(d) => Ok(*d),
@@ -349,6 +377,18 @@ impl std::fmt::Debug for Params {
                 .finish(),
             Kind::Window(w) => f.debug_tuple("Window").field(w).finish(),
             Kind::Device(d) => f.debug_tuple("Device").field(d).finish(),
+            Kind::OneHot {
+                depth,
+                on,
+                off,
+                dtype,
+            } => f
+                .debug_struct("OneHot")
+                .field("depth", depth)
+                .field("on", on)
+                .field("off", off)
+                .field("dtype", dtype)
+                .finish(),
         }
     }
 }
@@ -384,6 +424,26 @@ impl PartialEq for Params {
             ) => axis == axis2 && dim == dim2,
             (Kind::Window(a), Kind::Window(b)) => a == b,
             (Kind::Device(a), Kind::Device(b)) => a == b,
+            (
+                Kind::OneHot {
+                    depth,
+                    on,
+                    off,
+                    dtype,
+                },
+                Kind::OneHot {
+                    depth: depth2,
+                    on: on2,
+                    off: off2,
+                    dtype: dtype2,
+                },
+            ) => {
+                // bit for bit: parameters that give the same tensors are equal, NaN included
+                depth == depth2
+                    && on.to_bits() == on2.to_bits()
+                    && off.to_bits() == off2.to_bits()
+                    && dtype == dtype2
+            }
             _ => false,
         }
     }
@@ -415,6 +475,7 @@ pub(crate) enum ParamsKind {
     Scatter,
     Window,
     Device,
+    OneHot,
 }
 
 /// The shape, dtype and device of a linear primitive's input: all its transpose needs (the

@@ -1,7 +1,8 @@
 //! The gradient tape: a flat, thread-local record of differentiable operations.
 //!
-//! The tape knows no op by name. Each op, after computing its result, calls [`record`] with its
-//! inputs, its output, a builder for its backward function and its JVP rule; the tape keeps an
+//! The tape knows no op by name. Each primitive call (`primitive::apply`), after computing its
+//! result, calls [`record_watched`] with its inputs, its output, a builder for its backward
+//! function and its JVP rule; the tape keeps an
 //! [`Entry`] when any input is watched by a tape that is recording (TensorFlow's rule), and hands
 //! the JVP rule to the running forward accumulators ([`crate::forward_accumulator`]). Entries are appended in
 //! execution order, which is already a topological order, so the backward pass walks them in
@@ -333,27 +334,6 @@ fn set_recording(state: &TapeState, on: bool) {
 // ---------------------------------------------------------------------------------------------
 // The interface ops and variables use
 
-/// Records one op on every recording tape that watches one of its inputs, and gives its
-/// output a tangent on every [`ForwardAccumulator`](crate::ForwardAccumulator) that has one for
-/// an input. The builder is only called (once) when some tape keeps the entry, and the JVP rule
-/// only when some accumulator needs it, so untaped code pays two thread-local reads. The
-/// backward rule returns one gradient per input (an array, or a `Vec` for `concat`'s any
-/// number); the JVP rule gets one tangent per input (`None`: zero) and returns the output's.
-pub(crate) fn record<B, G, J>(
-    op: &'static str,
-    inputs: &[&Tensor],
-    output: &Tensor,
-    backward: impl FnOnce() -> B,
-    jvp: J,
-) -> Result<()>
-where
-    B: Fn(&Tensor, &[bool]) -> Result<G> + 'static,
-    G: IntoIterator<Item = Option<Tensor>>,
-    J: Fn(&[Option<Tensor>]) -> Result<Option<Tensor>>,
-{
-    record_dyn(op, inputs, output, || listing(backward()), &jvp)
-}
-
 /// A gradient rule that returns an array, as one that fills a list.
 pub(crate) fn listing<G: IntoIterator<Item = Option<Tensor>>>(
     rule: impl Fn(&Tensor, &[bool]) -> Result<G> + 'static,
@@ -362,20 +342,6 @@ pub(crate) fn listing<G: IntoIterator<Item = Option<Tensor>>>(
         out.extend(rule(g, needs)?);
         Ok(())
     }
-}
-
-/// [`record`] with the gradient rule filling a list (any number of inputs).
-pub(crate) fn record_dyn<B>(
-    op: &'static str,
-    inputs: &[&Tensor],
-    output: &Tensor,
-    backward: impl FnOnce() -> B,
-    jvp: &crate::forward_accumulator::JvpRule<'_>,
-) -> Result<()>
-where
-    B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
-{
-    record_watched(Watching::now(), op, inputs, output, backward, jvp)
 }
 
 /// What watches ops on this thread right now: the three checks every op pays, read from the
@@ -404,7 +370,13 @@ impl Watching {
     }
 }
 
-/// [`record_dyn`] with the context already read (`apply` reads it once for its own early exit).
+/// Records one primitive call (`primitive::apply` is the one caller) on every recording tape
+/// that watches one of its inputs, and gives its output a tangent on every
+/// [`ForwardAccumulator`](crate::ForwardAccumulator) that has one for an input. `w` is the
+/// context read once by the caller. The builder is only called (once) when some tape keeps the
+/// entry, and the JVP rule only when some accumulator needs it. The backward rule pushes one
+/// gradient per input; the JVP rule gets one tangent per input (`None`: zero) and returns the
+/// output's.
 pub(crate) fn record_watched<B>(
     w: Watching,
     op: &'static str,

@@ -83,6 +83,7 @@ fn cases() -> Vec<Case> {
                         Params::axis(2),
                         Params::scatter(2, 4),
                         Params::device(gradtape::Device::Cpu),
+                        Params::one_hot(3, 1.0, 0.0, DType::F32),
                     ];
                     let mut accepted = vec![];
                     for k in kinds {

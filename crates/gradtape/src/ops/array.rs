@@ -7,11 +7,10 @@ use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitiv
 use crate::shape::{
     check_perm, contiguous_strides, for_each_row, normalize_axis, numel, Dims, Layout,
 };
-use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
-use super::{dispatch_all, sum_to_shape, tangent1};
+use super::{dispatch_all, sum_to_shape};
 
 /// The primitives of this file defined as data.
 pub(crate) static PRIMITIVES: &[&Primitive] = &[
@@ -38,6 +37,31 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     apply(&RESHAPE, &[x], &Params::shape(shape))
 }
 
+/// The view of `l` as `shape` when the two differ only in axes of size 1 (`squeeze`,
+/// `expand_dims`): the other axes keep their strides, so no copy is needed whatever they are
+/// (slicing with an index, `x.slice(s![.., 1])`, stays a view).
+fn unit_axes_changed(l: &Layout, shape: &[usize]) -> Option<Layout> {
+    let mut kept = l
+        .shape
+        .iter()
+        .zip(l.strides.iter())
+        .filter(|(&d, _)| d != 1);
+    let mut strides = Dims::filled(0isize, shape.len());
+    for (s, &d) in strides.iter_mut().zip(shape) {
+        if d != 1 {
+            match kept.next() {
+                Some((&from, &stride)) if from == d => *s = stride,
+                _ => return None,
+            }
+        }
+    }
+    kept.next().is_none().then(|| Layout {
+        shape: Dims::from_slice(shape),
+        strides,
+        offset: l.offset,
+    })
+}
+
 fn check_reshape(from: &[usize], to: &[usize]) -> Result<()> {
     if numel(to) != numel(from) {
         return Err(Error::shape(
@@ -57,6 +81,9 @@ pub(crate) static RESHAPE: Primitive = Primitive {
     forward: |xs, params| {
         let (x, shape) = (xs[0], params.as_shape("reshape")?);
         check_reshape(x.shape(), shape)?;
+        if let Some(l) = unit_axes_changed(x.layout(), shape) {
+            return Ok(x.view(l));
+        }
         let base = x.to_contiguous()?;
         Ok(base.view(Layout {
             shape: Dims::from_slice(shape),
@@ -257,35 +284,12 @@ pub fn squeeze(x: &impl AsTensor, axes: &[isize]) -> Result<Tensor> {
         }
         v
     };
-    if drop.is_empty() {
-        return Ok(x);
-    }
-    if let Some(r) = vmap::rule1(&x, |p| {
-        let axes: Vec<isize> = drop.iter().map(|&a| a as isize + 1).collect();
-        squeeze(p, &axes)
-    }) {
-        return r;
-    }
-    // Dropping axes of size 1 never needs a copy, whatever the strides: a view (so slicing
-    // with an index, `x.slice(s![.., 1])`, stays a view too).
-    let kept: Vec<usize> = (0..x.rank()).filter(|i| !drop.contains(i)).collect();
-    let l = x.layout();
-    let out = x.view(Layout {
-        shape: kept.iter().map(|&i| x.shape()[i]).collect(),
-        strides: kept.iter().map(|&i| l.strides[i]).collect(),
-        offset: l.offset,
-    });
-    tape::record(
-        "reshape",
-        &[&x],
-        &out,
-        || {
-            let s = Dims::from_slice(x.shape());
-            move |g: &Tensor, _: &[bool]| Ok([Some(reshape_to(g, &s)?)])
-        },
-        |t| tangent1(t, |t| reshape_to(t, out.shape())),
-    )?;
-    Ok(out)
+    let kept: Vec<usize> = (0..x.rank())
+        .filter(|i| !drop.contains(i))
+        .map(|i| x.shape()[i])
+        .collect();
+    // a view whatever the strides (`reshape` keeps one when only axes of size 1 change)
+    reshape_to(&x, &kept)
 }
 
 /// Broadcasts to `shape` (a view with zero strides, no copy). Gradient: summed back.

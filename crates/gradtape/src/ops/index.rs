@@ -217,7 +217,7 @@ pub(crate) static SCATTER_ADD: Primitive = Primitive {
 };
 
 /// The primitives of this file.
-pub(crate) static PRIMITIVES: &[&Primitive] = &[&GATHER, &SCATTER_ADD];
+pub(crate) static PRIMITIVES: &[&Primitive] = &[&GATHER, &SCATTER_ADD, &ONE_HOT];
 
 /// Sums rows of `data` that share a segment id (`segment_ids` is int64 with the shape of a
 /// prefix of `data`'s); the result has `num_segments` rows. Its gradient is a gather.
@@ -333,9 +333,34 @@ pub fn one_hot(
     off_value: f64,
     dtype: DType,
 ) -> Result<Tensor> {
-    if let Some(r) = vmap::rule1(indices, |p| one_hot(p, depth, on_value, off_value, dtype)) {
-        return r;
-    }
+    apply(
+        &ONE_HOT,
+        &[indices],
+        &Params::one_hot(depth, on_value, off_value, dtype),
+    )
+}
+
+/// No gradient (its input is int64); batched as a whole, the rows along the last axis.
+pub(crate) static ONE_HOT: Primitive = Primitive {
+    name: "one_hot",
+    forward: |xs, params| {
+        let (depth, on, off, dtype) = params.as_one_hot("one_hot")?;
+        one_hot_kernel(xs[0], depth, on, off, dtype)
+    },
+    arity: 1,
+    params: ParamsKind::OneHot,
+    derivative: Derivative::None,
+    batching: Batching::OneInput(|p, params| apply(&ONE_HOT, &[p], params)),
+    cuda: None,
+};
+
+fn one_hot_kernel(
+    indices: &Tensor,
+    depth: usize,
+    on_value: f64,
+    off_value: f64,
+    dtype: DType,
+) -> Result<Tensor> {
     // On a GPU: `indices[..., None] == arange(depth)`, selecting on/off values (ids out of
     // range give a row of off values, as on the host).
     #[cfg(feature = "cuda")]

@@ -8,9 +8,7 @@ use crate::error::{Error, Result};
 use crate::fusion::{self, Fold};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::shape::normalize_axes;
-use crate::tape;
 use crate::tensor::{AsTensor, Tensor};
-use crate::vmap;
 
 use super::{broadcast_to, cast, dispatch_num, divide, equal, reshape_to, select};
 
@@ -73,8 +71,16 @@ impl From<Vec<isize>> for Axes {
 }
 
 /// The primitives of this file defined as data.
-pub(crate) static PRIMITIVES: &[&Primitive] =
-    &[&REDUCE_SUM, &REDUCE_MAX, &REDUCE_MIN, &REDUCE_PROD];
+pub(crate) static PRIMITIVES: &[&Primitive] = &[
+    &REDUCE_SUM,
+    &REDUCE_MAX,
+    &REDUCE_MIN,
+    &REDUCE_PROD,
+    &ARGMAX,
+    &ARGMIN,
+    &REDUCE_ANY,
+    &REDUCE_ALL,
+];
 
 /// The shape left after reducing `axes` (kept as 1s with `keepdims`).
 pub(crate) fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
@@ -349,29 +355,34 @@ pub fn reduce_mean(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
     divide(&reduce_sum(&x, axis, keepdims)?, &(count as f64))
 }
 
-fn arg_extreme(op: &'static str, x: &Tensor, axis: isize, max: bool) -> Result<Tensor> {
-    let axes = normalize_axes(op, &[axis], x.rank().max(1))?;
-    let rank = x.rank();
-    if let Some(r) = vmap::rule1(x, |p| match rank {
-        0 => Tensor::zeros(&p.shape()[..1], DType::I64),
-        _ => arg_extreme(op, p, axes[0] as isize + 1, max),
-    }) {
-        return r;
-    }
-    tape::cut(op, &[x]);
-    if x.rank() == 0 {
+fn arg_extreme(p: &'static Primitive, x: &Tensor, axis: isize) -> Result<Tensor> {
+    // a scalar has one element, at index 0 of the one axis it is seen as
+    let axes = normalize_axes(p.name, &[axis], x.rank().max(1))?;
+    apply(p, &[x], &Params::axis(axes[0]))
+}
+
+/// argmax or argmin of `x` along `ax` (0 for a scalar): the host kernel, or a composition on a
+/// GPU.
+fn arg_kernel(op: &'static str, x: &Tensor, ax: usize, max: bool) -> Result<Tensor> {
+    if x.rank() == 0 && ax == 0 {
         return Ok(Tensor::scalar(0i64));
     }
-    if x.shape()[axes[0]] == 0 {
+    if ax >= x.rank() {
+        return Err(Error::axis(
+            op,
+            format!("axis {ax} is out of range for shape {:?}", x.shape()),
+        ));
+    }
+    if x.shape()[ax] == 0 {
         return Err(Error::shape(
             op,
             format!(
-                "cannot take {op} over an empty axis {axis} of shape {:?}",
+                "cannot take {op} over an empty axis {ax} of shape {:?}",
                 x.shape()
             ),
         ));
     }
-    let shape = reduced_shape(x.shape(), &axes, false);
+    let shape = reduced_shape(x.shape(), &[ax], false);
     #[cfg(feature = "cuda")]
     if let crate::Device::Cuda(n) = x.device() {
         if x.dtype() == DType::Bool {
@@ -380,15 +391,46 @@ fn arg_extreme(op: &'static str, x: &Tensor, axis: isize, max: bool) -> Result<T
                 "expected a numeric tensor (float32, float64 or int64), got bool",
             ));
         }
-        let range = crate::cuda::ops::iota(n, x.shape()[axes[0]], DType::I64)?;
-        return first_extreme_index(x, axes[0], max, &range);
+        let range = crate::cuda::ops::iota(n, x.shape()[ax], DType::I64)?;
+        return first_extreme_index(x, ax, max, &range);
     }
     dispatch_num!(op, x.dtype(), T => {
-        let (src, sp) = arrange::<T>(x, &axes)?;
+        let (src, sp) = arrange::<T>(x, &[ax])?;
         let better = |v: T, b: T| if max { v > b } else { v < b };
         Ok(Tensor::from_elems(cpu::arg_reduce3(&src, &sp, better), &shape))
     })
 }
+
+/// The batching rule of argmax and argmin: an example that is a scalar has its index 0.
+fn arg_batched(p: &Tensor, ax: usize, this: &'static Primitive) -> Result<Tensor> {
+    if p.rank() == 1 {
+        Tensor::zeros(&p.shape()[..1], DType::I64)
+    } else {
+        apply(this, &[p], &Params::axis(ax + 1))
+    }
+}
+
+/// No gradient (an int64 result).
+pub(crate) static ARGMAX: Primitive = Primitive {
+    name: "argmax",
+    forward: |xs, params| arg_kernel("argmax", xs[0], params.as_axis("argmax")?, true),
+    arity: 1,
+    params: ParamsKind::Axis,
+    derivative: Derivative::None,
+    batching: Batching::OneInput(|p, params| arg_batched(p, params.as_axis("argmax")?, &ARGMAX)),
+    cuda: None,
+};
+
+/// No gradient (an int64 result).
+pub(crate) static ARGMIN: Primitive = Primitive {
+    name: "argmin",
+    forward: |xs, params| arg_kernel("argmin", xs[0], params.as_axis("argmin")?, false),
+    arity: 1,
+    params: ParamsKind::Axis,
+    derivative: Derivative::None,
+    batching: Batching::OneInput(|p, params| arg_batched(p, params.as_axis("argmin")?, &ARGMIN)),
+    cuda: None,
+};
 
 /// argmax/argmin from ops every device has (for the GPU, which has no arg-reduction kernel):
 /// the smallest index along `ax` whose element equals the extreme, so ties give the first, as
@@ -421,7 +463,7 @@ fn first_extreme_index(x: &Tensor, ax: usize, max: bool, range: &Tensor) -> Resu
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn argmax(x: &impl AsTensor, axis: isize) -> Result<Tensor> {
-    arg_extreme("argmax", &x.operand().into_tensor(), axis, true)
+    arg_extreme(&ARGMAX, &x.operand().into_tensor(), axis)
 }
 
 /// Index of the smallest element along `axis` (the first one on ties), as int64. No gradient.
@@ -435,38 +477,42 @@ pub fn argmax(x: &impl AsTensor, axis: isize) -> Result<Tensor> {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn argmin(x: &impl AsTensor, axis: isize) -> Result<Tensor> {
-    arg_extreme("argmin", &x.operand().into_tensor(), axis, false)
+    arg_extreme(&ARGMIN, &x.operand().into_tensor(), axis)
 }
 
-fn bool_reduce(
-    op: &'static str,
-    x: &Tensor,
-    axis: Axes,
-    keepdims: bool,
-    any: bool,
-) -> Result<Tensor> {
+fn bool_reduce(p: &'static Primitive, x: &Tensor, axis: Axes, keepdims: bool) -> Result<Tensor> {
+    if x.dtype() != DType::Bool {
+        return Err(Error::dtype(
+            p.name,
+            format!("expected a bool tensor, got {}", x.dtype()),
+        ));
+    }
+    let axes = axis.resolve(p.name, x.rank())?;
+    apply(p, &[x], &Params::reduce(&axes, keepdims))
+}
+
+/// `reduce_any` (`any`) or `reduce_all` of a bool tensor over `axes`.
+fn bool_kernel(op: &'static str, x: &Tensor, params: &Params, any: bool) -> Result<Tensor> {
+    let (axes, keepdims) = params.as_reduce(op)?;
     if x.dtype() != DType::Bool {
         return Err(Error::dtype(
             op,
             format!("expected a bool tensor, got {}", x.dtype()),
         ));
     }
-    let axes = axis.resolve(op, x.rank())?;
-    if let Some(r) = vmap::rule1(x, |p| bool_reduce(op, p, batch_axes(&axes), keepdims, any)) {
-        return r;
-    }
-    let shape = reduced_shape(x.shape(), &axes, keepdims);
+    check_axes(op, axes, x.rank())?;
+    let shape = reduced_shape(x.shape(), axes, keepdims);
     // On a GPU: the max (any) or min (all) of the bools as int64.
     if x.device().is_cuda() {
         let ints = cast(x, DType::I64)?;
         let folded = if any {
-            reduce_max(&ints, axes_list(&axes), keepdims)?
+            reduce_max(&ints, axes_list(axes), keepdims)?
         } else {
-            reduce_min(&ints, axes_list(&axes), keepdims)?
+            reduce_min(&ints, axes_list(axes), keepdims)?
         };
         return cast(&folded, DType::Bool);
     }
-    let (src, sp) = arrange::<bool>(x, &axes)?;
+    let (src, sp) = arrange::<bool>(x, axes)?;
     let out = if any {
         cpu::reduce3(&src, &sp, false, |p, q| p | q)
     } else {
@@ -474,6 +520,35 @@ fn bool_reduce(
     };
     Ok(Tensor::from_elems(out, &shape))
 }
+
+/// The batching rule of the bool reductions: the same axes, past the batch axis.
+fn bool_batched(p: &Tensor, params: &Params, this: &'static Primitive) -> Result<Tensor> {
+    let (axes, keepdims) = params.as_reduce(this.name)?;
+    let shifted: Vec<usize> = axes.iter().map(|&a| a + 1).collect();
+    apply(this, &[p], &Params::reduce(&shifted, keepdims))
+}
+
+/// No gradient (a bool result).
+pub(crate) static REDUCE_ANY: Primitive = Primitive {
+    name: "reduce_any",
+    forward: |xs, params| bool_kernel("reduce_any", xs[0], params, true),
+    arity: 1,
+    params: ParamsKind::Reduce,
+    derivative: Derivative::None,
+    batching: Batching::OneInput(|p, params| bool_batched(p, params, &REDUCE_ANY)),
+    cuda: None,
+};
+
+/// No gradient (a bool result).
+pub(crate) static REDUCE_ALL: Primitive = Primitive {
+    name: "reduce_all",
+    forward: |xs, params| bool_kernel("reduce_all", xs[0], params, false),
+    arity: 1,
+    params: ParamsKind::Reduce,
+    derivative: Derivative::None,
+    batching: Batching::OneInput(|p, params| bool_batched(p, params, &REDUCE_ALL)),
+    cuda: None,
+};
 
 /// Logical OR over `axis` of a bool tensor.
 ///
@@ -486,7 +561,7 @@ fn bool_reduce(
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn reduce_any(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
-    bool_reduce("reduce_any", x, axis.into(), keepdims, true)
+    bool_reduce(&REDUCE_ANY, x, axis.into(), keepdims)
 }
 
 /// Logical AND over `axis` of a bool tensor.
@@ -500,7 +575,7 @@ pub fn reduce_any(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<T
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn reduce_all(x: &Tensor, axis: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
-    bool_reduce("reduce_all", x, axis.into(), keepdims, false)
+    bool_reduce(&REDUCE_ALL, x, axis.into(), keepdims)
 }
 
 #[cfg(test)]
@@ -519,7 +594,7 @@ mod tests {
                 let d = x.shape()[ax];
                 let range = Tensor::arange(0.0, d as f64, 1.0, DType::I64).unwrap();
                 for max in [true, false] {
-                    let want = arg_extreme("argmax", &x, ax as isize, max).unwrap();
+                    let want = arg_kernel("argmax", &x, ax, max).unwrap();
                     let got = first_extreme_index(&x, ax, max, &range).unwrap();
                     assert_eq!(got.shape(), want.shape());
                     assert_eq!(got.to_vec::<i64>().unwrap(), want.to_vec::<i64>().unwrap());
