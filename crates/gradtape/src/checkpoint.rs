@@ -20,11 +20,11 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::optimizers::Optimizer;
-use crate::tensor::Tensor;
-use crate::variable::Variable;
+use crate::DType;
+use crate::Tensor;
+use crate::Variable;
+use crate::{Error, Result};
 
 /// The contents of a checkpoint file.
 ///

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops;
 use crate::random::Generator;
-use crate::tensor::Tensor;
+use crate::DType;
+use crate::Tensor;
+use crate::{Error, Result};
 
 /// A CSV file as text cells under column names.
 ///

@@ -17,10 +17,10 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::dtype::DType;
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
-use crate::variable::Variable;
+use crate::DType;
+use crate::Tensor;
+use crate::Variable;
+use crate::{Error, Result};
 
 /// The most bytes of gradients one all-reduce carries (PyTorch DDP's default bucket).
 pub const BUCKET_BYTES: usize = 25 << 20;

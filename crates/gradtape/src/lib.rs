@@ -49,57 +49,20 @@
 //! the GPU backend, `cuda`, is found at run time and needs no CUDA toolkit to build.
 #![deny(missing_docs)]
 
+// The core (tensors, ops, the transformations, the backends) is the `gradtape-core` crate; every
+// one of its public items and modules is re-exported here under the path it always had.
+pub use gradtape_core::*;
+
 pub mod checkpoint;
-mod context;
-mod cpu;
-#[cfg(feature = "cuda")]
-pub mod cuda;
-pub mod custom_gradient;
 pub mod data;
-pub mod debugging;
-pub mod device;
-mod display;
 pub mod distributed;
-mod dtype;
-mod error;
-pub mod forward_accumulator;
-pub mod func;
-pub mod fusion;
 pub mod layers;
 pub mod losses;
 pub mod metrics;
-#[cfg(feature = "ndarray")]
-mod ndarray;
 pub mod npy;
-mod operators;
-pub mod ops;
 pub mod optimizers;
-mod primitive;
-pub mod random;
-mod shape;
-mod storage;
 pub mod summary;
-mod tape;
-mod tensor;
-pub mod threading;
 pub mod training;
-mod variable;
-pub mod vmap;
-
-pub use custom_gradient::{custom_gradient, recompute_grad, GradientFn};
-pub use device::Device;
-pub use dtype::{DType, Element};
-pub use error::{Error, Result};
-pub use forward_accumulator::ForwardAccumulator;
-pub use ops::Axes;
-pub use storage::memory;
-pub use tape::{
-    GradientOptions, GradientTape, JacobianOptions, PersistentTape, Source, Sources, Tape,
-    TapeBuilder, TracedOp, TracedTensor, UnconnectedGradients,
-};
-pub use tensor::{AsTensor, Operand, Tensor};
-pub use variable::{Variable, VariableOptions};
-pub use vmap::{vmap, Vmap};
 
 /// What most programs use, in one import: `use gradtape::prelude::*;` brings the tensor and
 /// variable types, the tapes, the op module, the `Optimizer` and `Layer` traits (their methods

@@ -14,13 +14,13 @@
 //! # Ok::<(), gradtape::Error>(())
 //! ```
 
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops::{
     abs, add, cast, clip_by_value, divide, exp, greater_equal, less_equal, log, log1p, log_softmax,
     multiply, negative, one_hot, reduce_mean, reduce_sum, select, square, subtract, Axes,
 };
-use crate::tensor::{AsTensor, Tensor};
+use crate::DType;
+use crate::{AsTensor, Tensor};
+use crate::{Error, Result};
 
 /// Keras's `epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`.
 ///

@@ -1,9 +1,9 @@
 //! Metrics: a running mean, accuracies and a confusion matrix.
 
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops;
-use crate::tensor::Tensor;
+use crate::DType;
+use crate::Tensor;
+use crate::{Error, Result};
 
 /// A running (weighted) mean, as Keras's `metrics.Mean`.
 ///

@@ -16,10 +16,10 @@ use std::path::Path;
 
 use npyz::{TypeChar, WriterBuilder};
 
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops;
-use crate::tensor::Tensor;
+use crate::DType;
+use crate::Tensor;
+use crate::{Error, Result};
 
 /// Reads a `.npy` file. float32, float64 and bool arrays keep their dtype; every integer
 /// dtype (signed or unsigned, 1 to 8 bytes) becomes int64, gradtape's one integer type.
@@ -84,7 +84,7 @@ pub fn load(path: &Path) -> Result<Tensor> {
     // The header is input like any other: a shape whose element count overflows, or that
     // claims more data than the file holds, is refused here (npyz would panic or try to
     // allocate it); a shape with a 0 is empty whatever its other sizes.
-    let numel = crate::shape::checked_numel(&shape);
+    let numel = crate::internal::checked_numel(&shape);
     let fits = numel
         .and_then(|n| n.checked_mul(ts.size_field().max(1) as usize))
         .is_some_and(|b| b <= bytes.len());

@@ -21,11 +21,11 @@
 
 use std::collections::HashMap;
 
-use crate::error::{Error, Result};
+use crate::internal as tape;
 use crate::ops::{self, Axes};
-use crate::tape;
-use crate::tensor::Tensor;
-use crate::variable::Variable;
+use crate::Tensor;
+use crate::Variable;
+use crate::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
 // Learning rates

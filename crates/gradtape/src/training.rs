@@ -20,16 +20,16 @@ use crate::data::{Batches, Target};
 use crate::distributed::{
     average_gradients_weighted, broadcast_variables, shard, Communicator, SingleProcess,
 };
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::layers::{Activation, Dense, Initializer, Layer, Sequential};
 use crate::losses::{mean_squared_error, sparse_categorical_crossentropy, Reduction};
 use crate::metrics::{sparse_categorical_accuracy, Mean};
 use crate::ops;
 use crate::optimizers::{Adam, Optimizer, RMSprop, SGD};
 use crate::random::Generator;
-use crate::tape::GradientTape;
-use crate::tensor::Tensor;
+use crate::DType;
+use crate::GradientTape;
+use crate::Tensor;
+use crate::{Error, Result};
 
 /// The optimizer a training run uses.
 ///

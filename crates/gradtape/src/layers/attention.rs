@@ -1,12 +1,12 @@
 //! `MultiHeadAttention`, composed from matmul, softmax, reshapes and transposes.
 
 use super::{float_dtype, weight, Initializer, Layer};
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops;
 use crate::random::Generator;
-use crate::tensor::Tensor;
-use crate::variable::Variable;
+use crate::DType;
+use crate::Tensor;
+use crate::Variable;
+use crate::{Error, Result};
 
 /// Keras's `MultiHeadAttention` with `num_heads` heads of `key_dim` (values of the same size),
 /// for queries, keys and values of `model_dim` features, giving `model_dim` features.

@@ -2,12 +2,12 @@
 //! [`crate::ops::conv2d_with`] and its relatives.
 
 use super::{float_dtype, weight, Activation, Initializer, Layer};
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops::{self, ConvOptions, Padding};
 use crate::random::Generator;
-use crate::tensor::Tensor;
-use crate::variable::Variable;
+use crate::DType;
+use crate::Tensor;
+use crate::Variable;
+use crate::{Error, Result};
 
 /// What a convolution layer takes besides its sizes, with Keras's defaults: stride 1, `"valid"`
 /// padding, no dilation, one group, no activation, a bias, Glorot-uniform kernel, zero bias.

@@ -3,12 +3,12 @@
 use std::sync::Mutex;
 
 use super::{Activation, Initializer, Layer};
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops;
 use crate::random::Generator;
-use crate::tensor::Tensor;
-use crate::variable::{Variable, VariableOptions};
+use crate::DType;
+use crate::Tensor;
+use crate::{Error, Result};
+use crate::{Variable, VariableOptions};
 
 /// A fully connected layer: `activation(x · kernel + bias)`.
 ///

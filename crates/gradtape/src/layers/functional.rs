@@ -3,11 +3,11 @@
 //! is already an order where every node's inputs come first.
 
 use super::{render_summary, summary_input, Layer, SummaryRow};
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops;
-use crate::tensor::Tensor;
-use crate::variable::Variable;
+use crate::DType;
+use crate::Tensor;
+use crate::Variable;
+use crate::{Error, Result};
 
 /// A node of a [`FunctionalBuilder`]: the model's input, or the output of a layer or a merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -62,12 +62,12 @@ pub use pooling::{
     MaxPooling2D,
 };
 
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops;
 use crate::random::Generator;
-use crate::tensor::Tensor;
-use crate::variable::{Variable, VariableOptions};
+use crate::DType;
+use crate::Tensor;
+use crate::{Error, Result};
+use crate::{Variable, VariableOptions};
 
 /// A piece of a model: a function of its input with variables of its own.
 ///

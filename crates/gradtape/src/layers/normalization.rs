@@ -4,11 +4,11 @@
 //! mode come from the ops.
 
 use super::{float_dtype, weight, Layer};
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::ops;
-use crate::tensor::Tensor;
-use crate::variable::Variable;
+use crate::DType;
+use crate::Tensor;
+use crate::Variable;
+use crate::{Error, Result};
 
 fn check(layer: &'static str, name: &str, gamma: &Variable, x: &Tensor) -> Result<()> {
     let f = gamma.shape()[0];

@@ -1,10 +1,10 @@
 //! Pooling layers: max and average over windows (1-D and 2-D), and over whole images.
 
 use super::Layer;
-use crate::error::{Error, Result};
 use crate::ops::{self, Padding};
-use crate::tensor::Tensor;
-use crate::variable::Variable;
+use crate::Tensor;
+use crate::Variable;
+use crate::{Error, Result};
 
 /// A pooling layer over windows of `$size` (`[usize; 2]` for images, `usize` for sequences).
 macro_rules! pool_layer {

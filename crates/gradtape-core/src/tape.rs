@@ -589,7 +589,7 @@ pub(crate) fn run_custom_forward<R>(f: impl FnOnce() -> R) -> (R, Vec<Variable>)
 
 /// Runs `f` with no tape recording and no forward accumulator running on this thread
 /// (variable updates and the forward of a custom gradient use it).
-pub(crate) fn without_recording<R>(f: impl FnOnce() -> R) -> R {
+pub fn without_recording<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {

@@ -284,7 +284,8 @@ pub(crate) fn unbatch(xs: &[&Tensor]) -> Option<Result<(usize, Vec<Operand>)>> {
 
 /// Every example's elements behind `t` (all vmap levels unwrapped): for checks that must see
 /// every value, such as label bounds.
-pub(crate) fn all_examples(t: &Tensor) -> Tensor {
+#[doc(hidden)]
+pub fn all_examples(t: &Tensor) -> Tensor {
     let mut t = t.clone();
     while let Some((p, _)) = t.batch() {
         t = p.clone();

@@ -197,7 +197,8 @@ impl Generator {
 
 /// A tensor of `shape` filled by `draw` in row-major order; the size is the caller's, so a
 /// shape memory cannot hold is an error before any drawing, never an abort.
-pub(crate) fn samples(
+#[doc(hidden)]
+pub fn samples(
     op: &'static str,
     shape: &[usize],
     dtype: DType,

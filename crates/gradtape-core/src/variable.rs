@@ -115,7 +115,8 @@ impl Variable {
         }
     }
 
-    pub(crate) fn handle_id(&self) -> TensorId {
+    #[doc(hidden)]
+    pub fn handle_id(&self) -> TensorId {
         self.inner.handle
     }
 

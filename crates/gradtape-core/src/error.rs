@@ -102,55 +102,73 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn shape(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for shapes that do not fit the operation, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Shape {
             op,
             msg: msg.into(),
         }
     }
-    pub(crate) fn dtype(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for a dtype the operation does not take, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn dtype(op: &'static str, msg: impl Into<String>) -> Self {
         Error::DType {
             op,
             msg: msg.into(),
         }
     }
-    pub(crate) fn axis(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for an axis out of range or repeated, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn axis(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Axis {
             op,
             msg: msg.into(),
         }
     }
-    pub(crate) fn index(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for an index out of range, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn index(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Index {
             op,
             msg: msg.into(),
         }
     }
-    pub(crate) fn arg(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for an argument the operation refuses, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn arg(op: &'static str, msg: impl Into<String>) -> Self {
         Error::InvalidArgument {
             op,
             msg: msg.into(),
         }
     }
-    pub(crate) fn io(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for a file that cannot be read or written, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn io(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Io {
             op,
             msg: msg.into(),
         }
     }
-    pub(crate) fn tape(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for a tape or gradient rule used wrongly, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn tape(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Tape {
             op,
             msg: msg.into(),
         }
     }
-    pub(crate) fn device(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for a device that is missing or mixed, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn device(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Device {
             op,
             msg: msg.into(),
         }
     }
-    pub(crate) fn resource(op: &'static str, msg: impl Into<String>) -> Self {
+    /// The error for memory or work beyond what can be given, from the op's name and a message naming the offending shapes,
+    /// dtypes or values (for layers and ops written on top of gradtape).
+    pub fn resource(op: &'static str, msg: impl Into<String>) -> Self {
         Error::ResourceExhausted {
             op,
             msg: msg.into(),

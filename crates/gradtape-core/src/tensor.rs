@@ -12,7 +12,7 @@ use crate::shape::{numel, Layout};
 use crate::storage::{CpuStorage, Storage};
 
 /// Identity of a tensor as the tape sees it. Views of the same storage have distinct ids.
-pub(crate) type TensorId = u64;
+pub type TensorId = u64;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -290,7 +290,8 @@ impl Tensor {
     }
 
     /// The same values in freshly laid-out contiguous storage (a no-op view when contiguous).
-    pub(crate) fn to_contiguous(&self) -> Result<Tensor> {
+    #[doc(hidden)]
+    pub fn to_contiguous(&self) -> Result<Tensor> {
         if self.layout().is_contiguous() {
             return Ok(self.clone());
         }
@@ -387,7 +388,8 @@ impl Tensor {
     }
 
     /// The copy `to_device` makes, with nothing recorded (for fresh constants and read-backs).
-    pub(crate) fn move_to(&self, device: Device) -> Result<Tensor> {
+    #[doc(hidden)]
+    pub fn move_to(&self, device: Device) -> Result<Tensor> {
         device.check()?;
         #[cfg(feature = "cuda")]
         {

@@ -144,7 +144,7 @@ pub(crate) fn numel(shape: &[usize]) -> usize {
 
 /// The number of elements of a shape, `None` when it overflows (a shape with a 0 has none).
 #[inline]
-pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
     // the scan for a 0 only on the rare overflow path: every op computes sizes
     shape
         .iter()
