@@ -6,14 +6,13 @@
 //! `tape::record` call) and the list of primitives was a list of strings; now a transformation
 //! or a backend reads the table, and a primitive that lacks a rule is a test failure
 //! (`tests/gradcheck.rs::every_primitive_has_every_rule`), not an op that silently does not
-//! batch. Every differentiable op is one of these primitives or a composition of them (52):
-//! the elementwise families (the unary table, the roundings, the broadcasting binary ops, the
-//! comparisons and logical ops, `select`, `is_finite`, `is_nan`, `stop_gradient`), the linear
-//! ones (`identity`, `reshape`, `transpose`, `broadcast_to`, `cast`, `slice`, `unslice`,
+//! batch. Every op is one of these primitives (57) or a composition of them: the elementwise
+//! families (the unary table, the roundings, the broadcasting binary ops, the comparisons and
+//! logical ops, `select`, `is_finite`, `is_nan`, `stop_gradient`), the linear ones
+//! (`identity`, `reshape`, `transpose`, `broadcast_to`, `cast`, `slice`, `unslice`,
 //! `reduce_sum`, `concat`, `gather`/`scatter_add`, `patches`/`unpatches`, `to_device`), the
-//! weighted reductions (`reduce_max`, `reduce_min`, `reduce_prod`) and `matmul`. Ops without a
-//! gradient still outside the table: `one_hot`, `argmax`/`argmin`, `reduce_any`/`reduce_all`
-//! (`ARCHITECTURE.md`, migration step 3).
+//! weighted reductions (`reduce_max`, `reduce_min`, `reduce_prod`), `matmul`, and the ones
+//! without a gradient (`argmax`, `argmin`, `reduce_any`, `reduce_all`, `one_hot`).
 
 use crate::device::Device;
 use crate::dtype::DType;
