@@ -28,7 +28,8 @@ fn tensor(x: &impl AsTensor) -> Tensor {
     x.operand().into_tensor()
 }
 
-/// Reshape to a fully known shape: a view when the data is contiguous, a copy otherwise.
+/// Reshape to a fully known shape: a view when the data is contiguous or only axes of size 1
+/// change, a copy otherwise.
 pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if x.shape() == shape {
         return Ok(x.clone());
@@ -75,7 +76,8 @@ fn check_reshape(from: &[usize], to: &[usize]) -> Result<()> {
     Ok(())
 }
 
-/// The same elements in a new shape: a view of the contiguous data.
+/// The same elements in a new shape: a view (of the contiguous data, or of the input itself
+/// when only axes of size 1 change).
 pub(crate) static RESHAPE: Primitive = Primitive {
     name: "reshape",
     forward: |xs, params| {
