@@ -667,7 +667,8 @@ fn batch(p: &'static Primitive, inputs: &[&Tensor], params: &Params) -> Result<T
     };
     match batched {
         Some(r) => r,
-        // an input batched but not the one the rule looks at: run as unbatched
+        // no rule took it (every rule takes a batched input, and `apply` comes here only with
+        // one): computed as unbatched rather than a panic
         None => {
             let out = (p.forward)(inputs, params)?;
             record(p, inputs, params, &out)?;

@@ -265,20 +265,23 @@ pub(crate) fn rule_list(
 /// An operand as a rule sees it: the whole batch (`true`) or the tensor as it is (`false`).
 pub(crate) type Operand = (Tensor, bool);
 
-/// For rules that look at which operands are batched: the level, and each operand as the
-/// whole batch (`true`, batch axis first) or as it is (`false`). Wrap the result with
-/// [`wrap`].
-pub(crate) fn unbatch(xs: &[&Tensor]) -> Option<Result<(usize, Vec<Operand>)>> {
+/// For rules that look at which operands are batched: `rule(level, operands)` with each
+/// operand as the whole batch (`true`, batch axis first) or as it is (`false`); the rule wraps
+/// its result with [`wrap`]. `None` when no operand is batched.
+pub(crate) fn unbatched(
+    xs: &[&Tensor],
+    rule: impl FnOnce(usize, &[Operand]) -> Result<Tensor>,
+) -> Option<Result<Tensor>> {
     let level = level_of(xs)?;
-    Some(live(level).map(|_| {
-        let args = xs
+    Some(live(level).and_then(|_| {
+        let args: Vec<Operand> = xs
             .iter()
             .map(|x| match at(x, level) {
                 Some(p) => (p.clone(), true),
                 None => ((*x).clone(), false),
             })
             .collect();
-        (level, args)
+        rule(level, &args)
     }))
 }
 

@@ -250,9 +250,15 @@ pub(crate) fn unpatches(g: &Tensor, win: &Window) -> Result<Tensor> {
     apply(&UNPATCHES, &[g], &Params::window(win))
 }
 
-/// The examples of a batch of rank `rank + 1` merged into the first axis (the batching rule
-/// of `patches` and `unpatches`, which take a batch of images or windows already).
-fn merge_batch(op: &'static str, p: &Tensor, rank: usize) -> Result<Tensor> {
+/// The batching rule of `patches` and `unpatches`, which take a batch of images or windows
+/// already: `f` on the examples of `p` (a batch of rank-`rank` tensors) merged into the first
+/// axis, its result split back into batch and examples.
+fn on_merged_batch(
+    op: &'static str,
+    p: &Tensor,
+    rank: usize,
+    f: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let s = p.shape();
     if s.len() != rank + 1 {
         return Err(Error::shape(
@@ -262,7 +268,10 @@ fn merge_batch(op: &'static str, p: &Tensor, rank: usize) -> Result<Tensor> {
     }
     let mut merged = vec![s[0] * s[1]];
     merged.extend_from_slice(&s[2..]);
-    reshape_to(p, &merged)
+    let out = f(&reshape_to(p, &merged)?)?;
+    let mut split = vec![s[0], s[1]];
+    split.extend_from_slice(&out.shape()[1..]);
+    reshape_to(&out, &split)
 }
 
 /// Linear; its transpose is `unpatches`.
@@ -294,9 +303,7 @@ pub(crate) static PATCHES: Primitive = Primitive {
     },
     batching: Batching::OneInput(|p, params| {
         let win = params.as_window("patches")?;
-        let out = patches(&merge_batch("patches", p, 4)?, win)?;
-        let s = p.shape();
-        reshape_to(&out, &[s[0], s[1], win.oh, win.ow, win.kh, win.kw, s[4]])
+        on_merged_batch("patches", p, 4, |x| patches(x, win))
     }),
     cuda: None,
 };
@@ -330,9 +337,7 @@ pub(crate) static UNPATCHES: Primitive = Primitive {
     },
     batching: Batching::OneInput(|p, params| {
         let win = params.as_window("unpatches")?;
-        let out = unpatches(&merge_batch("unpatches", p, 6)?, win)?;
-        let s = p.shape();
-        reshape_to(&out, &[s[0], s[1], win.h, win.w, s[6]])
+        on_merged_batch("unpatches", p, 6, |g| unpatches(g, win))
     }),
     cuda: None,
 };

@@ -121,11 +121,8 @@ pub(crate) static GATHER: Primitive = Primitive {
         },
     },
     batching: Batching::Inputs(|xs, params| {
-        let (level, a) = match vmap::unbatch(xs)? {
-            Ok(u) => u,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(params.as_axis("gather").and_then(|ax| {
+        vmap::unbatched(xs, |level, a| {
+            let ax = params.as_axis("gather")?;
             let out = match (&a[0], &a[1]) {
                 ((pp, true), (pi, false)) => gather(pp, pi, ax as isize + 1)?,
                 // the batch axis of the indices lands where the gathered axis was
@@ -133,7 +130,7 @@ pub(crate) static GATHER: Primitive = Primitive {
                 _ => return per_example(xs, |e| gather(&e[0], &e[1], ax as isize)),
             };
             Ok(vmap::wrap(out, level))
-        }))
+        })
     }),
     cuda: None,
 };
@@ -202,16 +199,13 @@ pub(crate) static SCATTER_ADD: Primitive = Primitive {
         },
     },
     batching: Batching::Inputs(|xs, params| {
-        let (level, a) = match vmap::unbatch(xs)? {
-            Ok(u) => u,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(params.as_scatter("scatter_add").and_then(|(ax, dim)| {
+        vmap::unbatched(xs, |level, a| {
+            let (ax, dim) = params.as_scatter("scatter_add")?;
             if let ((pu, true), (pi, false)) = (&a[0], &a[1]) {
                 return Ok(vmap::wrap(scatter_add(pu, pi, ax + 1, dim)?, level));
             }
             per_example(xs, |e| scatter_add(&e[0], &e[1], ax, dim))
-        }))
+        })
     }),
     cuda: None,
 };
