@@ -6,12 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=target/gpu-bundle
 rm -rf "$out" && mkdir -p "$out"
-cargo build --release -q -p gradtape-cli
+cargo build --release -q -p gradtape-cli --features cuda
 cp target/release/gradtape "$out/"
 # The GPU tests: tests/cuda.rs and the gradient checks (whose GPU test runs the whole table on
 # cuda:0). cargo prints each test executable's path as JSON.
 for t in cuda gradcheck; do
-    exe=$(cargo test --release -q -p gradtape --test "$t" --no-run --message-format=json 2>/dev/null |
+    exe=$(cargo test --release -q -p gradtape --features cuda --test "$t" --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -57,7 +57,7 @@ fn time(quick: bool, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
     let (round_s, rounds) = if quick { (0.0, 3) } else { (0.02, 15) };
     // GPU work is queued, not done, when `f` returns: each round ends by waiting for it, so a
     // round's time is the work's (no-op without a GPU in use).
-    let sync = gradtape::cuda::synchronize;
+    let sync = gradtape::device::synchronize;
     f()?;
     sync()?;
     let t = Instant::now();

@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod pictures;
+
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -57,8 +59,8 @@ fn json(o: &Output) -> Value {
 }
 
 fn png_size(p: &Path) -> (u32, u32) {
-    let img = image::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    (img.width(), img.height())
+    let img = pictures::png(p);
+    (img.width, img.height)
 }
 
 #[test]
@@ -202,19 +204,13 @@ fn svg_pictures_hold_one_marker_per_point_and_the_fitted_line() {
 
 #[test]
 fn gif_shows_the_line_converging() {
-    use image::AnimationDecoder;
     let s = Scratch::new("gif");
     let out = s.join("out");
     let o = linreg(&out, &["--gif", "--epochs", "12", "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let f = std::fs::File::open(out.join("fit.gif")).unwrap();
-    let frames = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(f))
-        .unwrap()
-        .into_frames()
-        .collect_frames()
-        .unwrap();
-    assert_eq!(frames.len(), 13, "one frame per epoch and the final fit");
-    assert_eq!(frames[0].buffer().dimensions(), (480, 360));
+    let (size, frames) = pictures::gif_frames(&out.join("fit.gif"));
+    assert_eq!(frames, 13, "one frame per epoch and the final fit");
+    assert_eq!(size, (480, 360));
     // Issue 20: the default run's GIF was 3 MB
     let o = linreg(&out, &["--gif", "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -233,9 +229,9 @@ fn the_landscape_has_a_colour_bar_and_both_saturations_are_printed() {
     let text = stdout(&o);
     assert!(text.contains("within 1% of the final cost"), "{text}");
     assert!(text.contains("two-decimal loss"), "{text}");
-    let img = image::open(out.join("landscape.png")).unwrap().to_rgb8();
+    let img = pictures::png(&out.join("landscape.png"));
     // a column through the bar (the rightmost 110 pixels, labels on its right)
-    let column: Vec<[u8; 3]> = (0..img.height()).map(|y| img.get_pixel(717, y).0).collect();
+    let column: Vec<[u8; 3]> = (0..img.height).map(|y| img.pixel(717, y)).collect();
     let mut runs: Vec<([u8; 3], usize)> = vec![];
     for px in column
         .into_iter()

@@ -16,6 +16,29 @@ use crate::shape::{for_each_row, Layout};
 pub(crate) const PAR_MIN: usize = 1 << 17;
 pub(crate) const CHUNK: usize = 1 << 15;
 
+/// `f(i, chunk)` for each `chunk`-long piece `i` of `data`, on rayon's threads. With [`join`],
+/// the one way kernels enter rayon: both take the kernel as a `dyn` closure, so rayon's generic
+/// plumbing is compiled once per element type instead of once per kernel closure (it was 40%
+/// of the core's LLVM IR, and about as much of its build time). The `dyn` call is once per
+/// piece of [`CHUNK`] elements, too rare to measure.
+pub(crate) fn par_chunks_mut<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    data.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i, c));
+}
+
+/// `(a(), b())`, side by side on rayon's threads (see [`par_chunks_mut`]).
+pub(crate) fn join<R: Send>(
+    a: &mut (dyn FnMut() -> R + Send),
+    b: &mut (dyn FnMut() -> R + Send),
+) -> (R, R) {
+    rayon::join(a, b)
+}
+
 /// A buffer for `n` results, or the error that says they do not fit in memory.
 fn output<U: Element>(n: usize) -> Result<Vec<U>> {
     crate::storage::pool::take::<U>("allocate", n)
@@ -30,10 +53,7 @@ pub(crate) fn fill<U: Element>(
     let mut v = output::<U>(n)?;
     let spare = &mut v.spare_capacity_mut()[..n];
     if n >= PAR_MIN {
-        spare
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| f(i * CHUNK, c));
+        par_chunks_mut(spare, CHUNK, &|i, c| f(i * CHUNK, c));
     } else {
         f(0, spare);
     }
@@ -213,10 +233,9 @@ pub(crate) fn tree_fold<R: Send>(
         }
         let half = len.div_ceil(BLOCK) / 2 * BLOCK;
         let (a, b) = if len >= PAR_MIN {
-            rayon::join(
-                || go(start, half, leaf, combine),
-                || go(start + half, len - half, leaf, combine),
-            )
+            join(&mut || go(start, half, leaf, combine), &mut || {
+                go(start + half, len - half, leaf, combine)
+            })
         } else {
             (
                 go(start, half, leaf, combine),
@@ -307,7 +326,14 @@ pub(crate) fn reduce3<T: Copy + Send + Sync>(
     if inner == 1 {
         let row = |o: usize| fold_slice(&src[o * reduced..(o + 1) * reduced], init, &f);
         if par {
-            return (0..outer).into_par_iter().map(row).collect();
+            let mut out = vec![init; outer];
+            let per = outer.div_ceil(64);
+            par_chunks_mut(&mut out, per, &|i, c| {
+                for (j, x) in c.iter_mut().enumerate() {
+                    *x = row(i * per + j);
+                }
+            });
+            return out;
         }
         return (0..outer).map(row).collect();
     }
@@ -317,9 +343,7 @@ pub(crate) fn reduce3<T: Copy + Send + Sync>(
     };
     let mut out = vec![init; outer * inner];
     if par {
-        out.par_chunks_mut(inner)
-            .enumerate()
-            .for_each(|(o, c)| plane(o, c));
+        par_chunks_mut(&mut out, inner, &plane);
     } else {
         for (o, c) in out.chunks_mut(inner).enumerate() {
             plane(o, c);
@@ -390,9 +414,9 @@ fn fold_rows<T: Copy + Send + Sync>(
             );
             go(right, inner, leaf_rows, levels, init, f, other, Some(rest));
         } else if src.len() >= PAR_MIN {
-            rayon::join(
-                || go(left, inner, leaf_rows, levels, init, f, out, None),
-                || go(right, inner, leaf_rows, levels, init, f, other, None),
+            join(
+                &mut || go(left, inner, leaf_rows, levels, init, f, out, None),
+                &mut || go(right, inner, leaf_rows, levels, init, f, other, None),
             );
         } else {
             let mut s = vec![init; levels * inner];
@@ -526,35 +550,98 @@ pub(crate) fn gemm<T: Float>(
         return Ok(());
     }
     let par = if m * n * k >= (1 << 18) {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
+        gemm_common::Parallelism::Rayon(rayon::current_num_threads())
     } else {
-        gemm::Parallelism::None
+        gemm_common::Parallelism::None
     };
     // SAFETY: checked above: every index a_off + i·a_rs + p·a_cs (i < m, p < k) lies in `a`,
-    // likewise for `b`, and `dst` holds m·n contiguous elements. T is f32 or f64, both
-    // supported by gemm.
+    // likewise for `b`, and `dst` holds m·n contiguous elements.
     unsafe {
-        gemm::gemm(
+        gemm_kernel(
+            (m, n, k),
+            dst.as_mut_ptr(),
+            (a.as_ptr().add(a_off), a_rs, a_cs),
+            (b.as_ptr().add(b_off), b_rs, b_cs),
+            par,
+        );
+    }
+    Ok(())
+}
+
+/// `dst (m×n, row-major, contiguous) = a · b` through the f32 and f64 kernel crates of `gemm`,
+/// with the argument normalization `gemm::gemm` does before it picks its kernel. Depending on
+/// those two crates instead of the `gemm` facade drops its complex-number kernels (gemm-c32,
+/// gemm-c64), which gradtape never calls and which were an eighth of a clean build's CPU time.
+///
+/// # Safety
+/// `dst` must hold m·n elements, and every `ptr + i·rs + p·cs` of `a` (i < m, p < k) and of
+/// `b` (i < k, p < n) must be readable. `T` must be `f32` or `f64` (anything else is a no-op).
+unsafe fn gemm_kernel<T: 'static>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    (a, a_rs, a_cs): (*const T, isize, isize),
+    (b, b_rs, b_cs): (*const T, isize, isize),
+    par: gemm_common::Parallelism,
+) {
+    use std::any::TypeId;
+    // The kernels prefer a column-major destination: compute dstᵀ = bᵀ·aᵀ, whose destination
+    // is column-major, when the row-major one is wider than one column (what gemm::gemm does).
+    let (m, n, dst_cs, dst_rs, mut lhs, mut lhs_cs, lhs_rs, mut rhs, rhs_cs, mut rhs_rs) = if n > 1
+    {
+        (n, m, n as isize, 1, b, b_rs, b_cs, a, a_rs, a_cs)
+    } else {
+        (m, n, 1, n as isize, a, a_cs, a_rs, b, b_cs, b_rs)
+    };
+    // A reversed inner axis is walked forward in both operands (the sum is the same).
+    if lhs_cs < 0 && k > 0 {
+        lhs = lhs.wrapping_offset((k - 1) as isize * lhs_cs);
+        lhs_cs = -lhs_cs;
+        rhs = rhs.wrapping_offset((k - 1) as isize * rhs_rs);
+        rhs_rs = -rhs_rs;
+    }
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        gemm_f32::gemm::f32::get_gemm_fn()(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst.cast(),
+            dst_cs,
+            dst_rs,
             false,
-            a.as_ptr().add(a_off),
-            a_cs,
-            a_rs,
-            b.as_ptr().add(b_off),
-            b_cs,
-            b_rs,
-            T::ZERO,
-            T::ONE,
+            lhs.cast(),
+            lhs_cs,
+            lhs_rs,
+            rhs.cast(),
+            rhs_cs,
+            rhs_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+        gemm_f64::gemm::f64::get_gemm_fn()(
+            m,
+            n,
+            k,
+            dst.cast(),
+            dst_cs,
+            dst_rs,
+            false,
+            lhs.cast(),
+            lhs_cs,
+            lhs_rs,
+            rhs.cast(),
+            rhs_cs,
+            rhs_rs,
+            0.0,
+            1.0,
             false,
             false,
             false,
             par,
         );
     }
-    Ok(())
 }

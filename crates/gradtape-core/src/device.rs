@@ -8,9 +8,10 @@
 //! [`with_device`] sets the device new tensors are made on for a block of code, as TensorFlow's
 //! `with tf.device('/GPU:0'):` does; creation functions use [`default_device`].
 //!
-//! The GPU backend (feature `cuda`, on by default) loads the CUDA driver, NVRTC and cuBLAS at
-//! run time, so building needs no CUDA toolkit and a machine without a GPU runs everything on
-//! the CPU. Asking for a GPU there is an error that says which piece is missing.
+//! The GPU backend (cargo feature `cuda`, off by default: `--features gradtape/cuda`) loads the
+//! CUDA driver, NVRTC and cuBLAS at run time, so building needs no CUDA toolkit and a machine
+//! without a GPU runs everything on the CPU. Asking for a GPU there, or in a build without the
+//! feature, is an error that says which piece is missing.
 
 use std::fmt;
 use std::str::FromStr;
@@ -64,7 +65,10 @@ impl Device {
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(n) => Err(Error::device(
                 "device",
-                format!("cuda:{n}: gradtape was built without its `cuda` feature"),
+                format!(
+                    "cuda:{n}: gradtape was built without its `cuda` feature (build with \
+                     `--features gradtape/cuda`, or `--features cuda` for the CLI)"
+                ),
             )),
         }
     }
@@ -208,4 +212,17 @@ pub(crate) fn common(op: &'static str, a: Device, b: Device) -> Result<Device> {
             ),
         ))
     }
+}
+
+/// Waits until every device has finished the work queued so far (PyTorch's
+/// `torch.cuda.synchronize()`), for timing: GPU ops return when queued, not when done. On the
+/// host, and in a build without the `cuda` feature, there is nothing to wait for. Reading a
+/// value back waits by itself.
+///
+/// # Errors
+/// When a GPU reports an error from earlier work (a failed kernel shows up here).
+pub fn synchronize() -> Result<()> {
+    #[cfg(feature = "cuda")]
+    crate::cuda::synchronize()?;
+    Ok(())
 }

@@ -91,10 +91,14 @@ pub fn save(chart: &impl Chart, path: &Path, format: Format) -> Result<(), PlotE
     init_font();
     match format {
         Format::Png => {
-            let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-            root.fill(&WHITE).map_err(err)?;
-            chart.draw(&root)?;
-            root.present().map_err(err)
+            let rgb = render(chart, SIZE)?;
+            let file = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+            let mut png = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);
+            png.set_color(png::ColorType::Rgb);
+            png.set_depth(png::BitDepth::Eight);
+            let mut png = png.write_header().map_err(err)?;
+            png.write_image_data(&rgb).map_err(err)?;
+            png.finish().map_err(err)
         }
         Format::Svg => {
             let root = SVGBackend::new(path, SIZE).into_drawing_area();
@@ -105,10 +109,11 @@ pub fn save(chart: &impl Chart, path: &Path, format: Format) -> Result<(), PlotE
     }
 }
 
-/// Writes an animated GIF of `size` pixels, one frame per chart, `delay_ms` apart.
+/// Writes an animated GIF of `size` pixels, one frame per chart, `delay_ms` apart, looping.
 ///
 /// # Errors
-/// When drawing or writing the file fails.
+/// When drawing or writing the file fails, or a side of `size` is over 65,535 pixels (GIF's
+/// limit).
 pub fn save_gif<C: Chart>(
     frames: &[C],
     path: &Path,
@@ -116,15 +121,46 @@ pub fn save_gif<C: Chart>(
     size: (u32, u32),
 ) -> Result<(), PlotError> {
     init_font();
-    let root = BitMapBackend::gif(path, size, delay_ms)
-        .map_err(err)?
-        .into_drawing_area();
-    for frame in frames {
-        root.fill(&WHITE).map_err(err)?;
-        frame.draw(&root)?;
-        root.present().map_err(err)?;
+    let side = |n: u32| {
+        u16::try_from(n).map_err(|_| {
+            PlotError(format!(
+                "a GIF is at most 65535 pixels wide and high, not {} x {}",
+                size.0, size.1
+            ))
+        })
+    };
+    let (w, h) = (side(size.0)?, side(size.1)?);
+    let file = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    let mut gif = gif::Encoder::new(std::io::BufWriter::new(file), w, h, &[]).map_err(err)?;
+    gif.set_repeat(gif::Repeat::Infinite).map_err(err)?;
+    // GIF counts delays in hundredths of a second.
+    let delay = u16::try_from(delay_ms.saturating_add(5) / 10).unwrap_or(u16::MAX);
+    for chart in frames {
+        let rgb = render(chart, size)?;
+        // NeuQuant palette quantization at speed 10, as plotters' own GIF backend does.
+        let mut frame = gif::Frame::from_rgb_speed(w, h, &rgb, 10);
+        frame.delay = delay;
+        gif.write_frame(&frame).map_err(err)?;
     }
     Ok(())
+}
+
+/// `chart` drawn on a white `size` bitmap: 8-bit RGB rows, top to bottom. The encoding is
+/// done by the `png` and `gif` crates directly: plotters' own file encoders would bring in
+/// the whole `image` crate, a tenth of a clean build.
+fn render(chart: &impl Chart, size: (u32, u32)) -> Result<Vec<u8>, PlotError> {
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        chart.draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(rgb)
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> PlotError {
+    PlotError(format!("cannot write {}: {e}", path.display()))
 }
 
 /// `[lo, hi]` widened by 5% on each side (and made non-empty).

@@ -8,8 +8,6 @@
 //! kernel), a transposed convolution is that product's adjoint, pooling is a reduction over each
 //! window.
 
-use rayon::prelude::*;
-
 use crate::cpu::PAR_MIN;
 use crate::dtype::{Element, Num};
 use crate::error::{Error, Result};
@@ -164,9 +162,7 @@ fn per_image<T: Send>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Syn
     }
     let per = out.len() / n;
     if out.len() >= PAR_MIN {
-        out.par_chunks_mut(per)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+        crate::cpu::par_chunks_mut(out, per, &f);
     } else {
         out.chunks_mut(per).enumerate().for_each(|(i, c)| f(i, c));
     }
