@@ -52,16 +52,12 @@
 // The core (tensors, ops, the transformations, the backends) is the `gradtape-core` crate; every
 // one of its public items and modules is re-exported here under the path it always had.
 pub use gradtape_core::*;
+// The training kit, the file formats and data parallelism are crates of their own (they
+// compile side by side), re-exported under the paths they had when they were modules here.
+pub use gradtape_distributed as distributed;
+pub use gradtape_io::{data, npy, summary};
+pub use gradtape_train::{checkpoint, layers, losses, metrics, optimizers};
 
-pub mod checkpoint;
-pub mod data;
-pub mod distributed;
-pub mod layers;
-pub mod losses;
-pub mod metrics;
-pub mod npy;
-pub mod optimizers;
-pub mod summary;
 pub mod training;
 
 /// What most programs use, in one import: `use gradtape::prelude::*;` brings the tensor and

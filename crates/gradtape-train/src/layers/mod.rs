@@ -62,12 +62,12 @@ pub use pooling::{
     MaxPooling2D,
 };
 
-use crate::ops;
-use crate::random::Generator;
-use crate::DType;
-use crate::Tensor;
-use crate::{Error, Result};
-use crate::{Variable, VariableOptions};
+use gradtape_core::ops;
+use gradtape_core::random::Generator;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::{Error, Result};
+use gradtape_core::{Variable, VariableOptions};
 
 /// A piece of a model: a function of its input with variables of its own.
 ///
@@ -267,7 +267,7 @@ impl Initializer {
         // deviation divided by 0.8796... so that the kept values have the intended variance
         let mut truncated = |variance: f64| -> Result<Tensor> {
             let sd = variance.sqrt() / 0.879_625_661_034_239_8;
-            crate::random::samples("Initializer", shape, dtype, || loop {
+            gradtape_core::random::samples("Initializer", shape, dtype, || loop {
                 let z = rng.next_normal();
                 if z.abs() <= 2.0 {
                     break z * sd;

@@ -4,11 +4,11 @@
 //! mode come from the ops.
 
 use super::{float_dtype, weight, Layer};
-use crate::ops;
-use crate::DType;
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::ops;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
 
 fn check(layer: &'static str, name: &str, gamma: &Variable, x: &Tensor) -> Result<()> {
     let f = gamma.shape()[0];

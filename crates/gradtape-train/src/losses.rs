@@ -14,13 +14,13 @@
 //! # Ok::<(), gradtape::Error>(())
 //! ```
 
-use crate::ops::{
+use gradtape_core::ops::{
     abs, add, cast, clip_by_value, divide, exp, greater_equal, less_equal, log, log1p, log_softmax,
     multiply, negative, one_hot, reduce_mean, reduce_sum, select, square, subtract, Axes,
 };
-use crate::DType;
-use crate::{AsTensor, Tensor};
-use crate::{Error, Result};
+use gradtape_core::DType;
+use gradtape_core::{AsTensor, Tensor};
+use gradtape_core::{Error, Result};
 
 /// Keras's `epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`.
 ///
@@ -319,7 +319,7 @@ pub fn sparse_categorical_crossentropy(
         ));
     }
     let classes = p.shape()[p.rank() - 1];
-    if let Some(bad) = crate::vmap::all_examples(labels)
+    if let Some(bad) = gradtape_core::vmap::all_examples(labels)
         .to_vec::<i64>()?
         .into_iter()
         .find(|&l| l < 0 || l as u64 >= classes as u64)

@@ -3,11 +3,11 @@
 //! is already an order where every node's inputs come first.
 
 use super::{render_summary, summary_input, Layer, SummaryRow};
-use crate::ops;
-use crate::DType;
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::ops;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
 
 /// A node of a [`FunctionalBuilder`]: the model's input, or the output of a layer or a merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

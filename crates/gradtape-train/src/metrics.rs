@@ -1,9 +1,9 @@
 //! Metrics: a running mean, accuracies and a confusion matrix.
 
-use crate::ops;
-use crate::DType;
-use crate::Tensor;
-use crate::{Error, Result};
+use gradtape_core::ops;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::{Error, Result};
 
 /// A running (weighted) mean, as Keras's `metrics.Mean`.
 ///
@@ -32,7 +32,7 @@ impl Mean {
     ///
     /// # Errors
     /// When `values` is a pending tensor whose elements cannot be computed.
-    pub fn update_state(&mut self, values: &Tensor) -> crate::Result<()> {
+    pub fn update_state(&mut self, values: &Tensor) -> gradtape_core::Result<()> {
         for v in values.to_f64_vec()? {
             self.update(v);
         }

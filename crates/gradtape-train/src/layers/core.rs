@@ -3,12 +3,12 @@
 use std::sync::Mutex;
 
 use super::{Activation, Initializer, Layer};
-use crate::ops;
-use crate::random::Generator;
-use crate::DType;
-use crate::Tensor;
-use crate::{Error, Result};
-use crate::{Variable, VariableOptions};
+use gradtape_core::ops;
+use gradtape_core::random::Generator;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::{Error, Result};
+use gradtape_core::{Variable, VariableOptions};
 
 /// A fully connected layer: `activation(x · kernel + bias)`.
 ///

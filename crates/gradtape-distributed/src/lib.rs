@@ -17,10 +17,10 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::DType;
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
 
 /// The most bytes of gradients one all-reduce carries (PyTorch DDP's default bucket).
 pub const BUCKET_BYTES: usize = 25 << 20;
@@ -450,7 +450,7 @@ pub fn average_gradients_weighted(
     let w = rows as f64 * comm.size() as f64 / total[0];
     let weighted = grads
         .into_iter()
-        .map(|g| g.map(|g| crate::ops::multiply(&g, &w)).transpose())
+        .map(|g| g.map(|g| gradtape_core::ops::multiply(&g, &w)).transpose())
         .collect::<Result<Vec<_>>>()?;
     average_gradients(comm, weighted)
 }

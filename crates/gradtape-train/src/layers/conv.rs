@@ -1,13 +1,13 @@
 //! Convolution layers over NHWC images (and `[batch, width, channels]` sequences), on
-//! [`crate::ops::conv2d_with`] and its relatives.
+//! [`gradtape_core::ops::conv2d_with`] and its relatives.
 
 use super::{float_dtype, weight, Activation, Initializer, Layer};
-use crate::ops::{self, ConvOptions, Padding};
-use crate::random::Generator;
-use crate::DType;
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::ops::{self, ConvOptions, Padding};
+use gradtape_core::random::Generator;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
 
 /// What a convolution layer takes besides its sizes, with Keras's defaults: stride 1, `"valid"`
 /// padding, no dilation, one group, no activation, a bias, Glorot-uniform kernel, zero bias.

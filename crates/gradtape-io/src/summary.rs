@@ -28,8 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 
-use crate::Tensor;
-use crate::{Error, Result};
+use gradtape_core::Tensor;
+use gradtape_core::{Error, Result};
 
 /// The protobuf messages TensorBoard reads, as TensorFlow defines them (field numbers from
 /// `tensorflow/core/util/event.proto` and `tensorflow/core/framework/summary.proto`).

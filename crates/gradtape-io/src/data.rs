@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use crate::ops;
-use crate::random::Generator;
-use crate::DType;
-use crate::Tensor;
-use crate::{Error, Result};
+use gradtape_core::ops;
+use gradtape_core::random::Generator;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::{Error, Result};
 
 /// A CSV file as text cells under column names.
 ///
@@ -407,10 +407,10 @@ impl Standardizer {
     pub fn fit_global(x: &Tensor) -> Result<Standardizer> {
         let per = Standardizer::fit(x)?;
         let x64 = x.cast(DType::F64)?;
-        let mean = ops::reduce_mean(&x64, crate::Axes::All, false)?.item()?;
+        let mean = ops::reduce_mean(&x64, gradtape_core::Axes::All, false)?.item()?;
         let var = ops::reduce_mean(
             &ops::square(&ops::subtract(&x64, &mean)?)?,
-            crate::Axes::All,
+            gradtape_core::Axes::All,
             false,
         )?
         .item()?;

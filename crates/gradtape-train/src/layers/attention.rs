@@ -1,12 +1,12 @@
 //! `MultiHeadAttention`, composed from matmul, softmax, reshapes and transposes.
 
 use super::{float_dtype, weight, Initializer, Layer};
-use crate::ops;
-use crate::random::Generator;
-use crate::DType;
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::ops;
+use gradtape_core::random::Generator;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
 
 /// Keras's `MultiHeadAttention` with `num_heads` heads of `key_dim` (values of the same size),
 /// for queries, keys and values of `model_dim` features, giving `model_dim` features.

@@ -21,11 +21,11 @@
 
 use std::collections::HashMap;
 
-use crate::internal as tape;
-use crate::ops::{self, Axes};
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::internal as tape;
+use gradtape_core::ops::{self, Axes};
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
 // Learning rates
@@ -378,7 +378,7 @@ pub trait Optimizer {
     where
         Self: Sized,
     {
-        let tape = crate::GradientTape::new();
+        let tape = gradtape_core::GradientTape::new();
         let value = loss()?;
         let grads = tape.gradient(&value, var_list)?;
         self.apply_gradients(grads.into_iter().zip(var_list))?;

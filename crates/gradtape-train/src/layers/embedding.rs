@@ -1,12 +1,12 @@
 //! `Embedding`: a trainable lookup table from integer ids to vectors.
 
 use super::{float_dtype, weight, Initializer, Layer};
-use crate::ops;
-use crate::random::Generator;
-use crate::DType;
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::ops;
+use gradtape_core::random::Generator;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
 
 /// Keras's `Embedding`: row `id` of an `[input_dim, output_dim]` table for each id (int64, or
 /// floats holding whole numbers, which Keras casts too). A gather, so the table's gradient adds

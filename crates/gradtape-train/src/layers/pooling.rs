@@ -1,10 +1,10 @@
 //! Pooling layers: max and average over windows (1-D and 2-D), and over whole images.
 
 use super::Layer;
-use crate::ops::{self, Padding};
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::ops::{self, Padding};
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
 
 /// A pooling layer over windows of `$size` (`[usize; 2]` for images, `usize` for sequences).
 macro_rules! pool_layer {

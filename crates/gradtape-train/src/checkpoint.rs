@@ -21,10 +21,11 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::optimizers::Optimizer;
-use crate::DType;
-use crate::Tensor;
-use crate::Variable;
-use crate::{Error, Result};
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
+use gradtape_io::write_atomically;
 
 /// The contents of a checkpoint file.
 ///
@@ -114,25 +115,6 @@ pub fn save_tensors(
     let bytes =
         safetensors::tensor::serialize(views, &meta).map_err(|e| Error::io(op, e.to_string()))?;
     write_atomically(op, path, &bytes)
-}
-
-/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a reader
-/// (or a crash) never sees half a file.
-pub(crate) fn write_atomically(op: &'static str, path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.display();
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(op, format!("{name}: cannot write: {e}"))
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(op, format!("{name}: cannot write: {e}"))
-    })
 }
 
 /// Writes variables under their names.

@@ -16,10 +16,10 @@ use std::path::Path;
 
 use npyz::{TypeChar, WriterBuilder};
 
-use crate::ops;
-use crate::DType;
-use crate::Tensor;
-use crate::{Error, Result};
+use gradtape_core::ops;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::{Error, Result};
 
 /// Reads a `.npy` file. float32, float64 and bool arrays keep their dtype; every integer
 /// dtype (signed or unsigned, 1 to 8 bytes) becomes int64, gradtape's one integer type.
@@ -84,7 +84,7 @@ pub fn load(path: &Path) -> Result<Tensor> {
     // The header is input like any other: a shape whose element count overflows, or that
     // claims more data than the file holds, is refused here (npyz would panic or try to
     // allocate it); a shape with a 0 is empty whatever its other sizes.
-    let numel = crate::internal::checked_numel(&shape);
+    let numel = gradtape_core::internal::checked_numel(&shape);
     let fits = numel
         .and_then(|n| n.checked_mul(ts.size_field().max(1) as usize))
         .is_some_and(|b| b <= bytes.len());
@@ -100,10 +100,10 @@ pub fn load(path: &Path) -> Result<Tensor> {
     let ints = |v: Vec<i64>| Tensor::from_vec(v, &stored);
     if numel == Some(0) {
         let dtype = match ts.type_char() {
-            TypeChar::Float if ts.size_field() == 4 => Some(crate::DType::F32),
-            TypeChar::Float if ts.size_field() == 8 => Some(crate::DType::F64),
-            TypeChar::Bool => Some(crate::DType::Bool),
-            TypeChar::Int | TypeChar::Uint => Some(crate::DType::I64),
+            TypeChar::Float if ts.size_field() == 4 => Some(gradtape_core::DType::F32),
+            TypeChar::Float if ts.size_field() == 8 => Some(gradtape_core::DType::F64),
+            TypeChar::Bool => Some(gradtape_core::DType::Bool),
+            TypeChar::Int | TypeChar::Uint => Some(gradtape_core::DType::I64),
             _ => None,
         };
         if let Some(dtype) = dtype {
@@ -188,7 +188,7 @@ pub fn save(path: &Path, tensor: &Tensor) -> Result<()> {
     let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
     let mut bytes = vec![];
     let failed = |e: std::io::Error| Error::io(op, format!("{}: {e}", path.display()));
-    fn write<T: npyz::AutoSerialize + crate::Element>(
+    fn write<T: npyz::AutoSerialize + gradtape_core::Element>(
         out: &mut Vec<u8>,
         shape: &[u64],
         t: &Tensor,
@@ -213,5 +213,5 @@ pub fn save(path: &Path, tensor: &Tensor) -> Result<()> {
         DType::Bool => write::<bool>(&mut bytes, &shape, tensor),
     }
     .map_err(failed)??;
-    crate::checkpoint::write_atomically(op, path, &bytes)
+    crate::write_atomically(op, path, &bytes)
 }
