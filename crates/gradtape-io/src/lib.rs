@@ -1,8 +1,8 @@
 //! gradtape's file formats, one module each, below the training kit and used by it: CSV tables
-//! as tensors ([`data`]), NumPy's `.npy` arrays ([`npy`]), TensorBoard's event files
-//! ([`summary`]). The `gradtape` crate re-exports the three modules under the same names
-//! (`gradtape::data`, ...); this crate exists so that they compile beside the training kit
-//! instead of in one crate with it.
+//! as tensors ([`data`]), NumPy's `.npy` arrays (`npy`, the default feature `npy`), TensorBoard's
+//! event files ([`summary`]). The `gradtape` crate re-exports the three modules under the same
+//! names (`gradtape::data`, ...); this crate exists so that they compile beside the training
+//! kit instead of in one crate with it.
 #![deny(missing_docs)]
 
 use std::path::Path;
@@ -10,6 +10,7 @@ use std::path::Path;
 use gradtape_core::{Error, Result};
 
 pub mod data;
+#[cfg(feature = "npy")]
 pub mod npy;
 pub mod summary;
 

@@ -55,7 +55,9 @@ pub use gradtape_core::*;
 // The training kit, the file formats and data parallelism are crates of their own (they
 // compile side by side), re-exported under the paths they had when they were modules here.
 pub use gradtape_distributed as distributed;
-pub use gradtape_io::{data, npy, summary};
+#[cfg(feature = "npy")]
+pub use gradtape_io::npy;
+pub use gradtape_io::{data, summary};
 pub use gradtape_train::{checkpoint, layers, losses, metrics, optimizers};
 
 pub mod training;
