@@ -83,11 +83,52 @@ pub trait Chart {
         DB::ErrorType: 'static;
 }
 
+/// A [`Chart`] on the two backends [`save`] and [`save_gif`] use, through methods without type
+/// parameters: each chart's drawing code is then compiled here, once, where this crate builds
+/// in parallel with gradtape's core, instead of in the command line's crate at the end of the
+/// build (a generic `save` was instantiated there, for every chart and backend).
+pub trait Drawable {
+    /// [`Chart::draw`] on a bitmap.
+    ///
+    /// # Errors
+    /// When drawing fails.
+    fn draw_bitmap(&self, root: &DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), PlotError>;
+    /// [`Chart::draw`] as SVG.
+    ///
+    /// # Errors
+    /// When drawing fails.
+    fn draw_svg(&self, root: &DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError>;
+}
+
+macro_rules! drawable {
+    ($($chart:ty),*) => {$(
+        impl Drawable for $chart {
+            fn draw_bitmap(
+                &self,
+                root: &DrawingArea<BitMapBackend<'_>, Shift>,
+            ) -> Result<(), PlotError> {
+                self.draw(root)
+            }
+            fn draw_svg(&self, root: &DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError> {
+                self.draw(root)
+            }
+        }
+    )*};
+}
+drawable!(
+    FitChart,
+    CostChart,
+    ParamsChart,
+    LandscapeChart,
+    CurvesChart,
+    ConfusionChart
+);
+
 /// Writes `chart` to `path` in `format`, [`SIZE`] pixels.
 ///
 /// # Errors
 /// When drawing or writing the file fails.
-pub fn save(chart: &impl Chart, path: &Path, format: Format) -> Result<(), PlotError> {
+pub fn save(chart: &dyn Drawable, path: &Path, format: Format) -> Result<(), PlotError> {
     init_font();
     match format {
         Format::Png => {
@@ -103,7 +144,7 @@ pub fn save(chart: &impl Chart, path: &Path, format: Format) -> Result<(), PlotE
         Format::Svg => {
             let root = SVGBackend::new(path, SIZE).into_drawing_area();
             root.fill(&WHITE).map_err(err)?;
-            chart.draw(&root)?;
+            chart.draw_svg(&root)?;
             root.present().map_err(err)
         }
     }
@@ -114,7 +155,7 @@ pub fn save(chart: &impl Chart, path: &Path, format: Format) -> Result<(), PlotE
 /// # Errors
 /// When drawing or writing the file fails, or a side of `size` is over 65,535 pixels (GIF's
 /// limit).
-pub fn save_gif<C: Chart>(
+pub fn save_gif<C: Drawable>(
     frames: &[C],
     path: &Path,
     delay_ms: u32,
@@ -148,12 +189,12 @@ pub fn save_gif<C: Chart>(
 /// `chart` drawn on a white `size` bitmap: 8-bit RGB rows, top to bottom. The encoding is
 /// done by the `png` and `gif` crates directly: plotters' own file encoders would bring in
 /// the whole `image` crate, a tenth of a clean build.
-fn render(chart: &impl Chart, size: (u32, u32)) -> Result<Vec<u8>, PlotError> {
+fn render(chart: &dyn Drawable, size: (u32, u32)) -> Result<Vec<u8>, PlotError> {
     let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        chart.draw(&root)?;
+        chart.draw_bitmap(&root)?;
         root.present().map_err(err)?;
     }
     Ok(rgb)
