@@ -1,6 +1,6 @@
 //! Devices and the CUDA backend.
 //!
-//! Three kinds of test live here:
+//! Three kinds of test live here (the last two with the cargo feature `cuda`, which CI turns on):
 //! - the device API on any machine (names, scopes, and the errors when no GPU can be used);
 //! - every CUDA kernel the ops generate, compiled by NVRTC: this needs only `libnvrtc` on the
 //!   library path (CI installs NVIDIA's `nvidia-cuda-nvrtc` wheel for it), not a GPU;
@@ -8,9 +8,7 @@
 //!   with the CPU. Without a GPU these print why they were skipped; they never pass silently.
 
 use gradtape::device::{self, with_device};
-use gradtape::layers::Layer;
-use gradtape::optimizers::Optimizer;
-use gradtape::{cuda, layers, ops, optimizers, Axes, DType, Device, Error, GradientTape, Tensor};
+use gradtape::{DType, Device, Error, Tensor};
 
 /// The GPU, or the reason there is none (printed by the test that skips).
 fn gpu() -> Result<Device, Error> {
@@ -32,6 +30,7 @@ fn skip(test: &str, why: &dyn std::fmt::Display) {
     say(&format!("{test}: GPU part skipped: {why}"));
 }
 
+#[cfg(feature = "cuda")]
 fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -40,6 +39,7 @@ fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     }
 }
 
+#[cfg(feature = "cuda")]
 fn tol(dtype: DType) -> f64 {
     if dtype == DType::F32 {
         2e-5
@@ -142,454 +142,466 @@ fn asking_for_a_missing_gpu_is_an_error_that_names_what_is_missing() {
     );
 }
 
-/// Runs on the CPU every op family the GPU has kernels for, in every dtype they take, so that
-/// the recorder sees each kernel source the ops would launch on a GPU.
-fn exercise_ops() -> Result<(), Error> {
-    for dt in [DType::F32, DType::F64] {
-        let x = Tensor::from_vec(vec![0.5f64, -1.5, 2.0, 0.0, 3.0, -0.25], &[2, 3])?.cast(dt)?;
-        let y = Tensor::from_vec(vec![1.0f64, 2.0, -3.0], &[3])?.cast(dt)?;
-        for f in UNARY {
-            f(&x)?;
-        }
-        ops::round(&x)?;
-        ops::floor(&x)?;
-        ops::ceil(&x)?;
-        ops::is_nan(&x)?;
-        ops::is_finite(&x)?;
-        ops::add(&x, &y)?;
-        ops::subtract(&x, &2.0)?;
-        ops::multiply(&x, &y)?;
-        ops::divide(&x, &y)?;
-        ops::maximum(&x, &y)?;
-        ops::minimum(&x, &y)?;
-        ops::pow(&ops::abs(&x)?, &y)?;
-        for c in [ops::equal, ops::not_equal, ops::less, ops::less_equal] {
-            c(&x, &y)?;
-        }
-        ops::greater(&x, &y)?;
-        ops::greater_equal(&x, &y)?;
-        ops::reduce_sum(&x, 0, false)?;
-        ops::reduce_max(&x, Axes::All, false)?;
-        ops::reduce_min(&x, 1, true)?;
-        ops::reduce_prod(&x, 1, false)?;
-        for to in [DType::F32, DType::F64, DType::I64, DType::Bool] {
-            x.cast(to)?;
-        }
-    }
-    let x = Tensor::from_vec(vec![0.5f32, -1.5, 2.0, 0.0], &[2, 2])?;
-    let c = ops::greater(&x, &0.0)?;
-    ops::select(&c, &x, &0.0)?;
-    ops::concat(&[&x, &x], 1)?;
-    let ids = Tensor::from_vec(vec![1i64, 0, 1], &[3])?;
-    ops::one_hot(&ids, 4, 1.0, 0.0, DType::F32)?;
-    let tape = GradientTape::new();
-    tape.watch(&x);
-    let picked = ops::gather(&x, &ids, 0)?;
-    let part = x.slice(gradtape::s![.., 1..])?;
-    let y = ops::add(
-        &ops::reduce_sum(&picked, Axes::All, false)?,
-        &ops::reduce_sum(&part, Axes::All, false)?,
-    )?;
-    tape.gradient(&y, [&x])?;
-    let i = Tensor::from_vec(vec![1i64, -2, 3], &[3])?;
-    ops::add(&i, &i)?;
-    ops::multiply(&i, &2)?;
-    ops::reduce_sum(&i, 0, false)?;
-    ops::reduce_max(&i, 0, false)?;
-    for to in [DType::F32, DType::F64, DType::Bool] {
-        i.cast(to)?;
-    }
-    let b = Tensor::from_vec(vec![true, false, true], &[3])?;
-    ops::logical_and(&b, &b)?;
-    ops::logical_or(&b, &b)?;
-    ops::logical_xor(&b, &b)?;
-    ops::logical_not(&b)?;
-    for to in [DType::F32, DType::F64, DType::I64] {
-        b.cast(to)?;
-    }
-    Ok(())
-}
+/// The kernels and the GPU suite: the backend exists only with the `cuda` feature.
+#[cfg(feature = "cuda")]
+mod backend {
+    use super::*;
+    use gradtape::layers::Layer;
+    use gradtape::optimizers::Optimizer;
+    use gradtape::{cuda, layers, ops, optimizers, Axes, GradientTape};
 
-type Unary = fn(&Tensor) -> Result<Tensor, Error>;
-const UNARY: &[Unary] = &[
-    |x| ops::negative(x),
-    |x| ops::square(x),
-    |x| ops::sqrt(x),
-    |x| ops::rsqrt(x),
-    |x| ops::reciprocal(x),
-    |x| ops::exp(x),
-    |x| ops::expm1(x),
-    |x| ops::log(x),
-    |x| ops::log1p(x),
-    |x| ops::abs(x),
-    |x| ops::sign(x),
-    |x| ops::sin(x),
-    |x| ops::cos(x),
-    |x| ops::tanh(x),
-    |x| ops::sigmoid(x),
-    |x| ops::relu(x),
-    |x| ops::softplus(x),
-];
-
-#[test]
-fn every_generated_kernel_compiles_with_nvrtc() {
-    cuda::record_kernel_sources(true);
-    exercise_ops().unwrap();
-    cuda::record_kernel_sources(false);
-    let sources = cuda::recorded_kernel_sources();
-    // 17 unary rows and 3 roundings and 2 tests per float dtype, 13 binary, 4 reductions, casts
-    // and the logical ops: far more than 100 distinct kernels.
-    assert!(
-        sources.len() > 100,
-        "only {} kernels were recorded: the ops stopped reporting their CUDA C",
-        sources.len()
-    );
-    // every primitive's CUDA expression is among them (a new primitive's kernel is compiled)
-    for p in gradtape::ops::primitives() {
-        if let Some(expr) = p.cuda_expression() {
-            assert!(
-                sources.iter().any(|(_, src)| src.contains(expr)),
-                "{}: no generated kernel holds its CUDA expression {expr:?} (add it to \
-                 exercise_ops)",
-                p.name()
-            );
-        }
-    }
-    // H100/H200 (sm_90) and A100 (sm_80).
-    let mut skipped = None;
-    for (name, src) in &sources {
-        for arch in ["compute_90", "compute_80"] {
-            match cuda::compile_kernel(src, arch) {
-                Ok(ptx) => assert!(
-                    ptx.contains(name.as_str()),
-                    "{name}: PTX lacks the entry point"
-                ),
-                Err(e) if e.to_string().contains("no NVRTC") => {
-                    skipped = Some(e);
-                    break;
-                }
-                Err(e) => panic!("{name} ({arch}) does not compile: {e}\n{src}"),
+    /// Runs on the CPU every op family the GPU has kernels for, in every dtype they take, so that
+    /// the recorder sees each kernel source the ops would launch on a GPU.
+    fn exercise_ops() -> Result<(), Error> {
+        for dt in [DType::F32, DType::F64] {
+            let x =
+                Tensor::from_vec(vec![0.5f64, -1.5, 2.0, 0.0, 3.0, -0.25], &[2, 3])?.cast(dt)?;
+            let y = Tensor::from_vec(vec![1.0f64, 2.0, -3.0], &[3])?.cast(dt)?;
+            for f in UNARY {
+                f(&x)?;
+            }
+            ops::round(&x)?;
+            ops::floor(&x)?;
+            ops::ceil(&x)?;
+            ops::is_nan(&x)?;
+            ops::is_finite(&x)?;
+            ops::add(&x, &y)?;
+            ops::subtract(&x, &2.0)?;
+            ops::multiply(&x, &y)?;
+            ops::divide(&x, &y)?;
+            ops::maximum(&x, &y)?;
+            ops::minimum(&x, &y)?;
+            ops::pow(&ops::abs(&x)?, &y)?;
+            for c in [ops::equal, ops::not_equal, ops::less, ops::less_equal] {
+                c(&x, &y)?;
+            }
+            ops::greater(&x, &y)?;
+            ops::greater_equal(&x, &y)?;
+            ops::reduce_sum(&x, 0, false)?;
+            ops::reduce_max(&x, Axes::All, false)?;
+            ops::reduce_min(&x, 1, true)?;
+            ops::reduce_prod(&x, 1, false)?;
+            for to in [DType::F32, DType::F64, DType::I64, DType::Bool] {
+                x.cast(to)?;
             }
         }
-        if skipped.is_some() {
-            break;
+        let x = Tensor::from_vec(vec![0.5f32, -1.5, 2.0, 0.0], &[2, 2])?;
+        let c = ops::greater(&x, &0.0)?;
+        ops::select(&c, &x, &0.0)?;
+        ops::concat(&[&x, &x], 1)?;
+        let ids = Tensor::from_vec(vec![1i64, 0, 1], &[3])?;
+        ops::one_hot(&ids, 4, 1.0, 0.0, DType::F32)?;
+        let tape = GradientTape::new();
+        tape.watch(&x);
+        let picked = ops::gather(&x, &ids, 0)?;
+        let part = x.slice(gradtape::s![.., 1..])?;
+        let y = ops::add(
+            &ops::reduce_sum(&picked, Axes::All, false)?,
+            &ops::reduce_sum(&part, Axes::All, false)?,
+        )?;
+        tape.gradient(&y, [&x])?;
+        let i = Tensor::from_vec(vec![1i64, -2, 3], &[3])?;
+        ops::add(&i, &i)?;
+        ops::multiply(&i, &2)?;
+        ops::reduce_sum(&i, 0, false)?;
+        ops::reduce_max(&i, 0, false)?;
+        for to in [DType::F32, DType::F64, DType::Bool] {
+            i.cast(to)?;
         }
-    }
-    match skipped {
-        // CI installs NVRTC and sets this, so there a missing library fails instead.
-        Some(e) if std::env::var_os("GRADTAPE_REQUIRE_NVRTC").is_some() => {
-            panic!("GRADTAPE_REQUIRE_NVRTC is set but NVRTC cannot be loaded: {e}")
+        let b = Tensor::from_vec(vec![true, false, true], &[3])?;
+        ops::logical_and(&b, &b)?;
+        ops::logical_or(&b, &b)?;
+        ops::logical_xor(&b, &b)?;
+        ops::logical_not(&b)?;
+        for to in [DType::F32, DType::F64, DType::I64] {
+            b.cast(to)?;
         }
-        Some(e) => say(&format!(
-            "every_generated_kernel_compiles_with_nvrtc: compilation skipped ({} kernels \
-             generated): {e}",
-            sources.len()
-        )),
-        None => say(&format!(
-            "{} generated kernels compiled for compute_90 and compute_80",
-            sources.len()
-        )),
+        Ok(())
     }
-}
 
-// ---------------------------------------------------------------------------------------------
-// The GPU suite: each test compares cuda:0 with the CPU, and prints why when there is no GPU.
+    type Unary = fn(&Tensor) -> Result<Tensor, Error>;
+    const UNARY: &[Unary] = &[
+        |x| ops::negative(x),
+        |x| ops::square(x),
+        |x| ops::sqrt(x),
+        |x| ops::rsqrt(x),
+        |x| ops::reciprocal(x),
+        |x| ops::exp(x),
+        |x| ops::expm1(x),
+        |x| ops::log(x),
+        |x| ops::log1p(x),
+        |x| ops::abs(x),
+        |x| ops::sign(x),
+        |x| ops::sin(x),
+        |x| ops::cos(x),
+        |x| ops::tanh(x),
+        |x| ops::sigmoid(x),
+        |x| ops::relu(x),
+        |x| ops::softplus(x),
+    ];
 
-fn on(t: &Tensor, d: Device) -> Tensor {
-    t.to_device(d).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_f64_vec().unwrap()
-}
-
-#[test]
-fn gpu_elementwise_reductions_and_casts_match_the_cpu() {
-    let g = match gpu() {
-        Ok(g) => g,
-        Err(e) => return skip("gpu_elementwise", &e),
-    };
-    for dt in [DType::F32, DType::F64] {
-        let host = gradtape::random::Generator::from_seed(7)
-            .normal(&[4, 5, 6], 0.0, 1.0, dt)
-            .unwrap();
-        let row = Tensor::from_vec(vec![0.5f64, -2.0, 3.0, 1.5, -0.5, 2.5], &[6])
-            .unwrap()
-            .cast(dt)
-            .unwrap();
-        // A transposed view exercises the strided reader.
-        let views = [
-            host.clone(),
-            ops::transpose(&host, Some(&[2, 0, 1])).unwrap(),
-        ];
-        for x in &views {
-            let xg = on(x, g);
-            assert_eq!(xg.device(), g);
-            for (i, f) in UNARY.iter().enumerate() {
-                let (c, d) = (f(x).unwrap(), f(&xg).unwrap());
-                assert_eq!(d.device(), g);
-                close(
-                    &values(&d),
-                    &values(&c),
-                    tol(dt),
-                    &format!("unary #{i} {dt}"),
+    #[test]
+    fn every_generated_kernel_compiles_with_nvrtc() {
+        cuda::record_kernel_sources(true);
+        exercise_ops().unwrap();
+        cuda::record_kernel_sources(false);
+        let sources = cuda::recorded_kernel_sources();
+        // 17 unary rows and 3 roundings and 2 tests per float dtype, 13 binary, 4 reductions, casts
+        // and the logical ops: far more than 100 distinct kernels.
+        assert!(
+            sources.len() > 100,
+            "only {} kernels were recorded: the ops stopped reporting their CUDA C",
+            sources.len()
+        );
+        // every primitive's CUDA expression is among them (a new primitive's kernel is compiled)
+        for p in gradtape::ops::primitives() {
+            if let Some(expr) = p.cuda_expression() {
+                assert!(
+                    sources.iter().any(|(_, src)| src.contains(expr)),
+                    "{}: no generated kernel holds its CUDA expression {expr:?} (add it to \
+                 exercise_ops)",
+                    p.name()
                 );
             }
+        }
+        // H100/H200 (sm_90) and A100 (sm_80).
+        let mut skipped = None;
+        for (name, src) in &sources {
+            for arch in ["compute_90", "compute_80"] {
+                match cuda::compile_kernel(src, arch) {
+                    Ok(ptx) => assert!(
+                        ptx.contains(name.as_str()),
+                        "{name}: PTX lacks the entry point"
+                    ),
+                    Err(e) if e.to_string().contains("no NVRTC") => {
+                        skipped = Some(e);
+                        break;
+                    }
+                    Err(e) => panic!("{name} ({arch}) does not compile: {e}\n{src}"),
+                }
+            }
+            if skipped.is_some() {
+                break;
+            }
+        }
+        match skipped {
+            // CI installs NVRTC and sets this, so there a missing library fails instead.
+            Some(e) if std::env::var_os("GRADTAPE_REQUIRE_NVRTC").is_some() => {
+                panic!("GRADTAPE_REQUIRE_NVRTC is set but NVRTC cannot be loaded: {e}")
+            }
+            Some(e) => say(&format!(
+                "every_generated_kernel_compiles_with_nvrtc: compilation skipped ({} kernels \
+             generated): {e}",
+                sources.len()
+            )),
+            None => say(&format!(
+                "{} generated kernels compiled for compute_90 and compute_80",
+                sources.len()
+            )),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // The GPU suite: each test compares cuda:0 with the CPU, and prints why when there is no GPU.
+
+    fn on(t: &Tensor, d: Device) -> Tensor {
+        t.to_device(d).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.to_f64_vec().unwrap()
+    }
+
+    #[test]
+    fn gpu_elementwise_reductions_and_casts_match_the_cpu() {
+        let g = match gpu() {
+            Ok(g) => g,
+            Err(e) => return skip("gpu_elementwise", &e),
+        };
+        for dt in [DType::F32, DType::F64] {
+            let host = gradtape::random::Generator::from_seed(7)
+                .normal(&[4, 5, 6], 0.0, 1.0, dt)
+                .unwrap();
+            let row = Tensor::from_vec(vec![0.5f64, -2.0, 3.0, 1.5, -0.5, 2.5], &[6])
+                .unwrap()
+                .cast(dt)
+                .unwrap();
+            // A transposed view exercises the strided reader.
+            let views = [
+                host.clone(),
+                ops::transpose(&host, Some(&[2, 0, 1])).unwrap(),
+            ];
+            for x in &views {
+                let xg = on(x, g);
+                assert_eq!(xg.device(), g);
+                for (i, f) in UNARY.iter().enumerate() {
+                    let (c, d) = (f(x).unwrap(), f(&xg).unwrap());
+                    assert_eq!(d.device(), g);
+                    close(
+                        &values(&d),
+                        &values(&c),
+                        tol(dt),
+                        &format!("unary #{i} {dt}"),
+                    );
+                }
+                for (name, c, d) in [
+                    (
+                        "reduce_sum all",
+                        ops::reduce_sum(x, Axes::All, false),
+                        ops::reduce_sum(&xg, Axes::All, false),
+                    ),
+                    (
+                        "reduce_sum 1",
+                        ops::reduce_sum(x, 1, true),
+                        ops::reduce_sum(&xg, 1, true),
+                    ),
+                    (
+                        "reduce_max 0,2",
+                        ops::reduce_max(x, vec![0, 2], false),
+                        ops::reduce_max(&xg, vec![0, 2], false),
+                    ),
+                    (
+                        "reduce_min -1",
+                        ops::reduce_min(x, -1, false),
+                        ops::reduce_min(&xg, -1, false),
+                    ),
+                    (
+                        "cast",
+                        x.cast(DType::I64).and_then(|t| t.cast(dt)),
+                        xg.cast(DType::I64).and_then(|t| t.cast(dt)),
+                    ),
+                ] {
+                    let (c, d) = (c.unwrap(), d.unwrap());
+                    assert_eq!(c.shape(), d.shape(), "{name}");
+                    close(&values(&d), &values(&c), 1e-5, &format!("{name} {dt}"));
+                }
+            }
+            let (x, xg) = (&host, &on(&host, g));
+            let rg = on(&row, g);
             for (name, c, d) in [
+                ("add broadcast", ops::add(x, &row), ops::add(xg, &rg)),
                 (
-                    "reduce_sum all",
-                    ops::reduce_sum(x, Axes::All, false),
-                    ops::reduce_sum(&xg, Axes::All, false),
+                    "multiply scalar",
+                    ops::multiply(x, &2.5),
+                    ops::multiply(xg, &2.5),
                 ),
                 (
-                    "reduce_sum 1",
-                    ops::reduce_sum(x, 1, true),
-                    ops::reduce_sum(&xg, 1, true),
+                    "scalar - x",
+                    ops::subtract(&1.0, x),
+                    ops::subtract(&1.0, xg),
                 ),
+                ("divide", ops::divide(x, &row), ops::divide(xg, &rg)),
+                ("maximum", ops::maximum(x, &row), ops::maximum(xg, &rg)),
                 (
-                    "reduce_max 0,2",
-                    ops::reduce_max(x, vec![0, 2], false),
-                    ops::reduce_max(&xg, vec![0, 2], false),
-                ),
-                (
-                    "reduce_min -1",
-                    ops::reduce_min(x, -1, false),
-                    ops::reduce_min(&xg, -1, false),
-                ),
-                (
-                    "cast",
-                    x.cast(DType::I64).and_then(|t| t.cast(dt)),
-                    xg.cast(DType::I64).and_then(|t| t.cast(dt)),
+                    "greater",
+                    ops::greater(x, &0.0).and_then(|t| t.cast(dt)),
+                    ops::greater(xg, &0.0).and_then(|t| t.cast(dt)),
                 ),
             ] {
                 let (c, d) = (c.unwrap(), d.unwrap());
-                assert_eq!(c.shape(), d.shape(), "{name}");
-                close(&values(&d), &values(&c), 1e-5, &format!("{name} {dt}"));
+                close(&values(&d), &values(&c), tol(dt), &format!("{name} {dt}"));
             }
-        }
-        let (x, xg) = (&host, &on(&host, g));
-        let rg = on(&row, g);
-        for (name, c, d) in [
-            ("add broadcast", ops::add(x, &row), ops::add(xg, &rg)),
-            (
-                "multiply scalar",
-                ops::multiply(x, &2.5),
-                ops::multiply(xg, &2.5),
-            ),
-            (
-                "scalar - x",
-                ops::subtract(&1.0, x),
-                ops::subtract(&1.0, xg),
-            ),
-            ("divide", ops::divide(x, &row), ops::divide(xg, &rg)),
-            ("maximum", ops::maximum(x, &row), ops::maximum(xg, &rg)),
-            (
-                "greater",
-                ops::greater(x, &0.0).and_then(|t| t.cast(dt)),
-                ops::greater(xg, &0.0).and_then(|t| t.cast(dt)),
-            ),
-        ] {
-            let (c, d) = (c.unwrap(), d.unwrap());
-            close(&values(&d), &values(&c), tol(dt), &format!("{name} {dt}"));
-        }
-        // Selection, one_hot, concat, gather and the gradients of gather and slicing.
-        let mask = ops::greater(x, &0.0).unwrap();
-        let mask_g = on(&mask, g);
-        let ids = Tensor::from_vec(vec![3i64, 0, 3, 1], &[4]).unwrap();
-        let ids_g = on(&ids, g);
-        for (name, c, d) in [
-            (
-                "select",
-                ops::select(&mask, x, &0.0),
-                ops::select(&mask_g, xg, &0.0),
-            ),
-            (
-                "select scalar first",
-                ops::select(&mask, &-1.0, x),
-                ops::select(&mask_g, &-1.0, xg),
-            ),
-            ("concat", ops::concat(&[x, x], 2), ops::concat(&[xg, xg], 2)),
-            (
-                "one_hot",
-                ops::one_hot(&ids, 5, 2.0, -1.0, dt),
-                ops::one_hot(&ids_g, 5, 2.0, -1.0, dt),
-            ),
-            (
-                "gather",
-                ops::gather(x, &ids, 1),
-                ops::gather(xg, &ids_g, 1),
-            ),
-            ("argmax", ops::argmax(x, 2), ops::argmax(xg, 2)),
-            ("argmin", ops::argmin(x, 0), ops::argmin(xg, 0)),
-            (
-                "reduce_any",
-                ops::reduce_any(&mask, 1, false).and_then(|t| t.cast(dt)),
-                ops::reduce_any(&mask_g, 1, false).and_then(|t| t.cast(dt)),
-            ),
-        ] {
-            let (c, d) = (c.unwrap(), d.unwrap());
-            assert_eq!(d.device(), g, "{name}");
-            assert_eq!(c.shape(), d.shape(), "{name}");
-            close(&values(&d), &values(&c), tol(dt), &format!("{name} {dt}"));
-        }
-        let grads = |x: &Tensor, ids: &Tensor| {
-            let tape = GradientTape::new();
-            tape.watch(x);
-            let picked = ops::gather(x, ids, 1).unwrap();
-            let part = x.slice(gradtape::s![1.., .., 2..]).unwrap();
-            let y = ops::add(
-                &ops::reduce_sum(&ops::square(&picked).unwrap(), Axes::All, false).unwrap(),
-                &ops::reduce_sum(&ops::exp(&part).unwrap(), Axes::All, false).unwrap(),
-            )
-            .unwrap();
-            let [g] = tape.gradient(&y, [x]).unwrap();
-            g.unwrap()
-        };
-        let (c, d) = (grads(x, &ids), grads(xg, &ids_g));
-        assert_eq!(d.device(), g);
-        close(
-            &values(&d),
-            &values(&c),
-            10.0 * tol(dt),
-            &format!("gather+slice gradient {dt}"),
-        );
-        // Two tensor operands on different devices: an error naming both.
-        let e = ops::add(xg, &row).unwrap_err();
-        assert!(
-            e.to_string().contains("cpu") && e.to_string().contains("cuda:0"),
-            "{e}"
-        );
-    }
-}
-
-#[test]
-fn gpu_matmul_matches_the_cpu() {
-    let g = match gpu() {
-        Ok(g) => g,
-        Err(e) => return skip("gpu_matmul", &e),
-    };
-    let mut rng = gradtape::random::Generator::from_seed(3);
-    for dt in [DType::F32, DType::F64] {
-        let a = rng.normal(&[3, 7, 5], 0.0, 1.0, dt).unwrap();
-        let b = rng.normal(&[5, 4], 0.0, 1.0, dt).unwrap();
-        let w = rng.normal(&[3, 4, 5], 0.0, 1.0, dt).unwrap();
-        let cases: Vec<(&str, Tensor, Tensor, bool, bool)> = vec![
-            (
-                "2-D",
-                ops::reshape(&a, &[21, 5]).unwrap(),
-                b.clone(),
-                false,
-                false,
-            ),
-            ("batched, broadcast b", a.clone(), b.clone(), false, false),
-            ("transpose_b", a.clone(), w.clone(), false, true),
-            ("transpose_a", w.clone(), a.clone(), true, true),
-        ];
-        for (name, x, y, ta, tb) in cases {
-            let c = ops::matmul_transposed(&x, &y, ta, tb).unwrap();
-            let d = ops::matmul_transposed(&on(&x, g), &on(&y, g), ta, tb).unwrap();
+            // Selection, one_hot, concat, gather and the gradients of gather and slicing.
+            let mask = ops::greater(x, &0.0).unwrap();
+            let mask_g = on(&mask, g);
+            let ids = Tensor::from_vec(vec![3i64, 0, 3, 1], &[4]).unwrap();
+            let ids_g = on(&ids, g);
+            for (name, c, d) in [
+                (
+                    "select",
+                    ops::select(&mask, x, &0.0),
+                    ops::select(&mask_g, xg, &0.0),
+                ),
+                (
+                    "select scalar first",
+                    ops::select(&mask, &-1.0, x),
+                    ops::select(&mask_g, &-1.0, xg),
+                ),
+                ("concat", ops::concat(&[x, x], 2), ops::concat(&[xg, xg], 2)),
+                (
+                    "one_hot",
+                    ops::one_hot(&ids, 5, 2.0, -1.0, dt),
+                    ops::one_hot(&ids_g, 5, 2.0, -1.0, dt),
+                ),
+                (
+                    "gather",
+                    ops::gather(x, &ids, 1),
+                    ops::gather(xg, &ids_g, 1),
+                ),
+                ("argmax", ops::argmax(x, 2), ops::argmax(xg, 2)),
+                ("argmin", ops::argmin(x, 0), ops::argmin(xg, 0)),
+                (
+                    "reduce_any",
+                    ops::reduce_any(&mask, 1, false).and_then(|t| t.cast(dt)),
+                    ops::reduce_any(&mask_g, 1, false).and_then(|t| t.cast(dt)),
+                ),
+            ] {
+                let (c, d) = (c.unwrap(), d.unwrap());
+                assert_eq!(d.device(), g, "{name}");
+                assert_eq!(c.shape(), d.shape(), "{name}");
+                close(&values(&d), &values(&c), tol(dt), &format!("{name} {dt}"));
+            }
+            let grads = |x: &Tensor, ids: &Tensor| {
+                let tape = GradientTape::new();
+                tape.watch(x);
+                let picked = ops::gather(x, ids, 1).unwrap();
+                let part = x.slice(gradtape::s![1.., .., 2..]).unwrap();
+                let y = ops::add(
+                    &ops::reduce_sum(&ops::square(&picked).unwrap(), Axes::All, false).unwrap(),
+                    &ops::reduce_sum(&ops::exp(&part).unwrap(), Axes::All, false).unwrap(),
+                )
+                .unwrap();
+                let [g] = tape.gradient(&y, [x]).unwrap();
+                g.unwrap()
+            };
+            let (c, d) = (grads(x, &ids), grads(xg, &ids_g));
             assert_eq!(d.device(), g);
-            assert_eq!(c.shape(), d.shape(), "{name}");
             close(
                 &values(&d),
                 &values(&c),
                 10.0 * tol(dt),
-                &format!("{name} {dt}"),
+                &format!("gather+slice gradient {dt}"),
+            );
+            // Two tensor operands on different devices: an error naming both.
+            let e = ops::add(xg, &row).unwrap_err();
+            assert!(
+                e.to_string().contains("cpu") && e.to_string().contains("cuda:0"),
+                "{e}"
             );
         }
     }
-}
 
-/// A small MLP trained one step on the CPU and on the GPU from the same weights: the same loss,
-/// the same gradients, the same updated weights; and the GPU step copies nothing between host
-/// and device but the loss it reads back.
-#[test]
-fn gpu_training_step_matches_the_cpu_and_copies_only_the_loss() {
-    let g = match gpu() {
-        Ok(g) => g,
-        Err(e) => return skip("gpu_training_step", &e),
-    };
-    let build = || {
-        let mut rng = gradtape::random::Generator::from_seed(11);
-        let dense = |name, i, o, a, rng: &mut _| {
-            Box::new(layers::Dense::new(name, i, o, a, DType::F32, rng).unwrap()) as Box<dyn Layer>
+    #[test]
+    fn gpu_matmul_matches_the_cpu() {
+        let g = match gpu() {
+            Ok(g) => g,
+            Err(e) => return skip("gpu_matmul", &e),
         };
-        layers::Sequential::new(vec![
-            dense("h", 8, 16, layers::Activation::Relu, &mut rng),
-            dense("out", 16, 1, layers::Activation::Linear, &mut rng),
-        ])
-    };
-    let mut rng = gradtape::random::Generator::from_seed(5);
-    let x = rng.normal(&[32, 8], 0.0, 1.0, DType::F32).unwrap();
-    let y = rng.normal(&[32, 1], 0.0, 1.0, DType::F32).unwrap();
-    let step = |model: &layers::Sequential, opt: &mut optimizers::Adam, x: &Tensor, y: &Tensor| {
-        let tape = GradientTape::new();
-        let pred = model.call(x, true).unwrap();
-        let err = ops::square(&ops::subtract(&pred, y).unwrap()).unwrap();
-        let loss = ops::reduce_mean(&err, Axes::All, false).unwrap();
-        let vars = model.trainable_variables();
-        let grads = tape.gradient(&loss, &vars).unwrap();
-        opt.apply_gradients(grads.clone().into_iter().zip(&vars))
-            .unwrap();
-        (loss, grads)
-    };
-    let cpu_model = build();
-    let gpu_model = with_device(g, build).unwrap();
-    assert!(gpu_model
-        .trainable_variables()
-        .iter()
-        .all(|v| v.value().device() == g));
-    let (mut oc, mut og) = (optimizers::Adam::new(1e-2), optimizers::Adam::new(1e-2));
-    let (xg, yg) = (on(&x, g), on(&y, g));
-    // One warm-up step each (kernels compile, optimizer slots appear).
-    step(&cpu_model, &mut oc, &x, &y);
-    step(&gpu_model, &mut og, &xg, &yg);
-    let (lc, gc) = step(&cpu_model, &mut oc, &x, &y);
-    let copies = cuda::host_device_copies();
-    let (lg, gg) = step(&gpu_model, &mut og, &xg, &yg);
-    let loss = lg.item().unwrap();
-    assert_eq!(
-        cuda::host_device_copies() - copies,
-        1,
-        "copies in a GPU step besides the loss"
-    );
-    close(&[loss], &[lc.item().unwrap()], 1e-4, "loss");
-    for (i, (c, d)) in gc.iter().zip(&gg).enumerate() {
-        let (c, d) = (c.as_ref().unwrap(), d.as_ref().unwrap());
-        assert_eq!(d.device(), g);
-        close(&values(d), &values(c), 1e-4, &format!("gradient {i}"));
+        let mut rng = gradtape::random::Generator::from_seed(3);
+        for dt in [DType::F32, DType::F64] {
+            let a = rng.normal(&[3, 7, 5], 0.0, 1.0, dt).unwrap();
+            let b = rng.normal(&[5, 4], 0.0, 1.0, dt).unwrap();
+            let w = rng.normal(&[3, 4, 5], 0.0, 1.0, dt).unwrap();
+            let cases: Vec<(&str, Tensor, Tensor, bool, bool)> = vec![
+                (
+                    "2-D",
+                    ops::reshape(&a, &[21, 5]).unwrap(),
+                    b.clone(),
+                    false,
+                    false,
+                ),
+                ("batched, broadcast b", a.clone(), b.clone(), false, false),
+                ("transpose_b", a.clone(), w.clone(), false, true),
+                ("transpose_a", w.clone(), a.clone(), true, true),
+            ];
+            for (name, x, y, ta, tb) in cases {
+                let c = ops::matmul_transposed(&x, &y, ta, tb).unwrap();
+                let d = ops::matmul_transposed(&on(&x, g), &on(&y, g), ta, tb).unwrap();
+                assert_eq!(d.device(), g);
+                assert_eq!(c.shape(), d.shape(), "{name}");
+                close(
+                    &values(&d),
+                    &values(&c),
+                    10.0 * tol(dt),
+                    &format!("{name} {dt}"),
+                );
+            }
+        }
     }
-    for (c, d) in cpu_model
-        .trainable_variables()
-        .iter()
-        .zip(gpu_model.trainable_variables())
-    {
-        close(
-            &values(&d.value()),
-            &values(&c.value()),
-            1e-4,
-            "updated weights",
+
+    /// A small MLP trained one step on the CPU and on the GPU from the same weights: the same loss,
+    /// the same gradients, the same updated weights; and the GPU step copies nothing between host
+    /// and device but the loss it reads back.
+    #[test]
+    fn gpu_training_step_matches_the_cpu_and_copies_only_the_loss() {
+        let g = match gpu() {
+            Ok(g) => g,
+            Err(e) => return skip("gpu_training_step", &e),
+        };
+        let build = || {
+            let mut rng = gradtape::random::Generator::from_seed(11);
+            let dense = |name, i, o, a, rng: &mut _| {
+                Box::new(layers::Dense::new(name, i, o, a, DType::F32, rng).unwrap())
+                    as Box<dyn Layer>
+            };
+            layers::Sequential::new(vec![
+                dense("h", 8, 16, layers::Activation::Relu, &mut rng),
+                dense("out", 16, 1, layers::Activation::Linear, &mut rng),
+            ])
+        };
+        let mut rng = gradtape::random::Generator::from_seed(5);
+        let x = rng.normal(&[32, 8], 0.0, 1.0, DType::F32).unwrap();
+        let y = rng.normal(&[32, 1], 0.0, 1.0, DType::F32).unwrap();
+        let step =
+            |model: &layers::Sequential, opt: &mut optimizers::Adam, x: &Tensor, y: &Tensor| {
+                let tape = GradientTape::new();
+                let pred = model.call(x, true).unwrap();
+                let err = ops::square(&ops::subtract(&pred, y).unwrap()).unwrap();
+                let loss = ops::reduce_mean(&err, Axes::All, false).unwrap();
+                let vars = model.trainable_variables();
+                let grads = tape.gradient(&loss, &vars).unwrap();
+                opt.apply_gradients(grads.clone().into_iter().zip(&vars))
+                    .unwrap();
+                (loss, grads)
+            };
+        let cpu_model = build();
+        let gpu_model = with_device(g, build).unwrap();
+        assert!(gpu_model
+            .trainable_variables()
+            .iter()
+            .all(|v| v.value().device() == g));
+        let (mut oc, mut og) = (optimizers::Adam::new(1e-2), optimizers::Adam::new(1e-2));
+        let (xg, yg) = (on(&x, g), on(&y, g));
+        // One warm-up step each (kernels compile, optimizer slots appear).
+        step(&cpu_model, &mut oc, &x, &y);
+        step(&gpu_model, &mut og, &xg, &yg);
+        let (lc, gc) = step(&cpu_model, &mut oc, &x, &y);
+        let copies = cuda::host_device_copies();
+        let (lg, gg) = step(&gpu_model, &mut og, &xg, &yg);
+        let loss = lg.item().unwrap();
+        assert_eq!(
+            cuda::host_device_copies() - copies,
+            1,
+            "copies in a GPU step besides the loss"
+        );
+        close(&[loss], &[lc.item().unwrap()], 1e-4, "loss");
+        for (i, (c, d)) in gc.iter().zip(&gg).enumerate() {
+            let (c, d) = (c.as_ref().unwrap(), d.as_ref().unwrap());
+            assert_eq!(d.device(), g);
+            close(&values(d), &values(c), 1e-4, &format!("gradient {i}"));
+        }
+        for (c, d) in cpu_model
+            .trainable_variables()
+            .iter()
+            .zip(gpu_model.trainable_variables())
+        {
+            close(
+                &values(&d.value()),
+                &values(&c.value()),
+                1e-4,
+                "updated weights",
+            );
+        }
+        // A checkpoint saved from the GPU restores into the CPU model and back, each variable
+        // staying on its own device; a host value assigned to a GPU variable is refused.
+        let path =
+            std::env::temp_dir().join(format!("gradtape-cuda-{}.safetensors", std::process::id()));
+        let (gv, cv) = (
+            gpu_model.trainable_variables(),
+            cpu_model.trainable_variables(),
+        );
+        gradtape::checkpoint::save(&path, &gv, &Default::default()).unwrap();
+        gradtape::checkpoint::restore(&path, &cv).unwrap();
+        gradtape::checkpoint::restore(&path, &gv).unwrap();
+        let _ = std::fs::remove_file(&path);
+        for (c, d) in cv.iter().zip(&gv) {
+            assert_eq!((c.value().device(), d.value().device()), (Device::Cpu, g));
+            assert_eq!(values(&c.value()), values(&d.value()));
+        }
+        let e = gv[0].assign(&cv[0].value()).unwrap_err();
+        assert!(
+            e.to_string().contains("cuda:0") && e.to_string().contains("cpu"),
+            "{e}"
         );
     }
-    // A checkpoint saved from the GPU restores into the CPU model and back, each variable
-    // staying on its own device; a host value assigned to a GPU variable is refused.
-    let path =
-        std::env::temp_dir().join(format!("gradtape-cuda-{}.safetensors", std::process::id()));
-    let (gv, cv) = (
-        gpu_model.trainable_variables(),
-        cpu_model.trainable_variables(),
-    );
-    gradtape::checkpoint::save(&path, &gv, &Default::default()).unwrap();
-    gradtape::checkpoint::restore(&path, &cv).unwrap();
-    gradtape::checkpoint::restore(&path, &gv).unwrap();
-    let _ = std::fs::remove_file(&path);
-    for (c, d) in cv.iter().zip(&gv) {
-        assert_eq!((c.value().device(), d.value().device()), (Device::Cpu, g));
-        assert_eq!(values(&c.value()), values(&d.value()));
-    }
-    let e = gv[0].assign(&cv[0].value()).unwrap_err();
-    assert!(
-        e.to_string().contains("cuda:0") && e.to_string().contains("cpu"),
-        "{e}"
-    );
 }
