@@ -12,6 +12,7 @@ mod data;
 mod linreg;
 mod output;
 mod train;
+pub mod training;
 
 use std::process::ExitCode;
 

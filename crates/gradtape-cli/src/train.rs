@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::training::{
+    build_cnn, build_mlp, evaluate, fit_distributed, EpochStats, OptimizerKind, TrainConfig,
+};
 use clap::ValueEnum;
 use gradtape::data::{read_csv, split_indices, take_rows, Standardizer, Target, Task};
 use gradtape::layers::{Activation, Layer};
-use gradtape::training::{
-    build_cnn, build_mlp, evaluate, fit_distributed, EpochStats, OptimizerKind, TrainConfig,
-};
 use gradtape::{checkpoint, metrics, ops, DType, Tensor};
 use gradtape_plot::{save, ConfusionChart, CurvesChart, Format};
 use serde_json::{json, Value};

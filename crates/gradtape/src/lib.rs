@@ -60,8 +60,6 @@ pub use gradtape_io::npy;
 pub use gradtape_io::{data, summary};
 pub use gradtape_train::{checkpoint, layers, losses, metrics, optimizers};
 
-pub mod training;
-
 /// What most programs use, in one import: `use gradtape::prelude::*;` brings the tensor and
 /// variable types, the tapes, the op module, the `Optimizer` and `Layer` traits (their methods
 /// need them in scope) and the error type.

@@ -5,7 +5,6 @@ use std::cell::Cell;
 
 use gradtape::distributed::{average_gradients, Communicator, LocalGroup, BUCKET_BYTES};
 use gradtape::layers::Layer;
-use gradtape::random::Generator;
 use gradtape::{DType, Result, Tensor};
 
 mod common;
@@ -138,66 +137,6 @@ fn gradients_travel_in_buckets_not_one_call_per_variable() {
             }
             (None, None) => {}
             _ => panic!("a gradient appeared or vanished"),
-        }
-    }
-}
-
-type Trained = (Vec<gradtape::training::EpochStats>, Vec<Vec<f64>>);
-
-/// 50 rows in batches of 16: the last batch (2 rows) splits 1 + 1, the others 8 + 8. `fit`
-/// when `comm` is `None`.
-fn fit_run(comm: Option<&dyn Communicator>) -> Trained {
-    use gradtape::data::Target;
-    use gradtape::training::{build_mlp, fit, fit_distributed, TrainConfig};
-    let cfg = TrainConfig {
-        epochs: 3,
-        batch_size: 16,
-        hidden: vec![8],
-        dtype: DType::F64,
-        ..TrainConfig::default()
-    };
-    let mut rng = Generator::from_seed(3);
-    let x = rng.uniform(&[50, 4], -1.0, 1.0, DType::F64).unwrap();
-    let y = Target::Classes {
-        labels: Tensor::from_vec((0..50).map(|i| i % 3).collect(), &[50]).unwrap(),
-        names: vec!["a".into(), "b".into(), "c".into()],
-    };
-    let m = build_mlp(4, &cfg.hidden, 3, &cfg).unwrap();
-    let h = match comm {
-        Some(c) => fit_distributed(&m, (&x, &y), None, &cfg, c, |_| {}).unwrap(),
-        None => fit(&m, (&x, &y), None, &cfg, |_| {}).unwrap(),
-    };
-    let w = m
-        .trainable_variables()
-        .iter()
-        .map(|v| v.value().to_vec::<f64>().unwrap())
-        .collect();
-    (h, w)
-}
-
-#[test]
-fn fit_distributed_on_two_threads_matches_fit_on_one() {
-    let (single, single_w) = fit_run(None);
-    let both: Vec<Trained> = common::within("fit_distributed", || {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = LocalGroup::new(2)
-                .into_iter()
-                .map(|c| s.spawn(move || fit_run(Some(&c))))
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        })
-    });
-    for (h, w) in &both {
-        assert_eq!(h.len(), single.len());
-        for (a, b) in h.iter().zip(&single) {
-            assert!(
-                (a.train_loss - b.train_loss).abs() < 1e-12,
-                "{a:?} vs {b:?}"
-            );
-            assert_eq!(a.train_accuracy, b.train_accuracy);
-        }
-        for (a, b) in w.iter().flatten().zip(single_w.iter().flatten()) {
-            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
         }
     }
 }

@@ -1,9 +1,11 @@
 //! A custom training loop in the tape style, with defaults that suit small tables: the loop
-//! `gradtape train` runs and the one the digits test proves. It is the seed's loop with
+//! `gradtape train` runs and the one the digits test proves. It is the command line's policy
+//! (which model, which optimizer, which defaults), so it lives here and not in the library,
+//! whose layers, optimizers and tapes it only combines (it was `gradtape::training`). It is the seed's loop with
 //! batteries: mini-batches, an optimizer, a loss, validation after each epoch.
 //!
 //! ```
-//! use gradtape::training::{build_mlp, fit, TrainConfig};
+//! use gradtape_cli::training::{build_mlp, fit, TrainConfig};
 //! use gradtape::data::Target;
 //! use gradtape::{DType, Tensor};
 //! // XOR-ish toy problem: the class is whether x0 and x1 have the same sign.
@@ -16,26 +18,26 @@
 //! # Ok::<(), gradtape::Error>(())
 //! ```
 
-use crate::data::{Batches, Target};
-use crate::distributed::{
+use gradtape::data::{Batches, Target};
+use gradtape::distributed::{
     average_gradients_weighted, broadcast_variables, shard, Communicator, SingleProcess,
 };
-use crate::layers::{Activation, Dense, Initializer, Layer, Sequential};
-use crate::losses::{mean_squared_error, sparse_categorical_crossentropy, Reduction};
-use crate::metrics::{sparse_categorical_accuracy, Mean};
-use crate::ops;
-use crate::optimizers::{Adam, Optimizer, RMSprop, SGD};
-use crate::random::Generator;
-use crate::DType;
-use crate::GradientTape;
-use crate::Tensor;
-use crate::{Error, Result};
+use gradtape::layers::{Activation, Dense, Initializer, Layer, Sequential};
+use gradtape::losses::{mean_squared_error, sparse_categorical_crossentropy, Reduction};
+use gradtape::metrics::{sparse_categorical_accuracy, Mean};
+use gradtape::ops;
+use gradtape::optimizers::{Adam, Optimizer, RMSprop, SGD};
+use gradtape::random::Generator;
+use gradtape::DType;
+use gradtape::GradientTape;
+use gradtape::Tensor;
+use gradtape::{Error, Result};
 
 /// The optimizer a training run uses.
 ///
 /// ```
-/// let cfg = gradtape::training::TrainConfig { optimizer: gradtape::training::OptimizerKind::Sgd, ..Default::default() };
-/// assert_eq!(cfg.optimizer, gradtape::training::OptimizerKind::Sgd);
+/// let cfg = gradtape_cli::training::TrainConfig { optimizer: gradtape_cli::training::OptimizerKind::Sgd, ..Default::default() };
+/// assert_eq!(cfg.optimizer, gradtape_cli::training::OptimizerKind::Sgd);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptimizerKind {
@@ -53,7 +55,7 @@ pub enum OptimizerKind {
 /// seen before (a few hundred rows, tens of standardised features).
 ///
 /// ```
-/// let cfg = gradtape::training::TrainConfig::default();
+/// let cfg = gradtape_cli::training::TrainConfig::default();
 /// assert_eq!((cfg.hidden.clone(), cfg.epochs, cfg.batch_size), (vec![64], 40, 32));
 /// ```
 #[derive(Clone, Debug)]
@@ -99,8 +101,8 @@ impl Default for TrainConfig {
 ///
 /// ```
 /// use gradtape::layers::Layer;
-/// let cfg = gradtape::training::TrainConfig::default();
-/// let m = gradtape::training::build_mlp(5, &[8, 8], 3, &cfg)?;
+/// let cfg = gradtape_cli::training::TrainConfig::default();
+/// let m = gradtape_cli::training::build_mlp(5, &[8, 8], 3, &cfg)?;
 /// assert_eq!(m.trainable_variables().len(), 6);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -165,7 +167,7 @@ fn dense_head(
 ///
 /// ```
 /// use gradtape::layers::Layer;
-/// use gradtape::training::{build_cnn, TrainConfig};
+/// use gradtape_cli::training::{build_cnn, TrainConfig};
 /// let m = build_cnn([8, 8, 1], 10, &TrainConfig::default())?;
 /// let x = gradtape::Tensor::zeros(&[5, 64], gradtape::DType::F32)?;
 /// assert_eq!(m.call(&x, false)?.shape(), &[5, 10]);
@@ -173,14 +175,14 @@ fn dense_head(
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn build_cnn(image: [usize; 3], outputs: usize, cfg: &TrainConfig) -> Result<Sequential> {
-    use crate::layers::{Conv2D, ConvConfig, Flatten, MaxPooling2D, Reshape};
+    use gradtape::layers::{Conv2D, ConvConfig, Flatten, MaxPooling2D, Reshape};
     let mut rng = Generator::from_seed(cfg.seed);
     let [mut h, mut w, mut c] = image;
     let mut layers: Vec<Box<dyn Layer>> = vec![Box::new(Reshape::new(&[
         h as isize, w as isize, c as isize,
     ]))];
     let conv = ConvConfig {
-        padding: crate::ops::Padding::Same,
+        padding: gradtape::ops::Padding::Same,
         activation: Activation::Relu,
         kernel_initializer: Initializer::HeUniform,
         ..ConvConfig::default()
@@ -209,7 +211,7 @@ pub fn build_cnn(image: [usize; 3], outputs: usize, cfg: &TrainConfig) -> Result
 /// One epoch's figures.
 ///
 /// ```
-/// use gradtape::training::EpochStats;
+/// use gradtape_cli::training::EpochStats;
 /// let s = EpochStats { epoch: 0, train_loss: 1.0, train_accuracy: None, val_loss: None, val_accuracy: None };
 /// assert_eq!(s.epoch, 0);
 /// ```
@@ -255,10 +257,10 @@ fn loss_of(scores: &Tensor, y: &Tensor, classification: bool) -> Result<Tensor> 
 ///
 /// ```
 /// use gradtape::data::Target;
-/// let cfg = gradtape::training::TrainConfig::default();
-/// let m = gradtape::training::build_mlp(2, &[4], 1, &cfg)?;
+/// let cfg = gradtape_cli::training::TrainConfig::default();
+/// let m = gradtape_cli::training::build_mlp(2, &[4], 1, &cfg)?;
 /// let x = gradtape::Tensor::zeros(&[3, 2], gradtape::DType::F32)?;
-/// let (loss, acc) = gradtape::training::evaluate(&m, &x, &Target::Values(gradtape::Tensor::zeros(&[3], gradtape::DType::F32)?))?;
+/// let (loss, acc) = gradtape_cli::training::evaluate(&m, &x, &Target::Values(gradtape::Tensor::zeros(&[3], gradtape::DType::F32)?))?;
 /// assert!(loss >= 0.0 && acc.is_none());
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -282,12 +284,12 @@ pub fn evaluate(model: &dyn Layer, x: &Tensor, y: &Target) -> Result<(f64, Optio
 ///
 /// ```
 /// use gradtape::data::Target;
-/// let cfg = gradtape::training::TrainConfig { epochs: 3, ..Default::default() };
-/// let m = gradtape::training::build_mlp(2, &[4], 1, &cfg)?;
+/// let cfg = gradtape_cli::training::TrainConfig { epochs: 3, ..Default::default() };
+/// let m = gradtape_cli::training::build_mlp(2, &[4], 1, &cfg)?;
 /// let x = gradtape::Tensor::ones(&[4, 2], gradtape::DType::F32)?;
 /// let y = Target::Values(gradtape::Tensor::ones(&[4], gradtape::DType::F32)?);
 /// let mut seen = 0;
-/// gradtape::training::fit(&m, (&x, &y), None, &cfg, |_| seen += 1)?;
+/// gradtape_cli::training::fit(&m, (&x, &y), None, &cfg, |_| seen += 1)?;
 /// assert_eq!(seen, 3);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
@@ -316,11 +318,11 @@ pub fn fit(
 /// ```
 /// use gradtape::data::Target;
 /// use gradtape::distributed::SingleProcess;
-/// let cfg = gradtape::training::TrainConfig { epochs: 2, ..Default::default() };
+/// let cfg = gradtape_cli::training::TrainConfig { epochs: 2, ..Default::default() };
 /// let x = gradtape::Tensor::from_vec(vec![0.0f32, 1.0, 2.0, 3.0], &[4, 1])?;
 /// let y = Target::Values(gradtape::Tensor::from_vec(vec![0.0f32, 2.0, 4.0, 6.0], &[4])?);
-/// let model = gradtape::training::build_mlp(1, &[4], 1, &cfg)?;
-/// let h = gradtape::training::fit_distributed(&model, (&x, &y), None, &cfg, &SingleProcess, |_| {})?;
+/// let model = gradtape_cli::training::build_mlp(1, &[4], 1, &cfg)?;
+/// let h = gradtape_cli::training::fit_distributed(&model, (&x, &y), None, &cfg, &SingleProcess, |_| {})?;
 /// assert_eq!(h.len(), 2);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
