@@ -83,3 +83,43 @@ impl Copied for gradtape::Tensor {
         gradtape::Tensor::from_vec(self.to_vec::<f64>().unwrap(), self.shape()).unwrap()
     }
 }
+
+/// Matrix products of reversed views (negative strides, on the rows, the columns and the
+/// inner axis, which the kernel must walk forward in both operands), of a matrix by a column
+/// (one output column: no transposition inside) and of large enough sizes for the parallel
+/// kernel, equal the products of their contiguous copies.
+#[test]
+fn matmul_of_reversed_views_equals_matmul_of_copies() {
+    use gradtape::s;
+    let mut g = gradtape::random::Generator::from_seed(11);
+    for (m, k, n) in [(3, 4, 5), (5, 7, 1), (1, 6, 4), (70, 80, 60)] {
+        for dtype in [DType::F32, DType::F64] {
+            let a = g.uniform(&[m, k], -1.0, 1.0, dtype).unwrap();
+            let b = g.uniform(&[k, n], -1.0, 1.0, dtype).unwrap();
+            let views = [
+                (a.slice(s![..;-1, ..]).unwrap(), b.clone()),
+                (
+                    a.slice(s![.., ..;-1]).unwrap(),
+                    b.slice(s![..;-1, ..]).unwrap(),
+                ),
+                (a.clone(), b.slice(s![.., ..;-1]).unwrap()),
+                (
+                    a.slice(s![..;-1, ..;-1]).unwrap(),
+                    b.slice(s![..;-1, ..;-1]).unwrap(),
+                ),
+            ];
+            let values = |t: Tensor| ops::cast(&t, DType::F64).unwrap().to_vec::<f64>().unwrap();
+            for (x, y) in views {
+                let copies = (x.to_contiguous().unwrap(), y.to_contiguous().unwrap());
+                let want = values(ops::matmul(&copies.0, &copies.1).unwrap());
+                let got = values(ops::matmul(&x, &y).unwrap());
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "[{m},{k}]x[{k},{n}] {dtype:?}: {got:?} vs {want:?}"
+                    );
+                }
+            }
+        }
+    }
+}
