@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""JAX's function transforms, for gradtape's test tests/func.rs.
+"""JAX's function transforms, for gradtape's test tests/suite/func.rs.
 
     .venv/bin/pip install "jax[cpu]" numpy && .venv/bin/python tools/jax_func_reference.py
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Keras's convolution, pooling, normalization, embedding and attention layers, for gradtape's
-test tests/layers_parity.rs.
+test tests/suite/layers_parity.rs.
 
     .venv/bin/pip install tensorflow-cpu numpy && .venv/bin/python tools/keras_layers_reference.py
 

@@ -1,4 +1,4 @@
-"""Writes the NumPy files that tests/first_contact.rs reads back (`pip install numpy`, then
+"""Writes the NumPy files that tests/suite/first_contact.rs reads back (`pip install numpy`, then
 `python tools/npy_fixtures.py`). Each file holds arange(n) in its dtype and shape, so the
 test knows every value without a second fixture; the layouts cover what np.save produces:
 both byte orders, Fortran order, every integer width, bool and a 0-d array."""

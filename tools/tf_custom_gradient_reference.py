@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TensorFlow's tf.custom_gradient, for gradtape's test tests/custom_gradient.rs.
+"""TensorFlow's tf.custom_gradient, for gradtape's test tests/suite/custom_gradient.rs.
 
     .venv/bin/pip install tensorflow-cpu numpy && .venv/bin/python tools/tf_custom_gradient_reference.py
 

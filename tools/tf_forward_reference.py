@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TensorFlow's tf.autodiff.ForwardAccumulator, for gradtape's test tests/forward_mode.rs.
+"""TensorFlow's tf.autodiff.ForwardAccumulator, for gradtape's test tests/suite/forward_mode.rs.
 
     .venv/bin/pip install tensorflow-cpu numpy && .venv/bin/python tools/tf_forward_reference.py
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TensorFlow's jacobians, for gradtape's parity test tests/jacobian.rs.
+"""TensorFlow's jacobians, for gradtape's parity test tests/suite/jacobian.rs.
 
 Run by hand with TensorFlow installed from PyPI:
 

@@ -15,7 +15,7 @@ It writes, under crates/gradtape/tests/fixtures/:
                  steps from fixed gradients) and learning-rate schedules;
   keras_weights.safetensors  a small checkpoint written by Python's safetensors package.
 
-The Rust test tests/tf_parity.rs evaluates the same expressions by name; the fixtures are
+The Rust test tests/suite/tf_parity.rs evaluates the same expressions by name; the fixtures are
 committed so the test suite needs no Python.
 """
 import json

@@ -572,7 +572,7 @@ pub(crate) fn gemm<T: Float>(
 /// with the argument normalization `gemm::gemm` does before it picks its kernel. Depending on
 /// those two crates instead of the `gemm` facade drops its complex-number kernels (gemm-c32,
 /// gemm-c64), which gradtape never calls and which cost a clean release build ~14 s of CPU.
-/// `tests/views.rs` checks the normalization on reversed (negative-stride) views.
+/// `tests/suite/views.rs` checks the normalization on reversed (negative-stride) views.
 ///
 /// # Safety
 /// `dst` must hold m·n elements, and every `ptr + i·rs + p·cs` of `a` (i < m, p < k) and of

@@ -185,6 +185,6 @@ fn extreme_arguments_are_errors() {
         e.contains("gather") && e.contains("5") && e.contains("[0, 3)"),
         "{e}"
     );
-    // ops surface shape errors as Err (the operators panic by design: tests/first_contact.rs)
+    // ops surface shape errors as Err (the operators panic by design: tests/suite/first_contact.rs)
     assert!(ops::add(&x, &Tensor::zeros(&[5], DType::F32).unwrap()).is_err());
 }

@@ -7,7 +7,7 @@ use gradtape::distributed::{average_gradients, Communicator, LocalGroup, BUCKET_
 use gradtape::layers::Layer;
 use gradtape::{DType, Result, Tensor};
 
-mod common;
+use crate::common;
 use common::{replica_model, train_replica};
 
 #[test]

@@ -14,7 +14,7 @@ use gradtape::random::Generator;
 use gradtape::{Axes, DType, GradientTape, Result, Source, Tensor, Variable};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{assert_close, fixture, fixture_tensor, parity_tol};
 
 /// Self-attention with a causal mask, as a layer.

@@ -11,7 +11,7 @@ use gradtape::{DType, GradientTape, Tensor, Variable};
 use serde_json::Value;
 
 fn fixture() -> Value {
-    serde_json::from_str(include_str!("fixtures/keras.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/keras.json")).unwrap()
 }
 
 fn num(v: &Value) -> f64 {

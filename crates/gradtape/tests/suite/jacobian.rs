@@ -10,7 +10,7 @@ use gradtape::{
 };
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{assert_close, fixture, fixture_tensor, parity_tol};
 
 fn vals(t: &Tensor) -> Vec<f64> {

@@ -2,7 +2,7 @@
 //! TensorFlow reference script used: the same cost at every epoch and the same final a and b.
 
 #[allow(dead_code)]
-#[path = "../examples/linear_regression.rs"]
+#[path = "../../examples/linear_regression.rs"]
 mod linear_regression;
 
 use serde_json::Value;

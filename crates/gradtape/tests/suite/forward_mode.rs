@@ -7,7 +7,7 @@ use gradtape::random::Generator;
 use gradtape::{Axes, DType, ForwardAccumulator, GradientTape, Result, Source, Tensor, Variable};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{assert_close, fixture, fixture_tensor, numbers, parity_tol};
 
 fn close(got: &Tensor, want: &Value, dt: DType, what: &str) {

@@ -5,7 +5,7 @@
 use gradtape::{func, ops, vmap, Axes, DType, Result, Tensor};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{assert_close, fixture, fixture_tensor, numbers, parity_tol};
 
 fn close(got: &[f64], want: &Value, dt: DType, what: &str) {

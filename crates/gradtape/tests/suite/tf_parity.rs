@@ -284,7 +284,7 @@ fn values_and_gradients_match_tensorflow_when_fused() {
 }
 
 fn check_all_cases() {
-    let text = include_str!("fixtures/tf_ops.json");
+    let text = include_str!("../fixtures/tf_ops.json");
     let fixture: Value = serde_json::from_str(text).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 80, "fixture holds {} cases", cases.len());

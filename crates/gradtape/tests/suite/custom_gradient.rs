@@ -5,7 +5,7 @@
 use gradtape::{custom_gradient, ops, Axes, DType, GradientTape, Result, Source, Tensor, Variable};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{fixture, numbers as nums};
 
 fn t(v: &Value, dt: DType) -> Tensor {

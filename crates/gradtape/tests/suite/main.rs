@@ -1,0 +1,30 @@
+//! The library's test files that can share one process, as one test binary: one link and one
+//! load of the dependencies instead of twenty (the clean test build's binaries were a third of
+//! its wall time). Files that need a process of their own stay beside this folder: the memory
+//! tests (process-wide byte counters), `threads_2`/`threads_16` (the global pool's size),
+//! `bad_inputs` (re-runs itself by test name), `reliability` (large tensors on many threads),
+//! `gradcheck` and `cuda` (run alone on GPU machines), `mpi` and `ndarray_interop` (features).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod check_numerics;
+mod csv_files;
+mod custom_gradient;
+mod distributed;
+mod first_contact;
+mod forward_mode;
+mod func;
+mod fusion;
+mod jacobian;
+mod keras_parity;
+mod layers_parity;
+mod no_panic;
+mod seed_parity;
+mod summary;
+mod tape;
+mod tf_parity;
+mod training;
+mod views;
+mod vmap;
+mod why_none;
