@@ -1,6 +1,6 @@
 //! The library's test files that can share one process, as one test binary: one link and one
-//! load of the dependencies instead of twenty (the clean test build's binaries were a third of
-//! its wall time). Files that need a process of their own stay beside this folder: the memory
+//! load of the dependencies instead of twenty (the clean test build went from 144–151 s to
+//! 133–134 s, `BENCHMARKS.md`). Files that need a process of their own stay beside this folder: the memory
 //! tests (process-wide byte counters), `threads_2`/`threads_16` (the global pool's size),
 //! `bad_inputs` (re-runs itself by test name), `reliability` (large tensors on many threads),
 //! `gradcheck` and `cuda` (run alone on GPU machines), `mpi` and `ndarray_interop` (features).
