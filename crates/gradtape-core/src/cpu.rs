@@ -600,49 +600,35 @@ unsafe fn gemm_kernel<T: 'static>(
         rhs = rhs.wrapping_offset((k - 1) as isize * rhs_rs);
         rhs_rs = -rhs_rs;
     }
+    // One call, two kernels: the literals and pointer casts take the kernel's element type.
+    macro_rules! call {
+        ($kernel:expr) => {
+            $kernel(
+                m,
+                n,
+                k,
+                dst.cast(),
+                dst_cs,
+                dst_rs,
+                false,
+                lhs.cast(),
+                lhs_cs,
+                lhs_rs,
+                rhs.cast(),
+                rhs_cs,
+                rhs_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            )
+        };
+    }
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        gemm_f32::gemm::f32::get_gemm_fn()(
-            m,
-            n,
-            k,
-            dst.cast(),
-            dst_cs,
-            dst_rs,
-            false,
-            lhs.cast(),
-            lhs_cs,
-            lhs_rs,
-            rhs.cast(),
-            rhs_cs,
-            rhs_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+        call!(gemm_f32::gemm::f32::get_gemm_fn());
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-        gemm_f64::gemm::f64::get_gemm_fn()(
-            m,
-            n,
-            k,
-            dst.cast(),
-            dst_cs,
-            dst_rs,
-            false,
-            lhs.cast(),
-            lhs_cs,
-            lhs_rs,
-            rhs.cast(),
-            rhs_cs,
-            rhs_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+        call!(gemm_f64::gemm::f64::get_gemm_fn());
     }
 }

@@ -83,52 +83,11 @@ pub trait Chart {
         DB::ErrorType: 'static;
 }
 
-/// A [`Chart`] on the two backends [`save`] and [`save_gif`] use, through methods without type
-/// parameters: each chart's drawing code is then compiled here, once, where this crate builds
-/// in parallel with gradtape's core, instead of in the command line's crate at the end of the
-/// build (a generic `save` was instantiated there, for every chart and backend).
-pub trait Drawable {
-    /// [`Chart::draw`] on a bitmap.
-    ///
-    /// # Errors
-    /// When drawing fails.
-    fn draw_bitmap(&self, root: &DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), PlotError>;
-    /// [`Chart::draw`] as SVG.
-    ///
-    /// # Errors
-    /// When drawing fails.
-    fn draw_svg(&self, root: &DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError>;
-}
-
-macro_rules! drawable {
-    ($($chart:ty),*) => {$(
-        impl Drawable for $chart {
-            fn draw_bitmap(
-                &self,
-                root: &DrawingArea<BitMapBackend<'_>, Shift>,
-            ) -> Result<(), PlotError> {
-                self.draw(root)
-            }
-            fn draw_svg(&self, root: &DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError> {
-                self.draw(root)
-            }
-        }
-    )*};
-}
-drawable!(
-    FitChart,
-    CostChart,
-    ParamsChart,
-    LandscapeChart,
-    CurvesChart,
-    ConfusionChart
-);
-
 /// Writes `chart` to `path` in `format`, [`SIZE`] pixels.
 ///
 /// # Errors
 /// When drawing or writing the file fails.
-pub fn save(chart: &dyn Drawable, path: &Path, format: Format) -> Result<(), PlotError> {
+pub fn save(chart: &impl Chart, path: &Path, format: Format) -> Result<(), PlotError> {
     init_font();
     match format {
         Format::Png => {
@@ -144,7 +103,7 @@ pub fn save(chart: &dyn Drawable, path: &Path, format: Format) -> Result<(), Plo
         Format::Svg => {
             let root = SVGBackend::new(path, SIZE).into_drawing_area();
             root.fill(&WHITE).map_err(err)?;
-            chart.draw_svg(&root)?;
+            chart.draw(&root)?;
             root.present().map_err(err)
         }
     }
@@ -155,7 +114,7 @@ pub fn save(chart: &dyn Drawable, path: &Path, format: Format) -> Result<(), Plo
 /// # Errors
 /// When drawing or writing the file fails, or a side of `size` is over 65,535 pixels (GIF's
 /// limit).
-pub fn save_gif<C: Drawable>(
+pub fn save_gif<C: Chart>(
     frames: &[C],
     path: &Path,
     delay_ms: u32,
@@ -189,12 +148,12 @@ pub fn save_gif<C: Drawable>(
 /// `chart` drawn on a white `size` bitmap: 8-bit RGB rows, top to bottom. The encoding is
 /// done by the `png` and `gif` crates directly: plotters' own file encoders would bring in
 /// the whole `image` crate, a tenth of a clean build.
-fn render(chart: &dyn Drawable, size: (u32, u32)) -> Result<Vec<u8>, PlotError> {
+fn render(chart: &impl Chart, size: (u32, u32)) -> Result<Vec<u8>, PlotError> {
     let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        chart.draw_bitmap(&root)?;
+        chart.draw(&root)?;
         root.present().map_err(err)?;
     }
     Ok(rgb)
