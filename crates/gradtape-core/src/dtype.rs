@@ -3,8 +3,6 @@
 use std::fmt;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use crate::storage::CpuStorage;
-
 /// The dtype of a tensor. Only `F32` and `F64` are differentiable; `I64` and `Bool` hold labels,
 /// indices and masks and are never recorded on a tape.
 ///
@@ -65,6 +63,41 @@ impl DType {
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// Host memory of one dtype.
+#[derive(Debug)]
+pub enum CpuStorage {
+    /// float32 elements.
+    F32(Vec<f32>),
+    /// float64 elements.
+    F64(Vec<f64>),
+    /// int64 elements.
+    I64(Vec<i64>),
+    /// bool elements.
+    Bool(Vec<bool>),
+}
+
+impl CpuStorage {
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+            CpuStorage::I64(_) => DType::I64,
+            CpuStorage::Bool(_) => DType::Bool,
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+            CpuStorage::I64(v) => v.len(),
+            CpuStorage::Bool(v) => v.len(),
+        }
+    }
+    pub(crate) fn bytes(&self) -> usize {
+        self.len() * self.dtype().size_in_bytes()
     }
 }
 

@@ -20,10 +20,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod backend;
 mod context;
-mod cpu;
 #[cfg(feature = "cuda")]
-pub mod cuda;
+pub use backend::cuda;
 pub mod custom_gradient;
 pub mod debugging;
 pub mod device;
@@ -40,20 +40,19 @@ pub mod ops;
 mod primitive;
 pub mod random;
 mod shape;
-mod storage;
 mod tape;
 mod tensor;
 pub mod threading;
 mod variable;
 pub mod vmap;
 
+pub use backend::storage::memory;
 pub use custom_gradient::{custom_gradient, recompute_grad, GradientFn};
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use forward_accumulator::ForwardAccumulator;
 pub use ops::Axes;
-pub use storage::memory;
 pub use tape::{
     GradientOptions, GradientTape, JacobianOptions, PersistentTape, Source, Sources, Tape,
     TapeBuilder, TracedOp, TracedTensor, UnconnectedGradients,

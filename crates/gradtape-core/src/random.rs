@@ -3,10 +3,10 @@
 //! xoshiro256** seeded through SplitMix64; normals by Marsaglia's polar method with a logarithm
 //! computed here from `+ - * /` only, so no platform `libm` can change a bit of the output.
 
+use crate::backend::storage::CpuStorage;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::numel;
-use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
 
 /// An explicit random generator (TensorFlow's `tf.random.Generator.from_seed`).
@@ -209,7 +209,7 @@ pub fn samples(
         n: usize,
         draw: &mut dyn FnMut() -> f64,
     ) -> Result<Vec<T>> {
-        let mut v = crate::storage::pool::take::<T>(op, n)?;
+        let mut v = crate::backend::pool::take::<T>(op, n)?;
         v.extend((0..n).map(|_| T::from_f64(draw())));
         Ok(v)
     }

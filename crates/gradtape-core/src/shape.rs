@@ -323,6 +323,14 @@ pub(crate) fn check_perm(op: &'static str, perm: &[usize], rank: usize) -> Resul
     Ok(())
 }
 
+/// The sizes of a (batched) matrix product: `batch` matrices of `m × k` times `k × n`.
+pub(crate) struct MatmulDims<'a> {
+    pub batch: &'a [usize],
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

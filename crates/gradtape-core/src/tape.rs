@@ -1184,7 +1184,7 @@ pub struct JacobianOptions {
 /// The rows of an identity matrix of size `n` from `start`, `len` of them, as `[len, n]`.
 fn basis_rows(start: usize, len: usize, n: usize, dtype: DType) -> Result<Tensor> {
     let elems = len.saturating_mul(n); // too many: take refuses it
-    let mut eye = crate::storage::pool::filled("jacobian", elems, 0.0f64)?;
+    let mut eye = crate::backend::pool::filled("jacobian", elems, 0.0f64)?;
     for i in 0..len {
         eye[i * n + start + i] = 1.0;
     }

@@ -3,13 +3,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::cpu;
+use crate::backend::cpu;
+use crate::backend::fusion::{self, Leaf};
+use crate::backend::handle::Handle;
+use crate::backend::storage::{CpuStorage, Storage};
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::fusion::Pending;
 use crate::shape::{numel, Layout};
-use crate::storage::{CpuStorage, Storage};
+
+type Pending = fusion::Pending<Tensor>;
 
 /// Identity of a tensor as the tape sees it. Views of the same storage have distinct ids.
 pub type TensorId = u64;
@@ -96,10 +99,6 @@ impl Tensor {
         Tensor::from_storage(T::into_storage(v), shape)
     }
 
-    pub(crate) fn from_pending(p: Pending, shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::fresh(Data::Pending(Box::new(p)), shape, dtype)
-    }
-
     /// The tensor of one example of `physical`, whose first axis is vmap level `level`'s batch.
     pub(crate) fn batched(physical: Tensor, level: usize) -> Tensor {
         let dtype = physical.dtype();
@@ -162,9 +161,13 @@ impl Tensor {
             match inner.data {
                 Data::Own(_) => {}
                 Data::View(owner) | Data::Batched(owner, _) => work.push(owner),
-                Data::Pending(mut p) => crate::fusion::take_inputs(&mut p, work),
+                Data::Pending(mut p) => fusion::take_inputs(&mut p, work),
             }
         }
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakTensor {
+        WeakTensor(Arc::downgrade(&self.inner))
     }
 
     /// A new tensor over the same storage with another layout (and a new id).
@@ -181,10 +184,6 @@ impl Tensor {
                 dtype: self.inner.dtype,
             }),
         }
-    }
-
-    pub(crate) fn downgrade(&self) -> WeakTensor {
-        WeakTensor(Arc::downgrade(&self.inner))
     }
 
     /// The same elements under a new id, so that no tape connects it to `self`. A tensor
@@ -215,7 +214,7 @@ impl Tensor {
     #[inline(never)]
     fn pending_storage<'a>(&self, p: &'a Pending) -> Result<&'a Storage> {
         if !p.is_realized() {
-            crate::fusion::realize(self);
+            fusion::realize(self);
         }
         p.value()
     }
@@ -295,9 +294,8 @@ impl Tensor {
         if self.layout().is_contiguous() {
             return Ok(self.clone());
         }
-        #[cfg(feature = "cuda")]
-        if self.device().is_cuda() {
-            return crate::cuda::ops::contiguous(self);
+        if let Some(t) = crate::backend::contiguous(self)? {
+            return Ok(t);
         }
         let (shape, l) = (self.shape(), self.layout());
         Ok(match self.storage()?.cpu()? {
@@ -390,32 +388,7 @@ impl Tensor {
     /// The copy `to_device` makes, with nothing recorded (for fresh constants and read-backs).
     #[doc(hidden)]
     pub fn move_to(&self, device: Device) -> Result<Tensor> {
-        device.check()?;
-        #[cfg(feature = "cuda")]
-        {
-            crate::cuda::ops::to_device(self, device)
-        }
-        #[cfg(not(feature = "cuda"))]
-        {
-            Ok(self.clone())
-        }
-    }
-
-    /// The GPU storage, when the elements are on a GPU (never realizes a pending tensor:
-    /// those are on the host).
-    #[cfg(feature = "cuda")]
-    pub(crate) fn cuda_storage(&self) -> Option<&crate::cuda::CudaStorage> {
-        match &self.inner.data {
-            Data::Own(crate::storage::Storage::Cuda(s)) => Some(s),
-            Data::View(owner) => owner.cuda_storage(),
-            _ => None,
-        }
-    }
-
-    #[cfg(feature = "cuda")]
-    pub(crate) fn from_cuda(s: crate::cuda::CudaStorage, shape: &[usize]) -> Tensor {
-        let dtype = s.dtype();
-        Tensor::fresh(Data::Own(Storage::Cuda(s)), shape, dtype)
+        crate::backend::to_device(self, device)
     }
 
     /// True when two tensors share the same storage (views of one another).
@@ -524,11 +497,9 @@ impl Tensor {
     /// ```
     pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
         let op = "Tensor::full";
-        #[cfg(feature = "cuda")]
-        if let Device::Cuda(n) = device {
-            return crate::cuda::ops::full(n, shape, value, dtype);
+        if let Some(t) = crate::backend::full(device, shape, value, dtype)? {
+            return Ok(t);
         }
-        device.check()?;
         let n = crate::shape::checked_numel(shape)
             .filter(|n| n.saturating_mul(dtype.size_in_bytes()) <= isize::MAX as usize)
             .ok_or_else(|| {
@@ -537,7 +508,7 @@ impl Tensor {
                     format!("shape {shape:?} of {dtype} has more elements than memory can hold"),
                 )
             })?;
-        use crate::storage::pool::filled;
+        use crate::backend::pool::filled;
         let cpu = match dtype {
             DType::F32 => CpuStorage::F32(filled(op, n, value as f32)?),
             DType::F64 => CpuStorage::F64(filled(op, n, value)?),
@@ -813,6 +784,64 @@ impl Tensor {
             CpuStorage::I64(v) => conv(v, l),
             CpuStorage::Bool(v) => conv(v, l),
         }
+    }
+}
+
+/// The fusion engine's view of a tensor (it keeps tensors as graph operands, and a pending
+/// tensor holds its graph).
+impl Handle for Tensor {
+    fn id(&self) -> u64 {
+        self.inner.id
+    }
+    fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+    fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+    fn device(&self) -> Device {
+        Tensor::device(self)
+    }
+    fn storage(&self) -> Result<&Storage> {
+        Tensor::storage(self)
+    }
+    fn from_storage(storage: Storage, shape: &[usize]) -> Tensor {
+        let dtype = storage.dtype();
+        Tensor::fresh(Data::Own(storage), shape, dtype)
+    }
+}
+
+impl Leaf for Tensor {
+    type Weak = WeakTensor;
+    fn is_realized(&self) -> bool {
+        Tensor::is_realized(self)
+    }
+    fn owns_storage(&self) -> bool {
+        Tensor::owns_storage(self)
+    }
+    fn shares_storage_with(&self, other: &Tensor) -> bool {
+        Tensor::shares_storage_with(self, other)
+    }
+    fn pending(&self) -> Option<(&Tensor, &Pending)> {
+        Tensor::pending(self)
+    }
+    fn unrealized(&self) -> Option<(&Tensor, &Pending)> {
+        Tensor::unrealized(self)
+    }
+    fn from_pending(p: Pending, shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::fresh(Data::Pending(Box::new(p)), shape, dtype)
+    }
+    fn dismantle(self, work: &mut Vec<Tensor>) {
+        Tensor::dismantle(self, work)
+    }
+    fn downgrade(&self) -> WeakTensor {
+        Tensor::downgrade(self)
+    }
+    fn upgrade(w: &WeakTensor) -> Option<Tensor> {
+        w.upgrade()
+    }
+    fn waiting<R>(f: impl FnOnce(&mut Vec<WeakTensor>) -> R) -> R {
+        crate::context::with(|c| f(&mut c.fusion_waiting.borrow_mut()))
     }
 }
 

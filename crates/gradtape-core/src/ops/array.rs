@@ -1,7 +1,7 @@
 //! Shape ops: reshape, transpose, broadcast, slicing, concatenation. Most are views over the
 //! same storage; their gradients are the inverse view (or a scatter into zeros for slices).
 
-use crate::cpu;
+use crate::backend::cpu;
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, SliceSpec};
 use crate::shape::{
@@ -467,12 +467,11 @@ pub(crate) static UNSLICE: Primitive = Primitive {
             ));
         }
         let target = slice_layout(&Layout::contiguous(shape), spec);
-        #[cfg(feature = "cuda")]
-        if let Some(out) = crate::cuda::ops::unslice(g, shape, &target)? {
+        if let Some(out) = crate::backend::unslice(g, shape, &target)? {
             return Ok(out);
         }
         Ok(dispatch_all!(g.dtype(), T => {
-            let mut buf = crate::storage::pool::filled("unslice", numel(shape), T::default())?;
+            let mut buf = crate::backend::pool::filled("unslice", numel(shape), T::default())?;
             let src = cpu::to_contiguous(g.data::<T>()?, g.layout())?;
             let inner = target.shape.last().copied().unwrap_or(1);
             let st = target.strides.last().copied().unwrap_or(0);
@@ -722,8 +721,7 @@ pub(crate) static CONCAT: Primitive = Primitive {
         shape[ax] = xs.iter().map(|x| x.shape()[ax]).sum();
         let outer: usize = shape[..ax].iter().product();
         let inner: usize = shape[ax + 1..].iter().product();
-        #[cfg(feature = "cuda")]
-        if let Some(out) = crate::cuda::ops::concat(xs, ax, &shape)? {
+        if let Some(out) = crate::backend::concat(xs, ax, &shape)? {
             return Ok(out);
         }
         Ok(dispatch_all!(first.dtype(), T => {

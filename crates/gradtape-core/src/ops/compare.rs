@@ -1,7 +1,7 @@
 //! Comparisons, logic, selection, casts and `stop_gradient`: the ops around the differentiable
 //! ones. Only `select` and float-to-float `cast` have gradients.
 
-use crate::cpu;
+use crate::backend::cpu;
 use crate::dtype::{DType, Element, Float};
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, Saves};
@@ -293,8 +293,7 @@ fn select_forward(xs: &[&Tensor], _: &Params) -> Result<Tensor> {
         &broadcast_shapes(op, condition.shape(), a.shape())?,
         b.shape(),
     )?;
-    #[cfg(feature = "cuda")]
-    if let Some(out) = crate::cuda::ops::select(condition, a, b, &shape)? {
+    if let Some(out) = crate::backend::select(condition, a, b, &shape)? {
         return Ok(out);
     }
     let (lc, la, lb) = (

@@ -8,7 +8,7 @@
 //! kernel), a transposed convolution is that product's adjoint, pooling is a reduction over each
 //! window.
 
-use crate::cpu::PAR_MIN;
+use crate::backend::cpu::PAR_MIN;
 use crate::dtype::{Element, Num};
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
@@ -162,7 +162,7 @@ fn per_image<T: Send>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Syn
     }
     let per = out.len() / n;
     if out.len() >= PAR_MIN {
-        crate::cpu::par_chunks_mut(out, per, &f);
+        crate::backend::cpu::par_chunks_mut(out, per, &f);
     } else {
         out.chunks_mut(per).enumerate().for_each(|(i, c)| f(i, c));
     }
@@ -171,7 +171,7 @@ fn per_image<T: Send>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Syn
 /// `len` zeros in a buffer from the storage pool (large buffers are reused, not fresh pages
 /// that fault on first write every step).
 fn zeros<T: Element>(op: &'static str, len: usize) -> Result<Vec<T>> {
-    let mut v = crate::storage::pool::take::<T>(op, len)?;
+    let mut v = crate::backend::pool::take::<T>(op, len)?;
     v.resize(len, T::default());
     Ok(v)
 }
@@ -186,7 +186,7 @@ fn patches_kernel<T: Element>(src: &[T], n: usize, c: usize, win: &Window) -> Re
                 ),
             )
         })?;
-    let mut out = crate::storage::pool::take::<T>("patches", len)?;
+    let mut out = crate::backend::pool::take::<T>("patches", len)?;
     let image = win.h * win.w * c;
     // Every element is written once, copied or (in the padding) zero, so the buffer is not
     // cleared first: that pass cost as much as the copy.

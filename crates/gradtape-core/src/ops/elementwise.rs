@@ -1,7 +1,7 @@
 //! Elementwise arithmetic: the unary table, the roundings and the broadcasting binary ops,
 //! each a [`Primitive`](crate::ops::Primitive) defined in one place.
 
-use crate::cpu;
+use crate::backend::cpu;
 use crate::dtype::{Element, Float, Num};
 use crate::error::Result;
 use crate::fusion;
@@ -21,11 +21,9 @@ pub(crate) fn map_tensor<T: Element, U: Element>(
     f: impl Fn(T) -> U + Sync,
     cuda: &str,
 ) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some(y) = crate::cuda::ops::unary(op, x, cuda, U::DTYPE)? {
+    if let Some(y) = crate::backend::unary(op, x, cuda, U::DTYPE)? {
         return Ok(y);
     }
-    let _ = (op, cuda);
     Ok(Tensor::from_elems(
         cpu::map(x.data::<T>()?, x.layout(), f)?,
         x.shape(),
@@ -283,11 +281,9 @@ pub(crate) fn zip_tensors<T: Element, U: Element>(
     cuda: &str,
 ) -> Result<Tensor> {
     same_dtype(op, a, b)?;
-    #[cfg(feature = "cuda")]
-    if let Some(y) = crate::cuda::ops::binary(op, a, b, cuda, U::DTYPE)? {
+    if let Some(y) = crate::backend::binary(op, a, b, cuda, U::DTYPE)? {
         return Ok(y);
     }
-    let _ = cuda;
     let (da, db) = (a.data::<T>()?, b.data::<T>()?);
     if a.shape() == b.shape() {
         return Ok(Tensor::from_elems(

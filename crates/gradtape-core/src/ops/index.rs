@@ -90,13 +90,12 @@ pub(crate) static GATHER: Primitive = Primitive {
         let mut shape = p.shape()[..ax].to_vec();
         shape.extend_from_slice(indices.shape());
         shape.extend_from_slice(&p.shape()[ax + 1..]);
-        #[cfg(feature = "cuda")]
-        if let Some(out) = crate::cuda::ops::gather(p, &idx, ax, &shape)? {
+        if let Some(out) = crate::backend::gather(p, &idx, ax, &shape)? {
             return Ok(out);
         }
         dispatch_all!(p.dtype(), T => {
             let src = p.contiguous_data::<T>()?;
-            let mut buf = crate::storage::pool::take::<T>(op, outer * idx.len() * inner)?;
+            let mut buf = crate::backend::pool::take::<T>(op, outer * idx.len() * inner)?;
             for o in 0..outer {
                 if inner == 1 {
                     // one element per index (max pooling, a flat table): no slice per element
@@ -170,13 +169,12 @@ pub(crate) static SCATTER_ADD: Primitive = Primitive {
         let mut shape = us[..ax].to_vec();
         shape.push(dim);
         shape.extend_from_slice(&us[ax + k..]);
-        #[cfg(feature = "cuda")]
-        if let Some(out) = crate::cuda::ops::scatter_add(updates, &idx, ax, dim, &shape)? {
+        if let Some(out) = crate::backend::scatter_add(updates, &idx, ax, dim, &shape)? {
             return Ok(out);
         }
         dispatch_num!(op, updates.dtype(), T => {
             let src = updates.contiguous_data::<T>()?;
-            let mut buf = crate::storage::pool::take::<T>(op, outer * dim * inner)?;
+            let mut buf = crate::backend::pool::take::<T>(op, outer * dim * inner)?;
             buf.resize(outer * dim * inner, T::default());
             for o in 0..outer {
                 for (j, &i) in idx.iter().enumerate() {
@@ -357,12 +355,11 @@ fn one_hot_kernel(
 ) -> Result<Tensor> {
     // On a GPU: `indices[..., None] == arange(depth)`, selecting on/off values (ids out of
     // range give a row of off values, as on the host).
-    #[cfg(feature = "cuda")]
-    if let crate::Device::Cuda(n) = indices.device() {
+    if indices.device().is_cuda() {
         if indices.dtype() != DType::I64 {
             indices_of("one_hot", indices)?; // the dtype error, before anything is read
         }
-        let range = crate::cuda::ops::iota(n, depth, DType::I64)?;
+        let range: Tensor = crate::backend::iota(indices.device(), depth, DType::I64)?;
         let column = crate::ops::expand_dims(indices, -1)?;
         let hit = crate::ops::equal(&column, &range)?;
         let (on, off) = (
@@ -385,7 +382,7 @@ fn one_hot_kernel(
         )
     })?;
     fn rows<T: Element>(idx: &[i64], depth: usize, n: usize, on: f64, off: f64) -> Result<Vec<T>> {
-        let mut v = crate::storage::pool::filled("one_hot", n, T::from_f64(off))?;
+        let mut v = crate::backend::pool::filled("one_hot", n, T::from_f64(off))?;
         for (r, &i) in idx.iter().enumerate() {
             if i >= 0 && (i as u64) < depth as u64 {
                 v[r * depth + i as usize] = T::from_f64(on);

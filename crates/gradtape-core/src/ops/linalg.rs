@@ -1,10 +1,10 @@
 //! Matrix products: 2-D and batched (batch dimensions broadcast), with transpose flags.
 
-use crate::cpu;
+use crate::backend::cpu;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
-use crate::shape::{broadcast_shapes, for_each_row, numel, Dims, Layout};
+use crate::shape::{broadcast_shapes, for_each_row, numel, Dims, Layout, MatmulDims};
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
 use super::{dispatch_float, same_dtype, transpose};
@@ -111,11 +111,16 @@ pub(crate) static MATMUL: Primitive = Primitive {
         let batch = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
         let mut shape = batch.clone();
         shape.extend([m, n]);
-        #[cfg(feature = "cuda")]
-        if let Some(out) = crate::cuda::ops::matmul(a, b, &batch, m, k, n, &shape)? {
+        let dims = MatmulDims {
+            batch: &batch,
+            m,
+            k,
+            n,
+        };
+        if let Some(out) = crate::backend::matmul(a, b, &dims, &shape)? {
             return Ok(out);
         }
-        dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &batch, m, k, n, &shape))
+        dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &dims, &shape))
     },
     arity: 2,
     params: ParamsKind::None,
@@ -136,15 +141,8 @@ pub(crate) static MATMUL: Primitive = Primitive {
 pub(crate) static PRIMITIVES: &[&Primitive] = &[&MATMUL];
 
 /// Runs one GEMM per batch element, reading both operands through their strides.
-fn product<T: Float>(
-    a: &Tensor,
-    b: &Tensor,
-    batch: &[usize],
-    m: usize,
-    k: usize,
-    n: usize,
-    shape: &[usize],
-) -> Result<Tensor> {
+fn product<T: Float>(a: &Tensor, b: &Tensor, dims: &MatmulDims, shape: &[usize]) -> Result<Tensor> {
+    let (batch, m, k, n) = (dims.batch, dims.m, dims.k, dims.n);
     let (da, db) = (a.data::<T>()?, b.data::<T>()?);
     let (la, lb) = (a.layout(), b.layout());
     let (ra, rb) = (la.shape.len(), lb.shape.len());
@@ -160,7 +158,7 @@ fn product<T: Float>(
         v
     };
     let (ba, bb) = (batch_view(la, ra), batch_view(lb, rb));
-    let mut out = crate::storage::pool::take::<T>("matmul", numel(shape))?;
+    let mut out = crate::backend::pool::take::<T>("matmul", numel(shape))?;
     out.resize(numel(shape), T::ZERO);
     // When `b` is the same matrix for every batch element and `a`'s batch axes continue its
     // rows with one stride, the batch is just more rows: one GEMM of (batch·m) × k by k × n

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::cpu::{self, Split3};
+use crate::backend::cpu::{self, Split3};
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
 use crate::fusion::{self, Fold};
@@ -139,11 +139,9 @@ fn reduce_with<T: Num>(
     f: impl Fn(T, T) -> T + Sync,
     cuda: &str,
 ) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some(y) = crate::cuda::ops::reduce(op, x, axes, init.to_f64(), cuda, out_shape)? {
+    if let Some(y) = crate::backend::reduce(op, x, axes, init.to_f64(), cuda, out_shape)? {
         return Ok(y);
     }
-    let _ = (op, cuda);
     let (src, sp) = arrange::<T>(x, axes)?;
     Ok(Tensor::from_elems(
         cpu::reduce3(&src, &sp, init, f),
@@ -383,15 +381,14 @@ fn arg_kernel(op: &'static str, x: &Tensor, ax: usize, max: bool) -> Result<Tens
         ));
     }
     let shape = reduced_shape(x.shape(), &[ax], false);
-    #[cfg(feature = "cuda")]
-    if let crate::Device::Cuda(n) = x.device() {
+    if x.device().is_cuda() {
         if x.dtype() == DType::Bool {
             return Err(Error::dtype(
                 op,
                 "expected a numeric tensor (float32, float64 or int64), got bool",
             ));
         }
-        let range = crate::cuda::ops::iota(n, x.shape()[ax], DType::I64)?;
+        let range: Tensor = crate::backend::iota(x.device(), x.shape()[ax], DType::I64)?;
         return first_extreme_index(x, ax, max, &range);
     }
     dispatch_num!(op, x.dtype(), T => {
@@ -436,7 +433,6 @@ pub(crate) static ARGMIN: Primitive = Primitive {
 /// the smallest index along `ax` whose element equals the extreme, so ties give the first, as
 /// the host kernel does. `range` is `[0, 1, ..., d-1]` as int64 on `x`'s device. (A NaN
 /// equals nothing, so a row of NaN gives `d`, where the host kernel gives 0.)
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 fn first_extreme_index(x: &Tensor, ax: usize, max: bool, range: &Tensor) -> Result<Tensor> {
     let axis = ax as isize;
     let extreme = if max {

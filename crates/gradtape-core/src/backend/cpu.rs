@@ -41,7 +41,7 @@ pub(crate) fn join<R: Send>(
 
 /// A buffer for `n` results, or the error that says they do not fit in memory.
 fn output<U: Element>(n: usize) -> Result<Vec<U>> {
-    crate::storage::pool::take::<U>("allocate", n)
+    crate::backend::pool::take::<U>("allocate", n)
 }
 
 /// Builds a vector of `n` elements by letting `f(start, chunk)` write each chunk, in parallel

@@ -1,0 +1,116 @@
+//! Large buffers of dropped tensors, kept for the next tensor of the same kind.
+//!
+//! A fresh buffer of tens of megabytes comes from the kernel as untouched pages, and every
+//! page faults on its first write: at 10 million elements that cost more than the arithmetic.
+//! Eager code makes and drops same-sized temporaries on every step, so reusing them pays.
+//! The price is resident memory after large tensors are gone: at most
+//! [`crate::memory::cache_limit`] bytes, released by [`crate::memory::empty_cache`].
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::dtype::CpuStorage;
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+
+/// Buffers below this many bytes go back to the allocator (which recycles them well).
+const MIN_BYTES: usize = 1 << 20;
+/// The default of [`crate::memory::cache_limit`].
+const DEFAULT_LIMIT: usize = 1 << 30;
+const MAX_BUFFERS: usize = 32;
+
+pub(crate) static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
+static POOL: Mutex<Vec<CpuStorage>> = Mutex::new(Vec::new());
+
+fn capacity_bytes(s: &CpuStorage) -> usize {
+    match s {
+        CpuStorage::F32(v) => v.capacity() * 4,
+        CpuStorage::F64(v) => v.capacity() * 8,
+        CpuStorage::I64(v) => v.capacity() * 8,
+        CpuStorage::Bool(v) => v.capacity(),
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Vec<CpuStorage>> {
+    // The pool holds plain buffers: one left by a panicking thread is still a buffer.
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn give(s: CpuStorage) {
+    let bytes = capacity_bytes(&s);
+    if bytes < MIN_BYTES {
+        return;
+    }
+    let limit = LIMIT.load(Ordering::Relaxed);
+    if bytes > limit {
+        return;
+    }
+    let mut pool = lock();
+    // The newest buffer is the likeliest to be wanted again (the next step of the same
+    // loop): the oldest make room for it. Refusing it instead left a pool full of another
+    // workload's sizes, and this one paying page faults on fresh buffers every step.
+    while !pool.is_empty() && (pool.len() >= MAX_BUFFERS || cached(&pool) + bytes > limit) {
+        pool.remove(0);
+    }
+    pool.push(s);
+}
+
+fn cached(pool: &[CpuStorage]) -> usize {
+    pool.iter().map(capacity_bytes).sum()
+}
+
+pub(crate) fn cached_bytes() -> usize {
+    cached(&lock())
+}
+
+/// Drops pooled buffers until at most `limit` bytes remain.
+pub(crate) fn trim(limit: usize) {
+    let mut pool = lock();
+    while cached(&pool) > limit {
+        pool.pop();
+    }
+}
+
+/// `n` copies of `v`, allocated as [`take`] does (an error, never an abort, when `n` is
+/// more than memory can hold).
+pub(crate) fn filled<T: Element>(op: &'static str, n: usize, v: T) -> Result<Vec<T>> {
+    let mut out = take::<T>(op, n)?;
+    out.resize(n, v);
+    Ok(out)
+}
+
+/// An empty vector with room for `n` elements, reusing a pooled buffer when one fits
+/// (between `n` and `2n` elements, so little memory sits unused).
+///
+/// # Errors
+/// When `n` elements cannot be allocated (more bytes than an allocation may have, or more
+/// than the system gives): an error before any work, never an abort.
+pub(crate) fn take<T: Element>(op: &'static str, n: usize) -> Result<Vec<T>> {
+    if n.saturating_mul(std::mem::size_of::<T>()) >= MIN_BYTES {
+        let mut pool = lock();
+        let fits = |s: &CpuStorage| {
+            s.dtype() == T::DTYPE && {
+                let c = capacity_bytes(s) / std::mem::size_of::<T>().max(1);
+                c >= n && c <= 2 * n
+            }
+        };
+        if let Some(i) = pool.iter().rposition(fits) {
+            if let Some(mut v) = T::from_storage(pool.remove(i)) {
+                v.clear();
+                return Ok(v);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::resource(
+            op,
+            format!(
+                "cannot allocate {n} elements of {} ({} bytes)",
+                T::DTYPE,
+                (n as u128) * std::mem::size_of::<T>() as u128
+            ),
+        )
+    })?;
+    Ok(v)
+}
