@@ -359,3 +359,58 @@ macro_rules! float {
 }
 float!(f32);
 float!(f64);
+
+/// Runs `$body` with `$T` bound to the element type of a runtime dtype: the one dtype dispatch
+/// of the crate (the host kernels in the ops, the GPU kernels in the backend).
+///
+/// - `dispatch!(dtype, T => body)`: every dtype.
+/// - `dispatch!(numeric op, dtype, T => body)`: `f32`, `f64`, `i64`; for `bool` the function
+///   returns the dtype error of `op`.
+/// - `dispatch!(float op, dtype, T => body)`: `f32`, `f64`; otherwise the dtype error.
+macro_rules! dispatch {
+    (numeric $op:expr, $dt:expr, $T:ident => $body:expr) => {
+        $crate::dtype::dispatch!(@or_error $op, "a numeric tensor (float32, float64 or int64)",
+            $dt, $T => $body, [F32: f32, F64: f64, I64: i64])
+    };
+    (float $op:expr, $dt:expr, $T:ident => $body:expr) => {
+        $crate::dtype::dispatch!(@or_error $op, "a floating-point tensor (float32 or float64)",
+            $dt, $T => $body, [F32: f32, F64: f64])
+    };
+    (@or_error $op:expr, $what:literal, $dt:expr, $T:ident => $body:expr,
+        [$($D:ident: $t:ty),*]) => {
+        match $dt {
+            $($crate::dtype::DType::$D => {
+                type $T = $t;
+                $body
+            })*
+            other => {
+                return Err($crate::error::Error::dtype(
+                    $op,
+                    format!(concat!("expected ", $what, ", got {}"), other),
+                ))
+            }
+        }
+    };
+    ($dt:expr, $T:ident => $body:expr) => {
+        match $dt {
+            $crate::dtype::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::dtype::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::dtype::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::dtype::DType::Bool => {
+                type $T = bool;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use dispatch;

@@ -2,6 +2,7 @@
 //! same storage; their gradients are the inverse view (or a scatter into zeros for slices).
 
 use crate::backend::cpu;
+use crate::dtype::dispatch;
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, SliceSpec};
 use crate::shape::{
@@ -10,7 +11,7 @@ use crate::shape::{
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
-use super::{dispatch_all, sum_to_shape};
+use super::sum_to_shape;
 
 /// The primitives of this file defined as data.
 pub(crate) static PRIMITIVES: &[&Primitive] = &[
@@ -470,7 +471,7 @@ pub(crate) static UNSLICE: Primitive = Primitive {
         if let Some(out) = crate::backend::unslice(g, shape, &target)? {
             return Ok(out);
         }
-        Ok(dispatch_all!(g.dtype(), T => {
+        Ok(dispatch!(g.dtype(), T => {
             let mut buf = crate::backend::pool::filled("unslice", numel(shape), T::default())?;
             let src = cpu::to_contiguous(g.data::<T>()?, g.layout())?;
             let inner = target.shape.last().copied().unwrap_or(1);
@@ -724,7 +725,7 @@ pub(crate) static CONCAT: Primitive = Primitive {
         if let Some(out) = crate::backend::concat(xs, ax, &shape)? {
             return Ok(out);
         }
-        Ok(dispatch_all!(first.dtype(), T => {
+        Ok(dispatch!(first.dtype(), T => {
             let mut buf = Vec::with_capacity(numel(&shape));
             let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data::<T>()).collect::<Result<_>>()?;
             for o in 0..outer {

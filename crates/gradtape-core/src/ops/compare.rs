@@ -2,6 +2,7 @@
 //! ones. Only `select` and float-to-float `cast` have gradients.
 
 use crate::backend::cpu;
+use crate::dtype::dispatch;
 use crate::dtype::{DType, Element, Float};
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, Saves};
@@ -9,7 +10,7 @@ use crate::shape::broadcast_shapes;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
 use super::elementwise::{map_tensor, zip_tensors};
-use super::{dispatch_all, dispatch_float, same_dtype};
+use super::same_dtype;
 
 macro_rules! comparisons {
     ($($(#[$doc:meta])* $name:ident($P:ident): |$p:ident, $q:ident| $body:expr, cuda $cuda:literal;)*) => {
@@ -19,7 +20,7 @@ macro_rules! comparisons {
                 stringify!($name),
                 2,
                 |xs, _| {
-                    dispatch_all!(xs[0].dtype(), T => {
+                    dispatch!(xs[0].dtype(), T => {
                         zip_tensors::<T, bool>(stringify!($name), xs[0], xs[1], |$p, $q| $body, $cuda)
                     })
                 },
@@ -211,7 +212,7 @@ pub(crate) static IS_FINITE: Primitive = Primitive::elementwise(
     "is_finite",
     1,
     |xs, _| {
-        dispatch_float!("is_finite", xs[0].dtype(), T => {
+        dispatch!(float "is_finite", xs[0].dtype(), T => {
             map_tensor::<T, bool>("is_finite", xs[0], |v| v.is_finite(), "isfinite(v)")
         })
     },
@@ -237,7 +238,7 @@ pub(crate) static IS_NAN: Primitive = Primitive::elementwise(
     "is_nan",
     1,
     |xs, _| {
-        dispatch_float!("is_nan", xs[0].dtype(), T => {
+        dispatch!(float "is_nan", xs[0].dtype(), T => {
             map_tensor::<T, bool>("is_nan", xs[0], Float::is_nan, "isnan(v)")
         })
     },
@@ -302,7 +303,7 @@ fn select_forward(xs: &[&Tensor], _: &Params) -> Result<Tensor> {
         b.layout().broadcast_to(&shape),
     );
     let c = condition.data::<bool>()?;
-    Ok(dispatch_all!(a.dtype(), T => Tensor::from_elems(
+    Ok(dispatch!(a.dtype(), T => Tensor::from_elems(
         cpu::zip3(c, &lc, a.data::<T>()?, &la, b.data::<T>()?, &lb, |c, p: T, q: T| if c { p } else { q })?,
         &shape,
     )))
@@ -339,10 +340,10 @@ pub(crate) static CAST: Primitive = Primitive {
     forward: |xs, params| {
         let x = xs[0];
         Ok(match params.as_dtype("cast")? {
-            DType::F32 => dispatch_all!(x.dtype(), T => convert::<T, f32>(x)?),
-            DType::F64 => dispatch_all!(x.dtype(), T => convert::<T, f64>(x)?),
-            DType::I64 => dispatch_all!(x.dtype(), T => convert::<T, i64>(x)?),
-            DType::Bool => dispatch_all!(x.dtype(), T => convert::<T, bool>(x)?),
+            DType::F32 => dispatch!(x.dtype(), T => convert::<T, f32>(x)?),
+            DType::F64 => dispatch!(x.dtype(), T => convert::<T, f64>(x)?),
+            DType::I64 => dispatch!(x.dtype(), T => convert::<T, i64>(x)?),
+            DType::Bool => dispatch!(x.dtype(), T => convert::<T, bool>(x)?),
         })
     },
     arity: 1,

@@ -9,15 +9,13 @@
 //! window.
 
 use crate::backend::cpu::PAR_MIN;
+use crate::dtype::dispatch;
 use crate::dtype::{Element, Num};
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::tensor::{AsTensor, Tensor};
 
-use super::{
-    dispatch_all, dispatch_num, greater, matmul, reduce_max, reduce_mean, reduce_sum, reshape_to,
-    select, transpose,
-};
+use super::{greater, matmul, reduce_max, reduce_mean, reduce_sum, reshape_to, select, transpose};
 
 /// TensorFlow's padding modes.
 ///
@@ -287,7 +285,7 @@ pub(crate) static PATCHES: Primitive = Primitive {
         }
         let (n, c) = (s[0], s[3]);
         let shape = [n, win.oh, win.ow, win.kh, win.kw, c];
-        Ok(dispatch_all!(x.dtype(), T => Tensor::from_elems(
+        Ok(dispatch!(x.dtype(), T => Tensor::from_elems(
             patches_kernel(&x.contiguous_data::<T>()?, n, c, win)?,
             &shape,
         )))
@@ -321,7 +319,7 @@ pub(crate) static UNPATCHES: Primitive = Primitive {
         }
         let (n, c) = (s[0], s[5]);
         let shape = [n, win.h, win.w, c];
-        Ok(dispatch_num!(op, g.dtype(), T => Tensor::from_elems(
+        Ok(dispatch!(numeric op, g.dtype(), T => Tensor::from_elems(
             unpatches_kernel(&g.contiguous_data::<T>()?, n, c, win)?,
             &shape,
         )))

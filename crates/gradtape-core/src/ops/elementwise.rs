@@ -2,6 +2,7 @@
 //! each a [`Primitive`](crate::ops::Primitive) defined in one place.
 
 use crate::backend::cpu;
+use crate::dtype::dispatch;
 use crate::dtype::{Element, Float, Num};
 use crate::error::Result;
 use crate::fusion;
@@ -9,9 +10,7 @@ use crate::primitive::{apply, Derivative, Params, Primitive, Saves};
 use crate::shape::broadcast_shapes;
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
-use super::{
-    cast, dispatch_float, dispatch_num, greater, greater_equal, less_equal, same_dtype, select,
-};
+use super::{cast, greater, greater_equal, less_equal, same_dtype, select};
 
 /// `f` over every element; the result is contiguous with `x`'s shape. `cuda` is the same
 /// function as a CUDA C expression of `v`, for a tensor on a GPU.
@@ -50,7 +49,7 @@ macro_rules! unary_ops {
                     if let Some(y) = fusion::unary(x, fusion::unary_kernel!(fwd)) {
                         return Ok(y);
                     }
-                    dispatch_float!(stringify!($name), x.dtype(), T => map_tensor::<T, T>(stringify!($name), x, fwd::<T>, $cuda))
+                    dispatch!(float stringify!($name), x.dtype(), T => map_tensor::<T, T>(stringify!($name), x, fwd::<T>, $cuda))
                 }
                 fn rule($s: &Tensor, $g: &Tensor) -> Result<Tensor> {
                     $grad
@@ -222,7 +221,7 @@ macro_rules! rounding_ops {
                 stringify!($name),
                 1,
                 |xs, _| {
-                    dispatch_float!(stringify!($name), xs[0].dtype(), T => map_tensor::<T, T>(stringify!($name), xs[0], |$v| $fwd, $cuda))
+                    dispatch!(float stringify!($name), xs[0].dtype(), T => map_tensor::<T, T>(stringify!($name), xs[0], |$v| $fwd, $cuda))
                 },
                 Derivative::None,
                 Some($cuda),
@@ -312,7 +311,7 @@ macro_rules! binary_primitive {
                 if let Some(t) = fusion::binary(a, b, fusion::binary_kernel!(|$p, $q| $e)) {
                     return Ok(t);
                 }
-                $dispatch!($op, a.dtype(), T => {
+                dispatch!($dispatch $op, a.dtype(), T => {
                     zip_tensors::<T, T>($op, a, b, |$p, $q| $e, $cuda)
                 })
             }
@@ -325,22 +324,22 @@ macro_rules! binary_primitive {
     };
 }
 
-binary_primitive!(ADD, "add", dispatch_num, |p, q| p.wadd(q), cuda "p + q", saves Nothing, |_, g, _| Ok(g.clone()));
-binary_primitive!(SUBTRACT, "subtract", dispatch_num, |p, q| p.wsub(q), cuda "p - q", saves Nothing, |_, g, i| {
+binary_primitive!(ADD, "add", numeric, |p, q| p.wadd(q), cuda "p + q", saves Nothing, |_, g, _| Ok(g.clone()));
+binary_primitive!(SUBTRACT, "subtract", numeric, |p, q| p.wsub(q), cuda "p - q", saves Nothing, |_, g, i| {
     if i == 0 {
         Ok(g.clone())
     } else {
         negative(g)
     }
 });
-binary_primitive!(MULTIPLY, "multiply", dispatch_num, |p, q| p.wmul(q), cuda "p * q", saves Inputs, |s, g, i| {
+binary_primitive!(MULTIPLY, "multiply", numeric, |p, q| p.wmul(q), cuda "p * q", saves Inputs, |s, g, i| {
     if i == 0 {
         multiply(g, s.b()?)
     } else {
         multiply(s.a()?, g)
     }
 });
-binary_primitive!(DIVIDE, "divide", dispatch_float, |p, q| p / q, cuda "p / q", saves Inputs, |s, g, i| {
+binary_primitive!(DIVIDE, "divide", float, |p, q| p / q, cuda "p / q", saves Inputs, |s, g, i| {
     let (a, b) = (s.a()?, s.b()?);
     if i == 0 {
         divide(g, b)
@@ -348,13 +347,13 @@ binary_primitive!(DIVIDE, "divide", dispatch_float, |p, q| p / q, cuda "p / q", 
         multiply(g, &divide(&divide(&negative(a)?, b)?, b)?)
     }
 });
-binary_primitive!(MAXIMUM, "maximum", dispatch_num, |p, q| p.max_(q), cuda "(p > q || p != p) ? p : q", saves Inputs, |s, g, i| {
+binary_primitive!(MAXIMUM, "maximum", numeric, |p, q| p.max_(q), cuda "(p > q || p != p) ? p : q", saves Inputs, |s, g, i| {
     to_the_chosen(&greater_equal(s.a()?, s.b()?)?, g, i)
 });
-binary_primitive!(MINIMUM, "minimum", dispatch_num, |p, q| p.min_(q), cuda "(p < q || p != p) ? p : q", saves Inputs, |s, g, i| {
+binary_primitive!(MINIMUM, "minimum", numeric, |p, q| p.min_(q), cuda "(p < q || p != p) ? p : q", saves Inputs, |s, g, i| {
     to_the_chosen(&less_equal(s.a()?, s.b()?)?, g, i)
 });
-binary_primitive!(POW, "pow", dispatch_float, |p, q| p.powf(q), cuda "pow(p, q)", saves InputsAndOutput, |s, g, i| {
+binary_primitive!(POW, "pow", float, |p, q| p.powf(q), cuda "pow(p, q)", saves InputsAndOutput, |s, g, i| {
     let (a, b, z) = (s.a()?, s.b()?, s.out()?);
     if i == 0 {
         multiply(g, &multiply(b, &pow(a, &subtract(b, &1.0)?)?)?)

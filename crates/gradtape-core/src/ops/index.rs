@@ -1,5 +1,6 @@
 //! Indexing: gather and its adjoint scatter-add, gather_nd (a composition), one_hot.
 
+use crate::dtype::dispatch;
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
@@ -7,7 +8,7 @@ use crate::shape::normalize_axis;
 use crate::tensor::{AsTensor, Tensor};
 use crate::vmap;
 
-use super::{dispatch_all, dispatch_num, reshape_to};
+use super::reshape_to;
 
 /// The batching rule for batched indices (and parameters): the op once per example.
 fn per_example(xs: &[&Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<Tensor> {
@@ -93,7 +94,7 @@ pub(crate) static GATHER: Primitive = Primitive {
         if let Some(out) = crate::backend::gather(p, &idx, ax, &shape)? {
             return Ok(out);
         }
-        dispatch_all!(p.dtype(), T => {
+        dispatch!(p.dtype(), T => {
             let src = p.contiguous_data::<T>()?;
             let mut buf = crate::backend::pool::take::<T>(op, outer * idx.len() * inner)?;
             for o in 0..outer {
@@ -172,7 +173,7 @@ pub(crate) static SCATTER_ADD: Primitive = Primitive {
         if let Some(out) = crate::backend::scatter_add(updates, &idx, ax, dim, &shape)? {
             return Ok(out);
         }
-        dispatch_num!(op, updates.dtype(), T => {
+        dispatch!(numeric op, updates.dtype(), T => {
             let src = updates.contiguous_data::<T>()?;
             let mut buf = crate::backend::pool::take::<T>(op, outer * dim * inner)?;
             buf.resize(outer * dim * inner, T::default());
@@ -391,6 +392,6 @@ fn one_hot_kernel(
         Ok(v)
     }
     Ok(
-        dispatch_all!(dtype, T => Tensor::from_elems(rows::<T>(&idx, depth, n, on_value, off_value)?, &shape)),
+        dispatch!(dtype, T => Tensor::from_elems(rows::<T>(&idx, depth, n, on_value, off_value)?, &shape)),
     )
 }

@@ -1,13 +1,14 @@
 //! Matrix products: 2-D and batched (batch dimensions broadcast), with transpose flags.
 
 use crate::backend::cpu;
+use crate::dtype::dispatch;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::shape::{broadcast_shapes, for_each_row, numel, Dims, Layout, MatmulDims};
 use crate::tensor::{operand_pair, AsTensor, Tensor};
 
-use super::{dispatch_float, same_dtype, transpose};
+use super::{same_dtype, transpose};
 
 /// The matrix product `a · b` over the last two dimensions; leading dimensions are batch
 /// dimensions and broadcast. Both operands need rank ≥ 2 (as in `tf.matmul`).
@@ -120,7 +121,7 @@ pub(crate) static MATMUL: Primitive = Primitive {
         if let Some(out) = crate::backend::matmul(a, b, &dims, &shape)? {
             return Ok(out);
         }
-        dispatch_float!(op, a.dtype(), T => product::<T>(a, b, &dims, &shape))
+        dispatch!(float op, a.dtype(), T => product::<T>(a, b, &dims, &shape))
     },
     arity: 2,
     params: ParamsKind::None,

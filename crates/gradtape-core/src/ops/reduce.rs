@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use crate::backend::cpu::{self, Split3};
+use crate::dtype::dispatch;
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
 use crate::fusion::{self, Fold};
@@ -10,7 +11,7 @@ use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitiv
 use crate::shape::normalize_axes;
 use crate::tensor::{AsTensor, Tensor};
 
-use super::{broadcast_to, cast, dispatch_num, divide, equal, reshape_to, select};
+use super::{broadcast_to, cast, divide, equal, reshape_to, select};
 
 /// Which axes a reduction runs over: `Axes::All`, one axis (`1`, `-1`) or several (`[0, 2]`).
 ///
@@ -199,7 +200,7 @@ pub(crate) static REDUCE_SUM: Primitive = Primitive {
         Ok(match fusion::fold(x, &shape, Fold::Sum) {
             Some(t) => t,
             None => {
-                dispatch_num!(op, x.dtype(), T => reduce_with::<T>(op, x, axes, &shape, T::ZERO, |p, q| p.wadd(q), "a + b")?)
+                dispatch!(numeric op, x.dtype(), T => reduce_with::<T>(op, x, axes, &shape, T::ZERO, |p, q| p.wadd(q), "a + b")?)
             }
         })
     },
@@ -248,7 +249,7 @@ macro_rules! weighted_reduction {
                 if let Some(t) = fold.and_then(|f| fusion::fold(x, &shape, f)) {
                     return Ok(t);
                 }
-                dispatch_num!(op, x.dtype(), T => {
+                dispatch!(numeric op, x.dtype(), T => {
                     reduce_with::<T>(op, x, axes, &shape, T::$init, |p, q| p.$f(q), $cuda)
                 })
             },
@@ -391,7 +392,7 @@ fn arg_kernel(op: &'static str, x: &Tensor, ax: usize, max: bool) -> Result<Tens
         let range: Tensor = crate::backend::iota(x.device(), x.shape()[ax], DType::I64)?;
         return first_extreme_index(x, ax, max, &range);
     }
-    dispatch_num!(op, x.dtype(), T => {
+    dispatch!(numeric op, x.dtype(), T => {
         let (src, sp) = arrange::<T>(x, &[ax])?;
         let better = |v: T, b: T| if max { v > b } else { v < b };
         Ok(Tensor::from_elems(cpu::arg_reduce3(&src, &sp, better), &shape))

@@ -11,7 +11,7 @@ use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 use super::kernels::{self, KLayout};
 use super::{alloc, CudaElement, CudaStorage, Gpu};
-use crate::dtype::{CpuStorage, DType, Element};
+use crate::dtype::{dispatch, CpuStorage, DType, Element};
 use crate::error::{Error, Result};
 use crate::shape::{numel, Layout};
 
@@ -32,30 +32,6 @@ fn launch_err(g: &Gpu, op: &'static str, e: impl std::fmt::Display) -> Error {
         op,
         format!("cuda:{}: launching the kernel failed: {e}", g.ordinal),
     )
-}
-
-/// Runs `f` with the dtype's element type bound to `$T` (every dtype).
-macro_rules! with_dtype {
-    ($dt:expr, $T:ident => $body:expr) => {
-        match $dt {
-            DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            DType::F64 => {
-                type $T = f64;
-                $body
-            }
-            DType::I64 => {
-                type $T = i64;
-                $body
-            }
-            DType::Bool => {
-                type $T = bool;
-                $body
-            }
-        }
-    };
 }
 
 /// The typed slice of GPU storage `s`.
@@ -107,7 +83,7 @@ impl Side<'_> {
 pub(crate) fn upload(n: usize, host: &CpuStorage, l: &Layout) -> Result<CudaStorage> {
     let g = super::gpu(n)?;
     let count = numel(&l.shape);
-    with_dtype!(host.dtype(), T => {
+    dispatch!(host.dtype(), T => {
         let v = T::slice(host).unwrap_or(&[]);
         let packed = crate::backend::cpu::contiguous_cow(v, l)?;
         super::upload::<T>(&g, packed.get(..count).unwrap_or(&[]))
@@ -124,7 +100,7 @@ pub(crate) fn download(s: &CudaStorage, l: &Layout) -> Result<CpuStorage> {
         &packed
     };
     let count = numel(&l.shape);
-    with_dtype!(s.dtype(), T => {
+    dispatch!(s.dtype(), T => {
         let v = super::download::<T>(s)?;
         Ok(T::into_storage(v.into_iter().take(count).collect()))
     })
@@ -133,7 +109,7 @@ pub(crate) fn download(s: &CudaStorage, l: &Layout) -> Result<CpuStorage> {
 /// `count` elements, every one `value`, made on GPU `n`.
 pub(crate) fn full(n: usize, count: usize, value: f64, dtype: DType) -> Result<CudaStorage> {
     let g = super::gpu(n)?;
-    with_dtype!(dtype, T => {
+    dispatch!(dtype, T => {
         let (name, src) = kernels::fill(T::C_TYPE);
         let f = g.function("fill", &src, &name)?;
         let mut y = alloc::<T>(&g, "fill", count)?;
@@ -151,7 +127,7 @@ pub(crate) fn contiguous(s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
     let g = &s.gpu;
     let lx = KLayout::of("contiguous", l)?;
     let count = numel(&l.shape);
-    with_dtype!(s.dtype(), T => {
+    dispatch!(s.dtype(), T => {
         let (name, src) = kernels::copy(T::C_TYPE);
         let f = g.function("contiguous", &src, &name)?;
         let x = slice_of::<T>("contiguous", s)?;
@@ -187,7 +163,7 @@ pub(crate) fn unary(op: &'static str, (s, l): View, expr: &str, out: DType) -> R
     let lx = KLayout::of(op, l)?;
     let count = numel(&l.shape);
     let n64 = count as u64;
-    with_dtype!(s.dtype(), T => with_dtype!(out, U => {
+    dispatch!(s.dtype(), T => dispatch!(out, U => {
         let (name, src) = kernels::unary(op, expr, T::C_TYPE, U::C_TYPE);
         let f = g.function(op, &src, &name)?;
         let xs = slice_of::<T>(op, s)?;
@@ -216,7 +192,7 @@ pub(crate) fn binary(
         (Side::Gpu(sa, la), Side::Gpu(sb, lb)) => {
             let g = &sa.gpu;
             let (la, lb) = (KLayout::of(op, la)?, KLayout::of(op, lb)?);
-            with_dtype!(dtype, T => with_dtype!(out, U => {
+            dispatch!(dtype, T => dispatch!(out, U => {
                 let (name, src) = kernels::binary(op, expr, T::C_TYPE, U::C_TYPE);
                 let f = g.function(op, &src, &name)?;
                 let (xa, xb) = (slice_of::<T>(op, sa)?, slice_of::<T>(op, sb)?);
@@ -235,7 +211,7 @@ pub(crate) fn binary(
             };
             let g = &s.gpu;
             let lt = KLayout::of(op, lt)?;
-            with_dtype!(dtype, T => with_dtype!(out, U => {
+            dispatch!(dtype, T => dispatch!(out, U => {
                 let (name, src) = kernels::binary(op, expr, T::C_TYPE, U::C_TYPE);
                 let f = g.function(op, &src, &format!("{name}_scalar"))?;
                 let v: T = scalar.value::<T>(op)?;
@@ -286,7 +262,7 @@ pub(crate) fn reduce(
         ));
     }
     let cs = contiguous(s, &l.permute(&perm))?;
-    with_dtype!(dtype, T => {
+    dispatch!(dtype, T => {
         let init = kernels::c_literal(init, dtype);
         let (name, src) = kernels::reduce_rows(op, &init, combine, T::C_TYPE);
         let f = g.function(op, &src, &name)?;
@@ -453,7 +429,7 @@ pub(crate) fn select(
         }
     }
     let (ga, gb) = (gpu_side(op, &a)?, gpu_side(op, &b)?);
-    with_dtype!(dtype, T => {
+    dispatch!(dtype, T => {
         let (name, src) = kernels::select(T::C_TYPE, sa, sb);
         let f = g.function(op, &src, &name)?;
         let mut y = alloc::<T>(g, op, count)?;
@@ -481,7 +457,7 @@ pub(crate) fn select(
 /// `[0, 1, ..., len-1]` of `dtype` on GPU `n`.
 pub(crate) fn iota(n: usize, len: usize, dtype: DType) -> Result<CudaStorage> {
     let g = super::gpu(n)?;
-    with_dtype!(dtype, T => {
+    dispatch!(dtype, T => {
         let (name, src) = kernels::iota(T::C_TYPE);
         let f = g.function("iota", &src, &name)?;
         let mut y = alloc::<T>(&g, "iota", len)?;
@@ -503,7 +479,7 @@ pub(crate) fn concat(parts: &[View], ax: usize, shape: &[usize]) -> Result<CudaS
         .0;
     let g = s0.gpu.clone();
     let count = numel(shape);
-    with_dtype!(s0.dtype(), T => {
+    dispatch!(s0.dtype(), T => {
         let (name, src) = kernels::copy_into(T::C_TYPE);
         let f = g.function(op, &src, &name)?;
         let mut y = alloc::<T>(&g, op, count)?;
@@ -538,7 +514,7 @@ pub(crate) fn unslice((s, l): View, shape: &[usize], target: &Layout) -> Result<
     let g = s.gpu.clone();
     let count = numel(shape);
     let part = numel(&l.shape);
-    with_dtype!(s.dtype(), T => {
+    dispatch!(s.dtype(), T => {
         let (name, src) = kernels::copy_into(T::C_TYPE);
         let f = g.function(op, &src, &name)?;
         let mut y = g.stream.alloc_zeros::<T>(count.max(1)).map_err(|e| launch_err(&g, op, e))?;
