@@ -1045,7 +1045,7 @@ fn gradients(
     entries: Vec<Entry>,
     targets: &[&Tensor],
     keys: &[SourceKey],
-    traced: impl Fn(&[SourceKey]) -> IdSet,
+    traced: &dyn Fn(&[SourceKey]) -> IdSet,
     options: &GradientOptions,
 ) -> Result<Vec<Option<Tensor>>> {
     let op = "gradient";
@@ -1054,12 +1054,14 @@ fn gradients(
     };
     let mut whole = vec![];
     for t in targets {
+        // (the whole batch may itself be one example of an outer vmap: the passes below
+        // take that level apart the same way)
         match t.batch() {
-            Some((p, l)) if l == level && p.batch().is_none() => whole.push(p.clone()),
+            Some((p, l)) if l == level => whole.push(p.clone()),
             _ => {
                 return Err(Error::tape(
                     op,
-                    "inside vmap, every target must be one example's tensor of the innermost vmap (gradients inside nested vmaps are not supported yet)",
+                    "inside vmap, every target must be one example's tensor of the innermost vmap (a target of an outer vmap only is not supported yet)",
                 ))
             }
         }
@@ -1111,9 +1113,11 @@ fn gradients(
             .iter()
             .filter_map(|&k| whole_key(&keys[k]))
             .collect();
-        let gs = backprop(entries.clone(), &whole, &bkeys, traced(&bkeys), &plain)?;
+        let gs = gradients(entries.clone(), &whole, &bkeys, traced, &plain)?;
         for (&k, g) in batched.iter().zip(gs) {
-            out[k] = g.map(|g| Tensor::batched(g, level));
+            out[k] = g
+                .map(|g| crate::vmap::batched_below(&g, level))
+                .transpose()?;
         }
     }
     // Shared sources: the jacobian of the batch of targets, one row per example.
@@ -1137,13 +1141,15 @@ fn gradients(
                 output_gradients: Some(seeds),
                 unconnected_gradients: options.unconnected_gradients,
             };
-            let gs = backprop(entries, &whole, &skeys, traced(&skeys), &opts)?;
+            let gs = gradients(entries, &whole, &skeys, traced, &opts)?;
             gs.into_iter()
                 .map(|g| g.map(|g| crate::vmap::physical(&g, l2, b)).transpose())
                 .collect()
         })?;
         for (&k, g) in shared.iter().zip(gs) {
-            out[k] = g.map(|g| Tensor::batched(g, level));
+            out[k] = g
+                .map(|g| crate::vmap::batched_below(&g, level))
+                .transpose()?;
         }
     }
     Ok(out)
@@ -1181,6 +1187,18 @@ pub struct JacobianOptions {
     pub chunk_size: Option<usize>,
 }
 
+/// A `batch_jacobian` target must have its own batch axis: one example's tensor inside a vmap
+/// has none.
+fn batch_target(target: &Tensor) -> Result<()> {
+    if target.batch().is_some() {
+        return Err(Error::tape(
+            "batch_jacobian",
+            "the target is one example's tensor inside vmap, which has no batch axis of its own: use jacobian inside the vmap (batch_jacobian there is not supported yet)",
+        ));
+    }
+    Ok(())
+}
+
 /// The rows of an identity matrix of size `n` from `start`, `len` of them, as `[len, n]`.
 fn basis_rows(start: usize, len: usize, n: usize, dtype: DType) -> Result<Tensor> {
     let elems = len.saturating_mul(n); // too many: take refuses it
@@ -1206,7 +1224,7 @@ fn jacobians(
     entries: &[Entry],
     target: &Tensor,
     keys: &[SourceKey],
-    traced: &IdSet,
+    traced: &dyn Fn(&[SourceKey]) -> IdSet,
     rows: usize,
     options: &JacobianOptions,
     seeds: impl Fn(usize, usize) -> Result<Tensor>,
@@ -1214,13 +1232,6 @@ fn jacobians(
     full_shape: impl Fn(&SourceKey) -> Vec<usize>,
 ) -> Result<Vec<Option<Tensor>>> {
     let op = "jacobian";
-    // (full_jacobian takes a batched target apart before it gets here)
-    if target.batch().is_some() {
-        return Err(Error::tape(
-            "batch_jacobian",
-            "the target is one example's tensor inside vmap, which has no batch axis of its own: use jacobian inside the vmap (batch_jacobian there is not supported yet)",
-        ));
-    }
     if !target.dtype().is_float() {
         return Err(Error::dtype(
             op,
@@ -1250,6 +1261,7 @@ fn jacobians(
             ));
         }
     }
+    let once = target.batch().is_none().then(|| traced(keys));
     let mut parts: Vec<Vec<Tensor>> = vec![vec![]; keys.len()];
     let mut connected = vec![false; keys.len()];
     let mut start = 0;
@@ -1261,7 +1273,12 @@ fn jacobians(
                 output_gradients: Some(vec![Tensor::batched(seed, level)]),
                 unconnected_gradients: UnconnectedGradients::None,
             };
-            let gs = backprop(entries.to_vec(), &[target], keys, traced.clone(), &opts)?;
+            // a target that is one example of a vmap (a jacobian inside nested vmaps):
+            // `gradients` takes its level apart
+            let gs = match &once {
+                Some(traced) => backprop(entries.to_vec(), &[target], keys, traced.clone(), &opts)?,
+                None => gradients(entries.to_vec(), &[target], keys, traced, &opts)?,
+            };
             gs.into_iter()
                 .map(|g| g.map(|g| crate::vmap::physical(&g, level, len)).transpose())
                 .collect()
@@ -1309,7 +1326,6 @@ fn full_jacobian(
     if let Some((whole, level)) = target.batch() {
         return jacobian_inside_vmap(entries, whole, level, keys, traced, options);
     }
-    let traced = &traced(keys);
     let n = target.numel();
     let shape_of = |key: &SourceKey| -> Vec<usize> {
         target.shape().iter().chain(&key.shape).copied().collect()
@@ -1345,19 +1361,10 @@ fn jacobian_inside_vmap(
     traced: &dyn Fn(&[SourceKey]) -> IdSet,
     options: &JacobianOptions,
 ) -> Result<Vec<Option<Tensor>>> {
-    if whole.batch().is_some() {
-        return Err(Error::tape(
-            "jacobian",
-            "inside nested vmaps, a jacobian's target must be one example's tensor of one vmap only (not supported yet)",
-        ));
-    }
     keys.iter()
         .map(|k| {
             let j = match whole_key(k, level) {
-                Some(wk) => {
-                    let t = traced(std::slice::from_ref(&wk));
-                    batch_jacobian_of(entries, whole, &wk, &t, options)?
-                }
+                Some(wk) => batch_jacobian_of(entries, whole, &wk, traced, options)?,
                 None => full_jacobian(entries, whole, &[k.copy()], traced, options)?
                     .into_iter()
                     .next()
@@ -1385,7 +1392,7 @@ fn batch_jacobian_of(
     entries: &[Entry],
     target: &Tensor,
     key: &SourceKey,
-    traced: &IdSet,
+    traced: &dyn Fn(&[SourceKey]) -> IdSet,
     options: &JacobianOptions,
 ) -> Result<Option<Tensor>> {
     let op = "batch_jacobian";
@@ -1953,7 +1960,7 @@ impl GradientTape {
         self.tape.stop();
         let keys = Tape::key_list(sources);
         let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
-        let result = gradients(entries, targets, &keys, |k| self.tape.traced(k), options);
+        let result = gradients(entries, targets, &keys, &|k| self.tape.traced(k), options);
         give_set(std::mem::take(&mut *self.tape.state.tensors.borrow_mut()));
         result
     }
@@ -2048,9 +2055,15 @@ impl GradientTape {
     ) -> Result<Option<Tensor>> {
         self.tape.stop();
         let keys = Tape::key_list(&[source]);
-        let traced = self.tape.traced(&keys);
+        batch_target(target)?;
         let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
-        batch_jacobian_of(&entries, target, &keys[0], &traced, options)
+        batch_jacobian_of(
+            &entries,
+            target,
+            &keys[0],
+            &|k| self.tape.traced(k),
+            options,
+        )
     }
 }
 
@@ -2154,7 +2167,7 @@ impl PersistentTape {
     ) -> Result<Vec<Option<Tensor>>> {
         let keys = Tape::key_list(sources);
         let entries = self.tape.state.entries.borrow().clone();
-        gradients(entries, targets, &keys, |k| self.tape.traced(k), options)
+        gradients(entries, targets, &keys, &|k| self.tape.traced(k), options)
     }
 
     /// The jacobian of `target` with respect to each source; see [`GradientTape::jacobian`].
@@ -2215,8 +2228,14 @@ impl PersistentTape {
         options: &JacobianOptions,
     ) -> Result<Option<Tensor>> {
         let keys = Tape::key_list(&[source]);
-        let traced = self.tape.traced(&keys);
+        batch_target(target)?;
         let entries = self.tape.state.entries.borrow().clone();
-        batch_jacobian_of(&entries, target, &keys[0], &traced, options)
+        batch_jacobian_of(
+            &entries,
+            target,
+            &keys[0],
+            &|k| self.tape.traced(k),
+            options,
+        )
     }
 }

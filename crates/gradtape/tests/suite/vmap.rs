@@ -644,3 +644,49 @@ fn a_batch_jacobian_inside_vmap_is_refused() {
     .to_string();
     assert!(e.contains("not supported yet"), "{e}");
 }
+
+/// Issue 21: a tape inside two nested vmaps (refused before) gives each example's gradient
+/// and jacobian, with respect to the example's own tensor, an unbatched tensor and a
+/// variable shared by every example; checked against the same function run on each example.
+#[test]
+fn a_tape_inside_nested_vmaps_gives_each_examples_gradients_and_jacobians() {
+    let x = Tensor::from_vec((0..12).map(|v| 0.3 * v as f64 - 1.0).collect(), &[2, 3, 2]).unwrap();
+    let w_tensor = Tensor::from_vec(vec![0.5f64, -1.5], &[2]).unwrap();
+    let w_var = gradtape::Variable::new(Tensor::from_vec(vec![2.0f64, 0.25], &[2]).unwrap());
+    // per example: y = sin(x) · w_tensor + x² · w_var, a vector of 2
+    let f = {
+        let (w_tensor, w_var) = (w_tensor.clone(), w_var.clone());
+        move |xs: &[Tensor]| -> Result<Vec<Tensor>> {
+            let tape = gradtape::GradientTape::persistent();
+            tape.watch(&xs[0]);
+            tape.watch(&w_tensor);
+            let y = ops::add(
+                &ops::multiply(&ops::sin(&xs[0])?, &w_tensor)?,
+                &ops::multiply(&ops::square(&xs[0])?, &w_var)?,
+            )?;
+            let loss = ops::reduce_sum(&ops::square(&y)?, Axes::All, false)?;
+            let sources: [&dyn gradtape::Source; 3] = [&xs[0], &w_tensor, &w_var];
+            let [gx, gw, gv] = tape.gradient(&loss, sources)?;
+            let [jx, jw, jv] = tape.jacobian(&y, sources)?;
+            Ok([gx, gw, gv, jx, jw, jv]
+                .into_iter()
+                .map(Option::unwrap)
+                .collect())
+        }
+    };
+    let nested = {
+        let f = f.clone();
+        vmap(move |xs: &[Tensor]| vmap(f.clone()).call(xs))
+    };
+    let got = nested.call(std::slice::from_ref(&x)).unwrap();
+    for i in 0..2 {
+        for j in 0..3 {
+            let example = x.slice(s![i as isize, j as isize, ..]).unwrap();
+            let want = f(&[example]).unwrap();
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                let g = g.slice(s![i as isize, j as isize]).unwrap();
+                close(&g, w, &format!("result {k} of example ({i}, {j})"));
+            }
+        }
+    }
+}
