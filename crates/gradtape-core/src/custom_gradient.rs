@@ -9,6 +9,8 @@
 //! read them (TensorFlow's `variables=` rule). Written with gradtape's ops, it is itself
 //! recorded by an outer tape, so second derivatives go through it.
 
+use std::rc::Rc;
+
 use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::Tensor;
@@ -79,48 +81,59 @@ where
     let args: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
     let (result, variables) = tape::run_custom_forward(|| forward(&args));
     let (outputs, grad) = result?;
+    let expected: Vec<(Vec<usize>, crate::DType)> = inputs
+        .iter()
+        .map(|t| (t.shape().to_vec(), t.dtype()))
+        .chain(variables.iter().map(|v| (v.shape().to_vec(), v.dtype())))
+        .collect();
+    let vars = variables.clone();
+    // The user's function, its answer checked: one gradient per input and per variable read,
+    // each of its input's shape and dtype.
+    let checked: Rc<Upstream> = Rc::new(move |upstream: &[Tensor]| {
+        let grads = grad(upstream, &vars)?;
+        check(&grads, &expected, &vars)?;
+        Ok(grads)
+    });
     let batched = inputs
         .iter()
         .copied()
         .chain(&outputs)
         .any(|t| t.batch().is_some());
-    if batched && tape::any_recording() {
-        return Err(Error::tape(
-            "custom_gradient",
-            "recording a custom gradient on one example's tensors inside vmap is not supported yet",
-        ));
+    if batched && (tape::any_recording() || crate::forward_accumulator::any_running()) {
+        if !variables.is_empty() {
+            return Err(Error::tape(
+                "custom_gradient",
+                "a custom gradient whose forward reads variables, on one example's tensors inside vmap, under a tape or forward accumulator is not supported yet",
+            ));
+        }
+        return record_batched(inputs, outputs, checked);
     }
-    // (its derived JVP came out as zeros there: refused until the op protocol gives custom
-    // gradients a batching rule, rather than a wrong tangent)
-    if batched && crate::forward_accumulator::any_running() {
-        return Err(Error::tape(
-            "custom_gradient",
-            "a forward-mode tangent through a custom gradient on one example's tensors inside vmap is not supported yet",
-        ));
-    }
-    // Fresh identities: an output may be an input returned as it is (an identity op).
+    record(inputs, &variables, outputs, checked)
+}
+
+/// A gradient function given the upstream gradient of every output (see [`GradientFn`]).
+type Upstream = dyn Fn(&[Tensor]) -> Result<Vec<Option<Tensor>>>;
+
+/// Records the op on the tapes and accumulators: one entry per output, whose gradient is
+/// `grad` with that output's upstream gradient and zeros for the others (it is linear in
+/// them, so the tape's sum over outputs is the whole gradient). Returns the outputs under
+/// fresh identities (an output may be an input returned as it is).
+fn record(
+    inputs: &[&Tensor],
+    variables: &[Variable],
+    outputs: Vec<Tensor>,
+    grad: Rc<Upstream>,
+) -> Result<Vec<Tensor>> {
     let outputs: Vec<Tensor> = outputs.iter().map(Tensor::with_new_id).collect();
-    let grad: std::rc::Rc<GradientFn> = std::rc::Rc::new(grad);
-    let shapes: std::rc::Rc<Vec<(Vec<usize>, crate::DType)>> = std::rc::Rc::new(
+    let shapes: Rc<Vec<(Vec<usize>, crate::DType)>> = Rc::new(
         outputs
             .iter()
             .map(|o| (o.shape().to_vec(), o.dtype()))
             .collect(),
     );
-    let expected: std::rc::Rc<Vec<(Vec<usize>, crate::DType)>> = std::rc::Rc::new(
-        inputs
-            .iter()
-            .map(|t| (t.shape().to_vec(), t.dtype()))
-            .chain(variables.iter().map(|v| (v.shape().to_vec(), v.dtype())))
-            .collect(),
-    );
-    let vars = std::rc::Rc::new(variables.clone());
     for (k, out) in outputs.iter().enumerate() {
-        // Output k's gradient function: `g` upstream of output k, zeros for the others (the
-        // function is linear in them, so the tape's sum over outputs is the whole gradient).
         let vjp = {
-            let (grad, shapes, expected, vars) =
-                (grad.clone(), shapes.clone(), expected.clone(), vars.clone());
+            let (grad, shapes) = (grad.clone(), shapes.clone());
             move |g: &Tensor| -> Result<Vec<Option<Tensor>>> {
                 let upstream = shapes
                     .iter()
@@ -130,15 +143,13 @@ where
                         false => Tensor::zeros(s, *dt),
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let grads = grad(&upstream, &vars)?;
-                check(&grads, &expected, &vars)?;
-                Ok(grads)
+                grad(&upstream)
             }
         };
         let jvp = |tangents: &[Option<Tensor>]| derived_jvp(&vjp, out, tangents);
         tape::record_custom(
             inputs,
-            &variables,
+            variables,
             out,
             || {
                 let vjp = vjp.clone();
@@ -151,6 +162,67 @@ where
         )?;
     }
     Ok(outputs)
+}
+
+/// The batching rule of a custom gradient (JAX's for `custom_vjp`): inside a vmap the tapes
+/// and accumulators see the whole batch, so the op is recorded on the batch behind the
+/// examples' tensors of the innermost level, and its gradient function runs the user's on
+/// the examples (the batch's upstream gradient as one example's tensor, at that level), each
+/// input's gradient taken back to the batch: as it is for a batched input, summed over the
+/// examples for one they share. Levels nest: the batch may itself be one example of an outer
+/// vmap, taken apart the same way. The function may run after the vmap ended (a tape outside
+/// it): the levels of the examples it captured run again while it does.
+fn record_batched(
+    inputs: &[&Tensor],
+    outputs: Vec<Tensor>,
+    grad: Rc<Upstream>,
+) -> Result<Vec<Tensor>> {
+    let all: Vec<&Tensor> = inputs.iter().copied().chain(&outputs).collect();
+    let Some(level) = crate::vmap::level_of(&all) else {
+        return record(inputs, &[], outputs, grad);
+    };
+    let b = crate::vmap::size_of(level)?;
+    let saved = crate::vmap::running();
+    let shared: Vec<bool> = inputs
+        .iter()
+        .map(|x| crate::vmap::at(x, level).is_none())
+        .collect();
+    let whole_inputs: Vec<Tensor> = inputs
+        .iter()
+        .map(|x| crate::vmap::at(x, level).unwrap_or(x).clone())
+        .collect();
+    let whole_outputs: Vec<Tensor> = outputs
+        .iter()
+        .map(|y| crate::vmap::physical(y, level, b))
+        .collect::<Result<_>>()?;
+    let whole_grad: Rc<Upstream> = Rc::new(move |upstream: &[Tensor]| {
+        crate::vmap::with_levels(&saved, || {
+            let upstream = upstream
+                .iter()
+                .map(|u| crate::vmap::batched_below(u, level))
+                .collect::<Result<Vec<_>>>()?;
+            grad(&upstream)?
+                .into_iter()
+                .zip(&shared)
+                .map(|(g, &shared)| {
+                    g.map(|g| {
+                        let whole = crate::vmap::physical(&g, level, b)?;
+                        match shared {
+                            true => crate::ops::reduce_sum(&whole, 0, false),
+                            false => Ok(whole),
+                        }
+                    })
+                    .transpose()
+                })
+                .collect()
+        })
+    });
+    let whole_inputs: Vec<&Tensor> = whole_inputs.iter().collect();
+    let recorded = record_batched(&whole_inputs, whole_outputs, whole_grad)?;
+    Ok(recorded
+        .into_iter()
+        .map(|p| Tensor::batched(p, level))
+        .collect())
 }
 
 /// The JVP of an op known only by its gradient function `vjp` (`u ↦ Jᵀu`, linear in `u`):

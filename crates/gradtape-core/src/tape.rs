@@ -1073,9 +1073,9 @@ fn gradients(
     let seeds: Vec<Tensor> = match &options.output_gradients {
         Some(og) if og.len() == whole.len() => og
             .iter()
-            .map(|s| match s.batch() {
-                Some((p, l)) if l == level => Ok(p.clone()),
-                _ => {
+            .map(|s| match crate::vmap::whole_at(s, level)? {
+                Some(p) => Ok(p),
+                None => {
                     let mut full = vec![b];
                     full.extend_from_slice(s.shape());
                     ops::broadcast_to(&ops::expand_dims(s, 0)?, &full)

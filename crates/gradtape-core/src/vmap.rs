@@ -188,7 +188,7 @@ pub(crate) fn level_of(xs: &[&Tensor]) -> Option<usize> {
 }
 
 /// The whole batch behind `x` at `level`, or `None` when `x` is not batched there.
-fn at(x: &Tensor, level: usize) -> Option<&Tensor> {
+pub(crate) fn at(x: &Tensor, level: usize) -> Option<&Tensor> {
     match x.batch() {
         Some((p, l)) if l == level => Some(p),
         _ => None,
@@ -196,7 +196,7 @@ fn at(x: &Tensor, level: usize) -> Option<&Tensor> {
 }
 
 /// The batch size of a level.
-fn size_of(level: usize) -> Result<usize> {
+pub(crate) fn size_of(level: usize) -> Result<usize> {
     live(level)?;
     Ok(levels(|l| {
         l.borrow()
@@ -368,6 +368,43 @@ pub(crate) fn batch_first(t: &Tensor, axis: usize) -> Result<Tensor> {
     move_axis(t, axis, 0)
 }
 
+/// The vmap levels running on this thread now (innermost last), to be brought back by
+/// [`with_levels`].
+pub(crate) fn running() -> Vec<(usize, usize)> {
+    levels(|l| l.borrow().clone())
+}
+
+/// Runs `f` with `saved` levels running again besides the ones running now (each level is a
+/// number used once, so bringing one back cannot confuse it with another). For work recorded
+/// inside a vmap and run after it ended: a custom gradient's function, called by a tape
+/// outside the vmap, computes on the examples' tensors it captured.
+pub(crate) fn with_levels<R>(saved: &[(usize, usize)], f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Vec<(usize, usize)>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(before) = self.0.take() {
+                context::try_with(|c| c.vmap.set_levels(&before));
+            }
+        }
+    }
+    let before = running();
+    let missing: Vec<(usize, usize)> = saved
+        .iter()
+        .filter(|(l, _)| !before.iter().any(|(m, _)| m == l))
+        .copied()
+        .collect();
+    if missing.is_empty() {
+        return f();
+    }
+    let mut all = before.clone();
+    all.extend(missing);
+    // levels are numbered as they start, so by number is the order of nesting
+    all.sort_unstable();
+    levels(|l| *l.borrow_mut() = all);
+    let _restore = Restore(Some(before));
+    f()
+}
+
 /// Runs `f` inside a new vmap level of batch size `n` (for the tape's jacobians, which batch
 /// cotangents rather than arguments).
 pub(crate) fn with_level<R>(n: usize, f: impl FnOnce(usize) -> R) -> R {
@@ -378,12 +415,30 @@ pub(crate) fn with_level<R>(n: usize, f: impl FnOnce(usize) -> R) -> R {
 /// The whole batch behind `t` at `level` (batch axis first); a tensor that does not depend on
 /// the batch is repeated `n` times (a broadcast view).
 pub(crate) fn physical(t: &Tensor, level: usize, n: usize) -> Result<Tensor> {
-    match at(t, level) {
-        Some(p) => Ok(p.clone()),
+    match whole_at(t, level)? {
+        Some(p) => Ok(p),
         None => {
             live_or_outer(t, level)?;
             with_batch(t, n)
         }
+    }
+}
+
+/// The whole batch behind `x` at `level` (batch axis first), also when a later vmap's level
+/// wraps it (`x` batched at `m > level` around `level`, as [`batched_below`] makes): then the
+/// result is still batched at `m`, with the two batch axes exchanged. `None` when `x` does
+/// not vary along `level`.
+pub(crate) fn whole_at(x: &Tensor, level: usize) -> Result<Option<Tensor>> {
+    match x.batch() {
+        Some((p, l)) if l == level => Ok(Some(p.clone())),
+        Some((p, m)) if m > level => match whole_at(p, level)? {
+            Some(inner) => {
+                let swapped = ops::transpose(&inner, Some(&swap_first_two(inner.rank())))?;
+                Ok(Some(Tensor::batched(swapped, m)))
+            }
+            None => Ok(None),
+        },
+        _ => Ok(None),
     }
 }
 

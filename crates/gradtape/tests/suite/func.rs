@@ -383,8 +383,8 @@ fn transformations_compose_in_every_order() {
         "{checked} compositions checked, {} refused: {refused:?}",
         refused.len()
     );
-    // 16 refused today (see ARCHITECTURE.md): a custom gradient or recompute_grad under a
-    // derivative inside vmap. More is a regression.
-    assert!(refused.len() <= 16, "refused: {refused:?}");
+    // Every stack agrees (18 were refused before the batching rule of custom gradients and
+    // the nested-vmap gradients).
+    assert!(refused.is_empty(), "refused: {refused:?}");
     assert_eq!(checked + refused.len(), stacks.len());
 }
