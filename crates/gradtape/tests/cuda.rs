@@ -509,6 +509,38 @@ mod backend {
         }
     }
 
+    /// One memory API for every device: `memory::live_bytes_on(cuda:0)` and `peak_bytes_on`
+    /// count a GPU tensor's bytes while it lives, as `cuda::live_bytes` does for all GPUs. The
+    /// counters are process-wide: the exact before/after checks run where the tests run one
+    /// at a time (the GPU check, `tools/gpu/check.sh`, which sets `GRADTAPE_REQUIRE_GPU`).
+    #[test]
+    fn gpu_memory_is_counted_per_device() {
+        use gradtape::memory;
+        let g = match gpu() {
+            Ok(g) => g,
+            Err(e) => return skip("gpu_memory", &e),
+        };
+        let alone = std::env::var_os("GRADTAPE_REQUIRE_GPU").is_some();
+        let (gpu_before, all_before) = (memory::live_bytes_on(g), cuda::live_bytes());
+        memory::reset_peak_bytes_on(g);
+        let t = Tensor::zeros(&[1000], DType::F64)
+            .unwrap()
+            .to_device(g)
+            .unwrap();
+        assert!(memory::live_bytes_on(g) >= 8000);
+        assert!(memory::peak_bytes_on(g) >= 8000);
+        assert!(cuda::live_bytes() >= 8000);
+        if alone {
+            assert_eq!(memory::live_bytes_on(g), gpu_before + 8000);
+            assert_eq!(cuda::live_bytes(), all_before + 8000);
+        }
+        drop(t);
+        if alone {
+            assert_eq!(memory::live_bytes_on(g), gpu_before);
+            assert_eq!(cuda::live_bytes(), all_before);
+        }
+    }
+
     /// A small MLP trained one step on the CPU and on the GPU from the same weights: the same loss,
     /// the same gradients, the same updated weights; and the GPU step copies nothing between host
     /// and device but the loss it reads back.

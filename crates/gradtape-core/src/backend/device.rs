@@ -4,6 +4,7 @@
 //! ([`crate::device::with_device`]), which lives above the backends.
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -66,5 +67,63 @@ impl FromStr for Device {
             "cuda" | "gpu" => Ok(Device::Cuda(index.unwrap_or(0))),
             _ => Err(bad()),
         }
+    }
+}
+
+/// Bytes of tensor data alive on one device, and the most alive at once: the one kind of
+/// counter every backend keeps, read through `gradtape::memory` for any device.
+pub(crate) struct Counter {
+    live: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Counter {
+    const fn new() -> Counter {
+        Counter {
+            live: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+    /// `bytes` more alive.
+    #[inline]
+    pub(crate) fn add(&self, bytes: usize) {
+        let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        // A plain load first: the read-modify-write only when a new peak is reached.
+        if now > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+    /// `bytes` fewer alive.
+    #[inline]
+    pub(crate) fn sub(&self, bytes: usize) {
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
+    }
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+    /// Starts the peak again from the bytes alive now.
+    pub(crate) fn reset_peak(&self) {
+        self.peak.store(self.live(), Ordering::Relaxed);
+    }
+}
+
+/// GPUs counted one by one; higher ordinals share the last counter (their sum stays exact in
+/// [`ALL_GPUS`]).
+pub(crate) const COUNTED_GPUS: usize = 64;
+static HOST: Counter = Counter::new();
+static GPUS: [Counter; COUNTED_GPUS] = [const { Counter::new() }; COUNTED_GPUS];
+/// Every GPU together (`gradtape::cuda::live_bytes`, PyTorch's totals).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) static ALL_GPUS: Counter = Counter::new();
+
+/// The counter of `device`.
+#[inline]
+pub(crate) fn counter(device: Device) -> &'static Counter {
+    match device {
+        Device::Cpu => &HOST,
+        Device::Cuda(n) => &GPUS[n.min(COUNTED_GPUS - 1)],
     }
 }

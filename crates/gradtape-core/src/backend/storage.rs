@@ -7,11 +7,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::backend::device::{counter, Device};
 pub(crate) use crate::dtype::CpuStorage;
 
 static LIVE_STORAGES: AtomicUsize = AtomicUsize::new(0);
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// A block of elements shared by every tensor that views it.
 #[derive(Debug)]
@@ -35,11 +34,7 @@ impl Storage {
 
     pub fn new(cpu: CpuStorage) -> Self {
         LIVE_STORAGES.fetch_add(1, Ordering::Relaxed);
-        let now = LIVE_BYTES.fetch_add(cpu.bytes(), Ordering::Relaxed) + cpu.bytes();
-        // A plain load first: the read-modify-write only when a new peak is reached.
-        if now > PEAK_BYTES.load(Ordering::Relaxed) {
-            PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
-        }
+        counter(Device::Cpu).add(cpu.bytes());
         Storage::Cpu(cpu)
     }
 
@@ -68,7 +63,7 @@ impl Drop for Storage {
         #[cfg_attr(not(feature = "cuda"), allow(irrefutable_let_patterns))]
         if let Storage::Cpu(cpu) = self {
             LIVE_STORAGES.fetch_sub(1, Ordering::Relaxed);
-            LIVE_BYTES.fetch_sub(cpu.bytes(), Ordering::Relaxed);
+            counter(Device::Cpu).sub(cpu.bytes());
             crate::backend::pool::give(std::mem::replace(cpu, CpuStorage::Bool(Vec::new())));
         }
     }
@@ -104,7 +99,7 @@ pub mod memory {
     /// assert!(gradtape::memory::live_bytes() >= 32);
     /// ```
     pub fn live_bytes() -> usize {
-        LIVE_BYTES.load(Ordering::Relaxed)
+        counter(Device::Cpu).live()
     }
 
     /// The most bytes of element data alive at once (all threads) since the start or the last
@@ -117,7 +112,7 @@ pub mod memory {
     /// # drop(t);
     /// ```
     pub fn peak_bytes() -> usize {
-        PEAK_BYTES.load(Ordering::Relaxed)
+        counter(Device::Cpu).peak()
     }
 
     /// Starts [`peak_bytes`] again from the bytes alive now.
@@ -127,7 +122,48 @@ pub mod memory {
     /// assert!(gradtape::memory::peak_bytes() >= gradtape::memory::live_bytes());
     /// ```
     pub fn reset_peak_bytes() {
-        PEAK_BYTES.store(LIVE_BYTES.load(Ordering::Relaxed), Ordering::Relaxed);
+        counter(Device::Cpu).reset_peak();
+    }
+
+    /// Bytes of tensor data alive now on `device` (all threads): [`live_bytes`] for the host,
+    /// the GPU's own for `Device::Cuda(n)` (PyTorch's `torch.cuda.memory_allocated(n)`); 0 for
+    /// a GPU never used.
+    ///
+    /// ```
+    /// use gradtape::{memory, Device};
+    /// let _t = gradtape::Tensor::zeros(&[4], gradtape::DType::F64).unwrap();
+    /// assert!(memory::live_bytes_on(Device::Cpu) >= 32);
+    /// if !Device::Cuda(0).is_available() {
+    ///     assert_eq!(memory::live_bytes_on(Device::Cuda(0)), 0);
+    /// }
+    /// ```
+    pub fn live_bytes_on(device: Device) -> usize {
+        counter(device).live()
+    }
+
+    /// The most bytes of tensor data alive at once on `device` since the start or the last
+    /// [`reset_peak_bytes_on`] for it (PyTorch's `torch.cuda.max_memory_allocated(n)`).
+    ///
+    /// ```
+    /// use gradtape::{memory, Device};
+    /// memory::reset_peak_bytes_on(Device::Cpu);
+    /// let t = gradtape::Tensor::zeros(&[1000], gradtape::DType::F64).unwrap();
+    /// assert!(memory::peak_bytes_on(Device::Cpu) >= 8000);
+    /// # drop(t);
+    /// ```
+    pub fn peak_bytes_on(device: Device) -> usize {
+        counter(device).peak()
+    }
+
+    /// Starts [`peak_bytes_on`] `device` again from the bytes alive there now.
+    ///
+    /// ```
+    /// use gradtape::{memory, Device};
+    /// memory::reset_peak_bytes_on(Device::Cpu);
+    /// assert!(memory::peak_bytes_on(Device::Cpu) >= memory::live_bytes_on(Device::Cpu));
+    /// ```
+    pub fn reset_peak_bytes_on(device: Device) {
+        counter(device).reset_peak();
     }
 
     /// Bytes held by the cache of large freed buffers (see [`empty_cache`]).

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr};
 
+use crate::backend::device::{counter, Device, ALL_GPUS};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 
@@ -226,24 +227,22 @@ fn apply_tf32(g: &Gpu) {
 // ---------------------------------------------------------------------------------------------
 // Memory
 
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
 static COPIES: AtomicUsize = AtomicUsize::new(0);
 
-/// Bytes of tensor data alive on all GPUs now.
+/// Bytes of tensor data alive on all GPUs now (one GPU's: `memory::live_bytes_on`).
 pub fn live_bytes() -> usize {
-    LIVE_BYTES.load(Ordering::Relaxed)
+    ALL_GPUS.live()
 }
 
 /// The most bytes of tensor data alive on the GPUs at once since the start or the last
 /// [`reset_peak_bytes`] (PyTorch's `torch.cuda.max_memory_allocated`).
 pub fn peak_bytes() -> usize {
-    PEAK_BYTES.load(Ordering::Relaxed)
+    ALL_GPUS.peak()
 }
 
 /// Starts [`peak_bytes`] again from the bytes alive now.
 pub fn reset_peak_bytes() {
-    PEAK_BYTES.store(live_bytes(), Ordering::Relaxed);
+    ALL_GPUS.reset_peak();
 }
 
 /// Copies between host and GPU memory made so far, either way (a training step on the GPU
@@ -323,8 +322,8 @@ impl std::fmt::Debug for CudaStorage {
 impl CudaStorage {
     pub(crate) fn new(data: CudaData, gpu: Arc<Gpu>) -> Self {
         let s = CudaStorage { data, gpu };
-        let now = LIVE_BYTES.fetch_add(s.bytes(), Ordering::Relaxed) + s.bytes();
-        PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+        counter(Device::Cuda(s.ordinal())).add(s.bytes());
+        ALL_GPUS.add(s.bytes());
         s
     }
     pub(crate) fn ordinal(&self) -> usize {
@@ -350,7 +349,8 @@ impl CudaStorage {
 
 impl Drop for CudaStorage {
     fn drop(&mut self) {
-        LIVE_BYTES.fetch_sub(self.bytes(), Ordering::Relaxed);
+        counter(Device::Cuda(self.ordinal())).sub(self.bytes());
+        ALL_GPUS.sub(self.bytes());
     }
 }
 
