@@ -73,9 +73,20 @@ pub(crate) fn trim(limit: usize) {
 
 /// `n` copies of `v`, allocated as [`take`] does (an error, never an abort, when `n` is
 /// more than memory can hold).
+///
+/// Written as a plain fill of the spare capacity, not `Vec::resize`: `resize` stores one
+/// element at a time behind a length guard, and where the compiler did not inline it (which
+/// depends on how the crate is cut into codegen units) it ran at a fraction of memory speed:
+/// 16% of the per-example-gradients benchmark, a 100 MB zeroed buffer per step.
 pub(crate) fn filled<T: Element>(op: &'static str, n: usize, v: T) -> Result<Vec<T>> {
     let mut out = take::<T>(op, n)?;
-    out.resize(n, v);
+    let spare = out.spare_capacity_mut();
+    for slot in spare.iter_mut().take(n) {
+        slot.write(v);
+    }
+    // SAFETY: `take` returned an empty vector with capacity for at least `n` elements, and
+    // the loop above initialized the first `n` of them.
+    unsafe { out.set_len(n) };
     Ok(out)
 }
 

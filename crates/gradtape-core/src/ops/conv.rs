@@ -169,9 +169,7 @@ fn per_image<T: Send>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Syn
 /// `len` zeros in a buffer from the storage pool (large buffers are reused, not fresh pages
 /// that fault on first write every step).
 fn zeros<T: Element>(op: &'static str, len: usize) -> Result<Vec<T>> {
-    let mut v = crate::backend::pool::take::<T>(op, len)?;
-    v.resize(len, T::default());
-    Ok(v)
+    crate::backend::pool::filled::<T>(op, len, T::default())
 }
 
 fn patches_kernel<T: Element>(src: &[T], n: usize, c: usize, win: &Window) -> Result<Vec<T>> {

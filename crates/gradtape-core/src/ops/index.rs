@@ -175,8 +175,7 @@ pub(crate) static SCATTER_ADD: Primitive = Primitive {
         }
         dispatch!(numeric op, updates.dtype(), T => {
             let src = updates.contiguous_data::<T>()?;
-            let mut buf = crate::backend::pool::take::<T>(op, outer * dim * inner)?;
-            buf.resize(outer * dim * inner, T::default());
+            let mut buf = crate::backend::pool::filled::<T>(op, outer * dim * inner, T::default())?;
             for o in 0..outer {
                 for (j, &i) in idx.iter().enumerate() {
                     let from = (o * idx.len() + j) * inner;

@@ -159,8 +159,7 @@ fn product<T: Float>(a: &Tensor, b: &Tensor, dims: &MatmulDims, shape: &[usize])
         v
     };
     let (ba, bb) = (batch_view(la, ra), batch_view(lb, rb));
-    let mut out = crate::backend::pool::take::<T>("matmul", numel(shape))?;
-    out.resize(numel(shape), T::ZERO);
+    let mut out = crate::backend::pool::filled::<T>("matmul", numel(shape), T::ZERO)?;
     // When `b` is the same matrix for every batch element and `a`'s batch axes continue its
     // rows with one stride, the batch is just more rows: one GEMM of (batch·m) × k by k × n
     // instead of one small GEMM per element (a vmap's batched-by-shared products, a layer
