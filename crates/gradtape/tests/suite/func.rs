@@ -388,3 +388,64 @@ fn transformations_compose_in_every_order() {
     assert!(refused.is_empty(), "refused: {refused:?}");
     assert_eq!(checked + refused.len(), stacks.len());
 }
+
+/// The bases of the random compositions: smooth functions from `[3]` to `[3]` that mix the
+/// elements (so that every jacobian is full), built from different primitives.
+fn random_base(k: usize) -> Fun {
+    use std::rc::Rc;
+    match k {
+        0 => Rc::new(|x: &Tensor| {
+            let s = ops::reduce_sum(x, Axes::All, false)?;
+            ops::add(
+                &ops::multiply(&ops::sin(x)?, &s)?,
+                &ops::multiply(&ops::square(x)?, &ops::cos(x)?)?,
+            )
+        }),
+        1 => Rc::new(|x: &Tensor| {
+            let m = Tensor::from_vec(
+                vec![0.5f64, -1.0, 0.25, 1.5, 0.75, -0.5, -0.25, 1.0, 2.0],
+                &[3, 3],
+            )?;
+            let y = ops::reshape(&ops::matmul(&m, &ops::reshape(x, &[3, 1])?)?, &[3])?;
+            ops::multiply(&ops::tanh(&y)?, &ops::exp(&ops::multiply(x, &0.5)?)?)
+        }),
+        _ => Rc::new(|x: &Tensor| {
+            let p = ops::reduce_prod(&ops::add(x, &2.0)?, Axes::All, false)?;
+            ops::divide(&ops::sigmoid(x)?, &ops::add(&p, &1.0)?)
+        }),
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Issue 21: transformations composed at random, one to three deep, on random inputs and
+    /// one of three base functions, each outermost transformation checked against loops and
+    /// finite differences of the inner stack (the exhaustive test above covers every order on
+    /// one base and one input).
+    #[test]
+    fn random_compositions_agree_with_loops_and_finite_differences(
+        x in proptest::collection::vec(-1.2f64..1.2, 3),
+        base in 0usize..3,
+        stack in proptest::collection::vec(0usize..7, 1..4),
+    ) {
+        use Transform::*;
+        let all = [Grad, Jvp, JacFwd, JacRev, Vmap, Recompute, Custom];
+        let stack: Vec<Transform> = stack.iter().map(|&i| all[i]).collect();
+        let inner = stack[..stack.len() - 1]
+            .iter()
+            .fold(random_base(base), |f, &t| transformed(t, f));
+        let outer = *stack.last().unwrap();
+        let xt = Tensor::from_vec(x.clone(), &[3]).unwrap();
+        let got = transformed(outer, inner.clone())(&xt)
+            .unwrap_or_else(|e| panic!("{stack:?} on base {base} at {x:?}: {e}"))
+            .to_f64_vec()
+            .unwrap();
+        let want = by_hand(outer, &inner, &x).unwrap();
+        assert_close(&got, &want, 1e-5, &format!("{stack:?} on base {base} at {x:?}"));
+    }
+}
