@@ -1187,16 +1187,23 @@ pub struct JacobianOptions {
     pub chunk_size: Option<usize>,
 }
 
-/// A `batch_jacobian` target must have its own batch axis: one example's tensor inside a vmap
-/// has none.
-fn batch_target(target: &Tensor) -> Result<()> {
+/// The tapes' `batch_jacobian_with`, from `tape`'s recorded `entries`. The target must have
+/// its own batch axis: one example's tensor inside a vmap has none.
+fn batch_jacobian_from(
+    tape: &Tape,
+    entries: &[Entry],
+    target: &Tensor,
+    source: &dyn Source,
+    options: &JacobianOptions,
+) -> Result<Option<Tensor>> {
     if target.batch().is_some() {
         return Err(Error::tape(
             "batch_jacobian",
             "the target is one example's tensor inside vmap, which has no batch axis of its own: use jacobian inside the vmap (batch_jacobian there is not supported yet)",
         ));
     }
-    Ok(())
+    let keys = Tape::key_list(&[source]);
+    batch_jacobian_of(entries, target, &keys[0], &|k| tape.traced(k), options)
 }
 
 /// The rows of an identity matrix of size `n` from `start`, `len` of them, as `[len, n]`.
@@ -2054,16 +2061,8 @@ impl GradientTape {
         options: &JacobianOptions,
     ) -> Result<Option<Tensor>> {
         self.tape.stop();
-        let keys = Tape::key_list(&[source]);
-        batch_target(target)?;
         let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
-        batch_jacobian_of(
-            &entries,
-            target,
-            &keys[0],
-            &|k| self.tape.traced(k),
-            options,
-        )
+        batch_jacobian_from(&self.tape, &entries, target, source, options)
     }
 }
 
@@ -2227,15 +2226,7 @@ impl PersistentTape {
         source: &dyn Source,
         options: &JacobianOptions,
     ) -> Result<Option<Tensor>> {
-        let keys = Tape::key_list(&[source]);
-        batch_target(target)?;
         let entries = self.tape.state.entries.borrow().clone();
-        batch_jacobian_of(
-            &entries,
-            target,
-            &keys[0],
-            &|k| self.tape.traced(k),
-            options,
-        )
+        batch_jacobian_from(&self.tape, &entries, target, source, options)
     }
 }

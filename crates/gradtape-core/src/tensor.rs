@@ -787,8 +787,8 @@ impl Tensor {
     }
 }
 
-/// The fusion engine's view of a tensor (it keeps tensors as graph operands, and a pending
-/// tensor holds its graph).
+/// The backends' view of a tensor: the boundary reads a device tensor's storage and wraps the
+/// storage a device kernel returns.
 impl Handle for Tensor {
     fn id(&self) -> u64 {
         self.inner.id
@@ -811,6 +811,8 @@ impl Handle for Tensor {
     }
 }
 
+/// The fusion engine's view of a tensor (it keeps tensors as graph operands, and a pending
+/// tensor holds its graph).
 impl Leaf for Tensor {
     type Weak = WeakTensor;
     fn is_realized(&self) -> bool {

@@ -371,7 +371,7 @@ pub(crate) fn batch_first(t: &Tensor, axis: usize) -> Result<Tensor> {
 /// The vmap levels running on this thread now (innermost last), to be brought back by
 /// [`with_levels`].
 pub(crate) fn running() -> Vec<(usize, usize)> {
-    levels(|l| l.borrow().clone())
+    context::with(|c| c.vmap.levels())
 }
 
 /// Runs `f` with `saved` levels running again besides the ones running now (each level is a

@@ -492,20 +492,35 @@ pub(crate) fn concat(parts: &[View], ax: usize, shape: &[usize]) -> Result<CudaS
             place.offset += start * whole.strides[ax] as usize;
             place.shape[ax] = len;
             start += len;
-            let part = numel(&l.shape);
-            if part == 0 {
-                continue;
-            }
-            let (lx, ly) = (KLayout::of(op, l)?, KLayout::of(op, &place)?);
-            let xs = slice_of::<T>(op, s)?;
-            let n64 = part as u64;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(xs).arg(&lx).arg(&mut y).arg(&ly).arg(&n64);
-            // SAFETY: reads the part through its layout and writes its own region of y.
-            unsafe { b.launch(grid(part)) }.map_err(|e| launch_err(&g, op, e))?;
+            copy_into::<T>(&g, op, &f, (s, l), &mut y, &place)?;
         }
         Ok(wrap(&g, y))
     })
+}
+
+/// Launches the `copy_into` kernel `f`: the elements of `s` read through `from`, written into
+/// the view `to` of `y` (one part of a concatenation, a gradient into its slice).
+fn copy_into<T: CudaElement>(
+    g: &Gpu,
+    op: &'static str,
+    f: &cudarc::driver::CudaFunction,
+    (s, from): View,
+    y: &mut CudaSlice<T>,
+    to: &Layout,
+) -> Result<()> {
+    let part = numel(&from.shape);
+    if part == 0 {
+        return Ok(());
+    }
+    let (lx, ly) = (KLayout::of(op, from)?, KLayout::of(op, to)?);
+    let xs = slice_of::<T>(op, s)?;
+    let n64 = part as u64;
+    let mut b = g.stream.launch_builder(f);
+    b.arg(xs).arg(&lx).arg(y).arg(&ly).arg(&n64);
+    // SAFETY: the callers make `to` a view inside `y`'s elements with `from`'s shape; the
+    // kernel reads `s` through `from` (inside its storage) and writes only that view.
+    unsafe { b.launch(grid(part)) }.map_err(|e| launch_err(g, op, e))?;
+    Ok(())
 }
 
 /// Zeros of `shape` with `x` written into the view `target` of them (the adjoint of a slice).
@@ -513,20 +528,11 @@ pub(crate) fn unslice((s, l): View, shape: &[usize], target: &Layout) -> Result<
     let op = "unslice";
     let g = s.gpu.clone();
     let count = numel(shape);
-    let part = numel(&l.shape);
     dispatch!(s.dtype(), T => {
         let (name, src) = kernels::copy_into(T::C_TYPE);
         let f = g.function(op, &src, &name)?;
         let mut y = g.stream.alloc_zeros::<T>(count.max(1)).map_err(|e| launch_err(&g, op, e))?;
-        if part > 0 {
-            let (lx, ly) = (KLayout::of(op, l)?, KLayout::of(op, target)?);
-            let xs = slice_of::<T>(op, s)?;
-            let n64 = part as u64;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(xs).arg(&lx).arg(&mut y).arg(&ly).arg(&n64);
-            // SAFETY: `target` is a view inside `shape`'s elements; reads x through its layout.
-            unsafe { b.launch(grid(part)) }.map_err(|e| launch_err(&g, op, e))?;
-        }
+        copy_into::<T>(&g, op, &f, (s, l), &mut y, target)?;
         Ok(wrap(&g, y))
     })
 }
