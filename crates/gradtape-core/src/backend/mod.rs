@@ -26,42 +26,32 @@ use storage::Storage;
 #[cfg(feature = "cuda")]
 use {cuda::ops as gpu, cuda::ops::Side};
 
-/// The device two tensor operands of `op` share, or the error that names both.
-#[cfg(feature = "cuda")]
-fn common(op: &'static str, a: Device, b: Device) -> Result<Device> {
-    if a == b {
-        Ok(a)
-    } else {
-        Err(Error::device(
-            op,
-            format!(
-                "operands are on different devices ({a} and {b}); move one with to_device first"
-            ),
-        ))
-    }
-}
-
-/// The device the tensor operands of `op` share, ignoring 0-d host arrays (Rust numbers),
-/// which a device kernel takes by value; `Cpu` when every operand is on the host.
+/// Checks that the tensor operands of `op` are on one device, ignoring 0-d host arrays (Rust
+/// numbers), which a device kernel takes by value.
 ///
 /// # Errors
 /// Two operands on different devices (naming both).
 #[cfg(feature = "cuda")]
-fn device_of<H: Handle>(op: &'static str, xs: &[&H]) -> Result<Device> {
-    let mut found = None;
+fn one_device<H: Handle>(op: &'static str, xs: &[&H]) -> Result<()> {
+    let mut found: Option<Device> = None;
     for x in xs {
         let d = x.device();
         if d == Device::Cpu && x.rank() == 0 {
             continue;
         }
         match found {
-            None => found = Some(d),
-            Some(f) => {
-                common(op, f, d)?;
+            Some(f) if f != d => {
+                return Err(Error::device(
+                    op,
+                    format!(
+                        "operands are on different devices ({f} and {d}); move one with to_device first"
+                    ),
+                ))
             }
+            _ => found = Some(d),
         }
     }
-    Ok(found.unwrap_or(Device::Cpu))
+    Ok(())
 }
 
 /// The GPU elements of `x` (a device array is never pending, so nothing is computed).
@@ -131,7 +121,7 @@ pub(crate) fn binary<H: Handle>(
         use cuda::kernels::{c_type, note};
         note(|| cuda::kernels::binary(op, expr, c_type(a.dtype()), c_type(out)));
         if !(a.on_host() && b.on_host()) {
-            device_of(op, &[a, b])?;
+            one_device(op, &[a, b])?;
             let shape = crate::shape::broadcast_shapes(op, a.shape(), b.shape())?;
             let (sa, sb) = (side(op, a, &shape)?, side(op, b, &shape)?);
             let count = crate::shape::numel(&shape);
@@ -178,7 +168,7 @@ pub(crate) fn matmul<H: Handle>(
     #[cfg(feature = "cuda")]
     if !(a.on_host() && b.on_host()) {
         let op = "matmul";
-        common(op, a.device(), b.device())?;
+        one_device(op, &[a, b])?;
         let y = gpu::matmul(gpu_view(op, a)?, gpu_view(op, b)?, dims)?;
         return Ok(Some(wrap(y, shape)));
     }
@@ -197,9 +187,7 @@ pub(crate) fn select<H: Handle>(c: &H, a: &H, b: &H, shape: &[usize]) -> Result<
         let (ha, hb) = (host_scalar(a), host_scalar(b));
         cuda::kernels::note(|| cuda::kernels::select(cuda::kernels::c_type(a.dtype()), ha, hb));
         if !(c.on_host() && a.on_host() && b.on_host()) {
-            // The condition must be on the device of the others.
-            common(op, c.device(), if ha { c.device() } else { a.device() })?;
-            common(op, c.device(), if hb { c.device() } else { b.device() })?;
+            one_device(op, &[c, a, b])?;
             let (sc, lc) = gpu_view(op, c)?;
             let (sa, sb) = (side(op, a, shape)?, side(op, b, shape)?);
             let count = crate::shape::numel(shape);
@@ -233,10 +221,7 @@ pub(crate) fn concat<H: Handle>(parts: &[&H], ax: usize, shape: &[usize]) -> Res
             cuda::kernels::note(|| cuda::kernels::copy_into(cuda::kernels::c_type(p.dtype())));
         }
         if !parts.iter().all(|p| p.on_host()) {
-            let d0 = parts[0].device();
-            for p in parts {
-                common(op, d0, p.device())?;
-            }
+            one_device(op, parts)?;
             let views = parts
                 .iter()
                 .map(|p| gpu_view(op, *p))

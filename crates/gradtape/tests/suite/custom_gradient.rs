@@ -26,7 +26,7 @@ fn close(got: &Tensor, want: &[f64], dt: DType, what: &str) {
     }
 }
 
-fn log1pexp(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn log1pexp(x: &Tensor) -> Result<Tensor> {
     let out = custom_gradient(&[x], |xs| {
         let e = ops::exp(&xs[0])?;
         let y = ops::log1p(&e)?;
