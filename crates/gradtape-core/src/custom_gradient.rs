@@ -12,7 +12,6 @@
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::tape;
 use crate::tensor::Tensor;
 use crate::variable::Variable;
 
@@ -79,7 +78,7 @@ where
     G: Fn(&[Tensor], &[Variable]) -> Result<Vec<Option<Tensor>>> + 'static,
 {
     let args: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
-    let (result, variables) = tape::run_custom_forward(|| forward(&args));
+    let (result, variables) = crate::context::tapes::run_custom_forward(|| forward(&args));
     let (outputs, grad) = result?;
     let expected: Vec<(Vec<usize>, crate::DType)> = inputs
         .iter()
@@ -99,7 +98,9 @@ where
         .copied()
         .chain(&outputs)
         .any(|t| t.batch().is_some());
-    if batched && (tape::any_recording() || crate::forward_accumulator::any_running()) {
+    if batched
+        && (crate::context::tapes::any_recording() || crate::context::accumulators::any_running())
+    {
         if !variables.is_empty() {
             return Err(Error::tape(
                 "custom_gradient",
@@ -147,7 +148,7 @@ fn record(
             }
         };
         let jvp = |tangents: &[Option<Tensor>]| derived_jvp(&vjp, out, tangents);
-        tape::record_custom(
+        crate::record::record_custom(
             inputs,
             variables,
             out,
@@ -178,35 +179,35 @@ fn record_batched(
     grad: Rc<Upstream>,
 ) -> Result<Vec<Tensor>> {
     let all: Vec<&Tensor> = inputs.iter().copied().chain(&outputs).collect();
-    let Some(level) = crate::vmap::level_of(&all) else {
+    let Some(level) = crate::context::levels::level_of(&all) else {
         return record(inputs, &[], outputs, grad);
     };
-    let b = crate::vmap::size_of(level)?;
-    let saved = crate::vmap::running();
+    let b = crate::context::levels::size_of(level)?;
+    let saved = crate::context::levels::running();
     let shared: Vec<bool> = inputs
         .iter()
-        .map(|x| crate::vmap::at(x, level).is_none())
+        .map(|x| crate::context::levels::at(x, level).is_none())
         .collect();
     let whole_inputs: Vec<Tensor> = inputs
         .iter()
-        .map(|x| crate::vmap::at(x, level).unwrap_or(x).clone())
+        .map(|x| crate::context::levels::at(x, level).unwrap_or(x).clone())
         .collect();
     let whole_outputs: Vec<Tensor> = outputs
         .iter()
-        .map(|y| crate::vmap::physical(y, level, b))
+        .map(|y| crate::ops::batching::physical(y, level, b))
         .collect::<Result<_>>()?;
     let whole_grad: Rc<Upstream> = Rc::new(move |upstream: &[Tensor]| {
-        crate::vmap::with_levels(&saved, || {
+        crate::context::levels::with_levels(&saved, || {
             let upstream = upstream
                 .iter()
-                .map(|u| crate::vmap::batched_below(u, level))
+                .map(|u| crate::ops::batching::batched_below(u, level))
                 .collect::<Result<Vec<_>>>()?;
             grad(&upstream)?
                 .into_iter()
                 .zip(&shared)
                 .map(|(g, &shared)| {
                     g.map(|g| {
-                        let whole = crate::vmap::physical(&g, level, b)?;
+                        let whole = crate::ops::batching::physical(&g, level, b)?;
                         match shared {
                             true => crate::ops::reduce_sum(&whole, 0, false),
                             false => Ok(whole),

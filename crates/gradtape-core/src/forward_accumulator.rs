@@ -28,251 +28,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::context;
+use crate::context::accumulators::{running_count, State, Tangent};
+use crate::context::tapes::next_seq;
 use crate::error::{Error, Result};
-use crate::tape::{IdMap, OwnedSource, Sources};
-use crate::tensor::{Tensor, TensorId, WeakTensor};
-use crate::UnconnectedGradients;
-
-/// An op's JVP rule: the tangent of each input (`None`: zero) to the tangent of its output
-/// (`None`: zero).
-pub(crate) type JvpRule<'a> = dyn Fn(&[Option<Tensor>]) -> Result<Option<Tensor>> + 'a;
-
-/// A tangent and the tensor it belongs to (`None`: a variable's handle, kept while the
-/// accumulator lives).
-struct Tangent {
-    of: Option<WeakTensor>,
-    tangent: Tensor,
-}
-
-/// One accumulator's state, shared by its handle and this thread's list.
-struct State {
-    /// Place among the tapes and accumulators started on this thread.
-    seq: u64,
-    /// Not stopped.
-    active: Cell<bool>,
-    /// Paused while it, or an accumulator started before it, computes a tangent (and inside
-    /// the internal `without_recording`).
-    paused: Cell<u32>,
-    tangents: RefCell<IdMap<Tangent>>,
-    /// Drop the tangents of dead tensors when the table grows past this.
-    prune_at: Cell<usize>,
-    /// Ops whose JVP rule ran, in order of first use.
-    ops: RefCell<Vec<&'static str>>,
-}
-
-/// This thread's accumulators: forward mode's part of the
-/// [`Context`](crate::context::Context).
-pub(crate) struct Accumulators {
-    /// Active accumulators on this thread, in the order they started.
-    list: RefCell<Vec<Rc<State>>>,
-    /// How many of them run (active and not paused): the one check every op pays.
-    running: Cell<usize>,
-}
-
-impl Accumulators {
-    pub(crate) const fn new() -> Accumulators {
-        Accumulators {
-            list: RefCell::new(Vec::new()),
-            running: Cell::new(0),
-        }
-    }
-
-    pub(crate) fn any_running(&self) -> bool {
-        self.running.get() > 0
-    }
-
-    fn add_running(&self, delta: isize) {
-        self.running
-            .set(self.running.get().saturating_add_signed(delta));
-    }
-}
-
-fn running_count(delta: isize) {
-    context::try_with(|c| c.forward.add_running(delta));
-}
-
-/// The `k`-th active accumulator of this thread.
-fn nth(k: usize) -> Option<Rc<State>> {
-    context::with(|c| c.forward.list.borrow().get(k).cloned())
-}
-
-/// True when some accumulator runs on this thread.
-#[inline]
-pub(crate) fn any_running() -> bool {
-    context::with(|c| c.forward.any_running())
-}
-
-impl State {
-    fn running(&self) -> bool {
-        self.active.get() && self.paused.get() == 0
-    }
-    fn pause(&self) {
-        if self.running() {
-            running_count(-1);
-        }
-        self.paused.set(self.paused.get() + 1);
-    }
-    fn resume(&self) {
-        self.paused.set(self.paused.get().saturating_sub(1));
-        if self.running() {
-            running_count(1);
-        }
-    }
-    fn get(&self, id: TensorId) -> Option<Tensor> {
-        self.tangents.borrow().get(&id).map(|t| t.tangent.clone())
-    }
-    /// The tangent of `t`: its own, or for one example's tensor inside a vmap, its batch's
-    /// (batched at the vmap's level below any level of a vmap running inside it).
-    fn lookup(&self, t: &Tensor) -> Result<Option<Tensor>> {
-        if let Some(tangent) = self.get(t.id()) {
-            return Ok(Some(tangent));
-        }
-        let Some((p, level)) = t.batch() else {
-            return Ok(None);
-        };
-        match self.lookup(p)? {
-            Some(tangent) => crate::vmap::batched_below(&tangent, level).map(Some),
-            None => Ok(None),
-        }
-    }
-    fn insert(&self, t: &Tensor, tangent: Tensor) {
-        let mut map = self.tangents.borrow_mut();
-        map.insert(
-            t.id(),
-            Tangent {
-                of: Some(t.downgrade()),
-                tangent,
-            },
-        );
-        if map.len() > self.prune_at.get() {
-            map.retain(|_, t| t.of.as_ref().is_none_or(WeakTensor::alive));
-            self.prune_at.set((2 * map.len()).max(1024));
-        }
-    }
-    /// `tangent` for `primal`, and for one example's tensor inside a vmap, the batch's tangent
-    /// for the whole batch the ops see (broadcast when the tangent is shared by the examples).
-    fn register(&self, primal: &Tensor, tangent: &Tensor) -> Result<()> {
-        self.insert(primal, tangent.clone());
-        if let Some((p, level)) = primal.batch() {
-            let b = p.shape().first().copied().unwrap_or(1);
-            self.register(p, &crate::vmap::physical(tangent, level, b)?)?;
-        }
-        Ok(())
-    }
-}
-
-/// Pauses the running accumulators from index `from` on until dropped.
-struct Paused(Vec<Rc<State>>);
-
-impl Paused {
-    fn from(from: usize) -> Paused {
-        Paused(context::with(|c| {
-            let list: Vec<Rc<State>> = c.forward.list.borrow().iter().skip(from).cloned().collect();
-            for s in &list {
-                s.pause();
-            }
-            list
-        }))
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        for s in &self.0 {
-            s.resume();
-        }
-    }
-}
-
-/// Runs `f` with every accumulator on this thread paused.
-pub(crate) fn paused<R>(f: impl FnOnce() -> R) -> R {
-    if !any_running() {
-        return f();
-    }
-    let _paused = Paused::from(0);
-    f()
-}
-
-/// Gives `output` its tangent on every running accumulator that has a tangent for one of
-/// `inputs` (or of the variables whose handles are `variables`), by the op's JVP rule. Called by
-/// the tape's `record` after the tapes have recorded the op.
-pub(crate) fn propagate(
-    op: &'static str,
-    inputs: &[&Tensor],
-    variables: &[TensorId],
-    output: &Tensor,
-    rule: &JvpRule<'_>,
-) -> Result<()> {
-    if !output.dtype().is_float() {
-        return Ok(());
-    }
-    let mut k = 0;
-    while let Some(acc) = nth(k) {
-        k += 1;
-        if !acc.running() {
-            continue;
-        }
-        let tangents: Vec<Option<Tensor>> = inputs
-            .iter()
-            .map(|t| acc.get(t.id()))
-            .chain(variables.iter().map(|&id| acc.get(id)))
-            .collect();
-        if tangents.iter().all(Option::is_none) {
-            continue;
-        }
-        let tangent = {
-            // this accumulator and those started after it do not see their own tangent
-            // computations, nor do the tapes started after it
-            let _accumulators = Paused::from(k - 1);
-            let _tapes = crate::tape::pause_tapes_after(acc.seq);
-            rule(&tangents)?
-        };
-        if let Some(t) = tangent {
-            if t.shape() != output.shape() || t.dtype() != output.dtype() {
-                return Err(Error::tape(
-                    op,
-                    format!(
-                        "the JVP rule gave a {} {:?} tangent for a {} {:?} output",
-                        t.dtype(),
-                        t.shape(),
-                        output.dtype(),
-                        output.shape()
-                    ),
-                ));
-            }
-            acc.insert(output, t);
-            let mut ops = acc.ops.borrow_mut();
-            if !ops.contains(&op) {
-                ops.push(op);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A variable is read while accumulators run: the read gets the variable's tangent on each
-/// accumulator that has one. `value` is the variable's storage, `read` what the tapes made of
-/// it (a fresh id when a tape watches the variable, a per-example copy inside a vmap).
-pub(crate) fn read_variable(handle: TensorId, value: &Tensor, read: Tensor) -> Tensor {
-    let mut read = read;
-    let mut k = 0;
-    while let Some(acc) = nth(k) {
-        k += 1;
-        let Some(t) = acc.running().then(|| acc.get(handle)).flatten() else {
-            continue;
-        };
-        if read.id() == value.id() {
-            // one tangent per read, never on the variable's storage itself
-            read = read.with_new_id();
-        }
-        if acc.register(&read, &t).is_err() {
-            // a per-example copy whose vmap is gone: no tangent, as for an unread variable
-            continue;
-        }
-    }
-    read
-}
-
+use crate::source::{owned_source, OwnedSource, Sources, UnconnectedGradients};
+use crate::tensor::Tensor;
 /// TensorFlow's `ForwardAccumulator` (see the [module docs](self)). Active from `new` until
 /// dropped or [`ForwardAccumulator::stop`].
 pub struct ForwardAccumulator {
@@ -305,16 +65,17 @@ impl ForwardAccumulator {
             ));
         }
         let state = Rc::new(State {
-            seq: crate::tape::next_seq(),
+            seq: next_seq(),
             active: Cell::new(true),
             paused: Cell::new(0),
             tangents: RefCell::default(),
             prune_at: Cell::new(1024),
             ops: RefCell::default(),
         });
+        crate::record::interpret_here();
         let mut owned = vec![];
         for (i, (p, t)) in sources.iter().zip(tangents).enumerate() {
-            let o = crate::tape::owned_source(*p);
+            let o = owned_source(*p);
             let (shape, dtype) = match &o {
                 OwnedSource::Tensor(x) => (x.shape().to_vec(), x.dtype()),
                 OwnedSource::Variable(v) => (v.shape().to_vec(), v.dtype()),

@@ -21,7 +21,8 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::tape::{GradientOptions, Source, UnconnectedGradients};
+use crate::source::{Source, UnconnectedGradients};
+use crate::tape::GradientOptions;
 use crate::tensor::Tensor;
 use crate::{ForwardAccumulator, GradientTape, JacobianOptions};
 

@@ -32,15 +32,12 @@
 //! computation that fails (memory that cannot be had) is kept as an error that every later
 //! read returns.
 
-/// Elementwise results with at least this many elements are pending unless changed by
-/// [`set_min_elements`]: 2¹⁸ floats (1 MB in float32), about where a tensor stops fitting
-/// in a core's cache.
-pub const DEFAULT_MIN_ELEMENTS: usize = 1 << 18;
-
-pub use crate::backend::fusion::MAX_NODES;
 pub(crate) use crate::backend::fusion::{binary_kernel, unary_kernel, Fold};
 use crate::backend::fusion::{BinaryKernel, UnaryKernel};
-use crate::tensor::Tensor;
+use crate::backend::fusion::{Leaf, Pending};
+pub use crate::backend::fusion::{DEFAULT_MIN_ELEMENTS, MAX_NODES};
+use crate::dtype::DType;
+use crate::tensor::{Tensor, WeakTensor};
 
 /// The size from which elementwise ops on this thread return pending tensors.
 ///
@@ -90,4 +87,41 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, k: &'static BinaryKernel) -> Option
 #[inline]
 pub(crate) fn fold(x: &Tensor, out_shape: &[usize], fold: Fold) -> Option<Tensor> {
     crate::backend::fusion::fold(x, out_shape, fold)
+}
+
+/// The fusion engine's view of a tensor (it keeps tensors as graph operands, and a pending
+/// tensor holds its graph). Here rather than beside `Tensor`, because `waiting` reads the
+/// thread's pending reductions from the context, which sits above the tensor type.
+impl Leaf for Tensor {
+    type Weak = WeakTensor;
+    fn is_realized(&self) -> bool {
+        Tensor::is_realized(self)
+    }
+    fn owns_storage(&self) -> bool {
+        Tensor::owns_storage(self)
+    }
+    fn shares_storage_with(&self, other: &Tensor) -> bool {
+        Tensor::shares_storage_with(self, other)
+    }
+    fn pending(&self) -> Option<(&Tensor, &Pending<Tensor>)> {
+        Tensor::pending(self)
+    }
+    fn unrealized(&self) -> Option<(&Tensor, &Pending<Tensor>)> {
+        Tensor::unrealized(self)
+    }
+    fn from_pending(p: Pending<Tensor>, shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::from_graph(p, shape, dtype)
+    }
+    fn dismantle(self, work: &mut Vec<Tensor>) {
+        Tensor::dismantle(self, work)
+    }
+    fn downgrade(&self) -> WeakTensor {
+        Tensor::downgrade(self)
+    }
+    fn upgrade(w: &WeakTensor) -> Option<Tensor> {
+        w.upgrade()
+    }
+    fn waiting<R>(f: impl FnOnce(&mut Vec<WeakTensor>) -> R) -> R {
+        crate::context::with(|c| f(&mut c.fusion_waiting.borrow_mut()))
+    }
 }

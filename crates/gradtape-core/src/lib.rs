@@ -39,7 +39,9 @@ mod operators;
 pub mod ops;
 mod primitive;
 pub mod random;
+mod record;
 mod shape;
+mod source;
 mod tape;
 mod tensor;
 pub mod threading;
@@ -47,16 +49,15 @@ mod variable;
 pub mod vmap;
 
 pub use backend::storage::memory;
+pub use context::tapes::{TracedOp, TracedTensor};
 pub use custom_gradient::{custom_gradient, recompute_grad, GradientFn};
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use forward_accumulator::ForwardAccumulator;
 pub use ops::Axes;
-pub use tape::{
-    GradientOptions, GradientTape, JacobianOptions, PersistentTape, Source, Sources, Tape,
-    TapeBuilder, TracedOp, TracedTensor, UnconnectedGradients,
-};
+pub use source::{Source, Sources, UnconnectedGradients};
+pub use tape::{GradientOptions, GradientTape, JacobianOptions, PersistentTape, Tape, TapeBuilder};
 pub use tensor::{AsTensor, Operand, Tensor};
 pub use variable::{Variable, VariableOptions};
 pub use vmap::{vmap, Vmap};
@@ -65,7 +66,7 @@ pub use vmap::{vmap, Vmap};
 /// public API: no stability promise, not for users.
 #[doc(hidden)]
 pub mod internal {
+    pub use crate::context::tapes::without_recording;
     pub use crate::shape::checked_numel;
-    pub use crate::tape::without_recording;
     pub use crate::tensor::TensorId;
 }

@@ -1,6 +1,8 @@
 //! Primitives as data: each primitive is one [`Primitive`] value holding everything gradtape
 //! knows about it (its kernel, its derivative, its batching rule, its CUDA expression), and
-//! every op built on one goes through the one path [`apply`]: batch, compute, record.
+//! every op built on one goes through the one path, `ops::apply`: batch, compute, record.
+//! This module holds the data only (below the context and the ops); `apply` is in `ops`, and
+//! the rules of each derivative family are interpreted by `record`.
 //!
 //! Before, each op repeated those steps by hand (its `vmap` rule, its kernels, its
 //! `tape::record` call) and the list of primitives was a list of strings; now a transformation
@@ -14,15 +16,11 @@
 //! weighted reductions (`reduce_max`, `reduce_min`, `reduce_prod`), `matmul`, and the ones
 //! without a gradient (`argmax`, `argmin`, `reduce_any`, `reduce_all`, `one_hot`).
 
-use crate::device::Device;
+use crate::backend::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::ops;
-use crate::ops::conv::Window;
-use crate::shape::Dims;
-use crate::tape;
+use crate::shape::{Dims, Window};
 use crate::tensor::Tensor;
-use crate::vmap;
 
 /// One primitive operation: what [`Primitive::apply`] needs to run it under every
 /// transformation.
@@ -92,47 +90,6 @@ impl Primitive {
     /// How many tensors it takes; `None` for any number from one (`concat`).
     pub fn arity(&self) -> Option<usize> {
         (self.arity != ANY).then_some(self.arity)
-    }
-
-    /// Runs it on `inputs` with `params`, under every transformation running (JAX's `bind`):
-    /// what its op in [`crate::ops`] does after turning its arguments into tensors and
-    /// parameters.
-    ///
-    /// ```
-    /// use gradtape::ops::{self, Params};
-    /// use gradtape::Tensor;
-    /// let multiply = ops::primitives().find(|p| p.name() == "multiply").unwrap();
-    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
-    /// assert_eq!(multiply.apply(&[&x, &x], &Params::NONE)?.to_vec::<f32>()?, vec![1.0, 4.0]);
-    /// assert!(multiply.apply(&[&x], &Params::NONE).is_err());
-    /// let sum = ops::primitives().find(|p| p.name() == "reduce_sum").unwrap();
-    /// let all = Params::reduce(&[0], false);
-    /// assert_eq!(sum.apply(&[&x], &all)?.item()?, 3.0);
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// When `inputs` has the wrong length, the parameters are not the primitive's kind or do
-    /// not fit the inputs, and whatever the op's own checks refuse.
-    pub fn apply(&'static self, inputs: &[&Tensor], params: &Params) -> Result<Tensor> {
-        if params.kind() != self.params {
-            return Err(params.wrong(self.name));
-        }
-        let fits = match self.arity() {
-            Some(n) => inputs.len() == n,
-            None => !inputs.is_empty(),
-        };
-        if !fits {
-            let wanted = match self.arity() {
-                Some(n) => n.to_string(),
-                None => "one or more".into(),
-            };
-            return Err(Error::arg(
-                self.name,
-                format!("takes {wanted} tensors, got {}", inputs.len()),
-            ));
-        }
-        apply(self, inputs, params)
     }
 }
 
@@ -256,7 +213,7 @@ impl Params {
         Params(Kind::Window(Box::new(w.clone())))
     }
 
-    fn kind(&self) -> ParamsKind {
+    pub(crate) fn kind(&self) -> ParamsKind {
         match &self.0 {
             Kind::None => ParamsKind::None,
             Kind::Shape(_) => ParamsKind::Shape,
@@ -486,7 +443,7 @@ pub(crate) struct InputMeta {
 }
 
 impl InputMeta {
-    fn of(x: &Tensor) -> InputMeta {
+    pub(crate) fn of(x: &Tensor) -> InputMeta {
         InputMeta {
             shape: Dims::from_slice(x.shape()),
             dtype: x.dtype(),
@@ -523,7 +480,7 @@ pub(crate) struct Saved {
 }
 
 impl Saved {
-    fn keep(inputs: &[&Tensor], out: &Tensor, saves: Saves) -> Saved {
+    pub(crate) fn keep(inputs: &[&Tensor], out: &Tensor, saves: Saves) -> Saved {
         let inputs_kept = matches!(saves, Saves::Input | Saves::Inputs | Saves::InputsAndOutput);
         let keep = |i: usize| {
             (inputs_kept || (saves == Saves::FirstInput && i == 0))
@@ -633,235 +590,4 @@ pub(crate) enum Batching {
     /// A rule of its own over all inputs (`gather`'s, whose indices may be batched or not):
     /// `None` when no input it batches is batched.
     Inputs(fn(&[&Tensor], &Params) -> Option<Result<Tensor>>),
-}
-
-/// Runs `p` on `inputs`: its batching rule when an input is one example of a `vmap` (which
-/// calls `apply` again on the whole batch), else its kernel, then its derivative recorded on
-/// the tapes and forward accumulators that watch an input.
-///
-/// Inlined into each op, where `p` is a constant: the kernel is then a direct call (often
-/// inlined itself) and the batching test a field read per input; the rest (batching,
-/// recording) stays out of line, shared by every op.
-#[inline(always)]
-pub(crate) fn apply(p: &'static Primitive, inputs: &[&Tensor], params: &Params) -> Result<Tensor> {
-    if inputs.iter().any(|x| x.batch().is_some()) {
-        return batch(p, inputs, params);
-    }
-    let out = (p.forward)(inputs, params)?;
-    record(p, inputs, params, &out)?;
-    Ok(out)
-}
-
-/// `p` on inputs of which one or more are examples of a `vmap`: its batching rule.
-#[cold]
-#[inline(never)]
-fn batch(p: &'static Primitive, inputs: &[&Tensor], params: &Params) -> Result<Tensor> {
-    let batched = match p.batching {
-        Batching::Elementwise => vmap::rule1(inputs[0], |x| apply(p, &[x], params)),
-        Batching::Broadcast => vmap::rule_broadcast(inputs, |xs| {
-            let refs: Vec<&Tensor> = xs.iter().collect();
-            apply(p, &refs, params)
-        }),
-        Batching::OneInput(rule) => vmap::rule1(inputs[0], |x| rule(x, params)),
-        Batching::Inputs(rule) => rule(inputs, params),
-    };
-    match batched {
-        Some(r) => r,
-        // no rule took it (every rule takes a batched input, and `apply` comes here only with
-        // one): computed as unbatched rather than a panic
-        None => {
-            let out = (p.forward)(inputs, params)?;
-            record(p, inputs, params, &out)?;
-            Ok(out)
-        }
-    }
-}
-
-/// Records `p`'s derivative for the tapes and accumulators watching: nothing to do (one read of
-/// the context) when none is.
-#[inline(never)]
-fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tensor) -> Result<()> {
-    let w = tape::Watching::now();
-    if w.nothing() {
-        return Ok(());
-    }
-    match p.derivative {
-        Derivative::None => {
-            tape::cut(p.name, inputs);
-            Ok(())
-        }
-        Derivative::Linear { transpose } => tape::record_watched(
-            w,
-            p.name,
-            inputs,
-            out,
-            || {
-                let (params, x) = (params.clone(), InputMeta::of(inputs[0]));
-                tape::listing(move |g: &Tensor, _: &[bool]| Ok([Some(transpose(&params, &x, g)?)]))
-            },
-            &|t: &[Option<Tensor>]| ops::tangent1(t, |t| apply(p, &[t], params)),
-        ),
-        Derivative::LinearInFirst { transpose } => tape::record_watched(
-            w,
-            p.name,
-            inputs,
-            out,
-            || {
-                let (params, x) = (params.clone(), InputMeta::of(inputs[0]));
-                let second = inputs[1].clone();
-                tape::listing(move |g: &Tensor, _: &[bool]| {
-                    Ok([Some(transpose(&params, &x, &second, g)?), None])
-                })
-            },
-            &|t: &[Option<Tensor>]| ops::tangent1(t, |t| apply(p, &[t, inputs[1]], params)),
-        ),
-        Derivative::LinearInAll { transpose } => tape::record_watched(
-            w,
-            p.name,
-            inputs,
-            out,
-            || {
-                let params = params.clone();
-                let xs: Vec<InputMeta> = inputs.iter().map(|x| InputMeta::of(x)).collect();
-                move |g: &Tensor, needs: &[bool], grads: &mut Vec<Option<Tensor>>| {
-                    let all = transpose(&params, &xs, g)?;
-                    grads.extend(all.into_iter().zip(needs).map(|(g, &n)| n.then_some(g)));
-                    Ok(())
-                }
-            },
-            &|t: &[Option<Tensor>]| {
-                if t.iter().all(Option::is_none) {
-                    return Ok(None);
-                }
-                let tangents = t
-                    .iter()
-                    .zip(inputs)
-                    .map(|(t, x)| match t {
-                        Some(t) => Ok(t.clone()),
-                        None => Tensor::zeros_like(x),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let refs: Vec<&Tensor> = tangents.iter().collect();
-                apply(p, &refs, params).map(Some)
-            },
-        ),
-        Derivative::Diagonal { saves, rule } => {
-            let s = if saves == Saves::Output {
-                out
-            } else {
-                inputs[0]
-            };
-            tape::record_watched(
-                w,
-                p.name,
-                inputs,
-                out,
-                || {
-                    let s = s.clone();
-                    tape::listing(move |g: &Tensor, _: &[bool]| Ok([Some(rule(&s, g)?)]))
-                },
-                &|t: &[Option<Tensor>]| ops::tangent1(t, |t| rule(s, t)),
-            )
-        }
-        Derivative::Broadcast { saves, partial } => {
-            let jvp = |t: &[Option<Tensor>]| {
-                let saved = Saved::keep(inputs, out, Saves::InputsAndOutput);
-                let terms = t
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ti)| ti.as_ref().map(|ti| partial(&saved, ti, i)).transpose());
-                ops::tangent_sum(terms, out.shape())
-            };
-            let saved = || Saved::keep(inputs, out, saves);
-            if inputs.len() == 2 {
-                tape::record_watched(
-                    w,
-                    p.name,
-                    inputs,
-                    out,
-                    || summed_back([dims(inputs[0]), dims(inputs[1])], saved(), partial),
-                    &jvp,
-                )
-            } else {
-                tape::record_watched(
-                    w,
-                    p.name,
-                    inputs,
-                    out,
-                    || {
-                        let shapes = [dims(inputs[0]), dims(inputs[1]), dims(inputs[2])];
-                        summed_back(shapes, saved(), partial)
-                    },
-                    &jvp,
-                )
-            }
-        }
-        Derivative::Bilinear { transpose } => {
-            let jvp = |t: &[Option<Tensor>]| {
-                let terms = t.iter().enumerate().map(|(i, ti)| {
-                    ti.as_ref()
-                        .map(|ti| {
-                            let mut with_tangent = inputs.to_vec();
-                            with_tangent[i] = ti;
-                            apply(p, &with_tangent, params)
-                        })
-                        .transpose()
-                });
-                ops::tangent_sum(terms, out.shape())
-            };
-            let backward = || {
-                let saved = Saved::keep(inputs, out, Saves::Inputs);
-                summed_back([dims(inputs[0]), dims(inputs[1])], saved, transpose)
-            };
-            tape::record_watched(w, p.name, inputs, out, backward, &jvp)
-        }
-        Derivative::Reduction { weights } => tape::record_watched(
-            w,
-            p.name,
-            inputs,
-            out,
-            || {
-                let (x, y, params) = (inputs[0].clone(), out.clone(), params.clone());
-                tape::listing(move |g: &Tensor, _: &[bool]| {
-                    let (axes, _) = params.as_reduce(p.name)?;
-                    let kept = ops::reduced_shape(x.shape(), axes, true);
-                    let (yk, gk) = (ops::reshape_to(&y, &kept)?, ops::reshape_to(g, &kept)?);
-                    Ok([Some(ops::multiply(&weights(&x, &yk, axes)?, &gk)?)])
-                })
-            },
-            &|t: &[Option<Tensor>]| {
-                ops::tangent1(t, |t| {
-                    let (axes, keepdims) = params.as_reduce(p.name)?;
-                    let x = inputs[0];
-                    let kept = ops::reduced_shape(x.shape(), axes, true);
-                    let w = weights(x, &ops::reshape_to(out, &kept)?, axes)?;
-                    let all: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
-                    ops::reduce_sum(&ops::multiply(&w, t)?, all, keepdims)
-                })
-            },
-        ),
-    }
-}
-
-/// A tensor's shape, inline up to rank 6 (no allocation per recorded op).
-fn dims(t: &Tensor) -> Dims<usize> {
-    Dims::from_slice(t.shape())
-}
-
-/// The gradient rule of a broadcasting primitive of `N` inputs of these shapes: `rule(saved,
-/// g, i)` for each input that needs one, summed back to that input's shape.
-fn summed_back<const N: usize>(
-    shapes: [Dims<usize>; N],
-    saved: Saved,
-    rule: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
-) -> impl Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static {
-    move |g: &Tensor, needs: &[bool], grads: &mut Vec<Option<Tensor>>| {
-        grads.reserve(N);
-        for (i, shape) in shapes.iter().enumerate() {
-            grads.push(ops::opt(needs[i], || {
-                ops::sum_to_shape(&rule(&saved, g, i)?, shape)
-            })?);
-        }
-        Ok(())
-    }
 }

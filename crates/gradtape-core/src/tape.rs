@@ -1,891 +1,37 @@
 //! The gradient tape: a flat, thread-local record of differentiable operations.
 //!
-//! The tape knows no op by name. Each primitive call (`primitive::apply`), after computing its
-//! result, calls [`record_watched`] with its inputs, its output, a builder for its backward
-//! function and its JVP rule; the tape keeps an
-//! [`Entry`] when any input is watched by a tape that is recording (TensorFlow's rule), and hands
-//! the JVP rule to the running forward accumulators ([`crate::forward_accumulator`]). Entries are appended in
-//! execution order, which is already a topological order, so the backward pass walks them in
-//! reverse with no graph sort and no recursion.
+//! The tape knows no op by name. Each primitive call (`ops::apply`), after computing its result,
+//! hands it to `record::record`, which turns the primitive's derivative into a backward
+//! function and a JVP rule; a tape keeps an entry (`context::tapes::Entry`) when any input is
+//! watched by a tape that is recording (TensorFlow's rule), and the running forward
+//! accumulators get the JVP rule ([`crate::forward_accumulator`]). Entries are appended in
+//! execution order, which is already a topological order, so the backward pass here walks them
+//! in reverse with no graph sort and no recursion. This module is that backward pass (with
+//! jacobians) and the handles users hold; the recording state is in `context::tapes`.
 //!
 //! Backward functions are written with the same differentiable ops, so a tape that is recording
 //! while another computes a gradient records that computation: nested tapes give higher-order
 //! derivatives for free.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::context;
+use crate::context::levels;
+use crate::context::tapes::{
+    active, give_entries, give_map, give_set, next_seq, set_recording, take_entries, take_map,
+    take_set, Entry, IdMap, IdSet, TapeState, TracedOp,
+};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops;
+use crate::ops::batching;
+use crate::source::private::Sealed as _;
+use crate::source::{Source, SourceKey, Sources, UnconnectedGradients};
 use crate::tensor::{Tensor, TensorId};
 use crate::variable::Variable;
-
-// ---------------------------------------------------------------------------------------------
-// Bookkeeping types
-
-/// Tensor ids are sequential: a multiplicative hash spreads them over the table cheaply.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type IdSet = HashSet<TensorId, BuildHasherDefault<IdHasher>>;
-pub(crate) type IdMap<V> = HashMap<TensorId, V, BuildHasherDefault<IdHasher>>;
-
-/// A backward function: given the gradient of the output and which inputs need a gradient,
-/// pushes one `Option` per input (`None`: not differentiable there, or not needed) onto a
-/// buffer the backward pass reuses.
-pub(crate) type Backward = dyn Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()>;
-
-/// Input ids, inline for the common case of at most three inputs.
-#[derive(Clone)]
-enum Ids {
-    Inline([TensorId; 3], u8),
-    Heap(Rc<[TensorId]>),
-}
-
-impl Ids {
-    fn new(ids: impl ExactSizeIterator<Item = TensorId>) -> Self {
-        if ids.len() <= 3 {
-            let mut a = [0; 3];
-            let n = ids.len();
-            for (slot, id) in a.iter_mut().zip(ids) {
-                *slot = id;
-            }
-            Ids::Inline(a, n as u8)
-        } else {
-            Ids::Heap(ids.collect())
-        }
-    }
-    fn as_slice(&self) -> &[TensorId] {
-        match self {
-            Ids::Inline(a, n) => &a[..*n as usize],
-            Ids::Heap(v) => v,
-        }
-    }
-}
-
-/// One recorded operation.
-#[derive(Clone)]
-pub(crate) struct Entry {
-    op: &'static str,
-    inputs: Ids,
-    output: TensorId,
-    backward: Rc<Backward>,
-}
-
-/// The state of one tape, shared by the handle the user holds and this thread's active list.
-pub struct TapeState {
-    /// Place in the order tapes and forward accumulators started on this thread.
-    seq: u64,
-    watch_accessed_variables: bool,
-    /// On this thread's active list and not paused.
-    recording: Cell<bool>,
-    /// On this thread's active list (paused or not).
-    active: Cell<bool>,
-    /// Ids of tensors on this tape: watched ones and outputs of recorded ops.
-    tensors: RefCell<IdSet>,
-    entries: RefCell<Vec<Entry>>,
-    variables: RefCell<Vec<Variable>>,
-    /// Shapes of what each entry read and wrote, kept only when asked for (`TapeBuilder::trace`).
-    trace: Option<RefCell<Vec<TracedOp>>>,
-    /// The innermost vmap level running when the tape started (0: none): a tape started
-    /// inside a vmap takes each example's gradients.
-    born_in: usize,
-    /// Where a path from a watched tensor ended without a gradient: the op and its traced
-    /// inputs (for [`Tape::why_no_gradient`]).
-    cuts: RefCell<Vec<(&'static str, Vec<TensorId>)>>,
-    /// Variables read while the tape was paused (`stop_recording`).
-    paused_reads: RefCell<Vec<TensorId>>,
-}
-
-/// A tensor as a traced tape saw it: which one (an id unique in the process), its shape and
-/// dtype, and the variable's name when it is a variable's handle.
-///
-/// ```
-/// use gradtape::{ops, GradientTape, Tensor};
-/// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
-/// let tape = GradientTape::builder().trace(true).start();
-/// tape.watch(&x);
-/// let _ = ops::exp(&x)?;
-/// assert_eq!(tape.trace()[0].inputs[0].id, x.id());
-/// # Ok::<(), gradtape::Error>(())
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct TracedTensor {
-    /// Identity of the tensor (or of the variable's handle).
-    pub id: u64,
-    /// Its shape.
-    pub shape: Vec<usize>,
-    /// Its dtype.
-    pub dtype: DType,
-    /// The variable's name (or `"Variable"`) when this is a variable read by `ReadVariableOp`.
-    pub variable: Option<String>,
-}
-
-impl TracedTensor {
-    fn of(t: &Tensor) -> Self {
-        TracedTensor {
-            id: t.id(),
-            shape: t.shape().to_vec(),
-            dtype: t.dtype(),
-            variable: None,
-        }
-    }
-}
-
-/// One operation a traced tape recorded: what the seed calls the tape storing "the inputs and
-/// outputs". See [`TapeBuilder::trace`].
-///
-/// ```
-/// use gradtape::{ops, GradientTape, Tensor};
-/// let x = Tensor::scalar(1.0f32);
-/// let tape = GradientTape::builder().trace(true).start();
-/// tape.watch(&x);
-/// let y = ops::sin(&x)?;
-/// let op = &tape.trace()[0];
-/// assert_eq!((op.op, op.output.id), ("sin", y.id()));
-/// # Ok::<(), gradtape::Error>(())
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct TracedOp {
-    /// The op's name (`multiply`, `reduce_sum`, `ReadVariableOp`, ...).
-    pub op: &'static str,
-    /// Its inputs, in order.
-    pub inputs: Vec<TracedTensor>,
-    /// Its output.
-    pub output: TracedTensor,
-}
-
-/// Buffers of finished tapes and backward passes, kept per thread so that a training loop that
-/// makes a tape every step does not regrow its tables every step.
-struct Spare {
-    entries: Vec<Vec<Entry>>,
-    sets: Vec<IdSet>,
-    maps: Vec<IdMap<Tensor>>,
-}
-
-const SPARE_KEEP: usize = 4;
-const SPARE_MAX_LEN: usize = 1 << 20;
-
-fn spare<R>(f: impl FnOnce(&mut Spare) -> R) -> Option<R> {
-    context::try_with(|c| c.tapes.spare.try_borrow_mut().ok().map(|mut s| f(&mut s))).flatten()
-}
-
-fn take_entries() -> Vec<Entry> {
-    spare(|s| s.entries.pop()).flatten().unwrap_or_default()
-}
-fn take_set() -> IdSet {
-    spare(|s| s.sets.pop()).flatten().unwrap_or_default()
-}
-fn take_map() -> IdMap<Tensor> {
-    spare(|s| s.maps.pop()).flatten().unwrap_or_default()
-}
-fn give_entries(mut v: Vec<Entry>) {
-    v.clear();
-    if v.capacity() <= SPARE_MAX_LEN {
-        spare(|s| (s.entries.len() < SPARE_KEEP).then(|| s.entries.push(v)));
-    }
-}
-fn give_set(mut v: IdSet) {
-    v.clear();
-    if v.capacity() <= SPARE_MAX_LEN {
-        spare(|s| (s.sets.len() < SPARE_KEEP).then(|| s.sets.push(v)));
-    }
-}
-fn give_map(mut v: IdMap<Tensor>) {
-    v.clear();
-    if v.capacity() <= SPARE_MAX_LEN {
-        spare(|s| (s.maps.len() < SPARE_KEEP).then(|| s.maps.push(v)));
-    }
-}
-
-impl Drop for TapeState {
-    fn drop(&mut self) {
-        give_entries(std::mem::take(self.entries.get_mut()));
-        give_set(std::mem::take(self.tensors.get_mut()));
-    }
-}
-
-/// This thread's tapes and custom-gradient frames: reverse mode's part of the
-/// [`Context`](crate::context::Context).
-pub(crate) struct Tapes {
-    spare: RefCell<Spare>,
-    active: RefCell<Vec<Rc<TapeState>>>,
-    /// Number of tapes recording on this thread: the one check every op pays.
-    recording: Cell<usize>,
-    /// Forward functions of custom gradients running on this thread (nested ones too).
-    custom_depth: Cell<usize>,
-    /// The trainable float variables each of them has read, in order of first read.
-    custom_reads: RefCell<Vec<Vec<Variable>>>,
-}
-
-impl Tapes {
-    pub(crate) const fn new() -> Tapes {
-        Tapes {
-            spare: RefCell::new(Spare {
-                entries: Vec::new(),
-                sets: Vec::new(),
-                maps: Vec::new(),
-            }),
-            active: RefCell::new(Vec::new()),
-            recording: Cell::new(0),
-            custom_depth: Cell::new(0),
-            custom_reads: RefCell::new(Vec::new()),
-        }
-    }
-
-    pub(crate) fn any_recording(&self) -> bool {
-        self.recording.get() > 0
-    }
-
-    pub(crate) fn in_custom_forward(&self) -> bool {
-        self.custom_depth.get() > 0
-    }
-}
-
-/// Runs `f` with this thread's active tapes.
-fn active<R>(f: impl FnOnce(&RefCell<Vec<Rc<TapeState>>>) -> R) -> R {
-    context::with(|c| f(&c.tapes.active))
-}
-
-/// The next place in the order tapes and forward accumulators start on this thread.
-pub(crate) fn next_seq() -> u64 {
-    context::with(|c| {
-        c.seq.set(c.seq.get() + 1);
-        c.seq.get()
-    })
-}
-
-/// Tapes that started after a forward accumulator do not record the computation of its
-/// tangents (TensorFlow's rule: a tape inside an accumulator sees the primal ops, one around it
-/// sees the tangents too); they are paused until this guard drops.
-pub(crate) struct PauseAfter(Vec<Rc<TapeState>>);
-
-/// Pauses the recording tapes that started after `seq`.
-pub(crate) fn pause_tapes_after(seq: u64) -> PauseAfter {
-    if recording_count() == 0 {
-        return PauseAfter(Vec::new());
-    }
-    active(|active| {
-        let later: Vec<Rc<TapeState>> = active
-            .borrow()
-            .iter()
-            .filter(|t| t.recording.get() && t.seq > seq)
-            .cloned()
-            .collect();
-        for t in &later {
-            set_recording(t, false);
-        }
-        PauseAfter(later)
-    })
-}
-
-impl Drop for PauseAfter {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            if t.active.get() {
-                set_recording(t, true);
-            }
-        }
-    }
-}
-
-/// True when some tape is recording on this thread.
-pub(crate) fn any_recording() -> bool {
-    recording_count() > 0
-}
-
-#[inline]
-fn recording_count() -> usize {
-    context::with(|c| c.tapes.recording.get())
-}
-
-fn set_recording(state: &TapeState, on: bool) {
-    if state.recording.get() != on {
-        state.recording.set(on);
-        context::try_with(|c| {
-            let r = &c.tapes.recording;
-            r.set(if on {
-                r.get() + 1
-            } else {
-                r.get().saturating_sub(1)
-            })
-        });
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The interface ops and variables use
-
-/// A gradient rule that returns an array, as one that fills a list.
-pub(crate) fn listing<G: IntoIterator<Item = Option<Tensor>>>(
-    rule: impl Fn(&Tensor, &[bool]) -> Result<G> + 'static,
-) -> impl Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static {
-    move |g: &Tensor, needs: &[bool], out: &mut Vec<Option<Tensor>>| {
-        out.extend(rule(g, needs)?);
-        Ok(())
-    }
-}
-
-/// What watches ops on this thread right now: the three checks every op pays, read from the
-/// context at once.
-#[derive(Clone, Copy)]
-pub(crate) struct Watching {
-    checking: bool,
-    recording: bool,
-    running: bool,
-}
-
-impl Watching {
-    #[inline]
-    pub(crate) fn now() -> Watching {
-        context::with(|c| Watching {
-            checking: c.check_numerics.get(),
-            recording: c.tapes.recording.get() != 0,
-            running: c.forward.any_running(),
-        })
-    }
-
-    /// Nothing watches: no tape records, no accumulator runs, numerics are not checked.
-    #[inline]
-    pub(crate) fn nothing(self) -> bool {
-        !(self.checking || self.recording || self.running)
-    }
-}
-
-/// Records one primitive call (`primitive::apply` is the one caller) on every recording tape
-/// that watches one of its inputs, and gives its output a tangent on every
-/// [`ForwardAccumulator`](crate::ForwardAccumulator) that has one for an input. `w` is the
-/// context read once by the caller. The builder is only called (once) when some tape keeps the
-/// entry, and the JVP rule only when some accumulator needs it. The backward rule pushes one
-/// gradient per input; the JVP rule gets one tangent per input (`None`: zero) and returns the
-/// output's.
-pub(crate) fn record_watched<B>(
-    w: Watching,
-    op: &'static str,
-    inputs: &[&Tensor],
-    output: &Tensor,
-    backward: impl FnOnce() -> B,
-    jvp: &crate::forward_accumulator::JvpRule<'_>,
-) -> Result<()>
-where
-    B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
-{
-    if w.checking {
-        crate::debugging::check(op, None, inputs, output)?;
-    }
-    if w.recording {
-        if output.dtype().is_float() {
-            record_with(op, inputs, &[], output, backward);
-        } else {
-            // an integer or bool result (a cast, an index): the path ends here
-            cut(op, inputs);
-        }
-    }
-    // after the tapes: the entry of `output` comes before the ops that compute its tangent
-    if w.running {
-        crate::forward_accumulator::propagate(op, inputs, &[], output, jvp)?;
-    }
-    Ok(())
-}
-
-/// Notes, on every recording tape that traces one of `inputs`, that `op` ends the path there
-/// without a gradient (an op with no gradient rule, `stop_gradient`, an assign): what
-/// [`Tape::why_no_gradient`] reports.
-pub(crate) fn cut(op: &'static str, inputs: &[&Tensor]) {
-    if recording_count() == 0 {
-        return;
-    }
-    active(|active| {
-        for tape in active.borrow().iter().filter(|t| t.recording.get()) {
-            let traced: Vec<TensorId> = {
-                let set = tape.tensors.borrow();
-                inputs
-                    .iter()
-                    .map(|t| t.id())
-                    .filter(|id| set.contains(id))
-                    .collect()
-            };
-            if !traced.is_empty() {
-                tape.cuts.borrow_mut().push((op, traced));
-            }
-        }
-    });
-}
-
-/// Records an op whose inputs are tensors and variables (by handle): a custom gradient whose
-/// forward read variables. The rule returns one gradient per tensor, then per variable; the
-/// JVP rule gets the tangents in the same order.
-pub(crate) fn record_custom<B>(
-    inputs: &[&Tensor],
-    variables: &[Variable],
-    output: &Tensor,
-    backward: impl FnOnce() -> B,
-    jvp: &crate::forward_accumulator::JvpRule<'_>,
-) -> Result<()>
-where
-    B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
-{
-    if crate::debugging::checking() {
-        crate::debugging::check("custom_gradient", None, inputs, output)?;
-    }
-    if !output.dtype().is_float() {
-        return Ok(());
-    }
-    let ids: Vec<TensorId> = variables.iter().map(|v| v.handle_id()).collect();
-    if recording_count() != 0 {
-        active(|active| {
-            for tape in active.borrow().iter().filter(|t| t.recording.get()) {
-                for v in variables {
-                    if v.trainable() && tape.watch_accessed_variables {
-                        tape.watch_variable(v);
-                    }
-                }
-            }
-        });
-        record_with("custom_gradient", inputs, &ids, output, backward);
-    }
-    if crate::forward_accumulator::any_running() {
-        crate::forward_accumulator::propagate("custom_gradient", inputs, &ids, output, jvp)?;
-    }
-    Ok(())
-}
-
-fn record_with<B>(
-    op: &'static str,
-    inputs: &[&Tensor],
-    variables: &[TensorId],
-    output: &Tensor,
-    backward: impl FnOnce() -> B,
-) where
-    B: Fn(&Tensor, &[bool], &mut Vec<Option<Tensor>>) -> Result<()> + 'static,
-{
-    active(|active| {
-        let active = active.borrow();
-        let mut make = Some(backward);
-        let mut shared: Option<Rc<Backward>> = None;
-        for tape in active.iter().filter(|t| t.recording.get()) {
-            let mut set = tape.tensors.borrow_mut();
-            if !inputs.iter().any(|t| set.contains(&t.id()))
-                && !variables.iter().any(|id| set.contains(id))
-            {
-                continue;
-            }
-            set.insert(output.id());
-            if shared.is_none() {
-                if let Some(m) = make.take() {
-                    shared = Some(Rc::new(m()));
-                }
-            }
-            if let Some(bw) = &shared {
-                tape.entries.borrow_mut().push(Entry {
-                    op,
-                    inputs: if variables.is_empty() {
-                        Ids::new(inputs.iter().map(|t| t.id()))
-                    } else {
-                        let all: Vec<TensorId> = inputs
-                            .iter()
-                            .map(|t| t.id())
-                            .chain(variables.iter().copied())
-                            .collect();
-                        Ids::new(all.into_iter())
-                    },
-                    output: output.id(),
-                    backward: bw.clone(),
-                });
-            }
-            if let Some(trace) = &tape.trace {
-                trace.borrow_mut().push(TracedOp {
-                    op,
-                    inputs: inputs.iter().map(|t| TracedTensor::of(t)).collect(),
-                    output: TracedTensor::of(output),
-                });
-            }
-        }
-    })
-}
-
-/// A read while every tape is paused or none exists: remembered by the paused tapes, so that
-/// a missing gradient can be explained.
-#[inline(never)]
-fn note_paused_read(var: &Variable) {
-    active(|active| {
-        for tape in active
-            .borrow()
-            .iter()
-            .filter(|t| t.active.get() && !t.recording.get())
-        {
-            tape.note_paused_read(var.handle_id());
-        }
-    });
-}
-
-#[inline(never)]
-fn note_custom_read(var: &Variable) {
-    if !var.trainable() || !var.dtype().is_float() {
-        return;
-    }
-    context::with(|c| {
-        if let Some(list) = c.tapes.custom_reads.borrow_mut().last_mut() {
-            if !list.iter().any(|v| v.handle_id() == var.handle_id()) {
-                list.push(var.clone());
-            }
-        }
-    });
-}
-
-/// Runs a custom gradient's forward `f` with recording off, and returns what it returned with
-/// the variables it read.
-pub(crate) fn run_custom_forward<R>(f: impl FnOnce() -> R) -> (R, Vec<Variable>) {
-    struct Pop;
-    impl Drop for Pop {
-        fn drop(&mut self) {
-            context::try_with(|c| {
-                let d = &c.tapes.custom_depth;
-                d.set(d.get().saturating_sub(1));
-                c.tapes.custom_reads.borrow_mut().pop();
-            });
-        }
-    }
-    context::with(|c| {
-        c.tapes.custom_depth.set(c.tapes.custom_depth.get() + 1);
-        c.tapes.custom_reads.borrow_mut().push(Vec::new());
-    });
-    let pop = Pop;
-    let r = without_recording(f);
-    let reads = context::with(|c| {
-        c.tapes
-            .custom_reads
-            .borrow_mut()
-            .last_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
-    });
-    drop(pop);
-    // A custom gradient nested in another's forward read these for the enclosing one too:
-    // its gradient must reach them (they were credited to the innermost only).
-    for var in &reads {
-        note_custom_read(var);
-    }
-    (r, reads)
-}
-
-/// Runs `f` with no tape recording and no forward accumulator running on this thread
-/// (variable updates and the forward of a custom gradient use it).
-pub fn without_recording<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(usize);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            context::try_with(|c| c.tapes.recording.set(self.0));
-        }
-    }
-    let _restore = Restore(context::with(|c| c.tapes.recording.replace(0)));
-    crate::forward_accumulator::paused(f)
-}
-
-/// A variable is read: trainable variables get watched by tapes that watch accessed variables,
-/// and each tape that watches the variable records the read as an identity from its handle.
-pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
-    let read = read_on_tapes(var, value);
-    if crate::forward_accumulator::any_running() {
-        return crate::forward_accumulator::read_variable(var.handle_id(), value, read);
-    }
-    read
-}
-
-fn read_on_tapes(var: &Variable, value: &Tensor) -> Tensor {
-    if context::with(|c| c.tapes.in_custom_forward()) {
-        note_custom_read(var);
-    }
-    if recording_count() == 0 || !value.dtype().is_float() {
-        if value.dtype().is_float() {
-            note_paused_read(var);
-        }
-        return value.clone();
-    }
-    active(|active| {
-        let active = active.borrow();
-        for tape in active
-            .iter()
-            .filter(|t| t.active.get() && !t.recording.get())
-        {
-            tape.note_paused_read(var.handle_id());
-        }
-        let mut read: Option<Tensor> = None;
-        for tape in active.iter().filter(|t| t.recording.get()) {
-            if var.trainable() && tape.watch_accessed_variables {
-                tape.watch_variable(var);
-            }
-            let mut set = tape.tensors.borrow_mut();
-            if !set.contains(&var.handle_id()) {
-                continue;
-            }
-            let r = read.get_or_insert_with(|| value.with_new_id());
-            set.insert(r.id());
-            if let Some(trace) = &tape.trace {
-                let handle = TracedTensor {
-                    id: var.handle_id(),
-                    shape: var.shape().to_vec(),
-                    dtype: var.dtype(),
-                    variable: Some(var.name().unwrap_or("Variable").to_string()),
-                };
-                trace.borrow_mut().push(TracedOp {
-                    op: "ReadVariableOp",
-                    inputs: vec![handle],
-                    output: TracedTensor::of(r),
-                });
-            }
-            tape.entries.borrow_mut().push(Entry {
-                op: "ReadVariableOp",
-                inputs: Ids::new(std::iter::once(var.handle_id())),
-                output: r.id(),
-                backward: Rc::new(|g: &Tensor, _: &[bool], out: &mut Vec<Option<Tensor>>| {
-                    out.push(Some(g.clone()));
-                    Ok(())
-                }),
-            });
-        }
-        let inner_tape = active.iter().any(|t| {
-            t.recording.get() && t.born_in != 0 && t.tensors.borrow().contains(&var.handle_id())
-        });
-        drop(active);
-        let read = read.unwrap_or_else(|| value.clone());
-        if inner_tape {
-            // A tape inside a vmap: each example reads its own copy of the variable (a
-            // broadcast view), so its gradient is per example instead of summed over them.
-            if let Some(copy) = crate::vmap::per_example_copy(var.handle_id(), &read) {
-                return copy;
-            }
-        }
-        read
-    })
-}
-
-impl TapeState {
-    /// Once per variable, so a long loop inside `stop_recording` keeps one entry per variable.
-    fn note_paused_read(&self, handle: TensorId) {
-        let mut reads = self.paused_reads.borrow_mut();
-        if !reads.contains(&handle) {
-            reads.push(handle);
-        }
-    }
-    fn watch_tensor(&self, t: &Tensor) {
-        if t.dtype().is_float() {
-            self.tensors.borrow_mut().insert(t.id());
-        }
-    }
-    fn watch_variable(&self, v: &Variable) {
-        if v.dtype().is_float() && self.tensors.borrow_mut().insert(v.handle_id()) {
-            self.variables.borrow_mut().push(v.clone());
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sources: what a gradient can be taken with respect to
-
-mod private {
-    pub trait Sealed {
-        fn key(&self) -> super::SourceKey;
-        fn watch_on(&self, tape: &super::TapeState);
-        fn variable(&self) -> Option<&super::Variable> {
-            None
-        }
-        fn owned(&self) -> super::OwnedSource;
-    }
-}
-
-/// The identity, shape and dtype of a source, enough to hand back zeros when unconnected.
-pub struct SourceKey {
-    id: TensorId,
-    shape: Vec<usize>,
-    dtype: DType,
-    /// For one example's tensor inside a vmap: the whole batch's key, and the level.
-    batch: Option<(Box<SourceKey>, usize)>,
-}
-
-/// Something a tape can watch and differentiate with respect to: a [`Tensor`] or a
-/// [`Variable`].
-///
-/// ```
-/// use gradtape::{ops, GradientTape, Source, Tensor, Variable};
-/// let (x, v) = (Tensor::scalar(2.0f32), Variable::new(3.0));
-/// let tape = GradientTape::new();
-/// tape.watch(&x);
-/// let y = ops::multiply(&x, &v)?;
-/// let sources: [&dyn Source; 2] = [&x, &v];
-/// let [gx, gv] = tape.gradient(&y, sources)?;
-/// assert_eq!((gx.unwrap().to_scalar::<f32>()?, gv.unwrap().to_scalar::<f32>()?), (3.0, 2.0));
-/// # Ok::<(), gradtape::Error>(())
-/// ```
-pub trait Source: private::Sealed {}
-
-impl private::Sealed for Tensor {
-    fn key(&self) -> SourceKey {
-        SourceKey {
-            id: self.id(),
-            shape: self.shape().to_vec(),
-            dtype: self.dtype(),
-            batch: self.batch().map(|(p, level)| (Box::new(p.key()), level)),
-        }
-    }
-    fn watch_on(&self, tape: &TapeState) {
-        tape.watch_tensor(self);
-        // inside a vmap the ops record the whole batch: watch that too
-        if let Some((p, _)) = self.batch() {
-            p.watch_on(tape);
-        }
-    }
-    fn owned(&self) -> OwnedSource {
-        OwnedSource::Tensor(self.clone())
-    }
-}
-impl Source for Tensor {}
-
-impl private::Sealed for Variable {
-    fn key(&self) -> SourceKey {
-        SourceKey {
-            id: self.handle_id(),
-            shape: self.shape().to_vec(),
-            dtype: self.dtype(),
-            batch: None,
-        }
-    }
-    fn watch_on(&self, tape: &TapeState) {
-        tape.watch_variable(self);
-    }
-    fn variable(&self) -> Option<&Variable> {
-        Some(self)
-    }
-    fn owned(&self) -> OwnedSource {
-        OwnedSource::Variable(self.clone())
-    }
-}
-impl Source for Variable {}
-
-impl<S: private::Sealed + ?Sized> private::Sealed for &S {
-    fn key(&self) -> SourceKey {
-        (**self).key()
-    }
-    fn watch_on(&self, tape: &TapeState) {
-        (**self).watch_on(tape)
-    }
-    fn variable(&self) -> Option<&Variable> {
-        (**self).variable()
-    }
-    fn owned(&self) -> OwnedSource {
-        (**self).owned()
-    }
-}
-impl<S: Source + ?Sized> Source for &S {}
-
-/// `source` kept by value.
-pub(crate) fn owned_source(source: &dyn Source) -> OwnedSource {
-    source.owned()
-}
-
-/// A source kept by value (what a `ForwardAccumulator` holds on to).
-#[derive(Clone)]
-pub enum OwnedSource {
-    /// A tensor.
-    Tensor(Tensor),
-    /// A variable.
-    Variable(Variable),
-}
-
-/// What [`GradientTape::gradient`] takes gradients with respect to, and the shape of its
-/// answer: an array of sources gives an array of gradients (`let [da, db] = ...`), a slice or
-/// `Vec` (a model's `trainable_variables()`) gives a `Vec`, in the same order.
-///
-/// An array that mixes tensors and variables needs one `&dyn Source` to set its type:
-/// `[&x as &dyn Source, &v]`.
-///
-/// ```
-/// use gradtape::{ops, GradientTape, Variable};
-/// let vars = vec![Variable::new(1.0), Variable::new(2.0)];
-/// let tape = GradientTape::new();
-/// let y = ops::multiply(&vars[0], &vars[1])?;
-/// let grads = tape.gradient(&y, &vars)?; // Vec<Option<Tensor>>
-/// assert_eq!(grads[0].as_ref().unwrap().to_scalar::<f32>()?, 2.0);
-/// # Ok::<(), gradtape::Error>(())
-/// ```
-pub trait Sources {
-    /// `[Option<Tensor>; N]` for an array, `Vec<Option<Tensor>>` otherwise.
-    type Gradients;
-    /// The sources, in order.
-    fn sources(&self) -> Vec<&dyn Source>;
-    /// The gradients, one per source, in this container's shape.
-    #[doc(hidden)]
-    fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients>;
-}
-
-impl<S: Source, const N: usize> Sources for [S; N] {
-    type Gradients = [Option<Tensor>; N];
-    fn sources(&self) -> Vec<&dyn Source> {
-        self.iter().map(|s| s as &dyn Source).collect()
-    }
-    fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
-        grads
-            .try_into()
-            .map_err(|_| Error::tape("gradient", "wrong number of gradients"))
-    }
-}
-
-macro_rules! source_lists {
-    ($($t:ty),*) => {$(
-        impl<S: Source> Sources for $t {
-            type Gradients = Vec<Option<Tensor>>;
-            fn sources(&self) -> Vec<&dyn Source> {
-                self.iter().map(|s| s as &dyn Source).collect()
-            }
-            fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
-                Ok(grads)
-            }
-        }
-    )*};
-}
-source_lists!(&[S], &Vec<S>, Vec<S>);
-
 // ---------------------------------------------------------------------------------------------
 // The backward pass
-
-/// What a gradient is for a source the target does not depend on.
-///
-/// ```
-/// use gradtape::{GradientOptions, GradientTape, Tensor, UnconnectedGradients};
-/// let (x, z) = (Tensor::scalar(1.0f32), Tensor::scalar(2.0f32));
-/// let tape = GradientTape::new();
-/// tape.watch(&z);
-/// let opts = GradientOptions { unconnected_gradients: UnconnectedGradients::Zero, ..Default::default() };
-/// let g = tape.gradient_with(&[&x], &[&z], &opts)?;
-/// assert_eq!(g[0].as_ref().unwrap().to_scalar::<f32>()?, 0.0);
-/// # Ok::<(), gradtape::Error>(())
-/// ```
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub enum UnconnectedGradients {
-    /// `None` (TensorFlow's default).
-    #[default]
-    None,
-    /// Zeros of the source's shape and dtype.
-    Zero,
-}
 
 /// Options of [`GradientTape::gradient_with`] and [`PersistentTape::gradient_with`].
 ///
@@ -1049,7 +195,7 @@ fn gradients(
     options: &GradientOptions,
 ) -> Result<Vec<Option<Tensor>>> {
     let op = "gradient";
-    let Some(level) = crate::vmap::level_of(targets) else {
+    let Some(level) = levels::level_of(targets) else {
         return backprop(entries, targets, keys, traced(keys), options);
     };
     let mut whole = vec![];
@@ -1073,7 +219,7 @@ fn gradients(
     let seeds: Vec<Tensor> = match &options.output_gradients {
         Some(og) if og.len() == whole.len() => og
             .iter()
-            .map(|s| match crate::vmap::whole_at(s, level)? {
+            .map(|s| match batching::whole_at(s, level)? {
                 Some(p) => Ok(p),
                 None => {
                     let mut full = vec![b];
@@ -1115,16 +261,14 @@ fn gradients(
             .collect();
         let gs = gradients(entries.clone(), &whole, &bkeys, traced, &plain)?;
         for (&k, g) in batched.iter().zip(gs) {
-            out[k] = g
-                .map(|g| crate::vmap::batched_below(&g, level))
-                .transpose()?;
+            out[k] = g.map(|g| batching::batched_below(&g, level)).transpose()?;
         }
     }
     // Shared sources: the jacobian of the batch of targets, one row per example.
     let shared: Vec<usize> = (0..keys.len()).filter(|k| !batched.contains(k)).collect();
     if !shared.is_empty() {
         let skeys: Vec<SourceKey> = shared.iter().map(|&k| keys[k].copy()).collect();
-        let gs = crate::vmap::with_level(b, |l2| -> Result<Vec<Option<Tensor>>> {
+        let gs = levels::with_level(b, |l2| -> Result<Vec<Option<Tensor>>> {
             let seeds = whole
                 .iter()
                 .zip(&seeds)
@@ -1143,27 +287,14 @@ fn gradients(
             };
             let gs = gradients(entries, &whole, &skeys, traced, &opts)?;
             gs.into_iter()
-                .map(|g| g.map(|g| crate::vmap::physical(&g, l2, b)).transpose())
+                .map(|g| g.map(|g| batching::physical(&g, l2, b)).transpose())
                 .collect()
         })?;
         for (&k, g) in shared.iter().zip(gs) {
-            out[k] = g
-                .map(|g| crate::vmap::batched_below(&g, level))
-                .transpose()?;
+            out[k] = g.map(|g| batching::batched_below(&g, level)).transpose()?;
         }
     }
     Ok(out)
-}
-
-impl SourceKey {
-    fn copy(&self) -> SourceKey {
-        SourceKey {
-            id: self.id,
-            shape: self.shape.clone(),
-            dtype: self.dtype,
-            batch: self.batch.as_ref().map(|(p, l)| (Box::new(p.copy()), *l)),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1275,7 +406,7 @@ fn jacobians(
     while start < rows {
         let len = chunk.min(rows - start);
         let seed = seeds(start, len)?;
-        let grads = crate::vmap::with_level(len, |level| -> Result<Vec<Option<Tensor>>> {
+        let grads = levels::with_level(len, |level| -> Result<Vec<Option<Tensor>>> {
             let opts = GradientOptions {
                 output_gradients: Some(vec![Tensor::batched(seed, level)]),
                 unconnected_gradients: UnconnectedGradients::None,
@@ -1287,7 +418,7 @@ fn jacobians(
                 None => gradients(entries.to_vec(), &[target], keys, traced, &opts)?,
             };
             gs.into_iter()
-                .map(|g| g.map(|g| crate::vmap::physical(&g, level, len)).transpose())
+                .map(|g| g.map(|g| batching::physical(&g, level, len)).transpose())
                 .collect()
         })?;
         for (k, g) in grads.into_iter().enumerate() {
@@ -1388,8 +519,10 @@ fn whole_key(k: &SourceKey, level: usize) -> Option<SourceKey> {
     match &k.batch {
         Some((p, l)) if *l == level => Some(p.copy()),
         Some(_) => None,
-        None => crate::vmap::copy_of(k.id, level)
-            .and_then(|c| c.batch().map(|(p, _)| private::Sealed::key(p))),
+        None => levels::copy_of(k.id, level).and_then(|c| {
+            c.batch()
+                .map(|(p, _)| crate::source::private::Sealed::key(p))
+        }),
     }
 }
 
@@ -1479,10 +612,11 @@ impl Tape {
             entries: RefCell::new(take_entries()),
             variables: RefCell::default(),
             trace: trace.then(RefCell::default),
-            born_in: crate::vmap::innermost().map_or(0, |(level, _)| level),
+            born_in: levels::innermost().map_or(0, |(level, _)| level),
             cuts: RefCell::default(),
             paused_reads: RefCell::default(),
         });
+        crate::record::interpret_here();
         active(|a| a.borrow_mut().push(state.clone()));
         set_recording(&state, true);
         Tape { state }

@@ -101,6 +101,42 @@ fn backend_module(path: &Path) -> String {
     }
 }
 
+/// A cycle of `edges` (`a -> b`: `a` imports from `b`), if there is one, as the modules along
+/// it with the first repeated at the end.
+fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        m: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(m) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = path.iter().position(|p| p == m).unwrap_or(0);
+                let mut cycle = path[start..].to_vec();
+                cycle.push(m.to_string());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(m.to_string(), 1);
+        path.push(m.to_string());
+        for t in edges.get(m).into_iter().flatten() {
+            if let Some(c) = visit(t, edges, state, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        state.insert(m.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    edges
+        .keys()
+        .find_map(|m| visit(m, edges, &mut state, &mut vec![]))
+}
+
 fn backend_files() -> Vec<PathBuf> {
     let mut files = vec![];
     rust_files(&src().join("backend"), &mut files);
@@ -169,39 +205,8 @@ fn the_backend_modules_import_each_other_without_a_cycle() {
             }
         }
     }
-    // Depth-first search for a back edge.
-    fn visit(
-        m: &str,
-        edges: &BTreeMap<String, BTreeSet<String>>,
-        state: &mut BTreeMap<String, u8>,
-        path: &mut Vec<String>,
-    ) -> Option<Vec<String>> {
-        match state.get(m) {
-            Some(2) => return None,
-            Some(1) => {
-                let start = path.iter().position(|p| p == m).unwrap_or(0);
-                let mut cycle = path[start..].to_vec();
-                cycle.push(m.to_string());
-                return Some(cycle);
-            }
-            _ => {}
-        }
-        state.insert(m.to_string(), 1);
-        path.push(m.to_string());
-        for t in edges.get(m).into_iter().flatten() {
-            if let Some(c) = visit(t, edges, state, path) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        state.insert(m.to_string(), 2);
-        None
-    }
-    let mut state = BTreeMap::new();
-    for m in &modules {
-        if let Some(cycle) = visit(m, &edges, &mut state, &mut vec![]) {
-            panic!("import cycle among the backends: {}", cycle.join(" -> "));
-        }
+    if let Some(cycle) = find_cycle(&edges) {
+        panic!("import cycle among the backends: {}", cycle.join(" -> "));
     }
     // The boundary sits on top: it uses the backends, and none of them uses it.
     for (from, to) in &edges {
@@ -246,4 +251,113 @@ fn the_import_reader_reads_imports() {
             vec!["tensor".into(), "Tensor".into(), "f".into()],
         ]
     );
+}
+
+/// Directories whose files make one layer together, read as one module: the ops (each file a
+/// family of them, calling each other freely), the per-thread context (the thread-local and
+/// the state of each transformation it holds) and the backends (layered inside by the test
+/// above). Every other file is a module of its own, so `tensor/mod.rs` (the type, below the
+/// context) and `tensor/creation.rs` (creation on the default device, above it) are two.
+const ONE_LAYER: [&str; 3] = ["ops", "context", "backend"];
+
+/// The module a file of `src/` is, as a path (`tensor::creation`, `ops`, `record`).
+fn module_of(path: &Path) -> Vec<String> {
+    let rel = path.strip_prefix(src()).expect("a file of src/");
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    if ONE_LAYER.contains(&parts[0].as_str()) {
+        parts.truncate(1);
+    }
+    parts
+}
+
+/// Which modules each module of the core imports from: `crate::` paths (to the longest module
+/// they name), `super::` from a file below a directory's `mod.rs` (to the sibling it names, or
+/// to the parent), and a `mod.rs` naming its own child modules.
+fn core_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = vec![];
+    rust_files(&src(), &mut files);
+    files.retain(|f| f != &src().join("lib.rs"));
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_of(f)).collect();
+    let longest = |path: &[String]| -> Option<Vec<String>> {
+        (1..=path.len())
+            .rev()
+            .map(|k| path[..k].to_vec())
+            .find(|m| modules.contains(m))
+    };
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let from = module_of(f);
+        let code = code(f);
+        let mut targets: Vec<Vec<String>> = crate_paths(&code)
+            .iter()
+            .filter_map(|p| longest(p))
+            .collect();
+        let own_directory = !ONE_LAYER.contains(&from[0].as_str());
+        if own_directory && from.len() > 1 && code.contains("super::") {
+            let parent = from[..from.len() - 1].to_vec();
+            let sibling = |name: &str| {
+                let mut s = parent.clone();
+                s.push(name.to_string());
+                modules.contains(&s).then_some(s)
+            };
+            for piece in code.split("super::").skip(1) {
+                let name: String = piece
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                targets.push(sibling(&name).unwrap_or_else(|| parent.clone()));
+            }
+        }
+        if own_directory {
+            for m in modules
+                .iter()
+                .filter(|m| m.len() == from.len() + 1 && m.starts_with(&from))
+            {
+                let child = format!("{}::", m[from.len()]);
+                if code.split(&child).count() > 1 {
+                    targets.push(m.clone());
+                }
+            }
+        }
+        for t in targets {
+            if t != from {
+                edges
+                    .entry(from.join("::"))
+                    .or_default()
+                    .insert(t.join("::"));
+            }
+        }
+    }
+    edges
+}
+
+#[test]
+fn the_core_has_no_import_cycle() {
+    let edges = core_imports();
+    if let Some(cycle) = find_cycle(&edges) {
+        panic!(
+            "import cycle in the core: {} (ARCHITECTURE.md, \"Layers inside the core\", says \
+             which module sits above which)",
+            cycle.join(" -> ")
+        );
+    }
+    // The graph was read: the edges the layering rests on are there.
+    let has = |a: &str, b: &str| edges.get(a).is_some_and(|t| t.contains(b));
+    for (a, b) in [
+        ("ops", "context"),
+        ("ops", "primitive"),
+        ("context", "tensor"),
+        ("record", "ops"),
+        ("tape", "record"),
+        ("tensor::creation", "tensor"),
+        ("variable::access", "record"),
+    ] {
+        assert!(has(a, b), "{a} should import from {b}: {edges:?}");
+    }
 }

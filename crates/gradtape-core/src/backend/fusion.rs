@@ -14,6 +14,11 @@ use crate::shape::{broadcast_shapes, numel};
 /// The largest graph one pending tensor may stand for, in ops.
 pub const MAX_NODES: usize = 16;
 
+/// Elementwise results with at least this many elements are pending unless changed by
+/// [`crate::fusion::set_min_elements`]: 2¹⁸ floats (1 MB in float32), about where a tensor
+/// stops fitting in a core's cache.
+pub const DEFAULT_MIN_ELEMENTS: usize = 1 << 18;
+
 /// What the engine needs of a handle beyond [`Handle`]: the [`Pending`] graph it holds while
 /// its elements are not computed, and weak references for this thread's waiting reductions.
 /// The engine keeps handles as graph operands and never looks inside them otherwise.

@@ -1,15 +1,16 @@
 //! Shape ops: reshape, transpose, broadcast, slicing, concatenation. Most are views over the
 //! same storage; their gradients are the inverse view (or a scatter into zeros for slices).
 
+use super::apply;
+use super::batching;
 use crate::backend::cpu;
 use crate::dtype::dispatch;
 use crate::error::{Error, Result};
-use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, SliceSpec};
+use crate::primitive::{Batching, Derivative, Params, ParamsKind, Primitive, SliceSpec};
 use crate::shape::{
     check_perm, contiguous_strides, for_each_row, normalize_axis, numel, Dims, Layout,
 };
 use crate::tensor::{AsTensor, Tensor};
-use crate::vmap;
 
 use super::sum_to_shape;
 
@@ -757,7 +758,7 @@ pub(crate) static CONCAT: Primitive = Primitive {
             Ok(ax) => ax,
             Err(e) => return Some(Err(e)),
         };
-        vmap::rule_list(xs, |ps| concat(ps, ax as isize + 1))
+        batching::rule_list(xs, |ps| concat(ps, ax as isize + 1))
     }),
     cuda: None,
 };
@@ -885,4 +886,32 @@ pub fn split_sizes(x: &impl AsTensor, sizes: &[usize], axis: isize) -> Result<Ve
             part
         })
         .collect()
+}
+
+/// The method form of [`to_device`], here beside the primitive it records: the tensor type's
+/// own module sits below the ops.
+impl Tensor {
+    /// The same values on `device` (PyTorch's `.to(device)`; TensorFlow copies inside
+    /// `tf.device`). A tape records the move: the gradient flows back to the source device.
+    ///
+    /// # Errors
+    /// When `device` cannot be used ([`Device::check`](crate::Device::check) says what is missing).
+    ///
+    /// ```
+    /// use gradtape::{Device, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// assert_eq!(x.to_device(Device::Cpu)?.to_vec::<f32>()?, vec![1.0, 2.0]);
+    /// if !Device::Cuda(0).is_available() {
+    ///     let e = x.to_device(Device::Cuda(0)).unwrap_err();
+    ///     println!("{e}"); // which of driver, GPU, NVRTC or cuBLAS is missing
+    /// }
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn to_device(&self, device: crate::Device) -> Result<Tensor> {
+        let from = self.device();
+        if from == device {
+            return Ok(self.clone());
+        }
+        to_device(self, device)
+    }
 }

@@ -1,13 +1,15 @@
 //! Comparisons, logic, selection, casts and `stop_gradient`: the ops around the differentiable
 //! ones. Only `select` and float-to-float `cast` have gradients.
 
+use super::apply;
 use crate::backend::cpu;
 use crate::dtype::dispatch;
 use crate::dtype::{DType, Element, Float};
 use crate::error::{Error, Result};
-use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive, Saves};
+use crate::primitive::{Batching, Derivative, Params, ParamsKind, Primitive, Saves};
 use crate::shape::broadcast_shapes;
-use crate::tensor::{operand_pair, AsTensor, Tensor};
+use crate::tensor::creation::operand_pair;
+use crate::tensor::{AsTensor, Tensor};
 
 use super::elementwise::{map_tensor, zip_tensors};
 use super::same_dtype;

@@ -8,150 +8,17 @@
 //! kernel), a transposed convolution is that product's adjoint, pooling is a reduction over each
 //! window.
 
+use super::apply;
 use crate::backend::cpu::PAR_MIN;
 use crate::dtype::dispatch;
 use crate::dtype::{Element, Num};
 use crate::error::{Error, Result};
-use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
+use crate::primitive::{Batching, Derivative, Params, ParamsKind, Primitive};
+pub use crate::shape::Padding;
+use crate::shape::Window;
 use crate::tensor::{AsTensor, Tensor};
 
 use super::{greater, matmul, reduce_max, reduce_mean, reduce_sum, reshape_to, select, transpose};
-
-/// TensorFlow's padding modes.
-///
-/// ```
-/// use gradtape::ops::{self, Padding};
-/// let x = gradtape::Tensor::ones(&[1, 5, 5, 1], gradtape::DType::F32)?;
-/// let k = gradtape::Tensor::ones(&[3, 3, 1, 1], gradtape::DType::F32)?;
-/// assert_eq!(ops::conv2d(&x, &k, [1, 1], Padding::Valid)?.shape(), &[1, 3, 3, 1]);
-/// assert_eq!(ops::conv2d(&x, &k, [1, 1], Padding::Same)?.shape(), &[1, 5, 5, 1]);
-/// # Ok::<(), gradtape::Error>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Padding {
-    /// No padding: windows stay inside the image (`"valid"`).
-    #[default]
-    Valid,
-    /// Zero padding so that the output is `ceil(input / stride)` (`"same"`), split as
-    /// TensorFlow splits it (the extra row or column at the end).
-    Same,
-}
-
-/// Where a sliding window reads, for images of `h × w`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Window {
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
-    /// Padding before the first row and column.
-    pt: usize,
-    pl: usize,
-    oh: usize,
-    ow: usize,
-}
-
-impl Window {
-    /// The window of a `kernel` moved by `strides` with `dilation` over `h × w` images.
-    pub(crate) fn new(
-        op: &'static str,
-        (h, w): (usize, usize),
-        kernel: [usize; 2],
-        strides: [usize; 2],
-        dilation: [usize; 2],
-        padding: Padding,
-    ) -> Result<Window> {
-        if kernel.contains(&0) || strides.contains(&0) || dilation.contains(&0) {
-            return Err(Error::arg(
-                op,
-                format!(
-                    "kernel {kernel:?}, strides {strides:?} and dilation {dilation:?} must all be at least 1"
-                ),
-            ));
-        }
-        // Checked: a dilation or kernel near usize::MAX wrapped the span to a small number and
-        // gave a plausible-looking wrong result. Positions are computed as isize, so every
-        // span and padding must fit there too.
-        let too_large = || {
-            Error::arg(
-                op,
-                format!(
-                    "a {}x{} window with strides {strides:?} and dilation {dilation:?} over a \
-                     {h}x{w} image is too large to index",
-                    kernel[0], kernel[1]
-                ),
-            )
-        };
-        let fits = |v: usize| (v <= isize::MAX as usize).then_some(v);
-        let axis = |n: usize, k: usize, s: usize, d: usize| -> Option<(usize, usize)> {
-            let span = fits((k - 1).checked_mul(d)?.checked_add(1)?)?;
-            Some(match padding {
-                Padding::Valid => (if n >= span { (n - span) / s + 1 } else { 0 }, 0),
-                Padding::Same => {
-                    let out = n.div_ceil(s);
-                    let reach = fits((out.max(1) - 1).checked_mul(s)?.checked_add(span)?)?;
-                    (out, reach.saturating_sub(n) / 2)
-                }
-            })
-        };
-        let (oh, pt) = axis(h, kernel[0], strides[0], dilation[0]).ok_or_else(too_large)?;
-        let (ow, pl) = axis(w, kernel[1], strides[1], dilation[1]).ok_or_else(too_large)?;
-        // the elements of one image's patches, which `patches` allocates per channel
-        crate::shape::checked_numel(&[oh, ow, kernel[0], kernel[1]])
-            .and_then(fits)
-            .ok_or_else(too_large)?;
-        if oh == 0 || ow == 0 {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "a {}x{} window (dilation {dilation:?}) does not fit in a {h}x{w} image with {padding:?} padding",
-                    kernel[0], kernel[1]
-                ),
-            ));
-        }
-        Ok(Window {
-            h,
-            w,
-            kh: kernel[0],
-            kw: kernel[1],
-            sh: strides[0],
-            sw: strides[1],
-            dh: dilation[0],
-            dw: dilation[1],
-            pt,
-            pl,
-            oh,
-            ow,
-        })
-    }
-
-    /// The output's spatial size.
-    pub(crate) fn out(&self) -> (usize, usize) {
-        (self.oh, self.ow)
-    }
-
-    /// For each window element in row-major order `(oy, ox, ky, kx)`: the input pixel it reads,
-    /// or `None` in the padding.
-    fn for_each(&self, mut f: impl FnMut(Option<usize>)) {
-        for oy in 0..self.oh {
-            for ox in 0..self.ow {
-                for ky in 0..self.kh {
-                    let iy = (oy * self.sh + ky * self.dh) as isize - self.pt as isize;
-                    for kx in 0..self.kw {
-                        let ix = (ox * self.sw + kx * self.dw) as isize - self.pl as isize;
-                        let inside = (0..self.h as isize).contains(&iy)
-                            && (0..self.w as isize).contains(&ix);
-                        f(inside.then(|| iy as usize * self.w + ix as usize));
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// Runs `f(image, out_chunk)` for each of the `n` chunks of `out`, in parallel when large.
 fn per_image<T: Send>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Sync) {

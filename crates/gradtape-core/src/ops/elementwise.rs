@@ -1,14 +1,16 @@
 //! Elementwise arithmetic: the unary table, the roundings and the broadcasting binary ops,
 //! each a [`Primitive`](crate::ops::Primitive) defined in one place.
 
+use super::apply;
 use crate::backend::cpu;
 use crate::dtype::dispatch;
 use crate::dtype::{Element, Float, Num};
 use crate::error::Result;
 use crate::fusion;
-use crate::primitive::{apply, Derivative, Params, Primitive, Saves};
+use crate::primitive::{Derivative, Params, Primitive, Saves};
 use crate::shape::broadcast_shapes;
-use crate::tensor::{operand_pair, AsTensor, Tensor};
+use crate::tensor::creation::operand_pair;
+use crate::tensor::{AsTensor, Tensor};
 
 use super::{cast, greater, greater_equal, less_equal, same_dtype, select};
 

@@ -1,18 +1,19 @@
 //! Indexing: gather and its adjoint scatter-add, gather_nd (a composition), one_hot.
 
+use super::apply;
+use super::batching;
 use crate::dtype::dispatch;
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
-use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
+use crate::primitive::{Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::shape::normalize_axis;
 use crate::tensor::{AsTensor, Tensor};
-use crate::vmap;
 
 use super::reshape_to;
 
 /// The batching rule for batched indices (and parameters): the op once per example.
 fn per_example(xs: &[&Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<Tensor> {
-    vmap::rule_loop(xs, f).unwrap_or_else(|| Err(Error::arg("vmap", "no batched operand")))
+    batching::rule_loop(xs, f).unwrap_or_else(|| Err(Error::arg("vmap", "no batched operand")))
 }
 
 fn indices_of(op: &'static str, indices: &Tensor) -> Result<Vec<i64>> {
@@ -121,15 +122,17 @@ pub(crate) static GATHER: Primitive = Primitive {
         },
     },
     batching: Batching::Inputs(|xs, params| {
-        vmap::unbatched(xs, |level, a| {
+        batching::unbatched(xs, |level, a| {
             let ax = params.as_axis("gather")?;
             let out = match (&a[0], &a[1]) {
                 ((pp, true), (pi, false)) => gather(pp, pi, ax as isize + 1)?,
                 // the batch axis of the indices lands where the gathered axis was
-                ((pp, false), (pi, true)) => vmap::batch_first(&gather(pp, pi, ax as isize)?, ax)?,
+                ((pp, false), (pi, true)) => {
+                    batching::batch_first(&gather(pp, pi, ax as isize)?, ax)?
+                }
                 _ => return per_example(xs, |e| gather(&e[0], &e[1], ax as isize)),
             };
-            Ok(vmap::wrap(out, level))
+            Ok(batching::wrap(out, level))
         })
     }),
     cuda: None,
@@ -197,10 +200,10 @@ pub(crate) static SCATTER_ADD: Primitive = Primitive {
         },
     },
     batching: Batching::Inputs(|xs, params| {
-        vmap::unbatched(xs, |level, a| {
+        batching::unbatched(xs, |level, a| {
             let (ax, dim) = params.as_scatter("scatter_add")?;
             if let ((pu, true), (pi, false)) = (&a[0], &a[1]) {
-                return Ok(vmap::wrap(scatter_add(pu, pi, ax + 1, dim)?, level));
+                return Ok(batching::wrap(scatter_add(pu, pi, ax + 1, dim)?, level));
             }
             per_example(xs, |e| scatter_add(&e[0], &e[1], ax, dim))
         })

@@ -1,12 +1,14 @@
 //! Matrix products: 2-D and batched (batch dimensions broadcast), with transpose flags.
 
+use super::apply;
 use crate::backend::cpu;
 use crate::dtype::dispatch;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
-use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
+use crate::primitive::{Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::shape::{broadcast_shapes, for_each_row, numel, Dims, Layout, MatmulDims};
-use crate::tensor::{operand_pair, AsTensor, Tensor};
+use crate::tensor::creation::operand_pair;
+use crate::tensor::{AsTensor, Tensor};
 
 use super::{same_dtype, transpose};
 

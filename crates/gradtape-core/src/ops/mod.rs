@@ -11,7 +11,9 @@
 //! zips, reductions, views, matmul, gather/scatter, concat, select); `softmax`, `logsumexp`,
 //! `reduce_mean`, `elu`, `clip_by_value`, `stack`, `split`, `gather_nd` are compositions.
 
+mod apply;
 mod array;
+pub(crate) mod batching;
 mod compare;
 pub(crate) mod conv;
 mod elementwise;
@@ -35,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 pub use crate::primitive::{Params, Primitive, SliceSpec};
+pub(crate) use apply::apply;
 pub(crate) use reduce::reduced_shape;
 
 /// The primitives defined as data ([`Primitive`]): each one's kernel, derivative, batching

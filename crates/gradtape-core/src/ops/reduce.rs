@@ -2,12 +2,13 @@
 
 use std::borrow::Cow;
 
+use super::apply;
 use crate::backend::cpu::{self, Split3};
 use crate::dtype::dispatch;
 use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
 use crate::fusion::{self, Fold};
-use crate::primitive::{apply, Batching, Derivative, Params, ParamsKind, Primitive};
+use crate::primitive::{Batching, Derivative, Params, ParamsKind, Primitive};
 use crate::shape::normalize_axes;
 use crate::tensor::{AsTensor, Tensor};
 

@@ -10,18 +10,33 @@
 //! custom-gradient frames hold `Rc` state that sees only this thread's ops) is named by
 //! [`Context::bound_to_thread`], and work that must see it runs where it is.
 //!
-//! Each transformation keeps its own part's invariants in its own module (`tape::Tapes`,
-//! `forward_accumulator::Accumulators`, `vmap::Levels`); this module only gathers them.
+//! Each transformation keeps its own part's state and invariants in a module of its own here
+//! (`tapes`, `accumulators`, `levels`): they record and look up, and compute nothing, so the
+//! context sits below the ops and the transformations that compute sit above them. The one
+//! call down-up is [`Context::recorder`].
 
 use std::cell::{Cell, RefCell};
 
-use crate::device::Device;
+use crate::backend::device::Device;
 use crate::dtype::DType;
+use crate::error::Result;
+use crate::primitive::{Params, Primitive};
 use crate::tensor::{Tensor, WeakTensor};
+
+pub(crate) mod accumulators;
+pub(crate) mod levels;
+pub(crate) mod tapes;
+
+/// What `apply` calls for a primitive call that a tape or a forward accumulator watches:
+/// `record::record`, the reverse and forward interpreter. It is above the ops (its rules are
+/// written with them) and `apply` below, so it is found here, as a JAX trace is found on the
+/// trace stack, not imported.
+pub(crate) type Recorder =
+    fn(&'static Primitive, &[&Tensor], &Params, &Tensor, tapes::Watching) -> Result<()>;
 
 /// Everything per thread, in one `const`-initialised thread-local; the three checks every op
 /// pays (`tapes.recording`, `forward.running`, `check_numerics`) are read together in one
-/// access (`tape::Watching::now`).
+/// access (`crate::context::tapes::Watching::now`).
 pub(crate) struct Context {
     /// Where creation functions put new tensors ([`crate::device::with_device`]).
     pub(crate) device: Cell<Device>,
@@ -34,11 +49,14 @@ pub(crate) struct Context {
     /// Counts tapes and forward accumulators as they start, to order them.
     pub(crate) seq: Cell<u64>,
     /// Reverse mode: tapes and custom-gradient frames.
-    pub(crate) tapes: crate::tape::Tapes,
+    pub(crate) tapes: tapes::Tapes,
     /// Forward mode: accumulators.
-    pub(crate) forward: crate::forward_accumulator::Accumulators,
+    pub(crate) forward: accumulators::Accumulators,
     /// Vectorization: vmap levels.
-    pub(crate) vmap: crate::vmap::Levels,
+    pub(crate) vmap: levels::Levels,
+    /// Set by the first tape or accumulator started on this thread (tapes and accumulators do
+    /// not travel to other threads, so neither does it).
+    pub(crate) recorder: Cell<Option<Recorder>>,
     /// Pending reductions made on this thread, so that one fused run can serve several.
     pub(crate) fusion_waiting: RefCell<Vec<WeakTensor>>,
     /// Recently used scalar constants, direct-mapped by value (see `tensor::scalar_constant`).
@@ -52,11 +70,12 @@ impl Context {
             device: Cell::new(Device::Cpu),
             check_numerics: Cell::new(false),
             gradient_of: Cell::new(None),
-            fusion_min_elements: Cell::new(crate::fusion::DEFAULT_MIN_ELEMENTS),
+            fusion_min_elements: Cell::new(crate::backend::fusion::DEFAULT_MIN_ELEMENTS),
             seq: Cell::new(0),
-            tapes: crate::tape::Tapes::new(),
-            forward: crate::forward_accumulator::Accumulators::new(),
-            vmap: crate::vmap::Levels::new(),
+            tapes: tapes::Tapes::new(),
+            forward: accumulators::Accumulators::new(),
+            vmap: levels::Levels::new(),
+            recorder: Cell::new(None),
             fusion_waiting: RefCell::new(Vec::new()),
             constants: RefCell::new(Vec::new()),
         }

@@ -1,13 +1,15 @@
 //! The eager tensor: an immutable, cheaply cloned handle to shared storage seen through a layout.
 
+pub(crate) mod creation;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::backend::cpu;
-use crate::backend::fusion::{self, Leaf};
+use crate::backend::device::Device;
+use crate::backend::fusion;
 use crate::backend::handle::Handle;
 use crate::backend::storage::{CpuStorage, Storage};
-use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::shape::{numel, Layout};
@@ -88,6 +90,11 @@ impl Tensor {
                 dtype,
             }),
         }
+    }
+
+    /// A pending tensor: `p`'s graph, computed when read.
+    pub(crate) fn from_graph(p: Pending, shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::fresh(Data::Pending(Box::new(p)), shape, dtype)
     }
 
     pub(crate) fn from_storage(cpu: CpuStorage, shape: &[usize]) -> Tensor {
@@ -206,7 +213,7 @@ impl Tensor {
             Data::Own(s) => Ok(s),
             Data::View(owner) => owner.storage(),
             Data::Pending(p) => self.pending_storage(p),
-            Data::Batched(..) => Err(crate::vmap::read_error(self)),
+            Data::Batched(..) => Err(read_error(self)),
         }
     }
 
@@ -361,30 +368,6 @@ impl Tensor {
         }
     }
 
-    /// The same values on `device` (PyTorch's `.to(device)`; TensorFlow copies inside
-    /// `tf.device`). A tape records the move: the gradient flows back to the source device.
-    ///
-    /// # Errors
-    /// When `device` cannot be used ([`Device::check`] says what is missing).
-    ///
-    /// ```
-    /// use gradtape::{Device, Tensor};
-    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
-    /// assert_eq!(x.to_device(Device::Cpu)?.to_vec::<f32>()?, vec![1.0, 2.0]);
-    /// if !Device::Cuda(0).is_available() {
-    ///     let e = x.to_device(Device::Cuda(0)).unwrap_err();
-    ///     println!("{e}"); // which of driver, GPU, NVRTC or cuBLAS is missing
-    /// }
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        let from = self.device();
-        if from == device {
-            return Ok(self.clone());
-        }
-        crate::ops::to_device(self, device)
-    }
-
     /// The copy `to_device` makes, with nothing recorded (for fresh constants and read-backs).
     #[doc(hidden)]
     pub fn move_to(&self, device: Device) -> Result<Tensor> {
@@ -412,51 +395,6 @@ impl Tensor {
         }
     }
 
-    // ----- creation -----
-
-    /// A tensor from row-major values and a shape.
-    ///
-    /// # Errors
-    /// When the number of values is not the product of the shape.
-    ///
-    /// ```
-    /// let t = gradtape::Tensor::from_vec(vec![1i64, 2, 3, 4], &[2, 2])?;
-    /// assert_eq!(t.dtype(), gradtape::DType::I64);
-    /// assert!(gradtape::Tensor::from_vec(vec![1.0f32; 5], &[2, 3]).is_err());
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn from_vec<T: Element>(values: Vec<T>, shape: &[usize]) -> Result<Tensor> {
-        if values.len() != numel(shape) {
-            return Err(Error::shape(
-                "Tensor::from_vec",
-                format!(
-                    "{} values do not fill shape {shape:?} ({} elements)",
-                    values.len(),
-                    numel(shape)
-                ),
-            ));
-        }
-        let t = Tensor::from_elems(values, shape);
-        match crate::device::default_device() {
-            Device::Cpu => Ok(t),
-            d => t.move_to(d), // a fresh constant: nothing for a tape to record
-        }
-    }
-
-    /// A tensor from a slice of row-major values and a shape.
-    ///
-    /// # Errors
-    /// When the number of values is not the product of the shape.
-    ///
-    /// ```
-    /// let t = gradtape::Tensor::from_slice(&[1.0f64, 2.0], &[2, 1])?;
-    /// assert_eq!(t.shape(), &[2, 1]);
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn from_slice<T: Element>(values: &[T], shape: &[usize]) -> Result<Tensor> {
-        Tensor::from_vec(values.to_vec(), shape)
-    }
-
     /// A rank-0 tensor.
     ///
     /// ```
@@ -466,22 +404,6 @@ impl Tensor {
     /// ```
     pub fn scalar<T: Element>(value: T) -> Tensor {
         Tensor::from_elems(vec![value], &[])
-    }
-
-    /// A tensor of the given shape with every element `value` (converted to `dtype`).
-    ///
-    /// # Errors
-    /// When the shape has more elements than memory can hold, or the allocation is refused
-    /// ([`Error::ResourceExhausted`], never an abort).
-    ///
-    /// ```
-    /// let t = gradtape::Tensor::full(&[2], 7.0, gradtape::DType::I64)?;
-    /// assert_eq!(t.to_vec::<i64>()?, vec![7, 7]);
-    /// assert!(gradtape::Tensor::full(&[1 << 40, 1 << 40], 0.0, gradtape::DType::F32).is_err());
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
-        Tensor::full_on(shape, value, dtype, crate::device::default_device())
     }
 
     /// [`Tensor::full`] on a given device (the others follow [`crate::device::default_device`]).
@@ -516,34 +438,6 @@ impl Tensor {
             DType::Bool => CpuStorage::Bool(filled(op, n, value != 0.0)?),
         };
         Ok(Tensor::from_storage(cpu, shape))
-    }
-
-    /// All zeros.
-    ///
-    /// # Errors
-    /// As [`Tensor::full`]: a shape too large to allocate.
-    ///
-    /// ```
-    /// let t = gradtape::Tensor::zeros(&[2, 2], gradtape::DType::F32)?;
-    /// assert_eq!(t.to_vec::<f32>()?, vec![0.0; 4]);
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
-        Tensor::full(shape, 0.0, dtype)
-    }
-
-    /// All ones.
-    ///
-    /// # Errors
-    /// As [`Tensor::full`]: a shape too large to allocate.
-    ///
-    /// ```
-    /// let t = gradtape::Tensor::ones(&[3], gradtape::DType::F64)?;
-    /// assert_eq!(t.to_vec::<f64>()?, vec![1.0; 3]);
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
-        Tensor::full(shape, 1.0, dtype)
     }
 
     /// Zeros with the shape and dtype of `other`.
@@ -586,25 +480,6 @@ impl Tensor {
     /// ```
     pub fn full_like(other: &Tensor, value: f64) -> Result<Tensor> {
         Tensor::full_on(other.shape(), value, other.dtype(), other.device())
-    }
-
-    /// The `n × n` identity matrix.
-    ///
-    /// # Errors
-    /// When `n × n` elements cannot be allocated.
-    ///
-    /// ```
-    /// let i = gradtape::Tensor::eye(2, gradtape::DType::F32)?;
-    /// assert_eq!(i.to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 1.0]);
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn eye(n: usize, dtype: DType) -> Result<Tensor> {
-        let zeros = Tensor::zeros(&[n, n], dtype)?;
-        let mut v = zeros.to_f64_vec()?;
-        for i in 0..n {
-            v[i * n + i] = 1.0;
-        }
-        Ok(Tensor::from_f64s(&v, &[n, n], dtype))
     }
 
     /// `start, start + delta, ...` up to but excluding `limit` (TensorFlow's `range`).
@@ -811,42 +686,6 @@ impl Handle for Tensor {
     }
 }
 
-/// The fusion engine's view of a tensor (it keeps tensors as graph operands, and a pending
-/// tensor holds its graph).
-impl Leaf for Tensor {
-    type Weak = WeakTensor;
-    fn is_realized(&self) -> bool {
-        Tensor::is_realized(self)
-    }
-    fn owns_storage(&self) -> bool {
-        Tensor::owns_storage(self)
-    }
-    fn shares_storage_with(&self, other: &Tensor) -> bool {
-        Tensor::shares_storage_with(self, other)
-    }
-    fn pending(&self) -> Option<(&Tensor, &Pending)> {
-        Tensor::pending(self)
-    }
-    fn unrealized(&self) -> Option<(&Tensor, &Pending)> {
-        Tensor::unrealized(self)
-    }
-    fn from_pending(p: Pending, shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::fresh(Data::Pending(Box::new(p)), shape, dtype)
-    }
-    fn dismantle(self, work: &mut Vec<Tensor>) {
-        Tensor::dismantle(self, work)
-    }
-    fn downgrade(&self) -> WeakTensor {
-        Tensor::downgrade(self)
-    }
-    fn upgrade(w: &WeakTensor) -> Option<Tensor> {
-        w.upgrade()
-    }
-    fn waiting<R>(f: impl FnOnce(&mut Vec<WeakTensor>) -> R) -> R {
-        crate::context::with(|c| f(&mut c.fusion_waiting.borrow_mut()))
-    }
-}
-
 /// What an op accepts as an operand: a tensor, a variable, or a Rust number.
 ///
 /// A Rust number takes the dtype of the tensor it meets (`x * 2.0` stays float32 when `x` is);
@@ -912,45 +751,6 @@ impl Operand {
             Operand::Int(v) => Tensor::from_f64s(&[v as f64], &[], dtype),
         }
     }
-
-    /// [`Operand::into_tensor_of`] drawing bare numbers from the per-thread constant cache
-    /// (for the ops' own use: these tensors are shared, so they are never handed out).
-    fn into_operand_of(self, dtype: DType) -> Tensor {
-        match self {
-            Operand::Tensor(t) => t,
-            Operand::Scalar(v) => scalar_constant(v, dtype),
-            Operand::Int(v) if dtype == DType::I64 && v as f64 as i64 != v => Tensor::scalar(v),
-            Operand::Int(v) => scalar_constant(v as f64, dtype),
-        }
-    }
-}
-
-const CONSTANTS: usize = 32;
-
-/// Recently used scalar constants (`x * 2.0`, a learning rate), direct-mapped by value in the
-/// thread's context. Tensors are immutable, so sharing one between ops is safe, and a loop that
-/// multiplies by the same number each step makes no new tensor for it.
-fn scalar_constant(v: f64, dtype: DType) -> Tensor {
-    let bits = v.to_bits();
-    let slot = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize ^ dtype as usize;
-    let lookup = crate::context::try_with(|c| {
-        let mut c = c.constants.try_borrow_mut().ok()?;
-        if c.is_empty() {
-            c.resize(CONSTANTS, None);
-        }
-        let entry = &mut c[slot % CONSTANTS];
-        match entry {
-            Some((b, d, t)) if *b == bits && *d == dtype => Some(t.clone()),
-            _ => {
-                let t = Tensor::from_f64s(&[v], &[], dtype);
-                *entry = Some((bits, dtype, t.clone()));
-                Some(t)
-            }
-        }
-    });
-    lookup
-        .flatten()
-        .unwrap_or_else(|| Tensor::from_f64s(&[v], &[], dtype))
 }
 
 impl AsTensor for Operand {
@@ -989,27 +789,13 @@ macro_rules! int_operand {
 }
 int_operand!(i64, i32);
 
-/// Two operands as tensors of one dtype: a bare number takes the other side's dtype.
-pub(crate) fn operand_pair(
-    a: &(impl AsTensor + ?Sized),
-    b: &(impl AsTensor + ?Sized),
-) -> (Tensor, Tensor) {
-    match (a.operand(), b.operand()) {
-        (Operand::Tensor(a), b) => {
-            let dt = a.dtype();
-            (a, b.into_operand_of(dt))
-        }
-        (a, Operand::Tensor(b)) => {
-            let dt = b.dtype();
-            (a.into_operand_of(dt), b)
-        }
-        (a, b) => {
-            // Two bare numbers: int64 when both are integers, float32 otherwise.
-            let dt = match (&a, &b) {
-                (Operand::Int(_), Operand::Int(_)) => DType::I64,
-                _ => DType::F32,
-            };
-            (a.into_operand_of(dt), b.into_operand_of(dt))
-        }
-    }
+/// The error for reading the elements of one example's tensor.
+fn read_error(t: &Tensor) -> Error {
+    Error::arg(
+        "vmap",
+        format!(
+            "the elements of a batched tensor of shape {:?} cannot be read inside vmap (an op without a batching rule, or to_vec/item/Display inside the function)",
+            t.shape()
+        ),
+    )
 }
