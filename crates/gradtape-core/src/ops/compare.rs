@@ -371,7 +371,8 @@ pub(crate) static CAST: Primitive = Primitive {
 /// ```
 ///
 /// # Errors
-/// Never; the `Result` keeps the signature of every other op.
+/// Only inside [`crate::debugging::check_numerics`], when `x` holds a NaN or an infinity (as
+/// for every op).
 pub fn stop_gradient(x: &impl AsTensor) -> Result<Tensor> {
     apply(&STOP_GRADIENT, &[&x.operand().into_tensor()], &Params::NONE)
 }

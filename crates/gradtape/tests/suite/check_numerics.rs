@@ -24,6 +24,11 @@ fn the_first_non_finite_result_is_an_error_naming_the_op_and_shapes() {
             .unwrap_err()
             .to_string();
         assert!(e.contains("reduce_sum") && e.contains("inf"), "{e}");
+        // every primitive's float result is checked, one without a gradient too
+        let nan = Tensor::from_vec(vec![f32::NAN], &[1]).unwrap();
+        for e in [ops::stop_gradient(&nan), ops::reshape(&nan, &[1, 1])] {
+            assert!(e.is_err_and(|e| e.to_string().contains("NaN")));
+        }
         // finite results pass
         assert!(ops::exp(&x).is_ok());
     });
