@@ -888,7 +888,7 @@ pub fn split_sizes(x: &impl AsTensor, sizes: &[usize], axis: isize) -> Result<Ve
         .collect()
 }
 
-/// The method form of [`to_device`], here beside the primitive it records: the tensor type's
+/// The method form of the `to_device` primitive, here beside it: the tensor type's
 /// own module sits below the ops.
 impl Tensor {
     /// The same values on `device` (PyTorch's `.to(device)`; TensorFlow copies inside
