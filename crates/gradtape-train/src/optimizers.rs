@@ -23,9 +23,9 @@ use std::collections::HashMap;
 
 use gradtape_core::internal as tape;
 use gradtape_core::ops::{self, Axes};
-use gradtape_core::Tensor;
-use gradtape_core::Variable;
+use gradtape_core::{DType, Tensor};
 use gradtape_core::{Error, Result};
+use gradtape_core::{Variable, VariableOptions};
 
 // ---------------------------------------------------------------------------------------------
 // Learning rates
@@ -43,6 +43,20 @@ use gradtape_core::{Error, Result};
 pub trait LearningRateSchedule: Send {
     /// The learning rate at `step` (the number of updates applied so far).
     fn at(&self, step: u64) -> f64;
+
+    /// The same from the step count as the optimizer keeps it, an int64 scalar tensor, as a
+    /// float64 scalar tensor. The optimizers call this one: computed with ops, a step traced
+    /// into a graph (`gradtape::function`, to come) recomputes the rate at every call instead
+    /// of keeping the first. The default reads the step back to the host and calls
+    /// [`LearningRateSchedule::at`]; the schedules here compute it with ops, to the same bits.
+    ///
+    /// # Errors
+    /// When the step cannot be read back (or, in an override, as the ops it uses).
+    fn at_tensor(&self, step: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::scalar(
+            self.at(step.to_scalar::<i64>()?.max(0) as u64),
+        ))
+    }
 }
 
 /// A constant or a schedule.
@@ -66,6 +80,17 @@ impl LearningRate {
             LearningRate::Schedule(s) => s.at(step),
         }
     }
+    fn at_tensor(&self, step: &Tensor) -> Result<Tensor> {
+        match self {
+            LearningRate::Constant(v) => Ok(Tensor::scalar(*v)),
+            LearningRate::Schedule(s) => s.at_tensor(step),
+        }
+    }
+}
+
+/// The step count as float64, for the schedules' ops.
+fn steps(step: &Tensor) -> Result<Tensor> {
+    ops::cast(step, DType::F64)
 }
 
 impl From<f64> for LearningRate {
@@ -108,6 +133,16 @@ impl LearningRateSchedule for ExponentialDecay {
         }
         self.initial_learning_rate * self.decay_rate.powf(p)
     }
+    fn at_tensor(&self, step: &Tensor) -> Result<Tensor> {
+        let mut p = ops::divide(&steps(step)?, &(self.decay_steps.max(1) as f64))?;
+        if self.staircase {
+            p = ops::floor(&p)?;
+        }
+        ops::multiply(
+            &self.initial_learning_rate,
+            &ops::pow(&self.decay_rate, &p)?,
+        )
+    }
 }
 
 /// `values[0]` up to `boundaries[0]` (inclusive), `values[1]` up to `boundaries[1]`, ...,
@@ -129,6 +164,25 @@ pub struct PiecewiseConstantDecay {
 impl LearningRateSchedule for PiecewiseConstantDecay {
     fn at(&self, step: u64) -> f64 {
         let i = self.boundaries.iter().take_while(|&&b| step > b).count();
+        self.value(i)
+    }
+    fn at_tensor(&self, step: &Tensor) -> Result<Tensor> {
+        // value(i), i the number of leading boundaries the step is past, as `at` counts them
+        let mut past = ops::greater_equal(step, &0)?; // true
+        let mut rate = Tensor::scalar(self.value(0));
+        for (k, &b) in self.boundaries.iter().enumerate() {
+            past = ops::logical_and(
+                &past,
+                &ops::greater(step, &(b.min(i64::MAX as u64) as i64))?,
+            )?;
+            rate = ops::select(&past, &Tensor::scalar(self.value(k + 1)), &rate)?;
+        }
+        Ok(rate)
+    }
+}
+
+impl PiecewiseConstantDecay {
+    fn value(&self, i: usize) -> f64 {
         self.values
             .get(i)
             .or(self.values.last())
@@ -175,6 +229,41 @@ impl LearningRateSchedule for CosineDecay {
             Some(target) => decayed(target, step - self.warmup_steps),
         }
     }
+    fn at_tensor(&self, step: &Tensor) -> Result<Tensor> {
+        // the same arithmetic as `at`, in the same order, on float64 tensors
+        let decayed = |lr: f64, step: &Tensor| -> Result<Tensor> {
+            let s = ops::divide(
+                &steps(&ops::minimum(
+                    step,
+                    &(self.decay_steps.min(i64::MAX as u64) as i64),
+                )?)?,
+                &(self.decay_steps.max(1) as f64),
+            )?;
+            let cosine = ops::multiply(
+                &0.5,
+                &ops::add(&1.0, &ops::cos(&ops::multiply(&std::f64::consts::PI, &s)?)?)?,
+            )?;
+            ops::multiply(
+                &lr,
+                &ops::add(&ops::multiply(&(1.0 - self.alpha), &cosine)?, &self.alpha)?,
+            )
+        };
+        match self.warmup_target {
+            None => decayed(self.initial_learning_rate, step),
+            Some(target) => {
+                let w = self.warmup_steps.min(i64::MAX as u64) as i64;
+                let warming = ops::add(
+                    &self.initial_learning_rate,
+                    &ops::divide(
+                        &ops::multiply(&(target - self.initial_learning_rate), &steps(step)?)?,
+                        &(self.warmup_steps as f64),
+                    )?,
+                )?;
+                let after = decayed(target, &ops::maximum(&ops::subtract(step, &w)?, &0)?)?;
+                ops::select(&ops::less(step, &w)?, &warming, &after)
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,13 +307,18 @@ fn clip(grads: Vec<Tensor>, clip: Clip) -> Result<Vec<Tensor>> {
             })
             .collect(),
         Clip::GlobalNorm(c) => {
-            let mut total = 0.0;
+            // in float64 with ops (no read back to the host), to the bits the host's float64
+            // arithmetic gave: Σ‖g‖², √, c · min(1/norm, 1/c)
+            let mut total = Tensor::scalar(0.0f64);
             for g in &grads {
-                total += l2_squared(g)?.to_f64_vec()?[0];
+                total = ops::add(&total, &ops::cast(&l2_squared(g)?, DType::F64)?)?;
             }
-            let norm = total.sqrt();
-            let scale = c * (1.0 / norm).min(1.0 / c);
-            grads.iter().map(|g| ops::multiply(g, &scale)).collect()
+            let inverse = ops::divide(&1.0, &ops::sqrt(&total)?)?;
+            let scale = ops::multiply(&c, &ops::minimum(&inverse, &(1.0 / c))?)?;
+            grads
+                .iter()
+                .map(|g| ops::multiply(g, &ops::cast(&scale, g.dtype())?))
+                .collect()
         }
     }
 }
@@ -240,8 +334,12 @@ fn clip(grads: Vec<Tensor>, clip: Clip) -> Result<Vec<Tensor>> {
 pub struct Common {
     learning_rate: LearningRate,
     clip: Clip,
-    iterations: u64,
-    slots: HashMap<u64, Vec<Tensor>>,
+    /// The step count, an int64 variable (Keras's `optimizer.iterations`), and each variable's
+    /// slots, variables too (Keras's slot variables), by the variable's handle: state that a
+    /// step reads and assigns with ops, so that a step traced into a graph
+    /// (`gradtape::function`, to come) keeps it up to date instead of freezing it.
+    iterations: Variable,
+    slots: HashMap<u64, Vec<Variable>>,
 }
 
 impl Common {
@@ -251,9 +349,46 @@ impl Common {
         Common {
             learning_rate: learning_rate.into(),
             clip: Clip::None,
-            iterations: 0,
+            iterations: Variable::with_options(
+                Tensor::scalar(0i64),
+                VariableOptions {
+                    name: Some("iterations".into()),
+                    trainable: false,
+                },
+            ),
             slots: HashMap::new(),
         }
+    }
+
+    /// The slot variables of `var`, made (at `init`, shaped like `value`) on its first update.
+    fn slots_of(
+        &mut self,
+        var: &Variable,
+        value: &Tensor,
+        n: usize,
+        init: f64,
+    ) -> Result<Vec<Variable>> {
+        if let Some(s) = self.slots.get(&var.handle_id()).filter(|s| s.len() == n) {
+            return Ok(s.clone());
+        }
+        let made = (0..n)
+            .map(|k| {
+                Ok(Variable::with_options(
+                    Tensor::full_like(value, init)?,
+                    slot_options(var, k),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.slots.insert(var.handle_id(), made.clone());
+        Ok(made)
+    }
+}
+
+/// Slot `k` of `var`: named after it (`w/slot0`), not trainable.
+fn slot_options(var: &Variable, k: usize) -> VariableOptions {
+    VariableOptions {
+        name: var.name().map(|n| format!("{n}/slot{k}")),
+        trainable: false,
     }
 }
 
@@ -319,6 +454,25 @@ pub trait Optimizer {
         t: f64,
         slots: &mut [Tensor],
     ) -> Result<Tensor>;
+
+    /// [`Optimizer::update`] with the learning rate and the step as float64 scalar tensors,
+    /// computed with ops from the step count: what `apply_gradients` calls. The default reads
+    /// them back to the host and calls `update`; the optimizers here override it and compute
+    /// with the tensors, so that a step traced into a graph (`gradtape::function`, to come)
+    /// recomputes them at every call. Override it too when your rule should trace.
+    ///
+    /// # Errors
+    /// As `update`, and when `lr` or `t` cannot be read back.
+    fn update_with(
+        &self,
+        var: &Tensor,
+        grad: &Tensor,
+        lr: &Tensor,
+        t: &Tensor,
+        slots: &mut [Tensor],
+    ) -> Result<Tensor> {
+        self.update(var, grad, lr.item()?, t.item()?, slots)
+    }
 
     /// Applies one update to each variable that has a gradient, from any iterator of
     /// (gradient, variable) pairs: Keras's `apply_gradients(zip(grads, vars))` is
@@ -438,40 +592,71 @@ pub trait Optimizer {
         tape::without_recording(|| {
             let c = self.common();
             let grads = clip(grads, c.clip)?;
-            let lr = c.learning_rate.at(c.iterations);
-            let t = (c.iterations + 1) as f64;
-            let n = self.slot_count();
+            // the rate and the step `t` (1 for the first update) from the count, with ops
+            let step = c.iterations.read_value();
+            let lr = c.learning_rate.at_tensor(&step)?;
+            let t = ops::cast(&ops::add(&step, &1)?, DType::F64)?;
+            let (n, init) = (self.slot_count(), self.slot_initial_value());
             for (g, v) in grads.iter().zip(&vars) {
                 let value = v.read_value();
-                let mut slots = self
-                    .common_mut()
-                    .slots
-                    .remove(&v.handle_id())
-                    .unwrap_or_default();
-                if slots.len() != n {
-                    let init = self.slot_initial_value();
-                    slots = (0..n)
-                        .map(|_| Tensor::full_like(&value, init))
-                        .collect::<Result<_>>()?;
+                let slot_vars = self.common_mut().slots_of(v, &value, n, init)?;
+                let mut slots: Vec<Tensor> = slot_vars.iter().map(Variable::read_value).collect();
+                let new = self.update_with(&value, g, &lr, &t, &mut slots)?;
+                for (s, value) in slot_vars.iter().zip(&slots) {
+                    s.assign(value)?;
                 }
-                let new = self.update(&value, g, lr, t, &mut slots)?;
-                self.common_mut().slots.insert(v.handle_id(), slots);
                 v.assign(&new)?;
             }
-            self.common_mut().iterations += 1;
-            Ok(())
+            self.common().iterations.assign_add(&1)
         })
     }
 
-    /// Number of updates applied so far.
+    /// Number of updates applied so far (read from [`Optimizer::iterations_variable`]).
     fn iterations(&self) -> u64 {
-        self.common().iterations
+        let count = self.common().iterations.read_value().to_scalar::<i64>();
+        count.map_or(0, |n| n.max(0) as u64)
+    }
+
+    /// The step count itself, an int64 variable (Keras's `optimizer.iterations`).
+    ///
+    /// ```
+    /// use gradtape::optimizers::{Optimizer, SGD};
+    /// let v = gradtape::Variable::new(1.0);
+    /// let mut opt = SGD::new(0.1);
+    /// opt.apply_gradients([(gradtape::Tensor::scalar(1.0f32), &v)])?;
+    /// assert_eq!(opt.iterations_variable().value().to_scalar::<i64>()?, 1);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    fn iterations_variable(&self) -> &Variable {
+        &self.common().iterations
+    }
+
+    /// Every variable the optimizer keeps (Keras's `optimizer.variables`): the step count,
+    /// then the slots of each variable it updated, in the order those variables were made.
+    ///
+    /// ```
+    /// use gradtape::optimizers::{Adam, Optimizer};
+    /// use gradtape::{Tensor, Variable, VariableOptions};
+    /// let w = Variable::with_options(1.0, VariableOptions { name: Some("w".into()), trainable: true });
+    /// let mut opt = Adam::new(0.1);
+    /// opt.apply_gradients([(Tensor::scalar(1.0f32), &w)])?;
+    /// let names: Vec<String> = opt.variables().iter().map(|v| v.name().unwrap_or("").to_string()).collect();
+    /// assert_eq!(names, ["iterations", "w/slot0", "w/slot1"]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    fn variables(&self) -> Vec<Variable> {
+        let c = self.common();
+        let mut by_variable: Vec<(&u64, &Vec<Variable>)> = c.slots.iter().collect();
+        by_variable.sort_by_key(|(id, _)| **id);
+        std::iter::once(c.iterations.clone())
+            .chain(by_variable.into_iter().flat_map(|(_, s)| s.iter().cloned()))
+            .collect()
     }
 
     /// The learning rate the next update will use.
     fn learning_rate(&self) -> f64 {
         let c = self.common();
-        c.learning_rate.at(c.iterations)
+        c.learning_rate.at(self.iterations())
     }
 
     /// The optimizer's state for `vars` as named tensors, for a checkpoint: the step count
@@ -496,7 +681,7 @@ pub trait Optimizer {
         let c = self.common();
         let mut out = vec![(
             "optimizer/iterations".to_string(),
-            Tensor::scalar(c.iterations as i64),
+            c.iterations.read_value(),
         )];
         for v in vars {
             let Some(slots) = c.slots.get(&v.handle_id()) else {
@@ -511,8 +696,8 @@ pub trait Optimizer {
                     ),
                 )
             })?;
-            for (k, t) in slots.iter().enumerate() {
-                out.push((format!("optimizer/{name}/slot{k}"), t.clone()));
+            for (k, s) in slots.iter().enumerate() {
+                out.push((format!("optimizer/{name}/slot{k}"), s.read_value()));
             }
         }
         Ok(out)
@@ -570,12 +755,17 @@ pub trait Optimizer {
                     }
                 }
             }
-            restored.push((v.handle_id(), slots));
+            restored.push((v, slots));
         }
         let c = self.common_mut();
-        c.iterations = iterations.max(0) as u64;
-        for (id, slots) in restored {
-            c.slots.insert(id, slots);
+        c.iterations.assign(&Tensor::scalar(iterations.max(0)))?;
+        for (v, slots) in restored {
+            let made = slots
+                .into_iter()
+                .enumerate()
+                .map(|(k, t)| Variable::with_options(t, slot_options(v, k)))
+                .collect();
+            c.slots.insert(v.handle_id(), made);
         }
         Ok(())
     }
@@ -633,6 +823,16 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
         slots: &mut [Tensor],
     ) -> Result<Tensor> {
         (**self).update(var, grad, lr, t, slots)
+    }
+    fn update_with(
+        &self,
+        var: &Tensor,
+        grad: &Tensor,
+        lr: &Tensor,
+        t: &Tensor,
+        slots: &mut [Tensor],
+    ) -> Result<Tensor> {
+        (**self).update_with(var, grad, lr, t, slots)
     }
     fn apply_gradient_pairs(
         &mut self,
@@ -708,6 +908,9 @@ macro_rules! clip_builders {
                 ($init)(self)
             }
             fn update(&self, var: &Tensor, grad: &Tensor, lr: f64, t: f64, slots: &mut [Tensor]) -> Result<Tensor> {
+                self.rule(var, grad, &Tensor::scalar(lr), &Tensor::scalar(t), slots)
+            }
+            fn update_with(&self, var: &Tensor, grad: &Tensor, lr: &Tensor, t: &Tensor, slots: &mut [Tensor]) -> Result<Tensor> {
                 self.rule(var, grad, lr, t, slots)
             }
         }
@@ -715,6 +918,12 @@ macro_rules! clip_builders {
 }
 
 use ops::{add, divide, maximum, multiply, sqrt, square, subtract};
+
+/// A float64 scalar (a rate, a bias correction) in the dtype of the variable it updates: the
+/// rounding a Rust number gets when it meets a tensor.
+fn in_dtype_of(var: &Tensor, x: &Tensor) -> Result<Tensor> {
+    ops::cast(x, var.dtype())
+}
 
 // ---------------------------------------------------------------------------------------------
 // The optimizers
@@ -773,7 +982,15 @@ impl SGD {
     fn slots(&self) -> usize {
         usize::from(self.momentum != 0.0)
     }
-    fn rule(&self, var: &Tensor, g: &Tensor, lr: f64, _t: f64, s: &mut [Tensor]) -> Result<Tensor> {
+    fn rule(
+        &self,
+        var: &Tensor,
+        g: &Tensor,
+        lr: &Tensor,
+        _t: &Tensor,
+        s: &mut [Tensor],
+    ) -> Result<Tensor> {
+        let lr = &in_dtype_of(var, lr)?;
         if self.momentum == 0.0 {
             return subtract(var, &multiply(g, &lr)?);
         }
@@ -876,13 +1093,26 @@ impl Adam {
             2
         }
     }
-    fn rule(&self, var: &Tensor, g: &Tensor, lr: f64, t: f64, s: &mut [Tensor]) -> Result<Tensor> {
+    fn rule(
+        &self,
+        var: &Tensor,
+        g: &Tensor,
+        lr: &Tensor,
+        t: &Tensor,
+        s: &mut [Tensor],
+    ) -> Result<Tensor> {
         let mut var = var.clone();
         if self.weight_decay != 0.0 {
             // decoupled weight decay (AdamW): var -= var · wd · lr
-            var = subtract(&var, &multiply(&var, &(self.weight_decay * lr))?)?;
+            let decay = in_dtype_of(&var, &multiply(&self.weight_decay, lr)?)?;
+            var = subtract(&var, &multiply(&var, &decay)?)?;
         }
-        let alpha = lr * (1.0 - self.beta_2.powf(t)).sqrt() / (1.0 - self.beta_1.powf(t));
+        // lr · √(1 - β₂ᵗ) / (1 - β₁ᵗ), in float64 as before, then in the variable's dtype
+        let alpha = divide(
+            &multiply(lr, &sqrt(&subtract(&1.0, &ops::pow(&self.beta_2, t)?)?)?)?,
+            &subtract(&1.0, &ops::pow(&self.beta_1, t)?)?,
+        )?;
+        let alpha = &in_dtype_of(&var, &alpha)?;
         // m += (g - m)(1 - β₁); v += (g² - v)(1 - β₂)
         let m = add(
             &s[0],
@@ -903,7 +1133,7 @@ impl Adam {
         subtract(
             &var,
             &divide(
-                &multiply(&m, &alpha)?,
+                &multiply(&m, alpha)?,
                 &add(&sqrt(&denom_v)?, &self.epsilon)?,
             )?,
         )
@@ -1011,6 +1241,17 @@ impl Optimizer for AdamW {
         t: f64,
         slots: &mut [Tensor],
     ) -> Result<Tensor> {
+        self.0
+            .rule(var, grad, &Tensor::scalar(lr), &Tensor::scalar(t), slots)
+    }
+    fn update_with(
+        &self,
+        var: &Tensor,
+        grad: &Tensor,
+        lr: &Tensor,
+        t: &Tensor,
+        slots: &mut [Tensor],
+    ) -> Result<Tensor> {
         self.0.rule(var, grad, lr, t, slots)
     }
 }
@@ -1082,7 +1323,15 @@ impl RMSprop {
     fn slots(&self) -> usize {
         3
     }
-    fn rule(&self, var: &Tensor, g: &Tensor, lr: f64, _t: f64, s: &mut [Tensor]) -> Result<Tensor> {
+    fn rule(
+        &self,
+        var: &Tensor,
+        g: &Tensor,
+        lr: &Tensor,
+        _t: &Tensor,
+        s: &mut [Tensor],
+    ) -> Result<Tensor> {
+        let lr = &in_dtype_of(var, lr)?;
         let vel = add(
             &multiply(&s[0], &self.rho)?,
             &multiply(&square(g)?, &(1.0 - self.rho))?,
@@ -1153,7 +1402,15 @@ impl Adagrad {
     fn slots(&self) -> usize {
         1
     }
-    fn rule(&self, var: &Tensor, g: &Tensor, lr: f64, _t: f64, s: &mut [Tensor]) -> Result<Tensor> {
+    fn rule(
+        &self,
+        var: &Tensor,
+        g: &Tensor,
+        lr: &Tensor,
+        _t: &Tensor,
+        s: &mut [Tensor],
+    ) -> Result<Tensor> {
+        let lr = &in_dtype_of(var, lr)?;
         let acc = add(&s[0], &square(g)?)?;
         s[0] = acc.clone();
         subtract(

@@ -307,3 +307,121 @@ fn a_custom_model_struct_trains_with_an_optimizer() {
     assert!((m.a.value().to_scalar::<f32>().unwrap() - 1.0).abs() < 1e-2);
     assert!((m.b.value().to_scalar::<f32>().unwrap() - 2.0).abs() < 1e-2);
 }
+
+/// The built-in schedules computed with ops (what a step uses, so that a traced step
+/// recomputes the rate) give the bits of their host form at every step, edge cases included:
+/// unsorted boundaries, a staircase, no decay steps, a warm-up.
+#[test]
+fn schedules_give_the_same_rate_with_ops_as_on_the_host() {
+    use gradtape::optimizers::*;
+    let schedules: Vec<(&str, Box<dyn LearningRateSchedule>)> = vec![
+        (
+            "exponential",
+            Box::new(ExponentialDecay {
+                initial_learning_rate: 0.1,
+                decay_steps: 7,
+                decay_rate: 0.93,
+                staircase: false,
+            }),
+        ),
+        (
+            "staircase, no decay steps",
+            Box::new(ExponentialDecay {
+                initial_learning_rate: 0.3,
+                decay_steps: 0,
+                decay_rate: 0.5,
+                staircase: true,
+            }),
+        ),
+        (
+            "piecewise, unsorted",
+            Box::new(PiecewiseConstantDecay {
+                boundaries: vec![3, 9, 7, 20],
+                values: vec![0.1, 0.05, 0.02],
+            }),
+        ),
+        (
+            "cosine",
+            Box::new(CosineDecay {
+                initial_learning_rate: 0.01,
+                decay_steps: 30,
+                alpha: 0.1,
+                warmup_target: None,
+                warmup_steps: 0,
+            }),
+        ),
+        (
+            "cosine with warm-up",
+            Box::new(CosineDecay {
+                initial_learning_rate: 0.001,
+                decay_steps: 25,
+                alpha: 0.0,
+                warmup_target: Some(0.02),
+                warmup_steps: 6,
+            }),
+        ),
+    ];
+    for (name, s) in &schedules {
+        for step in 0..60u64 {
+            let host = s.at(step);
+            let ops = s
+                .at_tensor(&Tensor::scalar(step as i64))
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert_eq!(
+                ops.to_bits(),
+                host.to_bits(),
+                "{name} at step {step}: {ops} vs {host}"
+            );
+        }
+    }
+}
+
+/// The optimizers keep their step count and slots in variables (Keras's `iterations` and slot
+/// variables): a step reads and assigns them, so changing one changes the next step.
+#[test]
+fn optimizer_state_lives_in_variables() {
+    use gradtape::optimizers::*;
+    let w = named("w", Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap());
+    let g = Tensor::from_vec(vec![0.5f32, -1.0], &[2]).unwrap();
+    let mut opt = SGD::new(0.1).momentum(0.9);
+    opt.apply_gradients([(g.clone(), &w)]).unwrap();
+    opt.apply_gradients([(g.clone(), &w)]).unwrap();
+    let vars = opt.variables();
+    let names: Vec<&str> = vars.iter().map(|v| v.name().unwrap()).collect();
+    assert_eq!(names, ["iterations", "w/slot0"]);
+    assert!(vars.iter().all(|v| !v.trainable()));
+    assert_eq!(opt.iterations(), 2);
+    assert_eq!(vars[0].value().to_scalar::<i64>().unwrap(), 2);
+    // momentum zeroed through its variable: the next step is a first step again
+    vars[1]
+        .assign(&Tensor::zeros(&[2], gradtape::DType::F32).unwrap())
+        .unwrap();
+    let before = w.value().to_vec::<f32>().unwrap();
+    opt.apply_gradients([(g.clone(), &w)]).unwrap();
+    let after = w.value().to_vec::<f32>().unwrap();
+    for ((b, a), g) in before.iter().zip(&after).zip(g.to_vec::<f32>().unwrap()) {
+        assert_eq!(*a, b - 0.1f32 * g, "a first step from {b}");
+    }
+    // the step count read by a schedule comes from the variable
+    let mut decayed = SGD::new(PiecewiseConstantDecay {
+        boundaries: vec![4],
+        values: vec![1.0, 0.5],
+    });
+    assert_eq!(decayed.learning_rate(), 1.0);
+    decayed
+        .iterations_variable()
+        .assign(&Tensor::scalar(5i64))
+        .unwrap();
+    assert_eq!((decayed.iterations(), decayed.learning_rate()), (5, 0.5));
+    let v = Variable::new(0.0);
+    decayed
+        .apply_gradients([(Tensor::scalar(1.0f32), &v)])
+        .unwrap();
+    assert_eq!(
+        v.value().to_scalar::<f32>().unwrap(),
+        -0.5,
+        "the rate of step 5"
+    );
+}
