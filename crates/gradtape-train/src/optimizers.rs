@@ -456,22 +456,31 @@ pub trait Optimizer {
     ) -> Result<Tensor>;
 
     /// [`Optimizer::update`] with the learning rate and the step as float64 scalar tensors,
-    /// computed with ops from the step count: what `apply_gradients` calls. The default reads
-    /// them back to the host and calls `update`; the optimizers here override it and compute
-    /// with the tensors, so that a step traced into a graph (`gradtape::function`, to come)
-    /// recomputes them at every call. Override it too when your rule should trace.
+    /// computed with ops from the step count, and the slots as the variables that hold them
+    /// (assign each its new value): what `apply_gradients` calls. The default reads the rate
+    /// and the step back to the host and calls `update` on the slots' values; the optimizers
+    /// here override it and compute with the tensors, so that a step traced into a graph
+    /// (`gradtape::function`, to come) recomputes them at every call, and assign each slot as
+    /// soon as it is computed, so that its old value is freed as early as before the slots
+    /// were variables. Override it too when your rule should trace.
     ///
     /// # Errors
-    /// As `update`, and when `lr` or `t` cannot be read back.
+    /// As `update`, when `lr` or `t` cannot be read back, or a new slot value differs from
+    /// its variable in shape or dtype.
     fn update_with(
         &self,
         var: &Tensor,
         grad: &Tensor,
         lr: &Tensor,
         t: &Tensor,
-        slots: &mut [Tensor],
+        slots: &[Variable],
     ) -> Result<Tensor> {
-        self.update(var, grad, lr.item()?, t.item()?, slots)
+        let mut values: Vec<Tensor> = slots.iter().map(Variable::read_value).collect();
+        let new = self.update(var, grad, lr.item()?, t.item()?, &mut values)?;
+        for (s, value) in slots.iter().zip(&values) {
+            s.assign(value)?;
+        }
+        Ok(new)
     }
 
     /// Applies one update to each variable that has a gradient, from any iterator of
@@ -599,12 +608,8 @@ pub trait Optimizer {
             let (n, init) = (self.slot_count(), self.slot_initial_value());
             for (g, v) in grads.iter().zip(&vars) {
                 let value = v.read_value();
-                let slot_vars = self.common_mut().slots_of(v, &value, n, init)?;
-                let mut slots: Vec<Tensor> = slot_vars.iter().map(Variable::read_value).collect();
-                let new = self.update_with(&value, g, &lr, &t, &mut slots)?;
-                for (s, value) in slot_vars.iter().zip(&slots) {
-                    s.assign(value)?;
-                }
+                let slots = self.common_mut().slots_of(v, &value, n, init)?;
+                let new = self.update_with(&value, g, &lr, &t, &slots)?;
                 v.assign(&new)?;
             }
             self.common().iterations.assign_add(&1)
@@ -830,7 +835,7 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
         grad: &Tensor,
         lr: &Tensor,
         t: &Tensor,
-        slots: &mut [Tensor],
+        slots: &[Variable],
     ) -> Result<Tensor> {
         (**self).update_with(var, grad, lr, t, slots)
     }
@@ -908,9 +913,9 @@ macro_rules! clip_builders {
                 ($init)(self)
             }
             fn update(&self, var: &Tensor, grad: &Tensor, lr: f64, t: f64, slots: &mut [Tensor]) -> Result<Tensor> {
-                self.rule(var, grad, &Tensor::scalar(lr), &Tensor::scalar(t), slots)
+                on_slot_values(slots, |s| self.rule(var, grad, &Tensor::scalar(lr), &Tensor::scalar(t), s))
             }
-            fn update_with(&self, var: &Tensor, grad: &Tensor, lr: &Tensor, t: &Tensor, slots: &mut [Tensor]) -> Result<Tensor> {
+            fn update_with(&self, var: &Tensor, grad: &Tensor, lr: &Tensor, t: &Tensor, slots: &[Variable]) -> Result<Tensor> {
                 self.rule(var, grad, lr, t, slots)
             }
         }
@@ -918,6 +923,31 @@ macro_rules! clip_builders {
 }
 
 use ops::{add, divide, maximum, multiply, sqrt, square, subtract};
+
+/// `rule` (written on slot variables) on slots given as values, for the `update` form of the
+/// optimizers here: the values in variables of their own for the call, then back.
+fn on_slot_values(
+    slots: &mut [Tensor],
+    rule: impl FnOnce(&[Variable]) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let held: Vec<Variable> = slots
+        .iter()
+        .map(|t| {
+            Variable::with_options(
+                t.clone(),
+                VariableOptions {
+                    name: None,
+                    trainable: false,
+                },
+            )
+        })
+        .collect();
+    let new = rule(&held)?;
+    for (t, v) in slots.iter_mut().zip(&held) {
+        *t = v.read_value();
+    }
+    Ok(new)
+}
 
 /// A float64 scalar (a rate, a bias correction) in the dtype of the variable it updates: the
 /// rounding a Rust number gets when it meets a tensor.
@@ -988,15 +1018,18 @@ impl SGD {
         g: &Tensor,
         lr: &Tensor,
         _t: &Tensor,
-        s: &mut [Tensor],
+        s: &[Variable],
     ) -> Result<Tensor> {
         let lr = &in_dtype_of(var, lr)?;
         if self.momentum == 0.0 {
             return subtract(var, &multiply(g, &lr)?);
         }
         // m = momentum·m - lr·g; var += momentum·m - lr·g (Nesterov) or var += m
-        let m = subtract(&multiply(&s[0], &self.momentum)?, &multiply(g, &lr)?)?;
-        s[0] = m.clone();
+        let m = subtract(
+            &multiply(&s[0].read_value(), &self.momentum)?,
+            &multiply(g, &lr)?,
+        )?;
+        s[0].assign(&m)?;
         if self.nesterov {
             add(
                 var,
@@ -1099,7 +1132,7 @@ impl Adam {
         g: &Tensor,
         lr: &Tensor,
         t: &Tensor,
-        s: &mut [Tensor],
+        s: &[Variable],
     ) -> Result<Tensor> {
         let mut var = var.clone();
         if self.weight_decay != 0.0 {
@@ -1114,19 +1147,23 @@ impl Adam {
         )?;
         let alpha = &in_dtype_of(&var, &alpha)?;
         // m += (g - m)(1 - β₁); v += (g² - v)(1 - β₂)
-        let m = add(
-            &s[0],
-            &multiply(&subtract(g, &s[0])?, &(1.0 - self.beta_1))?,
-        )?;
-        let v = add(
-            &s[1],
-            &multiply(&subtract(&square(g)?, &s[1])?, &(1.0 - self.beta_2))?,
-        )?;
-        s[0] = m.clone();
-        s[1] = v.clone();
+        let m = {
+            let m = s[0].read_value();
+            add(&m, &multiply(&subtract(g, &m)?, &(1.0 - self.beta_1))?)?
+        };
+        let v = {
+            let v = s[1].read_value();
+            add(
+                &v,
+                &multiply(&subtract(&square(g)?, &v)?, &(1.0 - self.beta_2))?,
+            )?
+        };
+        s[0].assign(&m)?;
+        s[1].assign(&v)?;
         let denom_v = if self.amsgrad {
-            s[2] = maximum(&s[2], &v)?;
-            s[2].clone()
+            let most = maximum(&s[2].read_value(), &v)?;
+            s[2].assign(&most)?;
+            most
         } else {
             v
         };
@@ -1241,8 +1278,10 @@ impl Optimizer for AdamW {
         t: f64,
         slots: &mut [Tensor],
     ) -> Result<Tensor> {
-        self.0
-            .rule(var, grad, &Tensor::scalar(lr), &Tensor::scalar(t), slots)
+        on_slot_values(slots, |s| {
+            self.0
+                .rule(var, grad, &Tensor::scalar(lr), &Tensor::scalar(t), s)
+        })
     }
     fn update_with(
         &self,
@@ -1250,7 +1289,7 @@ impl Optimizer for AdamW {
         grad: &Tensor,
         lr: &Tensor,
         t: &Tensor,
-        slots: &mut [Tensor],
+        slots: &[Variable],
     ) -> Result<Tensor> {
         self.0.rule(var, grad, lr, t, slots)
     }
@@ -1329,28 +1368,28 @@ impl RMSprop {
         g: &Tensor,
         lr: &Tensor,
         _t: &Tensor,
-        s: &mut [Tensor],
+        s: &[Variable],
     ) -> Result<Tensor> {
         let lr = &in_dtype_of(var, lr)?;
         let vel = add(
-            &multiply(&s[0], &self.rho)?,
+            &multiply(&s[0].read_value(), &self.rho)?,
             &multiply(&square(g)?, &(1.0 - self.rho))?,
         )?;
-        s[0] = vel.clone();
+        s[0].assign(&vel)?;
         let denom = if self.centered {
             let avg = add(
-                &multiply(&s[1], &self.rho)?,
+                &multiply(&s[1].read_value(), &self.rho)?,
                 &multiply(g, &(1.0 - self.rho))?,
             )?;
-            s[1] = avg.clone();
+            s[1].assign(&avg)?;
             add(&subtract(&vel, &square(&avg)?)?, &self.epsilon)?
         } else {
             add(&vel, &self.epsilon)?
         };
         let increment = divide(&multiply(g, &lr)?, &sqrt(&denom)?)?;
         if self.momentum > 0.0 {
-            let m = add(&multiply(&s[2], &self.momentum)?, &increment)?;
-            s[2] = m.clone();
+            let m = add(&multiply(&s[2].read_value(), &self.momentum)?, &increment)?;
+            s[2].assign(&m)?;
             subtract(var, &m)
         } else {
             subtract(var, &increment)
@@ -1408,11 +1447,11 @@ impl Adagrad {
         g: &Tensor,
         lr: &Tensor,
         _t: &Tensor,
-        s: &mut [Tensor],
+        s: &[Variable],
     ) -> Result<Tensor> {
         let lr = &in_dtype_of(var, lr)?;
-        let acc = add(&s[0], &square(g)?)?;
-        s[0] = acc.clone();
+        let acc = add(&s[0].read_value(), &square(g)?)?;
+        s[0].assign(&acc)?;
         subtract(
             var,
             &divide(&multiply(g, &lr)?, &sqrt(&add(&acc, &self.epsilon)?)?)?,

@@ -424,4 +424,21 @@ fn optimizer_state_lives_in_variables() {
         -0.5,
         "the rate of step 5"
     );
+    // the rule called directly on slot values (`update`) gives what `apply_gradients` does
+    let x = Tensor::from_vec(vec![0.5f32, -3.0], &[2]).unwrap();
+    let adam = Adam::new(0.1).amsgrad(true);
+    let mut slots = vec![Tensor::zeros(&[2], gradtape::DType::F32).unwrap(); 3];
+    let direct = adam.update(&x, &g, 0.1, 1.0, &mut slots).unwrap();
+    let (w2, mut applied) = (Variable::new(x.clone()), Adam::new(0.1).amsgrad(true));
+    applied.apply_gradients([(g.clone(), &w2)]).unwrap();
+    assert_eq!(
+        direct.to_vec::<f32>().unwrap(),
+        w2.value().to_vec::<f32>().unwrap()
+    );
+    let kept: Vec<Vec<f32>> = applied.variables()[1..]
+        .iter()
+        .map(|s| s.value().to_vec().unwrap())
+        .collect();
+    let returned: Vec<Vec<f32>> = slots.iter().map(|s| s.to_vec().unwrap()).collect();
+    assert_eq!(kept, returned, "the slots come back updated");
 }
