@@ -2,7 +2,7 @@
 //! derivative (the family of [`Derivative`]) turned into a tape entry's backward function and
 //! an output tangent, and variable reads. This is the interpreter of reverse and forward mode,
 //! above the ops its rules are written with; `apply` (in `ops`, below) reaches it through the
-//! context (`Context::recorder`), set when the first tape or accumulator of the thread starts,
+//! context (`Context::recorder`), set when a tape or an accumulator of the thread starts,
 //! as a JAX trace is found on its stack rather than imported by `bind`.
 
 use std::rc::Rc;
@@ -232,8 +232,9 @@ pub(crate) fn listing<G: IntoIterator<Item = Option<Tensor>>>(
 /// Records one primitive call ([`record`] is the one caller) on every recording tape
 /// that watches one of its inputs, and gives its output a tangent on every
 /// [`ForwardAccumulator`](crate::ForwardAccumulator) that has one for an input. `w` is the
-/// context read once by `apply`, which also checked numerics. The builder is only called (once) when some tape keeps the
-/// entry, and the JVP rule only when some accumulator needs it. The backward rule pushes one
+/// context read once by `apply`, which also checked numerics. The builder is only called
+/// (once) when some tape keeps the entry, and the JVP rule only when some accumulator needs
+/// it. The backward rule pushes one
 /// gradient per input; the JVP rule gets one tangent per input (`None`: zero) and returns the
 /// output's.
 pub(crate) fn record_watched<B>(

@@ -1022,18 +1022,18 @@ impl SGD {
     ) -> Result<Tensor> {
         let lr = &in_dtype_of(var, lr)?;
         if self.momentum == 0.0 {
-            return subtract(var, &multiply(g, &lr)?);
+            return subtract(var, &multiply(g, lr)?);
         }
         // m = momentum·m - lr·g; var += momentum·m - lr·g (Nesterov) or var += m
         let m = subtract(
             &multiply(&s[0].read_value(), &self.momentum)?,
-            &multiply(g, &lr)?,
+            &multiply(g, lr)?,
         )?;
         s[0].assign(&m)?;
         if self.nesterov {
             add(
                 var,
-                &subtract(&multiply(&m, &self.momentum)?, &multiply(g, &lr)?)?,
+                &subtract(&multiply(&m, &self.momentum)?, &multiply(g, lr)?)?,
             )
         } else {
             add(var, &m)
@@ -1386,7 +1386,7 @@ impl RMSprop {
         } else {
             add(&vel, &self.epsilon)?
         };
-        let increment = divide(&multiply(g, &lr)?, &sqrt(&denom)?)?;
+        let increment = divide(&multiply(g, lr)?, &sqrt(&denom)?)?;
         if self.momentum > 0.0 {
             let m = add(&multiply(&s[2].read_value(), &self.momentum)?, &increment)?;
             s[2].assign(&m)?;
@@ -1454,7 +1454,7 @@ impl Adagrad {
         s[0].assign(&acc)?;
         subtract(
             var,
-            &divide(&multiply(g, &lr)?, &sqrt(&add(&acc, &self.epsilon)?)?)?,
+            &divide(&multiply(g, lr)?, &sqrt(&add(&acc, &self.epsilon)?)?)?,
         )
     }
 }

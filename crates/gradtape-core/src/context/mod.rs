@@ -13,7 +13,7 @@
 //! Each transformation keeps its own part's state and invariants in a module of its own here
 //! (`tapes`, `accumulators`, `levels`): they record and look up, and compute nothing, so the
 //! context sits below the ops and the transformations that compute sit above them. The one
-//! call down-up is [`Context::recorder`].
+//! call upwards is through [`Context::recorder`].
 
 use std::cell::{Cell, RefCell};
 
@@ -36,7 +36,7 @@ pub(crate) type Recorder =
 
 /// Everything per thread, in one `const`-initialised thread-local; the three checks every op
 /// pays (`tapes.recording`, `forward.running`, `check_numerics`) are read together in one
-/// access (`crate::context::tapes::Watching::now`).
+/// access (`tapes::Watching::of`, by `ops::apply`).
 pub(crate) struct Context {
     /// Where creation functions put new tensors ([`crate::device::with_device`]).
     pub(crate) device: Cell<Device>,
@@ -54,12 +54,12 @@ pub(crate) struct Context {
     pub(crate) forward: accumulators::Accumulators,
     /// Vectorization: vmap levels.
     pub(crate) vmap: levels::Levels,
-    /// Set by the first tape or accumulator started on this thread (tapes and accumulators do
-    /// not travel to other threads, so neither does it).
+    /// Set when a tape or an accumulator starts on this thread (`record::interpret_here`);
+    /// tapes and accumulators do not travel to other threads, so neither does it.
     pub(crate) recorder: Cell<Option<Recorder>>,
     /// Pending reductions made on this thread, so that one fused run can serve several.
     pub(crate) fusion_waiting: RefCell<Vec<WeakTensor>>,
-    /// Recently used scalar constants, direct-mapped by value (see `tensor::scalar_constant`).
+    /// Recently used scalar constants, direct-mapped by value (see `tensor::creation::scalar_constant`).
     #[allow(clippy::type_complexity)]
     pub(crate) constants: RefCell<Vec<Option<(u64, DType, Tensor)>>>,
 }
