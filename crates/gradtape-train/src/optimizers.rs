@@ -83,7 +83,8 @@ impl LearningRate {
     fn at_tensor(&self, step: &Tensor) -> Result<Tensor> {
         match self {
             LearningRate::Constant(v) => Ok(Tensor::scalar(*v)),
-            LearningRate::Schedule(s) => s.at_tensor(step),
+            // a count set below zero reads as zero, as `Optimizer::iterations` reads it
+            LearningRate::Schedule(s) => s.at_tensor(&ops::maximum(step, &0)?),
         }
     }
 }
