@@ -2,16 +2,13 @@
 //! the scalar constants ops make from Rust numbers (cached per thread): the parts of creation
 //! that read the context, above it; `tensor/mod.rs` makes tensors where it is told.
 
-use super::{Operand, Tensor};
+use super::{AsTensor, Operand, Tensor};
 use crate::backend::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::shape::numel;
-use crate::tensor::AsTensor;
 
 impl Tensor {
-    // ----- creation -----
-
     /// A tensor from row-major values and a shape.
     ///
     /// # Errors

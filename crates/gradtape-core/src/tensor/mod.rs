@@ -395,6 +395,8 @@ impl Tensor {
         }
     }
 
+    // ----- creation where the caller says (on the default device: `creation.rs`) -----
+
     /// A rank-0 tensor.
     ///
     /// ```
