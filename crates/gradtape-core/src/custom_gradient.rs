@@ -125,7 +125,15 @@ fn record(
     outputs: Vec<Tensor>,
     grad: Rc<Upstream>,
 ) -> Result<Vec<Tensor>> {
-    let outputs: Vec<Tensor> = outputs.iter().map(Tensor::with_new_id).collect();
+    crate::context::traces::note_custom_gradient();
+    let outputs: Vec<Tensor> = outputs
+        .iter()
+        .map(|o| {
+            let fresh = o.with_new_id();
+            crate::context::traces::alias(&fresh, o);
+            fresh
+        })
+        .collect();
     let shapes: Rc<Vec<(Vec<usize>, crate::DType)>> = Rc::new(
         outputs
             .iter()

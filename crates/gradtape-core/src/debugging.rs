@@ -94,7 +94,7 @@ pub(crate) fn check(
     if !output.dtype().is_float() || output.batch().is_some() {
         return Ok(());
     }
-    let values = output.to_f64_vec()?;
+    let values = output.read_f64_vec()?;
     let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) else {
         return Ok(());
     };

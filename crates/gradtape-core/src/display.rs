@@ -83,40 +83,61 @@ fn write_array(
     out.push(']');
 }
 
+/// The elements as NumPy prints them (`[1. 2.]`, summarized above 1,000 elements), read
+/// at every call (what `gradtape::print` shows).
+pub(crate) fn numpy(t: &Tensor) -> crate::Result<String> {
+    let vals = t.read_f64_vec()?;
+    Ok(if t.rank() == 0 {
+        fmt_elem(vals[0], t.dtype(), true)
+    } else {
+        let mut s = String::new();
+        write_array(
+            &mut s,
+            &vals,
+            t.shape(),
+            t.dtype(),
+            t.numel() > SUMMARIZE_OVER,
+            0,
+        );
+        s
+    })
+}
+
+/// A shape as NumPy writes it: `()`, `(3,)`, `(2, 3)`.
+fn numpy_shape(shape: &[usize]) -> String {
+    match shape {
+        [d] => format!("({d},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let vals = match self.to_f64_vec() {
-            Ok(v) => v,
+        // Inside a function's trace, a value the graph computes is shown by name, as
+        // TensorFlow shows a symbolic tensor: its elements are this call's only.
+        if let Some(name) = crate::context::traces::symbol(self) {
+            return write!(
+                f,
+                "Tensor(\"{name}:0\", shape={}, dtype={})",
+                numpy_shape(self.shape()),
+                self.dtype()
+            );
+        }
+        let body = match numpy(self) {
+            Ok(body) => body,
             // A pending tensor whose computation failed: say so instead of showing elements.
             Err(e) => return write!(f, "tf.Tensor(<{e}>, shape={:?})", self.shape()),
         };
-        let body = if self.rank() == 0 {
-            fmt_elem(vals[0], self.dtype(), true)
-        } else {
-            let mut s = String::new();
-            write_array(
-                &mut s,
-                &vals,
-                self.shape(),
-                self.dtype(),
-                self.numel() > SUMMARIZE_OVER,
-                0,
-            );
-            s
-        };
-        let shape = match self.shape() {
-            [d] => format!("({d},)"),
-            dims => format!(
-                "({})",
-                dims.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
         write!(
             f,
-            "tf.Tensor({body}, shape={shape}, dtype={})",
+            "tf.Tensor({body}, shape={}, dtype={})",
+            numpy_shape(self.shape()),
             self.dtype()
         )
     }

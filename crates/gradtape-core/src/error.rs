@@ -90,6 +90,16 @@ pub enum Error {
         /// What was wrong, with the devices or the missing piece.
         msg: String,
     },
+    /// A traced tensor's value read inside [`crate::function()`] while it traces (JAX's
+    /// concretization error), or a function called where it cannot run (inside `vmap`): the
+    /// value would otherwise be frozen into the graph at its first call.
+    #[error("{op}: {msg}")]
+    Trace {
+        /// The read-back or call.
+        op: &'static str,
+        /// What was wrong and what to do instead.
+        msg: String,
+    },
     /// Memory that cannot be had (TensorFlow's `ResourceExhaustedError`): a tensor too large to
     /// allocate, or a pending tensor whose computation failed, reported on every later read.
     #[error("{op}: {msg}")]
@@ -174,6 +184,14 @@ impl Error {
             msg: msg.into(),
         }
     }
+    /// The error for a traced value read inside a function being traced, from the read-back's
+    /// name and a message saying what to do instead.
+    pub fn trace(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Trace {
+            op,
+            msg: msg.into(),
+        }
+    }
     /// The name of the operation that failed.
     ///
     /// ```
@@ -190,6 +208,7 @@ impl Error {
             | Error::Io { op, .. }
             | Error::Tape { op, .. }
             | Error::Device { op, .. }
+            | Error::Trace { op, .. }
             | Error::ResourceExhausted { op, .. } => op,
         }
     }

@@ -32,6 +32,7 @@ mod dtype;
 mod error;
 pub mod forward_accumulator;
 pub mod func;
+pub mod function;
 pub mod fusion;
 #[cfg(feature = "ndarray")]
 mod ndarray;
@@ -55,6 +56,7 @@ pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use forward_accumulator::ForwardAccumulator;
+pub use function::{function, print, print_with, Function, Graph, Outputs};
 pub use ops::Axes;
 pub use source::{Source, Sources, UnconnectedGradients};
 pub use tape::{GradientOptions, GradientTape, JacobianOptions, PersistentTape, Tape, TapeBuilder};
@@ -67,6 +69,7 @@ pub use vmap::{vmap, Vmap};
 #[doc(hidden)]
 pub mod internal {
     pub use crate::context::tapes::without_recording;
+    pub use crate::context::traces::untraced;
     pub use crate::shape::checked_numel;
     pub use crate::tensor::TensorId;
 }

@@ -196,7 +196,8 @@ impl Generator {
 }
 
 /// A tensor of `shape` filled by `draw` in row-major order; the size is the caller's, so a
-/// shape memory cannot hold is an error before any drawing, never an abort.
+/// shape memory cannot hold is an error before any drawing, never an abort. Refused inside a
+/// function's trace: the draw is made on the host now, so the graph would keep its numbers.
 #[doc(hidden)]
 pub fn samples(
     op: &'static str,
@@ -212,6 +213,16 @@ pub fn samples(
         let mut v = crate::backend::pool::take::<T>(op, n)?;
         v.extend((0..n).map(|_| T::from_f64(draw())));
         Ok(v)
+    }
+    if crate::context::traces::tracing() {
+        return Err(Error::trace(
+            op,
+            format!(
+                "random numbers {shape:?} are drawn on the host when asked for, so inside \
+                 gradtape::function they would be the first call's at every call: draw them \
+                 outside the function and pass them as an argument"
+            ),
+        ));
     }
     let n = numel(shape);
     let cpu = match dtype {

@@ -388,6 +388,15 @@ impl State {
 /// A variable is read: trainable variables get watched by tapes that watch accessed variables,
 /// and each tape that watches the variable records the read as an identity from its handle.
 pub(crate) fn read_variable(var: &Variable, value: &Tensor) -> Tensor {
+    let traced;
+    let value = if context::traces::tracing() {
+        // a read of its own (a tensor captured from the variable before is a constant)
+        traced = value.with_new_id();
+        context::traces::note_read(var, &traced, false);
+        &traced
+    } else {
+        value
+    };
     let read = read_on_tapes(var, value);
     if crate::context::accumulators::any_running() {
         return read_variable_forward(var.handle_id(), value, read);
@@ -422,7 +431,11 @@ fn read_on_tapes(var: &Variable, value: &Tensor) -> Tensor {
             if !set.contains(&var.handle_id()) {
                 continue;
             }
-            let r = read.get_or_insert_with(|| value.with_new_id());
+            let r = read.get_or_insert_with(|| {
+                let r = value.with_new_id();
+                context::traces::alias(&r, value);
+                r
+            });
             set.insert(r.id());
             if let Some(trace) = &tape.trace {
                 let handle = TracedTensor {
@@ -476,7 +489,9 @@ fn read_variable_forward(handle: TensorId, value: &Tensor, read: Tensor) -> Tens
         };
         if read.id() == value.id() {
             // one tangent per read, never on the variable's storage itself
-            read = read.with_new_id();
+            let fresh = read.with_new_id();
+            context::traces::alias(&fresh, &read);
+            read = fresh;
         }
         if acc.register(&read, &t).is_err() {
             // a per-example copy whose vmap is gone: no tangent, as for an unread variable

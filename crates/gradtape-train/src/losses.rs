@@ -14,6 +14,7 @@
 //! # Ok::<(), gradtape::Error>(())
 //! ```
 
+use gradtape_core::internal::untraced;
 use gradtape_core::ops::{
     abs, add, cast, clip_by_value, divide, exp, greater_equal, less_equal, log, log1p, log_softmax,
     multiply, negative, one_hot, reduce_mean, reduce_sum, select, square, subtract, Axes,
@@ -319,8 +320,10 @@ pub fn sparse_categorical_crossentropy(
         ));
     }
     let classes = p.shape()[p.rank() - 1];
-    if let Some(bad) = gradtape_core::vmap::all_examples(labels)
-        .to_vec::<i64>()?
+    // checked on the values: inside `gradtape::function`, at its first call only (gather's
+    // own bounds check holds at every call)
+    let labels_now = untraced(|| gradtape_core::vmap::all_examples(labels).to_vec::<i64>())?;
+    if let Some(bad) = labels_now
         .into_iter()
         .find(|&l| l < 0 || l as u64 >= classes as u64)
     {

@@ -26,6 +26,7 @@ use crate::tensor::{Tensor, WeakTensor};
 pub(crate) mod accumulators;
 pub(crate) mod levels;
 pub(crate) mod tapes;
+pub(crate) mod traces;
 
 /// What `apply` calls for a primitive call that a tape or a forward accumulator watches:
 /// `record::record`, the reverse and forward interpreter. It is above the ops (its rules are
@@ -54,6 +55,8 @@ pub(crate) struct Context {
     pub(crate) forward: accumulators::Accumulators,
     /// Vectorization: vmap levels.
     pub(crate) vmap: levels::Levels,
+    /// `gradtape::function`: the traces running.
+    pub(crate) traces: traces::Traces,
     /// Set when a tape or an accumulator starts on this thread (`record::interpret_here`);
     /// tapes and accumulators do not travel to other threads, so neither does it.
     pub(crate) recorder: Cell<Option<Recorder>>,
@@ -75,6 +78,7 @@ impl Context {
             tapes: tapes::Tapes::new(),
             forward: accumulators::Accumulators::new(),
             vmap: levels::Levels::new(),
+            traces: traces::Traces::new(),
             recorder: Cell::new(None),
             fusion_waiting: RefCell::new(Vec::new()),
             constants: RefCell::new(Vec::new()),
@@ -91,6 +95,8 @@ impl Context {
             Some("a forward accumulator is running")
         } else if self.tapes.in_custom_forward() {
             Some("a custom gradient's forward function is running")
+        } else if self.traces.active.get() > 0 {
+            Some("a function is being traced")
         } else {
             None
         }

@@ -328,6 +328,7 @@ pub(crate) struct Watching {
     pub(crate) checking: bool,
     pub(crate) recording: bool,
     pub(crate) running: bool,
+    pub(crate) tracing: bool,
 }
 
 impl Watching {
@@ -338,13 +339,15 @@ impl Watching {
             checking: c.check_numerics.get(),
             recording: c.tapes.recording.get() != 0,
             running: c.forward.any_running(),
+            tracing: c.traces.active.get() != 0,
         }
     }
 
-    /// Nothing watches: no tape records, no accumulator runs, numerics are not checked.
+    /// Nothing watches: no tape records, no accumulator runs, numerics are not checked, no
+    /// function is traced.
     #[inline]
     pub(crate) fn nothing(self) -> bool {
-        !(self.checking || self.recording || self.running)
+        !(self.checking || self.recording || self.running || self.tracing)
     }
 }
 
@@ -497,10 +500,16 @@ pub fn without_recording<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
-            context::try_with(|c| c.tapes.recording.set(self.0));
+            context::try_with(|c| {
+                c.tapes.recording.set(self.0);
+                c.traces.unrecorded.set(c.traces.unrecorded.get() - 1);
+            });
         }
     }
-    let _restore = Restore(context::with(|c| c.tapes.recording.replace(0)));
+    let _restore = Restore(context::with(|c| {
+        c.traces.unrecorded.set(c.traces.unrecorded.get() + 1);
+        c.tapes.recording.replace(0)
+    }));
     crate::context::accumulators::paused(f)
 }
 

@@ -96,8 +96,9 @@ fn batch(p: &'static Primitive, inputs: &[&Tensor], params: &Params) -> Result<T
 }
 
 /// What watches `p`'s call, with nothing to do (one read of the context) when nothing does:
-/// the numerics check (`debugging`, below the ops), then the tapes and accumulators, through
-/// the interpreter the context holds ([`context::Recorder`]).
+/// the numerics check (`debugging`, below the ops), the traces of `gradtape::function`, then
+/// the tapes and accumulators, through the interpreter the context holds
+/// ([`context::Recorder`]).
 #[inline(never)]
 fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tensor) -> Result<()> {
     let (w, recorder) = context::with(|c| (Watching::of(c), c.recorder.get()));
@@ -106,6 +107,9 @@ fn record(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tens
     }
     if w.checking {
         crate::debugging::check(p.name, None, inputs, out)?;
+    }
+    if w.tracing {
+        context::traces::note_op(p, inputs, params, out);
     }
     match recorder {
         Some(record) if w.recording || w.running => record(p, inputs, params, out, w),

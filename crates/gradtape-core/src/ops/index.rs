@@ -29,7 +29,7 @@ fn indices_of(op: &'static str, indices: &Tensor) -> Result<Vec<i64>> {
     }
     // Indices on a GPU are read back: the bounds are checked on the host before any kernel.
     if indices.device().is_cuda() {
-        return indices.to_vec::<i64>();
+        return indices.read_vec::<i64>();
     }
     Ok(indices.contiguous_data::<i64>()?.into_owned())
 }

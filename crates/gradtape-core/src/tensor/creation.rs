@@ -108,7 +108,7 @@ impl Tensor {
     /// ```
     pub fn eye(n: usize, dtype: DType) -> Result<Tensor> {
         let zeros = Tensor::zeros(&[n, n], dtype)?;
-        let mut v = zeros.to_f64_vec()?;
+        let mut v = zeros.read_f64_vec()?;
         for i in 0..n {
             v[i * n + i] = 1.0;
         }

@@ -1,6 +1,7 @@
 //! The eager tensor: an immutable, cheaply cloned handle to shared storage seen through a layout.
 
 pub(crate) mod creation;
+mod readback;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -560,20 +561,12 @@ impl Tensor {
         Tensor::from_storage(cpu, shape)
     }
 
-    // ----- reading back -----
+    // ----- reading back (the public read-backs, which refuse a traced value, are in
+    // `readback.rs`, above the context) -----
 
-    /// The elements in row-major order (TensorFlow's `.numpy().ravel()`).
-    ///
-    /// # Errors
-    /// When `T` is not the tensor's element type (no silent conversion).
-    ///
-    /// ```
-    /// let t = gradtape::Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
-    /// assert_eq!(t.to_vec::<f32>()?, vec![1.0, 2.0]);
-    /// assert!(t.to_vec::<f64>().is_err());
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+    /// The elements in row-major order, for the core's own reads (a kernel's, a check's,
+    /// `Display`'s), which run at every call of a compiled function.
+    pub(crate) fn read_vec<T: Element>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype() {
             return Err(Error::dtype(
                 "to_vec",
@@ -581,78 +574,18 @@ impl Tensor {
             ));
         }
         if self.device().is_cuda() {
-            return self.move_to(Device::Cpu)?.to_vec();
+            return self.move_to(Device::Cpu)?.read_vec();
         }
         Ok(self.contiguous_data::<T>()?.into_owned())
     }
 
-    /// The single element of a tensor with one element (any rank).
-    ///
-    /// # Errors
-    /// When `T` is not the element type or the tensor does not hold exactly one element.
-    ///
-    /// ```
-    /// assert_eq!(gradtape::Tensor::scalar(3i64).to_scalar::<i64>()?, 3);
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn to_scalar<T: Element>(&self) -> Result<T> {
-        if self.numel() != 1 {
-            return Err(Error::shape(
-                "to_scalar",
-                format!(
-                    "tensor of shape {:?} has {} elements, not 1",
-                    self.shape(),
-                    self.numel()
-                ),
-            ));
-        }
-        Ok(self.to_vec::<T>()?[0])
-    }
-
-    /// The single element of a one-element tensor as an `f64`, whatever the dtype (PyTorch's
-    /// `item()`, TensorFlow's `float(t)`): `println!("{}", loss.item()?)`. Exact for every
-    /// float32, float64 and bool value, and for integers up to 2⁵³; use
-    /// [`Tensor::to_scalar`] for an exact `i64`.
-    ///
-    /// # Errors
-    /// When the tensor does not hold exactly one element.
-    ///
-    /// ```
-    /// let loss = gradtape::Tensor::from_vec(vec![0.25f32], &[1, 1])?;
-    /// assert_eq!(loss.item()?, 0.25);
-    /// assert!(gradtape::Tensor::zeros(&[2], gradtape::DType::F32)?.item().is_err());
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn item(&self) -> Result<f64> {
-        if self.numel() != 1 {
-            return Err(Error::shape(
-                "item",
-                format!(
-                    "tensor of shape {:?} has {} elements, not 1",
-                    self.shape(),
-                    self.numel()
-                ),
-            ));
-        }
-        Ok(self.to_f64_vec()?[0])
-    }
-
-    /// The elements converted to `f64`, whatever the dtype (for reports and tests).
-    ///
-    /// # Errors
-    /// When a pending tensor's elements cannot be computed (see [`Tensor::realize`]).
-    ///
-    /// ```
-    /// let t = gradtape::Tensor::from_vec(vec![true, false], &[2])?;
-    /// assert_eq!(t.to_f64_vec()?, vec![1.0, 0.0]);
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+    /// The elements converted to `f64`, for the core's own reads (see [`Tensor::read_vec`]).
+    pub(crate) fn read_f64_vec(&self) -> Result<Vec<f64>> {
         fn conv<T: Element>(d: &[T], l: &Layout) -> Result<Vec<f64>> {
             cpu::map(d, l, |x: T| x.to_f64())
         }
         if self.device().is_cuda() {
-            return self.move_to(Device::Cpu)?.to_f64_vec();
+            return self.move_to(Device::Cpu)?.read_f64_vec();
         }
         let l = self.layout();
         match self.storage()?.cpu()? {

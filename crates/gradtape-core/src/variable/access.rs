@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use super::{Inner, Variable, VariableOptions};
 use crate::context::tapes::{cut, without_recording};
+use crate::context::traces;
 use crate::error::Result;
 use crate::ops;
 use crate::tensor::{next_id, AsTensor, Operand, Tensor};
@@ -93,8 +94,30 @@ impl Variable {
     pub fn assign(&self, value: &impl AsTensor) -> Result<()> {
         let t = value.operand().into_tensor_of(self.dtype());
         cut("assign", &[&t]);
+        self.replace("assign", &t)
+    }
+
+    /// The value as an update reads it: not seen by tapes, but by a trace, which reads it at
+    /// every call of the compiled function.
+    pub(crate) fn read_for_update(&self) -> Tensor {
+        self.read_for_update_of(&self.current())
+    }
+
+    fn read_for_update_of(&self, stored: &Tensor) -> Tensor {
+        if !traces::tracing() {
+            return stored.clone();
+        }
+        // a read of its own (a tensor captured from the variable before is a constant)
+        let cur = stored.with_new_id();
+        traces::note_read(self, &cur, true);
+        cur
+    }
+
+    /// `t` as the value from now on (checked), seen by the traces as an assign.
+    pub(crate) fn replace(&self, op: &'static str, t: &Tensor) -> Result<()> {
         // The new value does not depend on the old one: no retry, just the swap.
-        *self.slot() = self.checked("assign", t)?;
+        *self.slot() = self.checked(op, t.clone())?;
+        traces::note_assign(self, t);
         Ok(())
     }
 
@@ -140,12 +163,15 @@ impl Variable {
     /// same variable: that task would wait for a lock its own thread holds.
     fn update(&self, op: &'static str, new: impl Fn(&Tensor) -> Result<Tensor>) -> Result<()> {
         loop {
-            let cur = self.current();
+            let stored = self.current();
+            let cur = self.read_for_update_of(&stored);
             let t = without_recording(|| new(&cur))?;
-            let t = self.checked(op, t)?;
+            let checked = self.checked(op, t.clone())?;
             let mut slot = self.slot();
-            if slot.id() == cur.id() {
-                *slot = t;
+            if slot.id() == stored.id() {
+                *slot = checked;
+                drop(slot);
+                traces::note_assign(self, &t);
                 return Ok(());
             }
         }

@@ -122,7 +122,8 @@ impl Variable {
         &self.inner.shape
     }
 
-    fn current(&self) -> Tensor {
+    /// The stored value, as it is (not a read: no tape or trace sees it).
+    pub(crate) fn current(&self) -> Tensor {
         match self.inner.value.read() {
             Ok(v) => v.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -130,7 +131,7 @@ impl Variable {
     }
 
     /// The value, locked for writing (held only to swap a computed tensor in).
-    fn slot(&self) -> std::sync::RwLockWriteGuard<'_, Tensor> {
+    pub(crate) fn slot(&self) -> std::sync::RwLockWriteGuard<'_, Tensor> {
         // A tensor is immutable: a panic elsewhere cannot have left it half-written.
         self.inner.value.write().unwrap_or_else(|e| e.into_inner())
     }
@@ -138,7 +139,7 @@ impl Variable {
     /// `t` as the variable's next value: its dtype and shape checked, computed now (a pending
     /// value would keep its operands, often the old value, alive) and under a fresh id (nothing
     /// recorded about how it was made reaches through the variable).
-    fn checked(&self, op: &'static str, t: Tensor) -> Result<Tensor> {
+    pub(crate) fn checked(&self, op: &'static str, t: Tensor) -> Result<Tensor> {
         // A new value on another device is an error, not a silent copy: the variable stays
         // where it was made (`to_device` the value first). A Rust number is made on the host
         // and moved here, as it is in every op.

@@ -1,6 +1,7 @@
 //! `Embedding`: a trainable lookup table from integer ids to vectors.
 
 use super::{float_dtype, weight, Initializer, Layer};
+use gradtape_core::internal::untraced;
 use gradtape_core::ops;
 use gradtape_core::random::Generator;
 use gradtape_core::DType;
@@ -101,11 +102,14 @@ impl Layer for Embedding {
                 ))
             }
             _ => {
-                if !ops::equal(&ops::round(ids)?, ids)?
-                    .to_vec::<bool>()?
-                    .iter()
-                    .all(|&b| b)
-                {
+                // checked on the values: inside `gradtape::function`, at its first call only
+                let whole = untraced(|| -> Result<bool> {
+                    Ok(ops::equal(&ops::round(ids)?, ids)?
+                        .to_vec::<bool>()?
+                        .iter()
+                        .all(|&b| b))
+                })?;
+                if !whole {
                     return Err(Error::arg(
                         "Embedding",
                         format!(

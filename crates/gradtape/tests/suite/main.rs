@@ -15,6 +15,7 @@ mod distributed;
 mod first_contact;
 mod forward_mode;
 mod func;
+mod function;
 mod fusion;
 mod jacobian;
 mod keras_parity;

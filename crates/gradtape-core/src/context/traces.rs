@@ -1,0 +1,363 @@
+//! `gradtape::function`'s state: the traces running on this thread, each the graph so far of
+//! what a function's first call for a signature computes, with a map from tensor ids to the
+//! graph's values. A trace records and looks up, and computes nothing: `ops::apply` notes each
+//! primitive call here, variable reads and assigns note themselves, and the read-backs ask
+//! [`check_concrete`] before reading a value the graph computes. Running a graph is
+//! `crate::function`'s, above the ops.
+//!
+//! Every trace on the stack sees every call (a function traced inside another's trace is
+//! inlined into the outer graph as the primitives it runs).
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use super::tapes::IdMap;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::primitive::{Params, Primitive};
+use crate::tensor::Tensor;
+use crate::variable::Variable;
+
+/// Where [`crate::print`]'s lines go when not to standard error.
+pub(crate) type PrintSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// One step of a graph. Values are node indices: a node that defines one (all but `Assign`
+/// and `Print`) defines the value of its own index.
+#[derive(Clone)]
+pub(crate) enum NodeKind {
+    /// The function's `i`-th argument.
+    Arg(usize),
+    /// A tensor the function captured or made from Rust values: the same at every call.
+    Constant(Tensor),
+    /// A variable's current value, read at this point of every call. `raw`: read as an
+    /// assign reads the value it updates (not seen by tapes), else as [`Variable::value`].
+    Read { variable: Variable, raw: bool },
+    /// A primitive call.
+    Op {
+        primitive: &'static Primitive,
+        params: Params,
+        inputs: Vec<usize>,
+    },
+    /// The variable takes `value` at this point of every call.
+    Assign { variable: Variable, value: usize },
+    /// [`crate::print`] at every call.
+    Print {
+        text: String,
+        inputs: Vec<usize>,
+        sink: Option<PrintSink>,
+    },
+}
+
+/// A node and the shape and dtype of the value it defines (the variable's for an `Assign`;
+/// empty and `Bool` for a `Print`).
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub(crate) kind: NodeKind,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: DType,
+    /// It ran inside `without_recording` (an optimizer's update, an assign's arithmetic, a
+    /// custom gradient's forward), where tapes outside the function must not see it.
+    pub(crate) unrecorded: bool,
+}
+
+impl Node {
+    /// The values this node reads.
+    pub(crate) fn inputs(&self) -> &[usize] {
+        match &self.kind {
+            NodeKind::Op { inputs, .. } | NodeKind::Print { inputs, .. } => inputs,
+            NodeKind::Assign { value, .. } => std::slice::from_ref(value),
+            _ => &[],
+        }
+    }
+
+    /// How the value is named in messages and listings: TensorFlow's `"name:0"` without the
+    /// output index (every primitive has one output).
+    pub(crate) fn symbol(&self, k: usize) -> String {
+        match &self.kind {
+            NodeKind::Arg(i) => format!("arg{i}"),
+            NodeKind::Constant(_) => format!("constant_{k}"),
+            NodeKind::Read { .. } => format!("read_variable_{k}"),
+            NodeKind::Op { primitive, .. } => format!("{}_{k}", primitive.name()),
+            NodeKind::Assign { .. } => format!("assign_{k}"),
+            NodeKind::Print { .. } => format!("print_{k}"),
+        }
+    }
+}
+
+/// One function's trace in progress.
+pub(crate) struct Trace {
+    pub(crate) nodes: Vec<Node>,
+    values: IdMap<usize>,
+    /// The nodes pushed now run inside `without_recording`.
+    unrecorded: bool,
+    /// A custom gradient ran: its rule is not in the graph.
+    pub(crate) custom_gradients: bool,
+}
+
+impl Trace {
+    fn push(&mut self, kind: NodeKind, shape: &[usize], dtype: DType) -> usize {
+        self.nodes.push(Node {
+            kind,
+            shape: shape.to_vec(),
+            dtype,
+            unrecorded: self.unrecorded,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn define(&mut self, t: &Tensor, kind: NodeKind) -> usize {
+        let k = self.push(kind, t.shape(), t.dtype());
+        self.values.insert(t.id(), k);
+        k
+    }
+
+    /// The value `t` is in the graph: what defined its id, else a constant captured now.
+    fn value(&mut self, t: &Tensor) -> usize {
+        match self.values.get(&t.id()) {
+            Some(&k) => k,
+            None => self.define(t, NodeKind::Constant(t.clone())),
+        }
+    }
+
+    /// The node `t`'s id is a value of, looking through `vmap`'s example tags to the batch.
+    fn known(&self, t: &Tensor) -> Option<usize> {
+        let mut t = t;
+        loop {
+            if let Some(&k) = self.values.get(&t.id()) {
+                return Some(k);
+            }
+            t = t.batch()?.0;
+        }
+    }
+}
+
+/// This thread's traces.
+pub(crate) struct Traces {
+    stack: RefCell<Vec<Trace>>,
+    /// How many traces record now: the stack's length, 0 inside [`untraced`]; read by
+    /// `Watching::of` with the other checks every op makes.
+    pub(crate) active: Cell<usize>,
+    /// How deep in `without_recording` scopes the thread is.
+    pub(crate) unrecorded: Cell<usize>,
+}
+
+impl Traces {
+    pub(crate) const fn new() -> Traces {
+        Traces {
+            stack: RefCell::new(Vec::new()),
+            active: Cell::new(0),
+            unrecorded: Cell::new(0),
+        }
+    }
+
+    fn each(&self, mut f: impl FnMut(&mut Trace)) {
+        if self.active.get() == 0 {
+            return;
+        }
+        let unrecorded = self.unrecorded.get() > 0;
+        for trace in self.stack.borrow_mut().iter_mut() {
+            trace.unrecorded = unrecorded;
+            f(trace);
+        }
+    }
+}
+
+/// A trace running on this thread: ended (and dropped) when this is, also by a panic in the
+/// function; [`TraceGuard::finish`] takes the graph.
+pub(crate) struct TraceGuard {
+    depth: usize,
+}
+
+/// Starts a trace whose arguments are `args` (tensors of their own ids, seen nowhere else).
+pub(crate) fn begin(args: &[Tensor]) -> TraceGuard {
+    super::with(|c| {
+        let mut stack = c.traces.stack.borrow_mut();
+        let mut trace = Trace {
+            nodes: Vec::new(),
+            values: IdMap::default(),
+            unrecorded: false,
+            custom_gradients: false,
+        };
+        for (i, a) in args.iter().enumerate() {
+            trace.define(a, NodeKind::Arg(i));
+        }
+        stack.push(trace);
+        c.traces.active.set(stack.len());
+        TraceGuard {
+            depth: stack.len() - 1,
+        }
+    })
+}
+
+impl TraceGuard {
+    /// The graph, the value of each of `outputs` in it, and whether a custom gradient ran.
+    pub(crate) fn finish(self, outputs: &[Tensor]) -> (Vec<Node>, Vec<usize>, bool) {
+        let mut trace = super::with(|c| {
+            let mut stack = c.traces.stack.borrow_mut();
+            let trace = stack.remove(self.depth);
+            stack.truncate(self.depth);
+            c.traces.active.set(stack.len());
+            trace
+        });
+        std::mem::forget(self);
+        trace.unrecorded = false;
+        let outs = outputs.iter().map(|o| trace.value(o)).collect();
+        (trace.nodes, outs, trace.custom_gradients)
+    }
+}
+
+impl Drop for TraceGuard {
+    fn drop(&mut self) {
+        let _ = super::try_with(|c| {
+            let mut stack = c.traces.stack.borrow_mut();
+            stack.truncate(self.depth);
+            c.traces.active.set(stack.len());
+        });
+    }
+}
+
+/// `p` ran on `inputs` and gave `out`: a node on every trace.
+pub(crate) fn note_op(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tensor) {
+    super::with(|c| {
+        c.traces.each(|trace| {
+            let inputs = inputs.iter().map(|x| trace.value(x)).collect();
+            trace.define(
+                out,
+                NodeKind::Op {
+                    primitive: p,
+                    params: params.clone(),
+                    inputs,
+                },
+            );
+        })
+    })
+}
+
+/// `var` was read and gave `t`; `raw`: by an assign, for the value it updates.
+pub(crate) fn note_read(var: &Variable, t: &Tensor, raw: bool) {
+    super::with(|c| {
+        c.traces.each(|trace| {
+            trace.define(
+                t,
+                NodeKind::Read {
+                    variable: var.clone(),
+                    raw,
+                },
+            );
+        })
+    })
+}
+
+/// `var` was assigned `t`.
+pub(crate) fn note_assign(var: &Variable, t: &Tensor) {
+    super::with(|c| {
+        c.traces.each(|trace| {
+            let value = trace.value(t);
+            trace.push(
+                NodeKind::Assign {
+                    variable: var.clone(),
+                    value,
+                },
+                var.shape(),
+                var.dtype(),
+            );
+        })
+    })
+}
+
+/// `new` is `old` under another id, made outside `apply` (a custom gradient's outputs, a
+/// variable read a tape watches): the same value in every trace that knows `old`.
+pub(crate) fn alias(new: &Tensor, old: &Tensor) {
+    super::with(|c| {
+        c.traces.each(|trace| {
+            let (mut n, mut o) = (new, old);
+            loop {
+                if let Some(&k) = trace.values.get(&o.id()) {
+                    trace.values.insert(n.id(), k);
+                }
+                match (n.batch(), o.batch()) {
+                    (Some((np, _)), Some((op, _))) => (n, o) = (np, op),
+                    _ => break,
+                }
+            }
+        })
+    })
+}
+
+/// A custom gradient ran: a tape or accumulator outside a function it is in must see the
+/// function run eagerly, since the graph holds its forward only.
+pub(crate) fn note_custom_gradient() {
+    super::with(|c| c.traces.each(|trace| trace.custom_gradients = true))
+}
+
+/// [`crate::print`] of `text` and `tensors`: a node on every trace.
+pub(crate) fn note_print(text: &str, tensors: &[&Tensor], sink: Option<&PrintSink>) {
+    super::with(|c| {
+        c.traces.each(|trace| {
+            let inputs = tensors.iter().map(|x| trace.value(x)).collect();
+            trace.push(
+                NodeKind::Print {
+                    text: text.to_string(),
+                    inputs,
+                    sink: sink.cloned(),
+                },
+                &[],
+                DType::Bool,
+            );
+        })
+    })
+}
+
+/// A function is being traced on this thread (and not inside [`untraced`]).
+pub(crate) fn tracing() -> bool {
+    super::with(|c| c.traces.active.get() > 0)
+}
+
+/// `t`'s name in the innermost trace that computes it (`None`: no trace computes it; a
+/// constant is concrete).
+pub(crate) fn symbol(t: &Tensor) -> Option<String> {
+    super::with(|c| {
+        if c.traces.active.get() == 0 {
+            return None;
+        }
+        let stack = c.traces.stack.borrow();
+        stack.iter().rev().find_map(|trace| {
+            let k = trace.known(t)?;
+            let node = &trace.nodes[k];
+            (!matches!(node.kind, NodeKind::Constant(_))).then(|| node.symbol(k))
+        })
+    })
+}
+
+/// The error for reading `t`'s value with `op` while a trace computes it (JAX's
+/// concretization error): the value would be this call's forever after.
+pub(crate) fn check_concrete(op: &'static str, t: &Tensor) -> Result<()> {
+    match symbol(t) {
+        None => Ok(()),
+        Some(name) => Err(Error::trace(
+            op,
+            format!(
+                "cannot read the value of {name} ({} {:?}) while gradtape::function traces: \
+                 it would be frozen at this call's value. Return it from the function and \
+                 read it after the call, choose with ops (ops::select) instead of a Rust `if`, \
+                 or print it at every call with gradtape::print",
+                t.dtype(),
+                t.shape()
+            ),
+        )),
+    }
+}
+
+/// Runs `f` with no trace seeing its ops and its reads allowed: for checks a library makes
+/// on values (labels in range, whole-number ids), which then hold for the first call of a
+/// signature only.
+pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = super::try_with(|c| c.traces.active.set(self.0));
+        }
+    }
+    let _restore = Restore(super::with(|c| c.traces.active.replace(0)));
+    f()
+}

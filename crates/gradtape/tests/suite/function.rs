@@ -1,0 +1,552 @@
+//! `gradtape::function` (issue 22, slice 1): tracing once per signature, replaying the graph,
+//! variables captured by handle, the concretization error, `print`, and a compiled call
+//! composed with tapes, accumulators, vmap, custom gradients, other functions and threads.
+//! Every compiled answer is compared with the eager one bit for bit (the graph runs the same
+//! kernels in the same order), on arguments other than those it was traced with.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use gradtape::layers::{Activation, Dense, Layer, Sequential};
+use gradtape::losses::{mean_squared_error, Reduction};
+use gradtape::optimizers::{Adam, Optimizer};
+use gradtape::random::Generator;
+use gradtape::{
+    custom_gradient, function, ops, print_with, vmap, Axes, DType, Error, ForwardAccumulator,
+    GradientTape, Tensor, Variable,
+};
+
+fn bits(t: &Tensor) -> Vec<u64> {
+    t.to_f64_vec()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+fn vec64(v: &[f64]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), &[v.len()]).unwrap()
+}
+
+#[test]
+fn a_function_traces_once_per_signature_and_replays() {
+    let runs = Rc::new(Cell::new(0));
+    let f = function({
+        let runs = runs.clone();
+        move |a: &[Tensor]| {
+            runs.set(runs.get() + 1); // Rust code: runs while tracing only
+            ops::add(&ops::sin(&a[0])?, &ops::multiply(&a[0], &a[1])?)
+        }
+    })
+    .with_name("f");
+    let (x, y) = (vec64(&[0.5, 1.5]), vec64(&[2.0, -1.0]));
+    let first: Tensor = f.call(&[&x, &y]).unwrap();
+    let eager = ops::add(&ops::sin(&x).unwrap(), &ops::multiply(&x, &y).unwrap()).unwrap();
+    assert_eq!(bits(&first), bits(&eager));
+    // other values, same signature: replayed, the Rust code does not run
+    let (x2, y2) = (vec64(&[-3.0, 0.25]), vec64(&[7.0, 0.5]));
+    let second: Tensor = f.call(&[&x2, &y2]).unwrap();
+    let eager2 = ops::add(&ops::sin(&x2).unwrap(), &ops::multiply(&x2, &y2).unwrap()).unwrap();
+    assert_eq!(bits(&second), bits(&eager2));
+    assert_eq!((runs.get(), f.tracing_count()), (1, 1));
+    // a new shape, a new dtype: a new trace each
+    let _: Tensor = f.call(&[&vec64(&[1.0; 3]), &vec64(&[1.0; 3])]).unwrap();
+    let x32 = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap();
+    let _: Tensor = f.call(&[&x32, &x32]).unwrap();
+    assert_eq!((runs.get(), f.tracing_count(), f.graphs().len()), (3, 3, 3));
+    // one tensor passed twice is two arguments (the graph does not tie them)
+    let g = function(|a: &[Tensor]| ops::multiply(&a[0], &a[1]));
+    let _: Tensor = g.call(&[&x, &x]).unwrap();
+    let z: Tensor = g.call(&[&x, &y]).unwrap();
+    assert_eq!(bits(&z), bits(&ops::multiply(&x, &y).unwrap()));
+    // an error while tracing caches nothing
+    let bad = function(|a: &[Tensor]| ops::matmul(&a[0], &a[0]));
+    assert!(bad.call::<Tensor>(&[&x]).is_err());
+    assert_eq!(bad.tracing_count(), 0);
+}
+
+#[test]
+fn retracing_often_warns_once_as_tensorflow_does() {
+    let f = function(|a: &[Tensor]| ops::exp(&a[0])).with_name("step");
+    for n in 1..=4 {
+        let _: Tensor = f.call(&[&vec64(&vec![0.0; n])]).unwrap();
+    }
+    assert_eq!(f.retracing_warning(), None);
+    let _: Tensor = f.call(&[&vec64(&[0.0; 5])]).unwrap();
+    let w = f.retracing_warning().expect("a warning at the fifth trace");
+    assert!(w.contains("'step' has traced 5 times"), "{w}");
+    let _: Tensor = f.call(&[&vec64(&[0.0; 6])]).unwrap();
+    assert_eq!(f.retracing_warning(), Some(w)); // once
+    assert_eq!(f.tracing_count(), 6);
+}
+
+#[test]
+fn reading_a_traced_value_is_an_error_that_says_what_to_do() {
+    let x = vec64(&[1.0, -2.0]);
+    // a Rust `if` on a tensor's value
+    let f = function(|a: &[Tensor]| {
+        let s = ops::reduce_sum(&a[0], Axes::All, false)?;
+        if s.item()? > 0.0 {
+            ops::exp(&a[0])
+        } else {
+            ops::negative(&a[0])
+        }
+    });
+    let e = f.call::<Tensor>(&[&x]).unwrap_err();
+    assert!(matches!(e, Error::Trace { op: "item", .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("reduce_sum_"), "{msg}");
+    assert!(
+        msg.contains("ops::select") && msg.contains("gradtape::print"),
+        "{msg}"
+    );
+    assert_eq!(f.tracing_count(), 0);
+    // every read-back refuses; a variable's value inside is traced too
+    let v = Variable::new(vec64(&[3.0]));
+    type Read = Box<dyn Fn(&Tensor) -> gradtape::Result<()>>;
+    let reads: Vec<(&str, Read)> = vec![
+        ("to_vec", Box::new(|t| t.to_vec::<f64>().map(drop))),
+        ("to_f64_vec", Box::new(|t| t.to_f64_vec().map(drop))),
+        ("to_scalar", Box::new(|t| t.to_scalar::<f64>().map(drop))),
+        ("item", Box::new(|t| t.item().map(drop))),
+    ];
+    for (name, read) in &reads {
+        let v = v.clone();
+        let g = function(move |a: &[Tensor]| {
+            read(&v.value())?;
+            Ok(a[0].clone())
+        });
+        let e = g.call::<Tensor>(&[&x]).unwrap_err();
+        assert_eq!(e.op(), *name);
+        assert!(e.to_string().contains("read_variable_"), "{e}");
+    }
+    // a constant made inside is concrete; Display shows a traced value by name
+    let shown = Rc::new(RefCell::new(String::new()));
+    let h = function({
+        let shown = shown.clone();
+        move |a: &[Tensor]| {
+            let c = Tensor::from_vec(vec![2.0f64, 3.0], &[2])?;
+            assert_eq!(c.to_vec::<f64>()?, vec![2.0, 3.0]);
+            let y = ops::multiply(&a[0], &c)?;
+            *shown.borrow_mut() = y.to_string();
+            Ok(y)
+        }
+    });
+    let _: Tensor = h.call(&[&x]).unwrap();
+    assert!(
+        shown.borrow().starts_with("Tensor(\"multiply_") && shown.borrow().contains("shape=(2,)"),
+        "{}",
+        shown.borrow()
+    );
+    // random draws would repeat: refused, with what to do
+    let r = function(|a: &[Tensor]| {
+        let noise = Generator::from_seed(1).normal(&[2], 0.0, 1.0, DType::F64)?;
+        ops::add(&a[0], &noise)
+    });
+    let e = r.call::<Tensor>(&[&x]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Trace {
+                op: "random.normal",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("pass them as an argument"), "{e}");
+    // after the call, the result reads as any tensor
+    let ok = function(|a: &[Tensor]| ops::exp(&a[0]));
+    let y: Tensor = ok.call(&[&x]).unwrap();
+    assert_eq!(y.to_vec::<f64>().unwrap().len(), 2);
+}
+
+#[test]
+fn print_prints_at_every_call_and_println_only_while_tracing() {
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let traced = Rc::new(Cell::new(0));
+    let f = function({
+        let (lines, traced) = (lines.clone(), traced.clone());
+        move |a: &[Tensor]| {
+            traced.set(traced.get() + 1);
+            let y = ops::multiply(&a[0], &2.0)?;
+            let lines = lines.clone();
+            print_with("y:", &[&y], move |l: &str| {
+                lines.lock().unwrap().push(l.to_string())
+            })?;
+            Ok(y)
+        }
+    });
+    for v in [1i64, 2, 3] {
+        let _: Tensor = f
+            .call(&[&Tensor::from_vec(vec![v, -v], &[2]).unwrap()])
+            .unwrap();
+    }
+    assert_eq!(
+        *lines.lock().unwrap(),
+        vec!["y: [2 -2]", "y: [4 -4]", "y: [6 -6]"]
+    );
+    assert_eq!(traced.get(), 1);
+    assert_eq!(f.graphs()[0].op_counts().get("print"), Some(&1));
+}
+
+fn mlp(seed: u64) -> Sequential {
+    let mut rng = Generator::from_seed(seed);
+    Sequential::new(vec![
+        Box::new(Dense::new("hidden", 3, 8, Activation::Tanh, DType::F32, &mut rng).unwrap()),
+        Box::new(Dense::new("out", 8, 1, Activation::Linear, DType::F32, &mut rng).unwrap()),
+    ])
+}
+
+fn batch(k: u64) -> (Tensor, Tensor) {
+    let mut rng = Generator::from_seed(100 + k);
+    let x = rng.uniform(&[16, 3], -1.0, 1.0, DType::F32).unwrap();
+    let y = ops::reduce_sum(&ops::sin(&x).unwrap(), 1, true).unwrap();
+    (x, y)
+}
+
+/// One training step: the loss, its gradients by a tape, an Adam update.
+fn train_step(
+    model: &Sequential,
+    opt: &RefCell<Adam>,
+    x: &Tensor,
+    y: &Tensor,
+) -> gradtape::Result<Tensor> {
+    let vars = model.trainable_variables();
+    let tape = GradientTape::new();
+    let loss = mean_squared_error(y, &model.call(x, true)?, Reduction::SumOverBatchSize)?;
+    let grads = tape.gradient(&loss, &vars)?;
+    opt.borrow_mut()
+        .apply_gradients(grads.into_iter().zip(&vars))?;
+    Ok(loss)
+}
+
+#[test]
+fn a_compiled_training_step_leaves_the_variables_as_the_eager_one_bit_for_bit() {
+    let (eager_model, eager_opt) = (mlp(3), RefCell::new(Adam::new(0.01).amsgrad(true)));
+    let model = Rc::new(mlp(3));
+    let opt = Rc::new(RefCell::new(Adam::new(0.01).amsgrad(true)));
+    let step = function({
+        let (model, opt) = (model.clone(), opt.clone());
+        move |a: &[Tensor]| train_step(&model, &opt, &a[0], &a[1])
+    });
+    for k in 0..6 {
+        let (x, y) = batch(k);
+        let want = train_step(&eager_model, &eager_opt, &x, &y).unwrap();
+        let got: Tensor = step.call(&[&x, &y]).unwrap();
+        assert_eq!(bits(&got), bits(&want), "loss at step {k}");
+    }
+    assert_eq!(step.tracing_count(), 1);
+    let (a, b) = (eager_model.variables(), model.variables());
+    for (p, q) in a.iter().zip(&b) {
+        assert_eq!(bits(&p.value()), bits(&q.value()), "{:?}", p.name());
+    }
+    let (sa, sb) = (eager_opt.borrow().variables(), opt.borrow().variables());
+    assert_eq!(sa.len(), sb.len());
+    for (p, q) in sa.iter().zip(&sb) {
+        assert_eq!(bits(&p.value()), bits(&q.value()), "{:?}", p.name());
+    }
+    assert_eq!(
+        opt.borrow()
+            .iterations_variable()
+            .value()
+            .to_scalar::<i64>()
+            .unwrap(),
+        6
+    );
+    let counts = step.graphs()[0].op_counts();
+    // every Adam slot and weight assigned once per call, with the step count
+    assert_eq!(counts.get("assign"), Some(&(4 + 3 * 4 + 1)), "{counts:?}");
+    // two layers forward, three products back (no gradient for the input is asked)
+    assert_eq!(counts.get("matmul"), Some(&5), "{counts:?}");
+}
+
+#[test]
+fn tapes_and_accumulators_outside_see_a_compiled_call_as_its_primitives() {
+    let w = Variable::new(vec64(&[0.5, -1.0, 2.0]));
+    let body = {
+        let w = w.clone();
+        move |a: &[Tensor]| {
+            let h = ops::tanh(&ops::multiply(&a[0], &w)?)?;
+            ops::reduce_sum(&ops::multiply(&h, &a[1])?, Axes::All, false)
+        }
+    };
+    let f = function(body.clone());
+    let (x, y) = (vec64(&[0.3, 0.1, -0.7]), vec64(&[1.0, 2.0, 3.0]));
+    for k in 0..3 {
+        // k = 0 traces under the tape, later calls replay under it
+        let x = ops::add(&x, &(k as f64)).unwrap();
+        let grads = |call: &dyn Fn(&[Tensor]) -> gradtape::Result<Tensor>| {
+            let tape = GradientTape::persistent();
+            tape.watch(&x);
+            let out = call(&[x.clone(), y.clone()]).unwrap();
+            let [gx] = tape.gradient(&out, [&x]).unwrap();
+            let [gw] = tape.gradient(&out, [&w]).unwrap();
+            (bits(&gx.unwrap()), bits(&gw.unwrap()))
+        };
+        let compiled = grads(&|a| f.call(&[&a[0], &a[1]]));
+        assert_eq!(compiled, grads(&|a| body(a)), "call {k}");
+        // forward mode: the JVP through the compiled call
+        let t = vec64(&[1.0, 0.0, -1.0]);
+        let jvp = |call: &dyn Fn(&[Tensor]) -> gradtape::Result<Tensor>| {
+            let acc = ForwardAccumulator::new([&x], std::slice::from_ref(&t)).unwrap();
+            let out = call(&[x.clone(), y.clone()]).unwrap();
+            bits(&acc.jvp(&out).unwrap().unwrap())
+        };
+        assert_eq!(
+            jvp(&|a| f.call(&[&a[0], &a[1]])),
+            jvp(&|a| body(a)),
+            "call {k}"
+        );
+    }
+    assert_eq!(f.tracing_count(), 1);
+}
+
+#[test]
+fn tapes_jacobians_vmap_and_custom_gradients_inside_a_function() {
+    let body = |a: &[Tensor]| -> gradtape::Result<(Tensor, Tensor, Tensor)> {
+        let x = &a[0];
+        // a tape inside: second derivative by nested tapes
+        let outer = GradientTape::new();
+        outer.watch(x);
+        let inner = GradientTape::new();
+        inner.watch(x);
+        let y = ops::reduce_sum(
+            &ops::multiply(&ops::sin(x)?, &ops::square(x)?)?,
+            Axes::All,
+            false,
+        )?;
+        let [g] = inner.gradient(&y, [x])?;
+        let g = g.unwrap();
+        let gg = ops::reduce_sum(&g, Axes::All, false)?;
+        let [h] = outer.gradient(&gg, [x])?;
+        // a jacobian, and vmap of a custom gradient
+        let jt = GradientTape::persistent();
+        jt.watch(x);
+        let z = ops::tanh(&ops::multiply(x, &ops::reduce_sum(x, Axes::All, false)?)?)?;
+        let [j] = jt.jacobian(&z, [x])?;
+        let clip = |a: &[Tensor]| {
+            let out = custom_gradient(&[&a[0]], |xs| {
+                let grad = |dy: &[Tensor], _: &[Variable]| {
+                    Ok(vec![Some(ops::clip_by_value(&dy[0], &-0.5, &0.5)?)])
+                };
+                Ok((vec![ops::square(&xs[0])?], grad))
+            })?;
+            Ok(vec![out[0].clone()])
+        };
+        let v = vmap(clip).call(&[ops::reshape(x, &[3, 1])?])?;
+        Ok((h.unwrap(), j.unwrap(), v[0].clone()))
+    };
+    let f = function(body);
+    for k in 0..3 {
+        let x = vec64(&[0.2 + k as f64, -0.4, 1.1 * k as f64]);
+        let (a, b, c): (Tensor, Tensor, Tensor) = f.call(&[&x]).unwrap();
+        let (a2, b2, c2) = body(std::slice::from_ref(&x)).unwrap();
+        assert_eq!(
+            (bits(&a), bits(&b), bits(&c)),
+            (bits(&a2), bits(&b2), bits(&c2)),
+            "call {k}"
+        );
+    }
+    assert_eq!(f.tracing_count(), 1);
+}
+
+#[test]
+fn a_custom_gradient_inside_a_function_keeps_its_rule_for_a_tape_outside() {
+    let body = |a: &[Tensor]| {
+        let out = custom_gradient(&[&a[0]], |xs| {
+            let grad = |dy: &[Tensor], _: &[Variable]| {
+                Ok(vec![Some(ops::clip_by_value(&dy[0], &-1.0, &1.0)?)])
+            };
+            Ok((vec![ops::multiply(&xs[0], &10.0)?], grad))
+        })?;
+        Ok(out[0].clone())
+    };
+    let f = function(body);
+    let x = vec64(&[1.0, 2.0]);
+    let _: Tensor = f.call(&[&x]).unwrap(); // traced with no tape
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let y: Tensor = f.call(&[&x]).unwrap();
+    let [g] = tape.gradient(&y, [&x]).unwrap();
+    assert_eq!(g.unwrap().to_vec::<f64>().unwrap(), vec![1.0, 1.0]); // clipped, not 10
+}
+
+#[test]
+fn functions_call_functions() {
+    let inner = Rc::new(function(|a: &[Tensor]| ops::exp(&ops::negative(&a[0])?)));
+    let outer = function({
+        let inner = inner.clone();
+        move |a: &[Tensor]| {
+            let e: Tensor = inner.call(&[&a[0]])?;
+            ops::multiply(&e, &a[0])
+        }
+    });
+    let eager =
+        |x: &Tensor| ops::multiply(&ops::exp(&ops::negative(x).unwrap()).unwrap(), x).unwrap();
+    // the inner traced inside the outer's trace, then replayed inside it, then on its own
+    for k in 0..3 {
+        let x = vec64(&[k as f64, 0.5]);
+        let y: Tensor = outer.call(&[&x]).unwrap();
+        assert_eq!(bits(&y), bits(&eager(&x)));
+    }
+    let z: Tensor = inner.call(&[&vec64(&[4.0, 5.0])]).unwrap();
+    assert_eq!(bits(&z), bits(&ops::exp(&vec64(&[-4.0, -5.0])).unwrap()));
+    assert_eq!((outer.tracing_count(), inner.tracing_count()), (1, 1));
+    assert_eq!(outer.graphs()[0].op_counts().get("exp"), Some(&1));
+}
+
+#[test]
+fn two_threads_call_one_function() {
+    let w = Variable::new(vec64(&[1.0, 2.0, 3.0]));
+    let f = Arc::new(function({
+        let w = w.clone();
+        move |a: &[Tensor]| ops::reduce_sum(&ops::multiply(&ops::sin(&a[0])?, &w)?, 0, false)
+    }));
+    let handles: Vec<_> = (0..2)
+        .map(|t| {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|k| {
+                        let x = vec64(&[t as f64, k as f64, 0.5]);
+                        let y: Tensor = f.call(&[&x]).unwrap();
+                        (x.to_f64_vec().unwrap(), y.item().unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        for (x, y) in h.join().unwrap() {
+            let want = x
+                .iter()
+                .zip([1.0, 2.0, 3.0])
+                .map(|(x, w)| x.sin() * w)
+                .sum::<f64>();
+            assert!((y - want).abs() < 1e-12, "{x:?}: {y} vs {want}");
+        }
+    }
+    assert!((1..=2).contains(&f.tracing_count()));
+}
+
+#[test]
+fn a_function_inside_vmap_is_refused_with_a_message() {
+    let f = Rc::new(function(|a: &[Tensor]| ops::exp(&a[0])));
+    let v = vmap({
+        let f = f.clone();
+        move |a: &[Tensor]| Ok(vec![f.call::<Tensor>(&[&a[0]])?])
+    });
+    let e = v.call(&[vec64(&[1.0, 2.0])]).unwrap_err();
+    assert!(
+        matches!(e, Error::Trace { .. }) && e.to_string().contains("vmap"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_graph_prints_as_a_listing_and_as_dot() {
+    let w = Variable::with_options(
+        vec64(&[1.0, 2.0]),
+        gradtape::VariableOptions {
+            name: Some("w".into()),
+            trainable: true,
+        },
+    );
+    let f = function({
+        let w = w.clone();
+        move |a: &[Tensor]| {
+            let y = ops::add(&ops::multiply(&a[0], &w)?, &1.0)?;
+            w.assign_sub(&y)?;
+            Ok(y)
+        }
+    })
+    .with_name("step");
+    let _: Tensor = f.call(&[&vec64(&[3.0, 4.0])]).unwrap();
+    let g = &f.graphs()[0];
+    let listing = g.to_string();
+    assert!(
+        listing.starts_with("graph step(arg0: float64[2]) {"),
+        "{listing}"
+    );
+    for line in [
+        "%0 = arg0 : float64[2]",
+        "read_variable 'w' : float64[2]",
+        "= multiply(%",
+        "= constant 1.0 : float64[]",
+        "assign 'w'(%",
+        "return (%",
+    ] {
+        assert!(listing.contains(line), "{line:?} not in\n{listing}");
+    }
+    let counts = g.op_counts();
+    assert_eq!(counts.get("read_variable"), Some(&2)); // the read, and the update's
+    assert_eq!(
+        (counts.get("assign"), counts.get("subtract")),
+        (Some(&1), Some(&1))
+    );
+    let dot = g.to_dot();
+    assert!(
+        dot.starts_with("digraph \"step\" {") && dot.ends_with("}\n"),
+        "{dot}"
+    );
+    // an edge per input listed, and one to the output
+    let inputs = listing.matches('(').count() - 2 - listing.matches("()").count();
+    assert!(
+        dot.contains("n0 -> n") && dot.contains(" -> out0;"),
+        "{dot}"
+    );
+    assert!(dot.matches(" -> ").count() > inputs, "{dot}");
+}
+
+/// Random programs from the op table (every float primitive with no parameters), eager
+/// against compiled on other arguments: the same bits.
+#[test]
+fn random_programs_compiled_equal_eager() {
+    let prims: Vec<&'static gradtape::ops::Primitive> = gradtape::ops::primitives()
+        .filter(|p| matches!(p.arity(), Some(1 | 2)))
+        .filter(|p| {
+            let x = vec64(&[0.5]);
+            let args = vec![&x; p.arity().unwrap()];
+            p.apply(&args, &gradtape::ops::Params::NONE)
+                .is_ok_and(|y| y.dtype() == DType::F64)
+        })
+        .collect();
+    assert!(prims.len() > 25, "{}", prims.len());
+    let mut rng = Generator::from_seed(22);
+    for program in 0..40 {
+        let steps: Vec<(usize, usize, usize)> = (0..8)
+            .map(|_| {
+                let r = rng.next_u64() as usize;
+                (r % prims.len(), (r >> 16) % 64, (r >> 32) % 64)
+            })
+            .collect();
+        let run = {
+            let (prims, steps) = (prims.clone(), steps.clone());
+            move |a: &[Tensor]| -> gradtape::Result<Tensor> {
+                let mut vals = vec![a[0].clone(), a[1].clone()];
+                for &(p, i, j) in &steps {
+                    let (x, y) = (&vals[i % vals.len()], &vals[j % vals.len()]);
+                    let args: Vec<&Tensor> = [x, y][..prims[p].arity().unwrap()].to_vec();
+                    let v = prims[p].apply(&args, &gradtape::ops::Params::NONE)?;
+                    vals.push(v);
+                }
+                Ok(vals.pop().unwrap())
+            }
+        };
+        let f = function(run.clone());
+        for call in 0..3 {
+            let x = rng.uniform(&[4], -2.0, 2.0, DType::F64).unwrap();
+            let y = rng.uniform(&[4], 0.1, 2.0, DType::F64).unwrap();
+            let want = run(&[x.clone(), y.clone()]).unwrap();
+            let got: Tensor = f.call(&[&x, &y]).unwrap();
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "program {program} call {call}: {steps:?}"
+            );
+        }
+        assert_eq!(f.tracing_count(), 1);
+    }
+}
