@@ -15,7 +15,7 @@ use super::tapes::IdMap;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::primitive::{Params, Primitive};
-use crate::tensor::Tensor;
+use crate::tensor::{next_id, Tensor, TensorId};
 use crate::variable::Variable;
 
 /// Where [`crate::print`]'s lines go when not to standard error.
@@ -28,7 +28,10 @@ pub(crate) enum NodeKind {
     /// The function's `i`-th argument.
     Arg(usize),
     /// A tensor the function captured or made from Rust values: the same at every call.
-    Constant(Tensor),
+    /// `made_here`: made while tracing (or a cached scalar constant, which nothing outside
+    /// can hold), so no tape outside the function can watch it: the graph passes may fold
+    /// the ops on it.
+    Constant { tensor: Tensor, made_here: bool },
     /// A variable's current value, read at this point of every call. `raw`: read as an
     /// assign reads the value it updates (not seen by tapes), else as [`Variable::value`].
     Read { variable: Variable, raw: bool },
@@ -75,7 +78,7 @@ impl Node {
     pub(crate) fn symbol(&self, k: usize) -> String {
         match &self.kind {
             NodeKind::Arg(i) => format!("arg{i}"),
-            NodeKind::Constant(_) => format!("constant_{k}"),
+            NodeKind::Constant { .. } => format!("constant_{k}"),
             NodeKind::Read { .. } => format!("read_variable_{k}"),
             NodeKind::Op { primitive, .. } => format!("{}_{k}", primitive.name()),
             NodeKind::Assign { .. } => format!("assign_{k}"),
@@ -92,6 +95,8 @@ pub(crate) struct Trace {
     unrecorded: bool,
     /// A custom gradient ran: its rule is not in the graph.
     pub(crate) custom_gradients: bool,
+    /// The first tensor id made after the trace began.
+    first_id: TensorId,
 }
 
 impl Trace {
@@ -112,11 +117,23 @@ impl Trace {
     }
 
     /// The value `t` is in the graph: what defined its id, else a constant captured now.
-    fn value(&mut self, t: &Tensor) -> usize {
-        match self.values.get(&t.id()) {
-            Some(&k) => k,
-            None => self.define(t, NodeKind::Constant(t.clone())),
+    fn value(&mut self, t: &Tensor, c: &super::Context) -> usize {
+        if let Some(&k) = self.values.get(&t.id()) {
+            return k;
         }
+        let cached = || {
+            c.constants
+                .try_borrow()
+                .is_ok_and(|cs| cs.iter().flatten().any(|(_, _, x)| x.id() == t.id()))
+        };
+        let made_here = t.id() >= self.first_id || cached();
+        self.define(
+            t,
+            NodeKind::Constant {
+                tensor: t.clone(),
+                made_here,
+            },
+        )
     }
 
     /// The node `t`'s id is a value of, looking through `vmap`'s example tags to the batch.
@@ -177,6 +194,7 @@ pub(crate) fn begin(args: &[Tensor]) -> TraceGuard {
             values: IdMap::default(),
             unrecorded: false,
             custom_gradients: false,
+            first_id: next_id(),
         };
         for (i, a) in args.iter().enumerate() {
             trace.define(a, NodeKind::Arg(i));
@@ -192,16 +210,16 @@ pub(crate) fn begin(args: &[Tensor]) -> TraceGuard {
 impl TraceGuard {
     /// The graph, the value of each of `outputs` in it, and whether a custom gradient ran.
     pub(crate) fn finish(self, outputs: &[Tensor]) -> (Vec<Node>, Vec<usize>, bool) {
-        let mut trace = super::with(|c| {
+        let (trace, outs) = super::with(|c| {
             let mut stack = c.traces.stack.borrow_mut();
-            let trace = stack.remove(self.depth);
+            let mut trace = stack.remove(self.depth);
             stack.truncate(self.depth);
             c.traces.active.set(stack.len());
-            trace
+            trace.unrecorded = false;
+            let outs: Vec<usize> = outputs.iter().map(|o| trace.value(o, c)).collect();
+            (trace, outs)
         });
         std::mem::forget(self);
-        trace.unrecorded = false;
-        let outs = outputs.iter().map(|o| trace.value(o)).collect();
         (trace.nodes, outs, trace.custom_gradients)
     }
 }
@@ -220,7 +238,7 @@ impl Drop for TraceGuard {
 pub(crate) fn note_op(p: &'static Primitive, inputs: &[&Tensor], params: &Params, out: &Tensor) {
     super::with(|c| {
         c.traces.each(|trace| {
-            let inputs = inputs.iter().map(|x| trace.value(x)).collect();
+            let inputs = inputs.iter().map(|x| trace.value(x, c)).collect();
             trace.define(
                 out,
                 NodeKind::Op {
@@ -252,7 +270,7 @@ pub(crate) fn note_read(var: &Variable, t: &Tensor, raw: bool) {
 pub(crate) fn note_assign(var: &Variable, t: &Tensor) {
     super::with(|c| {
         c.traces.each(|trace| {
-            let value = trace.value(t);
+            let value = trace.value(t, c);
             trace.push(
                 NodeKind::Assign {
                     variable: var.clone(),
@@ -294,7 +312,7 @@ pub(crate) fn note_custom_gradient() {
 pub(crate) fn note_print(text: &str, tensors: &[&Tensor], sink: Option<&PrintSink>) {
     super::with(|c| {
         c.traces.each(|trace| {
-            let inputs = tensors.iter().map(|x| trace.value(x)).collect();
+            let inputs = tensors.iter().map(|x| trace.value(x, c)).collect();
             trace.push(
                 NodeKind::Print {
                     text: text.to_string(),
@@ -324,7 +342,7 @@ pub(crate) fn symbol(t: &Tensor) -> Option<String> {
         stack.iter().rev().find_map(|trace| {
             let k = trace.known(t)?;
             let node = &trace.nodes[k];
-            (!matches!(node.kind, NodeKind::Constant(_))).then(|| node.symbol(k))
+            (!matches!(node.kind, NodeKind::Constant { .. })).then(|| node.symbol(k))
         })
     })
 }

@@ -550,3 +550,136 @@ fn random_programs_compiled_equal_eager() {
         assert_eq!(f.tracing_count(), 1);
     }
 }
+
+// ---- slice 2: the graph passes, each shown to happen and to keep the bits ----
+
+fn counts(g: &gradtape::Graph, op: &str) -> usize {
+    g.op_counts().get(op).copied().unwrap_or(0)
+}
+
+fn changed(g: &gradtape::Graph, pass: &str) -> usize {
+    g.passes().iter().find(|r| r.pass == pass).unwrap().changed
+}
+
+/// Forward over reverse: the HVP along `v` of a loss of `x` and a variable `w`. The tape also
+/// differentiates `w`, which the HVP does not use: dead code the passes drop (XLA drops it for
+/// JAX too).
+#[test]
+fn dead_code_goes_and_the_hvp_keeps_its_bits() {
+    let w = Variable::new(
+        Tensor::from_vec(
+            vec![0.5f64, -1.0, 0.25, 1.5, 0.75, -0.5, -0.25, 1.0, 2.0],
+            &[3, 3],
+        )
+        .unwrap(),
+    );
+    let body = {
+        let w = w.clone();
+        move |a: &[Tensor]| -> gradtape::Result<Tensor> {
+            let (x, v) = (&a[0], &a[1]);
+            let acc = ForwardAccumulator::new([x], std::slice::from_ref(v))?;
+            let tape = GradientTape::new();
+            tape.watch(x);
+            let y = ops::tanh(&ops::matmul(&w, &ops::reshape(x, &[3, 1])?)?)?;
+            let loss = ops::reduce_sum(&ops::square(&y)?, Axes::All, false)?;
+            let [gx, _gw] = tape.gradient(
+                &loss,
+                [x as &dyn gradtape::Source, &w as &dyn gradtape::Source],
+            )?;
+            Ok(acc.jvp(&gx.unwrap())?.unwrap())
+        }
+    };
+    let f = function(body.clone());
+    let plain = function(body.clone()).optimize(false);
+    for k in 0..3 {
+        let x = vec64(&[0.3 * k as f64, -0.2, 0.9]);
+        let v = vec64(&[1.0, 0.5, -1.0]);
+        let want = body(&[x.clone(), v.clone()]).unwrap();
+        let got: Tensor = f.call(&[&x, &v]).unwrap();
+        let unoptimized: Tensor = plain.call(&[&x, &v]).unwrap();
+        assert_eq!(bits(&got), bits(&want), "call {k}");
+        assert_eq!(bits(&unoptimized), bits(&want), "call {k}");
+    }
+    let (traced, run) = (&f.traced_graphs()[0], &f.graphs()[0]);
+    assert!(changed(run, "dead code") > 0, "{:?}", run.passes());
+    // the products for w's gradient, and their tangents, are gone
+    assert!(
+        counts(run, "matmul") < counts(traced, "matmul"),
+        "{:?} vs {:?}",
+        run.op_counts(),
+        traced.op_counts()
+    );
+    assert_eq!(plain.graphs()[0].len(), plain.traced_graphs()[0].len());
+}
+
+#[test]
+fn common_subexpressions_are_computed_once() {
+    let w = Variable::new(vec64(&[2.0, 3.0]));
+    let body = {
+        let w = w.clone();
+        move |a: &[Tensor]| -> gradtape::Result<Tensor> {
+            let x = &a[0];
+            let p = ops::multiply(&ops::sin(x)?, &ops::exp(x)?)?;
+            let q = ops::multiply(&ops::sin(x)?, &ops::exp(x)?)?;
+            // two reads of w with no assign between are one; after an assign, a new one
+            let r = ops::add(&ops::multiply(&w, &p)?, &ops::multiply(&w, &q)?)?;
+            w.assign(&ops::add(&w, &1.0)?)?;
+            ops::add(&r, &w)
+        }
+    };
+    let (w0, f) = (w.value(), function(body.clone()));
+    let mut eager_w = vec![];
+    for k in 0..3 {
+        let x = vec64(&[0.1 * k as f64, 1.0]);
+        let want = body(std::slice::from_ref(&x)).unwrap();
+        eager_w.push(bits(&w.value()));
+        w.assign(&w0).unwrap(); // the compiled call starts from the same value
+        let got: Tensor = f.call(&[&x]).unwrap();
+        assert_eq!(bits(&got), bits(&want), "call {k}");
+        assert_eq!(bits(&w.value()), eager_w[k], "call {k}");
+        w.assign(&w0).unwrap();
+    }
+    let (traced, run) = (&f.traced_graphs()[0], &f.graphs()[0]);
+    assert_eq!((counts(traced, "sin"), counts(traced, "exp")), (2, 2));
+    assert_eq!((counts(run, "sin"), counts(run, "exp")), (1, 1), "{run}");
+    // w * p and w * q are one product once p and q are
+    assert_eq!(counts(run, "multiply"), 2, "{run}");
+    assert_eq!(counts(traced, "read_variable"), 4, "{traced}");
+    assert_eq!(counts(run, "read_variable"), 2, "{run}");
+    assert!(
+        changed(run, "common subexpressions") >= 5,
+        "{:?}",
+        run.passes()
+    );
+}
+
+#[test]
+fn constants_made_inside_fold_and_captured_ones_stay_inputs() {
+    let k = vec64(&[0.5, 2.0]); // captured: a tape outside may watch it
+    let body = {
+        let k = k.clone();
+        move |a: &[Tensor]| -> gradtape::Result<Tensor> {
+            let c = ops::exp(&Tensor::scalar(1.0f64))?; // made inside: folds
+            let d = ops::multiply(&c, &2.0)?;
+            ops::multiply(&ops::multiply(&a[0], &d)?, &ops::sin(&k)?)
+        }
+    };
+    let f = function(body.clone());
+    for call in 0..3 {
+        let x = vec64(&[call as f64, -1.5]);
+        let tape = GradientTape::persistent();
+        tape.watch(&k);
+        let got: Tensor = f.call(&[&x]).unwrap();
+        let [g] = tape.gradient(&got, [&k]).unwrap();
+        let want = body(std::slice::from_ref(&x)).unwrap();
+        let [g_want] = tape.gradient(&want, [&k]).unwrap();
+        assert_eq!(bits(&got), bits(&want), "call {call}");
+        // the gradient with respect to the captured tensor flows through the compiled call
+        assert_eq!(bits(&g.unwrap()), bits(&g_want.unwrap()), "call {call}");
+    }
+    let (traced, run) = (&f.traced_graphs()[0], &f.graphs()[0]);
+    assert_eq!(changed(run, "constant folding"), 2, "{:?}", run.passes());
+    assert_eq!((counts(traced, "exp"), counts(run, "exp")), (1, 0), "{run}");
+    assert_eq!(counts(run, "sin"), 1, "{run}"); // on the captured tensor: kept
+    assert_eq!(counts(run, "multiply"), 2, "{run}");
+}

@@ -1,0 +1,279 @@
+//! A traced graph: its nodes, how it runs (replayed through `ops::apply`), and how it prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::passes::PassReport;
+use super::print::print_to;
+use crate::backend::device::Device;
+use crate::context::tapes::without_recording;
+use crate::context::traces::{Node, NodeKind};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// What a graph is traced for: each argument's shape, dtype and device, and the default
+/// device (where the function's constants were made).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Signature {
+    args: Vec<(Vec<usize>, DType, Device)>,
+    device: Device,
+}
+
+impl Signature {
+    pub(crate) fn of(args: &[&Tensor]) -> Signature {
+        Signature {
+            args: args
+                .iter()
+                .map(|a| (a.shape().to_vec(), a.dtype(), a.device()))
+                .collect(),
+            device: crate::device::default_device(),
+        }
+    }
+}
+
+/// What one trace of a [`Function`](super::Function) recorded: nodes in the order they ran, each defining a
+/// value (`%k`) from earlier ones: the arguments, constants (tensors captured or made from Rust
+/// values), variable reads, primitive calls; and the effects, variable assigns and prints.
+///
+/// ```
+/// use gradtape::{function, ops, Tensor};
+/// let f = function(|a: &[Tensor]| ops::exp(&ops::multiply(&a[0], &2.0)?));
+/// let _: Tensor = f.call(&[&Tensor::scalar(1.0f32)])?;
+/// let g = &f.graphs()[0];
+/// assert_eq!(g.op_counts().get("multiply"), Some(&1));
+/// assert!(g.to_string().contains("%3 = exp(%2) : float32[]"), "{g}");
+/// assert!(g.to_dot().starts_with("digraph"));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct Graph {
+    pub(super) name: String,
+    pub(super) signature: Signature,
+    pub(super) nodes: Vec<Node>,
+    pub(super) outputs: Vec<usize>,
+    pub(super) custom_gradients: bool,
+    passes: Vec<PassReport>,
+    /// For each node, the values whose last reader it is (freed once it ran).
+    last_uses: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    pub(super) fn new(
+        name: String,
+        signature: Signature,
+        nodes: Vec<Node>,
+        outputs: Vec<usize>,
+        custom_gradients: bool,
+        passes: Vec<PassReport>,
+    ) -> Graph {
+        let mut last = vec![None; nodes.len()];
+        for (k, node) in nodes.iter().enumerate() {
+            for &j in node.inputs() {
+                last[j] = Some(k);
+            }
+        }
+        let mut last_uses = vec![vec![]; nodes.len()];
+        for (j, reader) in last.into_iter().enumerate() {
+            if let Some(k) = reader.filter(|_| !outputs.contains(&j)) {
+                last_uses[k].push(j);
+            }
+        }
+        Graph {
+            name,
+            signature,
+            nodes,
+            outputs,
+            custom_gradients,
+            passes,
+            last_uses,
+        }
+    }
+
+    /// What each graph pass changed, in the order they ran (empty for a graph as traced).
+    pub fn passes(&self) -> &[PassReport] {
+        &self.passes
+    }
+
+    /// The nodes, arguments and constants included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// No nodes (a function of no arguments that computes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// How many times each primitive runs in a call, and each effect (`read_variable`,
+    /// `assign`, `print`); arguments and constants are not counted.
+    pub fn op_counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for node in &self.nodes {
+            let name = match &node.kind {
+                NodeKind::Op { primitive, .. } => primitive.name(),
+                NodeKind::Read { .. } => "read_variable",
+                NodeKind::Assign { .. } => "assign",
+                NodeKind::Print { .. } => "print",
+                NodeKind::Arg(_) | NodeKind::Constant { .. } => continue,
+            };
+            *counts.entry(name).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The graph in Graphviz's DOT language (`dot -Tsvg`): a box per node, an edge per input.
+    pub fn to_dot(&self) -> String {
+        let mut s = format!(
+            "digraph \"{}\" {{\n  node [shape=box];\n",
+            escape(&self.name)
+        );
+        for (k, node) in self.nodes.iter().enumerate() {
+            let label = match &node.kind {
+                NodeKind::Assign { .. } | NodeKind::Print { .. } => self.head(k),
+                _ => format!("%{k} = {}\\n{}", self.head(k), type_of(node)),
+            };
+            s += &format!(
+                "  n{k} [label=\"{}\"];\n",
+                escape(&label).replace("\\\\n", "\\n")
+            );
+            for &j in node.inputs() {
+                s += &format!("  n{j} -> n{k};\n");
+            }
+        }
+        for (i, &j) in self.outputs.iter().enumerate() {
+            s += &format!("  out{i} [label=\"output {i}\", shape=plaintext];\n  n{j} -> out{i};\n");
+        }
+        s + "}\n"
+    }
+
+    /// What node `k` is, without its inputs.
+    fn head(&self, k: usize) -> String {
+        match &self.nodes[k].kind {
+            NodeKind::Arg(i) => format!("arg{i}"),
+            NodeKind::Constant { tensor: t, .. } => match t.numel() {
+                1 => format!("constant {}", crate::display::numpy(t).unwrap_or_default()),
+                _ => "constant".into(),
+            },
+            NodeKind::Read { variable, .. } => {
+                format!("read_variable '{}'", variable.name().unwrap_or("Variable"))
+            }
+            NodeKind::Op {
+                primitive, params, ..
+            } => match params.kind() == crate::primitive::ParamsKind::None {
+                true => primitive.name().to_string(),
+                false => format!("{} {params:?}", primitive.name()),
+            },
+            NodeKind::Assign { variable, .. } => {
+                format!("assign '{}'", variable.name().unwrap_or("Variable"))
+            }
+            NodeKind::Print { text, .. } => format!("print {text:?}"),
+        }
+    }
+
+    /// Runs the graph on `args` (of its signature), each node through the path its eager op
+    /// takes, so that tapes and accumulators outside see the primitives.
+    pub(super) fn replay(&self, args: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        for (k, node) in self.nodes.iter().enumerate() {
+            let value = {
+                let run = || self.run(node, args, &values);
+                match node.unrecorded {
+                    true => without_recording(run),
+                    false => run(),
+                }
+            }?;
+            values[k] = value;
+            for &j in &self.last_uses[k] {
+                values[j] = None;
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|&j| value(&values, j).cloned())
+            .collect()
+    }
+
+    fn run(
+        &self,
+        node: &Node,
+        args: &[&Tensor],
+        values: &[Option<Tensor>],
+    ) -> Result<Option<Tensor>> {
+        let inputs = || -> Result<Vec<&Tensor>> {
+            node.inputs().iter().map(|&j| value(values, j)).collect()
+        };
+        Ok(match &node.kind {
+            NodeKind::Arg(i) => Some(args[*i].clone()),
+            NodeKind::Constant { tensor, .. } => Some(tensor.clone()),
+            NodeKind::Read { variable, raw } => Some(match raw {
+                true => variable.read_for_update(),
+                false => variable.value(),
+            }),
+            NodeKind::Op {
+                primitive, params, ..
+            } => Some(crate::ops::apply(primitive, &inputs()?, params)?),
+            NodeKind::Assign { variable, .. } => {
+                variable.replace("assign", inputs()?[0])?;
+                None
+            }
+            NodeKind::Print { text, sink, .. } => {
+                print_to(text, &inputs()?, sink.as_ref())?;
+                None
+            }
+        })
+    }
+}
+
+/// Value `j` while replaying: computed and not yet freed, or the graph is wrong.
+fn value(values: &[Option<Tensor>], j: usize) -> Result<&Tensor> {
+    values.get(j).and_then(Option::as_ref).ok_or_else(|| {
+        Error::trace(
+            "function",
+            format!("value %{j} is read before it is computed or after its last reader"),
+        )
+    })
+}
+
+fn type_of(node: &Node) -> String {
+    format!("{}{:?}", node.dtype, node.shape)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// One line per node (`%3 = multiply(%0, %2) : float32[2, 3]`), then what it returns.
+impl fmt::Display for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let args: Vec<String> = self
+            .signature
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, (shape, dtype, device))| match device {
+                Device::Cpu => format!("arg{i}: {dtype}{shape:?}"),
+                d => format!("arg{i}: {dtype}{shape:?} on {d}"),
+            })
+            .collect();
+        writeln!(f, "graph {}({}) {{", self.name, args.join(", "))?;
+        for (k, node) in self.nodes.iter().enumerate() {
+            let ins: Vec<String> = node.inputs().iter().map(|j| format!("%{j}")).collect();
+            let call = match node.inputs().is_empty() {
+                true => self.head(k),
+                false => format!("{}({})", self.head(k), ins.join(", ")),
+            };
+            match &node.kind {
+                NodeKind::Assign { .. } | NodeKind::Print { .. } => writeln!(f, "  {call}")?,
+                _ => writeln!(f, "  %{k} = {call} : {}", type_of(node))?,
+            }
+        }
+        let outs: Vec<String> = self.outputs.iter().map(|j| format!("%{j}")).collect();
+        writeln!(f, "  return ({})\n}}", outs.join(", "))
+    }
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

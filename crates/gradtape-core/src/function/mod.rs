@@ -1,0 +1,317 @@
+//! Tracing a step once per signature and replaying it: TensorFlow's `tf.function`, JAX's `jit`.
+//!
+//! The first call of a [`Function`] for a signature (each tensor argument's shape, dtype and
+//! device, and the default device) runs the Rust function on the real arguments while a
+//! *trace* records every primitive it reaches, including what tapes, forward accumulators,
+//! `vmap`, custom gradients and optimizers inside it compute, every variable read and assign
+//! and every [`print()`]: its answers are the eager answers. Later calls with that signature run
+//! the recorded [`Graph`] instead of the Rust code.
+//!
+//! What the Rust code does besides primitives runs at the first call only, as Python side
+//! effects run only while `tf.function` traces: a Rust counter, a `println!`, a value computed
+//! from a Rust variable. Use [`print()`] to print at every call. Reading a value the trace
+//! computes (`to_vec`, `item`, `to_scalar`, a Rust `if` on one) is an [`Error::Trace`]
+//! naming the call (JAX's concretization error), never a value silently frozen; so is a random
+//! draw (drawn on the host, it would repeat): draw outside and pass the tensor in.
+//!
+//! Variables are captured by handle: a call reads their values as they are then, and its
+//! assigns update them, so a compiled training step leaves the variables as the eager step
+//! does, bit for bit (the graph runs the same kernels in the same order). A variable the
+//! function creates is created at the first call only (TensorFlow allows variables on the first
+//! trace only). Tensors captured from outside are constants, as in TensorFlow.
+//!
+//! Tapes and accumulators outside the function see a call as the primitives it runs, so
+//! gradients through a compiled call are the eager ones. Slice 1 of issue 22: the graph is
+//! replayed op by op through the same path eager ops take (no per-op savings yet; the graph
+//! passes and a compiled executor come next, ARCHITECTURE.md).
+use std::sync::{Arc, Mutex};
+
+use crate::context;
+use crate::context::traces;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+mod graph;
+mod passes;
+mod print;
+
+pub use graph::Graph;
+use graph::Signature;
+pub use passes::PassReport;
+pub use print::{print, print_with};
+
+/// How many traces of one function before it warns (TensorFlow's threshold).
+const RETRACE_WARNING: usize = 5;
+
+/// `f` traced once per signature and replayed: TensorFlow's `tf.function`, JAX's `jit`. See
+/// the [module docs](mod@crate::function) for what runs when.
+///
+/// ```
+/// use gradtape::{function, ops, Tensor, Variable};
+/// let w = Variable::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
+/// let step = function({
+///     let w = w.clone();
+///     move |args: &[Tensor]| {
+///         let y = ops::multiply(&args[0], &w)?;
+///         w.assign_add(&y)?;
+///         Ok(y)
+///     }
+/// });
+/// let x = Tensor::from_vec(vec![3.0f32, 4.0], &[2])?;
+/// let first = step.call(&[&x])?; // traced: runs the Rust code
+/// let second = step.call(&[&x])?; // replayed: reads w's new value
+/// assert_eq!(first.to_vec::<f32>()?, vec![3.0, 8.0]);
+/// assert_eq!(second.to_vec::<f32>()?, vec![12.0, 40.0]);
+/// assert_eq!(step.tracing_count(), 1);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn function<F>(f: F) -> Function<F> {
+    Function {
+        f,
+        name: "function".into(),
+        optimize: true,
+        state: Mutex::new(State::default()),
+    }
+}
+
+/// What [`function()`] returns: call it with [`Function::call`].
+pub struct Function<F> {
+    f: F,
+    name: String,
+    optimize: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Per signature: the graph as traced, and the one that runs (after the passes).
+    graphs: Vec<(Arc<Graph>, Arc<Graph>)>,
+    traces: usize,
+    warning: Option<String>,
+}
+
+/// What a function returns: one tensor, several (a `Vec` or a tuple), or none.
+pub trait Outputs: Sized {
+    /// The tensors, in order.
+    fn into_tensors(self) -> Vec<Tensor>;
+    /// Back from the tensors [`Outputs::into_tensors`] gave (a graph's outputs).
+    ///
+    /// # Errors
+    /// When there are not as many as the type holds.
+    fn from_tensors(tensors: Vec<Tensor>) -> Result<Self>;
+}
+
+fn count_error(want: usize, got: usize) -> Error {
+    Error::trace(
+        "function",
+        format!("the graph returns {got} tensors, the function's type {want}"),
+    )
+}
+
+impl Outputs for Tensor {
+    fn into_tensors(self) -> Vec<Tensor> {
+        vec![self]
+    }
+    fn from_tensors(tensors: Vec<Tensor>) -> Result<Self> {
+        let n = tensors.len();
+        let [t] = <[Tensor; 1]>::try_from(tensors).map_err(|_| count_error(1, n))?;
+        Ok(t)
+    }
+}
+
+impl Outputs for Vec<Tensor> {
+    fn into_tensors(self) -> Vec<Tensor> {
+        self
+    }
+    fn from_tensors(tensors: Vec<Tensor>) -> Result<Self> {
+        Ok(tensors)
+    }
+}
+
+impl Outputs for () {
+    fn into_tensors(self) -> Vec<Tensor> {
+        vec![]
+    }
+    fn from_tensors(tensors: Vec<Tensor>) -> Result<Self> {
+        match tensors.len() {
+            0 => Ok(()),
+            n => Err(count_error(0, n)),
+        }
+    }
+}
+
+macro_rules! tuple_outputs {
+    ($n:literal: $($t:ident),+) => {
+        impl Outputs for ($(tuple_outputs!(@tensor $t),)+) {
+            fn into_tensors(self) -> Vec<Tensor> {
+                let ($($t,)+) = self;
+                vec![$($t),+]
+            }
+            fn from_tensors(tensors: Vec<Tensor>) -> Result<Self> {
+                let n = tensors.len();
+                let [$($t),+] = <[Tensor; $n]>::try_from(tensors).map_err(|_| count_error($n, n))?;
+                Ok(($($t,)+))
+            }
+        }
+    };
+    (@tensor $t:ident) => { Tensor };
+}
+tuple_outputs!(2: a, b);
+tuple_outputs!(3: a, b, c);
+tuple_outputs!(4: a, b, c, d);
+
+impl<F> Function<F> {
+    /// The same function, named `name` in its graphs, warnings and errors.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many times it has traced (TensorFlow's `experimental_get_tracing_count`): once per
+    /// new signature.
+    #[doc(alias = "experimental_get_tracing_count")]
+    pub fn tracing_count(&self) -> usize {
+        self.state().traces
+    }
+
+    /// The warning printed once on standard error when the function has traced
+    /// 5 times (TensorFlow's threshold), if it has.
+    pub fn retracing_warning(&self) -> Option<String> {
+        self.state().warning.clone()
+    }
+
+    /// The graphs that run, one per signature traced so far, oldest first: after the graph
+    /// passes ([`Graph::passes`] says what each did), unless [`Function::optimize`] is off.
+    pub fn graphs(&self) -> Vec<Arc<Graph>> {
+        self.state().graphs.iter().map(|(_, g)| g.clone()).collect()
+    }
+
+    /// The graphs as traced, before the passes, in the order of [`Function::graphs`].
+    pub fn traced_graphs(&self) -> Vec<Arc<Graph>> {
+        self.state().graphs.iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// The same function with the graph passes (constant folding, common subexpressions,
+    /// dead code) on, the default, or off: to compare, or to see every op a trace recorded
+    /// run.
+    pub fn optimize(mut self, on: bool) -> Self {
+        self.optimize = on;
+        self
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // the state is a cache: a panic elsewhere cannot leave it half-written
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Calls it on `args`: traced on the first call for their signature, the graph replayed
+    /// on later ones.
+    ///
+    /// # Errors
+    /// Whatever `f` returns while it traces (nothing is cached then), an [`Error::Trace`] for a
+    /// traced value read back or a random draw inside `f`, or for a call on one example's
+    /// tensors inside `vmap` (not supported yet), and whatever an op of the graph refuses.
+    pub fn call<R>(&self, args: &[&Tensor]) -> Result<R>
+    where
+        F: Fn(&[Tensor]) -> Result<R>,
+        R: Outputs,
+    {
+        if args.iter().any(|a| a.batch().is_some()) {
+            return Err(Error::trace(
+                "function",
+                format!(
+                    "{}: called on one example's tensors inside vmap, which is not supported yet: \
+                     vmap the function's Rust closure instead",
+                    self.name
+                ),
+            ));
+        }
+        let signature = Signature::of(args);
+        let found = self
+            .state()
+            .graphs
+            .iter()
+            .find(|(_, g)| g.signature == signature)
+            .map(|(_, g)| g.clone());
+        match found {
+            // a custom gradient's rule is not in the graph: what must see it sees `f` run
+            Some(g) if g.custom_gradients && watched() => {
+                let args: Vec<Tensor> = args.iter().map(|&a| a.clone()).collect();
+                (self.f)(&args)
+            }
+            Some(g) => R::from_tensors(g.replay(args)?),
+            None => self.trace(signature, args),
+        }
+    }
+
+    fn trace<R>(&self, signature: Signature, args: &[&Tensor]) -> Result<R>
+    where
+        F: Fn(&[Tensor]) -> Result<R>,
+        R: Outputs,
+    {
+        // each argument a tensor of its own: one passed twice, or also captured by `f`, is
+        // then two values, as `func` makes them
+        let inputs = args
+            .iter()
+            .map(crate::ops::identity)
+            .collect::<Result<Vec<_>>>()?;
+        let guard = traces::begin(&inputs);
+        let outputs = (self.f)(&inputs)?.into_tensors();
+        let (nodes, outs, custom_gradients) = guard.finish(&outputs);
+        let traced = Graph::new(
+            self.name.clone(),
+            signature.clone(),
+            nodes.clone(),
+            outs.clone(),
+            custom_gradients,
+            vec![],
+        );
+        let run = match self.optimize {
+            true => {
+                let (nodes, outs, reports) = passes::optimize(nodes, outs);
+                Graph::new(
+                    self.name.clone(),
+                    signature,
+                    nodes,
+                    outs,
+                    custom_gradients,
+                    reports,
+                )
+            }
+            false => Graph::new(
+                self.name.clone(),
+                signature,
+                nodes,
+                outs,
+                custom_gradients,
+                vec![],
+            ),
+        };
+        let warn = {
+            let mut state = self.state();
+            state.graphs.push((Arc::new(traced), Arc::new(run)));
+            state.traces += 1;
+            let warn = state.traces >= RETRACE_WARNING && state.warning.is_none();
+            if warn {
+                state.warning = Some(format!(
+                    "function '{}' has traced {} times, once per new signature (the shapes, \
+                     dtypes and devices of its tensor arguments): tracing runs the Rust code \
+                     eagerly and keeps one graph per signature; pass arguments of fewer shapes",
+                    self.name, state.traces
+                ));
+            }
+            warn.then(|| state.warning.clone()).flatten()
+        };
+        if let Some(w) = warn {
+            eprintln!("gradtape: warning: {w}");
+        }
+        R::from_tensors(outputs)
+    }
+}
+
+/// A tape records, an accumulator runs or a trace records on this thread.
+fn watched() -> bool {
+    context::with(|c| {
+        c.tapes.recording.get() != 0 || c.forward.any_running() || c.traces.active.get() != 0
+    })
+}
