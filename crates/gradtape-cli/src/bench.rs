@@ -28,6 +28,12 @@ pub const WORKLOADS: &[&str] = &[
     "hvp",
     "cnn",
     "allreduce",
+    "seed-compiled",
+    "linreg-10m-compiled",
+    "mlp-compiled",
+    "cnn-compiled",
+    "hvp-compiled",
+    "per-example-grads-compiled",
 ];
 
 /// Options of `gradtape bench`.
@@ -36,7 +42,10 @@ pub struct BenchArgs {
     /// Workloads to run (all when none is named): seed, linreg-10m, mlp, chain, matmul,
     /// elementwise, reduce, batch-jacobian, jacobian-w, per-example-grads, hvp, cnn,
     /// allreduce (the MLP's gradients averaged over the processes of `mpirun -np N gradtape
-    /// bench allreduce`, when built with the feature `mpi`; over one process otherwise).
+    /// bench allreduce`, when built with the feature `mpi`; over one process otherwise), and
+    /// the same steps run by `gradtape::function`: seed-compiled, linreg-10m-compiled,
+    /// mlp-compiled, cnn-compiled, hvp-compiled, per-example-grads-compiled (with the first
+    /// call's trace-and-optimize time).
     names: Vec<String>,
     /// One JSON object per line per workload instead of a table.
     #[arg(long)]
@@ -129,6 +138,85 @@ fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
             b.assign_sub(&(&db * lr))?;
         }
         Ok(())
+    })
+}
+
+/// Times `step` run by `gradtape::function`: the first call (trace and graph passes) on its
+/// own, in `extra` with the graph's size, then the calls that replay the graph.
+fn compiled(
+    quick: bool,
+    extra: &mut Map<String, Value>,
+    step: impl Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+) -> Result<Timing> {
+    let f = gradtape::function(step).with_name("step");
+    let first = Instant::now();
+    for t in f.call::<Vec<Tensor>>(&[])? {
+        sink(t)?;
+    }
+    gradtape::device::synchronize()?;
+    extra.insert(
+        "first_call_us".into(),
+        json!(first.elapsed().as_secs_f64() * 1e6),
+    );
+    if let (Some(traced), Some(run)) = (f.traced_graphs().first(), f.graphs().first()) {
+        extra.insert("traced_nodes".into(), json!(traced.len()));
+        extra.insert("graph_nodes".into(), json!(run.len()));
+    }
+    time(quick, || {
+        for t in f.call::<Vec<Tensor>>(&[])? {
+            sink(t)?;
+        }
+        Ok(())
+    })
+}
+
+/// `linreg_epoch`'s step, compiled: the cost (returned, as the tutorial prints it), then one
+/// taped step.
+fn linreg_compiled(n: usize, quick: bool, extra: &mut Map<String, Value>) -> Result<Timing> {
+    let mut rng = Generator::from_seed(0);
+    let x = rng.uniform(&[n], 0.0, 1.0, DType::F32)?;
+    let noise = rng.normal(&[n], 0.0, 0.3, DType::F32)?;
+    let y = ops::add(&ops::add(&ops::multiply(&x, &0.5)?, &0.3)?, &noise)?;
+    y.realize()?;
+    let (a, b) = (Variable::new(0.0), Variable::new(0.0));
+    let lr = 1e-3 / (n as f64 / 200.0);
+    let loss =
+        |p: &Tensor| ops::reduce_sum(&ops::square(&ops::subtract(&y, p)?)?, Axes::All, false);
+    compiled(quick, extra, |_| {
+        let cost = loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?;
+        let g = GradientTape::new();
+        let current = loss(&ops::add(&a, &ops::multiply(&b, &x)?)?)?;
+        let [da, db] = g.gradient(&current, [&a, &b])?;
+        if let (Some(da), Some(db)) = (da, db) {
+            a.assign_sub(&(&da * lr))?;
+            b.assign_sub(&(&db * lr))?;
+        }
+        Ok(vec![cost])
+    })
+}
+
+/// `adam_steps`'s step, compiled.
+fn adam_compiled(
+    quick: bool,
+    extra: &mut Map<String, Value>,
+    model: &Sequential,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<Timing> {
+    let vars = model.trainable_variables();
+    let opt = std::cell::RefCell::new(Adam::new(0.001));
+    compiled(quick, extra, |_| {
+        let tape = GradientTape::new();
+        let loss = sparse_categorical_crossentropy(
+            y,
+            &model.call(x, true)?,
+            true,
+            Reduction::SumOverBatchSize,
+        )?;
+        let grads = tape.gradient(&loss, &vars)?;
+        opt.borrow_mut()
+            .apply_gradients(grads.into_iter().zip(&vars))?;
+        Ok(vec![loss])
     })
 }
 
@@ -265,6 +353,15 @@ fn run_one(
             linreg_epoch(big, quick)?
         }
         "mlp" => mlp_step(quick)?,
+        "mlp-compiled" => {
+            let (model, x, y) = mlp_setup(quick)?;
+            adam_compiled(quick, &mut extra, &model, &x, &y)?
+        }
+        "seed-compiled" => linreg_compiled(200, quick, &mut extra)?,
+        "linreg-10m-compiled" => {
+            extra.insert("points".into(), json!(big));
+            linreg_compiled(big, quick, &mut extra)?
+        }
         "chain" => {
             let t = chain(quick)?;
             extra.insert("us_per_op".into(), json!(t.median_us / CHAIN as f64));
@@ -364,7 +461,7 @@ fn run_one(
                 sink(j.unwrap_or(y))
             })?
         }
-        "per-example-grads" => {
+        "per-example-grads" | "per-example-grads-compiled" => {
             // per-example gradients of an MLP 784-256-10 (ReLU, softmax cross-entropy), batch 128
             let (b, d, h) = if quick { (4, 16, 8) } else { (128, 784, 256) };
             let mut rng = Generator::from_seed(7);
@@ -397,14 +494,18 @@ fn run_one(
                 let loss = sparse_categorical_crossentropy(&label, &logits, true, Reduction::Sum)?;
                 Ok(tape.gradient(&loss, &vars)?.into_iter().flatten().collect())
             };
-            time(quick, || {
-                for g in gradtape::vmap(per_example).call(&[x.clone(), y.clone()])? {
-                    sink(g)?;
-                }
-                Ok(())
-            })?
+            let step = |_: &[Tensor]| gradtape::vmap(per_example).call(&[x.clone(), y.clone()]);
+            match name.ends_with("-compiled") {
+                true => compiled(quick, &mut extra, step)?,
+                false => time(quick, || {
+                    for g in step(&[])? {
+                        sink(g)?;
+                    }
+                    Ok(())
+                })?,
+            }
         }
-        "hvp" => {
+        "hvp" | "hvp-compiled" => {
             // the Hessian-vector product of the MLP's loss with respect to all its weights,
             // forward over reverse (one ForwardAccumulator around one tape)
             let (model, x, y) = mlp_setup(quick)?;
@@ -414,7 +515,7 @@ fn run_one(
                 .iter()
                 .map(|v| rng.uniform(v.shape(), -1.0, 1.0, DType::F32))
                 .collect::<Result<Vec<_>>>()?;
-            time(quick, || {
+            let step = |_: &[Tensor]| -> Result<Vec<Tensor>> {
                 let acc = gradtape::ForwardAccumulator::new(&vars, &tangents)?;
                 let tape = GradientTape::new();
                 let loss = sparse_categorical_crossentropy(
@@ -426,17 +527,23 @@ fn run_one(
                 let grads: Vec<Tensor> =
                     tape.gradient(&loss, &vars)?.into_iter().flatten().collect();
                 let refs: Vec<&Tensor> = grads.iter().collect();
-                for h in acc
+                Ok(acc
                     .jvps(&refs, gradtape::UnconnectedGradients::None)?
                     .into_iter()
                     .flatten()
-                {
-                    sink(h)?;
-                }
-                Ok(())
-            })?
+                    .collect())
+            };
+            match name.ends_with("-compiled") {
+                true => compiled(quick, &mut extra, step)?,
+                false => time(quick, || {
+                    for h in step(&[])? {
+                        sink(h)?;
+                    }
+                    Ok(())
+                })?,
+            }
         }
-        "cnn" => {
+        "cnn" | "cnn-compiled" => {
             // one Adam step of the LeNet-style network on 64 images of 28x28x1
             let (b, side) = if quick { (4, 10) } else { (64, 28) };
             let mut rng = Generator::from_seed(10);
@@ -444,7 +551,10 @@ fn run_one(
             let x = rng.uniform(&[b, side, side, 1], 0.0, 1.0, DType::F32)?;
             let y = Tensor::from_vec((0..b as i64).map(|i| i % 10).collect(), &[b])?;
             extra.insert("batch".into(), json!(b));
-            adam_steps(quick, &model, &x, &y)?
+            match name.ends_with("-compiled") {
+                true => adam_compiled(quick, &mut extra, &model, &x, &y)?,
+                false => adam_steps(quick, &model, &x, &y)?,
+            }
         }
         "allreduce" => {
             // the MLP 784-256-256-10's gradients (float32), averaged in buckets over the
@@ -515,7 +625,10 @@ pub fn run(a: BenchArgs, device: gradtape::Device) -> std::result::Result<(), Cl
         let on = |f: &dyn Fn() -> std::result::Result<Map<String, Value>, CliError>| {
             gradtape::device::with_device(device, f)?
         };
-        let result = if matches!(name.as_str(), "seed" | "chain" | "allreduce") {
+        let result = if matches!(
+            name.as_str(),
+            "seed" | "seed-compiled" | "chain" | "allreduce"
+        ) {
             on(&|| run_one(name, a.quick, comm.as_ref()))
         } else {
             let alone = gradtape::distributed::SingleProcess;
@@ -557,6 +670,8 @@ pub fn run(a: BenchArgs, device: gradtape::Device) -> std::result::Result<(), Cl
             "exp_gbps",
             "axis1_gbps",
             "axis0_gbps",
+            "first_call_us",
+            "graph_nodes",
         ]
         .iter()
         .filter(|k| m.contains_key(**k))

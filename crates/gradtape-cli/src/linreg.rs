@@ -1,5 +1,6 @@
 //! `gradtape linreg`: the seed tutorial as a command.
 
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -136,6 +137,10 @@ pub struct Args {
     /// Write that training step as a Graphviz graph to FILE.
     #[arg(long, value_name = "FILE")]
     tape_dot: Option<PathBuf>,
+    /// Run each epoch's step op by op instead of as one compiled graph
+    /// (`gradtape::function`, the default; the numbers are the same bit for bit).
+    #[arg(long)]
+    eager: bool,
     /// Also write TensorBoard logs to DIR: loss, a, b and the learning rate per epoch, and a
     /// histogram of the weights (`tensorboard --logdir DIR`).
     #[arg(long, value_name = "DIR")]
@@ -185,6 +190,8 @@ struct Trained {
     final_loss: f64,
     train_seconds: f64,
     explained: Option<(Vec<TracedOp>, f64, f64)>,
+    /// The compiled step's graph (`None` with `--eager`).
+    graph: Option<std::sync::Arc<gradtape::Graph>>,
 }
 
 fn scalar(t: &Tensor) -> f64 {
@@ -213,13 +220,14 @@ fn train(
     };
     let (a, b) = (var("a")?, var("b")?);
     // sgd is the tutorial's own update (`assign_sub(da * lr)`); the others are the library's.
-    let mut opt: Option<Box<dyn gradtape::optimizers::Optimizer>> = match args.optimizer {
-        Optimizer::Sgd => None,
-        Optimizer::Momentum => Some(Box::new(
-            gradtape::optimizers::SGD::new(args.lr).momentum(0.9),
-        )),
-        Optimizer::Adam => Some(Box::new(gradtape::optimizers::Adam::new(args.lr))),
-    };
+    let opt: RefCell<Option<Box<dyn gradtape::optimizers::Optimizer>>> =
+        RefCell::new(match args.optimizer {
+            Optimizer::Sgd => None,
+            Optimizer::Momentum => Some(Box::new(
+                gradtape::optimizers::SGD::new(args.lr).momentum(0.9),
+            )),
+            Optimizer::Adam => Some(Box::new(gradtape::optimizers::Adam::new(args.lr))),
+        });
     let loss_kind = args.loss;
     let loss = |y_pred: &Tensor| -> gradtape::Result<Tensor> {
         let sq = ops::square(&ops::subtract(y, y_pred)?)?;
@@ -235,6 +243,41 @@ fn train(
             args.lr
         ))
     };
+    // What the tape recorded in the first step, when asked: Rust code in the step runs at the
+    // first call only when it is compiled, as it runs at the first epoch here.
+    let explain = args.explain || args.tape_dot.is_some();
+    let first = Cell::new(true);
+    let recorded: RefCell<Vec<TracedOp>> = RefCell::new(vec![]);
+    // One epoch: a and b, the cost at them (the tutorial prints it), the gradients, the update.
+    let step = |_: &[Tensor]| -> gradtape::Result<Vec<Tensor>> {
+        let (a0, b0) = (a.value(), b.value());
+        let cost = loss(&model()?)?;
+        let trace = first.replace(false) && explain;
+        let g = GradientTape::builder().trace(trace).start();
+        let current = loss(&model()?)?;
+        if trace {
+            *recorded.borrow_mut() = g.trace();
+        }
+        let [da, db] = g.gradient(&current, [&a, &b])?;
+        let (Some(da), Some(db)) = (da, db) else {
+            return Err(gradtape::Error::tape(
+                "linreg",
+                "internal: the tape returned no gradient for a or b",
+            ));
+        };
+        match opt.borrow_mut().as_mut() {
+            None => {
+                a.assign_sub(&ops::multiply(&da, &args.lr)?)?;
+                b.assign_sub(&ops::multiply(&db, &args.lr)?)?;
+            }
+            Some(o) => gradtape::optimizers::Optimizer::apply_gradients(
+                o,
+                [(da.clone(), &a), (db.clone(), &b)],
+            )?,
+        }
+        Ok(vec![a0, b0, cost, da, db])
+    };
+    let compiled = (!args.eager).then(|| gradtape::function(&step).with_name("linreg_step"));
     let mut t = Trained {
         a_hist: vec![],
         b_hist: vec![],
@@ -244,38 +287,30 @@ fn train(
         final_loss: 0.0,
         train_seconds: 0.0,
         explained: None,
+        graph: None,
     };
     let start = Instant::now();
     for e in 0..args.epochs {
-        t.a_hist.push(scalar(&a.value()));
-        t.b_hist.push(scalar(&b.value()));
-        let cost = scalar(&loss(&model()?)?);
+        let out: Vec<Tensor> = match &compiled {
+            Some(f) => f.call(&[])?,
+            None => step(&[])?,
+        };
+        let [a0, b0, cost, da, db] = <[Tensor; 5]>::try_from(out)
+            .map_err(|_| CliError("internal: the step returns five tensors".into()))?;
+        // the cost is checked before the step's update is used: a diverged run stops here
+        let cost = scalar(&cost);
         if !cost.is_finite() {
             return Err(diverged(e, cost));
         }
+        t.a_hist.push(scalar(&a0));
+        t.b_hist.push(scalar(&b0));
         t.costs.push(cost);
         progress(e, cost);
-        let trace = e == 0 && (args.explain || args.tape_dot.is_some());
-        let g = GradientTape::builder().trace(trace).start();
-        let current = loss(&model()?)?;
-        let traced = if trace { g.trace() } else { vec![] };
-        let [da, db] = g.gradient(&current, [&a, &b])?;
-        let (Some(da), Some(db)) = (da, db) else {
-            return Err(CliError(
-                "internal: the tape returned no gradient for a or b".into(),
-            ));
-        };
-        if trace {
-            t.explained = Some((traced, scalar(&da), scalar(&db)));
-        }
-        match opt.as_mut() {
-            None => {
-                a.assign_sub(&ops::multiply(&da, &args.lr)?)?;
-                b.assign_sub(&ops::multiply(&db, &args.lr)?)?;
-            }
-            Some(o) => gradtape::optimizers::Optimizer::apply_gradients(o, [(da, &a), (db, &b)])?,
+        if e == 0 && explain {
+            t.explained = Some((recorded.take(), scalar(&da), scalar(&db)));
         }
     }
+    t.graph = compiled.and_then(|f| f.graphs().into_iter().next());
     t.final_loss = scalar(&loss(&model()?)?);
     t.train_seconds = start.elapsed().as_secs_f64();
     if !t.final_loss.is_finite() {
@@ -526,10 +561,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     // Explanation of one step.
     let mut names = Names::new(&[(x.id(), "x"), (y.id(), "y")]);
-    let explanation = t
-        .explained
-        .as_ref()
-        .map(|(tr, da, db)| output::explain(tr, &mut names, &[("a", *da), ("b", *db)]));
+    let explanation = t.explained.as_ref().map(|(tr, da, db)| {
+        let mut text = output::explain(tr, &mut names, &[("a", *da), ("b", *db)]);
+        if let Some(g) = &t.graph {
+            text += &output::explain_graph(g);
+        }
+        text
+    });
     let dot = t
         .explained
         .as_ref()
@@ -627,6 +665,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         "saturation_two_decimals_epoch": sat2,
         "saturation_two_decimals_rule": "first epoch from which the cost printed with two decimals no longer changes",
         "train_seconds": t.train_seconds,
+        "compiled": t.graph.is_some(),
         "loss_function": format!("{:?}", args.loss).to_lowercase(),
         "optimizer": format!("{:?}", args.optimizer).to_lowercase(),
         "dtype": dtype.name(),

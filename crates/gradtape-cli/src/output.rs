@@ -528,6 +528,21 @@ pub fn explain(trace: &[TracedOp], names: &mut Names, grads: &[(&str, f64)]) -> 
     s
 }
 
+/// What a compiled step runs: the graph passes' work, then the graph, one line per node.
+pub fn explain_graph(g: &gradtape::Graph) -> String {
+    let passes: Vec<String> = g
+        .passes()
+        .iter()
+        .map(|r| format!("{} {}", r.pass, r.changed))
+        .collect();
+    format!(
+        "Compiled (gradtape::function; --eager runs the step op by op), each call runs {} nodes \
+         after the graph passes ({}):\n{g}",
+        g.len(),
+        passes.join(", ")
+    )
+}
+
 /// The same step as a Graphviz graph: tensors as ellipses, operations as boxes.
 pub fn dot(trace: &[TracedOp], names: &mut Names) -> String {
     let mut s = String::from("digraph tape {\n  rankdir=TB;\n  node [fontname=\"sans-serif\"];\n");

@@ -135,6 +135,11 @@ pub struct TrainArgs {
     /// `--features mpi`.
     #[arg(long)]
     distributed: bool,
+    /// Run each training step op by op instead of as one compiled graph
+    /// (`gradtape::function`, the default in one process; the numbers are the same bit for
+    /// bit).
+    #[arg(long)]
+    eager: bool,
 }
 
 /// The processes to train over: MPI's under `mpirun` (or when asked), one otherwise.
@@ -410,6 +415,7 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         },
         seed: a.seed,
         dtype: DType::F32,
+        compiled: !a.eager,
     };
     let model = match image {
         Some(img) => {

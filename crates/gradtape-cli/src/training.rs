@@ -22,6 +22,8 @@ use gradtape::data::{Batches, Target};
 use gradtape::distributed::{
     average_gradients_weighted, broadcast_variables, shard, Communicator, SingleProcess,
 };
+use std::cell::RefCell;
+
 use gradtape::layers::{Activation, Dense, Initializer, Layer, Sequential};
 use gradtape::losses::{mean_squared_error, sparse_categorical_crossentropy, Reduction};
 use gradtape::metrics::{sparse_categorical_accuracy, Mean};
@@ -76,6 +78,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Precision.
     pub dtype: DType,
+    /// Run each training step as one compiled graph (`gradtape::function`) when training in
+    /// one process: the same numbers bit for bit as op by op. A model whose step draws random
+    /// numbers (dropout) or reads a value back fails at its first step with a message; set it
+    /// to `false` for those.
+    pub compiled: bool,
 }
 
 impl Default for TrainConfig {
@@ -89,6 +96,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerKind::Adam,
             seed: 0,
             dtype: DType::F32,
+            compiled: true,
         }
     }
 }
@@ -342,12 +350,26 @@ pub fn fit_distributed(
         broadcast_variables(comm, &model.variables(), 0)?;
     }
     let lr = cfg.learning_rate;
-    let mut opt: Box<dyn Optimizer> = match cfg.optimizer {
+    let opt: RefCell<Box<dyn Optimizer>> = RefCell::new(match cfg.optimizer {
         OptimizerKind::Adam => Box::new(Adam::new(lr)),
         OptimizerKind::Sgd => Box::new(SGD::new(lr)),
         OptimizerKind::Momentum => Box::new(SGD::new(lr).momentum(0.9)),
         OptimizerKind::RmsProp => Box::new(RMSprop::new(lr)),
+    });
+    // One step on one process, compiled: the loss, the scores (for the accuracy), the update.
+    // Data-parallel steps average the gradients between the tape and the update, over the
+    // network: those run op by op.
+    let step = |a: &[Tensor]| -> Result<Vec<Tensor>> {
+        let tape = GradientTape::new();
+        let scores = model.call(&a[0], true)?;
+        let loss = loss_of(&scores, &a[1], classification)?;
+        let grads = tape.gradient(&loss, &vars)?;
+        opt.borrow_mut()
+            .apply_gradients(grads.into_iter().zip(&vars))?;
+        Ok(vec![loss, scores])
     };
+    let compiled =
+        (cfg.compiled && size == 1).then(|| gradtape::function(&step).with_name("fit_step"));
     let mut history = vec![];
     for epoch in 0..cfg.epochs {
         let (mut loss_m, mut acc_m) = (Mean::default(), Mean::default());
@@ -377,11 +399,21 @@ pub fn fit_distributed(
             } else {
                 (xb, yb)
             };
-            let tape = GradientTape::new();
-            let scores = model.call(&xb, true)?;
-            let loss = loss_of(&scores, &yb, classification)?;
-            let grads = tape.gradient(&loss, &vars)?;
-            let l = loss.to_f64_vec()?[0];
+            let (l, scores, grads) = match &compiled {
+                Some(f) => {
+                    let out: Vec<Tensor> = f.call(&[&xb, &yb])?;
+                    let [loss, scores] = <[Tensor; 2]>::try_from(out)
+                        .map_err(|_| Error::arg("fit", "internal: the step returns two tensors"))?;
+                    (loss.to_f64_vec()?[0], scores, None)
+                }
+                None => {
+                    let tape = GradientTape::new();
+                    let scores = model.call(&xb, true)?;
+                    let loss = loss_of(&scores, &yb, classification)?;
+                    let grads = tape.gradient(&loss, &vars)?;
+                    (loss.to_f64_vec()?[0], scores, Some(grads))
+                }
+            };
             if !l.is_finite() {
                 // 1-based as the progress lines; `{:?}` writes 1e30 as 1e30, not 31 digits
                 let why = format!(
@@ -392,12 +424,16 @@ pub fn fit_distributed(
                 comm.fail(&why);
                 return Err(Error::arg("fit", why));
             }
-            let grads = if size > 1 {
-                average_gradients_weighted(comm, grads, xb.shape()[0])?
-            } else {
-                grads
-            };
-            opt.apply_gradients(grads.into_iter().zip(&vars))?;
+            // op by op, the update follows the check (compiled, the step made it)
+            if let Some(grads) = grads {
+                let grads = if size > 1 {
+                    average_gradients_weighted(comm, grads, xb.shape()[0])?
+                } else {
+                    grads
+                };
+                opt.borrow_mut()
+                    .apply_gradients(grads.into_iter().zip(&vars))?;
+            }
             let n = xb.shape()[0] as f64;
             rows += n;
             loss_m.update_weighted(l, n);

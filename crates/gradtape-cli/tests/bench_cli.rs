@@ -31,7 +31,13 @@ fn every_workload_reports_its_figures() {
             "per-example-grads",
             "hvp",
             "cnn",
-            "allreduce"
+            "allreduce",
+            "seed-compiled",
+            "linreg-10m-compiled",
+            "mlp-compiled",
+            "cnn-compiled",
+            "hvp-compiled",
+            "per-example-grads-compiled"
         ]
     );
     for v in &lines {
@@ -50,6 +56,20 @@ fn every_workload_reports_its_figures() {
     assert_eq!(by("matmul")["sizes"].as_array().unwrap().len(), 4);
     assert!(by("elementwise")["gbps"].as_f64().unwrap() > 0.0);
     assert!(by("reduce")["gbps"].as_f64().unwrap() > 0.0);
+    // a compiled workload reports its first call and its graph, smaller after the passes
+    // where the step computes something twice (the seed's cost and the taped loss)
+    for v in lines
+        .iter()
+        .filter(|v| v["name"].as_str().unwrap().ends_with("-compiled"))
+    {
+        assert!(v["first_call_us"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v["graph_nodes"].as_u64().unwrap() <= v["traced_nodes"].as_u64().unwrap());
+    }
+    let seed = by("seed-compiled");
+    assert!(
+        seed["graph_nodes"].as_u64() < seed["traced_nodes"].as_u64(),
+        "{seed}"
+    );
 }
 
 #[test]

@@ -423,6 +423,53 @@ fn explain_lists_the_recorded_operations_and_writes_a_graph() {
     let graph = std::fs::read_to_string(&dot).unwrap();
     assert!(graph.starts_with("digraph tape {"));
     assert_eq!(graph.matches("shape=box").count(), 7);
+    // the compiled step: the passes' work and the graph each call runs
+    for part in [
+        "Compiled (gradtape::function",
+        "common subexpressions",
+        "graph linreg_step() {",
+        "assign 'a'(%",
+        "assign 'b'(%",
+    ] {
+        assert!(text.contains(part), "{part} missing from\n{text}");
+    }
+    let e = linreg(
+        &s.join("eager"),
+        &["--explain", "--quiet", "--no-plots", "--eager"],
+    );
+    assert!(!stdout(&e).contains("Compiled"), "{}", stdout(&e));
+}
+
+/// The compiled step (the default) and `--eager` write the same files, bit for bit, with
+/// every update rule and both precisions.
+#[test]
+fn the_compiled_step_gives_the_eager_numbers() {
+    let s = Scratch::new("compiled");
+    for (k, extra) in [
+        &["--optimizer", "sgd"][..],
+        &["--optimizer", "momentum", "--dtype", "f64"],
+        &["--optimizer", "adam", "--loss", "mse"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let run = |name: &str, eager: bool| {
+            let out = s.join(&format!("{name}{k}"));
+            let mut args = vec!["--quiet", "--no-plots", "--epochs", "30"];
+            args.extend_from_slice(extra);
+            if eager {
+                args.push("--eager");
+            }
+            let o = linreg(&out, &args);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let run: Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap())
+                    .unwrap();
+            assert_eq!(run["compiled"], !eager);
+            std::fs::read(out.join("history.csv")).unwrap()
+        };
+        assert_eq!(run("compiled", false), run("eager", true), "{extra:?}");
+    }
 }
 
 #[test]
@@ -515,6 +562,7 @@ fn help_explains_every_option() {
         "--quiet",
         "--explain",
         "--tape-dot",
+        "--eager",
     ] {
         assert!(h.contains(opt), "{opt} missing from help");
     }

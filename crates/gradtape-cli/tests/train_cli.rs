@@ -85,6 +85,37 @@ fn train_on_digits_then_predict() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The compiled step (the default) and `--eager` train the same weights, bit for bit, for the
+/// MLP and the CNN (a last batch smaller than the others makes a second graph).
+#[test]
+fn the_compiled_step_trains_the_eager_weights() {
+    let dir = scratch("compiled");
+    let data = digits();
+    for model in [
+        &["--model", "mlp"][..],
+        &["--model", "cnn", "--image", "8x8"],
+    ] {
+        let run = |name: &str, eager: bool| {
+            let out = dir.join(name);
+            let mut args = vec!["train", "--data", &data, "--target", "digit"];
+            args.extend_from_slice(model);
+            args.extend_from_slice(&["--epochs", "2", "--no-plots", "--json", "--out"]);
+            args.push(out.to_str().unwrap());
+            if eager {
+                args.push("--eager");
+            }
+            let v = json(&gradtape(&args));
+            assert!(v["held_out_accuracy"].as_f64().unwrap() > 0.3, "{v}");
+            (
+                std::fs::read(out.join("model.safetensors")).unwrap(),
+                std::fs::read_to_string(out.join("history.csv")).unwrap(),
+            )
+        };
+        assert!(run("c", false) == run("e", true), "{model:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A table never seen before: string classes, spaces in column names, features on very
 /// different scales (standardisation has to do its job).
 fn new_table(path: &Path, rows: usize) {
