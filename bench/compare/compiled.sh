@@ -9,15 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
-py=${PYTHON:-}
-if [ -z "$py" ]; then
-    if [ ! -x "$here/.venv/bin/python" ]; then
-        python3 -m venv "$here/.venv"
-        "$here/.venv/bin/pip" install -q --upgrade pip
-        "$here/.venv/bin/pip" install -q -r "$here/requirements.txt"
-    fi
-    py="$here/.venv/bin/python"
-fi
+py=$("$here/python.sh")
 out=$(mktemp)
 cargo build --release -q -p gradtape-cli
 ./target/release/gradtape bench --json seed seed-compiled mlp mlp-compiled linreg-10m \

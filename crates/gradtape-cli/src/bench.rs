@@ -109,16 +109,21 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// One epoch of the seed at `n` points: the cost, then one taped step.
-fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
+/// The seed's `n` points (`y = 0.5 x + 0.3 + noise`, computed before training starts, as they
+/// are for the other frameworks), its variables `a` and `b` at zero, and the learning rate.
+fn linreg_setup(n: usize) -> Result<(Tensor, Tensor, Variable, Variable, f64)> {
     let mut rng = Generator::from_seed(0);
     let x = rng.uniform(&[n], 0.0, 1.0, DType::F32)?;
     let noise = rng.normal(&[n], 0.0, 0.3, DType::F32)?;
     let y = ops::add(&ops::add(&ops::multiply(&x, &0.5)?, &0.3)?, &noise)?;
-    // The data exist before training starts, as they do for the other frameworks.
     y.realize()?;
     let (a, b) = (Variable::new(0.0), Variable::new(0.0));
-    let lr = 1e-3 / (n as f64 / 200.0);
+    Ok((x, y, a, b, 1e-3 / (n as f64 / 200.0)))
+}
+
+/// One epoch of the seed at `n` points: the cost, then one taped step.
+fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
+    let (x, y, a, b, lr) = linreg_setup(n)?;
     let loss =
         |p: &Tensor| ops::reduce_sum(&ops::square(&ops::subtract(&y, p)?)?, Axes::All, false);
     time(quick, || {
@@ -170,16 +175,28 @@ fn compiled(
     })
 }
 
+/// `step` as written (`name` without `-compiled`) or compiled.
+fn eager_or_compiled(
+    name: &str,
+    quick: bool,
+    extra: &mut Map<String, Value>,
+    step: impl Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+) -> Result<Timing> {
+    if name.ends_with("-compiled") {
+        return compiled(quick, extra, step);
+    }
+    time(quick, || {
+        for t in step(&[])? {
+            sink(t)?;
+        }
+        Ok(())
+    })
+}
+
 /// `linreg_epoch`'s step, compiled: the cost (returned, as the tutorial prints it), then one
 /// taped step.
 fn linreg_compiled(n: usize, quick: bool, extra: &mut Map<String, Value>) -> Result<Timing> {
-    let mut rng = Generator::from_seed(0);
-    let x = rng.uniform(&[n], 0.0, 1.0, DType::F32)?;
-    let noise = rng.normal(&[n], 0.0, 0.3, DType::F32)?;
-    let y = ops::add(&ops::add(&ops::multiply(&x, &0.5)?, &0.3)?, &noise)?;
-    y.realize()?;
-    let (a, b) = (Variable::new(0.0), Variable::new(0.0));
-    let lr = 1e-3 / (n as f64 / 200.0);
+    let (x, y, a, b, lr) = linreg_setup(n)?;
     let loss =
         |p: &Tensor| ops::reduce_sum(&ops::square(&ops::subtract(&y, p)?)?, Axes::All, false);
     compiled(quick, extra, |_| {
@@ -192,31 +209,6 @@ fn linreg_compiled(n: usize, quick: bool, extra: &mut Map<String, Value>) -> Res
             b.assign_sub(&(&db * lr))?;
         }
         Ok(vec![cost])
-    })
-}
-
-/// `adam_steps`'s step, compiled.
-fn adam_compiled(
-    quick: bool,
-    extra: &mut Map<String, Value>,
-    model: &Sequential,
-    x: &Tensor,
-    y: &Tensor,
-) -> Result<Timing> {
-    let vars = model.trainable_variables();
-    let opt = std::cell::RefCell::new(Adam::new(0.001));
-    compiled(quick, extra, |_| {
-        let tape = GradientTape::new();
-        let loss = sparse_categorical_crossentropy(
-            y,
-            &model.call(x, true)?,
-            true,
-            Reduction::SumOverBatchSize,
-        )?;
-        let grads = tape.gradient(&loss, &vars)?;
-        opt.borrow_mut()
-            .apply_gradients(grads.into_iter().zip(&vars))?;
-        Ok(vec![loss])
     })
 }
 
@@ -285,16 +277,19 @@ fn lenet(side: usize, rng: &mut Generator) -> Result<Sequential> {
     ]))
 }
 
-fn mlp_step(quick: bool) -> Result<Timing> {
-    let (model, x, y) = mlp_setup(quick)?;
-    adam_steps(quick, &model, &x, &y)
-}
-
-/// Times one Adam step of `model` on `x` and labels `y` (softmax cross-entropy, mean).
-fn adam_steps(quick: bool, model: &Sequential, x: &Tensor, y: &Tensor) -> Result<Timing> {
+/// Times one Adam step of `model` on `x` and labels `y` (softmax cross-entropy, mean), as
+/// written or compiled (`name` ends with `-compiled`).
+fn adam_steps(
+    name: &str,
+    quick: bool,
+    extra: &mut Map<String, Value>,
+    model: &Sequential,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<Timing> {
     let vars = model.trainable_variables();
-    let mut opt = Adam::new(0.001);
-    time(quick, || {
+    let opt = std::cell::RefCell::new(Adam::new(0.001));
+    eager_or_compiled(name, quick, extra, |_| {
         let tape = GradientTape::new();
         let loss = sparse_categorical_crossentropy(
             y,
@@ -303,7 +298,9 @@ fn adam_steps(quick: bool, model: &Sequential, x: &Tensor, y: &Tensor) -> Result
             Reduction::SumOverBatchSize,
         )?;
         let grads = tape.gradient(&loss, &vars)?;
-        opt.apply_gradients(grads.into_iter().zip(&vars))
+        opt.borrow_mut()
+            .apply_gradients(grads.into_iter().zip(&vars))?;
+        Ok(vec![loss])
     })
 }
 
@@ -352,10 +349,9 @@ fn run_one(
             extra.insert("points".into(), json!(big));
             linreg_epoch(big, quick)?
         }
-        "mlp" => mlp_step(quick)?,
-        "mlp-compiled" => {
+        "mlp" | "mlp-compiled" => {
             let (model, x, y) = mlp_setup(quick)?;
-            adam_compiled(quick, &mut extra, &model, &x, &y)?
+            adam_steps(name, quick, &mut extra, &model, &x, &y)?
         }
         "seed-compiled" => linreg_compiled(200, quick, &mut extra)?,
         "linreg-10m-compiled" => {
@@ -495,15 +491,7 @@ fn run_one(
                 Ok(tape.gradient(&loss, &vars)?.into_iter().flatten().collect())
             };
             let step = |_: &[Tensor]| gradtape::vmap(per_example).call(&[x.clone(), y.clone()]);
-            match name.ends_with("-compiled") {
-                true => compiled(quick, &mut extra, step)?,
-                false => time(quick, || {
-                    for g in step(&[])? {
-                        sink(g)?;
-                    }
-                    Ok(())
-                })?,
-            }
+            eager_or_compiled(name, quick, &mut extra, step)?
         }
         "hvp" | "hvp-compiled" => {
             // the Hessian-vector product of the MLP's loss with respect to all its weights,
@@ -533,15 +521,7 @@ fn run_one(
                     .flatten()
                     .collect())
             };
-            match name.ends_with("-compiled") {
-                true => compiled(quick, &mut extra, step)?,
-                false => time(quick, || {
-                    for h in step(&[])? {
-                        sink(h)?;
-                    }
-                    Ok(())
-                })?,
-            }
+            eager_or_compiled(name, quick, &mut extra, step)?
         }
         "cnn" | "cnn-compiled" => {
             // one Adam step of the LeNet-style network on 64 images of 28x28x1
@@ -551,10 +531,7 @@ fn run_one(
             let x = rng.uniform(&[b, side, side, 1], 0.0, 1.0, DType::F32)?;
             let y = Tensor::from_vec((0..b as i64).map(|i| i % 10).collect(), &[b])?;
             extra.insert("batch".into(), json!(b));
-            match name.ends_with("-compiled") {
-                true => adam_compiled(quick, &mut extra, &model, &x, &y)?,
-                false => adam_steps(quick, &model, &x, &y)?,
-            }
+            adam_steps(name, quick, &mut extra, &model, &x, &y)?
         }
         "allreduce" => {
             // the MLP 784-256-256-10's gradients (float32), averaged in buckets over the

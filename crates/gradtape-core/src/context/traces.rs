@@ -97,6 +97,8 @@ pub(crate) struct Trace {
     pub(crate) custom_gradients: bool,
     /// The first tensor id made after the trace began.
     first_id: TensorId,
+    /// The first vmap level started after the trace began (levels are never reused).
+    first_level: usize,
 }
 
 impl Trace {
@@ -195,6 +197,7 @@ pub(crate) fn begin(args: &[Tensor]) -> TraceGuard {
             unrecorded: false,
             custom_gradients: false,
             first_id: next_id(),
+            first_level: super::levels::NEXT_LEVEL.load(std::sync::atomic::Ordering::Relaxed),
         };
         for (i, a) in args.iter().enumerate() {
             trace.define(a, NodeKind::Arg(i));
@@ -364,6 +367,37 @@ pub(crate) fn check_concrete(op: &'static str, t: &Tensor) -> Result<()> {
             ),
         )),
     }
+}
+
+/// While a trace runs, `op` on one example's tensors of a `vmap` that began outside the trace
+/// (a tensor `f` captured from the `vmap` it is called in): the graph would keep that call's
+/// examples. An error; a `vmap` inside the function makes its batches from traced values.
+pub(crate) fn check_batched(op: &'static str, inputs: &[&Tensor]) -> Result<()> {
+    super::with(|c| {
+        if c.traces.active.get() == 0 {
+            return Ok(());
+        }
+        let stack = c.traces.stack.borrow();
+        for x in inputs {
+            let mut t = *x;
+            while let Some((p, level)) = t.batch() {
+                if stack.iter().any(|trace| level < trace.first_level) {
+                    return Err(Error::trace(
+                        op,
+                        format!(
+                            "a function being traced uses one example's tensor ({} {:?}) of a \
+                             vmap it is called in: the graph would keep this call's examples. \
+                             Pass the tensor to the function as an argument",
+                            x.dtype(),
+                            x.shape()
+                        ),
+                    ));
+                }
+                t = p;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Runs `f` with no trace seeing its ops and its reads allowed: for checks a library makes

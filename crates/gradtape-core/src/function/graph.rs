@@ -6,7 +6,7 @@ use std::fmt;
 use super::passes::PassReport;
 use super::print::print_to;
 use crate::backend::device::Device;
-use crate::context::tapes::without_recording;
+use crate::context::tapes::{without_recording, Watching};
 use crate::context::traces::{Node, NodeKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -94,6 +94,13 @@ impl Graph {
         &self.passes
     }
 
+    /// It assigns a variable.
+    pub(super) fn assigns(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Assign { .. }))
+    }
+
     /// The nodes, arguments and constants included.
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -171,16 +178,25 @@ impl Graph {
     }
 
     /// Runs the graph on `args` (of its signature), each node through the path its eager op
-    /// takes, so that tapes and accumulators outside see the primitives.
+    /// takes, so that tapes, accumulators and traces outside see the primitives; when nothing
+    /// watches the thread (no tape, no accumulator running, no trace, no numerics check, no
+    /// custom gradient's forward), each primitive's kernel is called directly, as `apply`
+    /// would call it, and variables are read as they are.
     pub(super) fn replay(&self, args: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let batched = args.iter().any(|a| a.batch().is_some());
+        let direct = !batched
+            && crate::context::with(|c| {
+                // no tape at all (a paused one notes reads), no custom gradient's forward (which
+                // credits variable reads to its gradient)
+                Watching::of(c).nothing()
+                    && !c.tapes.in_custom_forward()
+                    && c.tapes.active.borrow().is_empty()
+            });
         let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         for (k, node) in self.nodes.iter().enumerate() {
-            let value = {
-                let run = || self.run(node, args, &values);
-                match node.unrecorded {
-                    true => without_recording(run),
-                    false => run(),
-                }
+            let value = match (direct, node.unrecorded) {
+                (false, true) => without_recording(|| self.run(node, args, &values, false)),
+                _ => self.run(node, args, &values, direct),
             }?;
             values[k] = value;
             for &j in &self.last_uses[k] {
@@ -198,26 +214,52 @@ impl Graph {
         node: &Node,
         args: &[&Tensor],
         values: &[Option<Tensor>],
+        direct: bool,
     ) -> Result<Option<Tensor>> {
-        let inputs = || -> Result<Vec<&Tensor>> {
-            node.inputs().iter().map(|&j| value(values, j)).collect()
+        let ids = node.inputs();
+        // the inputs on the stack for the common case of at most four (every primitive but
+        // `concat`, and most prints)
+        let few: [&Tensor; 4];
+        let many: Vec<&Tensor>;
+        let inputs: &[&Tensor] = match ids.len() {
+            0 => &[],
+            n if n <= 4 => {
+                let mut a = [value(values, ids[0])?; 4];
+                for (slot, &j) in a.iter_mut().zip(ids) {
+                    *slot = value(values, j)?;
+                }
+                few = a;
+                &few[..n]
+            }
+            _ => {
+                many = ids
+                    .iter()
+                    .map(|&j| value(values, j))
+                    .collect::<Result<_>>()?;
+                &many
+            }
         };
         Ok(match &node.kind {
             NodeKind::Arg(i) => Some(args[*i].clone()),
             NodeKind::Constant { tensor, .. } => Some(tensor.clone()),
-            NodeKind::Read { variable, raw } => Some(match raw {
-                true => variable.read_for_update(),
-                false => variable.value(),
+            NodeKind::Read { variable, raw } => Some(match (raw, direct) {
+                // nothing watches: the value as a read would give it
+                (_, true) => variable.current(),
+                (true, false) => variable.read_for_update(),
+                (false, false) => variable.value(),
             }),
             NodeKind::Op {
                 primitive, params, ..
-            } => Some(crate::ops::apply(primitive, &inputs()?, params)?),
+            } => Some(match direct {
+                true => (primitive.forward)(inputs, params)?,
+                false => crate::ops::apply(primitive, inputs, params)?,
+            }),
             NodeKind::Assign { variable, .. } => {
-                variable.replace("assign", inputs()?[0])?;
+                variable.replace("assign", inputs[0])?;
                 None
             }
             NodeKind::Print { text, sink, .. } => {
-                print_to(text, &inputs()?, sink.as_ref())?;
+                print_to(text, inputs, sink.as_ref())?;
                 None
             }
         })

@@ -21,9 +21,14 @@
 //! trace only). Tensors captured from outside are constants, as in TensorFlow.
 //!
 //! Tapes and accumulators outside the function see a call as the primitives it runs, so
-//! gradients through a compiled call are the eager ones. Slice 1 of issue 22: the graph is
-//! replayed op by op through the same path eager ops take (no per-op savings yet; the graph
-//! passes and a compiled executor come next, ARCHITECTURE.md).
+//! gradients through a compiled call are the eager ones; inside `vmap`, a graph traced outside
+//! replays with each primitive batched. After the trace, the graph passes fold constants made
+//! inside, merge common subexpressions and drop dead code ([`Graph::passes`]). A call then
+//! runs the graph node by node: each primitive's kernel called directly when nothing watches
+//! the thread, through the eager path otherwise. What a call saves is the recording (no tape
+//! entries or backward closures: a tape inside the function became plain ops) and what the
+//! passes removed; fusion at every size and a memory plan are the next slices of issue 22
+//! (ARCHITECTURE.md).
 use std::sync::{Arc, Mutex};
 
 use crate::context;
@@ -207,25 +212,20 @@ impl<F> Function<F> {
     /// Calls it on `args`: traced on the first call for their signature, the graph replayed
     /// on later ones.
     ///
+    /// Inside `vmap` (`args` one example's tensors), a graph traced outside for the example's
+    /// signature is replayed with each primitive batched (JAX's `vmap` of a `jit`); without
+    /// one, or when the graph assigns a variable, `f` runs as written (no trace is made
+    /// there: its values are one example's, and its effects would happen once per batch).
+    ///
     /// # Errors
     /// Whatever `f` returns while it traces (nothing is cached then), an [`Error::Trace`] for a
-    /// traced value read back or a random draw inside `f`, or for a call on one example's
-    /// tensors inside `vmap` (not supported yet), and whatever an op of the graph refuses.
+    /// traced value read back, a random draw, or a tensor of an enclosing `vmap` captured
+    /// inside `f`, and whatever an op of the graph refuses.
     pub fn call<R>(&self, args: &[&Tensor]) -> Result<R>
     where
         F: Fn(&[Tensor]) -> Result<R>,
         R: Outputs,
     {
-        if args.iter().any(|a| a.batch().is_some()) {
-            return Err(Error::trace(
-                "function",
-                format!(
-                    "{}: called on one example's tensors inside vmap, which is not supported yet: \
-                     vmap the function's Rust closure instead",
-                    self.name
-                ),
-            ));
-        }
         let signature = Signature::of(args);
         let found = self
             .state()
@@ -233,13 +233,21 @@ impl<F> Function<F> {
             .iter()
             .find(|(_, g)| g.signature == signature)
             .map(|(_, g)| g.clone());
+        let eager = || {
+            let args: Vec<Tensor> = args.iter().map(|&a| a.clone()).collect();
+            (self.f)(&args)
+        };
+        let in_vmap = args.iter().any(|a| a.batch().is_some());
         match found {
             // a custom gradient's rule is not in the graph: what must see it sees `f` run
-            Some(g) if g.custom_gradients && watched() => {
-                let args: Vec<Tensor> = args.iter().map(|&a| a.clone()).collect();
-                (self.f)(&args)
-            }
+            Some(g) if g.custom_gradients && watched() => eager(),
+            // one example's tensors inside vmap: the graph traced outside, each primitive
+            // batched as it replays (JAX's vmap of a jit), unless it assigns
+            Some(g) if in_vmap && g.assigns() => eager(),
             Some(g) => R::from_tensors(g.replay(args)?),
+            // a trace runs the Rust code on real values once; inside vmap those are one
+            // example's, and its effects would happen once for the batch: run it as written
+            None if in_vmap => eager(),
             None => self.trace(signature, args),
         }
     }

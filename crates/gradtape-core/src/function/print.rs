@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Prints `text` and the tensors' elements on standard error at every call, also inside a
-/// [`function()`] (TensorFlow's `tf.print`; Rust's `println!` there runs while it traces only).
+/// [`function()`](crate::function()) (TensorFlow's `tf.print`; Rust's `println!` there runs while it traces only).
 ///
 /// ```
 /// gradtape::print("x:", &[&gradtape::Tensor::scalar(2.0f32)])?; // x: 2.0

@@ -74,6 +74,7 @@ pub(crate) fn apply(p: &'static Primitive, inputs: &[&Tensor], params: &Params) 
 #[cold]
 #[inline(never)]
 fn batch(p: &'static Primitive, inputs: &[&Tensor], params: &Params) -> Result<Tensor> {
+    context::traces::check_batched(p.name, inputs)?;
     let batched = match p.batching {
         Batching::Elementwise => batching::rule1(inputs[0], |x| apply(p, &[x], params)),
         Batching::Broadcast => batching::rule_broadcast(inputs, |xs| {

@@ -14,6 +14,8 @@ impl Tensor {
     ///
     /// # Errors
     /// When `T` is not the tensor's element type (no silent conversion).
+    /// Inside a [`function`](crate::function())'s trace, when the trace computes the tensor
+    /// ([`Error::Trace`]: the value would be frozen into the graph).
     ///
     /// ```
     /// let t = gradtape::Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
@@ -30,23 +32,15 @@ impl Tensor {
     ///
     /// # Errors
     /// When `T` is not the element type or the tensor does not hold exactly one element.
+    /// Inside a [`function`](crate::function())'s trace, when the trace computes the tensor
+    /// ([`Error::Trace`]: the value would be frozen into the graph).
     ///
     /// ```
     /// assert_eq!(gradtape::Tensor::scalar(3i64).to_scalar::<i64>()?, 3);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn to_scalar<T: Element>(&self) -> Result<T> {
-        check_concrete("to_scalar", self)?;
-        if self.numel() != 1 {
-            return Err(Error::shape(
-                "to_scalar",
-                format!(
-                    "tensor of shape {:?} has {} elements, not 1",
-                    self.shape(),
-                    self.numel()
-                ),
-            ));
-        }
+        self.one_element("to_scalar")?;
         Ok(self.read_vec::<T>()?[0])
     }
 
@@ -57,6 +51,8 @@ impl Tensor {
     ///
     /// # Errors
     /// When the tensor does not hold exactly one element.
+    /// Inside a [`function`](crate::function())'s trace, when the trace computes the tensor
+    /// ([`Error::Trace`]: the value would be frozen into the graph).
     ///
     /// ```
     /// let loss = gradtape::Tensor::from_vec(vec![0.25f32], &[1, 1])?;
@@ -65,17 +61,7 @@ impl Tensor {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn item(&self) -> Result<f64> {
-        check_concrete("item", self)?;
-        if self.numel() != 1 {
-            return Err(Error::shape(
-                "item",
-                format!(
-                    "tensor of shape {:?} has {} elements, not 1",
-                    self.shape(),
-                    self.numel()
-                ),
-            ));
-        }
+        self.one_element("item")?;
         Ok(self.read_f64_vec()?[0])
     }
 
@@ -83,6 +69,8 @@ impl Tensor {
     ///
     /// # Errors
     /// When a pending tensor's elements cannot be computed (see [`Tensor::realize`]).
+    /// Inside a [`function`](crate::function())'s trace, when the trace computes the tensor
+    /// ([`Error::Trace`]: the value would be frozen into the graph).
     ///
     /// ```
     /// let t = gradtape::Tensor::from_vec(vec![true, false], &[2])?;
@@ -92,5 +80,21 @@ impl Tensor {
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
         check_concrete("to_f64_vec", self)?;
         self.read_f64_vec()
+    }
+
+    /// `op` may read this tensor's one element: concrete, and one element.
+    fn one_element(&self, op: &'static str) -> Result<()> {
+        check_concrete(op, self)?;
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "tensor of shape {:?} has {} elements, not 1",
+                    self.shape(),
+                    self.numel()
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -373,6 +373,36 @@ fn a_custom_gradient_inside_a_function_keeps_its_rule_for_a_tape_outside() {
     assert_eq!(g.unwrap().to_vec::<f64>().unwrap(), vec![1.0, 1.0]); // clipped, not 10
 }
 
+/// A compiled call inside a custom gradient's forward: its variable read is credited to the
+/// custom gradient as an eager read would be (the replay reads through the variable while a
+/// tape or a custom gradient's forward is there, not straight from its storage as it does
+/// when nothing watches).
+#[test]
+fn a_compiled_call_in_a_custom_gradients_forward_credits_its_variable_reads() {
+    let w = Variable::new(vec64(&[2.0]));
+    let f = Rc::new(function({
+        let w = w.clone();
+        move |a: &[Tensor]| ops::multiply(&a[0], &w)
+    }));
+    let x = vec64(&[3.0]);
+    let _: Tensor = f.call(&[&x]).unwrap(); // traced with nothing watching
+    let tape = GradientTape::new();
+    let y = custom_gradient(&[&x], |xs| {
+        let y: Tensor = f.call(&[&xs[0]])?;
+        let grad = |dy: &[Tensor], vars: &[Variable]| {
+            assert_eq!(vars.len(), 1, "the read of w is credited");
+            Ok(vec![
+                Some(dy[0].clone()),
+                Some(ops::multiply(&dy[0], &7.0)?),
+            ])
+        };
+        Ok((vec![y], grad))
+    })
+    .unwrap();
+    let [gw] = tape.gradient(&y[0], [&w]).unwrap();
+    assert_eq!(gw.unwrap().to_vec::<f64>().unwrap(), vec![7.0]);
+}
+
 #[test]
 fn functions_call_functions() {
     let inner = Rc::new(function(|a: &[Tensor]| ops::exp(&ops::negative(&a[0])?)));
@@ -431,18 +461,86 @@ fn two_threads_call_one_function() {
     assert!((1..=2).contains(&f.tracing_count()));
 }
 
+/// Inside `vmap`, a graph traced outside for the example's signature replays with each
+/// primitive batched (JAX's `vmap(jit(f))`), also under a tape inside the `vmap` (per-example
+/// gradients through the compiled call); with no graph yet, the closure runs as written.
 #[test]
-fn a_function_inside_vmap_is_refused_with_a_message() {
-    let f = Rc::new(function(|a: &[Tensor]| ops::exp(&a[0])));
-    let v = vmap({
+fn a_function_inside_vmap_replays_its_graph_batched() {
+    let w = Variable::new(vec64(&[0.5, -1.0, 2.0]));
+    let body = {
+        let w = w.clone();
+        move |a: &[Tensor]| -> gradtape::Result<Tensor> {
+            ops::reduce_sum(&ops::multiply(&ops::tanh(&a[0])?, &w)?, Axes::All, false)
+        }
+    };
+    let f = Rc::new(function(body.clone()));
+    let batch = Tensor::from_vec((0..12).map(|v| v as f64 * 0.1 - 0.5).collect(), &[4, 3]).unwrap();
+    type Call = Rc<dyn Fn(&Tensor) -> gradtape::Result<Tensor>>;
+    let per_example_grads = |call: Call| {
+        vmap(move |a: &[Tensor]| {
+            let tape = GradientTape::new();
+            tape.watch(&a[0]);
+            let y = call(&a[0])?;
+            let [g] = tape.gradient(&y, [&a[0]])?;
+            Ok(vec![y, g.unwrap()])
+        })
+        .call(std::slice::from_ref(&batch))
+        .unwrap()
+    };
+    let eager = per_example_grads(Rc::new({
+        let body = body.clone();
+        move |x| body(std::slice::from_ref(x))
+    }));
+    // no graph yet: inside vmap the closure runs as written, nothing is traced
+    let untraced = per_example_grads(Rc::new({
         let f = f.clone();
-        move |a: &[Tensor]| Ok(vec![f.call::<Tensor>(&[&a[0]])?])
+        move |x| f.call(&[x])
+    }));
+    assert_eq!(f.tracing_count(), 0);
+    let _: Tensor = f.call(&[&vec64(&[0.0; 3])]).unwrap(); // traced outside, for one example
+    let replayed = per_example_grads(Rc::new({
+        let f = f.clone();
+        move |x| f.call(&[x])
+    }));
+    assert_eq!(f.tracing_count(), 1);
+    for (name, got) in [("untraced", untraced), ("replayed", replayed)] {
+        for (g, e) in got.iter().zip(&eager) {
+            assert_eq!(bits(g), bits(e), "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_tensor_of_the_enclosing_vmap_captured_while_tracing_is_an_error() {
+    let v = vmap(|a: &[Tensor]| {
+        let x = a[0].clone();
+        let f = function(move |_: &[Tensor]| ops::sin(&x));
+        Ok(vec![f.call::<Tensor>(&[])?])
     });
     let e = v.call(&[vec64(&[1.0, 2.0])]).unwrap_err();
+    assert!(matches!(e, Error::Trace { op: "sin", .. }), "{e}");
     assert!(
-        matches!(e, Error::Trace { .. }) && e.to_string().contains("vmap"),
+        e.to_string()
+            .contains("Pass the tensor to the function as an argument"),
         "{e}"
     );
+    // a vmap inside the function, over a tensor it captured, is its own: traced and replayed
+    let data = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let inner = {
+        let data = data.clone();
+        move |a: &[Tensor]| -> gradtape::Result<Tensor> {
+            let rows = vmap(|r: &[Tensor]| Ok(vec![ops::reduce_sum(&ops::sin(&r[0])?, 0, false)?]))
+                .call(std::slice::from_ref(&data))?;
+            ops::multiply(&rows[0], &a[0])
+        }
+    };
+    let g = function(inner.clone());
+    for k in 0..2 {
+        let s = vec64(&[k as f64, 1.0]);
+        let got: Tensor = g.call(&[&s]).unwrap();
+        assert_eq!(bits(&got), bits(&inner(std::slice::from_ref(&s)).unwrap()));
+    }
+    assert_eq!(g.tracing_count(), 1);
 }
 
 #[test]

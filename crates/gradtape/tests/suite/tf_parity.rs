@@ -179,15 +179,15 @@ fn close(what: &str, ours: &Tensor, tf: &Value, rtol: f64) -> std::result::Resul
     Ok(())
 }
 
-fn check_case(case: &Value) -> std::result::Result<(), String> {
-    let name = case["name"].as_str().unwrap();
+/// A case's dtype, tolerance and inputs.
+fn parse(case: &Value) -> (DType, f64, Vec<Tensor>) {
     let dtype = if case["dtype"] == "float32" {
         DType::F32
     } else {
         DType::F64
     };
     let rtol = if dtype == DType::F32 { 1e-5 } else { 1e-10 };
-    let inputs: Vec<Tensor> = case["inputs"]
+    let inputs = case["inputs"]
         .as_array()
         .unwrap()
         .iter()
@@ -200,6 +200,31 @@ fn check_case(case: &Value) -> std::result::Result<(), String> {
             tensor(i, kind)
         })
         .collect();
+    (dtype, rtol, inputs)
+}
+
+/// The `k`-th second derivative against TensorFlow's. A `None` on either side is a zero
+/// gradient here: TensorFlow returns `None` or zeros for the second derivative of
+/// piecewise-linear ops depending on how they are built.
+fn close_grad2(
+    k: usize,
+    ours: &Tensor,
+    want: &Value,
+    rtol: f64,
+) -> std::result::Result<(), String> {
+    let zeros;
+    let want = if want.is_null() {
+        zeros = serde_json::json!({"shape": ours.shape(), "data": vec![0.0; ours.numel()]});
+        &zeros
+    } else {
+        want
+    };
+    close(&format!("grad2[{k}]"), ours, want, rtol * 10.0)
+}
+
+fn check_case(case: &Value) -> std::result::Result<(), String> {
+    let name = case["name"].as_str().unwrap();
+    let (dtype, rtol, inputs) = parse(case);
     let floats: Vec<&Tensor> = inputs.iter().filter(|t| t.dtype().is_float()).collect();
     let sources: Vec<&dyn Source> = floats.iter().map(|t| *t as &dyn Source).collect();
 
@@ -253,18 +278,8 @@ fn check_case(case: &Value) -> std::result::Result<(), String> {
         .zip(case["grad2"].as_array().unwrap())
         .enumerate()
     {
-        // A `None` on either side is a zero gradient here: TensorFlow returns `None` or zeros
-        // for the second derivative of piecewise-linear ops depending on how they are built.
-        let zeros = Tensor::zeros_like(floats[k]).unwrap();
-        let ours = g.clone().unwrap_or(zeros);
-        let fallback;
-        let want = if want.is_null() {
-            fallback = serde_json::json!({"shape": floats[k].shape(), "data": vec![0.0; floats[k].numel()]});
-            &fallback
-        } else {
-            want
-        };
-        close(&format!("grad2[{k}]"), &ours, want, rtol * 10.0)?;
+        let ours = g.clone().unwrap_or(Tensor::zeros_like(floats[k]).unwrap());
+        close_grad2(k, &ours, want, rtol)?;
     }
     Ok(())
 }
@@ -294,25 +309,7 @@ fn values_and_gradients_match_tensorflow_compiled() {
 
 fn check_case_compiled(case: &Value) -> std::result::Result<(), String> {
     let name = case["name"].as_str().unwrap().to_string();
-    let dtype = if case["dtype"] == "float32" {
-        DType::F32
-    } else {
-        DType::F64
-    };
-    let rtol = if dtype == DType::F32 { 1e-5 } else { 1e-10 };
-    let inputs: Vec<Tensor> = case["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let kind = match i["kind"].as_str().unwrap() {
-                "float" => dtype,
-                "int64" => DType::I64,
-                _ => DType::Bool,
-            };
-            tensor(i, kind)
-        })
-        .collect();
+    let (dtype, rtol, inputs) = parse(case);
     let n = inputs.len();
     let floats: Vec<usize> = (0..n).filter(|&i| inputs[i].dtype().is_float()).collect();
     // the vectors the first gradients are dotted with, where TensorFlow has a gradient
@@ -405,14 +402,7 @@ fn check_case_compiled(case: &Value) -> std::result::Result<(), String> {
             true => out.next().unwrap(),
             false => Tensor::zeros_like(&inputs[floats[k]]).unwrap(),
         };
-        let fallback;
-        let want = if want.is_null() {
-            fallback = serde_json::json!({"shape": ours.shape(), "data": vec![0.0; ours.numel()]});
-            &fallback
-        } else {
-            want
-        };
-        close(&format!("grad2[{k}]"), &ours, want, rtol * 10.0)?;
+        close_grad2(k, &ours, want, rtol)?;
     }
     Ok(())
 }
