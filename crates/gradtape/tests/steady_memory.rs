@@ -1,7 +1,7 @@
 //! A long training loop does not grow: over 1,000 steps of a small MLP with Adam, the live
 //! storages and bytes stay within the bound of the per-thread scalar-constant cache (32 scalars;
-//! Adam's bias-corrected rate is a new constant every step), and RSS stays flat. One test: the
-//! counters are process-wide.
+//! Adam's bias-corrected rate is a new constant every step), and RSS stays flat; the same step
+//! compiled (`gradtape::function`) too. One test: the counters are process-wide.
 
 use gradtape::layers::{Activation, Dense, Layer, Sequential};
 use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
@@ -29,23 +29,33 @@ fn a_thousand_step_training_loop_does_not_grow() {
     let x = rng.uniform(&[64, 16], -1.0, 1.0, DType::F32).unwrap();
     let y = Tensor::from_vec((0..64).map(|i| i % 4).collect::<Vec<i64>>(), &[64]).unwrap();
     let vars = model.trainable_variables();
-    let mut opt = Adam::new(0.01);
-    let mut step = || {
+    let opt = std::cell::RefCell::new(Adam::new(0.01));
+    let step = |_: &[Tensor]| -> gradtape::Result<Tensor> {
         let tape = GradientTape::new();
         let loss = sparse_categorical_crossentropy(
             &y,
-            &model.call(&x, true).unwrap(),
+            &model.call(&x, true)?,
             true,
             Reduction::SumOverBatchSize,
-        )
-        .unwrap();
+        )?;
         let sources: Vec<&dyn Source> = vars.iter().map(|v| v as &dyn Source).collect();
-        let grads = tape
-            .gradient_with(&[&loss], &sources, &Default::default())
-            .unwrap();
+        let grads = tape.gradient_with(&[&loss], &sources, &Default::default())?;
         let pairs: Vec<(Option<Tensor>, &Variable)> = grads.into_iter().zip(&vars).collect();
-        opt.apply_gradients(&pairs).unwrap();
+        opt.borrow_mut().apply_gradients(&pairs)?;
+        Ok(loss)
     };
+    stays_flat("eager", || {
+        step(&[]).unwrap();
+    });
+    let compiled = gradtape::function(&step);
+    stays_flat("compiled", || {
+        let _: Tensor = compiled.call(&[]).unwrap();
+    });
+    assert_eq!(compiled.tracing_count(), 1);
+}
+
+/// 100 steps to warm up, then 900 with the live storages and bytes sampled every 100.
+fn stays_flat(what: &str, mut step: impl FnMut()) {
     for _ in 0..100 {
         step();
     }
@@ -61,14 +71,17 @@ fn a_thousand_step_training_loop_does_not_grow() {
     let spread = |v: &[usize]| v.iter().max().unwrap() - v.iter().min().unwrap();
     assert!(
         spread(&storages) <= 32,
-        "live storages drifted: {storages:?}"
+        "{what}: live storages drifted: {storages:?}"
     );
-    assert!(spread(&bytes) <= 32 * 8, "live bytes drifted: {bytes:?}");
+    assert!(
+        spread(&bytes) <= 32 * 8,
+        "{what}: live bytes drifted: {bytes:?}"
+    );
     if let (Some(before), Some(after)) = (rss, rss_bytes()) {
         // allocator noise only: nothing proportional to the 900 extra steps
         assert!(
             after < before + 8 * 1024 * 1024,
-            "RSS grew from {before} to {after}"
+            "{what}: RSS grew from {before} to {after}"
         );
     }
 }
