@@ -21,6 +21,16 @@ pub(crate) struct Signature {
 }
 
 impl Signature {
+    /// `args` (and the default device now) have this signature: what every call checks,
+    /// without making one.
+    pub(crate) fn matches(&self, args: &[&Tensor]) -> bool {
+        self.args.len() == args.len()
+            && self.args.iter().zip(args).all(|((shape, dtype, device), a)| {
+                a.shape() == shape.as_slice() && a.dtype() == *dtype && a.device() == *device
+            })
+            && crate::device::default_device() == self.device
+    }
+
     pub(crate) fn of(args: &[&Tensor]) -> Signature {
         Signature {
             args: args

@@ -226,12 +226,11 @@ impl<F> Function<F> {
         F: Fn(&[Tensor]) -> Result<R>,
         R: Outputs,
     {
-        let signature = Signature::of(args);
         let found = self
             .state()
             .graphs
             .iter()
-            .find(|(_, g)| g.signature == signature)
+            .find(|(_, g)| g.signature.matches(args))
             .map(|(_, g)| g.clone());
         let eager = || {
             let args: Vec<Tensor> = args.iter().map(|&a| a.clone()).collect();
@@ -248,7 +247,7 @@ impl<F> Function<F> {
             // a trace runs the Rust code on real values once; inside vmap those are one
             // example's, and its effects would happen once for the batch: run it as written
             None if in_vmap => eager(),
-            None => self.trace(signature, args),
+            None => self.trace(Signature::of(args), args),
         }
     }
 
