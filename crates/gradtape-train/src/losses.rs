@@ -14,7 +14,9 @@
 //! # Ok::<(), gradtape::Error>(())
 //! ```
 
-use gradtape_core::internal::untraced;
+use std::sync::Arc;
+
+use gradtape_core::internal::{check_values, Checker};
 use gradtape_core::ops::{
     abs, add, cast, clip_by_value, divide, exp, greater_equal, less_equal, log, log1p, log_softmax,
     multiply, negative, one_hot, reduce_mean, reduce_sum, select, square, subtract, Axes,
@@ -320,18 +322,22 @@ pub fn sparse_categorical_crossentropy(
         ));
     }
     let classes = p.shape()[p.rank() - 1];
-    // checked on the values: inside `gradtape::function`, at its first call only (gather's
-    // own bounds check holds at every call)
-    let labels_now = untraced(|| gradtape_core::vmap::all_examples(labels).to_vec::<i64>())?;
-    if let Some(bad) = labels_now
-        .into_iter()
-        .find(|&l| l < 0 || l as u64 >= classes as u64)
-    {
-        return Err(Error::index(
-            op,
-            format!("label {bad} is not in [0, {classes})"),
-        ));
-    }
+    // checked on the values, at every call of a compiled function too (one_hot would give a
+    // zero row for a label out of range, silently); inside vmap, every example's
+    let check: Checker = Arc::new(move |t: &[Tensor]| {
+        match t[0]
+            .to_vec::<i64>()?
+            .into_iter()
+            .find(|&l| l < 0 || l as u64 >= classes as u64)
+        {
+            Some(bad) => Err(Error::index(
+                op,
+                format!("label {bad} is not in [0, {classes})"),
+            )),
+            None => Ok(()),
+        }
+    });
+    check_values(&[&gradtape_core::vmap::all_examples(labels)], check)?;
     let t = one_hot(labels, classes, 1.0, 0.0, p.dtype())?;
     reduce(categorical_core(&t, &p, from_logits)?, reduction)
 }

@@ -21,6 +21,10 @@ use crate::variable::Variable;
 /// Where [`crate::print`]'s lines go when not to standard error.
 pub(crate) type PrintSink = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// A check of values (labels in range, whole-number ids) that must hold at every call of a
+/// compiled function, as TensorFlow's `tf.debugging.assert_*` ops do in a graph.
+pub type Checker = Arc<dyn Fn(&[Tensor]) -> Result<()> + Send + Sync>;
+
 /// One step of a graph. Values are node indices: a node that defines one (all but `Assign`
 /// and `Print`) defines the value of its own index.
 #[derive(Clone)]
@@ -49,6 +53,8 @@ pub(crate) enum NodeKind {
         inputs: Vec<usize>,
         sink: Option<PrintSink>,
     },
+    /// [`check_values`] at every call.
+    Check { check: Checker, inputs: Vec<usize> },
 }
 
 /// A node and the shape and dtype of the value it defines (the variable's for an `Assign`;
@@ -67,7 +73,9 @@ impl Node {
     /// The values this node reads.
     pub(crate) fn inputs(&self) -> &[usize] {
         match &self.kind {
-            NodeKind::Op { inputs, .. } | NodeKind::Print { inputs, .. } => inputs,
+            NodeKind::Op { inputs, .. }
+            | NodeKind::Print { inputs, .. }
+            | NodeKind::Check { inputs, .. } => inputs,
             NodeKind::Assign { value, .. } => std::slice::from_ref(value),
             _ => &[],
         }
@@ -83,6 +91,7 @@ impl Node {
             NodeKind::Op { primitive, .. } => format!("{}_{k}", primitive.name()),
             NodeKind::Assign { .. } => format!("assign_{k}"),
             NodeKind::Print { .. } => format!("print_{k}"),
+            NodeKind::Check { .. } => format!("check_{k}"),
         }
     }
 }
@@ -156,6 +165,9 @@ pub(crate) struct Traces {
     /// How many traces record now: the stack's length, 0 inside [`untraced`]; read by
     /// `Watching::of` with the other checks every op makes.
     pub(crate) active: Cell<usize>,
+    /// The traces below this place in the stack are paused (by [`untraced`]); those started
+    /// inside it record.
+    floor: Cell<usize>,
     /// How deep in `without_recording` scopes the thread is.
     pub(crate) unrecorded: Cell<usize>,
 }
@@ -165,8 +177,14 @@ impl Traces {
         Traces {
             stack: RefCell::new(Vec::new()),
             active: Cell::new(0),
+            floor: Cell::new(0),
             unrecorded: Cell::new(0),
         }
+    }
+
+    /// `active` for a stack of `len` traces.
+    fn set_active(&self, len: usize) {
+        self.active.set(len.saturating_sub(self.floor.get()));
     }
 
     fn each(&self, mut f: impl FnMut(&mut Trace)) {
@@ -174,7 +192,8 @@ impl Traces {
             return;
         }
         let unrecorded = self.unrecorded.get() > 0;
-        for trace in self.stack.borrow_mut().iter_mut() {
+        let floor = self.floor.get();
+        for trace in self.stack.borrow_mut().iter_mut().skip(floor) {
             trace.unrecorded = unrecorded;
             f(trace);
         }
@@ -203,7 +222,7 @@ pub(crate) fn begin(args: &[Tensor]) -> TraceGuard {
             trace.define(a, NodeKind::Arg(i));
         }
         stack.push(trace);
-        c.traces.active.set(stack.len());
+        c.traces.set_active(stack.len());
         TraceGuard {
             depth: stack.len() - 1,
         }
@@ -217,7 +236,7 @@ impl TraceGuard {
             let mut stack = c.traces.stack.borrow_mut();
             let mut trace = stack.remove(self.depth);
             stack.truncate(self.depth);
-            c.traces.active.set(stack.len());
+            c.traces.set_active(stack.len());
             trace.unrecorded = false;
             let outs: Vec<usize> = outputs.iter().map(|o| trace.value(o, c)).collect();
             (trace, outs)
@@ -232,7 +251,7 @@ impl Drop for TraceGuard {
         let _ = super::try_with(|c| {
             let mut stack = c.traces.stack.borrow_mut();
             stack.truncate(self.depth);
-            c.traces.active.set(stack.len());
+            c.traces.set_active(stack.len());
         });
     }
 }
@@ -329,6 +348,31 @@ pub(crate) fn note_print(text: &str, tensors: &[&Tensor], sink: Option<&PrintSin
     })
 }
 
+/// Runs `check` on the values of `inputs` now, and at every call of a compiled function whose
+/// trace this is in (a node with an effect, which no pass drops): for the checks a library
+/// makes on values, which would otherwise hold at the first call only. `check` reads the
+/// values (`to_vec`, ...) freely: it runs outside any trace.
+///
+/// # Errors
+/// What `check` returns.
+pub fn check_values(inputs: &[&Tensor], check: Checker) -> Result<()> {
+    super::with(|c| {
+        c.traces.each(|trace| {
+            let inputs = inputs.iter().map(|x| trace.value(x, c)).collect();
+            trace.push(
+                NodeKind::Check {
+                    check: check.clone(),
+                    inputs,
+                },
+                &[],
+                DType::Bool,
+            );
+        })
+    });
+    let values: Vec<Tensor> = inputs.iter().map(|&t| t.clone()).collect();
+    untraced(|| check(&values))
+}
+
 /// A function is being traced on this thread (and not inside [`untraced`]).
 pub(crate) fn tracing() -> bool {
     super::with(|c| c.traces.active.get() > 0)
@@ -342,7 +386,8 @@ pub(crate) fn symbol(t: &Tensor) -> Option<String> {
             return None;
         }
         let stack = c.traces.stack.borrow();
-        stack.iter().rev().find_map(|trace| {
+        let recording = stack.get(c.traces.floor.get()..).unwrap_or(&[]);
+        recording.iter().rev().find_map(|trace| {
             let k = trace.known(t)?;
             let node = &trace.nodes[k];
             (!matches!(node.kind, NodeKind::Constant { .. })).then(|| node.symbol(k))
@@ -381,7 +426,8 @@ pub(crate) fn check_batched(op: &'static str, inputs: &[&Tensor]) -> Result<()> 
         for x in inputs {
             let mut t = *x;
             while let Some((p, level)) = t.batch() {
-                if stack.iter().any(|trace| level < trace.first_level) {
+                let recording = stack.get(c.traces.floor.get()..).unwrap_or(&[]);
+                if recording.iter().any(|trace| level < trace.first_level) {
                     return Err(Error::trace(
                         op,
                         format!(
@@ -403,13 +449,20 @@ pub(crate) fn check_batched(op: &'static str, inputs: &[&Tensor]) -> Result<()> 
 /// Runs `f` with no trace seeing its ops and its reads allowed: for checks a library makes
 /// on values (labels in range, whole-number ids), which then hold for the first call of a
 /// signature only.
-pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn untraced<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let _ = super::try_with(|c| c.traces.active.set(self.0));
+            let _ = super::try_with(|c| {
+                c.traces.floor.set(self.0);
+                c.traces.set_active(c.traces.stack.borrow().len());
+            });
         }
     }
-    let _restore = Restore(super::with(|c| c.traces.active.replace(0)));
+    let _restore = Restore(super::with(|c| {
+        let len = c.traces.stack.borrow().len();
+        c.traces.active.set(0);
+        c.traces.floor.replace(len)
+    }));
     f()
 }

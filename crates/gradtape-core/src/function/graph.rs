@@ -25,9 +25,13 @@ impl Signature {
     /// without making one.
     pub(crate) fn matches(&self, args: &[&Tensor]) -> bool {
         self.args.len() == args.len()
-            && self.args.iter().zip(args).all(|((shape, dtype, device), a)| {
-                a.shape() == shape.as_slice() && a.dtype() == *dtype && a.device() == *device
-            })
+            && self
+                .args
+                .iter()
+                .zip(args)
+                .all(|((shape, dtype, device), a)| {
+                    a.shape() == shape.as_slice() && a.dtype() == *dtype && a.device() == *device
+                })
             && crate::device::default_device() == self.device
     }
 
@@ -131,6 +135,7 @@ impl Graph {
                 NodeKind::Read { .. } => "read_variable",
                 NodeKind::Assign { .. } => "assign",
                 NodeKind::Print { .. } => "print",
+                NodeKind::Check { .. } => "check",
                 NodeKind::Arg(_) | NodeKind::Constant { .. } => continue,
             };
             *counts.entry(name).or_insert(0) += 1;
@@ -146,7 +151,9 @@ impl Graph {
         );
         for (k, node) in self.nodes.iter().enumerate() {
             let label = match &node.kind {
-                NodeKind::Assign { .. } | NodeKind::Print { .. } => self.head(k),
+                NodeKind::Assign { .. } | NodeKind::Print { .. } | NodeKind::Check { .. } => {
+                    self.head(k)
+                }
                 _ => format!("%{k} = {}\\n{}", self.head(k), type_of(node)),
             };
             s += &format!(
@@ -184,6 +191,7 @@ impl Graph {
                 format!("assign '{}'", variable.name().unwrap_or("Variable"))
             }
             NodeKind::Print { text, .. } => format!("print {text:?}"),
+            NodeKind::Check { .. } => "check".into(),
         }
     }
 
@@ -268,6 +276,10 @@ impl Graph {
                 variable.replace("assign", inputs[0])?;
                 None
             }
+            NodeKind::Check { check, .. } => {
+                crate::context::traces::check_values(inputs, check.clone())?;
+                None
+            }
             NodeKind::Print { text, sink, .. } => {
                 print_to(text, inputs, sink.as_ref())?;
                 None
@@ -315,7 +327,9 @@ impl fmt::Display for Graph {
                 false => format!("{}({})", self.head(k), ins.join(", ")),
             };
             match &node.kind {
-                NodeKind::Assign { .. } | NodeKind::Print { .. } => writeln!(f, "  {call}")?,
+                NodeKind::Assign { .. } | NodeKind::Print { .. } | NodeKind::Check { .. } => {
+                    writeln!(f, "  {call}")?
+                }
                 _ => writeln!(f, "  %{k} = {call} : {}", type_of(node))?,
             }
         }

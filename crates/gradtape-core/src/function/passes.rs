@@ -9,7 +9,7 @@
 //! - *Common subexpressions*: a primitive with the same parameters on the same values, a
 //!   variable read with no assign to it between, a scalar constant of the same bits, is
 //!   computed once.
-//! - *Dead code*: what neither an output nor an effect (assign, print) needs is dropped:
+//! - *Dead code*: what neither an output nor an effect (assign, print, check) needs is dropped:
 //!   what a tape inside the function computed for gradients that are not used.
 
 use std::collections::HashMap;
@@ -173,7 +173,9 @@ fn common_subexpressions(nodes: &mut [Node], outputs: &mut [usize]) -> usize {
 
 fn inputs_mut(node: &mut Node) -> &mut [usize] {
     match &mut node.kind {
-        NodeKind::Op { inputs, .. } | NodeKind::Print { inputs, .. } => inputs,
+        NodeKind::Op { inputs, .. }
+        | NodeKind::Print { inputs, .. }
+        | NodeKind::Check { inputs, .. } => inputs,
         NodeKind::Assign { value, .. } => std::slice::from_mut(value),
         _ => &mut [],
     }
@@ -188,7 +190,7 @@ fn drop_dead_code(nodes: Vec<Node>, outputs: Vec<usize>) -> (Vec<Node>, Vec<usiz
     for k in (0..nodes.len()).rev() {
         let effect = matches!(
             nodes[k].kind,
-            NodeKind::Assign { .. } | NodeKind::Print { .. }
+            NodeKind::Assign { .. } | NodeKind::Print { .. } | NodeKind::Check { .. }
         );
         if live[k] || effect {
             live[k] = true;

@@ -1,7 +1,9 @@
 //! `Embedding`: a trainable lookup table from integer ids to vectors.
 
 use super::{float_dtype, weight, Initializer, Layer};
-use gradtape_core::internal::untraced;
+use std::sync::Arc;
+
+use gradtape_core::internal::{check_values, Checker};
 use gradtape_core::ops;
 use gradtape_core::random::Generator;
 use gradtape_core::DType;
@@ -102,23 +104,22 @@ impl Layer for Embedding {
                 ))
             }
             _ => {
-                // checked on the values: inside `gradtape::function`, at its first call only
-                let whole = untraced(|| -> Result<bool> {
-                    Ok(ops::equal(&ops::round(ids)?, ids)?
-                        .to_vec::<bool>()?
-                        .iter()
-                        .all(|&b| b))
-                })?;
-                if !whole {
-                    return Err(Error::arg(
-                        "Embedding",
-                        format!(
-                            "layer {:?} looks up integer ids, got fractional {} values",
-                            self.name,
-                            ids.dtype()
-                        ),
-                    ));
-                }
+                // checked on the values, at every call of a compiled function too
+                let whole = ops::equal(&ops::round(ids)?, ids)?;
+                let (name, dtype) = (self.name.clone(), ids.dtype());
+                let check: Checker =
+                    Arc::new(
+                        move |t: &[Tensor]| match t[0].to_vec::<bool>()?.iter().all(|&b| b) {
+                            true => Ok(()),
+                            false => Err(Error::arg(
+                                "Embedding",
+                                format!(
+                                "layer {name:?} looks up integer ids, got fractional {dtype} values"
+                            ),
+                            )),
+                        },
+                    );
+                check_values(&[&gradtape_core::vmap::all_examples(&whole)], check)?;
                 ops::cast(ids, DType::I64)?
             }
         };

@@ -781,3 +781,45 @@ fn constants_made_inside_fold_and_captured_ones_stay_inputs() {
     assert_eq!(counts(run, "sin"), 1, "{run}"); // on the captured tensor: kept
     assert_eq!(counts(run, "multiply"), 2, "{run}");
 }
+
+/// The library's own checks on values (sparse labels in range, whole-number `Embedding` ids)
+/// are check nodes of the graph: they hold at every call, as TensorFlow's assert ops do in a
+/// graph (before, a label out of range gave a silently wrong loss once compiled: its one-hot
+/// row is zeros).
+#[test]
+fn value_checks_hold_at_every_call() {
+    let logits = Tensor::from_vec(vec![0.5f64, -1.0, 2.0, 0.0, 1.0, 3.0], &[2, 3]).unwrap();
+    let body = {
+        let logits = logits.clone();
+        move |a: &[Tensor]| {
+            gradtape::losses::sparse_categorical_crossentropy(
+                &a[0],
+                &logits,
+                true,
+                gradtape::losses::Reduction::Sum,
+            )
+        }
+    };
+    let f = function(body.clone());
+    for labels in [[0i64, 2], [1, 1]] {
+        let l = Tensor::from_vec(labels.to_vec(), &[2]).unwrap();
+        let got: Tensor = f.call(&[&l]).unwrap();
+        assert_eq!(bits(&got), bits(&body(std::slice::from_ref(&l)).unwrap()));
+    }
+    assert_eq!(f.graphs()[0].op_counts().get("check"), Some(&1));
+    let bad = Tensor::from_vec(vec![0i64, 3], &[2]).unwrap();
+    let eager = body(std::slice::from_ref(&bad)).unwrap_err();
+    let compiled = f.call::<Tensor>(&[&bad]).unwrap_err();
+    assert_eq!(compiled, eager);
+    assert!(
+        compiled.to_string().contains("label 3 is not in [0, 3)"),
+        "{compiled}"
+    );
+    // Embedding's ids given as floats must be whole numbers, at every call
+    let mut rng = Generator::from_seed(0);
+    let emb = gradtape::layers::Embedding::new("emb", 5, 2, DType::F64, &mut rng).unwrap();
+    let lookup = function(move |a: &[Tensor]| emb.call(&a[0], false));
+    let _: Tensor = lookup.call(&[&vec64(&[1.0, 4.0])]).unwrap();
+    let e = lookup.call::<Tensor>(&[&vec64(&[1.5, 4.0])]).unwrap_err();
+    assert!(e.to_string().contains("fractional"), "{e}");
+}
