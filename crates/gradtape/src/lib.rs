@@ -42,9 +42,11 @@
 //! README's "Operators" section for why).
 //!
 //! Modules follow TensorFlow's concepts: [`Tensor`], [`ops`] (`tf.*` and `tf.math.*` under the
-//! same names), [`Variable`], [`GradientTape`] / [`PersistentTape`], [`random`]. Two are about
-//! speed and change no result: [`fusion`] (elementwise chains on large tensors run lazily, in
-//! one pass) and [`threading`] (running a training loop among the compute threads).
+//! same names), [`Variable`], [`GradientTape`] / [`PersistentTape`], [`random`]. Three are
+//! about speed and change no result: [`function()`] (`tf.function`: a step traced once per
+//! signature into a graph, optimized, and replayed, bit for bit as eager), [`fusion`]
+//! (elementwise chains on large tensors run lazily, in one pass) and [`threading`] (running a
+//! training loop among the compute threads).
 //! [`device`] places tensors on the CPU or an NVIDIA GPU (`with_device`, [`Tensor::to_device`]);
 //! the GPU backend, `cuda`, is found at run time and needs no CUDA toolkit to build.
 #![deny(missing_docs)]
@@ -61,8 +63,8 @@ pub use gradtape_io::{data, summary};
 pub use gradtape_train::{checkpoint, layers, losses, metrics, optimizers};
 
 /// What most programs use, in one import: `use gradtape::prelude::*;` brings the tensor and
-/// variable types, the tapes, the op module, the `Optimizer` and `Layer` traits (their methods
-/// need them in scope) and the error type.
+/// variable types, the tapes, `function`, the op module, the `Optimizer` and `Layer` traits
+/// (their methods need them in scope) and the error type.
 ///
 /// ```
 /// use gradtape::prelude::*;
@@ -78,8 +80,8 @@ pub mod prelude {
     pub use crate::layers::{self, Layer};
     pub use crate::optimizers::{self, Optimizer};
     pub use crate::{
-        func, losses, ops, vmap, Axes, DType, Device, Error, ForwardAccumulator, GradientTape,
-        PersistentTape, Result, Tensor, Variable,
+        func, function, losses, ops, vmap, Axes, DType, Device, Error, ForwardAccumulator,
+        GradientTape, PersistentTape, Result, Tensor, Variable,
     };
 }
 
