@@ -14,7 +14,7 @@ use crate::tensor::Tensor;
 
 /// What a graph is traced for: each argument's shape, dtype and device, and the default
 /// device (where the function's constants were made).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub(crate) struct Signature {
     args: Vec<(Vec<usize>, DType, Device)>,
     device: Device,
@@ -152,14 +152,12 @@ impl Graph {
         for (k, node) in self.nodes.iter().enumerate() {
             let label = match &node.kind {
                 NodeKind::Assign { .. } | NodeKind::Print { .. } | NodeKind::Check { .. } => {
-                    self.head(k)
+                    escape(&self.head(k))
                 }
-                _ => format!("%{k} = {}\\n{}", self.head(k), type_of(node)),
+                // DOT's `\n` breaks the label's line
+                _ => format!("%{k} = {}\\n{}", escape(&self.head(k)), type_of(node)),
             };
-            s += &format!(
-                "  n{k} [label=\"{}\"];\n",
-                escape(&label).replace("\\\\n", "\\n")
-            );
+            s += &format!("  n{k} [label=\"{label}\"];\n");
             for &j in node.inputs() {
                 s += &format!("  n{j} -> n{k};\n");
             }

@@ -265,38 +265,31 @@ impl<F> Function<F> {
         let guard = traces::begin(&inputs);
         let outputs = (self.f)(&inputs)?.into_tensors();
         let (nodes, outs, custom_gradients) = guard.finish(&outputs);
-        let traced = Graph::new(
+        let traced = Arc::new(Graph::new(
             self.name.clone(),
             signature.clone(),
             nodes.clone(),
             outs.clone(),
             custom_gradients,
             vec![],
-        );
+        ));
         let run = match self.optimize {
             true => {
                 let (nodes, outs, reports) = passes::optimize(nodes, outs);
-                Graph::new(
+                Arc::new(Graph::new(
                     self.name.clone(),
                     signature,
                     nodes,
                     outs,
                     custom_gradients,
                     reports,
-                )
+                ))
             }
-            false => Graph::new(
-                self.name.clone(),
-                signature,
-                nodes,
-                outs,
-                custom_gradients,
-                vec![],
-            ),
+            false => traced.clone(),
         };
         let warn = {
             let mut state = self.state();
-            state.graphs.push((Arc::new(traced), Arc::new(run)));
+            state.graphs.push((traced, run));
             state.traces += 1;
             let warn = state.traces >= RETRACE_WARNING && state.warning.is_none();
             if warn {

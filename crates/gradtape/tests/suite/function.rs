@@ -589,13 +589,22 @@ fn a_graph_prints_as_a_listing_and_as_dot() {
         dot.starts_with("digraph \"step\" {") && dot.ends_with("}\n"),
         "{dot}"
     );
-    // an edge per input listed, and one to the output
-    let inputs = listing.matches('(').count() - 2 - listing.matches("()").count();
+    // an edge per input the listing names, and one per output: every `%` in the listing
+    // but those that define a value
+    let refs = listing.matches('%').count();
+    let defined = listing
+        .lines()
+        .filter(|l| l.trim_start().starts_with('%'))
+        .count();
     assert!(
         dot.contains("n0 -> n") && dot.contains(" -> out0;"),
         "{dot}"
     );
-    assert!(dot.matches(" -> ").count() > inputs, "{dot}");
+    assert_eq!(
+        dot.matches(" -> ").count(),
+        refs - defined,
+        "{listing}\n{dot}"
+    );
 }
 
 /// Random programs from the op table (every float primitive with no parameters), eager
