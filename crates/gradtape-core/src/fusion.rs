@@ -33,7 +33,7 @@
 //! read returns.
 
 pub(crate) use crate::backend::fusion::{binary_kernel, unary_kernel, Fold};
-use crate::backend::fusion::{BinaryKernel, UnaryKernel};
+pub(crate) use crate::backend::fusion::{BinaryKernel, UnaryKernel};
 use crate::backend::fusion::{Leaf, Pending};
 pub use crate::backend::fusion::{DEFAULT_MIN_ELEMENTS, MAX_NODES};
 use crate::dtype::DType;

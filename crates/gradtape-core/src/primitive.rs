@@ -17,6 +17,7 @@
 //! without a gradient (`argmax`, `argmin`, `reduce_any`, `reduce_all`, `one_hot`).
 
 use crate::backend::device::Device;
+pub(crate) use crate::backend::fusion::Fused;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::{Dims, Window};
@@ -43,6 +44,9 @@ pub struct Primitive {
     pub(crate) batching: Batching,
     /// The element function as CUDA C (of `v`, or of `p` and `q`), compiled by NVRTC.
     pub(crate) cuda: Option<&'static str>,
+    /// Its block kernel or fold, for the primitives that a compiled graph may run inside a
+    /// fusion group (`gradtape::function`'s executor) and the lazy engine fuses.
+    pub(crate) fused: Option<Fused>,
 }
 
 impl Primitive {
@@ -67,7 +71,14 @@ impl Primitive {
                 Batching::Broadcast
             },
             cuda,
+            fused: None,
         }
+    }
+
+    /// The same primitive with its block kernel or fold.
+    pub(crate) const fn with_fused(mut self, fused: Fused) -> Primitive {
+        self.fused = Some(fused);
+        self
     }
 
     /// Its name, TensorFlow's where TensorFlow has the op (`exp`, `multiply`); tapes and

@@ -175,6 +175,16 @@ macro_rules! binary_kernel {
 
 pub(crate) use {binary_kernel, builds, unary_kernel};
 
+/// What a primitive is to a fusion group (the lazy engine's graphs, and a compiled graph's
+/// groups): an elementwise block kernel, or a reduction of all elements folded as the blocks
+/// are made.
+#[derive(Clone, Copy)]
+pub(crate) enum Fused {
+    Unary(&'static UnaryKernel),
+    Binary(&'static BinaryKernel),
+    Fold(Fold),
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pending tensors
 
@@ -557,14 +567,17 @@ fn run_folds<T: Fusable, L: Leaf>(me: &L, f: Fold, x: &L) -> Result<CpuStorage> 
 // ---------------------------------------------------------------------------------------------
 // Running a graph
 
-#[derive(Clone, Copy)]
-enum Operand {
+/// Where an instruction's operand comes from: a leaf (a computed array, or one value for
+/// every element), or the register of an earlier instruction.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Operand {
     Leaf(usize),
     Reg(usize),
 }
 
+/// An instruction's block kernel.
 #[derive(Clone, Copy)]
-enum Kernel {
+pub(crate) enum Kernel {
     Unary(&'static UnaryKernel),
     Binary(&'static BinaryKernel),
 }
@@ -657,6 +670,13 @@ fn host_slice<T: Fusable, L: Leaf>(t: &L) -> Result<&[T]> {
 pub(crate) trait Fusable: Float {
     fn unary(k: &UnaryKernel) -> UnaryFn<Self>;
     fn binary(k: &BinaryKernel) -> BinaryFn<Self>;
+    /// This thread's registers for passes over elements of this type.
+    fn registers() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<Self>>>;
+}
+
+thread_local! {
+    static REGISTERS_F32: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    static REGISTERS_F64: std::cell::Cell<Vec<f64>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Fusable for f32 {
@@ -665,6 +685,9 @@ impl Fusable for f32 {
     }
     fn binary(k: &BinaryKernel) -> BinaryFn<f32> {
         k.f32[wide()]
+    }
+    fn registers() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<f32>>> {
+        &REGISTERS_F32
     }
 }
 
@@ -675,18 +698,19 @@ impl Fusable for f64 {
     fn binary(k: &BinaryKernel) -> BinaryFn<f64> {
         k.f64[wide()]
     }
-}
-
-enum TypedKernel<T> {
-    Unary(UnaryFn<T>),
-    Binary(BinaryFn<T>),
+    fn registers() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<f64>>> {
+        &REGISTERS_F64
+    }
 }
 
 /// A program bound to its leaves' elements, ready to run on the host.
 struct Typed<'a, T> {
     leaves: Vec<Arg<'a, T>>,
-    insts: Vec<(TypedKernel<T>, [Operand; 2])>,
+    insts: &'a [(Kernel, [Operand; 2])],
     n: usize,
+    /// Elements per register: a block, or all of them when fewer (a compiled graph's groups
+    /// run at every size, and a group of 200 elements should not clear 4 KB per register).
+    stride: usize,
 }
 
 impl<'a, T: Fusable> Typed<'a, T> {
@@ -715,35 +739,35 @@ impl<'a, T: Fusable> Typed<'a, T> {
                 })
             })
             .collect::<Result<_>>()?;
-        let insts = p
-            .insts
-            .iter()
-            .map(|&(k, args)| {
-                let k = match k {
-                    Kernel::Unary(k) => TypedKernel::Unary(T::unary(k)),
-                    Kernel::Binary(k) => TypedKernel::Binary(T::binary(k)),
-                };
-                (k, args)
-            })
-            .collect();
-        Ok(Typed { leaves, insts, n })
+        Ok(Typed::bind(&p.insts, leaves, n))
+    }
+
+    /// `insts` bound to `leaves`, over `n` elements.
+    fn bind(insts: &'a [(Kernel, [Operand; 2])], leaves: Vec<Arg<'a, T>>, n: usize) -> Self {
+        Typed {
+            leaves,
+            insts,
+            n,
+            stride: BLOCK.min(n).max(1),
+        }
     }
 
     /// Runs every instruction over elements `start..start + len`.
     fn run(&self, start: usize, len: usize, regs: &mut [T]) {
+        let w = self.stride;
         for (i, (k, args)) in self.insts.iter().enumerate() {
-            let (done, rest) = regs.split_at_mut(i * BLOCK);
+            let (done, rest) = regs.split_at_mut(i * w);
             let out = &mut rest[..len];
             let arg = |o: Operand| match o {
                 Operand::Leaf(j) => match self.leaves[j] {
                     Arg::Block(s) => Arg::Block(&s[start..start + len]),
                     scalar => scalar,
                 },
-                Operand::Reg(r) => Arg::Block(&done[r * BLOCK..r * BLOCK + len]),
+                Operand::Reg(r) => Arg::Block(&done[r * w..r * w + len]),
             };
-            match k {
-                TypedKernel::Unary(f) => f(arg(args[0]), out),
-                TypedKernel::Binary(f) => f(arg(args[0]), arg(args[1]), out),
+            match *k {
+                Kernel::Unary(k) => T::unary(k)(arg(args[0]), out),
+                Kernel::Binary(k) => T::binary(k)(arg(args[0]), arg(args[1]), out),
             }
         }
     }
@@ -758,7 +782,7 @@ impl<'a, T: Fusable> Typed<'a, T> {
         scratch: &'r mut Vec<T>,
     ) -> &'r [T] {
         match o {
-            Operand::Reg(r) => &regs[r * BLOCK..r * BLOCK + len],
+            Operand::Reg(r) => &regs[r * self.stride..r * self.stride + len],
             Operand::Leaf(j) => match self.leaves[j] {
                 Arg::Block(s) => &s[start..start + len],
                 Arg::Scalar(v) => {
@@ -770,22 +794,34 @@ impl<'a, T: Fusable> Typed<'a, T> {
         }
     }
 
-    fn registers(&self) -> Vec<T> {
-        vec![T::ZERO; self.insts.len() * BLOCK]
+    /// Runs `f` with the registers of one thread's pass: a buffer kept per thread, so that a
+    /// compiled step's groups allocate none per call (taken out while in use: a pass inside
+    /// `f`, on the same thread, gets a new one).
+    fn with_registers<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
+        let len = self.insts.len() * self.stride;
+        let mut regs = T::registers().with(std::cell::Cell::take);
+        if regs.len() < len {
+            regs.resize(len, T::ZERO);
+        }
+        let r = f(&mut regs[..len]);
+        T::registers().with(|c| c.set(regs));
+        r
     }
 
     /// Every element of `root`, written once into a new buffer.
     fn collect(&self, root: Operand) -> Result<CpuStorage> {
         let v = cpu::fill(self.n, |start, out| {
-            let (mut regs, mut scratch) = (self.registers(), vec![]);
-            for (b, o) in out.chunks_mut(BLOCK).enumerate() {
-                let s = start + b * BLOCK;
-                self.run(s, o.len(), &mut regs);
-                let r = self.values(root, s, o.len(), &regs, &mut scratch);
-                for (o, &v) in o.iter_mut().zip(r) {
-                    o.write(v);
+            self.with_registers(|regs| {
+                let mut scratch = vec![];
+                for (b, o) in out.chunks_mut(BLOCK).enumerate() {
+                    let s = start + b * BLOCK;
+                    self.run(s, o.len(), regs);
+                    let r = self.values(root, s, o.len(), regs, &mut scratch);
+                    for (o, &v) in o.iter_mut().zip(r) {
+                        o.write(v);
+                    }
                 }
-            }
+            })
         })?;
         Ok(T::into_storage(v))
     }
@@ -795,20 +831,22 @@ impl<'a, T: Fusable> Typed<'a, T> {
     /// [`cpu::tree_fold`]), so fused and eager reductions give the same bits.
     fn fold(&self, roots: &[(Operand, Fold)]) -> Vec<T> {
         let leaf = |start: usize, len: usize| {
-            let (mut regs, mut scratch) = (self.registers(), vec![]);
-            let mut parts: Vec<Vec<T>> = vec![Vec::with_capacity(CHUNK / BLOCK); roots.len()];
-            for s in (start..start + len).step_by(BLOCK) {
-                let len = BLOCK.min(start + len - s);
-                self.run(s, len, &mut regs);
-                for (part, &(o, f)) in parts.iter_mut().zip(roots) {
-                    part.push(f.block(self.values(o, s, len, &regs, &mut scratch)));
+            self.with_registers(|regs| {
+                let mut scratch = vec![];
+                let mut parts: Vec<Vec<T>> = vec![Vec::with_capacity(CHUNK / BLOCK); roots.len()];
+                for s in (start..start + len).step_by(BLOCK) {
+                    let len = BLOCK.min(start + len - s);
+                    self.run(s, len, regs);
+                    for (part, &(o, f)) in parts.iter_mut().zip(roots) {
+                        part.push(f.block(self.values(o, s, len, regs, &mut scratch)));
+                    }
                 }
-            }
-            parts
-                .iter()
-                .zip(roots)
-                .map(|(part, &(_, f))| f.pairwise(part))
-                .collect::<Vec<T>>()
+                parts
+                    .iter()
+                    .zip(roots)
+                    .map(|(part, &(_, f))| f.pairwise(part))
+                    .collect::<Vec<T>>()
+            })
         };
         let combine = |mut a: Vec<T>, b: Vec<T>| {
             for ((a, b), &(_, f)) in a.iter_mut().zip(b).zip(roots) {
@@ -818,4 +856,83 @@ impl<'a, T: Fusable> Typed<'a, T> {
         };
         cpu::tree_fold(self.n, &leaf, &combine)
     }
+}
+
+/// The output buffers of one [`run_group`] pass, written through raw pointers because the
+/// leaves of [`cpu::tree_fold`] run on several threads, each on its own range.
+struct Outputs<T>(Vec<*mut T>);
+
+// SAFETY: the pointers are only written at disjoint ranges (see `run_group`).
+unsafe impl<T: Send> Sync for Outputs<T> {}
+
+impl<T> Outputs<T> {
+    /// Buffer `i` (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(&self, i: usize) -> *mut T {
+        self.0[i]
+    }
+}
+
+/// One pass of a compiled graph's fusion group over `n` elements (`gradtape::function`): the
+/// instructions `insts` over `leaves`, each register in `outputs` written into a new buffer,
+/// and each of `folds` reduced over all elements in the order [`cpu::reduce3`] reduces a
+/// computed array, so the group gives the bits its ops give one by one. Nothing else of the
+/// chain is ever written to memory.
+pub(crate) fn run_group<T: Fusable>(
+    insts: &[(Kernel, [Operand; 2])],
+    leaves: Vec<Arg<'_, T>>,
+    n: usize,
+    outputs: &[usize],
+    folds: &[(Operand, Fold)],
+) -> Result<(Vec<Vec<T>>, Vec<T>)> {
+    let typed = Typed::bind(insts, leaves, n);
+    let mut bufs = outputs
+        .iter()
+        .map(|_| crate::backend::pool::take::<T>("function", n))
+        .collect::<Result<Vec<Vec<T>>>>()?;
+    let ptrs = Outputs(
+        bufs.iter_mut()
+            .map(|b| b.spare_capacity_mut().as_mut_ptr().cast::<T>())
+            .collect(),
+    );
+    let w = typed.stride;
+    let leaf = |start: usize, len: usize| {
+        typed.with_registers(|regs| {
+            let mut scratch = vec![];
+            // each fold's blocks (a leaf of `tree_fold` has at most CHUNK / BLOCK)
+            let mut parts = vec![[T::ZERO; CHUNK / BLOCK]; folds.len()];
+            for (b, s) in (start..start + len).step_by(BLOCK).enumerate() {
+                let len = BLOCK.min(start + len - s);
+                typed.run(s, len, regs);
+                for (i, &r) in outputs.iter().enumerate() {
+                    let (block, p) = (&regs[r * w..r * w + len], ptrs.get(i));
+                    // SAFETY: each buffer has room for `n` elements, and `tree_fold` hands each
+                    // element index in `0..n` to exactly one call of this closure (its leaves
+                    // partition the range), so no two writes overlap and none reads these
+                    // buffers.
+                    unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), p.add(s), len) };
+                }
+                for (part, &(o, f)) in parts.iter_mut().zip(folds) {
+                    part[b] = f.block(typed.values(o, s, len, regs, &mut scratch));
+                }
+            }
+            let blocks = len.div_ceil(BLOCK);
+            parts
+                .iter()
+                .zip(folds)
+                .map(|(part, &(_, f))| f.pairwise(&part[..blocks]))
+                .collect::<Vec<T>>()
+        })
+    };
+    let combine = |mut a: Vec<T>, b: Vec<T>| {
+        for ((a, b), &(_, f)) in a.iter_mut().zip(b).zip(folds) {
+            *a = f.combine(*a, b);
+        }
+        a
+    };
+    let folded = cpu::tree_fold(n, &leaf, &combine);
+    for b in &mut bufs {
+        // SAFETY: the pass above wrote every element of `0..n` of every buffer.
+        unsafe { b.set_len(n) };
+    }
+    Ok((bufs, folded))
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::fused::{Groups, Step};
 use super::passes::PassReport;
 use super::print::print_to;
 use crate::backend::device::Device;
@@ -69,6 +70,11 @@ pub struct Graph {
     passes: Vec<PassReport>,
     /// For each node, the values whose last reader it is (freed once it ran).
     last_uses: Vec<Vec<usize>>,
+    /// The fusion groups that run when nothing watches the thread (empty when not fused).
+    groups: Groups,
+    /// `last_uses` when the groups run: a group reads its leaves where it runs, at its
+    /// last node.
+    fused_last_uses: Vec<Vec<usize>>,
 }
 
 impl Graph {
@@ -78,20 +84,32 @@ impl Graph {
         nodes: Vec<Node>,
         outputs: Vec<usize>,
         custom_gradients: bool,
-        passes: Vec<PassReport>,
+        mut passes: Vec<PassReport>,
+        fuse: bool,
     ) -> Graph {
-        let mut last = vec![None; nodes.len()];
-        for (k, node) in nodes.iter().enumerate() {
-            for &j in node.inputs() {
-                last[j] = Some(k);
+        let groups = match fuse {
+            true => Groups::plan(&nodes, &outputs),
+            false => Groups::default(),
+        };
+        if fuse {
+            passes.push(PassReport {
+                pass: "fusion",
+                changed: groups.groups.iter().map(|g| g.nodes.len()).sum(),
+            });
+        }
+        // where each node's reads happen when the groups run: at its step
+        let mut at = vec![0; nodes.len()];
+        for (i, step) in groups.order.iter().enumerate() {
+            match *step {
+                Step::Node(k) => at[k] = i,
+                Step::Group(g) => groups.groups[g].nodes.iter().for_each(|&k| at[k] = i),
             }
         }
-        let mut last_uses = vec![vec![]; nodes.len()];
-        for (j, reader) in last.into_iter().enumerate() {
-            if let Some(k) = reader.filter(|_| !outputs.contains(&j)) {
-                last_uses[k].push(j);
-            }
-        }
+        let last_uses = last_uses_at(&nodes, &outputs, nodes.len(), |k| k);
+        let fused_last_uses = match groups.groups.is_empty() {
+            true => vec![],
+            false => last_uses_at(&nodes, &outputs, groups.order.len(), |k| at[k]),
+        };
         Graph {
             name,
             signature,
@@ -100,12 +118,25 @@ impl Graph {
             custom_gradients,
             passes,
             last_uses,
+            groups,
+            fused_last_uses,
         }
     }
 
     /// What each graph pass changed, in the order they ran (empty for a graph as traced).
     pub fn passes(&self) -> &[PassReport] {
         &self.passes
+    }
+
+    /// The fusion group node `k` runs in, if any.
+    fn group_of(&self, k: usize) -> Option<usize> {
+        self.groups.of.get(k).copied().flatten()
+    }
+
+    /// How many fusion groups run when nothing watches the thread, each one pass over its
+    /// elements (see [`Graph`]'s listing, which marks their nodes).
+    pub fn fusion_groups(&self) -> usize {
+        self.groups.groups.len()
     }
 
     /// It assigns a variable.
@@ -165,6 +196,13 @@ impl Graph {
         for (i, &j) in self.outputs.iter().enumerate() {
             s += &format!("  out{i} [label=\"output {i}\", shape=plaintext];\n  n{j} -> out{i};\n");
         }
+        for (g, group) in self.groups.groups.iter().enumerate() {
+            let nodes: Vec<String> = group.nodes.iter().map(|k| format!("n{k};")).collect();
+            s += &format!(
+                "  subgraph cluster_{g} {{ label=\"fusion {g}\"; style=dashed; {} }}\n",
+                nodes.join(" ")
+            );
+        }
         s + "}\n"
     }
 
@@ -209,14 +247,33 @@ impl Graph {
                     && c.tapes.active.borrow().is_empty()
             });
         let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
-        for (k, node) in self.nodes.iter().enumerate() {
-            let value = match (direct, node.unrecorded) {
-                (false, true) => without_recording(|| self.run(node, args, &values, false)),
-                _ => self.run(node, args, &values, direct),
-            }?;
-            values[k] = value;
-            for &j in &self.last_uses[k] {
-                values[j] = None;
+        if direct && !self.groups.groups.is_empty() {
+            for (i, step) in self.groups.order.iter().enumerate() {
+                match *step {
+                    Step::Node(k) => values[k] = self.run(&self.nodes[k], args, &values, true)?,
+                    Step::Group(g) => {
+                        let g = &self.groups.groups[g];
+                        // the nodes one by one when a leaf is not laid out for a pass
+                        if !g.run(&self.nodes, &mut values)? {
+                            for &m in &g.nodes {
+                                values[m] = self.run(&self.nodes[m], args, &values, true)?;
+                            }
+                        }
+                    }
+                }
+                for &j in &self.fused_last_uses[i] {
+                    values[j] = None;
+                }
+            }
+        } else {
+            for (k, node) in self.nodes.iter().enumerate() {
+                values[k] = match (direct, node.unrecorded) {
+                    (false, true) => without_recording(|| self.run(node, args, &values, false)),
+                    _ => self.run(node, args, &values, direct),
+                }?;
+                for &j in &self.last_uses[k] {
+                    values[j] = None;
+                }
             }
         }
         self.outputs
@@ -286,6 +343,29 @@ impl Graph {
     }
 }
 
+/// For each node, the values whose last reader it is, a node's reads happening at node
+/// `at(k)`; the outputs are never freed.
+fn last_uses_at(
+    nodes: &[Node],
+    outputs: &[usize],
+    steps: usize,
+    at: impl Fn(usize) -> usize,
+) -> Vec<Vec<usize>> {
+    let mut last = vec![None; nodes.len()];
+    for (k, node) in nodes.iter().enumerate() {
+        for &j in node.inputs() {
+            last[j] = last[j].max(Some(at(k)));
+        }
+    }
+    let mut last_uses = vec![vec![]; steps];
+    for (j, reader) in last.into_iter().enumerate() {
+        if let Some(k) = reader.filter(|_| !outputs.contains(&j)) {
+            last_uses[k].push(j);
+        }
+    }
+    last_uses
+}
+
 /// Value `j` while replaying: computed and not yet freed, or the graph is wrong.
 fn value(values: &[Option<Tensor>], j: usize) -> Result<&Tensor> {
     values.get(j).and_then(Option::as_ref).ok_or_else(|| {
@@ -328,7 +408,10 @@ impl fmt::Display for Graph {
                 NodeKind::Assign { .. } | NodeKind::Print { .. } | NodeKind::Check { .. } => {
                     writeln!(f, "  {call}")?
                 }
-                _ => writeln!(f, "  %{k} = {call} : {}", type_of(node))?,
+                _ => match self.group_of(k) {
+                    Some(g) => writeln!(f, "  %{k} = {call} : {}  [fusion {g}]", type_of(node))?,
+                    None => writeln!(f, "  %{k} = {call} : {}", type_of(node))?,
+                },
             }
         }
         let outs: Vec<String> = self.outputs.iter().map(|j| format!("%{j}")).collect();

@@ -36,6 +36,7 @@ use crate::context::traces;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+mod fused;
 mod graph;
 mod passes;
 mod print;
@@ -272,6 +273,7 @@ impl<F> Function<F> {
             outs.clone(),
             custom_gradients,
             vec![],
+            false,
         ));
         let run = match self.optimize {
             true => {
@@ -283,6 +285,7 @@ impl<F> Function<F> {
                     outs,
                     custom_gradients,
                     reports,
+                    true,
                 ))
             }
             false => traced.clone(),

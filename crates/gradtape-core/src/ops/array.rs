@@ -104,6 +104,7 @@ pub(crate) static RESHAPE: Primitive = Primitive {
         reshape_to(p, &batch_shape(p, params.as_shape("reshape")?))
     }),
     cuda: None,
+    fused: None,
 };
 
 /// TensorFlow's `tf.identity`: the same elements (no copy) as a new tensor whose gradient is
@@ -138,6 +139,7 @@ pub(crate) static IDENTITY: Primitive = Primitive {
     },
     batching: Batching::Elementwise,
     cuda: None,
+    fused: None,
 };
 
 /// A new shape for the same elements; one dimension may be `-1` (inferred).
@@ -233,6 +235,7 @@ pub(crate) static TRANSPOSE: Primitive = Primitive {
         transpose(p, Some(&batch_perm))
     }),
     cuda: None,
+    fused: None,
 };
 
 /// Inserts a dimension of size 1 at `axis` (in `[-rank-1, rank]`).
@@ -354,6 +357,7 @@ pub(crate) static BROADCAST_TO: Primitive = Primitive {
         broadcast_to(&q, &batch_shape(p, shape))
     }),
     cuda: None,
+    fused: None,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -449,6 +453,7 @@ pub(crate) static SLICE: Primitive = Primitive {
         slice_view(p, spec.with_batch(p))
     }),
     cuda: None,
+    fused: None,
 };
 
 /// The adjoint of [`slice_view`]: zeros of `shape` with `g` written where the slice came from.
@@ -495,6 +500,7 @@ pub(crate) static UNSLICE: Primitive = Primitive {
         unslice(p, &batch_shape(p, shape), &spec.with_batch(p))
     }),
     cuda: None,
+    fused: None,
 };
 
 /// TensorFlow's `tf.slice`: `size[i]` elements from `begin[i]` (`-1`: to the end). A view.
@@ -761,6 +767,7 @@ pub(crate) static CONCAT: Primitive = Primitive {
         batching::rule_list(xs, |ps| concat(ps, ax as isize + 1))
     }),
     cuda: None,
+    fused: None,
 };
 
 /// [`Tensor::to_device`] once it has checked that the device changes.
@@ -779,6 +786,7 @@ pub(crate) static TO_DEVICE: Primitive = Primitive {
     },
     batching: Batching::OneInput(|p, params| p.to_device(params.as_device("to_device")?)),
     cuda: None,
+    fused: None,
 };
 
 /// `len` elements from `start` along axis `ax`.

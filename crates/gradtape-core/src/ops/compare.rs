@@ -355,6 +355,7 @@ pub(crate) static CAST: Primitive = Primitive {
     },
     batching: Batching::Elementwise,
     cuda: None,
+    fused: None,
 };
 
 /// The same values, cut off from every tape: gradients do not flow through it.

@@ -165,6 +165,7 @@ pub(crate) static PATCHES: Primitive = Primitive {
         on_merged_batch("patches", p, 4, |x| patches(x, win))
     }),
     cuda: None,
+    fused: None,
 };
 
 /// Linear; its transpose is `patches`.
@@ -199,6 +200,7 @@ pub(crate) static UNPATCHES: Primitive = Primitive {
         on_merged_batch("unpatches", p, 6, |g| unpatches(g, win))
     }),
     cuda: None,
+    fused: None,
 };
 
 /// The primitives of this file.

@@ -7,7 +7,7 @@ use crate::dtype::dispatch;
 use crate::dtype::{Element, Float, Num};
 use crate::error::Result;
 use crate::fusion;
-use crate::primitive::{Derivative, Params, Primitive, Saves};
+use crate::primitive::{Derivative, Fused, Params, Primitive, Saves};
 use crate::shape::broadcast_shapes;
 use crate::tensor::creation::operand_pair;
 use crate::tensor::{AsTensor, Tensor};
@@ -46,9 +46,10 @@ macro_rules! unary_ops {
                 fn fwd<T: Float>($v: T) -> T {
                     $fwd
                 }
+                const KERNEL: &fusion::UnaryKernel = fusion::unary_kernel!(fwd);
                 fn forward(xs: &[&Tensor], _: &Params) -> Result<Tensor> {
                     let x = xs[0];
-                    if let Some(y) = fusion::unary(x, fusion::unary_kernel!(fwd)) {
+                    if let Some(y) = fusion::unary(x, KERNEL) {
                         return Ok(y);
                     }
                     dispatch!(float stringify!($name), x.dtype(), T => map_tensor::<T, T>(stringify!($name), x, fwd::<T>, $cuda))
@@ -58,6 +59,7 @@ macro_rules! unary_ops {
                 }
                 let derivative = Derivative::Diagonal { saves: Saves::$kind, rule };
                 Primitive::elementwise(stringify!($name), 1, forward, derivative, Some($cuda))
+                    .with_fused(Fused::Unary(KERNEL))
             };
 
             $(#[$doc])*
@@ -308,9 +310,10 @@ macro_rules! binary_primitive {
         pub(crate) static $P: Primitive = {
             /// A pending tensor when [`crate::fusion`] takes it (large float operands), the
             /// eager kernel otherwise.
+            const KERNEL: &fusion::BinaryKernel = fusion::binary_kernel!(|$p, $q| $e);
             fn forward(xs: &[&Tensor], _: &Params) -> Result<Tensor> {
                 let (a, b) = (xs[0], xs[1]);
-                if let Some(t) = fusion::binary(a, b, fusion::binary_kernel!(|$p, $q| $e)) {
+                if let Some(t) = fusion::binary(a, b, KERNEL) {
                     return Ok(t);
                 }
                 dispatch!($dispatch $op, a.dtype(), T => {
@@ -322,6 +325,7 @@ macro_rules! binary_primitive {
                 partial: $partial,
             };
             Primitive::elementwise($op, 2, forward, derivative, Some($cuda))
+                .with_fused(Fused::Binary(KERNEL))
         };
     };
 }

@@ -136,6 +136,7 @@ pub(crate) static GATHER: Primitive = Primitive {
         })
     }),
     cuda: None,
+    fused: None,
 };
 
 /// The adjoint of gather: zeros with dimension `ax` of size `dim`, plus each slice of
@@ -209,6 +210,7 @@ pub(crate) static SCATTER_ADD: Primitive = Primitive {
         })
     }),
     cuda: None,
+    fused: None,
 };
 
 /// The primitives of this file.
@@ -347,6 +349,7 @@ pub(crate) static ONE_HOT: Primitive = Primitive {
     derivative: Derivative::None,
     batching: Batching::OneInput(|p, params| apply(&ONE_HOT, &[p], params)),
     cuda: None,
+    fused: None,
 };
 
 fn one_hot_kernel(

@@ -138,6 +138,7 @@ pub(crate) static MATMUL: Primitive = Primitive {
     },
     batching: Batching::Broadcast,
     cuda: None,
+    fused: None,
 };
 
 /// The primitives of this file defined as data.

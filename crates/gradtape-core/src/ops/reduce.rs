@@ -215,6 +215,7 @@ pub(crate) static REDUCE_SUM: Primitive = Primitive {
         reduce_sum(p, batch_axes(axes), keepdims)
     }),
     cuda: Some("a + b"),
+    fused: Some(crate::primitive::Fused::Fold(Fold::Sum)),
 };
 
 /// The derivative of max/min with respect to each element: shared equally among the elements
@@ -262,6 +263,10 @@ macro_rules! weighted_reduction {
                 $name(p, batch_axes(axes), keepdims)
             }),
             cuda: Some($cuda),
+            fused: match $fold {
+                Some(f) => Some(crate::primitive::Fused::Fold(f)),
+                None => None,
+            },
         };
 
         $(#[$doc])*
@@ -418,6 +423,7 @@ pub(crate) static ARGMAX: Primitive = Primitive {
     derivative: Derivative::None,
     batching: Batching::OneInput(|p, params| arg_batched(p, params.as_axis("argmax")?, &ARGMAX)),
     cuda: None,
+    fused: None,
 };
 
 /// No gradient (an int64 result).
@@ -429,6 +435,7 @@ pub(crate) static ARGMIN: Primitive = Primitive {
     derivative: Derivative::None,
     batching: Batching::OneInput(|p, params| arg_batched(p, params.as_axis("argmin")?, &ARGMIN)),
     cuda: None,
+    fused: None,
 };
 
 /// argmax/argmin from ops every device has (for the GPU, which has no arg-reduction kernel):
@@ -535,6 +542,7 @@ pub(crate) static REDUCE_ANY: Primitive = Primitive {
     derivative: Derivative::None,
     batching: Batching::OneInput(|p, params| bool_batched(p, params, &REDUCE_ANY)),
     cuda: None,
+    fused: None,
 };
 
 /// No gradient (a bool result).
@@ -546,6 +554,7 @@ pub(crate) static REDUCE_ALL: Primitive = Primitive {
     derivative: Derivative::None,
     batching: Batching::OneInput(|p, params| bool_batched(p, params, &REDUCE_ALL)),
     cuda: None,
+    fused: None,
 };
 
 /// Logical OR over `axis` of a bool tensor.

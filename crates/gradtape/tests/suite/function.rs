@@ -832,3 +832,196 @@ fn value_checks_hold_at_every_call() {
     let e = lookup.call::<Tensor>(&[&vec64(&[1.5, 4.0])]).unwrap_err();
     assert!(e.to_string().contains("fractional"), "{e}");
 }
+
+// ---- slice 3: fusion groups, each chain one pass, with the bits kept ----
+
+/// Equal bits, or both NaN (a NaN's payload may depend on which operand a vector unit saw
+/// first; every other value must match exactly).
+fn same_bits(a: &Tensor, b: &Tensor) -> bool {
+    let (a, b) = (a.to_f64_vec().unwrap(), b.to_f64_vec().unwrap());
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()))
+}
+
+/// The seed's step: its elementwise chains, the loss and both gradients' reductions run as
+/// one pass over the points, and the scalar updates as another; the listing and the DOT mark
+/// the groups, and every call gives the eager bits.
+#[test]
+fn the_seeds_step_runs_as_fusion_groups_with_the_eager_bits() {
+    let mut rng = Generator::from_seed(3);
+    let x = rng.uniform(&[200], 0.0, 1.0, DType::F32).unwrap();
+    let y = rng.uniform(&[200], 0.0, 1.0, DType::F32).unwrap();
+    let step = |a: &Variable, b: &Variable| -> gradtape::Result<Vec<Tensor>> {
+        let tape = GradientTape::new();
+        let pred = ops::add(a, &ops::multiply(b, &x)?)?;
+        let loss = ops::reduce_sum(&ops::square(&ops::subtract(&y, &pred)?)?, Axes::All, false)?;
+        let [da, db] = tape.gradient(&loss, [a, b])?;
+        a.assign_sub(&ops::multiply(&da.unwrap(), &1e-3)?)?;
+        b.assign_sub(&ops::multiply(&db.unwrap(), &1e-3)?)?;
+        Ok(vec![loss])
+    };
+    let (ea, eb) = (Variable::new(0.0), Variable::new(0.0));
+    let (ca, cb) = (Variable::new(0.0), Variable::new(0.0));
+    let f = {
+        let (ca, cb) = (ca.clone(), cb.clone());
+        function(move |_: &[Tensor]| step(&ca, &cb))
+    };
+    for call in 0..4 {
+        let want = step(&ea, &eb).unwrap();
+        let got: Vec<Tensor> = f.call(&[]).unwrap();
+        assert_eq!(bits(&got[0]), bits(&want[0]), "loss, call {call}");
+        assert_eq!(bits(&ca.value()), bits(&ea.value()), "a, call {call}");
+        assert_eq!(bits(&cb.value()), bits(&eb.value()), "b, call {call}");
+    }
+    let g = &f.graphs()[0];
+    assert!(g.fusion_groups() >= 2, "{g}");
+    assert!(changed(g, "fusion") >= 10, "{:?}\n{g}", g.passes());
+    // the loss and the two gradient sums: reductions folded into the pass over the points
+    let listing = g.to_string();
+    let folded = listing
+        .lines()
+        .filter(|l| l.contains("reduce_sum") && l.contains("[fusion"))
+        .count();
+    assert_eq!(folded, 3, "{listing}");
+    assert!(g.to_dot().contains("subgraph cluster_0"), "{}", g.to_dot());
+    // without the passes, nothing is fused
+    let plain = function(|a: &[Tensor]| ops::exp(&ops::multiply(&a[0], &2.0)?)).optimize(false);
+    let _: Tensor = plain.call(&[&x]).unwrap();
+    assert_eq!(plain.graphs()[0].fusion_groups(), 0);
+}
+
+/// Random elementwise programs with whole-tensor sums in between (whose scalars feed later
+/// ops: a group may not read its own sum), every value returned: compiled equals eager at
+/// sizes from one element to past the parallel threshold, where the sums split across
+/// threads exactly as the eager reduction splits them.
+#[test]
+fn random_fused_programs_equal_eager_at_every_size() {
+    let prims: Vec<&'static gradtape::ops::Primitive> = gradtape::ops::primitives()
+        .filter(|p| matches!(p.arity(), Some(1 | 2)))
+        .filter(|p| {
+            let x = vec64(&[0.5]);
+            let args = vec![&x; p.arity().unwrap()];
+            p.apply(&args, &gradtape::ops::Params::NONE)
+                .is_ok_and(|y| y.dtype() == DType::F64)
+        })
+        .collect();
+    let mut rng = Generator::from_seed(33);
+    let sizes = [1usize, 5, 1024, 3001, 140_001];
+    let mut fused = 0;
+    for program in 0..20 {
+        let n = sizes[program % sizes.len()];
+        let steps: Vec<(usize, usize, usize)> = (0..10)
+            .map(|_| {
+                let r = rng.next_u64() as usize;
+                (r % (prims.len() + 3), (r >> 16) % 64, (r >> 32) % 64)
+            })
+            .collect();
+        let run = {
+            let (prims, steps) = (prims.clone(), steps.clone());
+            move |a: &[Tensor]| -> gradtape::Result<Vec<Tensor>> {
+                let mut vals = a.to_vec();
+                for &(p, i, j) in &steps {
+                    let (x, y) = (&vals[i % vals.len()], &vals[j % vals.len()]);
+                    let v = match prims.get(p) {
+                        Some(prim) => {
+                            let args: Vec<&Tensor> = [x, y][..prim.arity().unwrap()].to_vec();
+                            prim.apply(&args, &gradtape::ops::Params::NONE)?
+                        }
+                        // a sum of all elements, one time in a dozen or so
+                        None => ops::reduce_sum(x, Axes::All, false)?,
+                    };
+                    vals.push(v);
+                }
+                Ok(vals)
+            }
+        };
+        let f = function(run.clone());
+        for call in 0..2 {
+            let x = rng.uniform(&[n], -2.0, 2.0, DType::F64).unwrap();
+            let y = rng.uniform(&[n], 0.1, 2.0, DType::F64).unwrap();
+            let s = rng.uniform(&[], 0.5, 1.5, DType::F64).unwrap();
+            let want = run(&[x.clone(), y.clone(), s.clone()]).unwrap();
+            let got: Vec<Tensor> = f.call(&[&x, &y, &s]).unwrap();
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    same_bits(g, w),
+                    "program {program} (n = {n}) call {call} value {k}: {steps:?}\n{}",
+                    f.graphs()[0]
+                );
+            }
+        }
+        fused += f.graphs()[0].fusion_groups();
+    }
+    assert!(fused >= 10, "{fused}");
+}
+
+/// A group whose operand is laid out with strides (a transposed argument) runs its ops one
+/// by one, with the same bits; one traced on the contiguous layout of the same shape is
+/// reused.
+#[test]
+fn a_strided_argument_runs_the_group_op_by_op() {
+    let body = |a: &[Tensor]| -> gradtape::Result<Tensor> {
+        let t = ops::tanh(&ops::multiply(&a[0], &3.0)?)?;
+        ops::reduce_sum(&ops::add(&t, &a[0])?, Axes::All, false)
+    };
+    let f = function(body);
+    let m = Tensor::from_vec((0..12).map(|i| i as f64 * 0.1).collect(), &[4, 3]).unwrap();
+    let _: Tensor = f.call(&[&m]).unwrap();
+    let strided = ops::transpose(
+        &Tensor::from_vec((0..12).map(|i| i as f64 * -0.2).collect(), &[3, 4]).unwrap(),
+        None,
+    )
+    .unwrap();
+    let got: Tensor = f.call(&[&strided]).unwrap();
+    assert_eq!(
+        bits(&got),
+        bits(&body(std::slice::from_ref(&strided)).unwrap())
+    );
+    assert_eq!(f.tracing_count(), 1);
+    assert_eq!(f.graphs()[0].fusion_groups(), 1, "{}", f.graphs()[0]);
+}
+
+/// A group never moves across a variable's assign: the ops before it read the old value, the
+/// ops after it the new one, and a print between them still prints once per call in order.
+#[test]
+fn fusion_keeps_reads_assigns_and_prints_in_order() {
+    let v = Variable::new(Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).unwrap());
+    let out = Arc::new(Mutex::new(String::new()));
+    let body = {
+        let (v, out) = (v.clone(), out.clone());
+        move |a: &[Tensor]| -> gradtape::Result<Vec<Tensor>> {
+            let before = ops::multiply(&ops::add(&v, &a[0])?, &2.0)?;
+            v.assign(&ops::exp(&ops::negative(&before)?)?)?;
+            let sink = out.clone();
+            print_with("after", &[&before], move |s: &str| {
+                sink.lock().unwrap().push_str(s)
+            })?;
+            let after = ops::subtract(&ops::multiply(&v, &a[0])?, &before)?;
+            Ok(vec![before, after])
+        }
+    };
+    let f = function(body.clone());
+    let w = Variable::new(Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).unwrap());
+    let eager = {
+        let w = w.clone();
+        move |a: &Tensor| -> Vec<Tensor> {
+            let before = ops::multiply(&ops::add(&w, a).unwrap(), &2.0).unwrap();
+            w.assign(&ops::exp(&ops::negative(&before).unwrap()).unwrap())
+                .unwrap();
+            let after = ops::subtract(&ops::multiply(&w, a).unwrap(), &before).unwrap();
+            vec![before, after]
+        }
+    };
+    for call in 0..3 {
+        let x = vec64(&[0.5 * call as f64, -1.0, 0.25]);
+        let got: Vec<Tensor> = f.call(std::slice::from_ref(&&x)).unwrap();
+        let want = eager(&x);
+        assert_eq!(bits(&got[0]), bits(&want[0]), "call {call}");
+        assert_eq!(bits(&got[1]), bits(&want[1]), "call {call}");
+        assert_eq!(bits(&v.value()), bits(&w.value()), "call {call}");
+    }
+    assert_eq!(out.lock().unwrap().matches("after").count(), 3);
+    assert!(f.graphs()[0].fusion_groups() >= 2, "{}", f.graphs()[0]);
+}

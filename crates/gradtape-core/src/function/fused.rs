@@ -1,0 +1,458 @@
+//! The compiled executor's fusion groups: chains of elementwise primitives, and the reductions
+//! of all elements that end them, run as one pass over the elements a block at a time
+//! (`backend::fusion::run_group`), at every size. Only the values read outside a group are
+//! written to memory; the rest live in a block of registers that stays in cache.
+//!
+//! A group forms as the graph is read in order: an elementwise node (a primitive with a block
+//! kernel, float, each input of its own element count or one element) joins the open group of
+//! one of its inputs, and a reduction of all of a member's elements joins as a fold. A group
+//! runs where its last node stands; it closes when a node outside it reads one of its values,
+//! so everything that reads a group runs after it, and everything it reads ran before.
+
+use crate::backend::fusion::{self, Arg, Fold, Fusable, Kernel, Operand};
+use crate::context::traces::{Node, NodeKind};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::primitive::Fused;
+use crate::shape::numel;
+use crate::tensor::Tensor;
+
+/// One fusion group of a graph.
+pub(super) struct Group {
+    /// Elements each member computes.
+    n: usize,
+    dtype: DType,
+    /// Its nodes in order (members and folds).
+    pub(super) nodes: Vec<usize>,
+    /// The values it reads from outside, in the order the instructions name them.
+    leaves: Vec<usize>,
+    insts: Vec<(Kernel, [Operand; 2])>,
+    /// The members read outside the group, and their registers.
+    outputs: Vec<usize>,
+    registers: Vec<usize>,
+    /// The reductions, and what they fold, how.
+    folds: Vec<usize>,
+    folded: Vec<(Operand, Fold)>,
+}
+
+/// What runs at one step of a fused replay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Step {
+    Node(usize),
+    Group(usize),
+}
+
+/// A graph's fusion groups, for each node the group it runs in, and the order the groups and
+/// the other nodes run in.
+#[derive(Default)]
+pub(super) struct Groups {
+    pub(super) of: Vec<Option<usize>>,
+    pub(super) groups: Vec<Group>,
+    pub(super) order: Vec<Step>,
+}
+
+/// What each node must run after besides its inputs: the effects keep their order (each
+/// assign, print and check after the one before; a variable's read after its last assign, and
+/// its assign after its reads), so that moving a group never moves an effect.
+fn effect_edges(nodes: &[Node]) -> Vec<Vec<usize>> {
+    let mut edges = vec![vec![]; nodes.len()];
+    let mut last_effect: Option<usize> = None;
+    // per variable (by handle): its last assign, and the reads since
+    let mut vars: Vec<(crate::variable::Variable, Option<usize>, Vec<usize>)> = vec![];
+    for (k, node) in nodes.iter().enumerate() {
+        match &node.kind {
+            NodeKind::Read { variable, .. } => {
+                let at = match vars
+                    .iter()
+                    .position(|(v, ..)| v.handle_id() == variable.handle_id())
+                {
+                    Some(i) => i,
+                    None => {
+                        vars.push((variable.clone(), None, vec![]));
+                        vars.len() - 1
+                    }
+                };
+                edges[k].extend(vars[at].1);
+                vars[at].2.push(k);
+            }
+            NodeKind::Assign { .. } | NodeKind::Print { .. } | NodeKind::Check { .. } => {
+                edges[k].extend(last_effect);
+                last_effect = Some(k);
+                if let NodeKind::Assign { variable, .. } = &node.kind {
+                    match vars
+                        .iter_mut()
+                        .find(|(v, ..)| v.handle_id() == variable.handle_id())
+                    {
+                        Some((_, assign, reads)) => {
+                            edges[k].extend(assign.iter().copied().chain(reads.drain(..)));
+                            *assign = Some(k);
+                        }
+                        None => vars.push((variable.clone(), Some(k), vec![])),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    edges
+}
+
+impl Groups {
+    /// The groups of `nodes` whose values `outputs` are returned, and the order to run them
+    /// in. Groups of one op run as that op (nothing to fuse).
+    pub(super) fn plan(nodes: &[Node], outputs: &[usize]) -> Groups {
+        let mut f = Forming {
+            nodes,
+            effects: effect_edges(nodes),
+            of: vec![None; nodes.len()],
+            is_fold: vec![false; nodes.len()],
+            members: vec![],
+            seen: vec![0; nodes.len()],
+            stamp: 0,
+        };
+        for k in 0..nodes.len() {
+            let join = match fusable(nodes, k) {
+                Some(Fused::Fold(_)) => nodes[k]
+                    .inputs()
+                    .first()
+                    .and_then(|&j| f.of[j].filter(|_| !f.is_fold[j]))
+                    .filter(|&g| numel(&nodes[k].shape) == 1 && f.takes(k, g)),
+                Some(_) => {
+                    let n = numel(&nodes[k].shape);
+                    let mut found: Vec<usize> = vec![];
+                    for &j in nodes[k].inputs() {
+                        if let Some(g) = f.of[j].filter(|_| !f.is_fold[j]) {
+                            if !found.contains(&g) && numel(&nodes[f.members[g][0]].shape) == n {
+                                found.push(g);
+                            }
+                        }
+                    }
+                    match found.iter().position(|&g| f.takes(k, g)) {
+                        Some(i) => {
+                            // the other groups it reads become one with it where nothing
+                            // between them runs outside (Adam's two moments, one pass)
+                            let a = found[i];
+                            for &b in found.iter().filter(|&&b| b != a) {
+                                if f.mergeable(a, b) {
+                                    f.merge(a, b);
+                                }
+                            }
+                            Some(a)
+                        }
+                        None => {
+                            f.members.push(vec![]);
+                            Some(f.members.len() - 1)
+                        }
+                    }
+                }
+                None => None,
+            };
+            if let Some(g) = join {
+                f.members[g].push(k);
+                f.of[k] = Some(g);
+                f.is_fold[k] = matches!(fusable(nodes, k), Some(Fused::Fold(_)));
+            }
+        }
+        let Forming {
+            of,
+            members,
+            effects,
+            ..
+        } = f;
+        let deps = |k: usize| nodes[k].inputs().iter().chain(&effects[k]).copied();
+        // which values are read outside their group
+        let mut read_outside = vec![false; nodes.len()];
+        for &j in outputs {
+            read_outside[j] = true;
+        }
+        for (k, node) in nodes.iter().enumerate() {
+            for &j in node.inputs() {
+                if of[j].is_some() && of[j] != of[k] {
+                    read_outside[j] = true;
+                }
+            }
+        }
+        let mut plan = Groups {
+            of: vec![None; nodes.len()],
+            groups: vec![],
+            order: vec![],
+        };
+        for m in members.into_iter().filter(|m| m.len() >= 2) {
+            let g = plan.groups.len();
+            plan.groups.push(Group::new(nodes, m, &read_outside));
+            for &k in &plan.groups[g].nodes {
+                plan.of[k] = Some(g);
+            }
+        }
+        plan.order = plan.schedule(nodes.len(), deps);
+        let steps = plan.groups.len() + plan.of.iter().filter(|g| g.is_none()).count();
+        match plan.order.len() == steps {
+            true => plan,
+            // a cycle the join rule should have refused: run the graph as traced
+            false => {
+                debug_assert!(false, "fusion left a cycle");
+                Groups::default()
+            }
+        }
+    }
+
+    /// The steps in an order where each runs after what it reads and the effects keep theirs:
+    /// at each point the ready step that comes first in the trace (a group counts at its
+    /// first node). The join rule leaves no cycle, so every step is placed.
+    fn schedule<I: Iterator<Item = usize>>(
+        &self,
+        len: usize,
+        deps: impl Fn(usize) -> I,
+    ) -> Vec<Step> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let step = |k: usize| match self.of[k] {
+            Some(g) => Step::Group(g),
+            None => Step::Node(k),
+        };
+        let first = |s: Step| match s {
+            Step::Node(k) => k,
+            Step::Group(g) => self.groups[g].nodes[0],
+        };
+        // steps by their first node; for each, how many steps it waits for and who waits on it
+        let mut waiting = vec![0usize; len];
+        let mut waiters: Vec<Vec<usize>> = vec![vec![]; len];
+        for k in 0..len {
+            let me = first(step(k));
+            for j in deps(k) {
+                let them = first(step(j));
+                if them != me && !waiters[them].contains(&me) {
+                    waiters[them].push(me);
+                    waiting[me] += 1;
+                }
+            }
+        }
+        let mut ready: BinaryHeap<Reverse<usize>> = (0..len)
+            .filter(|&k| first(step(k)) == k && waiting[k] == 0)
+            .map(Reverse)
+            .collect();
+        let mut order = Vec::with_capacity(len);
+        while let Some(Reverse(k)) = ready.pop() {
+            order.push(step(k));
+            for &w in &waiters[k] {
+                waiting[w] -= 1;
+                if waiting[w] == 0 {
+                    ready.push(Reverse(w));
+                }
+            }
+        }
+        order
+    }
+}
+
+/// The groups while they form, read in trace order.
+struct Forming<'a> {
+    nodes: &'a [Node],
+    /// What each node must run after besides its inputs (the effects' order).
+    effects: Vec<Vec<usize>>,
+    of: Vec<Option<usize>>,
+    is_fold: Vec<bool>,
+    members: Vec<Vec<usize>>,
+    /// The search's marks: `seen[k] == stamp` once visited in the current search.
+    seen: Vec<u32>,
+    stamp: u32,
+}
+
+impl Forming<'_> {
+    fn deps(&self, k: usize) -> impl Iterator<Item = usize> + '_ {
+        self.nodes[k]
+            .inputs()
+            .iter()
+            .chain(&self.effects[k])
+            .copied()
+    }
+
+    /// Value `j` (outside group `g`) needs `g` to have run: a path of inputs and effect
+    /// edges leads from it to a node of `g`, where a node of another group needs all of that
+    /// group (which runs as one).
+    fn reaches(&mut self, j: usize, g: usize) -> bool {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.seen.fill(0);
+            self.stamp = 1;
+        }
+        let mut stack = vec![j];
+        while let Some(u) = stack.pop() {
+            if self.seen[u] == self.stamp {
+                continue;
+            }
+            self.seen[u] = self.stamp;
+            match self.of[u] {
+                Some(h) if h == g => return true,
+                Some(h) => stack.extend(self.members[h].iter().copied()),
+                None => {}
+            }
+            stack.extend(self.deps(u));
+        }
+        false
+    }
+
+    /// Group `g` can take node `k`: `k` reads none of its folds (known only once the pass is
+    /// over) and nothing outside it that needs it (a cycle).
+    fn takes(&mut self, k: usize, g: usize) -> bool {
+        let deps: Vec<usize> = self.deps(k).collect();
+        deps.into_iter().all(|j| match self.of[j] == Some(g) {
+            true => !self.is_fold[j],
+            false => !self.reaches(j, g),
+        })
+    }
+
+    /// Groups `a` and `b` can run as one pass: no member of one reads a fold of the other,
+    /// and nothing either reads from outside needs either.
+    fn mergeable(&mut self, a: usize, b: usize) -> bool {
+        let ours = |g: Option<usize>| g == Some(a) || g == Some(b);
+        let reads: Vec<usize> = self.members[a]
+            .iter()
+            .chain(&self.members[b])
+            .flat_map(|&m| self.deps(m))
+            .collect();
+        reads.into_iter().all(|j| match ours(self.of[j]) {
+            true => !self.is_fold[j],
+            false => !self.reaches(j, a) && !self.reaches(j, b),
+        })
+    }
+
+    fn merge(&mut self, a: usize, b: usize) {
+        let moved = std::mem::take(&mut self.members[b]);
+        for &m in &moved {
+            self.of[m] = Some(a);
+        }
+        self.members[a].extend(moved);
+        self.members[a].sort_unstable();
+    }
+}
+
+/// What node `k` is to a fusion group, if it can be in one: its block kernel or fold, when
+/// its dtype is float and every input has its dtype and either its element count or one
+/// element.
+fn fusable(nodes: &[Node], k: usize) -> Option<Fused> {
+    let node = &nodes[k];
+    let NodeKind::Op {
+        primitive, inputs, ..
+    } = &node.kind
+    else {
+        return None;
+    };
+    let fused = primitive.fused?;
+    let n = match fused {
+        Fused::Fold(_) => numel(&nodes[*inputs.first()?].shape),
+        _ => numel(&node.shape),
+    };
+    let fits = |&j: &usize| {
+        let m = numel(&nodes[j].shape);
+        nodes[j].dtype == node.dtype && (m == 1 || m == n)
+    };
+    (matches!(node.dtype, DType::F32 | DType::F64) && n > 0 && inputs.iter().all(fits))
+        .then_some(fused)
+}
+
+impl Group {
+    fn new(nodes: &[Node], members: Vec<usize>, read_outside: &[bool]) -> Group {
+        let first = &nodes[members[0]];
+        let mut group = Group {
+            n: numel(&first.shape),
+            dtype: first.dtype,
+            nodes: members,
+            leaves: vec![],
+            insts: vec![],
+            outputs: vec![],
+            registers: vec![],
+            folds: vec![],
+            folded: vec![],
+        };
+        // each node's operand once it is an instruction
+        let mut reg: Vec<(usize, usize)> = vec![];
+        for &k in &group.nodes.clone() {
+            let NodeKind::Op {
+                primitive, inputs, ..
+            } = &nodes[k].kind
+            else {
+                continue;
+            };
+            let mut args = [Operand::Leaf(0); 2];
+            for (slot, &j) in args.iter_mut().zip(inputs) {
+                *slot = match reg.iter().find(|(node, _)| *node == j) {
+                    Some(&(_, r)) => Operand::Reg(r),
+                    None => Operand::Leaf(match group.leaves.iter().position(|&l| l == j) {
+                        Some(i) => i,
+                        None => {
+                            group.leaves.push(j);
+                            group.leaves.len() - 1
+                        }
+                    }),
+                };
+            }
+            match primitive.fused {
+                Some(Fused::Unary(u)) => group.insts.push((Kernel::Unary(u), args)),
+                Some(Fused::Binary(b)) => group.insts.push((Kernel::Binary(b), args)),
+                Some(Fused::Fold(f)) => {
+                    group.folds.push(k);
+                    group.folded.push((args[0], f));
+                    continue;
+                }
+                None => continue,
+            }
+            let r = group.insts.len() - 1;
+            reg.push((k, r));
+            if read_outside[k] {
+                group.outputs.push(k);
+                group.registers.push(r);
+            }
+        }
+        group
+    }
+
+    /// Runs the group on `values` (each node's value, computed or not) and stores the values
+    /// read outside it. `Ok(false)`: a leaf is not laid out for a pass (a strided view, a
+    /// tensor not on the host), and the caller runs the nodes one by one.
+    pub(super) fn run(&self, nodes: &[Node], values: &mut [Option<Tensor>]) -> Result<bool> {
+        match self.dtype {
+            DType::F64 => self.run_typed::<f64>(nodes, values),
+            _ => self.run_typed::<f32>(nodes, values),
+        }
+    }
+
+    fn run_typed<T: Fusable>(&self, nodes: &[Node], values: &mut [Option<Tensor>]) -> Result<bool> {
+        let mut leaves = Vec::with_capacity(self.leaves.len());
+        for &j in &self.leaves {
+            let Some(t) = values[j].as_ref() else {
+                return Ok(false);
+            };
+            if t.dtype() != self.dtype
+                || t.batch().is_some()
+                || t.device() != crate::backend::device::Device::Cpu
+            {
+                return Ok(false);
+            }
+            let (data, layout) = (t.data::<T>()?, t.layout());
+            // one value for every element: one element, or a broadcast of one (the ones a
+            // gradient starts from)
+            let one = t.numel() == 1 || layout.strides.iter().all(|&s| s == 0);
+            let arg = match t.numel() {
+                _ if one => data.get(layout.offset).copied().map(Arg::Scalar),
+                n if n == self.n && layout.is_contiguous() => {
+                    data.get(layout.offset..layout.offset + n).map(Arg::Block)
+                }
+                _ => None,
+            };
+            match arg {
+                Some(a) => leaves.push(a),
+                None => return Ok(false),
+            }
+        }
+        let (bufs, folded) =
+            fusion::run_group::<T>(&self.insts, leaves, self.n, &self.registers, &self.folded)?;
+        for (&k, buf) in self.outputs.iter().zip(bufs) {
+            values[k] = Some(Tensor::from_elems(buf, &nodes[k].shape));
+        }
+        for (&k, v) in self.folds.iter().zip(folded) {
+            values[k] = Some(Tensor::from_elems(vec![v], &nodes[k].shape));
+        }
+        Ok(true)
+    }
+}
