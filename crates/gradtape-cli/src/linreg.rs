@@ -134,7 +134,8 @@ pub struct Args {
     /// input and output shapes, the sources and the gradients returned (on stderr with --json).
     #[arg(long)]
     explain: bool,
-    /// Write that training step as a Graphviz graph to FILE.
+    /// Write that training step as a Graphviz graph to FILE: the tape's operations and, unless
+    /// --eager, the compiled step's graph beside them (a cluster, its fusion groups dashed).
     #[arg(long, value_name = "FILE")]
     tape_dot: Option<PathBuf>,
     /// Run each epoch's step op by op instead of as one compiled graph
@@ -568,10 +569,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
         text
     });
-    let dot = t
-        .explained
-        .as_ref()
-        .map(|(tr, _, _)| output::dot(tr, &mut names));
+    let dot = t.explained.as_ref().map(|(tr, _, _)| {
+        let tape = output::dot(tr, &mut names);
+        match &t.graph {
+            // the compiled step beside the tape's operations, as one more cluster
+            Some(g) => format!(
+                "{}{}}}\n",
+                tape.trim_end().trim_end_matches('}'),
+                g.to_dot_cluster("compiled_")
+            ),
+            None => tape,
+        }
+    });
 
     // Files, written only once everything is ready (the folders were checked before the work).
     let history: Vec<(f64, f64)> = t

@@ -421,8 +421,14 @@ fn explain_lists_the_recorded_operations_and_writes_a_graph() {
         assert!(text.contains(op), "{op} missing from\n{text}");
     }
     let graph = std::fs::read_to_string(&dot).unwrap();
-    assert!(graph.starts_with("digraph tape {"));
-    assert_eq!(graph.matches("shape=box").count(), 7);
+    assert!(graph.starts_with("digraph tape {") && graph.ends_with("}\n"));
+    // the tape's seven operations, then the compiled step as a cluster with its fusion groups
+    let (tape, compiled) = graph.split_once("subgraph \"cluster_compiled_\"").unwrap();
+    assert_eq!(tape.matches("shape=box").count(), 7);
+    assert!(compiled.contains("label=\"linreg_step\""), "{compiled}");
+    assert!(compiled.contains("read_variable 'a'"), "{compiled}");
+    assert!(compiled.contains("cluster_compiled_fusion_0"), "{compiled}");
+    assert_eq!(graph.matches('{').count(), graph.matches('}').count());
     // the compiled step: the passes' work and the graph each call runs
     for part in [
         "Compiled (gradtape::function",

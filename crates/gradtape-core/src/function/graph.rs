@@ -174,12 +174,31 @@ impl Graph {
         counts
     }
 
-    /// The graph in Graphviz's DOT language (`dot -Tsvg`): a box per node, an edge per input.
+    /// The graph in Graphviz's DOT language (`dot -Tsvg`): a box per node, an edge per input,
+    /// each fusion group a dashed cluster.
     pub fn to_dot(&self) -> String {
-        let mut s = format!(
-            "digraph \"{}\" {{\n  node [shape=box];\n",
-            escape(&self.name)
-        );
+        format!(
+            "digraph \"{}\" {{\n  node [shape=box];\n{}}}\n",
+            escape(&self.name),
+            self.dot_body("")
+        )
+    }
+
+    /// The graph as a DOT cluster named `cluster_{prefix}`, its nodes' names starting with
+    /// `prefix`: to draw it inside another graph's file (the CLI's `--tape-dot` draws the
+    /// tape's operations and the compiled step side by side).
+    pub fn to_dot_cluster(&self, prefix: &str) -> String {
+        format!(
+            "  subgraph \"cluster_{p}\" {{\n  label=\"{}\";\n  node [shape=box];\n{}  }}\n",
+            escape(&self.name),
+            self.dot_body(prefix),
+            p = escape(prefix),
+        )
+    }
+
+    fn dot_body(&self, prefix: &str) -> String {
+        let p = escape(prefix);
+        let mut s = String::new();
         for (k, node) in self.nodes.iter().enumerate() {
             let label = match &node.kind {
                 NodeKind::Assign { .. } | NodeKind::Print { .. } | NodeKind::Check { .. } => {
@@ -188,22 +207,28 @@ impl Graph {
                 // DOT's `\n` breaks the label's line
                 _ => format!("%{k} = {}\\n{}", escape(&self.head(k)), type_of(node)),
             };
-            s += &format!("  n{k} [label=\"{label}\"];\n");
+            s += &format!("  \"{p}n{k}\" [label=\"{label}\"];\n");
             for &j in node.inputs() {
-                s += &format!("  n{j} -> n{k};\n");
+                s += &format!("  \"{p}n{j}\" -> \"{p}n{k}\";\n");
             }
         }
         for (i, &j) in self.outputs.iter().enumerate() {
-            s += &format!("  out{i} [label=\"output {i}\", shape=plaintext];\n  n{j} -> out{i};\n");
+            s += &format!(
+                "  \"{p}out{i}\" [label=\"output {i}\", shape=plaintext];\n  \"{p}n{j}\" -> \"{p}out{i}\";\n"
+            );
         }
         for (g, group) in self.groups.groups.iter().enumerate() {
-            let nodes: Vec<String> = group.nodes.iter().map(|k| format!("n{k};")).collect();
+            let nodes: Vec<String> = group
+                .nodes
+                .iter()
+                .map(|k| format!("\"{p}n{k}\";"))
+                .collect();
             s += &format!(
-                "  subgraph cluster_{g} {{ label=\"fusion {g}\"; style=dashed; {} }}\n",
+                "  subgraph \"cluster_{p}fusion_{g}\" {{ label=\"fusion {g}\"; style=dashed; {} }}\n",
                 nodes.join(" ")
             );
         }
-        s + "}\n"
+        s
     }
 
     /// What node `k` is, without its inputs.

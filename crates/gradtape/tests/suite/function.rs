@@ -597,7 +597,7 @@ fn a_graph_prints_as_a_listing_and_as_dot() {
         .filter(|l| l.trim_start().starts_with('%'))
         .count();
     assert!(
-        dot.contains("n0 -> n") && dot.contains(" -> out0;"),
+        dot.contains("\"n0\" -> \"n") && dot.contains(" -> \"out0\";"),
         "{dot}"
     );
     assert_eq!(
@@ -885,7 +885,18 @@ fn the_seeds_step_runs_as_fusion_groups_with_the_eager_bits() {
         .filter(|l| l.contains("reduce_sum") && l.contains("[fusion"))
         .count();
     assert_eq!(folded, 3, "{listing}");
-    assert!(g.to_dot().contains("subgraph cluster_0"), "{}", g.to_dot());
+    assert!(
+        g.to_dot().contains("subgraph \"cluster_fusion_0\""),
+        "{}",
+        g.to_dot()
+    );
+    let cluster = g.to_dot_cluster("step_");
+    assert!(
+        cluster.starts_with("  subgraph \"cluster_step_\" {")
+            && cluster.contains("\"step_n3\" -> \"step_n4\"")
+            && cluster.contains("subgraph \"cluster_step_fusion_0\""),
+        "{cluster}"
+    );
     // without the passes, nothing is fused
     let plain = function(|a: &[Tensor]| ops::exp(&ops::multiply(&a[0], &2.0)?)).optimize(false);
     let _: Tensor = plain.call(&[&x]).unwrap();
