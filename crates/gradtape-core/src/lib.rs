@@ -56,7 +56,7 @@ pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use forward_accumulator::ForwardAccumulator;
-pub use function::{function, print, print_with, Function, Graph, Outputs};
+pub use function::{function, print, print_with, Function, Graph, Outputs, TensorSpec};
 pub use ops::Axes;
 pub use source::{Source, Sources, UnconnectedGradients};
 pub use tape::{GradientOptions, GradientTape, JacobianOptions, PersistentTape, Tape, TapeBuilder};

@@ -224,6 +224,54 @@ impl Params {
         Params(Kind::Window(Box::new(w.clone())))
     }
 
+    /// The sizes it holds, in a fixed order (a result's shape, a slice's starts and lengths, a
+    /// scattered axis' size, a one-hot depth): what a compiled graph substitutes to run at
+    /// another batch size (`Function::input_signature`). Axes, permutations, steps and windows
+    /// are not sizes.
+    pub(crate) fn sizes(&self) -> Vec<usize> {
+        match &self.0 {
+            Kind::Shape(s) => s.to_vec(),
+            Kind::Slice(s) => s.starts.iter().chain(&s.lens).copied().collect(),
+            Kind::Unslice { shape, slice } => shape
+                .iter()
+                .chain(&slice.starts)
+                .chain(&slice.lens)
+                .copied()
+                .collect(),
+            Kind::Scatter { dim, .. } => vec![*dim],
+            Kind::OneHot { depth, .. } => vec![*depth],
+            _ => vec![],
+        }
+    }
+
+    /// The same parameters with `sizes` in place of [`Params::sizes`] (as many, in order).
+    pub(crate) fn with_sizes(&self, sizes: &[usize]) -> Params {
+        let slice = |s: &SliceSpec, v: &[usize]| SliceSpec {
+            starts: v[..s.starts.len()].to_vec(),
+            lens: v[s.starts.len()..s.starts.len() + s.lens.len()].to_vec(),
+            steps: s.steps.clone(),
+        };
+        Params(match &self.0 {
+            Kind::Shape(_) => Kind::Shape(Dims::from_slice(sizes)),
+            Kind::Slice(s) => Kind::Slice(Box::new(slice(s, sizes))),
+            Kind::Unslice { shape, slice: s } => Kind::Unslice {
+                shape: Dims::from_slice(&sizes[..shape.len()]),
+                slice: Box::new(slice(s, &sizes[shape.len()..])),
+            },
+            Kind::Scatter { axis, .. } => Kind::Scatter {
+                axis: *axis,
+                dim: sizes[0],
+            },
+            Kind::OneHot { on, off, dtype, .. } => Kind::OneHot {
+                depth: sizes[0],
+                on: *on,
+                off: *off,
+                dtype: *dtype,
+            },
+            other => other.clone(),
+        })
+    }
+
     pub(crate) fn kind(&self) -> ParamsKind {
         match &self.0 {
             Kind::None => ParamsKind::None,

@@ -55,6 +55,10 @@ pub(crate) enum NodeKind {
     },
     /// [`check_values`] at every call.
     Check { check: Checker, inputs: Vec<usize> },
+    /// How many elements value `input` has over `axes`, as a scalar of the node's dtype
+    /// (`reduce_mean`'s divisor): a size read at every call, not a constant, so that one
+    /// graph runs at every batch size (`Function::input_signature`).
+    Size { input: usize, axes: Vec<usize> },
 }
 
 /// A node and the shape and dtype of the value it defines (the variable's for an `Assign`;
@@ -76,7 +80,9 @@ impl Node {
             NodeKind::Op { inputs, .. }
             | NodeKind::Print { inputs, .. }
             | NodeKind::Check { inputs, .. } => inputs,
-            NodeKind::Assign { value, .. } => std::slice::from_ref(value),
+            NodeKind::Assign { value, .. } | NodeKind::Size { input: value, .. } => {
+                std::slice::from_ref(value)
+            }
             _ => &[],
         }
     }
@@ -92,6 +98,7 @@ impl Node {
             NodeKind::Assign { .. } => format!("assign_{k}"),
             NodeKind::Print { .. } => format!("print_{k}"),
             NodeKind::Check { .. } => format!("check_{k}"),
+            NodeKind::Size { .. } => format!("size_{k}"),
         }
     }
 }
@@ -282,6 +289,23 @@ pub(crate) fn note_read(var: &Variable, t: &Tensor, raw: bool) {
                 NodeKind::Read {
                     variable: var.clone(),
                     raw,
+                },
+            );
+        })
+    })
+}
+
+/// `t` (a scalar) is the number of elements of `of` over `axes`: a size of the graph, not a
+/// constant (see [`NodeKind::Size`]).
+pub(crate) fn note_size(t: &Tensor, of: &Tensor, axes: &[usize]) {
+    super::with(|c| {
+        c.traces.each(|trace| {
+            let input = trace.value(of, c);
+            trace.define(
+                t,
+                NodeKind::Size {
+                    input,
+                    axes: axes.to_vec(),
                 },
             );
         })

@@ -167,6 +167,7 @@ impl Graph {
                 NodeKind::Assign { .. } => "assign",
                 NodeKind::Print { .. } => "print",
                 NodeKind::Check { .. } => "check",
+                NodeKind::Size { .. } => "size",
                 NodeKind::Arg(_) | NodeKind::Constant { .. } => continue,
             };
             *counts.entry(name).or_insert(0) += 1;
@@ -253,6 +254,7 @@ impl Graph {
             }
             NodeKind::Print { text, .. } => format!("print {text:?}"),
             NodeKind::Check { .. } => "check".into(),
+            NodeKind::Size { axes, .. } => format!("size axes {axes:?}"),
         }
     }
 
@@ -363,6 +365,10 @@ impl Graph {
             NodeKind::Print { text, sink, .. } => {
                 print_to(text, inputs, sink.as_ref())?;
                 None
+            }
+            NodeKind::Size { axes, .. } => {
+                let count: usize = axes.iter().map(|&a| inputs[0].shape()[a]).product();
+                Some(Tensor::from_f64s(&[count as f64], &[], node.dtype))
             }
         })
     }

@@ -40,11 +40,14 @@ mod fused;
 mod graph;
 mod passes;
 mod print;
+mod signature;
 
 pub use graph::Graph;
 use graph::Signature;
 pub use passes::PassReport;
 pub use print::{print, print_with};
+use signature::Family;
+pub use signature::TensorSpec;
 
 /// How many traces of one function before it warns (TensorFlow's threshold).
 const RETRACE_WARNING: usize = 5;
@@ -76,6 +79,7 @@ pub fn function<F>(f: F) -> Function<F> {
         f,
         name: "function".into(),
         optimize: true,
+        input_signature: None,
         state: Mutex::new(State::default()),
     }
 }
@@ -85,6 +89,7 @@ pub struct Function<F> {
     f: F,
     name: String,
     optimize: bool,
+    input_signature: Option<Vec<TensorSpec>>,
     state: Mutex<State>,
 }
 
@@ -94,6 +99,9 @@ struct State {
     graphs: Vec<(Arc<Graph>, Arc<Graph>)>,
     traces: usize,
     warning: Option<String>,
+    /// With an unknown dimension in the input signature: whether one graph runs at every
+    /// batch size.
+    family: Option<Family>,
 }
 
 /// What a function returns: one tensor, several (a `Vec` or a tuple), or none.
@@ -205,6 +213,33 @@ impl<F> Function<F> {
         self
     }
 
+    /// The same function for arguments of these shapes and dtypes only (TensorFlow's
+    /// `input_signature`), `None` in a shape for a dimension of any size: every call is
+    /// checked against it (an error names the argument and the spec), and where the unknown
+    /// dimensions of a call are one size, the batch, one graph serves every batch size once
+    /// two have been traced and found to differ only in sizes (see [`TensorSpec`] and
+    /// ARCHITECTURE.md: the second batch size traces again, since a trace sees sizes as
+    /// numbers; a number computed in Rust from the batch size makes every batch size trace,
+    /// and a warning says which).
+    ///
+    /// ```
+    /// use gradtape::{function, ops, Axes, DType, Tensor, TensorSpec};
+    /// let f = function(|a: &[Tensor]| ops::reduce_sum(&ops::square(&a[0])?, Axes::All, false))
+    ///     .input_signature(vec![TensorSpec::new(&[None, Some(2)], DType::F32)]);
+    /// for batch in [1, 2, 3, 4] {
+    ///     let x = Tensor::ones(&[batch, 2], DType::F32)?;
+    ///     assert_eq!(f.call::<Tensor>(&[&x])?.to_scalar::<f32>()?, 2.0 * batch as f32);
+    /// }
+    /// assert_eq!(f.tracing_count(), 2);
+    /// let wrong = Tensor::ones(&[4, 3], DType::F32)?;
+    /// assert!(f.call::<Tensor>(&[&wrong]).is_err());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn input_signature(mut self, specs: Vec<TensorSpec>) -> Self {
+        self.input_signature = Some(specs);
+        self
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // the state is a cache: a panic elsewhere cannot leave it half-written
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -227,6 +262,10 @@ impl<F> Function<F> {
         F: Fn(&[Tensor]) -> Result<R>,
         R: Outputs,
     {
+        let batch = match &self.input_signature {
+            Some(specs) => signature::check(&self.name, specs, args)?,
+            None => None,
+        };
         let found = self
             .state()
             .graphs
@@ -248,11 +287,23 @@ impl<F> Function<F> {
             // a trace runs the Rust code on real values once; inside vmap those are one
             // example's, and its effects would happen once for the batch: run it as written
             None if in_vmap => eager(),
-            None => self.trace(Signature::of(args), args),
+            None => match batch.and_then(|b| self.at_batch(b, args)) {
+                Some(g) => R::from_tensors(g.replay(args)?),
+                None => self.trace(Signature::of(args), args, batch),
+            },
         }
     }
 
-    fn trace<R>(&self, signature: Signature, args: &[&Tensor]) -> Result<R>
+    /// The graph for `args` at batch size `b` from the one graph of every batch size, kept
+    /// for the next call of this signature; `None` when there is no such graph (yet).
+    fn at_batch(&self, b: usize, args: &[&Tensor]) -> Option<Arc<Graph>> {
+        let mut state = self.state();
+        let g = Arc::new(state.family.as_ref()?.instantiate(b, args, self.optimize)?);
+        state.graphs.push((g.clone(), g.clone()));
+        Some(g)
+    }
+
+    fn trace<R>(&self, signature: Signature, args: &[&Tensor], batch: Option<usize>) -> Result<R>
     where
         F: Fn(&[Tensor]) -> Result<R>,
         R: Outputs,
@@ -290,8 +341,27 @@ impl<F> Function<F> {
             }
             false => traced.clone(),
         };
-        let warn = {
+        let (warn, refused) = {
             let mut state = self.state();
+            // one graph for every batch size: the first trace is kept, the second decides
+            let refused = match (batch, state.family.take()) {
+                (Some(b), None) => {
+                    state.family = Some(Family::Traced {
+                        b1: b,
+                        base: run.clone(),
+                    });
+                    None
+                }
+                (Some(b), Some(family)) => {
+                    let (family, why) = family.learn(b, &run);
+                    state.family = Some(family);
+                    why
+                }
+                (None, family) => {
+                    state.family = family;
+                    None
+                }
+            };
             state.graphs.push((traced, run));
             state.traces += 1;
             let warn = state.traces >= RETRACE_WARNING && state.warning.is_none();
@@ -303,10 +373,17 @@ impl<F> Function<F> {
                     self.name, state.traces
                 ));
             }
-            warn.then(|| state.warning.clone()).flatten()
+            (warn.then(|| state.warning.clone()).flatten(), refused)
         };
         if let Some(w) = warn {
             eprintln!("gradtape: warning: {w}");
+        }
+        if let Some(why) = refused {
+            eprintln!(
+                "gradtape: warning: function '{}' traces once per batch size, though its \
+                 input_signature leaves that dimension unknown: {why}",
+                self.name
+            );
         }
         R::from_tensors(outputs)
     }

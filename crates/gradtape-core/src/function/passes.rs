@@ -176,7 +176,9 @@ fn inputs_mut(node: &mut Node) -> &mut [usize] {
         NodeKind::Op { inputs, .. }
         | NodeKind::Print { inputs, .. }
         | NodeKind::Check { inputs, .. } => inputs,
-        NodeKind::Assign { value, .. } => std::slice::from_mut(value),
+        NodeKind::Assign { value, .. } | NodeKind::Size { input: value, .. } => {
+            std::slice::from_mut(value)
+        }
         _ => &mut [],
     }
 }

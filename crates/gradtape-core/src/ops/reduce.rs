@@ -357,7 +357,10 @@ pub fn reduce_mean(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
     let axis = axis.into();
     let axes = axis.resolve(op, x.rank())?;
     let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
-    divide(&reduce_sum(&x, axis, keepdims)?, &(count as f64))
+    // the divisor as a size of `x`, not a number, in a traced graph (`input_signature`)
+    let divisor = Tensor::from_f64s(&[count as f64], &[], x.dtype());
+    crate::context::traces::note_size(&divisor, &x, &axes);
+    divide(&reduce_sum(&x, axis, keepdims)?, &divisor)
 }
 
 fn arg_extreme(p: &'static Primitive, x: &Tensor, axis: isize) -> Result<Tensor> {

@@ -1036,3 +1036,140 @@ fn fusion_keeps_reads_assigns_and_prints_in_order() {
     assert_eq!(out.lock().unwrap().matches("after").count(), 3);
     assert!(f.graphs()[0].fusion_groups() >= 2, "{}", f.graphs()[0]);
 }
+
+// ---- input_signature: one graph for every batch size ----
+
+/// A training step with a mean loss (its divisor a size of the batch, not a number) under
+/// `input_signature([None, 3], [None])`: the second batch size traces again, then every
+/// batch size runs the one graph, and the variables follow the eager step bit for bit.
+#[test]
+fn an_unknown_batch_dimension_runs_one_graph_at_every_batch_size() {
+    let make = || {
+        let w = Variable::new(
+            Tensor::from_vec(vec![0.5f64, -0.25, 1.0, 0.75, -1.5, 0.25], &[3, 2]).unwrap(),
+        );
+        let opt = RefCell::new(Adam::new(0.1));
+        (w, opt)
+    };
+    let step = |w: &Variable, opt: &RefCell<Adam>, a: &[Tensor]| -> gradtape::Result<Tensor> {
+        let tape = GradientTape::new();
+        let pred = ops::reshape(&ops::matmul(&a[0], w)?, &[-1])?;
+        let target = ops::reshape(&ops::stack(&[&a[1], &a[1]], 1)?, &[-1])?;
+        let loss = mean_squared_error(&target, &pred, Reduction::SumOverBatchSize)?;
+        let [g] = tape.gradient(&loss, [w])?;
+        opt.borrow_mut().apply_gradients([(g, w)])?;
+        Ok(loss)
+    };
+    let (ew, eopt) = make();
+    let (cw, copt) = make();
+    let f = {
+        let cw = cw.clone();
+        function(move |a: &[Tensor]| step(&cw, &copt, a)).input_signature(vec![
+            gradtape::TensorSpec::new(&[None, Some(3)], DType::F64),
+            gradtape::TensorSpec::new(&[None], DType::F64),
+        ])
+    };
+    let mut rng = Generator::from_seed(9);
+    for (call, batch) in [4usize, 6, 5, 9, 1, 4, 7].into_iter().enumerate() {
+        let x = rng.uniform(&[batch, 3], -1.0, 1.0, DType::F64).unwrap();
+        let y = rng.uniform(&[batch], -1.0, 1.0, DType::F64).unwrap();
+        let want = step(&ew, &eopt, &[x.clone(), y.clone()]).unwrap();
+        let got: Tensor = f.call(&[&x, &y]).unwrap();
+        assert_eq!(bits(&got), bits(&want), "call {call}, batch {batch}");
+        assert_eq!(
+            bits(&cw.value()),
+            bits(&ew.value()),
+            "call {call}, batch {batch}"
+        );
+    }
+    // two traces decide; the other batch sizes ran the graph with their sizes put in
+    assert_eq!(f.tracing_count(), 2);
+    let g = f.graphs().last().unwrap().clone();
+    // the mean's divisor is read from the batch at every call
+    assert!(g.op_counts().get("size").is_some_and(|&n| n >= 1), "{g}");
+    assert!(g.to_string().contains("arg0: float64[7, 3]"), "{g}");
+}
+
+/// A number computed in Rust from the batch size is frozen into each trace: the two traces
+/// differ there, so every batch size traces (with the right answers), never a graph that
+/// would divide by the first batch size.
+#[test]
+fn a_rust_number_from_the_batch_size_makes_each_batch_size_trace() {
+    let body = |a: &[Tensor]| -> gradtape::Result<Tensor> {
+        let n = a[0].shape()[0] as f64;
+        ops::divide(&ops::reduce_sum(&a[0], Axes::All, false)?, &n)
+    };
+    let f = function(body).input_signature(vec![gradtape::TensorSpec::new(&[None], DType::F64)]);
+    for (k, batch) in [2usize, 3, 4, 5].into_iter().enumerate() {
+        let x = Tensor::from_vec((0..batch).map(|i| i as f64).collect(), &[batch]).unwrap();
+        let got: Tensor = f.call(&[&x]).unwrap();
+        assert_eq!(bits(&got), bits(&body(std::slice::from_ref(&x)).unwrap()));
+        assert_eq!(f.tracing_count(), k + 1);
+    }
+}
+
+/// Flattening a batch (`[b, 2, 3]` to `[b·6]`) and slicing it keep sizes affine in the batch
+/// size: one graph still serves every batch.
+#[test]
+fn sizes_affine_in_the_batch_size_are_put_in() {
+    let body = |a: &[Tensor]| -> gradtape::Result<Vec<Tensor>> {
+        let flat = ops::reshape(&ops::exp(&a[0])?, &[-1])?;
+        let n = flat.shape()[0];
+        let tail = flat.slice(gradtape::s![1..n])?;
+        Ok(vec![ops::reduce_mean(&tail, Axes::All, false)?, flat])
+    };
+    let f = function(body).input_signature(vec![gradtape::TensorSpec::new(
+        &[None, Some(2), Some(3)],
+        DType::F64,
+    )]);
+    let mut rng = Generator::from_seed(4);
+    for batch in [2usize, 5, 3, 8] {
+        let x = rng.uniform(&[batch, 2, 3], -1.0, 1.0, DType::F64).unwrap();
+        let got: Vec<Tensor> = f.call(&[&x]).unwrap();
+        let want = body(std::slice::from_ref(&x)).unwrap();
+        assert_eq!(got[1].shape(), &[batch * 6]);
+        assert_eq!(bits(&got[0]), bits(&want[0]), "batch {batch}");
+        assert_eq!(bits(&got[1]), bits(&want[1]), "batch {batch}");
+    }
+    assert_eq!(f.tracing_count(), 2);
+}
+
+/// Arguments that do not match the signature are errors that name the argument and the spec
+/// (TensorFlow raises); unknown dimensions of different sizes in one call get a graph of
+/// their own.
+#[test]
+fn arguments_are_checked_against_the_input_signature() {
+    let f = function(|a: &[Tensor]| {
+        ops::add(
+            &ops::reduce_sum(&a[0], Axes::All, false)?,
+            &ops::reduce_sum(&a[1], Axes::All, false)?,
+        )
+    })
+    .with_name("two")
+    .input_signature(vec![
+        gradtape::TensorSpec::new(&[None, Some(2)], DType::F32),
+        gradtape::TensorSpec::new(&[None], DType::F32),
+    ]);
+    let x = Tensor::ones(&[3, 2], DType::F32).unwrap();
+    let y = Tensor::ones(&[3], DType::F32).unwrap();
+    let e = f.call::<Tensor>(&[&x]).unwrap_err();
+    assert!(e.to_string().contains("takes 2 tensors"), "{e}");
+    let e = f
+        .call::<Tensor>(&[&Tensor::ones(&[3, 4], DType::F32).unwrap(), &y])
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("argument 0 of shape [3, 4] and dtype float32 does not match its input_signature's TensorSpec(shape=(None, 2), dtype=float32)"),
+        "{e}"
+    );
+    let e = f
+        .call::<Tensor>(&[&x, &Tensor::ones(&[3], DType::F64).unwrap()])
+        .unwrap_err();
+    assert!(matches!(e, Error::DType { .. }), "{e:?}");
+    // 3 and 5 in one call: not one batch size, a graph of its own
+    let got: Tensor = f
+        .call(&[&x, &Tensor::ones(&[5], DType::F32).unwrap()])
+        .unwrap();
+    assert_eq!(got.to_scalar::<f32>().unwrap(), 11.0);
+    assert_eq!(f.tracing_count(), 1);
+}
