@@ -216,6 +216,24 @@ mod backend {
         for to in [DType::F32, DType::F64, DType::I64] {
             b.cast(to)?;
         }
+        // a compiled graph's fusion groups: each one kernel (an Adam-like update with numbers
+        // passed by value, and a loss whose sum is folded)
+        for dt in [DType::F32, DType::F64] {
+            let f = gradtape::function(|a: &[Tensor]| -> Result<Vec<Tensor>, Error> {
+                let (g, m, w) = (&a[0], &a[1], &a[2]);
+                let m2 = ops::add(m, &ops::multiply(&ops::subtract(g, m)?, &0.1)?)?;
+                let w2 = ops::subtract(
+                    w,
+                    &ops::divide(&m2, &ops::add(&ops::sqrt(&ops::square(g)?)?, &1e-7)?)?,
+                )?;
+                let loss = ops::reduce_sum(&ops::square(&ops::tanh(&w2)?)?, Axes::All, false)?;
+                Ok(vec![m2, w2, loss])
+            });
+            let v = Tensor::from_vec(vec![0.5f64, -1.5, 2.0, 0.25], &[4])?.cast(dt)?;
+            f.call::<Vec<Tensor>>(&[&v, &v, &v])?;
+            f.call::<Vec<Tensor>>(&[&v, &v, &v])?;
+            assert!(f.graphs()[0].fusion_groups() >= 1);
+        }
         Ok(())
     }
 
@@ -253,6 +271,15 @@ mod backend {
             "only {} kernels were recorded: the ops stopped reporting their CUDA C",
             sources.len()
         );
+        // and the fused kernels of compiled graphs (`gradtape::function`), for both float types
+        for t in ["f32", "f64"] {
+            assert!(
+                sources
+                    .iter()
+                    .any(|(n, _)| n.starts_with(&format!("fused_{t}_"))),
+                "no fused {t} kernel was recorded"
+            );
+        }
         // every primitive's CUDA expression is among them (a new primitive's kernel is compiled)
         for p in gradtape::ops::primitives() {
             if let Some(expr) = p.cuda_expression() {
@@ -310,6 +337,47 @@ mod backend {
 
     fn values(t: &Tensor) -> Vec<f64> {
         t.to_f64_vec().unwrap()
+    }
+
+    /// A compiled step on the GPU: its fusion groups run as generated kernels (the same
+    /// statements as the ops' kernels, compiled without contraction), its folds as the
+    /// reductions; the values match the CPU's, and the GPU's own eager step bit for bit.
+    #[test]
+    fn gpu_compiled_fusion_groups_match_the_cpu_and_the_eager_gpu() {
+        let g = match gpu() {
+            Ok(g) => g,
+            Err(e) => return skip("gpu_compiled", &e),
+        };
+        let body = |a: &[Tensor]| -> Result<Vec<Tensor>, Error> {
+            let (x, m) = (&a[0], &a[1]);
+            let m2 = ops::add(m, &ops::multiply(&ops::subtract(x, m)?, &0.1)?)?;
+            let y = ops::divide(&m2, &ops::add(&ops::sqrt(&ops::square(x)?)?, &1e-7)?)?;
+            let loss = ops::reduce_sum(&ops::square(&ops::tanh(&y)?)?, Axes::All, false)?;
+            Ok(vec![m2, y, loss])
+        };
+        for dt in [DType::F32, DType::F64] {
+            let mut rng = gradtape::random::Generator::from_seed(5);
+            let x = rng.normal(&[3000], 0.0, 1.0, dt).unwrap();
+            let m = rng.normal(&[3000], 0.0, 1.0, dt).unwrap();
+            let cpu = body(&[x.clone(), m.clone()]).unwrap();
+            let (xg, mg) = (on(&x, g), on(&m, g));
+            let eager = body(&[xg.clone(), mg.clone()]).unwrap();
+            let f = gradtape::function(body);
+            for _ in 0..2 {
+                let got: Vec<Tensor> = f.call(&[&xg, &mg]).unwrap();
+                for ((d, e), c) in got.iter().zip(&eager).zip(&cpu) {
+                    assert_eq!(d.device(), g);
+                    assert_eq!(values(d), values(e), "compiled vs eager on the GPU, {dt}");
+                    close(
+                        &values(d),
+                        &values(c),
+                        tol(dt),
+                        &format!("compiled GPU vs CPU {dt}"),
+                    );
+                }
+            }
+            assert!(f.graphs()[0].fusion_groups() >= 1);
+        }
     }
 
     #[test]

@@ -81,6 +81,111 @@ fn wrap<H: Handle>(s: cuda::CudaStorage, shape: &[usize]) -> H {
     H::from_storage(Storage::Cuda(s), shape)
 }
 
+/// One fusion group of a compiled graph (`gradtape::function`) over `n` elements as one
+/// device kernel: each instruction `(CUDA expression, arity, operands)`, the registers
+/// `outputs` returned as new handles of `shape`. `None` when the group is not for one device
+/// kernel: the leaves on the host (the host pass runs in the front end), on two devices, or a
+/// leaf not contiguous from the start of its storage.
+pub(crate) fn fused_group<H: Handle>(
+    insts: &[(&'static str, usize, [fusion::Operand; 2])],
+    leaves: &[&H],
+    n: usize,
+    outputs: &[usize],
+    shape: &[usize],
+) -> Result<Option<Vec<H>>> {
+    #[cfg(feature = "cuda")]
+    {
+        use cuda::kernels::{c_type, note, LeafKind};
+        use cuda::ops::FusedLeaf;
+        let kind = |l: &&H| match (l.numel() == 1, l.on_host()) {
+            (true, true) => LeafKind::Value,
+            (true, false) => LeafKind::Element,
+            _ => LeafKind::Array,
+        };
+        if let Some(l) = leaves.first() {
+            note(|| {
+                let kinds: Vec<LeafKind> = leaves.iter().map(kind).collect();
+                cuda::kernels::fused(&slots(insts), &kinds, outputs, c_type(l.dtype()))
+            });
+        }
+        // one device, the host giving only numbers
+        let device = leaves
+            .iter()
+            .map(|l| l.device())
+            .find(|&d| d != Device::Cpu);
+        let Some(device) = device else {
+            return Ok(None);
+        };
+        let mut args = Vec::with_capacity(leaves.len());
+        for l in leaves {
+            let (lay, k) = (l.layout(), kind(l));
+            let laid_out = lay.offset == 0
+                && (k != LeafKind::Array || (l.numel() == n && lay.is_contiguous()));
+            if k != LeafKind::Value && (l.device() != device || !laid_out) {
+                return Ok(None);
+            }
+            args.push(match l.storage()? {
+                Storage::Cuda(s) => FusedLeaf::Gpu(s, k),
+                Storage::Cpu(c) => FusedLeaf::Host(c, lay.offset),
+            });
+        }
+        let dtype = leaves[0].dtype();
+        let ys = gpu::fused(&args, &slots(insts), outputs, dtype, n)?;
+        Ok(Some(ys.into_iter().map(|y| wrap(y, shape)).collect()))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (insts, leaves, n, outputs, shape);
+        Ok(None)
+    }
+}
+
+/// A fusion program's instructions as a device kernel's statements.
+#[cfg(feature = "cuda")]
+fn slots(
+    insts: &[(&'static str, usize, [fusion::Operand; 2])],
+) -> Vec<(&'static str, usize, [cuda::kernels::Slot; 2])> {
+    use cuda::kernels::Slot;
+    let slot = |o: fusion::Operand| match o {
+        fusion::Operand::Leaf(j) => Slot::Leaf(j),
+        fusion::Operand::Reg(r) => Slot::Reg(r),
+    };
+    insts
+        .iter()
+        .map(|&(e, arity, [a, b])| (e, arity, [slot(a), slot(b)]))
+        .collect()
+}
+
+/// Notes the device kernel of a fusion group that runs on the host, while kernel sources are
+/// recorded (the NVRTC test compiles every kernel the ops and compiled graphs generate): the
+/// kernel it would be with its leaves on a GPU and its numbers passed by value.
+pub(crate) fn note_fused_group<H: Handle>(
+    insts: &[(&'static str, usize, [fusion::Operand; 2])],
+    outputs_and_leaves: impl FnOnce() -> Option<(Vec<usize>, Vec<H>)>,
+) {
+    #[cfg(feature = "cuda")]
+    cuda::kernels::note(|| {
+        use cuda::kernels::LeafKind;
+        let (outputs, leaves) = outputs_and_leaves().unwrap_or_default();
+        let kinds: Vec<LeafKind> = leaves
+            .iter()
+            .map(|l| match l.numel() {
+                1 => LeafKind::Value,
+                _ => LeafKind::Array,
+            })
+            .collect();
+        let dtype = leaves.first().map_or(DType::F32, |l| l.dtype());
+        cuda::kernels::fused(
+            &slots(insts),
+            &kinds,
+            &outputs,
+            cuda::kernels::c_type(dtype),
+        )
+    });
+    #[cfg(not(feature = "cuda"))]
+    let _ = (insts, outputs_and_leaves);
+}
+
 /// `expr(v)` over `x` on its device, giving `out` elements; `None` on the host (the host
 /// kernels run in the front end's op).
 #[inline]

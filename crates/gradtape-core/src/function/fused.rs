@@ -9,6 +9,7 @@
 //! runs where its last node stands; it closes when a node outside it reads one of its values,
 //! so everything that reads a group runs after it, and everything it reads ran before.
 
+use crate::backend::device::Device;
 use crate::backend::fusion::{self, Arg, Fold, Fusable, Kernel, Operand};
 use crate::context::traces::{Node, NodeKind};
 use crate::dtype::DType;
@@ -33,6 +34,9 @@ pub(super) struct Group {
     /// The reductions, and what they fold, how.
     folds: Vec<usize>,
     folded: Vec<(Operand, Fold)>,
+    /// Each instruction as a device kernel's statement: its primitive's CUDA expression and
+    /// arity, and its operands (empty when a primitive has no CUDA expression).
+    cuda: Vec<(&'static str, usize, [Operand; 2])>,
 }
 
 /// What runs at one step of a fused replay.
@@ -364,6 +368,7 @@ impl Group {
             registers: vec![],
             folds: vec![],
             folded: vec![],
+            cuda: vec![],
         };
         // each node's operand once it is an instruction
         let mut reg: Vec<(usize, usize)> = vec![];
@@ -386,6 +391,11 @@ impl Group {
                         }
                     }),
                 };
+            }
+            if !matches!(primitive.fused, Some(Fused::Fold(_))) {
+                if let Some(expr) = primitive.cuda {
+                    group.cuda.push((expr, inputs.len(), args));
+                }
             }
             match primitive.fused {
                 Some(Fused::Unary(u)) => group.insts.push((Kernel::Unary(u), args)),
@@ -417,16 +427,77 @@ impl Group {
         }
     }
 
+    /// The group as one device kernel, when its leaves are on a GPU: the values read outside
+    /// it, and each fold run by its own reduction over the folded register (written out).
+    /// `Ok(false)` when it cannot be one kernel.
+    fn run_on_device(&self, nodes: &[Node], values: &mut [Option<Tensor>]) -> Result<bool> {
+        if self.cuda.len() != self.insts.len() {
+            return Ok(false);
+        }
+        let Some(leaves) = self
+            .leaves
+            .iter()
+            .map(|&j| values[j].as_ref())
+            .collect::<Option<Vec<&Tensor>>>()
+        else {
+            return Ok(false);
+        };
+        let Some(registers) = self.device_registers() else {
+            return Ok(false);
+        };
+        let Some(out) =
+            crate::backend::fused_group(&self.cuda, &leaves, self.n, &registers, &[self.n])?
+        else {
+            return Ok(false);
+        };
+        let (outputs, folded) = out.split_at(self.outputs.len());
+        for (&k, t) in self.outputs.iter().zip(outputs) {
+            values[k] = Some(t.view(crate::shape::Layout::contiguous(&nodes[k].shape)));
+        }
+        for (&k, t) in self.folds.iter().zip(folded) {
+            let NodeKind::Op {
+                primitive,
+                params,
+                inputs,
+            } = &nodes[k].kind
+            else {
+                return Ok(false);
+            };
+            let x = t.view(crate::shape::Layout::contiguous(&nodes[inputs[0]].shape));
+            values[k] = Some((primitive.forward)(&[&x], params)?);
+        }
+        Ok(true)
+    }
+
+    /// The registers a device kernel writes out: the outputs', then the folded ones (each
+    /// fold then runs as its own reduction).
+    fn device_registers(&self) -> Option<Vec<usize>> {
+        let folded = self.folded.iter().map(|&(o, _)| match o {
+            Operand::Reg(r) => Some(r),
+            Operand::Leaf(_) => None,
+        });
+        self.registers
+            .iter()
+            .map(|&r| Some(r))
+            .chain(folded)
+            .collect()
+    }
+
     fn run_typed<T: Fusable>(&self, nodes: &[Node], values: &mut [Option<Tensor>]) -> Result<bool> {
+        let on_device = self.leaves.iter().any(|&j| {
+            values[j]
+                .as_ref()
+                .is_some_and(|t| t.device() != Device::Cpu)
+        });
+        if on_device {
+            return self.run_on_device(nodes, values);
+        }
         let mut leaves = Vec::with_capacity(self.leaves.len());
         for &j in &self.leaves {
             let Some(t) = values[j].as_ref() else {
                 return Ok(false);
             };
-            if t.dtype() != self.dtype
-                || t.batch().is_some()
-                || t.device() != crate::backend::device::Device::Cpu
-            {
+            if t.dtype() != self.dtype || t.batch().is_some() || t.device() != Device::Cpu {
                 return Ok(false);
             }
             let (data, layout) = (t.data::<T>()?, t.layout());
@@ -444,6 +515,12 @@ impl Group {
                 Some(a) => leaves.push(a),
                 None => return Ok(false),
             }
+        }
+        if self.cuda.len() == self.insts.len() {
+            crate::backend::note_fused_group(&self.cuda, || {
+                let leaves = self.leaves.iter().filter_map(|&j| values[j].clone());
+                Some((self.device_registers()?, leaves.collect()))
+            });
         }
         let (bufs, folded) =
             fusion::run_group::<T>(&self.insts, leaves, self.n, &self.registers, &self.folded)?;

@@ -144,6 +144,80 @@ pub(crate) fn binary(op: &str, expr: &str, t: &str, u: &str) -> (String, String)
     (name, src)
 }
 
+/// Where a fused kernel's statement reads an operand: a leaf, or an earlier statement's
+/// register (the boundary maps the fusion program's operands to these).
+#[derive(Clone, Copy)]
+pub(crate) enum Slot {
+    Leaf(usize),
+    Reg(usize),
+}
+
+/// How a fused kernel takes a leaf: an array read at `i`, one element of a device array, or a
+/// value passed by value (a Rust number beside device tensors).
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum LeafKind {
+    Array,
+    Element,
+    Value,
+}
+
+/// One fusion group of a compiled graph (`gradtape::function`) as one kernel of type `t`:
+/// instruction `k` is the statement `r{k} = expr` of its primitive's CUDA expression, in a
+/// scope of its own where `v` (or `p` and `q`) are its operands: a leaf as `leaves` says, or
+/// an earlier register. Each register in `outputs` is written to its array. The kernel is
+/// compiled without contracting multiplies and adds (see [`compile_uncached`]), so each
+/// statement rounds as the op's own kernel does.
+pub(crate) fn fused(
+    insts: &[(&str, usize, [Slot; 2])],
+    leaves: &[LeafKind],
+    outputs: &[usize],
+    t: &str,
+) -> (String, String) {
+    let operand = |o: Slot| match o {
+        Slot::Leaf(j) => match leaves[j] {
+            LeafKind::Array => format!("l{j}[i]"),
+            LeafKind::Element => format!("l{j}[0]"),
+            LeafKind::Value => format!("l{j}"),
+        },
+        Slot::Reg(r) => format!("r{r}"),
+    };
+    let mut body = String::new();
+    for (k, &(expr, arity, args)) in insts.iter().enumerate() {
+        let bind = match arity {
+            1 => format!("{t} v = {};", operand(args[0])),
+            _ => format!(
+                "{t} p = {}; {t} q = {};",
+                operand(args[0]),
+                operand(args[1])
+            ),
+        };
+        body += &format!("    {t} r{k}; {{ {bind} r{k} = ({t})({expr}); }}\n");
+    }
+    for (o, r) in outputs.iter().enumerate() {
+        body += &format!("    o{o}[i] = r{r};\n");
+    }
+    let params: Vec<String> = leaves
+        .iter()
+        .enumerate()
+        .map(|(j, kind)| match kind {
+            LeafKind::Value => format!("{t} l{j}"),
+            _ => format!("const {t}* l{j}"),
+        })
+        .chain((0..outputs.len()).map(|o| format!("{t}* o{o}")))
+        .chain(["u64 n".to_string()])
+        .collect();
+    let name = format!(
+        "fused_{}_{:016x}",
+        suffix(t),
+        fnv1a(&[&body, &params.join(",")])
+    );
+    let src = format!(
+        "{PRELUDE}extern \"C\" __global__ void {name}({}) {{\n  FOR_EACH(i, n) {{\n{body}  }}\n}}\n",
+        params.join(", ")
+    );
+    (name, src)
+}
+
 /// `y[i] = c[view i] ? a : b`, where `a` and `b` are views of `t` or (`a_scalar`, `b_scalar`)
 /// values passed by value (the `0.0` of a gradient rule).
 pub(crate) fn select(t: &str, a_scalar: bool, b_scalar: bool) -> (String, String) {
@@ -358,7 +432,8 @@ fn cache_dir() -> Option<PathBuf> {
 /// # Errors
 /// When NVRTC rejects the source (a bug in a generated kernel: the message has NVRTC's log).
 pub(crate) fn compile(op: &'static str, source: &str, arch: &str) -> Result<Ptx> {
-    let key = format!("{:016x}", fnv1a(&[source, arch]));
+    // the options are part of the key: PTX compiled with other options is not reused
+    let key = format!("{:016x}", fnv1a(&[source, arch, "--fmad=false"]));
     let dir = cache_dir();
     if let Some(d) = &dir {
         // The source is kept beside its PTX and compared, so a hash collision recompiles.
@@ -401,6 +476,10 @@ pub(crate) fn compile_uncached(op: &'static str, source: &str, arch: &str) -> Re
         source,
         CompileOptions {
             arch: Some(arch),
+            // No contraction of a multiply and an add into one rounding: the host kernels do
+            // not contract either (no FMA is enabled), and a fused group's statements must
+            // round as the ops' own kernels do.
+            fmad: Some(false),
             ..Default::default()
         },
     )

@@ -619,6 +619,80 @@ fn gather_or_scatter(
     }
 }
 
+/// A leaf of a fused kernel: device elements (an array of the group's size from offset 0, or
+/// one element at offset 0), or one host element passed by value.
+pub(crate) enum FusedLeaf<'a> {
+    Gpu(&'a CudaStorage, kernels::LeafKind),
+    Host(&'a CpuStorage, usize),
+}
+
+/// One fusion group of a compiled graph as one kernel (see [`kernels::fused`]) over `n`
+/// elements of `dtype`, every output a new array of `n` elements.
+pub(crate) fn fused(
+    leaves: &[FusedLeaf],
+    insts: &[(&str, usize, [kernels::Slot; 2])],
+    outputs: &[usize],
+    dtype: DType,
+    n: usize,
+) -> Result<Vec<CudaStorage>> {
+    let op = "function";
+    let g = leaves
+        .iter()
+        .find_map(|l| match l {
+            FusedLeaf::Gpu(s, _) => Some(&s.gpu),
+            FusedLeaf::Host(..) => None,
+        })
+        .ok_or_else(|| Error::device(op, "a fused group on a GPU needs an operand there"))?;
+    let kinds: Vec<kernels::LeafKind> = leaves
+        .iter()
+        .map(|l| match l {
+            FusedLeaf::Gpu(_, k) => *k,
+            FusedLeaf::Host(..) => kernels::LeafKind::Value,
+        })
+        .collect();
+    let n64 = n as u64;
+    dispatch!(float op, dtype, T => {
+        let (name, src) = kernels::fused(insts, &kinds, outputs, T::C_TYPE);
+        let f = g.function(op, &src, &name)?;
+        let mut arrays = vec![];
+        let mut values = vec![];
+        for l in leaves {
+            match l {
+                FusedLeaf::Gpu(s, _) => arrays.push(slice_of::<T>(op, s)?),
+                FusedLeaf::Host(c, offset) => values.push(Side::Host(c, *offset).value::<T>(op)?),
+            }
+        }
+        let mut ys = (0..outputs.len())
+            .map(|_| alloc::<T>(g, op, n))
+            .collect::<Result<Vec<_>>>()?;
+        let mut b = g.stream.launch_builder(&f);
+        let (mut a, mut v) = (arrays.iter(), values.iter());
+        for l in leaves {
+            match l {
+                FusedLeaf::Gpu(..) => {
+                    if let Some(x) = a.next() {
+                        b.arg(*x);
+                    }
+                }
+                FusedLeaf::Host(..) => {
+                    if let Some(x) = v.next() {
+                        b.arg(x);
+                    }
+                }
+            }
+        }
+        for y in ys.iter_mut() {
+            b.arg(y);
+        }
+        b.arg(&n64);
+        // SAFETY: reads each array leaf at 0..n (the caller checked each holds n elements from
+        // offset 0) and each one-element leaf at 0, writes each output at 0..n; the arguments
+        // are pushed in the order of the kernel's parameters (leaves, outputs, n).
+        unsafe { b.launch(grid(n)) }.map_err(|e| launch_err(g, op, e))?;
+        Ok(ys.into_iter().map(|y| wrap(g, y)).collect())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
