@@ -15,6 +15,8 @@ cargo build --release -q -p gradtape-cli
 ./target/release/gradtape bench --json seed seed-compiled mlp mlp-compiled linreg-10m \
     linreg-10m-compiled hvp hvp-compiled cnn cnn-compiled per-example-grads \
     per-example-grads-compiled | tee -a "$out"
+# The unit of the 10M target: one pass over x and y at the machine's copy bandwidth.
+"$py" "$here/bandwidth.py" | tee -a "$out"
 # One process per framework and script (TensorFlow and PyTorch in one process abort).
 for fw in tensorflow torch jax; do
     for script in core hvp cnn jacobian; do

@@ -111,6 +111,10 @@ pub(crate) struct Trace {
     unrecorded: bool,
     /// A custom gradient ran: its rule is not in the graph.
     pub(crate) custom_gradients: bool,
+    /// Sizes read from tensors are [`NodeKind::Size`] nodes (the function has an unknown
+    /// dimension to run at every size); otherwise they are constants, which the passes fold
+    /// and merge.
+    sizes: bool,
     /// The first tensor id made after the trace began.
     first_id: TensorId,
     /// The first vmap level started after the trace began (levels are never reused).
@@ -214,7 +218,7 @@ pub(crate) struct TraceGuard {
 }
 
 /// Starts a trace whose arguments are `args` (tensors of their own ids, seen nowhere else).
-pub(crate) fn begin(args: &[Tensor]) -> TraceGuard {
+pub(crate) fn begin(args: &[Tensor], sizes: bool) -> TraceGuard {
     super::with(|c| {
         let mut stack = c.traces.stack.borrow_mut();
         let mut trace = Trace {
@@ -222,6 +226,7 @@ pub(crate) fn begin(args: &[Tensor]) -> TraceGuard {
             values: IdMap::default(),
             unrecorded: false,
             custom_gradients: false,
+            sizes,
             first_id: next_id(),
             first_level: super::levels::NEXT_LEVEL.load(std::sync::atomic::Ordering::Relaxed),
         };
@@ -300,6 +305,9 @@ pub(crate) fn note_read(var: &Variable, t: &Tensor, raw: bool) {
 pub(crate) fn note_size(t: &Tensor, of: &Tensor, axes: &[usize]) {
     super::with(|c| {
         c.traces.each(|trace| {
+            if !trace.sizes {
+                return;
+            }
             let input = trace.value(of, c);
             trace.define(
                 t,

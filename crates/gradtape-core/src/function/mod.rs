@@ -23,12 +23,16 @@
 //! Tapes and accumulators outside the function see a call as the primitives it runs, so
 //! gradients through a compiled call are the eager ones; inside `vmap`, a graph traced outside
 //! replays with each primitive batched. After the trace, the graph passes fold constants made
-//! inside, merge common subexpressions and drop dead code ([`Graph::passes`]). A call then
-//! runs the graph node by node: each primitive's kernel called directly when nothing watches
-//! the thread, through the eager path otherwise. What a call saves is the recording (no tape
-//! entries or backward closures: a tape inside the function became plain ops) and what the
-//! passes removed; fusion at every size and a memory plan are the next slices of issue 22
-//! (ARCHITECTURE.md).
+//! inside, merge common subexpressions, drop dead code and plan fusion groups
+//! ([`Graph::passes`]). When nothing watches the thread, a call runs each fusion group (a
+//! chain of elementwise ops of one size and the whole-tensor reductions ending it) as one pass
+//! over its elements, a block at a time, and the other nodes' kernels directly; under a tape,
+//! an accumulator or `vmap` it runs node by node through the eager path. What a call saves is
+//! the recording (no tape entries or backward closures: a tape inside the function became
+//! plain ops), what the passes removed, and the memory traffic of the fused chains; a memory
+//! plan (buffers per signature, updates in place) is not built (ARCHITECTURE.md).
+//! [`Function::input_signature`] runs one graph at every batch size where two traces show
+//! that only sizes change.
 use std::sync::{Arc, Mutex};
 
 use crate::context;
@@ -314,7 +318,12 @@ impl<F> Function<F> {
             .iter()
             .map(crate::ops::identity)
             .collect::<Result<Vec<_>>>()?;
-        let guard = traces::begin(&inputs);
+        // sizes as nodes only where one graph may serve every batch size
+        let sizes = self
+            .input_signature
+            .as_ref()
+            .is_some_and(|specs| specs.iter().any(|s| s.shape().contains(&None)));
+        let guard = traces::begin(&inputs, sizes);
         let outputs = (self.f)(&inputs)?.into_tensors();
         let (nodes, outs, custom_gradients) = guard.finish(&outputs);
         let traced = Arc::new(Graph::new(

@@ -111,6 +111,7 @@ fn common_subexpressions(nodes: &mut [Node], outputs: &mut [usize]) -> usize {
     let mut ops: HashMap<(usize, Vec<usize>), Vec<usize>> = HashMap::new();
     let mut reads: HashMap<(u64, bool), usize> = HashMap::new();
     let mut scalars: HashMap<(crate::dtype::DType, u64), usize> = HashMap::new();
+    let mut sizes: HashMap<(usize, Vec<usize>, crate::dtype::DType), usize> = HashMap::new();
     let mut merged = 0;
     for k in 0..nodes.len() {
         for i in inputs_mut(&mut nodes[k]) {
@@ -156,6 +157,12 @@ fn common_subexpressions(nodes: &mut [Node], outputs: &mut [usize]) -> usize {
                 }
                 Err(_) => None,
             },
+            NodeKind::Size { input, axes } => {
+                let key = (*input, axes.clone(), nodes[k].dtype);
+                let same = sizes.get(&key).copied();
+                sizes.entry(key).or_insert(k);
+                same
+            }
             _ => None,
         };
         if let Some(j) = earlier {
