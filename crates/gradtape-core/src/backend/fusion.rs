@@ -707,6 +707,11 @@ impl Fusable for f64 {
 struct Typed<'a, T> {
     leaves: Vec<Arg<'a, T>>,
     insts: &'a [(Kernel, [Operand; 2])],
+    /// The register each instruction writes (`None`: its own, `i`), and how many there are:
+    /// a compiled graph's groups reuse the registers of values no longer read, so a block's
+    /// registers stay in the core's first-level cache.
+    outs: Option<&'a [usize]>,
+    slots: usize,
     n: usize,
     /// Elements per register: a block, or all of them when fewer (a compiled graph's groups
     /// run at every size, and a group of 200 elements should not clear 4 KB per register).
@@ -747,6 +752,8 @@ impl<'a, T: Fusable> Typed<'a, T> {
         Typed {
             leaves,
             insts,
+            outs: None,
+            slots: insts.len(),
             n,
             stride: BLOCK.min(n).max(1),
         }
@@ -756,14 +763,22 @@ impl<'a, T: Fusable> Typed<'a, T> {
     fn run(&self, start: usize, len: usize, regs: &mut [T]) {
         let w = self.stride;
         for (i, (k, args)) in self.insts.iter().enumerate() {
-            let (done, rest) = regs.split_at_mut(i * w);
-            let out = &mut rest[..len];
-            let arg = |o: Operand| match o {
+            // the register written, and those below and above it (an instruction never reads
+            // the register it writes)
+            let o = self.outs.map_or(i, |outs| outs[i]);
+            let (below, rest) = regs.split_at_mut(o * w);
+            let (out, above) = rest.split_at_mut(w);
+            let out = &mut out[..len];
+            let arg = |a: Operand| match a {
                 Operand::Leaf(j) => match self.leaves[j] {
                     Arg::Block(s) => Arg::Block(&s[start..start + len]),
                     scalar => scalar,
                 },
-                Operand::Reg(r) => Arg::Block(&done[r * w..r * w + len]),
+                Operand::Reg(r) if r < o => Arg::Block(&below[r * w..r * w + len]),
+                Operand::Reg(r) => {
+                    let r = r - o - 1;
+                    Arg::Block(&above[r * w..r * w + len])
+                }
             };
             match *k {
                 Kernel::Unary(k) => T::unary(k)(arg(args[0]), out),
@@ -798,7 +813,7 @@ impl<'a, T: Fusable> Typed<'a, T> {
     /// compiled step's groups allocate none per call (taken out while in use: a pass inside
     /// `f`, on the same thread, gets a new one).
     fn with_registers<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
-        let len = self.insts.len() * self.stride;
+        let len = self.slots * self.stride;
         let mut regs = T::registers().with(std::cell::Cell::take);
         if regs.len() < len {
             regs.resize(len, T::ZERO);
@@ -873,18 +888,24 @@ impl<T> Outputs<T> {
 }
 
 /// One pass of a compiled graph's fusion group over `n` elements (`gradtape::function`): the
-/// instructions `insts` over `leaves`, each register in `outputs` written into a new buffer,
+/// instructions `insts` over `leaves` (instruction `i` writing register `out_slots[i]` of
+/// `slots`, or register `i` when `None`), each register in `outputs` written into a new buffer,
 /// and each of `folds` reduced over all elements in the order [`cpu::reduce3`] reduces a
 /// computed array, so the group gives the bits its ops give one by one. Nothing else of the
 /// chain is ever written to memory.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_group<T: Fusable>(
     insts: &[(Kernel, [Operand; 2])],
+    out_slots: Option<&[usize]>,
+    slots: usize,
     leaves: Vec<Arg<'_, T>>,
     n: usize,
     outputs: &[usize],
     folds: &[(Operand, Fold)],
 ) -> Result<(Vec<Vec<T>>, Vec<T>)> {
-    let typed = Typed::bind(insts, leaves, n);
+    let mut typed = Typed::bind(insts, leaves, n);
+    typed.outs = out_slots;
+    typed.slots = slots;
     let mut bufs = outputs
         .iter()
         .map(|_| crate::backend::pool::take::<T>("function", n))

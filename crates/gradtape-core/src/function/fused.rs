@@ -27,7 +27,12 @@ pub(super) struct Group {
     pub(super) nodes: Vec<usize>,
     /// The values it reads from outside, in the order the instructions name them.
     leaves: Vec<usize>,
+    /// The instructions, each writing its own register `i` (as the device kernel's statement
+    /// `i` does).
     insts: Vec<(Kernel, [Operand; 2])>,
+    /// The host pass's registers: the instructions, outputs and folds reading register slots
+    /// reused once a value is no longer read, the slot each instruction writes, and how many.
+    host: HostRegisters,
     /// The members read outside the group, and their registers.
     outputs: Vec<usize>,
     registers: Vec<usize>,
@@ -37,6 +42,93 @@ pub(super) struct Group {
     /// Each instruction as a device kernel's statement: its primitive's CUDA expression and
     /// arity, and its operands (empty when a primitive has no CUDA expression).
     cuda: Vec<(&'static str, usize, [Operand; 2])>,
+}
+
+/// A group's instructions on reused register slots (see [`HostRegisters::allocate`]).
+#[derive(Default)]
+struct HostRegisters {
+    insts: Vec<(Kernel, [Operand; 2])>,
+    /// `None`: each instruction its own register (a block's registers fit the first-level
+    /// cache; the mapping would only cost).
+    writes: Option<Vec<usize>>,
+    slots: usize,
+    outputs: Vec<usize>,
+    folded: Vec<(Operand, Fold)>,
+}
+
+impl HostRegisters {
+    /// Each instruction's register in the fewest slots: a slot is free again after the last
+    /// instruction that reads its value (the outputs' and the folds' stay to the block's
+    /// end), and an instruction never writes a slot it reads. With a dozen instructions a
+    /// block's registers no longer fit the first-level cache; live at once are a few.
+    fn allocate(
+        insts: &[(Kernel, [Operand; 2])],
+        outputs: &[usize],
+        folded: &[(Operand, Fold)],
+        register_bytes: usize,
+    ) -> HostRegisters {
+        let n = insts.len();
+        // half the first-level data cache of current x86 and Arm cores (32 KB and up)
+        if n * register_bytes <= 16 << 10 {
+            return HostRegisters {
+                insts: insts.to_vec(),
+                writes: None,
+                slots: n,
+                outputs: outputs.to_vec(),
+                folded: folded.to_vec(),
+            };
+        }
+        let mut last = vec![None; n];
+        for (i, (_, args)) in insts.iter().enumerate() {
+            for a in args {
+                if let Operand::Reg(r) = *a {
+                    last[r] = Some(i);
+                }
+            }
+        }
+        let mut pinned = vec![false; n];
+        for &r in outputs {
+            pinned[r] = true;
+        }
+        for &(o, _) in folded {
+            if let Operand::Reg(r) = o {
+                pinned[r] = true;
+            }
+        }
+        let (mut slot, mut free, mut slots) = (vec![0; n], Vec::<usize>::new(), 0);
+        let map = |o: Operand, slot: &[usize]| match o {
+            Operand::Reg(r) => Operand::Reg(slot[r]),
+            leaf => leaf,
+        };
+        let mut host = HostRegisters::default();
+        for (i, &(k, args)) in insts.iter().enumerate() {
+            slot[i] = free.pop().unwrap_or_else(|| {
+                slots += 1;
+                slots - 1
+            });
+            host.insts
+                .push((k, [map(args[0], &slot), map(args[1], &slot)]));
+            host.writes.get_or_insert_with(Vec::new).push(slot[i]);
+            let mut read: Vec<usize> = args
+                .iter()
+                .filter_map(|a| match *a {
+                    Operand::Reg(r) => Some(r),
+                    Operand::Leaf(_) => None,
+                })
+                .collect();
+            read.push(i);
+            read.dedup();
+            for r in read {
+                if !pinned[r] && last[r].is_none_or(|l| l <= i) && !free.contains(&slot[r]) {
+                    free.push(slot[r]);
+                }
+            }
+        }
+        host.slots = slots;
+        host.outputs = outputs.iter().map(|&r| slot[r]).collect();
+        host.folded = folded.iter().map(|&(o, f)| (map(o, &slot), f)).collect();
+        host
+    }
 }
 
 /// What runs at one step of a fused replay.
@@ -369,6 +461,7 @@ impl Group {
             folds: vec![],
             folded: vec![],
             cuda: vec![],
+            host: HostRegisters::default(),
         };
         // each node's operand once it is an instruction
         let mut reg: Vec<(usize, usize)> = vec![];
@@ -414,6 +507,13 @@ impl Group {
                 group.registers.push(r);
             }
         }
+        let register_bytes = group.n.min(crate::backend::cpu::BLOCK) * group.dtype.size_in_bytes();
+        group.host = HostRegisters::allocate(
+            &group.insts,
+            &group.registers,
+            &group.folded,
+            register_bytes,
+        );
         group
     }
 
@@ -522,8 +622,16 @@ impl Group {
                 Some((self.device_registers()?, leaves.collect()))
             });
         }
-        let (bufs, folded) =
-            fusion::run_group::<T>(&self.insts, leaves, self.n, &self.registers, &self.folded)?;
+        let h = &self.host;
+        let (bufs, folded) = fusion::run_group::<T>(
+            &h.insts,
+            h.writes.as_deref(),
+            h.slots,
+            leaves,
+            self.n,
+            &h.outputs,
+            &h.folded,
+        )?;
         for (&k, buf) in self.outputs.iter().zip(bufs) {
             values[k] = Some(Tensor::from_elems(buf, &nodes[k].shape));
         }
