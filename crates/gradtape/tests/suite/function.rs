@@ -607,11 +607,9 @@ fn a_graph_prints_as_a_listing_and_as_dot() {
     );
 }
 
-/// Random programs from the op table (every float primitive with no parameters), eager
-/// against compiled on other arguments: the same bits.
-#[test]
-fn random_programs_compiled_equal_eager() {
-    let prims: Vec<&'static gradtape::ops::Primitive> = gradtape::ops::primitives()
+/// Every primitive of one or two float64 tensors and no parameters.
+fn float_primitives() -> Vec<&'static gradtape::ops::Primitive> {
+    gradtape::ops::primitives()
         .filter(|p| matches!(p.arity(), Some(1 | 2)))
         .filter(|p| {
             let x = vec64(&[0.5]);
@@ -619,7 +617,14 @@ fn random_programs_compiled_equal_eager() {
             p.apply(&args, &gradtape::ops::Params::NONE)
                 .is_ok_and(|y| y.dtype() == DType::F64)
         })
-        .collect();
+        .collect()
+}
+
+/// Random programs from the op table (every float primitive with no parameters), eager
+/// against compiled on other arguments: the same bits.
+#[test]
+fn random_programs_compiled_equal_eager() {
+    let prims = float_primitives();
     assert!(prims.len() > 25, "{}", prims.len());
     let mut rng = Generator::from_seed(22);
     for program in 0..40 {
@@ -909,15 +914,7 @@ fn the_seeds_step_runs_as_fusion_groups_with_the_eager_bits() {
 /// threads exactly as the eager reduction splits them.
 #[test]
 fn random_fused_programs_equal_eager_at_every_size() {
-    let prims: Vec<&'static gradtape::ops::Primitive> = gradtape::ops::primitives()
-        .filter(|p| matches!(p.arity(), Some(1 | 2)))
-        .filter(|p| {
-            let x = vec64(&[0.5]);
-            let args = vec![&x; p.arity().unwrap()];
-            p.apply(&args, &gradtape::ops::Params::NONE)
-                .is_ok_and(|y| y.dtype() == DType::F64)
-        })
-        .collect();
+    let prims = float_primitives();
     let mut rng = Generator::from_seed(33);
     let sizes = [1usize, 5, 1024, 3001, 140_001];
     let mut fused = 0;
