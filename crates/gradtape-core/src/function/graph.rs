@@ -36,6 +36,18 @@ impl Signature {
             && crate::device::default_device() == self.device
     }
 
+    /// The same dtypes and devices, argument by argument, and the same default device: the
+    /// signature of another batch size of the same function.
+    pub(crate) fn same_but_shapes(&self, other: &Signature) -> bool {
+        self.device == other.device
+            && self.args.len() == other.args.len()
+            && self
+                .args
+                .iter()
+                .zip(&other.args)
+                .all(|((_, d1, v1), (_, d2, v2))| d1 == d2 && v1 == v2)
+    }
+
     pub(crate) fn of(args: &[&Tensor]) -> Signature {
         Signature {
             args: args
@@ -72,8 +84,8 @@ pub struct Graph {
     last_uses: Vec<Vec<usize>>,
     /// The fusion groups that run when nothing watches the thread (empty when not fused).
     groups: Groups,
-    /// `last_uses` when the groups run: a group reads its leaves where it runs, at its
-    /// last node.
+    /// `last_uses` per step of `groups.order` when the groups run: a group reads its leaves
+    /// at its step.
     fused_last_uses: Vec<Vec<usize>>,
 }
 

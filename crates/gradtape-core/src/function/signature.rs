@@ -205,6 +205,10 @@ impl Family {
     pub(super) fn instantiate(&self, b: usize, args: &[&Tensor], fuse: bool) -> Option<Graph> {
         let Family::Poly(p) = self else { return None };
         let base = &p.base;
+        let signature = Signature::of(args);
+        if !base.signature.same_but_shapes(&signature) {
+            return None;
+        }
         let mut nodes = Vec::with_capacity(base.nodes.len());
         for (node, poly) in base.nodes.iter().zip(&p.nodes) {
             let shape: Vec<usize> = poly.shape.iter().map(|s| s.at(b)).collect::<Option<_>>()?;
@@ -238,7 +242,6 @@ impl Family {
                 unrecorded: node.unrecorded,
             });
         }
-        let signature = Signature::of(args);
         let passes = base
             .passes()
             .iter()
@@ -254,9 +257,15 @@ impl Family {
             passes,
             fuse,
         );
-        // the arguments' shapes must be what the sizes give (a dimension fixed in the
-        // signature's place but affine elsewhere would not be)
-        g.signature.matches(args).then_some(g)
+        // the arguments' shapes must be what the sizes give (a dimension the signature
+        // leaves unknown may be fixed in the graph when both traces had it equal)
+        let args_fit = g.nodes.iter().all(|node| match node.kind {
+            NodeKind::Arg(i) => args
+                .get(i)
+                .is_some_and(|a| a.shape() == node.shape.as_slice()),
+            _ => true,
+        });
+        args_fit.then_some(g)
     }
 }
 
