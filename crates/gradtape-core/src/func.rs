@@ -37,12 +37,44 @@ fn check_argnums(op: &'static str, argnums: &[usize], n: usize) -> Result<()> {
 }
 
 /// The gradients (zeros where unconnected) of the scalar `value` with respect to `args[k]`.
+/// As JAX's `grad`, a value that is not a float scalar, or an argument that is not float, is
+/// an error (a tape would sum a vector's elements, and give integers no gradient).
 fn gradients(
     tape: GradientTape,
     value: &Tensor,
     args: &[Tensor],
     argnums: &[usize],
 ) -> Result<Vec<Tensor>> {
+    let op = "grad";
+    if value.rank() != 0 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "gradients are defined for functions with a scalar output; this one returned \
+                 shape {:?} (reduce it to a scalar, or use vjp or jacrev)",
+                value.shape()
+            ),
+        ));
+    }
+    if !value.dtype().is_float() {
+        return Err(Error::dtype(
+            op,
+            format!(
+                "gradients need a float output; this one returned {}",
+                value.dtype()
+            ),
+        ));
+    }
+    if let Some(&k) = argnums.iter().find(|&&k| !args[k].dtype().is_float()) {
+        return Err(Error::dtype(
+            op,
+            format!(
+                "argument {k} is {}: gradients are taken with respect to float arguments only \
+                 (cast it, or leave it out of argnums)",
+                args[k].dtype()
+            ),
+        ));
+    }
     let sources: Vec<&dyn Source> = argnums.iter().map(|&k| &args[k] as &dyn Source).collect();
     let options = GradientOptions {
         unconnected_gradients: UnconnectedGradients::Zero,
@@ -59,7 +91,8 @@ fn gradients(
 /// JAX's `value_and_grad`: `f`'s value and its gradients with respect to `args[argnums]`.
 ///
 /// # Errors
-/// As `f`, an argnum out of range, or a gradient rule failing.
+/// As `f`, an argnum out of range, a gradient rule failing, and (as JAX raises) an output that
+/// is not a float scalar or an argument in `argnums` that is not float.
 ///
 /// ```
 /// use gradtape::{func, ops, Tensor};

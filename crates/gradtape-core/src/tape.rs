@@ -536,11 +536,15 @@ fn batch_jacobian_of(
     options: &JacobianOptions,
 ) -> Result<Option<Tensor>> {
     let op = "batch_jacobian";
-    if target.rank() == 0 || key.shape.is_empty() || target.shape()[0] != key.shape[0] {
+    // TensorFlow's rule: a batch axis and at least one axis of the example, on both sides
+    // (`batch_jacobian` of a rank-1 tensor raises there; the jacobian's diagonal is what
+    // it would mean, which `jacobian` gives)
+    if target.rank() < 2 || key.shape.len() < 2 || target.shape()[0] != key.shape[0] {
         return Err(Error::shape(
             op,
             format!(
-                "target {:?} and source {:?} must both have a first (batch) axis of one size",
+                "target {:?} and source {:?} must each have rank 2 or more (a batch axis, then \
+                 the example's axes), with first (batch) axes of one size",
                 target.shape(),
                 key.shape
             ),

@@ -449,3 +449,45 @@ proptest::proptest! {
         assert_close(&got, &want, 1e-5, &format!("{stack:?} on base {base} at {x:?}"));
     }
 }
+
+/// As JAX's `grad` raises: a non-scalar output (JAX: "Gradient only defined for scalar-output
+/// functions. Output had shape: (3,)"), an integer output, an integer argument among argnums
+/// ("grad requires real- or complex-valued inputs"). The tape would have summed the vector's
+/// elements, and given the integer zeros.
+#[test]
+fn grad_refuses_what_jax_refuses() {
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).unwrap();
+    let e =
+        func::grad(|a: &[Tensor]| ops::square(&a[0]), &[0])(std::slice::from_ref(&x)).unwrap_err();
+    assert!(
+        matches!(e, gradtape::Error::Shape { .. }) && e.to_string().contains("shape [3]"),
+        "{e}"
+    );
+    let one = ops::reshape(&x, &[3, 1]).unwrap();
+    let e = func::value_and_grad(|a: &[Tensor]| ops::reduce_sum(&a[0], 0, false), &[0])(&[one])
+        .unwrap_err();
+    assert!(e.to_string().contains("shape [1]"), "{e}");
+    let i = Tensor::from_vec(vec![1i64, 2], &[2]).unwrap();
+    let e = func::grad(
+        |a: &[Tensor]| ops::reduce_sum(&a[0], Axes::All, false),
+        &[0],
+    )(std::slice::from_ref(&i))
+    .unwrap_err();
+    assert!(matches!(e, gradtape::Error::DType { .. }), "{e:?}");
+    // an integer argument not in argnums is fine
+    let g = func::grad(
+        |a: &[Tensor]| {
+            let n = ops::cast(&ops::reduce_sum(&a[1], Axes::All, false)?, DType::F64)?;
+            ops::multiply(&ops::reduce_sum(&a[0], Axes::All, false)?, &n)
+        },
+        &[0],
+    )(&[x.clone(), i.clone()])
+    .unwrap();
+    assert_eq!(vals(&g[0]), vec![3.0, 3.0, 3.0]);
+    let e = func::grad(
+        |a: &[Tensor]| ops::reduce_sum(&a[0], Axes::All, false),
+        &[1],
+    )(&[x, i])
+    .unwrap_err();
+    assert!(e.to_string().contains("argument 1 is int64"), "{e}");
+}

@@ -131,6 +131,15 @@ fn batch_jacobian_is_the_diagonal_blocks_of_the_jacobian() {
     let z = Tensor::zeros(&[3, 3], DType::F64).unwrap();
     let e = tape.batch_jacobian(&y, &z).unwrap_err().to_string();
     assert!(e.contains("[4, 5]") && e.contains("[3, 3]"), "{e}");
+    // rank 1 on either side is an error, as TensorFlow's ValueError ("must have rank at
+    // least 2"), not a jacobian of a batch of scalars
+    let v = ops::reshape(&x, &[12]).unwrap();
+    let sq = ops::square(&v).unwrap();
+    let e = tape.batch_jacobian(&sq, &v).unwrap_err();
+    assert!(e.to_string().contains("rank 2 or more"), "{e}");
+    let row_sums = ops::reduce_sum(&y, 1, false).unwrap(); // [4]
+    let e = tape.batch_jacobian(&row_sums, &x).unwrap_err();
+    assert!(e.to_string().contains("[4] and source [4, 3]"), "{e}");
 }
 
 #[test]
