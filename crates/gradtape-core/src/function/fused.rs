@@ -4,10 +4,12 @@
 //! written to memory; the rest live in a block of registers that stays in cache.
 //!
 //! A group forms as the graph is read in order: an elementwise node (a primitive with a block
-//! kernel, float, each input of its own element count or one element) joins the open group of
-//! one of its inputs, and a reduction of all of a member's elements joins as a fold. A group
-//! runs where its last node stands; it closes when a node outside it reads one of its values,
-//! so everything that reads a group runs after it, and everything it reads ran before.
+//! kernel, float, each input of its own element count or one element) joins a group of one of
+//! its inputs, merging the others it reads, and a reduction of all of a member's elements
+//! joins as a fold; a join or merge that would make a cycle (a value read from outside that
+//! itself needs the group, or a member reading its own group's fold) is refused. The groups
+//! and the other nodes then run in a scheduled order: each after what it reads, the effects
+//! (reads, assigns, prints, checks) in their traced order.
 
 use crate::backend::device::Device;
 use crate::backend::fusion::{self, Arg, Fold, Fusable, Kernel, Operand};
