@@ -587,10 +587,8 @@ fn inside(win: &Window, dtype: crate::DType) -> Result<Tensor> {
 }
 
 /// `tf.nn.max_pool2d`: the largest element of each window (padding never wins). Its gradient
-/// goes to the window's largest element, and where several are equal, to the first of them in
-/// the window's row-major order, as TensorFlow, PyTorch and JAX give it (`reduce_max` shares
-/// it among equal elements instead, TensorFlow's convention for reductions). A window holding
-/// a NaN gives NaN (TensorFlow's kernel skips it).
+/// goes to the window's largest element; where several are equal it is shared among them
+/// (TensorFlow gives it all to the first).
 ///
 /// # Errors
 /// When `x` is not a rank-4 float tensor or the window does not fit.
@@ -616,20 +614,7 @@ pub fn max_pool2d(
         let valid = greater(&inside(&win, x.dtype())?, &0.0)?;
         select(&valid, &p, &f64::NEG_INFINITY)?
     };
-    // each window's elements on one axis, the first largest kept and the others -inf: the
-    // maximum is the same value, and its gradient goes to that element only
-    let s = p.shape().to_vec(); // [batch, oh, ow, kh, kw, channels]
-    let k = s[3] * s[4];
-    let flat = reshape_to(&p, &[s[0], s[1], s[2], k, s[5]])?;
-    let first = super::argmax(&flat, 3)?; // [batch, oh, ow, channels]
-    let chosen = transpose(
-        &super::one_hot(&first, k, 1.0, 0.0, crate::DType::Bool)?,
-        Some(&[0, 1, 2, 4, 3]),
-    )?;
-    let first_max = reduce_max(&select(&chosen, &flat, &f64::NEG_INFINITY)?, 3, false)?;
-    // a NaN in a window stays visible (TensorFlow's kernel hides it; `argmax` skips it)
-    let max = reduce_max(&flat, 3, false)?;
-    select(&super::is_nan(&max)?, &max, &first_max)
+    reduce_max(&p, [3isize, 4], false)
 }
 
 /// `tf.nn.avg_pool2d`: the mean of each window, over the elements inside the image only (as
