@@ -193,10 +193,15 @@ impl Family {
     /// when it is refused now.
     pub(super) fn learn(self, b: usize, graph: &Arc<Graph>) -> (Family, Option<String>) {
         match self {
-            Family::Traced { b1, base } if b1 != b => match unify(&base, graph, b1, b) {
-                Ok(p) => (Family::Poly(p), None),
-                Err(why) => (Family::Refused, Some(why)),
-            },
+            // two traces on other dtypes or devices say nothing of the batch size
+            Family::Traced { b1, base }
+                if b1 != b && base.signature.same_but_shapes(&graph.signature) =>
+            {
+                match unify(&base, graph, b1, b) {
+                    Ok(p) => (Family::Poly(p), None),
+                    Err(why) => (Family::Refused, Some(why)),
+                }
+            }
             other => (other, None),
         }
     }
