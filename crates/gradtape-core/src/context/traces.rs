@@ -300,23 +300,32 @@ pub(crate) fn note_read(var: &Variable, t: &Tensor, raw: bool) {
     })
 }
 
-/// `t` (a scalar) is the number of elements of `of` over `axes`: a size of the graph, not a
-/// constant (see [`NodeKind::Size`]).
-pub(crate) fn note_size(t: &Tensor, of: &Tensor, axes: &[usize]) {
+/// The number of elements of `of` over `axes` (`count`) as a scalar tensor that a trace with
+/// unknown dimensions records as a size of the graph, not a constant (see
+/// [`NodeKind::Size`]); `None` when no such trace records, so eager code divides by the plain
+/// number and allocates nothing.
+pub(crate) fn size_of(of: &Tensor, axes: &[usize], count: usize) -> Option<Tensor> {
     super::with(|c| {
+        let mut sized = false;
+        c.traces.each(|trace| sized |= trace.sizes);
+        if !sized {
+            return None;
+        }
+        let t = Tensor::from_f64s(&[count as f64], &[], of.dtype());
         c.traces.each(|trace| {
             if !trace.sizes {
                 return;
             }
             let input = trace.value(of, c);
             trace.define(
-                t,
+                &t,
                 NodeKind::Size {
                     input,
                     axes: axes.to_vec(),
                 },
             );
-        })
+        });
+        Some(t)
     })
 }
 

@@ -357,10 +357,13 @@ pub fn reduce_mean(x: &impl AsTensor, axis: impl Into<Axes>, keepdims: bool) -> 
     let axis = axis.into();
     let axes = axis.resolve(op, x.rank())?;
     let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
-    // the divisor as a size of `x`, not a number, in a traced graph (`input_signature`)
-    let divisor = Tensor::from_f64s(&[count as f64], &[], x.dtype());
-    crate::context::traces::note_size(&divisor, &x, &axes);
-    divide(&reduce_sum(&x, axis, keepdims)?, &divisor)
+    let sum = reduce_sum(&x, axis, keepdims)?;
+    // the divisor as a size of `x`, not a number, in a trace with unknown dimensions
+    // (`input_signature`)
+    match crate::context::traces::size_of(&x, &axes, count) {
+        Some(divisor) => divide(&sum, &divisor),
+        None => divide(&sum, &(count as f64)),
+    }
 }
 
 fn arg_extreme(p: &'static Primitive, x: &Tensor, axis: isize) -> Result<Tensor> {
