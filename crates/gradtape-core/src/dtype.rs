@@ -124,6 +124,8 @@ pub trait Element:
     #[doc(hidden)]
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
     #[doc(hidden)]
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
+    #[doc(hidden)]
     fn into_storage(v: Vec<Self>) -> CpuStorage;
     #[doc(hidden)]
     fn from_storage(s: CpuStorage) -> Option<Vec<Self>>;
@@ -138,6 +140,12 @@ macro_rules! element {
         impl Element for $t {
             const DTYPE: DType = DType::$dt;
             fn slice(s: &CpuStorage) -> Option<&[Self]> {
+                match s {
+                    CpuStorage::$dt(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
                 match s {
                     CpuStorage::$dt(v) => Some(v),
                     _ => None,

@@ -706,6 +706,9 @@ impl Fusable for f64 {
 /// A program bound to its leaves' elements, ready to run on the host.
 struct Typed<'a, T> {
     leaves: Vec<Arg<'a, T>>,
+    /// Leaves read from a buffer the pass overwrites (by index into `leaves`, whose entry is
+    /// then unused): see [`InPlace`].
+    shared: Vec<(usize, Shared<T>)>,
     insts: &'a [(Kernel, [Operand; 2])],
     /// The register each instruction writes (`None`: its own, `i`), and how many there are:
     /// a compiled graph's groups reuse the registers of values no longer read, so a block's
@@ -751,6 +754,7 @@ impl<'a, T: Fusable> Typed<'a, T> {
     fn bind(insts: &'a [(Kernel, [Operand; 2])], leaves: Vec<Arg<'a, T>>, n: usize) -> Self {
         Typed {
             leaves,
+            shared: vec![],
             insts,
             outs: None,
             slots: insts.len(),
@@ -770,10 +774,7 @@ impl<'a, T: Fusable> Typed<'a, T> {
             let (out, above) = rest.split_at_mut(w);
             let out = &mut out[..len];
             let arg = |a: Operand| match a {
-                Operand::Leaf(j) => match self.leaves[j] {
-                    Arg::Block(s) => Arg::Block(&s[start..start + len]),
-                    scalar => scalar,
-                },
+                Operand::Leaf(j) => self.leaf(j, start, len),
                 Operand::Reg(r) if r < o => Arg::Block(&below[r * w..r * w + len]),
                 Operand::Reg(r) => {
                     let r = r - o - 1;
@@ -798,13 +799,32 @@ impl<'a, T: Fusable> Typed<'a, T> {
     ) -> &'r [T] {
         match o {
             Operand::Reg(r) => &regs[r * self.stride..r * self.stride + len],
-            Operand::Leaf(j) => match self.leaves[j] {
-                Arg::Block(s) => &s[start..start + len],
+            Operand::Leaf(j) => match self.leaf(j, start, len) {
+                Arg::Block(s) => s,
                 Arg::Scalar(v) => {
                     scratch.clear();
                     scratch.resize(len, v);
                     scratch
                 }
+            },
+        }
+    }
+
+    /// Leaf `j`'s elements `start..start + len`, or its one value.
+    #[inline]
+    fn leaf(&self, j: usize, start: usize, len: usize) -> Arg<'_, T> {
+        match self.leaves[j] {
+            Arg::Block(s) => Arg::Block(&s[start..start + len]),
+            scalar if self.shared.is_empty() => scalar,
+            scalar => match self.shared.iter().find(|&&(l, _)| l == j) {
+                // SAFETY: the buffer has `n` elements and is borrowed mutably by `run_group`
+                // for the whole pass; this range is written only after the block's
+                // instructions and folds, which are all that read it, have run (see
+                // `run_group`), and no other call reads or writes it.
+                Some((_, p)) => Arg::Block(unsafe {
+                    std::slice::from_raw_parts(p.0.add(start).cast_const(), len)
+                }),
+                None => scalar,
             },
         }
     }
@@ -873,6 +893,26 @@ impl<'a, T: Fusable> Typed<'a, T> {
     }
 }
 
+/// A buffer one [`run_group`] pass reads as a leaf and overwrites with one of its outputs,
+/// block by block: a value that dies at the group, or the variable the output is assigned to
+/// (a compiled step's in-place updates: no new buffer, and the cache lines just read are the
+/// ones written).
+pub(crate) struct InPlace<'a, T> {
+    /// The index in the pass's leaves (whose own entry is then ignored).
+    pub leaf: usize,
+    /// The index in the pass's outputs.
+    pub output: usize,
+    pub buf: &'a mut [T],
+}
+
+/// An in-place buffer, read through a raw pointer (see [`Typed::leaf`]).
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+
+// SAFETY: each range of the buffer is read and then written by one call only (see `run_group`).
+unsafe impl<T: Send> Sync for Shared<T> {}
+unsafe impl<T: Send> Send for Shared<T> {}
+
 /// The output buffers of one [`run_group`] pass, written through raw pointers because the
 /// leaves of [`cpu::tree_fold`] run on several threads, each on its own range.
 struct Outputs<T>(Vec<*mut T>);
@@ -887,10 +927,14 @@ impl<T> Outputs<T> {
     }
 }
 
+/// What one [`run_group`] pass gives: each output's new buffer (`None` for one written in
+/// place), and each fold's value.
+pub(crate) type Pass<T> = (Vec<Option<Vec<T>>>, Vec<T>);
+
 /// One pass of a compiled graph's fusion group over `n` elements (`gradtape::function`): the
 /// instructions `insts` over `leaves` (instruction `i` writing register `out_slots[i]` of
-/// `slots`, or register `i` when `None`), each register in `outputs` written into a new buffer,
-/// and each of `folds` reduced over all elements in the order [`cpu::reduce3`] reduces a
+/// `slots`, or register `i` when `None`), each register in `outputs` written into a new buffer
+/// or into its [`InPlace`] buffer (then `None` in the result), and each of `folds` reduced over all elements in the order [`cpu::reduce3`] reduces a
 /// computed array, so the group gives the bits its ops give one by one. Nothing else of the
 /// chain is ever written to memory.
 #[allow(clippy::too_many_arguments)]
@@ -902,19 +946,40 @@ pub(crate) fn run_group<T: Fusable>(
     n: usize,
     outputs: &[usize],
     folds: &[(Operand, Fold)],
-) -> Result<(Vec<Vec<T>>, Vec<T>)> {
+    in_place: Vec<InPlace<'_, T>>,
+) -> Result<Pass<T>> {
     let mut typed = Typed::bind(insts, leaves, n);
     typed.outs = out_slots;
     typed.slots = slots;
-    let mut bufs = outputs
-        .iter()
-        .map(|_| crate::backend::pool::take::<T>("function", n))
-        .collect::<Result<Vec<Vec<T>>>>()?;
-    let ptrs = Outputs(
+    let mut bufs = vec![];
+    for i in 0..outputs.len() {
+        bufs.push(match in_place.iter().any(|p| p.output == i) {
+            true => None,
+            false => Some(crate::backend::pool::take::<T>("function", n)?),
+        });
+    }
+    let mut ptrs = Outputs(
         bufs.iter_mut()
-            .map(|b| b.spare_capacity_mut().as_mut_ptr().cast::<T>())
+            .map(|b| match b {
+                Some(b) => b.spare_capacity_mut().as_mut_ptr().cast::<T>(),
+                None => std::ptr::null_mut(),
+            })
             .collect(),
     );
+    for p in in_place {
+        if p.buf.len() != n || p.leaf >= typed.leaves.len() || p.output >= outputs.len() {
+            return Err(Error::shape(
+                "function",
+                format!(
+                    "in-place buffer of {} elements for a pass over {n}",
+                    p.buf.len()
+                ),
+            ));
+        }
+        let ptr = p.buf.as_mut_ptr();
+        ptrs.0[p.output] = ptr;
+        typed.shared.push((p.leaf, Shared(ptr)));
+    }
     let w = typed.stride;
     let leaf = |start: usize, len: usize| {
         typed.with_registers(|regs| {
@@ -924,16 +989,19 @@ pub(crate) fn run_group<T: Fusable>(
             for (b, s) in (start..start + len).step_by(BLOCK).enumerate() {
                 let len = BLOCK.min(start + len - s);
                 typed.run(s, len, regs);
-                for (i, &r) in outputs.iter().enumerate() {
-                    let (block, p) = (&regs[r * w..r * w + len], ptrs.get(i));
-                    // SAFETY: each buffer has room for `n` elements, and `tree_fold` hands each
-                    // element index in `0..n` to exactly one call of this closure (its leaves
-                    // partition the range), so no two writes overlap and none reads these
-                    // buffers.
-                    unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), p.add(s), len) };
-                }
+                // the folds before the outputs are written: a fold may read an in-place leaf
                 for (part, &(o, f)) in parts.iter_mut().zip(folds) {
                     part[b] = f.block(typed.values(o, s, len, regs, &mut scratch));
+                }
+                for (i, &r) in outputs.iter().enumerate() {
+                    let (block, p) = (&regs[r * w..r * w + len], ptrs.get(i));
+                    // SAFETY: each buffer has room for `n` elements (checked above for the
+                    // in-place ones), and `tree_fold` hands each element index in `0..n` to
+                    // exactly one call of this closure (its leaves partition the range), so no
+                    // two writes overlap; an in-place buffer's range is read only by this
+                    // block's instructions and folds, which have run, and the registers are
+                    // not in any output buffer.
+                    unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), p.add(s), len) };
                 }
             }
             let blocks = len.div_ceil(BLOCK);
@@ -951,7 +1019,7 @@ pub(crate) fn run_group<T: Fusable>(
         a
     };
     let folded = cpu::tree_fold(n, &leaf, &combine);
-    for b in &mut bufs {
+    for b in bufs.iter_mut().flatten() {
         // SAFETY: the pass above wrote every element of `0..n` of every buffer.
         unsafe { b.set_len(n) };
     }

@@ -49,6 +49,15 @@ impl Storage {
         }
     }
 
+    /// The host elements to overwrite (the caller owns the only handle).
+    pub fn cpu_mut(&mut self) -> Option<&mut CpuStorage> {
+        match self {
+            Storage::Cpu(c) => Some(c),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => None,
+        }
+    }
+
     pub fn device(&self) -> crate::backend::device::Device {
         match self {
             Storage::Cpu(_) => crate::backend::device::Device::Cpu,

@@ -12,13 +12,14 @@
 //! (reads, assigns, prints, checks) in their traced order.
 
 use crate::backend::device::Device;
-use crate::backend::fusion::{self, Arg, Fold, Fusable, Kernel, Operand};
+use crate::backend::fusion::{self, Arg, Fold, Fusable, InPlace, Kernel, Operand};
 use crate::context::traces::{Node, NodeKind};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::primitive::Fused;
 use crate::shape::numel;
 use crate::tensor::Tensor;
+use crate::variable::Variable;
 
 /// One fusion group of a graph.
 pub(super) struct Group {
@@ -44,6 +45,37 @@ pub(super) struct Group {
     /// Each instruction as a device kernel's statement: its primitive's CUDA expression and
     /// arity, and its operands (empty when a primitive has no CUDA expression).
     cuda: Vec<(&'static str, usize, [Operand; 2])>,
+    /// Leaves whose buffers the host pass may overwrite with an output (see [`Donation`]).
+    in_place: Vec<Donation>,
+}
+
+/// A leaf's buffer that a group's pass may overwrite with one of its outputs, planned once
+/// per graph: a value the group is the last reader of (an op's result), or a variable's value
+/// when the output is assigned to that variable (an optimizer's update: Adam's moments and
+/// weights). Each call writes it only when no one else holds the buffer (a tensor a user kept,
+/// another read still to run): otherwise the output gets a new buffer, as without the plan.
+struct Donation {
+    /// Its index in the group's leaves, and the index of the output written into it.
+    leaf: usize,
+    output: usize,
+    /// The variable read and assigned (its value locked while the pass writes it).
+    variable: Option<Variable>,
+}
+
+/// A buffer a pass may overwrite, taken for the pass's length: a value no longer in the
+/// graph's values, or a variable's value under its lock.
+enum Held<'a> {
+    Value(Tensor),
+    Variable(std::sync::RwLockWriteGuard<'a, Tensor>),
+}
+
+impl Held<'_> {
+    fn tensor(&mut self) -> &mut Tensor {
+        match self {
+            Held::Value(t) => t,
+            Held::Variable(slot) => slot,
+        }
+    }
 }
 
 /// A group's instructions on reused register slots (see [`HostRegisters::allocate`]).
@@ -196,6 +228,85 @@ fn effect_edges(nodes: &[Node]) -> Vec<Vec<usize>> {
 }
 
 impl Groups {
+    /// Plans the buffers each group may overwrite (see [`Donation`]), given the step each
+    /// node's reads happen at (`at`) and the values whose last reader each step is (`dies`).
+    /// Returns how many.
+    pub(super) fn plan_in_place(
+        &mut self,
+        nodes: &[Node],
+        at: &[usize],
+        dies: &[Vec<usize>],
+    ) -> usize {
+        let mut planned = 0;
+        for (i, step) in self.order.iter().enumerate() {
+            let Step::Group(g) = *step else { continue };
+            let group = &mut self.groups[g];
+            let (n, dtype) = (group.n, group.dtype);
+            let fits = |j: usize| {
+                dies[i].contains(&j) && numel(&nodes[j].shape) == n && nodes[j].dtype == dtype
+            };
+            let mut taken_leaf = vec![false; group.leaves.len()];
+            let mut taken_output = vec![false; group.outputs.len()];
+            // an update: the output assigned to the variable whose read the group consumes,
+            // with no read of that variable between the pass and the assign (it would see the
+            // new value early)
+            for (a, node) in nodes.iter().enumerate() {
+                let NodeKind::Assign { variable, value } = &node.kind else {
+                    continue;
+                };
+                let Some(o) = group.outputs.iter().position(|&k| k == *value) else {
+                    continue;
+                };
+                let same = |v: &Variable| v.handle_id() == variable.handle_id();
+                let read = group.leaves.iter().position(|&j| {
+                    matches!(&nodes[j].kind, NodeKind::Read { variable: v, .. } if same(v))
+                        && fits(j)
+                });
+                let read_between = nodes.iter().enumerate().any(|(r, n)| {
+                    matches!(&n.kind, NodeKind::Read { variable: v, .. } if same(v))
+                        && at[r] > i
+                        && at[r] < at[a]
+                });
+                if let Some(l) = read.filter(|&l| !taken_leaf[l] && !taken_output[o]) {
+                    if !read_between {
+                        taken_leaf[l] = true;
+                        taken_output[o] = true;
+                        group.in_place.push(Donation {
+                            leaf: l,
+                            output: o,
+                            variable: Some(variable.clone()),
+                        });
+                    }
+                }
+            }
+            // a value that dies here (an op's result: arguments, constants and reads are held
+            // outside too)
+            for (l, &j) in group.leaves.iter().enumerate() {
+                if taken_leaf[l] || !matches!(nodes[j].kind, NodeKind::Op { .. }) || !fits(j) {
+                    continue;
+                }
+                if let Some(o) = taken_output.iter().position(|&t| !t) {
+                    taken_leaf[l] = true;
+                    taken_output[o] = true;
+                    group.in_place.push(Donation {
+                        leaf: l,
+                        output: o,
+                        variable: None,
+                    });
+                }
+            }
+            planned += group.in_place.len();
+        }
+        planned
+    }
+
+    /// Whether node `k` is an output of group `g` written into a buffer it reads (when no one
+    /// else holds it).
+    pub(super) fn in_place(&self, g: usize, k: usize) -> bool {
+        let group = &self.groups[g];
+        group.in_place.iter().any(|d| group.outputs[d.output] == k)
+    }
+
     /// The groups of `nodes` whose values `outputs` are returned, and the order to run them
     /// in. Groups of one op run as that op (nothing to fuse).
     pub(super) fn plan(nodes: &[Node], outputs: &[usize]) -> Groups {
@@ -463,6 +574,7 @@ impl Group {
             folds: vec![],
             folded: vec![],
             cuda: vec![],
+            in_place: vec![],
             host: HostRegisters::default(),
         };
         // each node's operand once it is an instruction
@@ -594,34 +706,77 @@ impl Group {
         if on_device {
             return self.run_on_device(nodes, values);
         }
-        let mut leaves = Vec::with_capacity(self.leaves.len());
-        for &j in &self.leaves {
-            let Some(t) = values[j].as_ref() else {
-                return Ok(false);
-            };
-            if t.dtype() != self.dtype || t.batch().is_some() || t.device() != Device::Cpu {
-                return Ok(false);
-            }
-            let (data, layout) = (t.data::<T>()?, t.layout());
-            // one value for every element: one element, or a broadcast of one (the ones a
-            // gradient starts from)
-            let one = t.numel() == 1 || layout.strides.iter().all(|&s| s == 0);
-            let arg = match t.numel() {
-                _ if one => data.get(layout.offset).copied().map(Arg::Scalar),
-                n if n == self.n && layout.is_contiguous() => {
-                    data.get(layout.offset..layout.offset + n).map(Arg::Block)
-                }
-                _ => None,
-            };
-            match arg {
-                Some(a) => leaves.push(a),
-                None => return Ok(false),
-            }
+        let laid_out = self.leaves.iter().all(|&j| {
+            values[j]
+                .as_ref()
+                .is_some_and(|t| self.bind::<T>(t).is_some())
+        });
+        if !laid_out {
+            return Ok(false);
         }
         if self.cuda.len() == self.insts.len() {
             crate::backend::note_fused_group(&self.cuda, || {
                 let leaves = self.leaves.iter().filter_map(|&j| values[j].clone());
                 Some((self.device_registers()?, leaves.collect()))
+            });
+        }
+        // the buffers this pass may overwrite, out of `values` (the group is their last reader)
+        let mut held: Vec<(&Donation, Held)> = vec![];
+        for d in &self.in_place {
+            let Some(t) = values[self.leaves[d.leaf]].take() else {
+                continue;
+            };
+            let h = match &d.variable {
+                // the variable's value still the one read (no assign since), locked for the
+                // pass; the read's own handle let go
+                Some(v) => match v.try_slot() {
+                    Some(slot) if slot.id() == t.id() => Held::Variable(slot),
+                    _ => Held::Value(t),
+                },
+                None => Held::Value(t),
+            };
+            held.push((d, h));
+        }
+        let unique: Vec<bool> = held
+            .iter_mut()
+            .map(|(d, h)| {
+                (d.variable.is_none() || matches!(h, Held::Variable(_)))
+                    && h.tensor().unique_elems_mut::<T>().is_some()
+            })
+            .collect();
+        let taken = held.len();
+        let mut in_place = vec![];
+        let mut kept: Vec<(usize, &Tensor)> = vec![];
+        for ((d, h), &unique) in held.iter_mut().zip(&unique) {
+            let t = h.tensor();
+            if unique {
+                if let Some(buf) = t.unique_elems_mut::<T>() {
+                    in_place.push(InPlace {
+                        leaf: d.leaf,
+                        output: d.output,
+                        buf,
+                    });
+                }
+            } else {
+                kept.push((d.leaf, t));
+            }
+        }
+        if in_place.len() + kept.len() != taken {
+            return Err(crate::error::Error::trace(
+                "function",
+                "a buffer taken for an in-place pass is neither written nor read".to_string(),
+            ));
+        }
+        let mut leaves = Vec::with_capacity(self.leaves.len());
+        for (l, &j) in self.leaves.iter().enumerate() {
+            let t = match kept.iter().find(|&&(k, _)| k == l) {
+                Some(&(_, t)) => Some(t),
+                None => values[j].as_ref(),
+            };
+            // an in-place leaf is read from its buffer (this entry is not read)
+            leaves.push(match t {
+                Some(t) => self.bind::<T>(t).unwrap_or(Arg::Scalar(T::ZERO)),
+                None => Arg::Scalar(T::ZERO),
             });
         }
         let h = &self.host;
@@ -633,13 +788,46 @@ impl Group {
             self.n,
             &h.outputs,
             &h.folded,
+            in_place,
         )?;
         for (&k, buf) in self.outputs.iter().zip(bufs) {
-            values[k] = Some(Tensor::from_elems(buf, &nodes[k].shape));
+            if let Some(buf) = buf {
+                values[k] = Some(Tensor::from_elems(buf, &nodes[k].shape));
+            }
+        }
+        for ((d, h), unique) in held.into_iter().zip(unique) {
+            let k = self.outputs[d.output];
+            values[k] = match (unique, h) {
+                (false, _) => continue,
+                (true, Held::Value(t)) => Some(t),
+                (true, Held::Variable(slot)) => Some(slot.clone()),
+            }
+            .map(|t| match t.shape() == nodes[k].shape.as_slice() {
+                true => t,
+                false => t.view(crate::shape::Layout::contiguous(&nodes[k].shape)),
+            });
         }
         for (&k, v) in self.folds.iter().zip(folded) {
             values[k] = Some(Tensor::from_elems(vec![v], &nodes[k].shape));
         }
         Ok(true)
+    }
+
+    /// A leaf as the pass reads it: a contiguous block of the group's element count, or one
+    /// value for every element (one element, or a broadcast of one: the ones a gradient starts
+    /// from); `None` when it is neither (strided, batched, another dtype or device).
+    fn bind<'t, T: Fusable>(&self, t: &'t Tensor) -> Option<Arg<'t, T>> {
+        if t.dtype() != self.dtype || t.batch().is_some() || t.device() != Device::Cpu {
+            return None;
+        }
+        let (data, layout) = (t.data::<T>().ok()?, t.layout());
+        let one = t.numel() == 1 || layout.strides.iter().all(|&s| s == 0);
+        match t.numel() {
+            _ if one => data.get(layout.offset).copied().map(Arg::Scalar),
+            n if n == self.n && layout.is_contiguous() => {
+                data.get(layout.offset..layout.offset + n).map(Arg::Block)
+            }
+            _ => None,
+        }
     }
 }

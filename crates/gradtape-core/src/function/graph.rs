@@ -99,7 +99,7 @@ impl Graph {
         mut passes: Vec<PassReport>,
         fuse: bool,
     ) -> Graph {
-        let groups = match fuse {
+        let mut groups = match fuse {
             true => Groups::plan(&nodes, &outputs),
             false => Groups::default(),
         };
@@ -122,6 +122,13 @@ impl Graph {
             true => vec![],
             false => last_uses_at(&nodes, &outputs, groups.order.len(), |k| at[k]),
         };
+        if fuse {
+            let changed = groups.plan_in_place(&nodes, &at, &fused_last_uses);
+            passes.push(PassReport {
+                pass: "in place",
+                changed,
+            });
+        }
         Graph {
             name,
             signature,
@@ -452,6 +459,11 @@ impl fmt::Display for Graph {
                     writeln!(f, "  {call}")?
                 }
                 _ => match self.group_of(k) {
+                    Some(g) if self.groups.in_place(g, k) => writeln!(
+                        f,
+                        "  %{k} = {call} : {}  [fusion {g}, in place]",
+                        type_of(node)
+                    )?,
                     Some(g) => writeln!(f, "  %{k} = {call} : {}  [fusion {g}]", type_of(node))?,
                     None => writeln!(f, "  %{k} = {call} : {}", type_of(node))?,
                 },

@@ -291,6 +291,28 @@ impl Tensor {
         })
     }
 
+    /// The elements to overwrite in place (a compiled step's in-place updates): only when this
+    /// handle is the one reference to a host buffer that holds exactly its elements in order
+    /// (directly, or through one view with no other holder), so no other tensor can see the
+    /// write.
+    pub(crate) fn unique_elems_mut<T: Element>(&mut self) -> Option<&mut [T]> {
+        let n = self.numel();
+        let inner = Arc::get_mut(&mut self.inner)?;
+        if inner.layout.offset != 0 || !inner.layout.is_contiguous() || inner.dtype != T::DTYPE {
+            return None;
+        }
+        let storage = match &mut inner.data {
+            Data::Own(s) => s,
+            Data::View(owner) => match &mut Arc::get_mut(&mut owner.inner)?.data {
+                Data::Own(s) => s,
+                _ => return None,
+            },
+            Data::Pending(_) | Data::Batched(..) => return None,
+        };
+        let v = T::slice_mut(storage.cpu_mut()?)?;
+        (v.len() == n).then_some(v)
+    }
+
     /// The elements in row-major order (borrowed when already contiguous).
     pub(crate) fn contiguous_data<T: Element>(&self) -> Result<std::borrow::Cow<'_, [T]>> {
         cpu::contiguous_cow(self.data::<T>()?, self.layout())
@@ -386,6 +408,31 @@ impl Tensor {
     /// ```
     pub fn shares_storage_with(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.owner().inner, &other.owner().inner)
+    }
+
+    /// The address of the first element in host memory, as PyTorch's `Tensor.data_ptr()`: how
+    /// to see that two tensors share memory, or that a compiled step updated a variable in
+    /// place (its value's address stays the same from call to call).
+    ///
+    /// # Errors
+    /// When the tensor is on a GPU, or batched inside `vmap` (no elements of its own).
+    ///
+    /// ```
+    /// use gradtape::{ops, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?;
+    /// let tail = ops::slice(&x, &[1], &[2])?;
+    /// assert_eq!(tail.data_ptr()?, x.data_ptr()? + 4);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn data_ptr(&self) -> Result<usize> {
+        let data = self.storage()?.cpu()?;
+        let base = match data {
+            CpuStorage::F32(v) => v.as_ptr() as usize,
+            CpuStorage::F64(v) => v.as_ptr() as usize,
+            CpuStorage::I64(v) => v.as_ptr() as usize,
+            CpuStorage::Bool(v) => v.as_ptr() as usize,
+        };
+        Ok(base + self.layout().offset * self.dtype().size_in_bytes())
     }
 
     /// The tensor that holds the elements this one views (itself unless it is a view).

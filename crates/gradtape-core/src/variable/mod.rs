@@ -136,6 +136,13 @@ impl Variable {
         self.inner.value.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The value locked for writing, when no other thread holds the lock (a compiled step
+    /// overwrites the buffer in place while it holds this; never waiting means two steps that
+    /// lock variables in different orders cannot deadlock).
+    pub(crate) fn try_slot(&self) -> Option<std::sync::RwLockWriteGuard<'_, Tensor>> {
+        self.inner.value.try_write().ok()
+    }
+
     /// `t` as the variable's next value: its dtype and shape checked, computed now (a pending
     /// value would keep its operands, often the old value, alive) and under a fresh id (nothing
     /// recorded about how it was made reaches through the variable).

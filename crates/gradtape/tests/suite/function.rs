@@ -1034,6 +1034,125 @@ fn fusion_keeps_reads_assigns_and_prints_in_order() {
     assert!(f.graphs()[0].fusion_groups() >= 2, "{}", f.graphs()[0]);
 }
 
+/// In-place updates: a compiled Adam step writes each weight and moment into the buffer the
+/// variable already holds (its address stays the same from call to call), with the eager bits;
+/// a value a user keeps is never overwritten (that call gets a new buffer).
+#[test]
+fn a_compiled_step_updates_variables_in_place_unless_a_value_is_held() {
+    let (eager_model, eager_opt) = (mlp(5), RefCell::new(Adam::new(0.01)));
+    let model = Rc::new(mlp(5));
+    let opt = Rc::new(RefCell::new(Adam::new(0.01)));
+    let step = function({
+        let (model, opt) = (model.clone(), opt.clone());
+        move |a: &[Tensor]| train_step(&model, &opt, &a[0], &a[1])
+    });
+    let run = |k: u64| {
+        let (x, y) = batch(k);
+        let want = train_step(&eager_model, &eager_opt, &x, &y).unwrap();
+        let got: Tensor = step.call(&[&x, &y]).unwrap();
+        assert_eq!(bits(&got), bits(&want), "loss at step {k}");
+    };
+    // the first calls may find the variables' first values shared (with the initializer's
+    // tensors, with the optimizer's slots made as zeros)
+    run(0);
+    run(1);
+    let vars = model.variables();
+    let slots = opt.borrow().variables();
+    let address = |v: &Variable| v.value().data_ptr().unwrap();
+    let before: Vec<usize> = vars.iter().chain(&slots).map(address).collect();
+    run(2);
+    let after: Vec<usize> = vars.iter().chain(&slots).map(address).collect();
+    // every weight and both moments of each (the step counter is an integer: not fused)
+    let same = before.iter().zip(&after).filter(|(a, b)| a == b).count();
+    assert!(
+        same >= vars.len() * 3,
+        "{same} of {} in place",
+        before.len()
+    );
+    let g = &step.graphs()[0];
+    assert!(changed(g, "in place") >= vars.len() * 3, "{:?}", g.passes());
+    assert!(g.to_string().contains("in place]"), "{g}");
+    // a value kept across the call: not overwritten, and the variable moves to a new buffer
+    let kernel = &vars[0];
+    let held = kernel.value();
+    let held_bits = bits(&held);
+    run(3);
+    assert_eq!(bits(&held), held_bits);
+    assert_ne!(address(kernel), held.data_ptr().unwrap());
+    drop(held);
+    run(4);
+    for (p, q) in eager_model.variables().iter().zip(&vars) {
+        assert_eq!(bits(&p.value()), bits(&q.value()), "{:?}", p.name());
+    }
+    for (p, q) in eager_opt.borrow().variables().iter().zip(&slots) {
+        assert_eq!(bits(&p.value()), bits(&q.value()), "{:?}", p.name());
+    }
+}
+
+/// A value that dies at a group (here a row sum, not fused) lends its buffer to the group's
+/// output, and the result keeps the eager bits; a value returned or captured is not lent.
+#[test]
+fn a_buffer_that_dies_at_a_group_is_written_in_place() {
+    let body = |a: &[Tensor]| -> gradtape::Result<Vec<Tensor>> {
+        let rows = ops::reduce_sum(&a[0], 1, false)?;
+        let out = ops::add(&ops::multiply(&ops::exp(&rows)?, &0.5)?, &rows)?;
+        let kept = ops::reduce_sum(&a[0], 0, false)?;
+        let other = ops::sqrt(&ops::add(&ops::square(&kept)?, &1.0)?)?;
+        Ok(vec![out, other, kept])
+    };
+    let f = function(body);
+    for call in 0..3 {
+        let x = Generator::from_seed(call)
+            .uniform(&[3000, 4], -1.0, 1.0, DType::F32)
+            .unwrap();
+        let got: Vec<Tensor> = f.call(&[&x]).unwrap();
+        let want = body(std::slice::from_ref(&x)).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(bits(g), bits(w), "call {call}");
+        }
+    }
+    let g = &f.graphs()[0];
+    let listing = g.to_string();
+    // `out` reuses the row sums' buffer; `other` reads `kept`, which is returned
+    assert_eq!(changed(g, "in place"), 1, "{listing}");
+    assert_eq!(listing.matches("in place]").count(), 1, "{listing}");
+}
+
+/// A second read of the variable before its assign (one value with the first, so still read
+/// after the pass that computes the next value) sees the old value: that update is not done
+/// in place.
+#[test]
+fn a_read_before_the_assign_keeps_the_update_out_of_place() {
+    let step = |v: &Variable| -> gradtape::Result<Vec<Tensor>> {
+        let next = ops::multiply(&ops::exp(&ops::negative(&v.value())?)?, &2.0)?;
+        let m = ops::reshape(&next, &[2, 500])?;
+        // a second read of the old value, by an op that is not fused, then the assign
+        let rows = ops::reduce_sum(&ops::reshape(&v.value(), &[2, 500])?, 1, false)?;
+        v.assign(&next)?;
+        Ok(vec![rows, ops::reduce_sum(&m, 0, false)?])
+    };
+    let init = || {
+        Variable::new(
+            Tensor::from_vec((0..1000).map(|i| i as f32 / 1000.0).collect(), &[1000]).unwrap(),
+        )
+    };
+    let (cv, ev) = (init(), init());
+    let f = {
+        let cv = cv.clone();
+        function(move |_: &[Tensor]| step(&cv))
+    };
+    for call in 0..3 {
+        let want = step(&ev).unwrap();
+        let got: Vec<Tensor> = f.call(&[]).unwrap();
+        assert_eq!(bits(&got[0]), bits(&want[0]), "call {call}");
+        assert_eq!(bits(&got[1]), bits(&want[1]), "call {call}");
+        assert_eq!(bits(&cv.value()), bits(&ev.value()), "call {call}");
+    }
+    let g = &f.graphs()[0];
+    assert!(g.fusion_groups() >= 1, "{g}");
+    assert_eq!(changed(g, "in place"), 0, "{g}");
+}
+
 // ---- input_signature: one graph for every batch size ----
 
 /// A training step with a mean loss (its divisor a size of the batch, not a number) under
