@@ -117,6 +117,23 @@ CASES = {
     "comparison_mask": (lambda x, y: x * tf.cast(tf.greater_equal(x, y), x.dtype) + y * tf.cast(tf.less(x, y), x.dtype), [F(5), F(5)]),
     "round_floor_ceil": (lambda x: x * tf.round(x) + tf.floor(x) + tf.math.ceil(x), [C([0.5, 1.5, 2.5, -0.5, -1.7])]),
     "linreg_sse": (lambda a, b, x, y: tf.reduce_sum(tf.square(tf.subtract(y, tf.add(a, tf.multiply(b, x))))), [F(), F(), F(6, lo=0, hi=1), F(6)]),
+    # products and tf.nn losses (issue 23); appended, so the cases above keep their inputs
+    "matvec_batched": (lambda a, b: tf.linalg.matvec(a, b), [F(2, 3, 4), F(4)]),
+    "tensordot_last": (lambda a, b: tf.tensordot(a, b, axes=1), [F(3, 4), F(4, 2)]),
+    "tensordot_pairs": (lambda a, b: tf.tensordot(a, b, axes=[[0, 2], [1, 0]]), [F(2, 3, 4), F(4, 2, 5)]),
+    "einsum_batched_matmul": (lambda a, b: tf.einsum("bij,bjk->bik", a, b), [F(2, 3, 4), F(2, 4, 2)]),
+    "einsum_trace": (lambda a: tf.einsum("ii->", a), [F(3, 3)]),
+    "einsum_diagonal_outer": (lambda a, b: tf.einsum("ii,j->ij", a, b), [F(3, 3), F(2)]),
+    "einsum_ellipsis_broadcast": (lambda a, b: tf.einsum("...ij,...jk->...ik", a, b), [F(2, 1, 2, 3), F(4, 3, 2)]),
+    "einsum_chain": (lambda a, b, c: tf.einsum("ij,jk,kl->il", a, b, c), [F(2, 3), F(3, 4), F(4, 2)]),
+    "einsum_sum_transpose": (lambda a: tf.einsum("ijk->kj", a), [F(2, 3, 4)]),
+    "sigmoid_cross_entropy_with_logits": (lambda z, x: tf.nn.sigmoid_cross_entropy_with_logits(labels=z, logits=x), [F(2, 3, lo=0.0, hi=1.0), C([[-30.0, 0.0, 2.0], [0.5, -1.0, 30.0]])]),
+    # labels a distribution along the axis, and constant: for other labels TensorFlow's logits
+    # gradient is softmax - labels (its fused kernel assumes a distribution), and its second
+    # derivative for the labels drops the labels' part of that gradient (0.41 off TensorFlow's
+    # own composed -sum(z * log_softmax(x)), which gradtape matches); gradtape is exact in both
+    "softmax_cross_entropy_with_logits": (lambda x: tf.nn.softmax_cross_entropy_with_logits(labels=tf.constant([[0.2, 0.5], [0.3, 0.25], [0.5, 0.25]], x.dtype), logits=x, axis=0), [F(3, 2)]),
+    "sparse_softmax_cross_entropy_with_logits": (lambda i, x: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=x), [I([2, 0, 1]), F(3, 4)]),
 }
 
 

@@ -363,3 +363,64 @@ where
         })
     }
 }
+
+/// TensorFlow's `tf.grad_pass_through`: `f` wrapped so that its value is `f`'s and its
+/// gradient is the identity's, for a step with no gradient of its own on the way (an
+/// assign, a quantizer's rounding: a straight-through estimator). Variables read inside `f`
+/// get no gradient from it, as in TensorFlow.
+///
+/// # Errors
+/// As `f`; when `f`'s result differs from its argument in shape or dtype (the identity's
+/// gradient would not fit).
+///
+/// TensorFlow's own example, `tf.grad_pass_through(x.assign)(z**2)`:
+///
+/// ```
+/// use gradtape::{grad_pass_through, ops, GradientTape, Variable};
+/// let (x, z) = (Variable::new(1.0), Variable::new(3.0));
+/// let tape = GradientTape::new();
+/// let assign = {
+///     let x = x.clone();
+///     grad_pass_through(move |t| {
+///         x.assign(t)?;
+///         Ok(x.value())
+///     })
+/// };
+/// let y = assign(&ops::square(&z)?)?; // 9
+/// let g = tape.gradient(&y, &z)?;
+/// assert_eq!((y.item()?, g.unwrap().item()?), (9.0, 6.0));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn grad_pass_through<F>(f: F) -> impl Fn(&Tensor) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> Result<Tensor> + 'static,
+{
+    let f = Rc::new(f);
+    move |x: &Tensor| {
+        let f = f.clone();
+        let out = custom_gradient(&[x], move |xs| {
+            let y = f(&xs[0])?;
+            if y.shape() != xs[0].shape() || y.dtype() != xs[0].dtype() {
+                return Err(Error::shape(
+                    "grad_pass_through",
+                    format!(
+                        "the function maps {}{:?} to {}{:?}; the identity's gradient needs the same shape and dtype",
+                        xs[0].dtype(),
+                        xs[0].shape(),
+                        y.dtype(),
+                        y.shape()
+                    ),
+                ));
+            }
+            let grad = |dy: &[Tensor], vars: &[Variable]| -> Result<Vec<Option<Tensor>>> {
+                Ok(std::iter::once(Some(dy[0].clone()))
+                    .chain(vars.iter().map(|_| None))
+                    .collect())
+            };
+            Ok((vec![y], grad))
+        })?;
+        out.into_iter()
+            .next()
+            .ok_or_else(|| Error::tape("grad_pass_through", "no output"))
+    }
+}

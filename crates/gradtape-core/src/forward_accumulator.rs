@@ -65,7 +65,7 @@ impl ForwardAccumulator {
             ));
         }
         let state = Rc::new(State {
-            seq: next_seq(),
+            seq: Cell::new(next_seq()),
             active: Cell::new(true),
             paused: Cell::new(0),
             tangents: RefCell::default(),
@@ -233,6 +233,52 @@ impl ForwardAccumulator {
                     .retain(|s| !Rc::ptr_eq(s, &self.state))
             });
         }
+    }
+}
+
+impl ForwardAccumulator {
+    /// Runs again after [`stop`](Self::stop), as the innermost tape or accumulator of the
+    /// thread: TensorFlow's `with acc:` entered a second time. What ran while it was stopped
+    /// has no tangent; what was computed before keeps its own.
+    ///
+    /// # Errors
+    /// When it is running already (TensorFlow's "already recording").
+    ///
+    /// TensorFlow's `testReenter` (forwardprop_test.py):
+    ///
+    /// ```
+    /// use gradtape::{ops, ForwardAccumulator, Tensor};
+    /// let x = Tensor::scalar(-2.0f32);
+    /// let acc = ForwardAccumulator::new([&x], &[Tensor::scalar(1.5f32)])?;
+    /// let y = ops::multiply(&x, &4.0)?;
+    /// assert_eq!(acc.jvp(&y)?.unwrap().item()?, 6.0);
+    /// assert!(acc.resume().is_err()); // already recording
+    /// acc.stop();
+    /// let z = ops::multiply(&x, &4.0)?;
+    /// assert!(acc.jvp(&z)?.is_none());
+    /// acc.resume()?;
+    /// let yy = ops::multiply(&y, &y)?;
+    /// acc.stop();
+    /// assert_eq!(acc.jvp(&yy)?.unwrap().item()?, 6.0 * -8.0 * 2.0);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn resume(&self) -> Result<()> {
+        if self.state.active.get() {
+            return Err(Error::tape(
+                "ForwardAccumulator",
+                "resume: the accumulator is already recording",
+            ));
+        }
+        self.state.seq.set(next_seq());
+        self.state.active.set(true);
+        crate::record::interpret_here();
+        context::with(|c| {
+            c.forward.list.borrow_mut().push(self.state.clone());
+            if self.state.running() {
+                c.forward.add_running(1);
+            }
+        });
+        Ok(())
     }
 }
 

@@ -51,7 +51,7 @@ pub mod vmap;
 
 pub use backend::storage::memory;
 pub use context::tapes::{TracedOp, TracedTensor};
-pub use custom_gradient::{custom_gradient, recompute_grad, GradientFn};
+pub use custom_gradient::{custom_gradient, grad_pass_through, recompute_grad, GradientFn};
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
@@ -70,6 +70,7 @@ pub use vmap::{vmap, Vmap};
 pub mod internal {
     pub use crate::context::tapes::without_recording;
     pub use crate::context::traces::{check_values, Checker};
+    pub use crate::ops::nn::labels::class_labels_one_hot;
     pub use crate::shape::checked_numel;
     pub use crate::tensor::TensorId;
 }

@@ -332,7 +332,7 @@ pub(crate) fn propagate(
             // this accumulator and those started after it do not see their own tangent
             // computations, nor do the tapes started after it
             let _accumulators = Paused::from(k - 1);
-            let _tapes = pause_tapes_after(acc.seq);
+            let _tapes = pause_tapes_after(acc.seq.get());
             rule(&tangents)?
         };
         if let Some(t) = tangent {

@@ -116,29 +116,64 @@ pub enum OwnedSource {
 }
 
 /// What [`GradientTape::gradient`](crate::GradientTape::gradient) takes gradients with respect to, and the shape of its
-/// answer: an array of sources gives an array of gradients (`let [da, db] = ...`), a slice or
-/// `Vec` (a model's `trainable_variables()`) gives a `Vec`, in the same order.
-///
-/// An array that mixes tensors and variables needs one `&dyn Source` to set its type:
-/// `[&x as &dyn Source, &v]`.
+/// answer: one tensor or variable gives one gradient (`tape.gradient(y, x)` in TensorFlow),
+/// an array of sources gives an array (`let [da, db] = ...`), a slice or `Vec` (a model's
+/// `trainable_variables()`) gives a `Vec`, in the same order, and a tuple of any of these a
+/// tuple of their answers: TensorFlow's `tape.gradient(loss, [x] + layer.trainable_variables)`
+/// is `tape.gradient(&loss, (&x, &layer.trainable_variables()))`, which gives
+/// `(Option<Tensor>, Vec<Option<Tensor>>)`, so tensors and variables mix without a cast.
 ///
 /// ```
-/// use gradtape::{ops, GradientTape, Variable};
+/// use gradtape::{ops, GradientTape, Tensor, Variable};
 /// let vars = vec![Variable::new(1.0), Variable::new(2.0)];
+/// let x = Tensor::scalar(3.0f32);
 /// let tape = GradientTape::new();
-/// let y = ops::multiply(&vars[0], &vars[1])?;
-/// let grads = tape.gradient(&y, &vars)?; // Vec<Option<Tensor>>
-/// assert_eq!(grads[0].as_ref().unwrap().to_scalar::<f32>()?, 2.0);
+/// tape.watch(&x);
+/// let y = ops::multiply(&ops::multiply(&vars[0], &vars[1])?, &x)?;
+/// let (dx, dvars) = tape.gradient(&y, (&x, &vars))?;
+/// assert_eq!(dx.unwrap().to_scalar::<f32>()?, 2.0);
+/// assert_eq!(dvars[1].as_ref().unwrap().to_scalar::<f32>()?, 3.0);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub trait Sources {
-    /// `[Option<Tensor>; N]` for an array, `Vec<Option<Tensor>>` otherwise.
+    /// `Option<Tensor>` for one source, `[Option<Tensor>; N]` for an array, a tuple of the
+    /// parts' for a tuple, `Vec<Option<Tensor>>` otherwise.
     type Gradients;
     /// The sources, in order.
     fn sources(&self) -> Vec<&dyn Source>;
     /// The gradients, one per source, in this container's shape.
     #[doc(hidden)]
-    fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients>;
+    fn gradients(&self, grads: Vec<Option<Tensor>>) -> Result<Self::Gradients>;
+}
+
+fn wrong_count() -> Error {
+    Error::tape("gradient", "wrong number of gradients")
+}
+
+macro_rules! single_sources {
+    ($($t:ty),*) => {$(
+        impl Sources for $t {
+            type Gradients = Option<Tensor>;
+            fn sources(&self) -> Vec<&dyn Source> {
+                vec![self]
+            }
+            fn gradients(&self, grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
+                let [g] = <[Option<Tensor>; 1]>::try_from(grads).map_err(|_| wrong_count())?;
+                Ok(g)
+            }
+        }
+    )*};
+}
+single_sources!(Tensor, Variable);
+
+impl<T: Sources + ?Sized> Sources for &T {
+    type Gradients = T::Gradients;
+    fn sources(&self) -> Vec<&dyn Source> {
+        (**self).sources()
+    }
+    fn gradients(&self, grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
+        (**self).gradients(grads)
+    }
 }
 
 impl<S: Source, const N: usize> Sources for [S; N] {
@@ -146,10 +181,8 @@ impl<S: Source, const N: usize> Sources for [S; N] {
     fn sources(&self) -> Vec<&dyn Source> {
         self.iter().map(|s| s as &dyn Source).collect()
     }
-    fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
-        grads
-            .try_into()
-            .map_err(|_| Error::tape("gradient", "wrong number of gradients"))
+    fn gradients(&self, grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
+        grads.try_into().map_err(|_| wrong_count())
     }
 }
 
@@ -160,13 +193,40 @@ macro_rules! source_lists {
             fn sources(&self) -> Vec<&dyn Source> {
                 self.iter().map(|s| s as &dyn Source).collect()
             }
-            fn gradients(grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
+            fn gradients(&self, grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
                 Ok(grads)
             }
         }
     )*};
 }
-source_lists!(&[S], &Vec<S>, Vec<S>);
+source_lists!([S], Vec<S>);
+
+macro_rules! source_tuples {
+    ($(($($p:ident $i:tt),+)),*) => {$(
+        impl<$($p: Sources),+> Sources for ($($p,)+) {
+            type Gradients = ($($p::Gradients,)+);
+            fn sources(&self) -> Vec<&dyn Source> {
+                let mut all = vec![];
+                $(all.extend(self.$i.sources());)+
+                all
+            }
+            fn gradients(&self, grads: Vec<Option<Tensor>>) -> Result<Self::Gradients> {
+                let mut rest = grads.into_iter();
+                Ok(($({
+                    let n = self.$i.sources().len();
+                    self.$i.gradients(rest.by_ref().take(n).collect())?
+                },)+))
+            }
+        }
+    )*};
+}
+source_tuples!(
+    (A 0, B 1),
+    (A 0, B 1, C 2),
+    (A 0, B 1, C 2, D 3),
+    (A 0, B 1, C 2, D 3, E 4),
+    (A 0, B 1, C 2, D 3, E 4, F 5)
+);
 
 /// What a gradient is for a source the target does not depend on.
 ///

@@ -608,7 +608,7 @@ pub struct Tape {
 impl Tape {
     fn start(watch_accessed_variables: bool, trace: bool) -> Tape {
         let state = Rc::new(TapeState {
-            seq: next_seq(),
+            seq: Cell::new(next_seq()),
             watch_accessed_variables,
             recording: Cell::new(false),
             active: Cell::new(true),
@@ -770,6 +770,44 @@ impl Tape {
                     .retain(|t| !Rc::ptr_eq(t, &self.state))
             });
         }
+    }
+
+    /// Records again after [`stop`](Self::stop), as the innermost tape or accumulator of the
+    /// thread: TensorFlow's `with tape:` entered a second time (a persistent tape kept across
+    /// several blocks). What ran while it was stopped is not on the tape.
+    ///
+    /// # Errors
+    /// When it is recording already (TensorFlow's "already recording").
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(3.0f32);
+    /// let tape = GradientTape::persistent();
+    /// tape.watch(&x);
+    /// let y = ops::square(&x)?;
+    /// tape.stop();
+    /// let unseen = ops::multiply(&y, &2.0)?;
+    /// tape.resume()?;
+    /// let z = ops::multiply(&y, &10.0)?;
+    /// tape.stop();
+    /// assert_eq!(tape.gradient(&z, &x)?.unwrap().item()?, 60.0);
+    /// assert!(tape.gradient(&unseen, &x)?.is_none());
+    /// assert!(tape.resume().is_ok() && tape.resume().is_err());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn resume(&self) -> Result<()> {
+        if self.state.active.get() {
+            return Err(Error::tape(
+                "GradientTape",
+                "resume: the tape is already recording",
+            ));
+        }
+        self.state.seq.set(next_seq());
+        self.state.active.set(true);
+        crate::record::interpret_here();
+        active(|a| a.borrow_mut().push(self.state.clone()));
+        set_recording(&self.state, true);
+        Ok(())
     }
 
     /// True while the tape records (created, not stopped, not paused).
@@ -1051,26 +1089,27 @@ impl GradientTape {
 
     /// Gradients of `target` (summed over its elements) with respect to each source, in order.
     /// Sources the target does not depend on get `None`; a source that is the target gets ones.
-    /// `sources` is an array (`[&a, &b]`, answered with an array) or a slice or `Vec` such as
-    /// a model's `trainable_variables()` (answered with a `Vec`); see [`Sources`].
+    /// `sources` is one source (answered with one gradient), an array (`[&a, &b]`, answered
+    /// with an array), a slice or `Vec` such as a model's `trainable_variables()` (answered
+    /// with a `Vec`), or a tuple of these (answered with a tuple); see [`Sources`].
     ///
     /// # Errors
     /// When a gradient rule fails (which would be a bug in gradtape; the message names the op).
     ///
     /// ```
-    /// use gradtape::{ops, GradientTape, Source, Tensor, Variable};
+    /// use gradtape::{ops, GradientTape, Tensor, Variable};
     /// let w = Variable::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
     /// let x = Tensor::from_vec(vec![3.0f32, 4.0], &[2])?;
     /// let tape = GradientTape::new();
     /// let y = ops::multiply(&w, &x)?; // not a scalar: the gradient is of its sum
-    /// let [dw, dx] = tape.gradient(&y, [&w as &dyn Source, &x])?; // mixed kinds: one `dyn`
+    /// let (dw, dx) = tape.gradient(&y, (&w, &x))?; // mixed kinds: a tuple
     /// assert_eq!(dw.unwrap().to_vec::<f32>()?, vec![3.0, 4.0]);
     /// assert!(dx.is_none()); // x was never watched
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn gradient<S: Sources>(self, target: &Tensor, sources: S) -> Result<S::Gradients> {
         let v = self.gradient_with(&[target], &sources.sources(), &GradientOptions::default())?;
-        S::gradients(v)
+        sources.gradients(v)
     }
 
     /// The general form: several targets (their gradients are summed), seeds for each
@@ -1131,7 +1170,7 @@ impl GradientTape {
     /// ```
     pub fn jacobian<S: Sources>(self, target: &Tensor, sources: S) -> Result<S::Gradients> {
         let v = self.jacobian_with(target, &sources.sources(), &JacobianOptions::default())?;
-        S::gradients(v)
+        sources.gradients(v)
     }
 
     /// [`GradientTape::jacobian`] with options: zeros for unconnected sources, and a chunk
@@ -1276,7 +1315,7 @@ impl PersistentTape {
     /// ```
     pub fn gradient<S: Sources>(&self, target: &Tensor, sources: S) -> Result<S::Gradients> {
         let v = self.gradient_with(&[target], &sources.sources(), &GradientOptions::default())?;
-        S::gradients(v)
+        sources.gradients(v)
     }
 
     /// The general form; see [`GradientTape::gradient_with`].
@@ -1328,7 +1367,7 @@ impl PersistentTape {
     /// ```
     pub fn jacobian<S: Sources>(&self, target: &Tensor, sources: S) -> Result<S::Gradients> {
         let v = self.jacobian_with(target, &sources.sources(), &JacobianOptions::default())?;
-        S::gradients(v)
+        sources.gradients(v)
     }
 
     /// [`PersistentTape::jacobian`] with options; see [`GradientTape::jacobian_with`].

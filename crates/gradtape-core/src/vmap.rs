@@ -37,11 +37,7 @@ use crate::tensor::Tensor;
 /// every value, such as label bounds.
 #[doc(hidden)]
 pub fn all_examples(t: &Tensor) -> Tensor {
-    let mut t = t.clone();
-    while let Some((p, _)) = t.batch() {
-        t = p.clone();
-    }
-    t
+    t.all_examples()
 }
 
 /// Builds a vectorized version of `f` (see the [module docs](self)). `f` takes the arguments

@@ -14,14 +14,12 @@
 //! # Ok::<(), gradtape::Error>(())
 //! ```
 
-use std::sync::Arc;
-
-use gradtape_core::internal::{check_values, Checker};
+use gradtape_core::internal::class_labels_one_hot;
 use gradtape_core::ops::{
-    abs, add, cast, clip_by_value, divide, exp, greater_equal, less_equal, log, log1p, log_softmax,
-    multiply, negative, one_hot, reduce_mean, reduce_sum, select, square, subtract, Axes,
+    abs, add, cast, clip_by_value, divide, less_equal, log, multiply, negative, reduce_mean,
+    reduce_sum, select, sigmoid_cross_entropy_with_logits, softmax_cross_entropy_with_logits,
+    square, subtract, Axes,
 };
-use gradtape_core::DType;
 use gradtape_core::{AsTensor, Tensor};
 use gradtape_core::{Error, Result};
 
@@ -196,18 +194,6 @@ pub fn huber(
     reduce(last_axis_mean(&per)?, reduction)
 }
 
-/// TensorFlow's `sigmoid_cross_entropy_with_logits`, step by step: stable for any logit and
-/// with its gradient at 0 (`sigmoid(0) - z`).
-fn sigmoid_cross_entropy_with_logits(z: &Tensor, x: &Tensor) -> Result<Tensor> {
-    let cond = greater_equal(x, &0.0)?;
-    let relu_logits = select(&cond, x, &0.0)?;
-    let neg_abs_logits = select(&cond, &negative(x)?, x)?;
-    add(
-        &subtract(&relu_logits, &multiply(x, z)?)?,
-        &log1p(&exp(&neg_abs_logits)?)?,
-    )
-}
-
 /// Binary cross-entropy over the last axis, from probabilities (clipped to
 /// `[EPSILON, 1 - EPSILON]`) or from logits.
 ///
@@ -251,12 +237,11 @@ fn categorical_core(t: &Tensor, p: &Tensor, from_logits: bool) -> Result<Tensor>
             "y_pred must have a class axis, got a scalar",
         ));
     }
-    let log_p = if from_logits {
-        log_softmax(p, -1)?
-    } else {
-        let norm = divide(p, &reduce_sum(p, -1, true)?)?;
-        log(&clip_by_value(&norm, &EPSILON, &(1.0 - EPSILON))?)?
-    };
+    if from_logits {
+        return softmax_cross_entropy_with_logits(t, p, -1);
+    }
+    let norm = divide(p, &reduce_sum(p, -1, true)?)?;
+    let log_p = log(&clip_by_value(&norm, &EPSILON, &(1.0 - EPSILON))?)?;
     negative(&reduce_sum(&multiply(t, &log_p)?, -1, false)?)
 }
 
@@ -303,41 +288,7 @@ pub fn sparse_categorical_crossentropy(
     from_logits: bool,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    let op = "sparse_categorical_crossentropy";
     let p = y_pred.operand().into_tensor();
-    if labels.dtype() != DType::I64 {
-        return Err(Error::dtype(
-            op,
-            format!("labels must be int64, got {}", labels.dtype()),
-        ));
-    }
-    if p.rank() == 0 || labels.shape() != &p.shape()[..p.rank() - 1] {
-        return Err(Error::shape(
-            op,
-            format!(
-                "labels {:?} must be y_pred {:?} without its last axis",
-                labels.shape(),
-                p.shape()
-            ),
-        ));
-    }
-    let classes = p.shape()[p.rank() - 1];
-    // checked on the values, at every call of a compiled function too (one_hot would give a
-    // zero row for a label out of range, silently); inside vmap, every example's
-    let check: Checker = Arc::new(move |t: &[Tensor]| {
-        match t[0]
-            .to_vec::<i64>()?
-            .into_iter()
-            .find(|&l| l < 0 || l as u64 >= classes as u64)
-        {
-            Some(bad) => Err(Error::index(
-                op,
-                format!("label {bad} is not in [0, {classes})"),
-            )),
-            None => Ok(()),
-        }
-    });
-    check_values(&[&gradtape_core::vmap::all_examples(labels)], check)?;
-    let t = one_hot(labels, classes, 1.0, 0.0, p.dtype())?;
+    let t = class_labels_one_hot("sparse_categorical_crossentropy", labels, &p)?;
     reduce(categorical_core(&t, &p, from_logits)?, reduction)
 }

@@ -22,8 +22,8 @@ pub(crate) struct Tangent {
 
 /// One accumulator's state, shared by its handle and this thread's list.
 pub(crate) struct State {
-    /// Place among the tapes and accumulators started on this thread.
-    pub(crate) seq: u64,
+    /// Place among the tapes and accumulators started (or resumed) on this thread.
+    pub(crate) seq: Cell<u64>,
     /// Not stopped.
     pub(crate) active: Cell<bool>,
     /// Paused while it, or an accumulator started before it, computes a tangent (and inside

@@ -82,8 +82,8 @@ pub(crate) struct Entry {
 
 /// The state of one tape, shared by the handle the user holds and this thread's active list.
 pub struct TapeState {
-    /// Place in the order tapes and forward accumulators started on this thread.
-    pub(crate) seq: u64,
+    /// Place in the order tapes and forward accumulators started (or resumed) on this thread.
+    pub(crate) seq: Cell<u64>,
     pub(crate) watch_accessed_variables: bool,
     /// On this thread's active list and not paused.
     pub(crate) recording: Cell<bool>,
@@ -277,7 +277,7 @@ pub(crate) fn pause_tapes_after(seq: u64) -> PauseAfter {
         let later: Vec<Rc<TapeState>> = active
             .borrow()
             .iter()
-            .filter(|t| t.recording.get() && t.seq > seq)
+            .filter(|t| t.recording.get() && t.seq.get() > seq)
             .cloned()
             .collect();
         for t in &later {

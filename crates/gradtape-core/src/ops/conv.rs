@@ -240,17 +240,38 @@ fn images(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> 
 /// ```
 pub fn extract_patches(
     images_: &impl AsTensor,
-    sizes: [usize; 2],
-    strides: [usize; 2],
-    rates: [usize; 2],
+    sizes: impl Into<Size2>,
+    strides: impl Into<Size2>,
+    rates: impl Into<Size2>,
     padding: Padding,
 ) -> Result<Tensor> {
+    let sizes: [usize; 2] = sizes.into().0;
+    let strides: [usize; 2] = strides.into().0;
+    let rates: [usize; 2] = rates.into().0;
     let op = "extract_patches";
     let x = images_.operand().into_tensor();
     let (n, h, w, c) = images(op, &x)?;
     let win = Window::new(op, (h, w), sizes, strides, rates, padding)?;
     let (oh, ow) = win.out();
     reshape_to(&patches(&x, &win)?, &[n, oh, ow, sizes[0] * sizes[1] * c])
+}
+
+/// A window's two sizes (height, width), or one for both: TensorFlow's "an int or a list of
+/// 2 ints", so `max_pool2d(&x, 2, 2, Padding::Valid)` reads as `tf.nn.max_pool2d(x, 2, 2,
+/// "VALID")` and `[2, 3]` still works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size2(pub [usize; 2]);
+
+impl From<usize> for Size2 {
+    fn from(n: usize) -> Self {
+        Size2([n, n])
+    }
+}
+
+impl From<[usize; 2]> for Size2 {
+    fn from(hw: [usize; 2]) -> Self {
+        Size2(hw)
+    }
 }
 
 /// Options of a 2-D convolution beyond the stride and padding (TensorFlow's `dilations`, and
@@ -290,9 +311,10 @@ impl Default for ConvOptions {
 pub fn conv2d(
     input: &impl AsTensor,
     filters: &impl AsTensor,
-    strides: [usize; 2],
+    strides: impl Into<Size2>,
     padding: Padding,
 ) -> Result<Tensor> {
+    let strides: [usize; 2] = strides.into().0;
     conv2d_with(input, filters, strides, padding, ConvOptions::default())
 }
 
@@ -312,10 +334,11 @@ pub fn conv2d(
 pub fn conv2d_with(
     input: &impl AsTensor,
     filters: &impl AsTensor,
-    strides: [usize; 2],
+    strides: impl Into<Size2>,
     padding: Padding,
     options: ConvOptions,
 ) -> Result<Tensor> {
+    let strides: [usize; 2] = strides.into().0;
     let op = "conv2d";
     let (x, f) = (
         input.operand().into_tensor(),
@@ -381,10 +404,12 @@ pub fn conv2d_with(
 pub fn depthwise_conv2d(
     input: &impl AsTensor,
     filter: &impl AsTensor,
-    strides: [usize; 2],
+    strides: impl Into<Size2>,
     padding: Padding,
-    dilation: [usize; 2],
+    dilation: impl Into<Size2>,
 ) -> Result<Tensor> {
+    let strides: [usize; 2] = strides.into().0;
+    let dilation: [usize; 2] = dilation.into().0;
     let (x, f) = (
         input.operand().into_tensor(),
         filter.operand().into_tensor(),
@@ -490,10 +515,12 @@ pub fn conv1d(
 pub fn conv2d_transpose(
     input: &impl AsTensor,
     filters: &impl AsTensor,
-    strides: [usize; 2],
+    strides: impl Into<Size2>,
     padding: Padding,
-    dilation: [usize; 2],
+    dilation: impl Into<Size2>,
 ) -> Result<Tensor> {
+    let strides: [usize; 2] = strides.into().0;
+    let dilation: [usize; 2] = dilation.into().0;
     let op = "conv2d_transpose";
     let (x, f) = (
         input.operand().into_tensor(),
@@ -602,10 +629,12 @@ fn inside(win: &Window, dtype: crate::DType) -> Result<Tensor> {
 /// ```
 pub fn max_pool2d(
     x: &impl AsTensor,
-    ksize: [usize; 2],
-    strides: [usize; 2],
+    ksize: impl Into<Size2>,
+    strides: impl Into<Size2>,
     padding: Padding,
 ) -> Result<Tensor> {
+    let ksize: [usize; 2] = ksize.into().0;
+    let strides: [usize; 2] = strides.into().0;
     let x = x.operand().into_tensor();
     let (win, p) = pool_windows("max_pool2d", &x, ksize, strides, padding)?;
     let p = if win.pt == 0 && win.pl == 0 && padding == Padding::Valid {
@@ -632,10 +661,12 @@ pub fn max_pool2d(
 /// ```
 pub fn avg_pool2d(
     x: &impl AsTensor,
-    ksize: [usize; 2],
-    strides: [usize; 2],
+    ksize: impl Into<Size2>,
+    strides: impl Into<Size2>,
     padding: Padding,
 ) -> Result<Tensor> {
+    let ksize: [usize; 2] = ksize.into().0;
+    let strides: [usize; 2] = strides.into().0;
     let x = x.operand().into_tensor();
     let (win, p) = pool_windows("avg_pool2d", &x, ksize, strides, padding)?;
     if padding == Padding::Valid {

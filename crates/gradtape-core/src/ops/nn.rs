@@ -122,3 +122,182 @@ pub fn clip_by_value(
 ) -> Result<Tensor> {
     maximum(&minimum(t, clip_value_max)?, clip_value_min)
 }
+
+/// `tf.nn.sigmoid_cross_entropy_with_logits`: the binary cross-entropy of each logit against
+/// its label, `max(x, 0) - x·z + log(1 + exp(-|x|))` step by step as TensorFlow computes it
+/// (stable at any logit, its gradient at 0 `sigmoid(0) - z`). Elementwise, no reduction.
+///
+/// # Errors
+/// When the shapes differ (TensorFlow does not broadcast here), or the dtypes differ or are not
+/// float.
+///
+/// ```
+/// use gradtape::{ops, Tensor};
+/// let labels = Tensor::from_vec(vec![1.0f32, 0.0], &[2])?;
+/// let logits = Tensor::from_vec(vec![1000.0f32, 0.0], &[2])?;
+/// let l = ops::sigmoid_cross_entropy_with_logits(&labels, &logits)?.to_vec::<f32>()?;
+/// assert_eq!(l[0], 0.0);
+/// assert!((l[1] - 2f32.ln()).abs() < 1e-6);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn sigmoid_cross_entropy_with_logits(
+    labels: &impl AsTensor,
+    logits: &impl AsTensor,
+) -> Result<Tensor> {
+    let (z, x) = labels_and_logits("sigmoid_cross_entropy_with_logits", labels, logits)?;
+    let cond = greater_equal(&x, &0.0)?;
+    let relu_logits = select(&cond, &x, &0.0)?;
+    let neg_abs_logits = select(&cond, &super::negative(&x)?, &x)?;
+    add(
+        &subtract(&relu_logits, &multiply(&x, &z)?)?,
+        &super::log1p(&exp(&neg_abs_logits)?)?,
+    )
+}
+
+/// `tf.nn.softmax_cross_entropy_with_logits`: `-Σ labels · log_softmax(logits)` along `axis`
+/// (TensorFlow's default is -1), for one-hot or soft labels; differentiable in both. For
+/// labels that do not sum to 1 along the axis the gradient for the logits is the exact one,
+/// `softmax · Σ labels - labels`; TensorFlow's fused kernel gives `softmax - labels` there
+/// (it assumes a distribution). For distributions the two agree; second derivatives for the
+/// labels are exact too, where TensorFlow's fused op drops a term (its own composed
+/// `-reduce_sum(labels * log_softmax(logits))` agrees with gradtape).
+///
+/// # Errors
+/// When the shapes differ, the axis is invalid, or the dtypes differ or are not float.
+///
+/// ```
+/// use gradtape::{ops, Tensor};
+/// let labels = Tensor::from_vec(vec![0.0f32, 1.0, 0.5, 0.5], &[2, 2])?;
+/// let logits = Tensor::from_vec(vec![-1000.0f32, 1000.0, 0.0, 0.0], &[2, 2])?;
+/// let l = ops::softmax_cross_entropy_with_logits(&labels, &logits, -1)?.to_vec::<f32>()?;
+/// assert_eq!(l[0], 0.0);
+/// assert!((l[1] - 2f32.ln()).abs() < 1e-6);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn softmax_cross_entropy_with_logits(
+    labels: &impl AsTensor,
+    logits: &impl AsTensor,
+    axis: isize,
+) -> Result<Tensor> {
+    let (z, x) = labels_and_logits("softmax_cross_entropy_with_logits", labels, logits)?;
+    super::negative(&reduce_sum(
+        &multiply(&z, &log_softmax(&x, axis)?)?,
+        axis,
+        false,
+    )?)
+}
+
+/// `tf.nn.sparse_softmax_cross_entropy_with_logits`: `-log_softmax(logits)[label]` over the
+/// last axis, for int64 class indices of `logits`' shape without its last axis. A label out
+/// of range is an error (checked at every call of a compiled function too), as on
+/// TensorFlow's CPU, never a silent zero.
+///
+/// # Errors
+/// When labels are not int64, their shape is not `logits`' without its last axis, a label is
+/// not a class, or `logits` is not float.
+///
+/// ```
+/// use gradtape::{ops, Tensor};
+/// let labels = Tensor::from_vec(vec![1i64, 0], &[2])?;
+/// let logits = Tensor::from_vec(vec![-1000.0f32, 1000.0, 0.0, 0.0], &[2, 2])?;
+/// let l = ops::sparse_softmax_cross_entropy_with_logits(&labels, &logits)?.to_vec::<f32>()?;
+/// assert_eq!(l[0], 0.0);
+/// assert!((l[1] - 2f32.ln()).abs() < 1e-6);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn sparse_softmax_cross_entropy_with_logits(
+    labels: &Tensor,
+    logits: &impl AsTensor,
+) -> Result<Tensor> {
+    let op = "sparse_softmax_cross_entropy_with_logits";
+    let x = logits.operand().into_tensor();
+    let one_hot = labels::class_labels_one_hot(op, labels, &x)?;
+    softmax_cross_entropy_with_logits(&one_hot, &x, -1)
+}
+
+/// Labels and logits of one shape and one float dtype.
+fn labels_and_logits(
+    op: &'static str,
+    labels: &impl AsTensor,
+    logits: &impl AsTensor,
+) -> Result<(Tensor, Tensor)> {
+    use crate::error::Error;
+    let x = logits.operand().into_tensor();
+    let z = labels.operand().into_tensor_of(x.dtype());
+    if z.shape() != x.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "labels {:?} and logits {:?} must have the same shape",
+                z.shape(),
+                x.shape()
+            ),
+        ));
+    }
+    super::same_dtype(op, &z, &x)?;
+    if !x.dtype().is_float() {
+        return Err(Error::dtype(
+            op,
+            format!("expected float32 or float64, got {}", x.dtype()),
+        ));
+    }
+    Ok((z, x))
+}
+
+/// Shared with the Keras losses (through `gradtape::internal`).
+pub(crate) mod labels {
+    use crate::error::Result;
+    use crate::tensor::Tensor;
+
+    /// Class indices as one-hot rows of `logits`' dtype, after checking them: int64, of
+    /// `logits`' shape without its last axis, each in `[0, classes)` (on the values, at every
+    /// call of a compiled function too: `one_hot` would give a zero row for a label out of range).
+    pub fn class_labels_one_hot(
+        op: &'static str,
+        labels: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor> {
+        use crate::error::Error;
+        if labels.dtype() != crate::DType::I64 {
+            return Err(Error::dtype(
+                op,
+                format!("labels must be int64, got {}", labels.dtype()),
+            ));
+        }
+        let r = logits.rank();
+        if r == 0 || labels.shape() != &logits.shape()[..r - 1] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "labels {:?} must be the logits' {:?} without its last axis",
+                    labels.shape(),
+                    logits.shape()
+                ),
+            ));
+        }
+        if !logits.dtype().is_float() {
+            return Err(Error::dtype(
+                op,
+                format!("expected float logits, got {}", logits.dtype()),
+            ));
+        }
+        let classes = logits.shape()[r - 1];
+        // inside vmap, every example's labels
+        let check: crate::context::traces::Checker =
+            std::sync::Arc::new(move |t: &[Tensor]| {
+                match t[0]
+                    .to_vec::<i64>()?
+                    .into_iter()
+                    .find(|&l| l < 0 || l as u64 >= classes as u64)
+                {
+                    Some(bad) => Err(Error::index(
+                        op,
+                        format!("label {bad} is not in [0, {classes})"),
+                    )),
+                    None => Ok(()),
+                }
+            });
+        crate::context::traces::check_values(&[&labels.all_examples()], check)?;
+        crate::ops::one_hot(labels, classes, 1.0, 0.0, logits.dtype())
+    }
+}

@@ -196,3 +196,26 @@ impl Tensor {
         slice_with(self, args.as_ref())
     }
 }
+
+impl crate::variable::Variable {
+    /// The variable's value sliced, NumPy-style, as [`Tensor::slice`]: `v[::-1]` in
+    /// TensorFlow is `v.slice(s![..;-1])` (a read of the variable, as any op's, so a tape
+    /// watching it gets the gradient).
+    ///
+    /// # Errors
+    /// As [`Tensor::slice`].
+    ///
+    /// ```
+    /// use gradtape::{s, GradientTape, Variable};
+    /// let v = Variable::new(gradtape::Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?);
+    /// let tape = GradientTape::new();
+    /// let r = v.slice(s![..;-1])?;
+    /// assert_eq!(r.to_vec::<f32>()?, vec![3.0, 2.0, 1.0]);
+    /// let [g] = tape.gradient(&gradtape::ops::reduce_sum(&(&r * &r), gradtape::Axes::All, false)?, [&v])?;
+    /// assert_eq!(g.unwrap().to_vec::<f32>()?, vec![2.0, 4.0, 6.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn slice(&self, args: impl AsRef<[SliceArg]>) -> Result<Tensor> {
+        slice_with(&self.value(), args.as_ref())
+    }
+}

@@ -114,6 +114,16 @@ impl Tensor {
         Tensor::fresh(Data::Batched(physical, level), &shape, dtype)
     }
 
+    /// Every example's elements behind this tensor (all vmap levels unwrapped): for checks
+    /// that must see every value, such as label bounds.
+    pub(crate) fn all_examples(&self) -> Tensor {
+        let mut t = self.clone();
+        while let Some((p, _)) = t.batch() {
+            t = p.clone();
+        }
+        t
+    }
+
     /// For a tensor batched by [`crate::vmap()`]: the whole batch (batch axis first) and the
     /// level. Cheap: the hot path of every op asks it once per operand.
     #[inline]

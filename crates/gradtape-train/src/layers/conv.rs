@@ -223,11 +223,12 @@ impl Conv2D {
         name: &str,
         in_channels: usize,
         filters: usize,
-        kernel_size: [usize; 2],
+        kernel_size: impl Into<ops::Size2>,
         config: ConvConfig,
         dtype: DType,
         rng: &mut Generator,
     ) -> Result<Conv2D> {
+        let kernel_size: [usize; 2] = kernel_size.into().0;
         let g = config.groups;
         if g == 0 || !in_channels.is_multiple_of(g) || !filters.is_multiple_of(g) {
             return Err(Error::arg(
@@ -340,12 +341,13 @@ impl DepthwiseConv2D {
     pub fn new(
         name: &str,
         in_channels: usize,
-        kernel_size: [usize; 2],
+        kernel_size: impl Into<ops::Size2>,
         depth_multiplier: usize,
         config: ConvConfig,
         dtype: DType,
         rng: &mut Generator,
     ) -> Result<DepthwiseConv2D> {
+        let kernel_size: [usize; 2] = kernel_size.into().0;
         let shape = [
             kernel_size[0],
             kernel_size[1],
@@ -401,11 +403,12 @@ impl Conv2DTranspose {
         name: &str,
         in_channels: usize,
         filters: usize,
-        kernel_size: [usize; 2],
+        kernel_size: impl Into<ops::Size2>,
         config: ConvConfig,
         dtype: DType,
         rng: &mut Generator,
     ) -> Result<Conv2DTranspose> {
+        let kernel_size: [usize; 2] = kernel_size.into().0;
         ungrouped("Conv2DTranspose", name, &config)?;
         let shape = [kernel_size[0], kernel_size[1], filters, in_channels];
         Ok(Conv2DTranspose(Conv::new(

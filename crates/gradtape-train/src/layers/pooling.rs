@@ -6,9 +6,10 @@ use gradtape_core::Tensor;
 use gradtape_core::Variable;
 use gradtape_core::{Error, Result};
 
-/// A pooling layer over windows of `$size` (`[usize; 2]` for images, `usize` for sequences).
+/// A pooling layer over windows of `$size` (`Size2` for images: one size or `[h, w]`, as
+/// Keras takes `2` or `(2, 3)`; `usize` for sequences).
 macro_rules! pool_layer {
-    ($(#[$doc:meta])* $ty:ident, $op:ident, $size:ty) => {
+    ($(#[$doc:meta])* $ty:ident, $op:ident, $size:ty, $arg:ty) => {
         $(#[$doc])*
         pub struct $ty {
             pool_size: $size,
@@ -18,12 +19,13 @@ macro_rules! pool_layer {
 
         impl $ty {
             /// Windows of `pool_size`, moved by the same size (Keras's default), no padding.
-            pub fn new(pool_size: $size) -> $ty {
+            pub fn new(pool_size: $arg) -> $ty {
+                let pool_size = pool_size.into();
                 $ty { pool_size, strides: pool_size, padding: Padding::Valid }
             }
             /// With other strides and padding.
-            pub fn with(pool_size: $size, strides: $size, padding: Padding) -> $ty {
-                $ty { pool_size, strides, padding }
+            pub fn with(pool_size: $arg, strides: $arg, padding: Padding) -> $ty {
+                $ty { pool_size: pool_size.into(), strides: strides.into(), padding }
             }
         }
 
@@ -47,12 +49,13 @@ pool_layer!(
     /// ```
     /// use gradtape::layers::{Layer, MaxPooling2D};
     /// let x = gradtape::Tensor::ones(&[1, 4, 6, 3], gradtape::DType::F32)?;
-    /// assert_eq!(MaxPooling2D::new([2, 2]).call(&x, false)?.shape(), &[1, 2, 3, 3]);
+    /// assert_eq!(MaxPooling2D::new(2).call(&x, false)?.shape(), &[1, 2, 3, 3]); // pool_size=2
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     MaxPooling2D,
     max_pool2d,
-    [usize; 2]
+    ops::Size2,
+    impl Into<ops::Size2>
 );
 pool_layer!(
     /// Keras's `AveragePooling2D` over NHWC images.
@@ -68,7 +71,8 @@ pool_layer!(
     /// ```
     AveragePooling2D,
     avg_pool2d,
-    [usize; 2]
+    ops::Size2,
+    impl Into<ops::Size2>
 );
 
 pool_layer!(
@@ -82,6 +86,7 @@ pool_layer!(
     /// ```
     MaxPooling1D,
     max_pool1d,
+    usize,
     usize
 );
 pool_layer!(
@@ -95,6 +100,7 @@ pool_layer!(
     /// ```
     AveragePooling1D,
     avg_pool1d,
+    usize,
     usize
 );
 

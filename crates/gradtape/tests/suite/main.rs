@@ -25,6 +25,7 @@ mod seed_parity;
 mod summary;
 mod tape;
 mod tf_parity;
+mod tf_spelling;
 mod training;
 mod views;
 mod vmap;

@@ -111,6 +111,25 @@ fn expr(name: &str, x: &[Tensor]) -> Result<Tensor> {
             Axes::All,
             false,
         )?,
+        "matvec_batched" => ops::matvec(&x[0], &x[1])?,
+        "tensordot_last" => ops::tensordot(&x[0], &x[1], 1)?,
+        "tensordot_pairs" => ops::tensordot(&x[0], &x[1], ([0, 2], [1, 0]))?,
+        "einsum_batched_matmul" => ops::einsum("bij,bjk->bik", &[&x[0], &x[1]])?,
+        "einsum_trace" => ops::einsum("ii->", &[&x[0]])?,
+        "einsum_diagonal_outer" => ops::einsum("ii,j->ij", &[&x[0], &x[1]])?,
+        "einsum_ellipsis_broadcast" => ops::einsum("...ij,...jk->...ik", &[&x[0], &x[1]])?,
+        "einsum_chain" => ops::einsum("ij,jk,kl->il", &[&x[0], &x[1], &x[2]])?,
+        "einsum_sum_transpose" => ops::einsum("ijk->kj", &[&x[0]])?,
+        "sigmoid_cross_entropy_with_logits" => {
+            ops::sigmoid_cross_entropy_with_logits(&x[0], &x[1])?
+        }
+        "softmax_cross_entropy_with_logits" => {
+            let labels = Tensor::from_vec(vec![0.2, 0.5, 0.3, 0.25, 0.5, 0.25], &[3, 2])?;
+            ops::softmax_cross_entropy_with_logits(&ops::cast(&labels, dt)?, &x[0], 0)?
+        }
+        "sparse_softmax_cross_entropy_with_logits" => {
+            ops::sparse_softmax_cross_entropy_with_logits(&x[0], &x[1])?
+        }
         other => panic!("no gradtape expression for fixture case {other}"),
     })
 }

@@ -315,6 +315,47 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
             |r| vec![r.u(&[2, 5, 2], -1.0, 1.0)],
             |a| ops::avg_pool1d(&a[0], 2, 1, ops::Padding::Same),
         ),
+        (
+            "matvec",
+            |r| vec![r.u(&[3, 4], -1.0, 1.0), r.u(&[4], -1.0, 1.0)],
+            |a| ops::matvec(&a[0], &a[1]),
+        ),
+        (
+            "tensordot",
+            |r| vec![r.u(&[2, 3, 2], -1.0, 1.0), r.u(&[2, 3], -1.0, 1.0)],
+            |a| ops::tensordot(&a[0], &a[1], ([0, 1], [0, 1])),
+        ),
+        (
+            "dot",
+            |r| vec![r.u(&[2, 3], -1.0, 1.0), r.u(&[3], -1.0, 1.0)],
+            |a| ops::dot(&a[0], &a[1]),
+        ),
+        (
+            "einsum",
+            |r| vec![r.u(&[3, 3], -1.0, 1.0), r.u(&[3, 2], -1.0, 1.0)],
+            |a| ops::einsum("ii,ij->j", &[&a[0], &a[1]]),
+        ),
+        (
+            "sigmoid_cross_entropy_with_logits",
+            |r| vec![r.u(&[3], 0.0, 1.0), r.u(&[3], -2.0, 2.0)],
+            |a| ops::sigmoid_cross_entropy_with_logits(&a[0], &a[1]),
+        ),
+        (
+            "softmax_cross_entropy_with_logits",
+            |r| vec![r.u(&[2, 3], 0.0, 1.0), r.u(&[2, 3], -2.0, 2.0)],
+            |a| ops::softmax_cross_entropy_with_logits(&a[0], &a[1], -1),
+        ),
+        (
+            "sparse_softmax_cross_entropy_with_logits",
+            |r| {
+                let labels = (0..2).map(|_| r.below(3) as i64).collect();
+                vec![
+                    Tensor::from_vec(labels, &[2]).unwrap(),
+                    r.u(&[2, 3], -2.0, 2.0),
+                ]
+            },
+            |a| ops::sparse_softmax_cross_entropy_with_logits(&a[0], &a[1]),
+        ),
     ];
     rows.extend(more);
     rows
