@@ -26,6 +26,42 @@ use crate::tape::GradientOptions;
 use crate::tensor::Tensor;
 use crate::{ForwardAccumulator, GradientTape, JacobianOptions};
 
+/// Which arguments a transform differentiates: one (`0`, JAX's `argnums=0`) or several
+/// (`[0, 2]`, `&[0, 2]`, a `Vec`), so `grad(f, 0)` and `grad(f, &[0, 1])` both read as JAX's.
+/// Owned or `'static` only: the closure a transform returns keeps no borrow of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Argnums(pub Vec<usize>);
+
+impl From<usize> for Argnums {
+    fn from(k: usize) -> Self {
+        Argnums(vec![k])
+    }
+}
+
+impl From<&'static [usize]> for Argnums {
+    fn from(ks: &'static [usize]) -> Self {
+        Argnums(ks.to_vec())
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for Argnums {
+    fn from(ks: [usize; N]) -> Self {
+        Argnums(ks.to_vec())
+    }
+}
+
+impl<const N: usize> From<&'static [usize; N]> for Argnums {
+    fn from(ks: &'static [usize; N]) -> Self {
+        Argnums(ks.to_vec())
+    }
+}
+
+impl From<Vec<usize>> for Argnums {
+    fn from(ks: Vec<usize>) -> Self {
+        Argnums(ks)
+    }
+}
+
 fn check_argnums(op: &'static str, argnums: &[usize], n: usize) -> Result<()> {
     match argnums.iter().find(|&&a| a >= n) {
         Some(a) => Err(Error::arg(
@@ -103,12 +139,12 @@ fn gradients(
 /// ```
 pub fn value_and_grad<F>(
     f: F,
-    argnums: &[usize],
+    argnums: impl Into<Argnums>,
 ) -> impl Fn(&[Tensor]) -> Result<(Tensor, Vec<Tensor>)>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
-    let argnums = argnums.to_vec();
+    let argnums = argnums.into().0;
     move |args: &[Tensor]| {
         check_argnums("value_and_grad", &argnums, args.len())?;
         let tape = GradientTape::new();
@@ -140,12 +176,12 @@ where
 /// ```
 pub fn value_and_grad_with_aux<F, A>(
     f: F,
-    argnums: &[usize],
+    argnums: impl Into<Argnums>,
 ) -> impl Fn(&[Tensor]) -> Result<(Tensor, A, Vec<Tensor>)>
 where
     F: Fn(&[Tensor]) -> Result<(Tensor, A)>,
 {
-    let argnums = argnums.to_vec();
+    let argnums = argnums.into().0;
     move |args: &[Tensor]| {
         check_argnums("value_and_grad", &argnums, args.len())?;
         let tape = GradientTape::new();
@@ -166,11 +202,14 @@ where
 ///
 /// ```
 /// use gradtape::{func, ops, Tensor};
-/// let g = func::grad(|a: &[Tensor]| ops::sin(&a[0]), &[0])(&[Tensor::scalar(0.0f64)])?;
+/// let g = func::grad(|a: &[Tensor]| ops::sin(&a[0]), 0)(&[Tensor::scalar(0.0f64)])?;
 /// assert_eq!(g[0].item()?, 1.0);
+/// let f = |a: &[Tensor]| ops::multiply(&a[0], &a[1]);
+/// let both = func::grad(f, &[0, 1])(&[Tensor::scalar(2.0f64), Tensor::scalar(5.0f64)])?;
+/// assert_eq!((both[0].item()?, both[1].item()?), (5.0, 2.0));
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn grad<F>(f: F, argnums: &[usize]) -> impl Fn(&[Tensor]) -> Result<Vec<Tensor>>
+pub fn grad<F>(f: F, argnums: impl Into<Argnums>) -> impl Fn(&[Tensor]) -> Result<Vec<Tensor>>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
@@ -377,7 +416,7 @@ pub fn hessian<F>(f: F, argnum: usize) -> impl Fn(&[Tensor]) -> Result<Tensor>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
-    let g = grad(f, &[argnum]);
+    let g = grad(f, argnum);
     jacrev(move |a: &[Tensor]| Ok(g(a)?.remove(0)), argnum)
 }
 
@@ -400,6 +439,6 @@ where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
     let argnums: Vec<usize> = (0..primals.len()).collect();
-    let g = grad(f, &argnums);
+    let g = grad(f, argnums);
     Ok(jvp(|a: &[Tensor]| g(a), primals, tangents)?.1)
 }

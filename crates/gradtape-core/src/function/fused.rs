@@ -62,6 +62,11 @@ struct Donation {
     variable: Option<Variable>,
 }
 
+/// The fewest elements a group writes in place: below a block, a new buffer is a small
+/// allocation, cheaper than the checks an in-place write needs (a lock, two reference counts,
+/// a few small vectors): the seed's scalar updates ran 10-20% slower in place.
+const IN_PLACE_MIN: usize = crate::backend::cpu::BLOCK;
+
 /// A buffer a pass may overwrite, taken for the pass's length: a value no longer in the
 /// graph's values, or a variable's value under its lock.
 enum Held<'a> {
@@ -241,6 +246,9 @@ impl Groups {
         for (i, step) in self.order.iter().enumerate() {
             let Step::Group(g) = *step else { continue };
             let group = &mut self.groups[g];
+            if group.n < IN_PLACE_MIN {
+                continue;
+            }
             let (n, dtype) = (group.n, group.dtype);
             let fits = |j: usize| {
                 dies[i].contains(&j) && numel(&nodes[j].shape) == n && nodes[j].dtype == dtype

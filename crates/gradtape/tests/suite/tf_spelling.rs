@@ -294,3 +294,30 @@ fn grad_pass_through_as_tensorflow_tests_it() {
     let e = grad_pass_through(|t| ops::reduce_sum(t, Axes::All, false))(&q).unwrap_err();
     assert!(e.to_string().starts_with("grad_pass_through: "), "{e}");
 }
+
+/// JAX's `argnums`: one number or several, the same way for every transform.
+#[test]
+fn argnums_read_as_jax_writes_them() {
+    use gradtape::func;
+    let f = |a: &[Tensor]| ops::multiply(&ops::square(&a[0])?, &a[1]);
+    let args = [Tensor::scalar(3.0f64), Tensor::scalar(2.0f64)];
+    let one = func::grad(f, 0)(&args).unwrap();
+    let both = func::grad(f, [0, 1])(&args).unwrap();
+    let listed = func::grad(f, &[0, 1])(&args).unwrap();
+    let chosen = vec![1];
+    let (v, by_vec) = func::value_and_grad(f, chosen)(&args).unwrap();
+    assert_eq!(v.item().unwrap(), 18.0);
+    assert_eq!(one[0].item().unwrap(), 12.0);
+    assert_eq!(
+        (both[0].item().unwrap(), both[1].item().unwrap()),
+        (12.0, 9.0)
+    );
+    assert_eq!(listed.len(), 2);
+    assert_eq!(by_vec[0].item().unwrap(), 9.0);
+    // jacfwd, jacrev and hessian take one argnum, as their single Jacobian answers
+    assert_eq!(func::jacfwd(f, 0)(&args).unwrap().item().unwrap(), 12.0);
+    assert!(func::grad(f, 2)(&args)
+        .unwrap_err()
+        .to_string()
+        .contains("argnums"));
+}
