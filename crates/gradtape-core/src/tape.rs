@@ -1169,12 +1169,12 @@ impl GradientTape {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn jacobian<S: Sources>(self, target: &Tensor, sources: S) -> Result<S::Gradients> {
-        let v = self.jacobian_with(target, &sources.sources(), &JacobianOptions::default())?;
-        sources.gradients(v)
+        self.jacobian_with(target, sources, &JacobianOptions::default())
     }
 
     /// [`GradientTape::jacobian`] with options: zeros for unconnected sources, and a chunk
-    /// size that bounds the memory of a large jacobian.
+    /// size that bounds the memory of a large jacobian. The answer has the sources' shape, as
+    /// `jacobian`'s (an array for an array, a `Vec` for a slice).
     ///
     /// # Errors
     /// As [`GradientTape::jacobian`], and a `chunk_size` of 0.
@@ -1187,21 +1187,22 @@ impl GradientTape {
     /// tape.watch(&z);
     /// let y = ops::exp(&x)?;
     /// let opts = JacobianOptions { chunk_size: Some(2), unconnected_gradients: UnconnectedGradients::Zero };
-    /// let j = tape.jacobian_with(&y, &[&x, &z], &opts)?;
-    /// assert_eq!(j[0].as_ref().unwrap().shape(), &[3, 3]);
-    /// assert_eq!(j[1].as_ref().unwrap().to_vec::<f64>()?, vec![0.0; 3]);
+    /// let [jx, jz] = tape.jacobian_with(&y, [&x, &z], &opts)?;
+    /// assert_eq!(jx.unwrap().shape(), &[3, 3]);
+    /// assert_eq!(jz.unwrap().to_vec::<f64>()?, vec![0.0; 3]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn jacobian_with(
+    pub fn jacobian_with<S: Sources>(
         self,
         target: &Tensor,
-        sources: &[&dyn Source],
+        sources: S,
         options: &JacobianOptions,
-    ) -> Result<Vec<Option<Tensor>>> {
+    ) -> Result<S::Gradients> {
         self.tape.stop();
-        let keys = Tape::key_list(sources);
+        let keys = Tape::key_list(&sources.sources());
         let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
-        full_jacobian(&entries, target, &keys, &|k| self.tape.traced(k), options)
+        let v = full_jacobian(&entries, target, &keys, &|k| self.tape.traced(k), options)?;
+        sources.gradients(v)
     }
 
     /// TensorFlow's `batch_jacobian`: for a target `[b, ...]` and a source `[b, ...]` where
@@ -1366,23 +1367,23 @@ impl PersistentTape {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn jacobian<S: Sources>(&self, target: &Tensor, sources: S) -> Result<S::Gradients> {
-        let v = self.jacobian_with(target, &sources.sources(), &JacobianOptions::default())?;
-        sources.gradients(v)
+        self.jacobian_with(target, sources, &JacobianOptions::default())
     }
 
     /// [`PersistentTape::jacobian`] with options; see [`GradientTape::jacobian_with`].
     ///
     /// # Errors
     /// As [`GradientTape::jacobian_with`].
-    pub fn jacobian_with(
+    pub fn jacobian_with<S: Sources>(
         &self,
         target: &Tensor,
-        sources: &[&dyn Source],
+        sources: S,
         options: &JacobianOptions,
-    ) -> Result<Vec<Option<Tensor>>> {
-        let keys = Tape::key_list(sources);
+    ) -> Result<S::Gradients> {
+        let keys = Tape::key_list(&sources.sources());
         let entries = self.tape.state.entries.borrow().clone();
-        full_jacobian(&entries, target, &keys, &|k| self.tape.traced(k), options)
+        let v = full_jacobian(&entries, target, &keys, &|k| self.tape.traced(k), options)?;
+        sources.gradients(v)
     }
 
     /// See [`GradientTape::batch_jacobian`].

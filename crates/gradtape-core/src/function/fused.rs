@@ -714,6 +714,21 @@ impl Group {
         if on_device {
             return self.run_on_device(nodes, values);
         }
+        if self.in_place.is_empty() {
+            // no buffer to write in place: one look at each leaf (the common, small case)
+            let Some(leaves) = self
+                .leaves
+                .iter()
+                .map(|&j| values[j].as_ref().and_then(|t| self.bind::<T>(t)))
+                .collect::<Option<Vec<Arg<T>>>>()
+            else {
+                return Ok(false);
+            };
+            self.note_device_kernel(values);
+            let (bufs, folded) = self.pass(leaves, vec![])?;
+            self.store(nodes, values, bufs, folded);
+            return Ok(true);
+        }
         let laid_out = self.leaves.iter().all(|&j| {
             values[j]
                 .as_ref()
@@ -722,12 +737,7 @@ impl Group {
         if !laid_out {
             return Ok(false);
         }
-        if self.cuda.len() == self.insts.len() {
-            crate::backend::note_fused_group(&self.cuda, || {
-                let leaves = self.leaves.iter().filter_map(|&j| values[j].clone());
-                Some((self.device_registers()?, leaves.collect()))
-            });
-        }
+        self.note_device_kernel(values);
         // the buffers this pass may overwrite, out of `values` (the group is their last reader)
         let mut held: Vec<(&Donation, Held)> = vec![];
         for d in &self.in_place {
@@ -787,22 +797,8 @@ impl Group {
                 None => Arg::Scalar(T::ZERO),
             });
         }
-        let h = &self.host;
-        let (bufs, folded) = fusion::run_group::<T>(
-            &h.insts,
-            h.writes.as_deref(),
-            h.slots,
-            leaves,
-            self.n,
-            &h.outputs,
-            &h.folded,
-            in_place,
-        )?;
-        for (&k, buf) in self.outputs.iter().zip(bufs) {
-            if let Some(buf) = buf {
-                values[k] = Some(Tensor::from_elems(buf, &nodes[k].shape));
-            }
-        }
+        let (bufs, folded) = self.pass(leaves, in_place)?;
+        self.store(nodes, values, bufs, folded);
         for ((d, h), unique) in held.into_iter().zip(unique) {
             let k = self.outputs[d.output];
             values[k] = match (unique, h) {
@@ -815,10 +811,54 @@ impl Group {
                 false => t.view(crate::shape::Layout::contiguous(&nodes[k].shape)),
             });
         }
+        Ok(true)
+    }
+
+    /// Tells the CUDA compile check about this group's kernel (a no-op unless it listens).
+    fn note_device_kernel(&self, values: &[Option<Tensor>]) {
+        if self.cuda.len() == self.insts.len() {
+            crate::backend::note_fused_group(&self.cuda, || {
+                let leaves = self.leaves.iter().filter_map(|&j| values[j].clone());
+                Some((self.device_registers()?, leaves.collect()))
+            });
+        }
+    }
+
+    /// The host pass over bound leaves.
+    fn pass<T: Fusable>(
+        &self,
+        leaves: Vec<Arg<'_, T>>,
+        in_place: Vec<InPlace<'_, T>>,
+    ) -> Result<fusion::Pass<T>> {
+        let h = &self.host;
+        fusion::run_group::<T>(
+            &h.insts,
+            h.writes.as_deref(),
+            h.slots,
+            leaves,
+            self.n,
+            &h.outputs,
+            &h.folded,
+            in_place,
+        )
+    }
+
+    /// The pass's new buffers and folds as the values of their nodes.
+    fn store<T: Fusable>(
+        &self,
+        nodes: &[Node],
+        values: &mut [Option<Tensor>],
+        bufs: Vec<Option<Vec<T>>>,
+        folded: Vec<T>,
+    ) {
+        for (&k, buf) in self.outputs.iter().zip(bufs) {
+            if let Some(buf) = buf {
+                values[k] = Some(Tensor::from_elems(buf, &nodes[k].shape));
+            }
+        }
         for (&k, v) in self.folds.iter().zip(folded) {
             values[k] = Some(Tensor::from_elems(vec![v], &nodes[k].shape));
         }
-        Ok(true)
     }
 
     /// A leaf as the pass reads it: a contiguous block of the group's element count, or one

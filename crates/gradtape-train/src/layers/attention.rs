@@ -41,6 +41,8 @@ pub struct MultiHeadAttention {
     key: (Variable, Variable),
     value: (Variable, Variable),
     output: (Variable, Variable),
+    /// Keras's `use_causal_mask`, for [`Layer::call`].
+    causal: bool,
 }
 
 impl MultiHeadAttention {
@@ -87,7 +89,26 @@ impl MultiHeadAttention {
             key: dense("key", &[d, h, k], &[h, k])?,
             value: dense("value", &[d, h, k], &[h, k])?,
             output: dense("attention_output", &[h, k, d], &[d])?,
+            causal: false,
         })
+    }
+
+    /// Self-attention with Keras's `use_causal_mask=True` in [`Layer::call`] (each position
+    /// attends to itself and the ones before it), so a causal layer goes in a `Sequential`.
+    ///
+    /// ```
+    /// use gradtape::layers::{Layer, MultiHeadAttention};
+    /// let mut rng = gradtape::random::Generator::from_seed(0);
+    /// let mha = MultiHeadAttention::new("mha", 2, 4, 8, gradtape::DType::F32, &mut rng)?;
+    /// let x = rng.uniform(&[1, 5, 8], -1.0, 1.0, gradtape::DType::F32)?;
+    /// let want = mha.attend(&x, &x, None, true)?.to_vec::<f32>()?;
+    /// let mha = mha.use_causal_mask(true);
+    /// assert_eq!(mha.call(&x, false)?.to_vec::<f32>()?, want);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn use_causal_mask(mut self, causal: bool) -> MultiHeadAttention {
+        self.causal = causal;
+        self
     }
 
     /// `[batch, t, model_dim]` to `[batch, heads, t, key_dim]` through one projection.
@@ -184,7 +205,7 @@ impl MultiHeadAttention {
 
 impl Layer for MultiHeadAttention {
     fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
-        self.attend(x, x, None, false)
+        self.attend(x, x, None, self.causal)
     }
     fn trainable_variables(&self) -> Vec<Variable> {
         [&self.query, &self.key, &self.value, &self.output]

@@ -98,6 +98,62 @@ pub trait Layer: Send + Sync {
         v.extend(self.non_trainable_variables());
         v
     }
+    /// Keras's `get_weights`: every variable's value in [`Layer::variables`]' order (trainable
+    /// first, as Keras orders `weights`).
+    fn get_weights(&self) -> Vec<Tensor> {
+        self.variables().iter().map(Variable::value).collect()
+    }
+    /// Keras's `set_weights`: assigns `weights` in [`Layer::get_weights`]' order. All are
+    /// checked before any is assigned, so a bad list changes nothing.
+    ///
+    /// # Errors
+    /// When the count, a shape or a dtype differs (the message names the layer and the
+    /// variable).
+    ///
+    /// ```
+    /// use gradtape::layers::{Activation, Dense, Layer};
+    /// let mut rng = gradtape::random::Generator::from_seed(0);
+    /// let a = Dense::new("a", 3, 2, Activation::Linear, gradtape::DType::F32, &mut rng)?;
+    /// let b = Dense::new("b", 3, 2, Activation::Linear, gradtape::DType::F32, &mut rng)?;
+    /// b.set_weights(&a.get_weights())?; // b now computes what a computes
+    /// let x = gradtape::Tensor::ones(&[1, 3], gradtape::DType::F32)?;
+    /// assert_eq!(a.call(&x, false)?.to_vec::<f32>()?, b.call(&x, false)?.to_vec::<f32>()?);
+    /// assert!(b.set_weights(&a.get_weights()[..1]).is_err());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    fn set_weights(&self, weights: &[Tensor]) -> Result<()> {
+        let vars = self.variables();
+        let layer = match self.name() {
+            "" => self.class_name().to_string(),
+            name => format!("{} {name:?}", self.class_name()),
+        };
+        if weights.len() != vars.len() {
+            return Err(Error::arg(
+                "set_weights",
+                format!(
+                    "{layer} has {} weights, {} were given",
+                    vars.len(),
+                    weights.len()
+                ),
+            ));
+        }
+        for (v, w) in vars.iter().zip(weights) {
+            if v.shape() != w.shape() || v.dtype() != w.dtype() {
+                return Err(Error::shape(
+                    "set_weights",
+                    format!(
+                        "{layer}: weight {:?} is {}{:?}, the value given is {}{:?}",
+                        v.name().unwrap_or("Variable"),
+                        v.dtype(),
+                        v.shape(),
+                        w.dtype(),
+                        w.shape()
+                    ),
+                ));
+            }
+        }
+        vars.iter().zip(weights).try_for_each(|(v, w)| v.assign(w))
+    }
     /// The name given at creation (Keras's `name`), shown by `summary`.
     fn name(&self) -> &str {
         ""

@@ -39,6 +39,16 @@ fn normalize(
     ops::add(&ops::multiply(&ops::subtract(x, mean)?, &scale)?, beta)
 }
 
+fn check_options(name: &str, momentum: f64, epsilon: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&momentum) || epsilon.is_nan() || epsilon < 0.0 {
+        return Err(Error::arg(
+            "BatchNormalization",
+            format!("layer {name:?}: momentum {momentum} must be in [0, 1] and epsilon {epsilon} at least 0"),
+        ));
+    }
+    Ok(())
+}
+
 /// Keras's `BatchNormalization` over the last axis: while training, each feature is normalized
 /// by the batch's mean and (biased) variance over every other axis, and the moving statistics
 /// (non-trainable variables) move toward them by `momentum` (0.99); at inference the moving
@@ -75,7 +85,38 @@ impl BatchNormalization {
         BatchNormalization::with(name, features, 0.99, 1e-3, dtype)
     }
 
-    /// With another momentum and `ε`.
+    /// Keras's `momentum` (0.99 by default): how far the moving statistics keep their value
+    /// at each training step. A builder step, so that momentum and `ε` cannot be swapped:
+    /// `BatchNormalization::new("bn", 3, dtype)?.momentum(0.9)?.epsilon(1e-5)?`.
+    ///
+    /// # Errors
+    /// When `momentum` is not in `[0, 1]`.
+    ///
+    /// ```
+    /// use gradtape::layers::BatchNormalization;
+    /// let bn = BatchNormalization::new("bn", 3, gradtape::DType::F32)?.momentum(0.9)?.epsilon(1e-5)?;
+    /// assert!(BatchNormalization::new("bn", 3, gradtape::DType::F32)?.momentum(1.5).is_err());
+    /// # let _ = bn;
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn momentum(mut self, momentum: f64) -> Result<BatchNormalization> {
+        check_options(&self.name, momentum, self.epsilon)?;
+        self.momentum = momentum;
+        Ok(self)
+    }
+
+    /// Keras's `epsilon` (0.001 by default), added to the variance.
+    ///
+    /// # Errors
+    /// When `epsilon` is negative or NaN.
+    pub fn epsilon(mut self, epsilon: f64) -> Result<BatchNormalization> {
+        check_options(&self.name, self.momentum, epsilon)?;
+        self.epsilon = epsilon;
+        Ok(self)
+    }
+
+    /// With another momentum and `ε` (positional; [`BatchNormalization::momentum`] and
+    /// [`BatchNormalization::epsilon`] name them).
     ///
     /// # Errors
     /// When `dtype` is not float, or `momentum` is not in `[0, 1]`, or `epsilon` is negative.
@@ -87,12 +128,7 @@ impl BatchNormalization {
         dtype: DType,
     ) -> Result<BatchNormalization> {
         float_dtype("BatchNormalization", dtype)?;
-        if !(0.0..=1.0).contains(&momentum) || epsilon.is_nan() || epsilon < 0.0 {
-            return Err(Error::arg(
-                "BatchNormalization",
-                format!("layer {name:?}: momentum {momentum} must be in [0, 1] and epsilon {epsilon} at least 0"),
-            ));
-        }
+        check_options(name, momentum, epsilon)?;
         let v = |what: &str, value: Tensor, trainable: bool| weight(name, what, value, trainable);
         Ok(BatchNormalization {
             name: name.to_string(),
