@@ -11,6 +11,10 @@ f(x, w) = sum(tanh(x @ w) ** 2) + sum(x * x * x) with x [2, 3], w [3, 2]:
   hvp             along (tx, tw), forward over reverse
   per_example_hvp vmap over the rows of x (each row [3] a separate example, w shared) of the
                   HVP with respect to w along tw
+and custom_jvp: g(x, y) = sin(x) * y (y = w[:, 0], broadcast over the rows of x) with the rule
+2 cos(x) y tx + sin(x) ty (deliberately not g's derivative, so the numbers show the rule is
+used): jvp along (tx, tw[:, 0]), grad of sum(tanh(g)), jacfwd in y, jacrev in x, vmap over
+the rows of x of grad of sum(g^2), and the hessian of sum(g) in x (the rule differentiated).
 """
 import json
 import os
@@ -54,7 +58,28 @@ def run(dtype):
         return jax.jvp(g, (w,), (tw,))[1]
 
     pe = jax.vmap(row_hvp)(x)
+
+    @jax.custom_jvp
+    def g(x, y):
+        return jnp.sin(x) * y
+
+    @g.defjvp
+    def g_jvp(primals, tangents):
+        x, y = primals
+        tx, ty = tangents
+        return g(x, y), 2.0 * jnp.cos(x) * y * tx + jnp.sin(x) * ty
+
+    y, ty = w[:, 0], tw[:, 0]
+    cj = jax.jvp(g, (x, y), (tx, ty))[1]
+    cgx, cgy = jax.grad(lambda x, y: jnp.sum(jnp.tanh(g(x, y))), argnums=(0, 1))(x, y)
+    cjf = jax.jacfwd(g, argnums=1)(x, y)
+    cjr = jax.jacrev(g, argnums=0)(x, y)
+    cvg = jax.vmap(jax.grad(lambda xi, y: jnp.sum(g(xi, y) ** 2)), in_axes=(0, None))(x, y)
+    ch = jax.hessian(lambda x: jnp.sum(g(x, y)))(x)
     return {
+        "cjvp_jvp": flat(cj), "cjvp_gx": flat(cgx), "cjvp_gy": flat(cgy),
+        "cjvp_jacfwd": flat(cjf), "cjvp_jacrev": flat(cjr), "cjvp_vmap_grad": flat(cvg),
+        "cjvp_hessian": flat(ch),
         "value": float(v), "aux": float(aux), "gx": flat(gx), "gw": flat(gw),
         "hessian": flat(h), "jacfwd": flat(jf), "hvp_x": flat(hx), "hvp_w": flat(hw),
         "per_example_hvp": flat(pe),

@@ -424,3 +424,91 @@ where
             .ok_or_else(|| Error::tape("grad_pass_through", "no output"))
     }
 }
+
+/// JAX's `custom_jvp`: `f` on `inputs`, differentiated by the JVP rule you give instead of
+/// through `f`'s ops. `jvp(primals, tangents)` returns one tangent per output and must be
+/// linear in the tangents (JAX's requirement too); written with gradtape's ops. Forward mode
+/// (`ForwardAccumulator`, `func::jvp`, `jacfwd`) uses it; reverse mode (tapes, `grad`,
+/// `jacrev`) uses its transpose, found as JAX finds it, by differentiating the rule with
+/// respect to the tangents; `vmap` runs it per example; second derivatives differentiate the
+/// rule in the primals. Variables read inside `f` get no gradient from it (JAX has none:
+/// pass them as inputs), and integer inputs none.
+///
+/// # Errors
+/// As `f`; at differentiation time, as the rule, or when it returns tangents that do not
+/// match the outputs in number, shape or dtype.
+///
+/// JAX's documentation example, `f(x, y) = sin(x) · y` with its rule:
+///
+/// ```
+/// use gradtape::{custom_jvp, func, ops, Tensor};
+/// let f = |a: &[Tensor]| -> gradtape::Result<Tensor> {
+///     let out = custom_jvp(
+///         &[&a[0], &a[1]],
+///         |p| Ok(vec![ops::multiply(&ops::sin(&p[0])?, &p[1])?]),
+///         |p, t| {
+///             let dx = ops::multiply(&ops::multiply(&ops::cos(&p[0])?, &p[1])?, &t[0])?;
+///             Ok(vec![ops::add(&dx, &ops::multiply(&ops::sin(&p[0])?, &t[1])?)?])
+///         },
+///     )?;
+///     Ok(out[0].clone())
+/// };
+/// let (x, y) = (Tensor::scalar(2.0f64), Tensor::scalar(3.0f64));
+/// let g = func::grad(f, [0, 1])(&[x.clone(), y.clone()])?;
+/// assert!((g[0].item()? - 2f64.cos() * 3.0).abs() < 1e-15);
+/// assert!((g[1].item()? - 2f64.sin()).abs() < 1e-15);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn custom_jvp<F, J>(inputs: &[&Tensor], f: F, jvp: J) -> Result<Vec<Tensor>>
+where
+    F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+    J: Fn(&[Tensor], &[Tensor]) -> Result<Vec<Tensor>> + 'static,
+{
+    custom_gradient(inputs, move |xs| {
+        let outputs = f(xs)?;
+        let primals = xs.to_vec();
+        let grad = move |dy: &[Tensor], vars: &[Variable]| -> Result<Vec<Option<Tensor>>> {
+            // linear in the tangents: the transpose applied to `dy` is the gradient of
+            // <dy, rule(x, t)> with respect to t, at any t (zeros)
+            let tangents = primals
+                .iter()
+                .map(Tensor::zeros_like)
+                .collect::<Result<Vec<Tensor>>>()?;
+            let tape = crate::GradientTape::new();
+            let floats: Vec<&Tensor> = tangents.iter().filter(|t| t.dtype().is_float()).collect();
+            for t in &floats {
+                tape.watch(*t);
+            }
+            let outs = jvp(&primals, &tangents)?;
+            if outs.len() != dy.len() {
+                return Err(Error::tape(
+                    "custom_jvp",
+                    format!(
+                        "the rule returned {} tangents for {} outputs",
+                        outs.len(),
+                        dy.len()
+                    ),
+                ));
+            }
+            let targets: Vec<&Tensor> = outs.iter().collect();
+            let sources: Vec<&dyn crate::Source> =
+                floats.iter().map(|t| *t as &dyn crate::Source).collect();
+            let options = crate::GradientOptions {
+                output_gradients: Some(dy.to_vec()),
+                unconnected_gradients: crate::UnconnectedGradients::Zero,
+            };
+            let mut grads = tape
+                .gradient_with(&targets, &sources, &options)?
+                .into_iter();
+            Ok(tangents
+                .iter()
+                .map(|t| match t.dtype().is_float() {
+                    true => grads.next().flatten(),
+                    false => None,
+                })
+                .chain(vars.iter().map(|_| None))
+                .collect())
+        };
+        Ok((outputs, grad))
+    })
+}

@@ -66,14 +66,42 @@ pub fn check_numerics_enabled() -> bool {
 /// assert!(e.unwrap_err().to_string().contains("-inf"));
 /// ```
 pub fn check_numerics<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            context::try_with(|c| c.check_numerics.set(self.0));
-        }
-    }
-    let _restore = Restore(context::with(|c| c.check_numerics.replace(true)));
+    let _on = check_numerics_guard();
     f()
+}
+
+/// Checking on until the guard is dropped: [`check_numerics`] for a block, so that the end of
+/// the block (or an early `?` return) ends it, as a Python `with` does.
+///
+/// ```
+/// use gradtape::{debugging, ops, Tensor};
+/// fn step() -> gradtape::Result<Tensor> {
+///     let _check = debugging::check_numerics_guard();
+///     ops::log(&Tensor::scalar(0.0f32)) // -inf: an error here
+/// }
+/// assert!(step().is_err());
+/// assert!(!debugging::check_numerics_enabled()); // the early return ended it
+/// ```
+pub fn check_numerics_guard() -> CheckNumericsGuard {
+    CheckNumericsGuard {
+        id: context::with(|c| c.check_numerics_scopes.enter(&c.check_numerics, true)),
+        _thread: std::marker::PhantomData,
+    }
+}
+
+/// See [`check_numerics_guard`]. Dropped in any order, guards leave the newest live one's
+/// setting, and the last restores what the first found.
+#[must_use = "checking ends when the guard is dropped"]
+pub struct CheckNumericsGuard {
+    id: u64,
+    /// A scope of this thread's setting: not sent to another thread.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for CheckNumericsGuard {
+    fn drop(&mut self) {
+        context::try_with(|c| c.check_numerics_scopes.exit(&c.check_numerics, self.id));
+    }
 }
 
 #[inline(always)]

@@ -41,13 +41,43 @@ pub fn default_device() -> Device {
 /// # Errors
 /// When `device` cannot be used ([`Device::check`]); `f` does not run then.
 pub fn with_device<R>(device: Device, f: impl FnOnce() -> R) -> Result<R> {
-    device.check()?;
-    struct Restore(Device);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            crate::context::try_with(|c| c.device.set(self.0));
-        }
-    }
-    let _restore = Restore(crate::context::with(|c| c.device.replace(device)));
+    let _on = device_guard(device)?;
     Ok(f())
+}
+
+/// New tensors on `device` until the guard is dropped: [`with_device`] for a block
+/// (TensorFlow's `with tf.device(...)`), ended by the end of the block or an early `?`.
+///
+/// # Errors
+/// When `device` cannot be used ([`Device::check`]).
+///
+/// ```
+/// use gradtape::{device, Device, DType, Tensor};
+/// {
+///     let _cpu = device::device_guard(Device::Cpu)?;
+///     assert_eq!(Tensor::zeros(&[2], DType::F32)?.device(), Device::Cpu);
+/// }
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn device_guard(device: Device) -> Result<DeviceGuard> {
+    device.check()?;
+    Ok(DeviceGuard {
+        id: crate::context::with(|c| c.device_scopes.enter(&c.device, device)),
+        _thread: std::marker::PhantomData,
+    })
+}
+
+/// See [`device_guard`]. Dropped in any order, guards leave the newest live one's device, and
+/// the last restores what the first found.
+#[must_use = "the device scope ends when the guard is dropped"]
+pub struct DeviceGuard {
+    id: u64,
+    /// A scope of this thread's setting: not sent to another thread.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for DeviceGuard {
+    fn drop(&mut self) {
+        crate::context::try_with(|c| c.device_scopes.exit(&c.device, self.id));
+    }
 }

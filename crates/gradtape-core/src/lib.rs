@@ -50,8 +50,10 @@ mod variable;
 pub mod vmap;
 
 pub use backend::storage::memory;
-pub use context::tapes::{TracedOp, TracedTensor};
-pub use custom_gradient::{custom_gradient, grad_pass_through, recompute_grad, GradientFn};
+pub use context::tapes::{no_grad, no_grad_guard, NoGradGuard, TracedOp, TracedTensor};
+pub use custom_gradient::{
+    custom_gradient, custom_jvp, grad_pass_through, recompute_grad, GradientFn,
+};
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
@@ -59,7 +61,10 @@ pub use forward_accumulator::ForwardAccumulator;
 pub use function::{function, print, print_with, Function, Graph, Outputs, TensorSpec};
 pub use ops::Axes;
 pub use source::{Source, Sources, UnconnectedGradients};
-pub use tape::{GradientOptions, GradientTape, JacobianOptions, PersistentTape, Tape, TapeBuilder};
+pub use tape::{
+    GradientOptions, GradientTape, JacobianOptions, PersistentTape, StopRecordingGuard, Tape,
+    TapeBuilder,
+};
 pub use tensor::{AsTensor, Operand, Tensor};
 pub use variable::{Variable, VariableOptions};
 pub use vmap::{vmap, Vmap};

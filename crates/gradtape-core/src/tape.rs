@@ -612,6 +612,8 @@ impl Tape {
             watch_accessed_variables,
             recording: Cell::new(false),
             active: Cell::new(true),
+            pauses: Cell::new(0),
+            resume_to: Cell::new(false),
             tensors: RefCell::new(take_set()),
             entries: RefCell::new(take_entries()),
             variables: RefCell::default(),
@@ -657,18 +659,38 @@ impl Tape {
     /// # Ok::<(), gradtape::Error>(())
     /// ```
     pub fn stop_recording<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Resume<'a>(&'a TapeState, bool);
-        impl Drop for Resume<'_> {
-            fn drop(&mut self) {
-                if self.1 && self.0.active.get() {
-                    set_recording(self.0, true);
-                }
-            }
-        }
-        let was = self.state.recording.get();
-        set_recording(&self.state, false);
-        let _resume = Resume(&self.state, was);
+        let _paused = self.stop_recording_guard();
         f()
+    }
+
+    /// [`stop_recording`](Self::stop_recording) until the guard is dropped: TensorFlow's
+    /// `with tape.stop_recording():` as a block, ended by its end or an early `?`. Guards
+    /// dropped in any order keep the tape paused while any is alive.
+    ///
+    /// ```
+    /// use gradtape::{ops, GradientTape, Tensor};
+    /// let x = Tensor::scalar(2.0f32);
+    /// let tape = GradientTape::persistent();
+    /// tape.watch(&x);
+    /// let y = {
+    ///     let _paused = tape.stop_recording_guard();
+    ///     ops::square(&x)?
+    /// };
+    /// assert!(tape.is_recording());
+    /// assert!(tape.gradient(&y, &x)?.is_none());
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn stop_recording_guard(&self) -> StopRecordingGuard<'_> {
+        let s = &self.state;
+        if s.pauses.get() == 0 {
+            s.resume_to.set(s.recording.get());
+        }
+        s.pauses.set(s.pauses.get() + 1);
+        set_recording(s, false);
+        StopRecordingGuard {
+            state: s,
+            _thread: std::marker::PhantomData,
+        }
     }
 
     /// Why the gradient of `target` with respect to `source` is `None`, in words; `None` when
@@ -904,6 +926,23 @@ impl Tape {
             .map(|k| k.id)
             .filter(|id| on_tape.contains(id))
             .collect()
+    }
+}
+
+/// See [`Tape::stop_recording_guard`].
+#[must_use = "the tape records again when the guard is dropped"]
+pub struct StopRecordingGuard<'a> {
+    state: &'a TapeState,
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for StopRecordingGuard<'_> {
+    fn drop(&mut self) {
+        let s = self.state;
+        s.pauses.set(s.pauses.get().saturating_sub(1));
+        if s.pauses.get() == 0 && s.resume_to.get() && s.active.get() {
+            set_recording(s, true);
+        }
     }
 }
 

@@ -135,12 +135,3 @@ impl Drop for Paused {
         }
     }
 }
-
-/// Runs `f` with every accumulator on this thread paused.
-pub(crate) fn paused<R>(f: impl FnOnce() -> R) -> R {
-    if !any_running() {
-        return f();
-    }
-    let _paused = Paused::from(0);
-    f()
-}

@@ -25,6 +25,7 @@ use crate::tensor::{Tensor, WeakTensor};
 
 pub(crate) mod accumulators;
 pub(crate) mod levels;
+pub(crate) mod scoped;
 pub(crate) mod tapes;
 pub(crate) mod traces;
 
@@ -43,6 +44,11 @@ pub(crate) struct Context {
     pub(crate) device: Cell<Device>,
     /// [`crate::debugging::check_numerics`] is on.
     pub(crate) check_numerics: Cell<bool>,
+    /// The guards that set `device`, `check_numerics` and (for `no_grad`) the recording
+    /// tapes' count, still alive.
+    pub(crate) device_scopes: scoped::Scopes<Device>,
+    pub(crate) check_numerics_scopes: scoped::Scopes<bool>,
+    pub(crate) recording_scopes: scoped::Scopes<usize>,
     /// The forward op whose gradient rule is running, while checking numerics.
     pub(crate) gradient_of: Cell<Option<&'static str>>,
     /// [`crate::fusion::min_elements`].
@@ -72,6 +78,9 @@ impl Context {
         Context {
             device: Cell::new(Device::Cpu),
             check_numerics: Cell::new(false),
+            device_scopes: scoped::Scopes::new(),
+            check_numerics_scopes: scoped::Scopes::new(),
+            recording_scopes: scoped::Scopes::new(),
             gradient_of: Cell::new(None),
             fusion_min_elements: Cell::new(crate::backend::fusion::DEFAULT_MIN_ELEMENTS),
             seq: Cell::new(0),

@@ -89,6 +89,9 @@ pub struct TapeState {
     pub(crate) recording: Cell<bool>,
     /// On this thread's active list (paused or not).
     pub(crate) active: Cell<bool>,
+    /// `stop_recording` scopes alive on this tape, and whether it recorded before the first.
+    pub(crate) pauses: Cell<u32>,
+    pub(crate) resume_to: Cell<bool>,
     /// Ids of tensors on this tape: watched ones and outputs of recorded ops.
     pub(crate) tensors: RefCell<IdSet>,
     pub(crate) entries: RefCell<Vec<Entry>>,
@@ -495,22 +498,77 @@ pub(crate) fn run_custom_forward<R>(f: impl FnOnce() -> R) -> (R, Vec<Variable>)
 }
 
 /// Runs `f` with no tape recording and no forward accumulator running on this thread
-/// (variable updates and the forward of a custom gradient use it).
+/// (variable updates and the forward of a custom gradient use it; public as
+/// [`crate::no_grad`]).
 pub fn without_recording<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(usize);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            context::try_with(|c| {
-                c.tapes.recording.set(self.0);
-                c.traces.unrecorded.set(c.traces.unrecorded.get() - 1);
-            });
-        }
-    }
-    let _restore = Restore(context::with(|c| {
+    let _off = no_grad_guard();
+    f()
+}
+
+/// PyTorch's `torch.no_grad()` with forward mode off too: no tape records and no forward
+/// accumulator computes tangents on this thread while `f` runs (a tape's own
+/// `stop_recording` pauses that tape only).
+///
+/// ```
+/// use gradtape::{ops, ForwardAccumulator, GradientTape, Tensor};
+/// let x = Tensor::scalar(2.0f64);
+/// let acc = ForwardAccumulator::new([&x], &[Tensor::scalar(1.0f64)])?;
+/// let tape = GradientTape::new();
+/// tape.watch(&x);
+/// let y = gradtape::no_grad(|| ops::square(&x))?;
+/// assert!(acc.jvp(&y)?.is_none());
+/// assert!(tape.gradient(&y, &x)?.is_none());
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    without_recording(f)
+}
+
+/// [`no_grad`] until the guard is dropped (the end of the block, or an early `?`).
+///
+/// ```
+/// use gradtape::{ops, GradientTape, Tensor};
+/// let x = Tensor::scalar(2.0f64);
+/// let tape = GradientTape::persistent();
+/// tape.watch(&x);
+/// let y = {
+///     let _off = gradtape::no_grad_guard();
+///     ops::square(&x)?
+/// };
+/// let z = ops::square(&x)?;
+/// assert!(tape.gradient(&y, &x)?.is_none());
+/// assert_eq!(tape.gradient(&z, &x)?.unwrap().item()?, 4.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn no_grad_guard() -> NoGradGuard {
+    let id = context::with(|c| {
         c.traces.unrecorded.set(c.traces.unrecorded.get() + 1);
-        c.tapes.recording.replace(0)
-    }));
-    crate::context::accumulators::paused(f)
+        c.recording_scopes.enter(&c.tapes.recording, 0)
+    });
+    NoGradGuard {
+        id,
+        _accumulators: crate::context::accumulators::Paused::from(0),
+        _thread: std::marker::PhantomData,
+    }
+}
+
+/// See [`no_grad_guard`]. Dropped in any order, guards keep recording off while any is alive.
+#[must_use = "recording resumes when the guard is dropped"]
+pub struct NoGradGuard {
+    id: u64,
+    /// The accumulators it paused (each resumes when this drops; pauses are counted).
+    _accumulators: crate::context::accumulators::Paused,
+    /// A scope of this thread's tapes: not sent to another thread.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        context::try_with(|c| {
+            c.recording_scopes.exit(&c.tapes.recording, self.id);
+            c.traces.unrecorded.set(c.traces.unrecorded.get() - 1);
+        });
+    }
 }
 
 impl TapeState {

@@ -321,3 +321,57 @@ fn argnums_read_as_jax_writes_them() {
         .to_string()
         .contains("argnums"));
 }
+
+/// Python's `with` blocks as Rust values whose drop ends the scope: the end of a block or an
+/// early `?` ends them, and guards dropped out of order (a value can be moved anywhere) keep
+/// the newest live scope's setting, the last restoring what was there before the first.
+#[test]
+fn scopes_are_guards_that_end_with_their_block() {
+    use gradtape::{debugging, no_grad_guard, ForwardAccumulator};
+    // an early return inside a checked, recording-off block
+    let x = Tensor::scalar(2.0f64);
+    let tape = GradientTape::persistent();
+    tape.watch(&x);
+    let failing = || -> gradtape::Result<Tensor> {
+        let _check = debugging::check_numerics_guard();
+        let _off = no_grad_guard();
+        let _paused = tape.stop_recording_guard();
+        ops::log(&ops::subtract(&x, &2.0)?) // log 0: an error under check_numerics
+    };
+    assert!(failing().is_err());
+    assert!(!debugging::check_numerics_enabled());
+    assert!(tape.is_recording());
+    let y = ops::square(&x).unwrap();
+    assert_eq!(tape.gradient(&y, &x).unwrap().unwrap().item().unwrap(), 4.0);
+
+    // out of order: the setting before the first guard comes back with the last
+    debugging::enable_check_numerics();
+    let a = debugging::check_numerics_guard();
+    debugging::disable_check_numerics();
+    let b = debugging::check_numerics_guard();
+    drop(a);
+    assert!(debugging::check_numerics_enabled()); // b's scope is still on
+    drop(b);
+    assert!(debugging::check_numerics_enabled()); // what a found
+    debugging::disable_check_numerics();
+
+    let (p1, p2) = (tape.stop_recording_guard(), tape.stop_recording_guard());
+    drop(p1);
+    assert!(!tape.is_recording());
+    drop(p2);
+    assert!(tape.is_recording());
+
+    let acc = ForwardAccumulator::new([&x], &[Tensor::scalar(1.0f64)]).unwrap();
+    let (g1, g2) = (no_grad_guard(), no_grad_guard());
+    drop(g1);
+    let hidden = ops::square(&x).unwrap();
+    drop(g2);
+    let seen = ops::square(&x).unwrap();
+    assert!(acc.jvp(&hidden).unwrap().is_none());
+    assert!(tape.gradient(&hidden, &x).unwrap().is_none());
+    assert_eq!(acc.jvp(&seen).unwrap().unwrap().item().unwrap(), 4.0);
+    assert_eq!(
+        tape.gradient(&seen, &x).unwrap().unwrap().item().unwrap(),
+        4.0
+    );
+}
