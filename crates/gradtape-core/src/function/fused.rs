@@ -63,8 +63,8 @@ struct Donation {
 }
 
 /// The fewest elements a group writes in place: below a block, a new buffer is a small
-/// allocation, cheaper than the checks an in-place write needs (a lock, two reference counts,
-/// a few small vectors): the seed's scalar updates ran 10-20% slower in place.
+/// allocation, and the checks an in-place write needs (a lock, two reference counts, a few
+/// small vectors) cost about as much.
 const IN_PLACE_MIN: usize = crate::backend::cpu::BLOCK;
 
 /// A buffer a pass may overwrite, taken for the pass's length: a value no longer in the
