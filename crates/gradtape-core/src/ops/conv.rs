@@ -616,8 +616,8 @@ fn inside(win: &Window, dtype: crate::DType) -> Result<Tensor> {
 }
 
 /// `tf.nn.max_pool2d`: the largest element of each window (padding never wins). Its gradient
-/// goes to the window's largest element, to the first of several equal ones in row-major
-/// order (TensorFlow's, PyTorch's and JAX's convention).
+/// goes to the window's largest element; where several are equal it is shared among them
+/// (TensorFlow gives it all to the first).
 ///
 /// # Errors
 /// When `x` is not a rank-4 float tensor or the window does not fit.

@@ -232,49 +232,13 @@ fn extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
 /// over `axes` (max pooling's convention in TensorFlow, PyTorch and JAX): the lowest index
 /// among the ties, found with an index ramp, all in broadcasts of the input's layout.
 fn first_extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
-    let shape = x.shape();
-    let count: usize = axes.iter().map(|&a| shape[a]).product();
-    // each element's row-major index within its reduced window, laid out as `x` (made here
-    // from the shape alone: a constant to tapes and traces; broadcasting a small ramp against
-    // `x` instead made the CNN step 1.5x slower)
-    let mut ramp = Vec::with_capacity(numel(shape));
-    match (axes.first(), axes.last()) {
-        // consecutive axes (max pooling's window): [outer, window, inner] blocks
-        (Some(&first), Some(&last)) if last + 1 - first == axes.len() => {
-            let inner = numel(&shape[last + 1..]);
-            for _ in 0..numel(&shape[..first]) {
-                for r in 0..count {
-                    ramp.extend(std::iter::repeat_n(r as f64, inner));
-                }
-            }
-        }
-        _ => {
-            let mut strides = vec![0usize; shape.len()];
-            let mut step = 1;
-            for &a in axes.iter().rev() {
-                strides[a] = step;
-                step *= shape[a];
-            }
-            let mut index = vec![0usize; shape.len()];
-            for _ in 0..numel(shape) {
-                ramp.push(
-                    index
-                        .iter()
-                        .zip(&strides)
-                        .map(|(i, s)| i * s)
-                        .sum::<usize>() as f64,
-                );
-                for d in (0..shape.len()).rev() {
-                    index[d] += 1;
-                    if index[d] < shape[d] {
-                        break;
-                    }
-                    index[d] = 0;
-                }
-            }
-        }
+    let mut shape = vec![1usize; x.rank()];
+    for &a in axes {
+        shape[a] = x.shape()[a];
     }
-    let ramp = Tensor::from_f64s(&ramp, shape, x.dtype()).move_to(x.device())?;
+    let count = numel(&shape);
+    let ramp = Tensor::arange(0.0, count as f64, 1.0, x.dtype())?.move_to(x.device())?;
+    let ramp = reshape_to(&ramp, &shape)?;
     let candidates = select(&equal(x, y)?, &ramp, &(count as f64))?;
     let first = super::reduce_min(&candidates, axes_list(axes), true)?;
     cast(&equal(&ramp, &first)?, x.dtype())
