@@ -207,13 +207,6 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
                 ops::reduce_max(&ops::sin(&t[0])?, a.clone(), k)
             })
         }),
-        ("reduce_max_first", |g| {
-            let s = rand_shape(g, 3);
-            let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
-            case(vec![gen_any(g, &s)], move |t| {
-                ops::reduce_max_first(&ops::sin(&t[0])?, a.clone(), k)
-            })
-        }),
         ("reduce_min", |g| {
             let s = rand_shape(g, 3);
             let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);

@@ -9,7 +9,7 @@ use crate::dtype::{DType, Element, Num};
 use crate::error::{Error, Result};
 use crate::fusion::{self, Fold};
 use crate::primitive::{Batching, Derivative, Params, ParamsKind, Primitive};
-use crate::shape::{normalize_axes, numel};
+use crate::shape::normalize_axes;
 use crate::tensor::{AsTensor, Tensor};
 
 use super::{broadcast_to, cast, divide, equal, reshape_to, select};
@@ -76,7 +76,6 @@ impl From<Vec<isize>> for Axes {
 pub(crate) static PRIMITIVES: &[&Primitive] = &[
     &REDUCE_SUM,
     &REDUCE_MAX,
-    &REDUCE_MAX_FIRST,
     &REDUCE_MIN,
     &REDUCE_PROD,
     &ARGMAX,
@@ -228,22 +227,6 @@ fn extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
     divide(&indicators, &count)
 }
 
-/// The derivative of a maximum given all to the first element equal to it, in row-major order
-/// over `axes` (max pooling's convention in TensorFlow, PyTorch and JAX): the lowest index
-/// among the ties, found with an index ramp, all in broadcasts of the input's layout.
-fn first_extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
-    let mut shape = vec![1usize; x.rank()];
-    for &a in axes {
-        shape[a] = x.shape()[a];
-    }
-    let count = numel(&shape);
-    let ramp = Tensor::arange(0.0, count as f64, 1.0, x.dtype())?.move_to(x.device())?;
-    let ramp = reshape_to(&ramp, &shape)?;
-    let candidates = select(&equal(x, y)?, &ramp, &(count as f64))?;
-    let first = super::reduce_min(&candidates, axes_list(axes), true)?;
-    cast(&equal(&ramp, &first)?, x.dtype())
-}
-
 /// Axes of one example as axes of the whole batch (batch axis first).
 fn batch_axes(axes: &[usize]) -> Axes {
     Axes::List(axes.iter().map(|&a| a as isize + 1).collect())
@@ -308,23 +291,6 @@ weighted_reduction!(
     /// ```
     reduce_max(REDUCE_MAX), LOWEST, max_, fold Some(Fold::Max), cuda "(a > b || a != a) ? a : b",
     weights extreme_weights
-);
-weighted_reduction!(
-    /// [`reduce_max`] whose gradient goes to the first maximum (row-major over `axis`)
-    /// instead of being shared among ties: max pooling's convention (TensorFlow's, PyTorch's
-    /// and JAX's `max_pool`), which `max_pool2d` and `max_pool1d` use.
-    ///
-    /// ```
-    /// use gradtape::{ops, Axes, GradientTape, Tensor};
-    /// let x = Tensor::ones(&[4], gradtape::DType::F32)?;
-    /// let tape = GradientTape::new();
-    /// tape.watch(&x);
-    /// let y = ops::reduce_max_first(&x, Axes::All, false)?;
-    /// assert_eq!(tape.gradient(&y, &x)?.unwrap().to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 0.0]);
-    /// # Ok::<(), gradtape::Error>(())
-    /// ```
-    reduce_max_first(REDUCE_MAX_FIRST), LOWEST, max_, fold Some(Fold::Max), cuda "(a > b || a != a) ? a : b",
-    weights first_extreme_weights
 );
 weighted_reduction!(
     /// Minimum over `axis` (infinity over an empty axis). Ties share the gradient.

@@ -109,9 +109,6 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
         }),
         ("reduce_sum", cube, |a| ops::reduce_sum(&a[0], 1, false)),
         ("reduce_max", cube, |a| ops::reduce_max(&a[0], [0, 2], true)),
-        ("reduce_max_first", cube, |a| {
-            ops::reduce_max_first(&a[0], [0, 2], true)
-        }),
         ("reduce_min", cube, |a| {
             ops::reduce_min(&a[0], Axes::All, false)
         }),
