@@ -951,7 +951,7 @@ pub(crate) fn run_group<T: Fusable>(
     let mut typed = Typed::bind(insts, leaves, n);
     typed.outs = out_slots;
     typed.slots = slots;
-    let mut bufs = vec![];
+    let mut bufs = Vec::with_capacity(outputs.len());
     for i in 0..outputs.len() {
         bufs.push(match in_place.iter().any(|p| p.output == i) {
             true => None,
