@@ -934,9 +934,10 @@ pub(crate) type Pass<T> = (Vec<Option<Vec<T>>>, Vec<T>);
 /// One pass of a compiled graph's fusion group over `n` elements (`gradtape::function`): the
 /// instructions `insts` over `leaves` (instruction `i` writing register `out_slots[i]` of
 /// `slots`, or register `i` when `None`), each register in `outputs` written into a new buffer
-/// or into its [`InPlace`] buffer (then `None` in the result), and each of `folds` reduced over all elements in the order [`cpu::reduce3`] reduces a
-/// computed array, so the group gives the bits its ops give one by one. Nothing else of the
-/// chain is ever written to memory.
+/// or into its [`InPlace`] buffer (then `None` in the result), and each of `folds` reduced
+/// over all elements in the order [`cpu::reduce3`] reduces a computed array, so the group
+/// gives the bits its ops give one by one. Nothing else of the chain is ever written to
+/// memory.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_group<T: Fusable>(
     insts: &[(Kernel, [Operand; 2])],
