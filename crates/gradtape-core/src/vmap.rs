@@ -29,6 +29,7 @@
 
 use crate::context::levels::{at, LevelGuard};
 use crate::error::{Error, Result};
+use crate::function::Outputs;
 use crate::ops;
 use crate::ops::batching::{live_or_outer, move_axis, with_batch};
 use crate::tensor::Tensor;
@@ -41,7 +42,16 @@ pub fn all_examples(t: &Tensor) -> Tensor {
 }
 
 /// Builds a vectorized version of `f` (see the [module docs](self)). `f` takes the arguments
-/// of one example and returns one or more tensors.
+/// of one example and returns one tensor (then [`Vmap::call`] returns one, as `jax.vmap(f)(x)`
+/// does) or a `Vec` of them.
+///
+/// ```
+/// use gradtape::{ops, vmap, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+/// let norms = vmap(|xs: &[Tensor]| ops::reduce_sum(&ops::square(&xs[0])?, 0, false)).call(&[x])?;
+/// assert_eq!(norms.to_vec::<f32>()?, vec![5.0, 25.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
 ///
 /// ```
 /// use gradtape::{ops, vmap, Tensor};
@@ -53,9 +63,10 @@ pub fn all_examples(t: &Tensor) -> Tensor {
 /// assert_eq!(y[0].to_vec::<f32>()?, ops::softmax(&x, 0)?.to_vec::<f32>()?);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn vmap<F>(f: F) -> Vmap<F>
+pub fn vmap<F, O>(f: F) -> Vmap<F>
 where
-    F: Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+    F: Fn(&[Tensor]) -> Result<O>,
+    O: Outputs,
 {
     Vmap {
         f,
@@ -74,9 +85,10 @@ pub struct Vmap<F> {
     chunk_size: Option<usize>,
 }
 
-impl<F> Vmap<F>
+impl<F, O> Vmap<F>
 where
-    F: Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+    F: Fn(&[Tensor]) -> Result<O>,
+    O: Outputs,
 {
     /// The batch axis of each argument, or `None` for an argument every example shares
     /// (default: axis 0 of every argument).
@@ -139,7 +151,11 @@ where
     /// assert!(e.unwrap_err().to_string().contains("argument 1 has 4"));
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn call(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+    pub fn call(&self, args: &[Tensor]) -> Result<O> {
+        O::from_tensors(self.call_all(args)?)
+    }
+
+    fn call_all(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
         let op = "vmap";
         let in_axes = match &self.in_axes {
             Some(a) if a.len() != args.len() => {
@@ -267,7 +283,7 @@ where
                 None => Ok(x.clone()),
             })
             .collect::<Result<Vec<_>>>()?;
-        let outs = (self.f)(&wrapped)?;
+        let outs = (self.f)(&wrapped)?.into_tensors();
         if let Some(o) = &self.out_axes {
             if o.len() != outs.len() {
                 return Err(Error::arg(

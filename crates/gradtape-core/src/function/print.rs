@@ -45,10 +45,7 @@ pub fn print_with(
 
 pub(crate) fn print_to(text: &str, tensors: &[&Tensor], sink: Option<&PrintSink>) -> Result<()> {
     // inside vmap, every example: the batch behind them
-    let tensors: Vec<Tensor> = tensors
-        .iter()
-        .map(|t| crate::vmap::all_examples(t))
-        .collect();
+    let tensors: Vec<Tensor> = tensors.iter().map(|t| t.all_examples()).collect();
     let tensors: Vec<&Tensor> = tensors.iter().collect();
     traces::note_print(text, &tensors, sink);
     let mut line = text.to_string();
