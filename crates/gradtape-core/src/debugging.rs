@@ -19,6 +19,7 @@
 //! ```
 
 use crate::context;
+use crate::context::scoped::Entered;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -84,8 +85,7 @@ pub fn check_numerics<R>(f: impl FnOnce() -> R) -> R {
 /// ```
 pub fn check_numerics_guard() -> CheckNumericsGuard {
     CheckNumericsGuard {
-        id: context::with(|c| c.check_numerics_scopes.enter(&c.check_numerics, true)),
-        _thread: std::marker::PhantomData,
+        _scope: Entered::enter(|c| (&c.check_numerics, &c.check_numerics_scopes), true),
     }
 }
 
@@ -93,15 +93,7 @@ pub fn check_numerics_guard() -> CheckNumericsGuard {
 /// setting, and the last restores what the first found.
 #[must_use = "checking ends when the guard is dropped"]
 pub struct CheckNumericsGuard {
-    id: u64,
-    /// A scope of this thread's setting: not sent to another thread.
-    _thread: std::marker::PhantomData<*const ()>,
-}
-
-impl Drop for CheckNumericsGuard {
-    fn drop(&mut self) {
-        context::try_with(|c| c.check_numerics_scopes.exit(&c.check_numerics, self.id));
-    }
+    _scope: Entered<bool>,
 }
 
 #[inline(always)]

@@ -13,6 +13,7 @@
 //! without a GPU runs everything on the CPU. Asking for a GPU there, or in a build without the
 //! feature, is an error that says which piece is missing.
 
+use crate::context::scoped::Entered;
 use crate::error::Result;
 
 pub use crate::backend::{synchronize, Device};
@@ -62,8 +63,7 @@ pub fn with_device<R>(device: Device, f: impl FnOnce() -> R) -> Result<R> {
 pub fn device_guard(device: Device) -> Result<DeviceGuard> {
     device.check()?;
     Ok(DeviceGuard {
-        id: crate::context::with(|c| c.device_scopes.enter(&c.device, device)),
-        _thread: std::marker::PhantomData,
+        _scope: Entered::enter(|c| (&c.device, &c.device_scopes), device),
     })
 }
 
@@ -71,13 +71,5 @@ pub fn device_guard(device: Device) -> Result<DeviceGuard> {
 /// the last restores what the first found.
 #[must_use = "the device scope ends when the guard is dropped"]
 pub struct DeviceGuard {
-    id: u64,
-    /// A scope of this thread's setting: not sent to another thread.
-    _thread: std::marker::PhantomData<*const ()>,
-}
-
-impl Drop for DeviceGuard {
-    fn drop(&mut self) {
-        crate::context::try_with(|c| c.device_scopes.exit(&c.device, self.id));
-    }
+    _scope: Entered<Device>,
 }

@@ -41,3 +41,38 @@ impl<T: Copy> Scopes<T> {
         }
     }
 }
+
+/// Where a setting and its live scopes are in the context.
+pub(crate) type Place<T> = fn(&super::Context) -> (&Cell<T>, &Scopes<T>);
+
+/// One live scope of a setting, ended by dropping it: the part every public guard shares.
+pub(crate) struct Entered<T: Copy + 'static> {
+    id: u64,
+    place: Place<T>,
+    /// A scope of this thread's setting: not sent to another thread.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl<T: Copy + 'static> Entered<T> {
+    /// Sets the setting at `place` to `value` until the result is dropped.
+    pub(crate) fn enter(place: Place<T>, value: T) -> Entered<T> {
+        let id = super::with(|c| {
+            let (setting, scopes) = place(c);
+            scopes.enter(setting, value)
+        });
+        Entered {
+            id,
+            place,
+            _thread: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Copy + 'static> Drop for Entered<T> {
+    fn drop(&mut self) {
+        super::try_with(|c| {
+            let (setting, scopes) = (self.place)(c);
+            scopes.exit(setting, self.id)
+        });
+    }
+}

@@ -9,6 +9,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::context;
+use crate::context::scoped::Entered;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::{Tensor, TensorId};
@@ -541,33 +542,25 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn no_grad_guard() -> NoGradGuard {
-    let id = context::with(|c| {
-        c.traces.unrecorded.set(c.traces.unrecorded.get() + 1);
-        c.recording_scopes.enter(&c.tapes.recording, 0)
-    });
+    context::with(|c| c.traces.unrecorded.set(c.traces.unrecorded.get() + 1));
     NoGradGuard {
-        id,
+        _recording: Entered::enter(|c| (&c.tapes.recording, &c.recording_scopes), 0),
         _accumulators: crate::context::accumulators::Paused::from(0),
-        _thread: std::marker::PhantomData,
     }
 }
 
 /// See [`no_grad_guard`]. Dropped in any order, guards keep recording off while any is alive.
 #[must_use = "recording resumes when the guard is dropped"]
 pub struct NoGradGuard {
-    id: u64,
+    /// The recording tapes' count, 0 while it lives.
+    _recording: Entered<usize>,
     /// The accumulators it paused (each resumes when this drops; pauses are counted).
     _accumulators: crate::context::accumulators::Paused,
-    /// A scope of this thread's tapes: not sent to another thread.
-    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for NoGradGuard {
     fn drop(&mut self) {
-        context::try_with(|c| {
-            c.recording_scopes.exit(&c.tapes.recording, self.id);
-            c.traces.unrecorded.set(c.traces.unrecorded.get() - 1);
-        });
+        context::try_with(|c| c.traces.unrecorded.set(c.traces.unrecorded.get() - 1));
     }
 }
 
