@@ -6,12 +6,20 @@
 //! tensors (and every trainable variable the forward read) and whose gradient is the function
 //! you wrote. That function receives the upstream gradient of every output and returns one
 //! gradient (or `None`) per input, then one per variable read, in the order the forward first
-//! read them (TensorFlow's `variables=` rule). Written with gradtape's ops, it is itself
-//! recorded by an outer tape, so second derivatives go through it.
+//! read them (TensorFlow's `variables=` rule), flat or as TensorFlow's
+//! `(input_grads, variable_grads)` ([`IntoGradients`]). Written with gradtape's ops, it is
+//! itself recorded by an outer tape, so second derivatives go through it.
+//!
+//! As in TensorFlow, one output is returned as itself (`Ok((y, grad))`, answered as a
+//! `Tensor`), several as a `Vec` or tuple. The gradient closure names its parameters' types
+//! (`|dy: &[Tensor], _: &_|`): Rust infers them only for a closure passed straight to a
+//! function, and this one is returned. It owns what it reads (`move`, after a `clone` of a
+//! borrowed input): a tensor's clone shares its storage, so that costs a reference count.
 
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
+use crate::function::Outputs;
 use crate::tensor::Tensor;
 use crate::variable::Variable;
 
@@ -33,17 +41,16 @@ pub type GradientFn = dyn Fn(&[Tensor], &[Variable]) -> Result<Vec<Option<Tensor
 /// ```
 /// use gradtape::{custom_gradient, ops, GradientTape, Tensor};
 /// fn log1pexp(x: &Tensor) -> gradtape::Result<Tensor> {
-///     let out = custom_gradient(&[x], |xs| {
+///     custom_gradient(&[x], |xs| {
 ///         let e = ops::exp(&xs[0])?;
 ///         let y = ops::log1p(&e)?;
 ///         // d/dx log(1 + eˣ) = 1 - 1 / (1 + eˣ), which stays finite where eˣ overflows
-///         let grad = move |dy: &[gradtape::Tensor], _: &[gradtape::Variable]| {
+///         let grad = move |dy: &[Tensor], _: &_| {
 ///             let local = ops::subtract(&1.0, &ops::reciprocal(&ops::add(&e, &1.0)?)?)?;
-///             Ok(vec![Some(ops::multiply(&dy[0], &local)?)])
+///             ops::multiply(&dy[0], &local)
 ///         };
-///         Ok((vec![y], grad))
-///     })?;
-///     Ok(out[0].clone())
+///         Ok((y, grad))
+///     })
 /// }
 /// let x = Tensor::scalar(100.0f32);
 /// let tape = GradientTape::new();
@@ -61,25 +68,26 @@ pub type GradientFn = dyn Fn(&[Tensor], &[Variable]) -> Result<Vec<Option<Tensor
 /// let x = Tensor::from_vec(vec![3.0f32, -4.0], &[2])?;
 /// let tape = GradientTape::new();
 /// tape.watch(&x);
-/// let y = custom_gradient(&[&x], |xs| {
-///     let grad = |dy: &[Tensor], _: &[gradtape::Variable]| {
-///         Ok(vec![Some(ops::clip_by_value(&dy[0], &-1.0, &1.0)?)])
-///     };
-///     Ok((vec![xs[0].clone()], grad))
+/// let y: Tensor = custom_gradient(&[&x], |xs| {
+///     let grad = |dy: &[Tensor], _: &_| ops::clip_by_value(&dy[0], &-1.0, &1.0);
+///     Ok((xs[0].clone(), grad))
 /// })?;
-/// let loss = ops::reduce_sum(&ops::multiply(&y[0], &10.0)?, gradtape::Axes::All, false)?;
+/// let loss = ops::reduce_sum(&ops::multiply(&y, &10.0)?, gradtape::Axes::All, false)?;
 /// let [g] = tape.gradient(&loss, [&x])?;
 /// assert_eq!(g.unwrap().to_vec::<f32>()?, vec![1.0, 1.0]); // 10 clipped to 1
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn custom_gradient<F, G>(inputs: &[&Tensor], forward: F) -> Result<Vec<Tensor>>
+pub fn custom_gradient<F, O, G, R>(inputs: &[&Tensor], forward: F) -> Result<O>
 where
-    F: FnOnce(&[Tensor]) -> Result<(Vec<Tensor>, G)>,
-    G: Fn(&[Tensor], &[Variable]) -> Result<Vec<Option<Tensor>>> + 'static,
+    F: FnOnce(&[Tensor]) -> Result<(O, G)>,
+    O: Outputs,
+    G: Fn(&[Tensor], &[Variable]) -> Result<R> + 'static,
+    R: IntoGradients,
 {
     let args: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
     let (result, variables) = crate::context::tapes::run_custom_forward(|| forward(&args));
     let (outputs, grad) = result?;
+    let outputs = outputs.into_tensors();
     let expected: Vec<(Vec<usize>, crate::DType)> = inputs
         .iter()
         .map(|t| (t.shape().to_vec(), t.dtype()))
@@ -89,7 +97,7 @@ where
     // The user's function, its answer checked: one gradient per input and per variable read,
     // each of its input's shape and dtype.
     let checked: Rc<Upstream> = Rc::new(move |upstream: &[Tensor]| {
-        let grads = grad(upstream, &vars)?;
+        let grads = grad(upstream, &vars)?.into_gradients();
         check(&grads, &expected, &vars)?;
         Ok(grads)
     });
@@ -107,9 +115,51 @@ where
                 "a custom gradient whose forward reads variables, on one example's tensors inside vmap, under a tape or forward accumulator is not supported yet",
             ));
         }
-        return record_batched(inputs, outputs, checked);
+        return O::from_tensors(record_batched(inputs, outputs, checked)?);
     }
-    record(inputs, &variables, outputs, checked)
+    O::from_tensors(record(inputs, &variables, outputs, checked)?)
+}
+
+/// What a [`custom_gradient`]'s gradient function may return, as TensorFlow's may: one
+/// gradient (`Tensor`, or `Option<Tensor>` for none), one per input (`Vec<Tensor>`,
+/// `Vec<Option<Tensor>>`, or an array), or TensorFlow's `(input_grads, variable_grads)` pair
+/// when the forward read variables. Everything flattens to one gradient per input, then one
+/// per variable.
+pub trait IntoGradients {
+    /// The gradients, flat: inputs first, then variables.
+    fn into_gradients(self) -> Vec<Option<Tensor>>;
+}
+
+impl IntoGradients for Tensor {
+    fn into_gradients(self) -> Vec<Option<Tensor>> {
+        vec![Some(self)]
+    }
+}
+
+impl IntoGradients for Option<Tensor> {
+    fn into_gradients(self) -> Vec<Option<Tensor>> {
+        vec![self]
+    }
+}
+
+impl<T: IntoGradients> IntoGradients for Vec<T> {
+    fn into_gradients(self) -> Vec<Option<Tensor>> {
+        self.into_iter().flat_map(T::into_gradients).collect()
+    }
+}
+
+impl<T: IntoGradients, const N: usize> IntoGradients for [T; N] {
+    fn into_gradients(self) -> Vec<Option<Tensor>> {
+        self.into_iter().flat_map(T::into_gradients).collect()
+    }
+}
+
+impl<A: IntoGradients, B: IntoGradients> IntoGradients for (A, B) {
+    fn into_gradients(self) -> Vec<Option<Tensor>> {
+        let mut flat = self.0.into_gradients();
+        flat.extend(self.1.into_gradients());
+        flat
+    }
 }
 
 /// A gradient function given the upstream gradient of every output (see [`GradientFn`]).

@@ -26,40 +26,80 @@ use crate::tape::GradientOptions;
 use crate::tensor::Tensor;
 use crate::{ForwardAccumulator, GradientTape, JacobianOptions};
 
-/// Which arguments a transform differentiates: one (`0`, JAX's `argnums=0`) or several
-/// (`[0, 2]`, `&[0, 2]`, a `Vec`), so `grad(f, 0)` and `grad(f, &[0, 1])` both read as JAX's.
-/// Owned or `'static` only: the closure a transform returns keeps no borrow of them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Argnums(pub Vec<usize>);
+/// Which arguments a transform differentiates, and so the shape of what it returns, as in JAX:
+/// one index (`grad(f, 0)`, JAX's `argnums=0`) gives one tensor; an array (`[0, 2]` or
+/// `&[0, 2]`, JAX's tuple) gives an array to destructure (`let [ga, gb] = …`); a slice or a
+/// `Vec` chosen at run time gives a `Vec`. `'static` or owned only: the closure a transform
+/// returns keeps no borrow of them.
+pub trait Argnums: Clone + 'static {
+    /// One tensor per index, packed as the index was given.
+    type Output;
+    /// The indices, in order.
+    fn indices(&self) -> Vec<usize>;
+    /// Packs one result per index (as many as [`Argnums::indices`] gave, in its order).
+    ///
+    /// # Errors
+    /// When the count differs (a transform's bug, reported rather than a panic).
+    fn pack(results: Vec<Tensor>) -> Result<Self::Output>;
+}
 
-impl From<usize> for Argnums {
-    fn from(k: usize) -> Self {
-        Argnums(vec![k])
+impl Argnums for usize {
+    type Output = Tensor;
+    fn indices(&self) -> Vec<usize> {
+        vec![*self]
+    }
+    fn pack(results: Vec<Tensor>) -> Result<Tensor> {
+        array::<1>(results).map(|[t]| t)
     }
 }
 
-impl From<&'static [usize]> for Argnums {
-    fn from(ks: &'static [usize]) -> Self {
-        Argnums(ks.to_vec())
+impl<const N: usize> Argnums for [usize; N] {
+    type Output = [Tensor; N];
+    fn indices(&self) -> Vec<usize> {
+        self.to_vec()
+    }
+    fn pack(results: Vec<Tensor>) -> Result<[Tensor; N]> {
+        array(results)
     }
 }
 
-impl<const N: usize> From<[usize; N]> for Argnums {
-    fn from(ks: [usize; N]) -> Self {
-        Argnums(ks.to_vec())
+impl<const N: usize> Argnums for &'static [usize; N] {
+    type Output = [Tensor; N];
+    fn indices(&self) -> Vec<usize> {
+        self.to_vec()
+    }
+    fn pack(results: Vec<Tensor>) -> Result<[Tensor; N]> {
+        array(results)
     }
 }
 
-impl<const N: usize> From<&'static [usize; N]> for Argnums {
-    fn from(ks: &'static [usize; N]) -> Self {
-        Argnums(ks.to_vec())
+impl Argnums for &'static [usize] {
+    type Output = Vec<Tensor>;
+    fn indices(&self) -> Vec<usize> {
+        self.to_vec()
+    }
+    fn pack(results: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        Ok(results)
     }
 }
 
-impl From<Vec<usize>> for Argnums {
-    fn from(ks: Vec<usize>) -> Self {
-        Argnums(ks)
+impl Argnums for Vec<usize> {
+    type Output = Vec<Tensor>;
+    fn indices(&self) -> Vec<usize> {
+        self.clone()
     }
+    fn pack(results: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        Ok(results)
+    }
+}
+
+fn array<const N: usize>(results: Vec<Tensor>) -> Result<[Tensor; N]> {
+    results.try_into().map_err(|v: Vec<Tensor>| {
+        Error::tape(
+            "argnums",
+            format!("{N} argnums, but the transform gave {} results", v.len()),
+        )
+    })
 }
 
 fn check_argnums(op: &'static str, argnums: &[usize], n: usize) -> Result<()> {
@@ -133,18 +173,16 @@ fn gradients(
 /// ```
 /// use gradtape::{func, ops, Tensor};
 /// let f = |a: &[Tensor]| ops::multiply(&a[0], &a[1]);
-/// let (v, g) = func::value_and_grad(f, &[1])(&[Tensor::scalar(3.0f32), Tensor::scalar(4.0f32)])?;
-/// assert_eq!((v.item()?, g[0].item()?), (12.0, 3.0));
+/// let (v, g) = func::value_and_grad(f, 1)(&[Tensor::scalar(3.0f32), Tensor::scalar(4.0f32)])?;
+/// assert_eq!((v.item()?, g.item()?), (12.0, 3.0));
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn value_and_grad<F>(
-    f: F,
-    argnums: impl Into<Argnums>,
-) -> impl Fn(&[Tensor]) -> Result<(Tensor, Vec<Tensor>)>
+pub fn value_and_grad<F, A>(f: F, argnums: A) -> impl Fn(&[Tensor]) -> Result<(Tensor, A::Output)>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
+    A: Argnums,
 {
-    let argnums = argnums.into().0;
+    let argnums = argnums.indices();
     move |args: &[Tensor]| {
         check_argnums("value_and_grad", &argnums, args.len())?;
         let tape = GradientTape::new();
@@ -154,7 +192,7 @@ where
         }
         let value = f(args)?;
         let grads = gradients(tape, &value, args, &argnums)?;
-        Ok((value, grads))
+        Ok((value, A::pack(grads)?))
     }
 }
 
@@ -170,18 +208,19 @@ where
 ///     let y = ops::square(&a[0])?;
 ///     Ok((y.clone(), format!("loss {}", y.item()?)))
 /// };
-/// let (v, aux, g) = func::value_and_grad_with_aux(f, &[0])(&[Tensor::scalar(3.0f64)])?;
-/// assert_eq!((v.item()?, aux.as_str(), g[0].item()?), (9.0, "loss 9", 6.0));
+/// let (v, aux, g) = func::value_and_grad_with_aux(f, 0)(&[Tensor::scalar(3.0f64)])?;
+/// assert_eq!((v.item()?, aux.as_str(), g.item()?), (9.0, "loss 9", 6.0));
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn value_and_grad_with_aux<F, A>(
+pub fn value_and_grad_with_aux<F, X, A>(
     f: F,
-    argnums: impl Into<Argnums>,
-) -> impl Fn(&[Tensor]) -> Result<(Tensor, A, Vec<Tensor>)>
+    argnums: A,
+) -> impl Fn(&[Tensor]) -> Result<(Tensor, X, A::Output)>
 where
-    F: Fn(&[Tensor]) -> Result<(Tensor, A)>,
+    F: Fn(&[Tensor]) -> Result<(Tensor, X)>,
+    A: Argnums,
 {
-    let argnums = argnums.into().0;
+    let argnums = argnums.indices();
     move |args: &[Tensor]| {
         check_argnums("value_and_grad", &argnums, args.len())?;
         let tape = GradientTape::new();
@@ -191,11 +230,12 @@ where
         }
         let (value, aux) = f(args)?;
         let grads = gradients(tape, &value, args, &argnums)?;
-        Ok((value, aux, grads))
+        Ok((value, aux, A::pack(grads)?))
     }
 }
 
-/// JAX's `grad`: the gradients of the scalar `f` with respect to `args[argnums]`.
+/// JAX's `grad`: the gradients of the scalar `f` with respect to `args[argnums]`, one tensor
+/// for one argnum, an array for an array of them (see [`Argnums`]).
 ///
 /// # Errors
 /// As [`value_and_grad`].
@@ -203,15 +243,16 @@ where
 /// ```
 /// use gradtape::{func, ops, Tensor};
 /// let g = func::grad(|a: &[Tensor]| ops::sin(&a[0]), 0)(&[Tensor::scalar(0.0f64)])?;
-/// assert_eq!(g[0].item()?, 1.0);
+/// assert_eq!(g.item()?, 1.0);
 /// let f = |a: &[Tensor]| ops::multiply(&a[0], &a[1]);
-/// let both = func::grad(f, &[0, 1])(&[Tensor::scalar(2.0f64), Tensor::scalar(5.0f64)])?;
-/// assert_eq!((both[0].item()?, both[1].item()?), (5.0, 2.0));
+/// let [ga, gb] = func::grad(f, [0, 1])(&[Tensor::scalar(2.0f64), Tensor::scalar(5.0f64)])?;
+/// assert_eq!((ga.item()?, gb.item()?), (5.0, 2.0));
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn grad<F>(f: F, argnums: impl Into<Argnums>) -> impl Fn(&[Tensor]) -> Result<Vec<Tensor>>
+pub fn grad<F, A>(f: F, argnums: A) -> impl Fn(&[Tensor]) -> Result<A::Output>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
+    A: Argnums,
 {
     let vg = value_and_grad(f, argnums);
     move |args: &[Tensor]| Ok(vg(args)?.1)
@@ -309,8 +350,8 @@ where
     Ok((outputs, tangents_out))
 }
 
-/// `jacrev`: the jacobian of `f`'s (single) output with respect to `args[argnum]`, by reverse
-/// mode (`output.shape + arg.shape`).
+/// `jacrev`: the jacobian of `f`'s (single) output with respect to `args[argnums]`, by reverse
+/// mode (`output.shape + arg.shape` each; one tensor for one argnum, as [`grad`]).
 ///
 /// # Errors
 /// As `f`, an argnum out of range.
@@ -321,30 +362,36 @@ where
 /// assert_eq!(j.to_vec::<f32>()?, vec![2.0, 0.0, 0.0, 6.0]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn jacrev<F>(f: F, argnum: usize) -> impl Fn(&[Tensor]) -> Result<Tensor>
+pub fn jacrev<F, A>(f: F, argnums: A) -> impl Fn(&[Tensor]) -> Result<A::Output>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
+    A: Argnums,
 {
+    let argnums = argnums.indices();
     move |args: &[Tensor]| {
-        check_argnums("jacrev", &[argnum], args.len())?;
+        check_argnums("jacrev", &argnums, args.len())?;
         let tape = GradientTape::new();
         let args = &own_inputs(args)?;
-        tape.watch(&args[argnum]);
+        for &k in &argnums {
+            tape.watch(&args[k]);
+        }
         let y = f(args)?;
         let options = JacobianOptions {
             unconnected_gradients: UnconnectedGradients::Zero,
             ..Default::default()
         };
-        let j = tape.jacobian_with(&y, &[&args[argnum]], &options)?;
-        j.into_iter()
-            .next()
-            .flatten()
-            .ok_or_else(|| Error::tape("jacrev", "no jacobian"))
+        let sources: Vec<&Tensor> = argnums.iter().map(|&k| &args[k]).collect();
+        let js = tape.jacobian_with(&y, sources.as_slice(), &options)?;
+        let js = js
+            .into_iter()
+            .map(|j| j.ok_or_else(|| Error::tape("jacrev", "no jacobian")))
+            .collect::<Result<Vec<_>>>()?;
+        A::pack(js)
     }
 }
 
-/// `jacfwd`: the same jacobian by forward mode: [`jvp`] along every basis direction of
-/// `args[argnum]`, batched by [`crate::vmap()`]. Shape `output.shape + arg.shape`.
+/// `jacfwd`: the same jacobian by forward mode: [`jvp`] along every basis direction of each
+/// `args[argnum]`, batched by [`crate::vmap()`]. Shape `output.shape + arg.shape` each.
 ///
 /// # Errors
 /// As `f`, an argnum out of range.
@@ -355,35 +402,48 @@ where
 /// assert_eq!(j.to_vec::<f32>()?, vec![2.0, 0.0, 0.0, 6.0]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn jacfwd<F>(f: F, argnum: usize) -> impl Fn(&[Tensor]) -> Result<Tensor>
+pub fn jacfwd<F, A>(f: F, argnums: A) -> impl Fn(&[Tensor]) -> Result<A::Output>
+where
+    F: Fn(&[Tensor]) -> Result<Tensor>,
+    A: Argnums,
+{
+    let argnums = argnums.indices();
+    move |args: &[Tensor]| {
+        check_argnums("jacfwd", &argnums, args.len())?;
+        let js = argnums
+            .iter()
+            .map(|&k| jacfwd_one(&f, args, k))
+            .collect::<Result<Vec<_>>>()?;
+        A::pack(js)
+    }
+}
+
+fn jacfwd_one<F>(f: &F, args: &[Tensor], argnum: usize) -> Result<Tensor>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
-    move |args: &[Tensor]| {
-        check_argnums("jacfwd", &[argnum], args.len())?;
-        let x = &args[argnum];
-        let n = x.numel();
-        let mut basis_shape = vec![n];
-        basis_shape.extend_from_slice(x.shape());
-        let basis = crate::ops::reshape_to(&Tensor::eye(n, x.dtype())?, &basis_shape)?;
-        // column k of the jacobian: the jvp along basis direction k, for every k at once
-        let cols = crate::vmap(|t: &[Tensor]| {
-            let (_, dy) = jvp(
-                |a: &[Tensor]| Ok(vec![f(a)?]),
-                args,
-                &tangents_for(args, argnum, &t[0])?,
-            )?;
-            Ok(dy)
-        })
-        .out_axes(&[-1])
-        .call(&[basis])?;
-        let y_shape = cols[0].shape()[..cols[0].rank() - 1].to_vec();
-        let mut shape = y_shape;
-        shape.extend_from_slice(x.shape());
-        // (reshape_to copies a strided result itself, and records the copy on the tapes: an
-        // unrecorded to_contiguous here cut grad(jacfwd(f)) to zero)
-        crate::ops::reshape_to(&cols[0], &shape)
-    }
+    let x = &args[argnum];
+    let n = x.numel();
+    let mut basis_shape = vec![n];
+    basis_shape.extend_from_slice(x.shape());
+    let basis = crate::ops::reshape_to(&Tensor::eye(n, x.dtype())?, &basis_shape)?;
+    // column k of the jacobian: the jvp along basis direction k, for every k at once
+    let cols = crate::vmap(|t: &[Tensor]| {
+        let (_, dy) = jvp(
+            |a: &[Tensor]| Ok(vec![f(a)?]),
+            args,
+            &tangents_for(args, argnum, &t[0])?,
+        )?;
+        Ok(dy)
+    })
+    .out_axes(-1)
+    .call(&[basis])?;
+    let y_shape = cols[0].shape()[..cols[0].rank() - 1].to_vec();
+    let mut shape = y_shape;
+    shape.extend_from_slice(x.shape());
+    // (reshape_to copies a strided result itself, and records the copy on the tapes: an
+    // unrecorded to_contiguous here cut grad(jacfwd(f)) to zero)
+    crate::ops::reshape_to(&cols[0], &shape)
 }
 
 /// Each argument as an input of its own ([`crate::ops::identity`]), made while the caller's
@@ -417,7 +477,7 @@ where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
     let g = grad(f, argnum);
-    jacrev(move |a: &[Tensor]| Ok(g(a)?.remove(0)), argnum)
+    jacrev(g, argnum)
 }
 
 /// The Hessian-vector product of the scalar `f` at `primals` along `tangents`, forward over

@@ -52,7 +52,7 @@ pub mod vmap;
 pub use backend::storage::memory;
 pub use context::tapes::{no_grad, no_grad_guard, NoGradGuard, TracedOp, TracedTensor};
 pub use custom_gradient::{
-    custom_gradient, custom_jvp, grad_pass_through, recompute_grad, GradientFn,
+    custom_gradient, custom_jvp, grad_pass_through, recompute_grad, GradientFn, IntoGradients,
 };
 pub use device::Device;
 pub use dtype::{DType, Element};
@@ -67,7 +67,7 @@ pub use tape::{
 };
 pub use tensor::{AsTensor, Operand, Tensor};
 pub use variable::{Variable, VariableOptions};
-pub use vmap::{vmap, Vmap};
+pub use vmap::{vmap, InAxes, OutAxes, Vmap};
 
 /// What the `gradtape` crate's training kit and file formats use from the core that is not
 /// public API: no stability promise, not for users.

@@ -16,7 +16,7 @@
 //! let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
 //! let b = Tensor::from_vec(vec![1.0f32, 1.0], &[2])?;
 //! // ...over the rows of `a`, with `b` shared by every row
-//! let out = vmap(dot).in_axes(&[Some(0), None]).call(&[a, b])?;
+//! let out = vmap(dot).in_axes([Some(0), None]).call(&[a, b])?;
 //! assert_eq!(out[0].to_vec::<f32>()?, vec![3.0, 7.0]);
 //! # Ok::<(), gradtape::Error>(())
 //! ```
@@ -57,7 +57,7 @@ pub fn all_examples(t: &Tensor) -> Tensor {
 /// use gradtape::{ops, vmap, Tensor};
 /// let x = Tensor::from_vec((0..6).map(|v| v as f32).collect(), &[2, 3])?;
 /// // the softmax of each column (in_axes 1), results stacked along axis 1 (out_axes 1)
-/// let f = vmap(|xs: &[Tensor]| Ok(vec![ops::softmax(&xs[0], 0)?])).in_axes(&[Some(1)]).out_axes(&[1]);
+/// let f = vmap(|xs: &[Tensor]| Ok(vec![ops::softmax(&xs[0], 0)?])).in_axes(1).out_axes(1);
 /// let y = f.call(&[x.clone()])?;
 /// assert_eq!(y[0].shape(), &[2, 3]);
 /// assert_eq!(y[0].to_vec::<f32>()?, ops::softmax(&x, 0)?.to_vec::<f32>()?);
@@ -80,9 +80,102 @@ where
 /// [`Vmap::call`].
 pub struct Vmap<F> {
     f: F,
-    in_axes: Option<Vec<Option<isize>>>,
-    out_axes: Option<Vec<isize>>,
+    in_axes: Option<InAxes>,
+    out_axes: Option<OutAxes>,
     chunk_size: Option<usize>,
+}
+
+/// `vmap`'s `in_axes` as JAX writes it: one axis for every argument (`in_axes(1)`, JAX's
+/// `in_axes=1`), or one entry per argument, `None` for an argument every example shares
+/// (`in_axes([None, Some(0)])`, JAX's `(None, 0)`: a Rust array holds one type, so the
+/// batched entries are `Some`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InAxes {
+    /// The same batch axis in every argument.
+    All(isize),
+    /// One entry per argument.
+    Each(Vec<Option<isize>>),
+}
+
+impl From<isize> for InAxes {
+    fn from(a: isize) -> Self {
+        InAxes::All(a)
+    }
+}
+
+impl<const N: usize> From<[Option<isize>; N]> for InAxes {
+    fn from(a: [Option<isize>; N]) -> Self {
+        InAxes::Each(a.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[Option<isize>; N]> for InAxes {
+    fn from(a: &[Option<isize>; N]) -> Self {
+        InAxes::Each(a.to_vec())
+    }
+}
+
+impl From<&[Option<isize>]> for InAxes {
+    fn from(a: &[Option<isize>]) -> Self {
+        InAxes::Each(a.to_vec())
+    }
+}
+
+impl From<&Vec<Option<isize>>> for InAxes {
+    fn from(a: &Vec<Option<isize>>) -> Self {
+        InAxes::Each(a.clone())
+    }
+}
+
+impl From<Vec<Option<isize>>> for InAxes {
+    fn from(a: Vec<Option<isize>>) -> Self {
+        InAxes::Each(a)
+    }
+}
+
+/// `vmap`'s `out_axes`: one axis for every result (`out_axes(-1)`), or one per result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutAxes {
+    /// The same axis in every result.
+    All(isize),
+    /// One entry per result.
+    Each(Vec<isize>),
+}
+
+impl From<isize> for OutAxes {
+    fn from(a: isize) -> Self {
+        OutAxes::All(a)
+    }
+}
+
+impl<const N: usize> From<[isize; N]> for OutAxes {
+    fn from(a: [isize; N]) -> Self {
+        OutAxes::Each(a.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[isize; N]> for OutAxes {
+    fn from(a: &[isize; N]) -> Self {
+        OutAxes::Each(a.to_vec())
+    }
+}
+
+impl From<&[isize]> for OutAxes {
+    fn from(a: &[isize]) -> Self {
+        OutAxes::Each(a.to_vec())
+    }
+}
+
+impl From<&Vec<isize>> for OutAxes {
+    fn from(a: &Vec<isize>) -> Self {
+        OutAxes::Each(a.clone())
+    }
+}
+
+impl From<Vec<isize>> for OutAxes {
+    fn from(a: Vec<isize>) -> Self {
+        OutAxes::Each(a)
+    }
 }
 
 impl<F, O> Vmap<F>
@@ -91,32 +184,34 @@ where
     O: Outputs,
 {
     /// The batch axis of each argument, or `None` for an argument every example shares
-    /// (default: axis 0 of every argument).
+    /// (default: axis 0 of every argument); one number for the same axis in all (see
+    /// [`InAxes`]).
     ///
     /// ```
     /// use gradtape::{ops, vmap, Tensor};
-    /// let f = vmap(|xs: &[Tensor]| Ok(vec![ops::add(&xs[0], &xs[1])?])).in_axes(&[Some(-1), None]);
+    /// let f = vmap(|xs: &[Tensor]| Ok(vec![ops::add(&xs[0], &xs[1])?])).in_axes([Some(-1), None]);
     /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
     /// let y = f.call(&[x, Tensor::from_vec(vec![10.0f32, 20.0], &[2])?])?;
     /// assert_eq!(y[0].to_vec::<f32>()?, vec![11.0, 23.0, 12.0, 24.0]); // columns + [10, 20]
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn in_axes(mut self, axes: &[Option<isize>]) -> Self {
-        self.in_axes = Some(axes.to_vec());
+    pub fn in_axes(mut self, axes: impl Into<InAxes>) -> Self {
+        self.in_axes = Some(axes.into());
         self
     }
 
-    /// Where the batch axis goes in each result (default: axis 0 of every result).
+    /// Where the batch axis goes in each result (default: axis 0 of every result); one number
+    /// for all of them.
     ///
     /// ```
     /// use gradtape::{ops, vmap, Tensor};
-    /// let f = vmap(|xs: &[Tensor]| Ok(vec![ops::multiply(&xs[0], &2.0)?])).out_axes(&[-1]);
+    /// let f = vmap(|xs: &[Tensor]| Ok(vec![ops::multiply(&xs[0], &2.0)?])).out_axes(-1);
     /// let y = f.call(&[Tensor::zeros(&[4, 3], gradtape::DType::F32)?])?;
     /// assert_eq!(y[0].shape(), &[3, 4]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn out_axes(mut self, axes: &[isize]) -> Self {
-        self.out_axes = Some(axes.to_vec());
+    pub fn out_axes(mut self, axes: impl Into<OutAxes>) -> Self {
+        self.out_axes = Some(axes.into());
         self
     }
 
@@ -158,7 +253,7 @@ where
     fn call_all(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
         let op = "vmap";
         let in_axes = match &self.in_axes {
-            Some(a) if a.len() != args.len() => {
+            Some(InAxes::Each(a)) if a.len() != args.len() => {
                 return Err(Error::arg(
                     op,
                     format!(
@@ -168,7 +263,8 @@ where
                     ),
                 ))
             }
-            Some(a) => a.clone(),
+            Some(InAxes::Each(a)) => a.clone(),
+            Some(InAxes::All(a)) => vec![Some(*a); args.len()],
             None => vec![Some(0); args.len()],
         };
         // Each batched argument's batch axis, and the one batch size they must agree on.
@@ -250,10 +346,11 @@ where
     }
 
     fn out_axis(&self, k: usize, example_rank: usize) -> Result<usize> {
-        let a = self
-            .out_axes
-            .as_ref()
-            .map_or(Some(0), |o| o.get(k).copied());
+        let a = match &self.out_axes {
+            None => Some(0),
+            Some(OutAxes::All(a)) => Some(*a),
+            Some(OutAxes::Each(o)) => o.get(k).copied(),
+        };
         let Some(a) = a else {
             return Err(Error::arg(
                 "vmap",
@@ -284,7 +381,7 @@ where
             })
             .collect::<Result<Vec<_>>>()?;
         let outs = (self.f)(&wrapped)?.into_tensors();
-        if let Some(o) = &self.out_axes {
+        if let Some(OutAxes::Each(o)) = &self.out_axes {
             if o.len() != outs.len() {
                 return Err(Error::arg(
                     "vmap",

@@ -295,31 +295,127 @@ fn grad_pass_through_as_tensorflow_tests_it() {
     assert!(e.to_string().starts_with("grad_pass_through: "), "{e}");
 }
 
-/// JAX's `argnums`: one number or several, the same way for every transform.
+/// JAX's `argnums`: one number or several, the same way for every transform, and the result
+/// shaped as JAX's (one array for `argnums=0`, a tuple for `(0, 1)`).
 #[test]
 fn argnums_read_as_jax_writes_them() {
     use gradtape::func;
     let f = |a: &[Tensor]| ops::multiply(&ops::square(&a[0])?, &a[1]);
     let args = [Tensor::scalar(3.0f64), Tensor::scalar(2.0f64)];
-    let one = func::grad(f, 0)(&args).unwrap();
-    let both = func::grad(f, [0, 1])(&args).unwrap();
+    let one: Tensor = func::grad(f, 0)(&args).unwrap();
+    let [ga, gb] = func::grad(f, [0, 1])(&args).unwrap();
     let listed = func::grad(f, &[0, 1])(&args).unwrap();
     let chosen = vec![1];
     let (v, by_vec) = func::value_and_grad(f, chosen)(&args).unwrap();
     assert_eq!(v.item().unwrap(), 18.0);
-    assert_eq!(one[0].item().unwrap(), 12.0);
-    assert_eq!(
-        (both[0].item().unwrap(), both[1].item().unwrap()),
-        (12.0, 9.0)
-    );
+    assert_eq!(one.item().unwrap(), 12.0);
+    assert_eq!((ga.item().unwrap(), gb.item().unwrap()), (12.0, 9.0));
     assert_eq!(listed.len(), 2);
     assert_eq!(by_vec[0].item().unwrap(), 9.0);
-    // jacfwd, jacrev and hessian take one argnum, as their single Jacobian answers
+    // the jacobians take argnums the same way
     assert_eq!(func::jacfwd(f, 0)(&args).unwrap().item().unwrap(), 12.0);
+    let [jr0, jr1] = func::jacrev(f, [0, 1])(&args).unwrap();
+    let [jf0, jf1] = func::jacfwd(f, [0, 1])(&args).unwrap();
+    for (j, want) in [(&jr0, 12.0), (&jr1, 9.0), (&jf0, 12.0), (&jf1, 9.0)] {
+        assert_eq!(j.item().unwrap(), want);
+    }
+    // jacobians of a vector function: output.shape + arg.shape for each argnum
+    let g = |a: &[Tensor]| ops::multiply(&a[0], &ops::reduce_sum(&a[1], Axes::All, false)?);
+    let xs = [
+        Tensor::from_vec(vec![1.0f64, 2.0], &[2]).unwrap(),
+        Tensor::from_vec(vec![3.0f64, 4.0, 5.0], &[3]).unwrap(),
+    ];
+    let [a, b] = func::jacfwd(g, [0, 1])(&xs).unwrap();
+    let [c, d] = func::jacrev(g, [0, 1])(&xs).unwrap();
+    assert_eq!((a.shape(), b.shape()), (&[2, 2][..], &[2, 3][..]));
+    assert_eq!(a.to_vec::<f64>().unwrap(), c.to_vec::<f64>().unwrap());
+    assert_eq!(b.to_vec::<f64>().unwrap(), d.to_vec::<f64>().unwrap());
+    assert_eq!(
+        b.to_vec::<f64>().unwrap(),
+        vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    );
+    assert_eq!(func::hessian(f, 0)(&args).unwrap().item().unwrap(), 4.0);
     assert!(func::grad(f, 2)(&args)
         .unwrap_err()
         .to_string()
         .contains("argnums"));
+}
+
+/// JAX's `in_axes=1` and `out_axes=-1` as one number for every argument and result, and
+/// `(None, 0)` as an array.
+#[test]
+fn vmap_axes_read_as_jax_writes_them() {
+    let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+    let b = Tensor::from_vec(vec![6.0f64, 5.0, 4.0, 3.0, 2.0, 1.0], &[2, 3]).unwrap();
+    // the dot product of matching columns: jax.vmap(jnp.dot, in_axes=1)(a, b)
+    let cols = vmap(|x: &[Tensor]| ops::dot(&x[0], &x[1]))
+        .in_axes(1)
+        .call(&[a.clone(), b.clone()])
+        .unwrap();
+    assert_eq!(cols.to_vec::<f64>().unwrap(), vec![18.0, 20.0, 18.0]);
+    // a shared first argument: in_axes=(None, 0), rows of b scaled by a's first row
+    let shared = vmap(|x: &[Tensor]| ops::multiply(&x[0], &x[1]))
+        .in_axes([None, Some(0)])
+        .out_axes(-1)
+        .call(&[a.slice(s![0]).unwrap(), b])
+        .unwrap();
+    assert_eq!(shared.shape(), &[3, 2]);
+    assert_eq!(
+        shared.to_vec::<f64>().unwrap(),
+        vec![6.0, 3.0, 10.0, 4.0, 12.0, 3.0]
+    );
+}
+
+/// `tf.custom_gradient` as TensorFlow's docs write it: one output returned as itself, one
+/// gradient returned as itself, and `(input_grads, variable_grads)` when the forward reads a
+/// variable. (The gradient closure's upstream parameter keeps its type, `&[Tensor]`: Rust
+/// infers a closure's parameter types only where it is passed straight to a function.)
+#[test]
+fn custom_gradient_reads_as_tensorflow_writes_it() {
+    use gradtape::custom_gradient;
+    fn log1pexp(x: &Tensor) -> gradtape::Result<Tensor> {
+        custom_gradient(&[x], |xs| {
+            let e = ops::exp(&xs[0])?;
+            Ok((ops::log1p(&e)?, move |dy: &[Tensor], _: &_| {
+                let local = ops::subtract(&1.0, &ops::reciprocal(&ops::add(&e, &1.0)?)?)?;
+                ops::multiply(&dy[0], &local)
+            }))
+        })
+    }
+    let x = Tensor::scalar(100.0f32);
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let y: Tensor = log1pexp(&x).unwrap();
+    assert_eq!(tape.gradient(&y, &x).unwrap().unwrap().item().unwrap(), 1.0);
+
+    // TensorFlow's `linear` with a variable: grad(dy, variables) returns
+    // (dy @ wᵀ, [xᵀ @ dy])
+    let w =
+        Variable::new(Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap());
+    let x = Tensor::from_vec(vec![0.5f64, -1.0, 2.0, 1.5], &[2, 2]).unwrap();
+    let linear = |x: &Tensor| {
+        custom_gradient(&[x], |xs| {
+            let (x, w) = (xs[0].clone(), w.clone());
+            Ok((ops::matmul(&x, &w)?, move |dy: &[Tensor], _: &_| {
+                let dx = ops::matmul_transposed(&dy[0], &w, false, true)?;
+                let dw = ops::matmul_transposed(&x, &dy[0], true, false)?;
+                Ok((dx, vec![dw]))
+            }))
+        })
+    };
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let y: Tensor = linear(&x).unwrap();
+    let loss = ops::reduce_sum(&ops::square(&y).unwrap(), Axes::All, false).unwrap();
+    let (gx, gw) = tape.gradient(&loss, (&x, &w)).unwrap();
+    let plain = GradientTape::new();
+    plain.watch(&x);
+    let y2 = ops::matmul(&x, &w).unwrap();
+    let loss2 = ops::reduce_sum(&ops::square(&y2).unwrap(), Axes::All, false).unwrap();
+    let (px, pw) = plain.gradient(&loss2, (&x, &w)).unwrap();
+    let v = |t: Option<Tensor>| t.unwrap().to_vec::<f64>().unwrap();
+    assert_eq!(v(gx), v(px));
+    assert_eq!(v(gw), v(pw));
 }
 
 /// Python's `with` blocks as Rust values whose drop ends the scope: the end of a block or an

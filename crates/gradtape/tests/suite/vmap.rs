@@ -415,7 +415,7 @@ fn every_op_under_vmap_equals_the_op_on_each_example() {
             let want = stacked(&per_example, out_ax);
             let got = vmap(|xs: &[Tensor]| Ok(vec![f(xs)?]))
                 .in_axes(&in_axes)
-                .out_axes(&[out_ax as isize])
+                .out_axes([out_ax as isize])
                 .chunk_size(chunk)
                 .call(&args)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -533,19 +533,19 @@ fn vmap_reports_bad_axes_and_sizes_and_refuses_reading_an_example() {
         "{e}"
     );
     let e = vmap(id)
-        .in_axes(&[Some(2)])
+        .in_axes([Some(2)])
         .call(std::slice::from_ref(&x))
         .unwrap_err()
         .to_string();
     assert!(e.contains("in_axes[0] = 2"), "{e}");
     let e = vmap(id)
-        .in_axes(&[None])
+        .in_axes([None])
         .call(std::slice::from_ref(&x))
         .unwrap_err()
         .to_string();
     assert!(e.contains("no argument is batched"), "{e}");
     let e = vmap(id)
-        .out_axes(&[5])
+        .out_axes([5])
         .call(std::slice::from_ref(&x))
         .unwrap_err()
         .to_string();
@@ -593,7 +593,7 @@ fn a_tape_outside_vmap_differentiates_through_it() {
         let dot = ops::reduce_sum(&ops::multiply(&xs[0], &xs[1])?, 0, false)?;
         Ok(vec![ops::square(&dot)?])
     })
-    .in_axes(&[Some(0), None])
+    .in_axes([Some(0), None])
     .call(&[x.clone(), ops::multiply(&w, &1.0).unwrap()])
     .unwrap();
     let loss = ops::reduce_sum(&y[0], Axes::All, false).unwrap();
