@@ -207,6 +207,13 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
                 ops::reduce_max(&ops::sin(&t[0])?, a.clone(), k)
             })
         }),
+        ("reduce_max_first", |g| {
+            let s = rand_shape(g, 3);
+            let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
+            case(vec![gen_any(g, &s)], move |t| {
+                ops::reduce_max_first(&ops::sin(&t[0])?, a.clone(), k)
+            })
+        }),
         ("reduce_min", |g| {
             let s = rand_shape(g, 3);
             let (a, k) = (rand_axes(g, s.len()), below(g, 2) == 0);
@@ -767,7 +774,12 @@ fn every_primitive_has_every_rule() {
         let x = Tensor::from_vec(vec![0.3f64, 1.7], &[2]).unwrap();
         let tape = GradientTape::persistent();
         tape.watch(&x);
-        let inputs = vec![&x; p.arity().unwrap_or(1)];
+        // max pooling's mask takes x and its maximum over the axes
+        let peak = ops::reduce_max(&x, 0, true).unwrap();
+        let inputs = match p.name() {
+            "first_equal_mask" => vec![&x, &peak],
+            _ => vec![&x; p.arity().unwrap_or(1)],
+        };
         // the first kind of parameters it takes
         let kinds = [
             ops::Params::NONE,

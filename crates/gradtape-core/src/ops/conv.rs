@@ -18,7 +18,9 @@ pub use crate::shape::Padding;
 use crate::shape::Window;
 use crate::tensor::{AsTensor, Tensor};
 
-use super::{greater, matmul, reduce_max, reduce_mean, reduce_sum, reshape_to, select, transpose};
+use super::{
+    greater, matmul, reduce_max_first, reduce_mean, reduce_sum, reshape_to, select, transpose,
+};
 
 /// Runs `f(image, out_chunk)` for each of the `n` chunks of `out`, in parallel when large.
 fn per_image<T: Send>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Sync) {
@@ -614,8 +616,8 @@ fn inside(win: &Window, dtype: crate::DType) -> Result<Tensor> {
 }
 
 /// `tf.nn.max_pool2d`: the largest element of each window (padding never wins). Its gradient
-/// goes to the window's largest element; where several are equal it is shared among them
-/// (TensorFlow gives it all to the first).
+/// goes to the window's largest element, to the first in row-major order where several are
+/// equal (as TensorFlow, PyTorch and JAX give it).
 ///
 /// # Errors
 /// When `x` is not a rank-4 float tensor or the window does not fit.
@@ -643,7 +645,7 @@ pub fn max_pool2d(
         let valid = greater(&inside(&win, x.dtype())?, &0.0)?;
         select(&valid, &p, &f64::NEG_INFINITY)?
     };
-    reduce_max(&p, [3isize, 4], false)
+    reduce_max_first(&p, [3isize, 4], false)
 }
 
 /// `tf.nn.avg_pool2d`: the mean of each window, over the elements inside the image only (as

@@ -76,6 +76,8 @@ impl From<Vec<isize>> for Axes {
 pub(crate) static PRIMITIVES: &[&Primitive] = &[
     &REDUCE_SUM,
     &REDUCE_MAX,
+    &REDUCE_MAX_FIRST,
+    &FIRST_EQUAL_MASK,
     &REDUCE_MIN,
     &REDUCE_PROD,
     &ARGMAX,
@@ -227,6 +229,144 @@ fn extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
     divide(&indicators, &count)
 }
 
+/// The derivative of a maximum given all to the first element equal to it, in row-major order
+/// over `axes` (max pooling's convention in TensorFlow, PyTorch and JAX): one pass of
+/// [`FIRST_EQUAL_MASK`].
+fn first_extreme_weights(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
+    apply(&FIRST_EQUAL_MASK, &[x, y], &Params::reduce(axes, true))
+}
+
+/// `1` at the first element of each group over `axes` (row-major) equal to `y` (`x` reduced
+/// over `axes`, kept as size 1), `0` at the others, and NaN in every element of a group whose
+/// `y` is NaN (so a NaN in a max-pool window still gives a NaN gradient). A mask: no
+/// derivative of its own. One pass over `x` laid out as `[outer, window, inner]`.
+pub(crate) static FIRST_EQUAL_MASK: Primitive = Primitive {
+    name: "first_equal_mask",
+    forward: |xs, params| {
+        let op = "first_equal_mask";
+        let (x, y, (axes, _)) = (xs[0], xs[1], params.as_reduce(op)?);
+        check_axes(op, axes, x.rank())?;
+        let want = reduced_shape(x.shape(), axes, true);
+        if y.shape() != want.as_slice() || y.dtype() != x.dtype() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "y must be {} {want:?} (x {} {:?} reduced over {axes:?}), got {} {:?}",
+                    x.dtype(),
+                    x.dtype(),
+                    x.shape(),
+                    y.dtype(),
+                    y.shape()
+                ),
+            ));
+        }
+        if x.device().is_cuda() {
+            return first_equal_composed(x, y, axes);
+        }
+        dispatch!(float op, x.dtype(), T => first_equal_host::<T>(x, y, axes))
+    },
+    arity: 2,
+    params: ParamsKind::Reduce,
+    derivative: Derivative::None,
+    batching: Batching::Inputs(|xs, params| {
+        super::batching::unbatched(xs, |level, a| {
+            let (axes, _) = params.as_reduce("first_equal_mask")?;
+            let shifted: Vec<usize> = axes.iter().map(|&a| a + 1).collect();
+            let batch = |(t, batched): &(Tensor, bool), like: &Tensor| -> Result<Tensor> {
+                match batched {
+                    true => Ok(t.clone()),
+                    false => {
+                        let mut shape = vec![like.shape()[0]];
+                        shape.extend_from_slice(t.shape());
+                        broadcast_to(&reshape_to(t, &[&[1], t.shape()].concat())?, &shape)
+                    }
+                }
+            };
+            let like = if a[0].1 { &a[0].0 } else { &a[1].0 };
+            let (x, y) = (batch(&a[0], like)?, batch(&a[1], like)?);
+            let out = apply(
+                &FIRST_EQUAL_MASK,
+                &[&x, &y],
+                &Params::reduce(&shifted, true),
+            )?;
+            Ok(super::batching::wrap(out, level))
+        })
+    }),
+    cuda: None,
+    fused: None,
+};
+
+fn first_equal_host<T: crate::dtype::Float>(
+    x: &Tensor,
+    y: &Tensor,
+    axes: &[usize],
+) -> Result<Tensor> {
+    let (src, sp) = arrange::<T>(x, axes)?;
+    let yd = y.contiguous_data::<T>()?;
+    let Split3 {
+        outer,
+        reduced,
+        inner,
+    } = sp;
+    let group = reduced * inner;
+    let mut out = vec![T::ZERO; outer * group];
+    let mark = |o: usize, out: &mut [T]| {
+        let (xs, ys) = (
+            &src[o * group..(o + 1) * group],
+            &yd[o * inner..(o + 1) * inner],
+        );
+        for i in 0..inner {
+            let yi = ys[i];
+            if yi.is_nan() {
+                (0..reduced).for_each(|r| out[r * inner + i] = yi);
+            } else if let Some(r) = (0..reduced).find(|&r| xs[r * inner + i] == yi) {
+                out[r * inner + i] = T::ONE;
+            }
+        }
+    };
+    if group > 0 {
+        if out.len() >= cpu::PAR_MIN {
+            cpu::par_chunks_mut(&mut out, group, &mark);
+        } else {
+            out.chunks_mut(group)
+                .enumerate()
+                .for_each(|(o, c)| mark(o, c));
+        }
+    }
+    if axes.windows(2).all(|w| w[1] == w[0] + 1) {
+        return Ok(Tensor::from_elems(out, x.shape()));
+    }
+    // arranged as [kept axes.., reduced axes..]: back to x's order
+    let rank = x.rank();
+    let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
+    let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
+    let arranged: Vec<usize> = perm.iter().map(|&d| x.shape()[d]).collect();
+    let mut inverse = vec![0; rank];
+    for (k, &d) in perm.iter().enumerate() {
+        inverse[d] = k;
+    }
+    let l = crate::shape::Layout::contiguous(&arranged).permute(&inverse);
+    Ok(Tensor::from_elems(cpu::to_contiguous(&out, &l)?, x.shape()))
+}
+
+/// [`FIRST_EQUAL_MASK`] from ops every device has: the lowest tied index found with an index
+/// ramp and a minimum (several passes where the host's kernel makes one).
+fn first_equal_composed(x: &Tensor, y: &Tensor, axes: &[usize]) -> Result<Tensor> {
+    let mut shape = vec![1usize; x.rank()];
+    for &a in axes {
+        shape[a] = x.shape()[a];
+    }
+    let count = crate::shape::numel(&shape);
+    let ramp = Tensor::arange(0.0, count as f64, 1.0, x.dtype())?.move_to(x.device())?;
+    let ramp = reshape_to(&ramp, &shape)?;
+    let candidates = select(&equal(x, y)?, &ramp, &(count as f64))?;
+    let first = reduce_min(&candidates, axes_list(axes), true)?;
+    let mask = cast(&equal(&ramp, &first)?, x.dtype())?;
+    // NaN over a group whose maximum is NaN
+    let nan = super::is_nan(y)?;
+    select(&nan, &f64::NAN, &mask)
+}
+
 /// Axes of one example as axes of the whole batch (batch axis first).
 fn batch_axes(axes: &[usize]) -> Axes {
     Axes::List(axes.iter().map(|&a| a as isize + 1).collect())
@@ -291,6 +431,23 @@ weighted_reduction!(
     /// ```
     reduce_max(REDUCE_MAX), LOWEST, max_, fold Some(Fold::Max), cuda "(a > b || a != a) ? a : b",
     weights extreme_weights
+);
+weighted_reduction!(
+    /// [`reduce_max`] whose gradient goes to the first maximum (row-major over `axis`)
+    /// instead of being shared among ties: max pooling's convention (TensorFlow's, PyTorch's
+    /// and JAX's `max_pool`), which `max_pool2d` and `max_pool1d` use.
+    ///
+    /// ```
+    /// use gradtape::{ops, Axes, GradientTape, Tensor};
+    /// let x = Tensor::ones(&[4], gradtape::DType::F32)?;
+    /// let tape = GradientTape::new();
+    /// tape.watch(&x);
+    /// let y = ops::reduce_max_first(&x, Axes::All, false)?;
+    /// assert_eq!(tape.gradient(&y, &x)?.unwrap().to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 0.0]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    reduce_max_first(REDUCE_MAX_FIRST), LOWEST, max_, fold Some(Fold::Max), cuda "(a > b || a != a) ? a : b",
+    weights first_extreme_weights
 );
 weighted_reduction!(
     /// Minimum over `axis` (infinity over an empty axis). Ties share the gradient.

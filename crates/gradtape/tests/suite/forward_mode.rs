@@ -53,6 +53,7 @@ fn rows() -> Vec<(&'static str, Fun)> {
         }),
         ("reduce_sum", |x| ops::reduce_sum(x, 1, false)),
         ("reduce_max", |x| ops::reduce_max(x, 0, true)),
+        ("reduce_max_first", |x| ops::reduce_max_first(x, 1, false)),
         ("reduce_min", |x| ops::reduce_min(x, Axes::All, false)),
         ("reduce_prod", |x| ops::reduce_prod(x, 1, false)),
         ("matmul", |x| ops::matmul(x, &ops::transpose(x, None)?)),

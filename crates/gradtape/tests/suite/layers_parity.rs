@@ -316,3 +316,74 @@ fn every_layer_round_trips_through_a_checkpoint() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Max pooling's gradient at ties goes to the first maximum of each window in row-major order,
+/// as TensorFlow 2.21 gives it (one 2×2 window of ones: `[1, 0, 0, 0]`; gradtape split it
+/// equally before), PyTorch and JAX too; "same" windows at the border included, each channel
+/// on its own.
+#[test]
+fn max_pool_gradients_at_ties_go_to_the_first_maximum() {
+    let ones = Tensor::ones(&[1, 2, 2, 1], DType::F32).unwrap();
+    let tape = GradientTape::new();
+    tape.watch(&ones);
+    let y = ops::max_pool2d(&ones, [2, 2], [2, 2], Padding::Valid).unwrap();
+    let [g] = tape.gradient(&y, [&ones]).unwrap();
+    assert_eq!(
+        g.unwrap().to_vec::<f32>().unwrap(),
+        vec![1.0, 0.0, 0.0, 0.0]
+    );
+    // a 3×3 image, two channels, 2×2 windows with stride 2 and "same" padding: windows
+    // {(0,0),(0,1),(1,0),(1,1)}, {(0,2),(1,2)}, {(2,0),(2,1)}, {(2,2)}
+    let c0 = [5.0f64, 5.0, 1.0, 5.0, 2.0, 1.0, 3.0, 3.0, 7.0];
+    let c1 = [0.0f64, 1.0, 4.0, 1.0, 1.0, 4.0, 2.0, 2.0, -1.0];
+    let x: Vec<f64> = (0..9).flat_map(|i| [c0[i], c1[i]]).collect();
+    let x = Tensor::from_vec(x, &[1, 3, 3, 2]).unwrap();
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let y = ops::max_pool2d(&x, [2, 2], [2, 2], Padding::Same).unwrap();
+    assert_eq!(
+        y.to_vec::<f64>().unwrap(),
+        vec![5.0, 1.0, 1.0, 4.0, 3.0, 2.0, 7.0, -1.0]
+    );
+    let [g] = tape.gradient(&y, [&x]).unwrap();
+    let g = g.unwrap().to_vec::<f64>().unwrap();
+    let (g0, g1): (Vec<f64>, Vec<f64>) = (0..9).map(|i| (g[2 * i], g[2 * i + 1])).unzip();
+    assert_eq!(g0, vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0]);
+    assert_eq!(g1, vec![0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0]);
+}
+
+/// The first-maximum rule over axes that are not next to each other (the mask kernel's
+/// permuted path), against a plain loop; and a NaN in a window gives NaN, not a silent 0.
+#[test]
+fn reduce_max_first_gives_each_group_to_its_first_maximum() {
+    // [3, 2, 4, 2] with many ties (values 0..3), reduced over axes 0 and 2
+    let v: Vec<f64> = (0..48).map(|i| ((i * 7 + i / 5) % 3) as f64).collect();
+    let x = Tensor::from_vec(v.clone(), &[3, 2, 4, 2]).unwrap();
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let y = ops::reduce_max_first(&x, [0, 2], false).unwrap();
+    let w = Tensor::from_vec(vec![1.0f64, 10.0, 100.0, 1000.0], &[2, 2]).unwrap();
+    let loss =
+        ops::reduce_sum(&ops::multiply(&y, &w).unwrap(), gradtape::Axes::All, false).unwrap();
+    let [g] = tape.gradient(&loss, [&x]).unwrap();
+    let g = g.unwrap().to_vec::<f64>().unwrap();
+    let mut want = vec![0.0; 48];
+    for (j, l) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        let group: Vec<usize> = (0..3)
+            .flat_map(|i| (0..4).map(move |k| i * 16 + j * 8 + k * 2 + l))
+            .collect();
+        let max = group.iter().map(|&e| v[e]).fold(f64::MIN, f64::max);
+        let first = group.iter().find(|&&e| v[e] == max).unwrap();
+        want[*first] = [1.0, 10.0, 100.0, 1000.0][j * 2 + l];
+    }
+    assert_eq!(g, want);
+    // a NaN in a window: NaN gradients for that window, the others as before
+    let x = Tensor::from_vec(vec![1.0f32, f32::NAN, 2.0, 2.0], &[1, 2, 2, 1]).unwrap();
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let y = ops::max_pool2d(&x, [1, 2], [1, 2], Padding::Valid).unwrap();
+    let [g] = tape.gradient(&y, [&x]).unwrap();
+    let g = g.unwrap().to_vec::<f32>().unwrap();
+    assert!(g[0].is_nan() && g[1].is_nan(), "{g:?}");
+    assert_eq!(&g[2..], &[1.0, 0.0]);
+}

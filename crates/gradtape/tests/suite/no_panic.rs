@@ -93,6 +93,7 @@ proptest! {
             ("reduce_sum", Box::new(|| ops::reduce_sum(&a, ax.clone(), keepdims))),
             ("reduce_mean", Box::new(|| ops::reduce_mean(&a, ax.clone(), keepdims))),
             ("reduce_max", Box::new(|| ops::reduce_max(&a, ax.clone(), keepdims))),
+            ("reduce_max_first", Box::new(|| ops::reduce_max_first(&a, ax.clone(), keepdims))),
             ("reduce_prod", Box::new(|| ops::reduce_prod(&a, axis, keepdims))),
             ("reduce_any", Box::new(|| ops::reduce_any(&a, ax.clone(), keepdims))),
             ("logsumexp", Box::new(|| ops::reduce_logsumexp(&a, axis, keepdims))),

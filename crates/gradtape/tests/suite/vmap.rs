@@ -109,6 +109,9 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
         }),
         ("reduce_sum", cube, |a| ops::reduce_sum(&a[0], 1, false)),
         ("reduce_max", cube, |a| ops::reduce_max(&a[0], [0, 2], true)),
+        ("reduce_max_first", cube, |a| {
+            ops::reduce_max_first(&a[0], [0, 2], true)
+        }),
         ("reduce_min", cube, |a| {
             ops::reduce_min(&a[0], Axes::All, false)
         }),
@@ -164,6 +167,15 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
         }),
         ("pad", any, |a| ops::pad(&a[0], &[[1, 0], [0, 2]])),
         // the primitive behind pad and the gradient of slices
+        ("first_equal_mask", cube, |a| {
+            // ties from rounding; axes 0 and 2 around a kept one
+            let x = ops::round(&a[0])?;
+            let y = ops::reduce_max(&x, [0, 2], true)?;
+            let mask = ops::primitives()
+                .find(|p| p.name() == "first_equal_mask")
+                .unwrap();
+            mask.apply(&[&x, &y], &ops::Params::reduce(&[0, 2], true))
+        }),
         ("unslice", any, |a| {
             let rows = ops::Params::unslice(
                 &[a[0].shape()[0] + 2, a[0].shape()[1]],
