@@ -309,18 +309,35 @@ fn first_equal_host<T: crate::dtype::Float>(
         inner,
     } = sp;
     let group = reduced * inner;
-    let mut out = vec![T::ZERO; outer * group];
+    // every element is written below; from the pool, so a large mask reuses warm pages
+    let mut out = crate::backend::pool::filled("first_equal_mask", outer * group, T::ZERO)?;
+    // Channels in blocks of 64 with a flag each (on the stack): the window is walked in
+    // order, and each compare runs across contiguous channels, which vectorizes.
+    const BLOCK: usize = 64;
     let mark = |o: usize, out: &mut [T]| {
         let (xs, ys) = (
             &src[o * group..(o + 1) * group],
             &yd[o * inner..(o + 1) * inner],
         );
-        for i in 0..inner {
-            let yi = ys[i];
-            if yi.is_nan() {
-                (0..reduced).for_each(|r| out[r * inner + i] = yi);
-            } else if let Some(r) = (0..reduced).find(|&r| xs[r * inner + i] == yi) {
-                out[r * inner + i] = T::ONE;
+        for i0 in (0..inner).step_by(BLOCK) {
+            let w = BLOCK.min(inner - i0);
+            let y = &ys[i0..i0 + w];
+            let mut found = [false; BLOCK];
+            for r in 0..reduced {
+                let at = r * inner + i0;
+                let (x, m) = (&xs[at..at + w], &mut out[at..at + w]);
+                for i in 0..w {
+                    let hit = !found[i] && x[i] == y[i];
+                    found[i] |= hit;
+                    // NaN for every element of a group whose maximum is NaN
+                    m[i] = if hit {
+                        T::ONE
+                    } else if y[i].is_nan() {
+                        y[i]
+                    } else {
+                        T::ZERO
+                    };
+                }
             }
         }
     };
