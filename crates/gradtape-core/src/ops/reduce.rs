@@ -312,7 +312,8 @@ fn first_equal_host<T: crate::dtype::Float>(
     // every element is written below; from the pool, so a large mask reuses warm pages
     let mut out = crate::backend::pool::filled("first_equal_mask", outer * group, T::ZERO)?;
     // Channels in blocks of 64 with a flag each (on the stack): the window is walked in
-    // order, and each compare runs across contiguous channels, which vectorizes.
+    // order, each compare runs across contiguous channels without a branch (it vectorizes),
+    // and a group whose maximum is NaN (rare) is filled with NaN afterwards.
     const BLOCK: usize = 64;
     let mark = |o: usize, out: &mut [T]| {
         let (xs, ys) = (
@@ -326,28 +327,31 @@ fn first_equal_host<T: crate::dtype::Float>(
             for r in 0..reduced {
                 let at = r * inner + i0;
                 let (x, m) = (&xs[at..at + w], &mut out[at..at + w]);
-                for i in 0..w {
-                    let hit = !found[i] && x[i] == y[i];
-                    found[i] |= hit;
-                    // NaN for every element of a group whose maximum is NaN
-                    m[i] = if hit {
-                        T::ONE
-                    } else if y[i].is_nan() {
-                        y[i]
-                    } else {
-                        T::ZERO
-                    };
+                for ((m, (&x, &y)), f) in m.iter_mut().zip(x.iter().zip(y)).zip(&mut found) {
+                    let eq = x == y;
+                    *m = if eq & !*f { T::ONE } else { T::ZERO };
+                    *f |= eq;
+                }
+            }
+            for (i, &y) in y.iter().enumerate() {
+                if y.is_nan() {
+                    (0..reduced).for_each(|r| out[r * inner + i0 + i] = y);
                 }
             }
         }
     };
+    // many groups per task: a group is often small (a 2×2 window of 32 channels)
+    let per_task = (1 << 14) / group.max(1) + 1;
     if group > 0 {
+        let run = |t: usize, chunk: &mut [T]| {
+            for (k, g) in chunk.chunks_mut(group).enumerate() {
+                mark(t * per_task + k, g);
+            }
+        };
         if out.len() >= cpu::PAR_MIN {
-            cpu::par_chunks_mut(&mut out, group, &mark);
+            cpu::par_chunks_mut(&mut out, group * per_task, &run);
         } else {
-            out.chunks_mut(group)
-                .enumerate()
-                .for_each(|(o, c)| mark(o, c));
+            run(0, &mut out);
         }
     }
     if axes.windows(2).all(|w| w[1] == w[0] + 1) {
