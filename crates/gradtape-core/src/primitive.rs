@@ -149,6 +149,10 @@ enum Kind {
         off: f64,
         dtype: DType,
     },
+    Triangular {
+        lower: bool,
+        adjoint: bool,
+    },
 }
 
 impl Params {
@@ -191,6 +195,12 @@ impl Params {
             shape: Dims::from_slice(shape),
             slice: Box::new(spec),
         })
+    }
+
+    /// Which triangle of a matrix is read, and whether it is used transposed
+    /// (`triangular_solve`, TensorFlow's `lower` and `adjoint`).
+    pub fn triangular(lower: bool, adjoint: bool) -> Params {
+        Params(Kind::Triangular { lower, adjoint })
     }
 
     /// One axis, in range (`concat`, `gather`, `argmax`, `argmin`).
@@ -286,6 +296,7 @@ impl Params {
             Kind::Window(_) => ParamsKind::Window,
             Kind::Device(_) => ParamsKind::Device,
             Kind::OneHot { .. } => ParamsKind::OneHot,
+            Kind::Triangular { .. } => ParamsKind::Triangular,
         }
     }
 
@@ -358,6 +369,12 @@ impl Params {
             _ => Err(self.wrong(op)),
         }
     }
+    pub(crate) fn as_triangular(&self, op: &'static str) -> Result<(bool, bool)> {
+        match &self.0 {
+            Kind::Triangular { lower, adjoint } => Ok((*lower, *adjoint)),
+            _ => Err(self.wrong(op)),
+        }
+    }
     pub(crate) fn as_device(&self, op: &'static str) -> Result<Device> {
         match &self.0 {
             Kind::Device(d) => Ok(*d),
@@ -403,6 +420,11 @@ impl std::fmt::Debug for Params {
                 .field("on", on)
                 .field("off", off)
                 .field("dtype", dtype)
+                .finish(),
+            Kind::Triangular { lower, adjoint } => f
+                .debug_struct("Triangular")
+                .field("lower", lower)
+                .field("adjoint", adjoint)
                 .finish(),
         }
     }
@@ -459,6 +481,13 @@ impl PartialEq for Params {
                     && off.to_bits() == off2.to_bits()
                     && dtype == dtype2
             }
+            (
+                Kind::Triangular { lower, adjoint },
+                Kind::Triangular {
+                    lower: lower2,
+                    adjoint: adjoint2,
+                },
+            ) => lower == lower2 && adjoint == adjoint2,
             _ => false,
         }
     }
@@ -491,6 +520,7 @@ pub(crate) enum ParamsKind {
     Window,
     Device,
     OneHot,
+    Triangular,
 }
 
 /// The shape, dtype and device of a linear primitive's input: all its transpose needs (the
@@ -634,7 +664,19 @@ pub(crate) enum Derivative {
         saves: Saves,
         partial: fn(&Saved, &Tensor, usize) -> Result<Tensor>,
     },
+    /// Any other rule (the decompositions and solves of `linalg`), written out whole: `vjp(saved,
+    /// params, g, needs)` gives one gradient per input (`None` where `needs` says none is
+    /// wanted), `jvp(saved, params, tangents)` the output's tangent (`None`: zero). Inputs and
+    /// output are saved.
+    General { vjp: GeneralVjp, jvp: GeneralJvp },
 }
+
+/// [`Derivative::General`]'s gradient rule: saved tensors, parameters, the output's gradient
+/// and which inputs need one.
+pub(crate) type GeneralVjp = fn(&Saved, &Params, &Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>;
+
+/// [`Derivative::General`]'s tangent rule: saved tensors, parameters, one tangent per input.
+pub(crate) type GeneralJvp = fn(&Saved, &Params, &[Option<Tensor>]) -> Result<Option<Tensor>>;
 
 /// How a primitive runs under `vmap`.
 #[derive(Clone, Copy, Debug)]

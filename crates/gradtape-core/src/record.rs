@@ -168,6 +168,26 @@ pub(crate) fn record(
             };
             record_watched(w, p.name, inputs, out, backward, &jvp)
         }
+        Derivative::General { vjp, jvp } => record_watched(
+            w,
+            p.name,
+            inputs,
+            out,
+            || {
+                let saved = Saved::keep(inputs, out, Saves::InputsAndOutput);
+                let params = params.clone();
+                move |g: &Tensor, needs: &[bool], grads: &mut Vec<Option<Tensor>>| {
+                    grads.extend(vjp(&saved, &params, g, needs)?);
+                    Ok(())
+                }
+            },
+            &|t: &[Option<Tensor>]| {
+                if t.iter().all(Option::is_none) {
+                    return Ok(None);
+                }
+                jvp(&Saved::keep(inputs, out, Saves::InputsAndOutput), params, t)
+            },
+        ),
         Derivative::Reduction { weights } => record_watched(
             w,
             p.name,

@@ -247,6 +247,38 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
             let ax = below(g, s.len()) as isize;
             case(vec![gen_any(g, &s)], move |t| ops::log_softmax(&t[0], ax))
         }),
+        // symmetric positive definite through X Xᵀ + n I, so every perturbation of the
+        // input stays a valid (symmetric) one
+        ("cholesky", |g| {
+            let n = 1 + below(g, 3);
+            let mut s = rand_shape(g, 1);
+            s.extend([n, n]);
+            case(vec![unif(g, &s, -1.0, 1.0)], move |t| {
+                let spd = ops::add(
+                    &ops::matmul_transposed(&t[0], &t[0], false, true)?,
+                    &ops::multiply(&Tensor::eye(n, DType::F64)?, &(n as f64))?,
+                )?;
+                gradtape::linalg::cholesky(&spd)
+            })
+        }),
+        // a well-conditioned triangle (diagonal 2..3), each triangle and adjoint, and batch
+        // dimensions that broadcast
+        ("triangular_solve", |g| {
+            let (n, k) = (1 + below(g, 3), 1 + below(g, 3));
+            let (lower, adjoint) = (below(g, 2) == 0, below(g, 2) == 0);
+            let batch = rand_shape(g, 1);
+            let mut sa = batch.clone();
+            sa.extend([n, n]);
+            let mut sb = partner(g, &batch);
+            sb.extend([n, k]);
+            case(
+                vec![unif(g, &sa, -0.5, 0.5), unif(g, &sb, -1.0, 1.0)],
+                move |t| {
+                    let a = ops::add(&t[0], &ops::multiply(&Tensor::eye(n, DType::F64)?, &2.5)?)?;
+                    gradtape::linalg::triangular_solve(&a, &t[1], lower, adjoint)
+                },
+            )
+        }),
         ("matmul", |g| {
             let (m, k, n) = (1 + below(g, 3), 1 + below(g, 3), 1 + below(g, 3));
             let (ta, tb) = (below(g, 2) == 0, below(g, 2) == 0);

@@ -16,6 +16,7 @@ mod array;
 pub(crate) mod batching;
 mod compare;
 pub(crate) mod conv;
+pub(crate) mod decomp;
 mod einsum;
 mod elementwise;
 mod index;
@@ -64,6 +65,7 @@ pub fn primitives() -> impl Iterator<Item = &'static Primitive> {
         .chain(linalg::PRIMITIVES)
         .chain(index::PRIMITIVES)
         .chain(conv::PRIMITIVES)
+        .chain(decomp::PRIMITIVES)
         .copied()
 }
 

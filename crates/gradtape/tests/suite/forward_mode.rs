@@ -82,6 +82,18 @@ fn rows() -> Vec<(&'static str, Fun)> {
             let k = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0], &[2, 2, 1, 1])?;
             ops::conv2d_transpose(&img, &k, [2, 1], ops::Padding::Valid, [1, 1])
         }),
+        ("cholesky", |x| {
+            let eye = Tensor::eye(2, DType::F64)?;
+            gradtape::linalg::cholesky(&ops::add(
+                &ops::matmul_transposed(x, x, false, true)?,
+                &eye,
+            )?)
+        }),
+        ("triangular_solve", |x| {
+            let eye = ops::multiply(&Tensor::eye(2, DType::F64)?, &3.0)?;
+            let a = ops::add(&ops::matmul_transposed(x, x, false, true)?, &eye)?;
+            gradtape::linalg::triangular_solve(&a, x, false, true)
+        }),
         // the primitive itself: `Tensor::to_device` to the device a tensor is on records nothing
         ("to_device", |x| {
             let to = gradtape::ops::primitives()

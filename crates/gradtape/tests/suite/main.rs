@@ -20,6 +20,7 @@ mod fusion;
 mod jacobian;
 mod keras_parity;
 mod layers_parity;
+mod linalg;
 mod no_panic;
 mod seed_parity;
 mod summary;
