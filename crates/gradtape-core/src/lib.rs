@@ -34,6 +34,7 @@ pub mod forward_accumulator;
 pub mod func;
 pub mod function;
 pub mod fusion;
+#[cfg(feature = "linalg")]
 pub mod linalg;
 #[cfg(feature = "ndarray")]
 mod ndarray;

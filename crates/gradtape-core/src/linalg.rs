@@ -2,7 +2,8 @@
 //! rules (Cholesky, triangular and Cholesky solves, log-determinants), the matrix helpers
 //! around them, and the products `tf.linalg` also holds (`matmul`, `matvec`, `einsum`,
 //! `tensordot`, the same functions as in [`crate::ops`]). Leading dimensions are batch
-//! dimensions; float32 and float64. The kernels are faer's.
+//! dimensions; float32 and float64. The kernels are faer's, behind the cargo feature
+//! `linalg` (off by default: faer doubles a clean build).
 //!
 //! A Gaussian-process marginal likelihood term, `yᵀ K⁻¹ y + log det K`, and its gradient:
 //!

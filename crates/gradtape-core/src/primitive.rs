@@ -369,6 +369,7 @@ impl Params {
             _ => Err(self.wrong(op)),
         }
     }
+    #[cfg_attr(not(feature = "linalg"), allow(dead_code))]
     pub(crate) fn as_triangular(&self, op: &'static str) -> Result<(bool, bool)> {
         match &self.0 {
             Kind::Triangular { lower, adjoint } => Ok((*lower, *adjoint)),
@@ -668,6 +669,7 @@ pub(crate) enum Derivative {
     /// params, g, needs)` gives one gradient per input (`None` where `needs` says none is
     /// wanted), `jvp(saved, params, tangents)` the output's tangent (`None`: zero). Inputs and
     /// output are saved.
+    #[cfg_attr(not(feature = "linalg"), allow(dead_code))]
     General { vjp: GeneralVjp, jvp: GeneralJvp },
 }
 

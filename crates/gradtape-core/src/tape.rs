@@ -1152,7 +1152,8 @@ impl GradientTape {
     }
 
     /// The general form: several targets (their gradients are summed), seeds for each
-    /// (`output_gradients`), and zeros instead of `None` for unconnected sources.
+    /// (`output_gradients`), and zeros instead of `None` for unconnected sources. Sources come
+    /// in any shape [`GradientTape::gradient`] takes, and the gradients in the same shape.
     ///
     /// # Errors
     /// When `output_gradients` does not match the targets in number, shape or dtype.
@@ -1174,18 +1175,18 @@ impl GradientTape {
     /// assert_eq!(g[1].as_ref().unwrap().to_scalar::<f32>()?, 0.0);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn gradient_with(
+    pub fn gradient_with<S: Sources>(
         self,
         targets: &[&Tensor],
-        sources: &[&dyn Source],
+        sources: S,
         options: &GradientOptions,
-    ) -> Result<Vec<Option<Tensor>>> {
+    ) -> Result<S::Gradients> {
         self.tape.stop();
-        let keys = Tape::key_list(sources);
+        let keys = Tape::key_list(&sources.sources());
         let entries = std::mem::take(&mut *self.tape.state.entries.borrow_mut());
         let result = gradients(entries, targets, &keys, &|k| self.tape.traced(k), options);
         give_set(std::mem::take(&mut *self.tape.state.tensors.borrow_mut()));
-        result
+        sources.gradients(result?)
     }
 
     /// TensorFlow's `jacobian`: for each source, `d target[i...] / d source[j...]`, of shape
@@ -1375,15 +1376,16 @@ impl PersistentTape {
     /// assert_eq!(g[0].as_ref().unwrap().to_vec::<f32>()?, vec![2.0, 0.0]);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    pub fn gradient_with(
+    pub fn gradient_with<S: Sources>(
         &self,
         targets: &[&Tensor],
-        sources: &[&dyn Source],
+        sources: S,
         options: &GradientOptions,
-    ) -> Result<Vec<Option<Tensor>>> {
-        let keys = Tape::key_list(sources);
+    ) -> Result<S::Gradients> {
+        let keys = Tape::key_list(&sources.sources());
         let entries = self.tape.state.entries.borrow().clone();
-        gradients(entries, targets, &keys, &|k| self.tape.traced(k), options)
+        let v = gradients(entries, targets, &keys, &|k| self.tape.traced(k), options)?;
+        sources.gradients(v)
     }
 
     /// The jacobian of `target` with respect to each source; see [`GradientTape::jacobian`].

@@ -121,7 +121,8 @@ fn binary(
 
 /// The table: op name -> a random case exercising it.
 fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
-    vec![
+    #[allow(unused_mut)]
+    let mut rows: Vec<(&'static str, fn(&mut Generator) -> Case)> = vec![
         ("negative", |g| unary(g, |x| ops::negative(x), gen_any)),
         ("square", |g| unary(g, |x| ops::square(x), gen_any)),
         ("sqrt", |g| unary(g, |x| ops::sqrt(x), pos)),
@@ -246,38 +247,6 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
             let s = rank_at_least(g, 1, 3);
             let ax = below(g, s.len()) as isize;
             case(vec![gen_any(g, &s)], move |t| ops::log_softmax(&t[0], ax))
-        }),
-        // symmetric positive definite through X Xᵀ + n I, so every perturbation of the
-        // input stays a valid (symmetric) one
-        ("cholesky", |g| {
-            let n = 1 + below(g, 3);
-            let mut s = rand_shape(g, 1);
-            s.extend([n, n]);
-            case(vec![unif(g, &s, -1.0, 1.0)], move |t| {
-                let spd = ops::add(
-                    &ops::matmul_transposed(&t[0], &t[0], false, true)?,
-                    &ops::multiply(&Tensor::eye(n, DType::F64)?, &(n as f64))?,
-                )?;
-                gradtape::linalg::cholesky(&spd)
-            })
-        }),
-        // a well-conditioned triangle (diagonal 2..3), each triangle and adjoint, and batch
-        // dimensions that broadcast
-        ("triangular_solve", |g| {
-            let (n, k) = (1 + below(g, 3), 1 + below(g, 3));
-            let (lower, adjoint) = (below(g, 2) == 0, below(g, 2) == 0);
-            let batch = rand_shape(g, 1);
-            let mut sa = batch.clone();
-            sa.extend([n, n]);
-            let mut sb = partner(g, &batch);
-            sb.extend([n, k]);
-            case(
-                vec![unif(g, &sa, -0.5, 0.5), unif(g, &sb, -1.0, 1.0)],
-                move |t| {
-                    let a = ops::add(&t[0], &ops::multiply(&Tensor::eye(n, DType::F64)?, &2.5)?)?;
-                    gradtape::linalg::triangular_solve(&a, &t[1], lower, adjoint)
-                },
-            )
         }),
         ("matmul", |g| {
             let (m, k, n) = (1 + below(g, 3), 1 + below(g, 3), 1 + below(g, 3));
@@ -492,6 +461,48 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
             case(vec![gen_any(g, &s), i], |t| {
                 ops::square(&ops::unsorted_segment_sum(&t[0], &t[1], 3)?)
             })
+        }),
+    ];
+    #[cfg(feature = "linalg")]
+    rows.extend(linalg_rows());
+    rows
+}
+
+/// The rows of `linalg`'s primitives (feature `linalg`).
+#[cfg(feature = "linalg")]
+fn linalg_rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
+    vec![
+        // symmetric positive definite through X Xᵀ + n I, so every perturbation of the
+        // input stays a valid (symmetric) one
+        ("cholesky", |g| {
+            let n = 1 + below(g, 3);
+            let mut s = rand_shape(g, 1);
+            s.extend([n, n]);
+            case(vec![unif(g, &s, -1.0, 1.0)], move |t| {
+                let spd = ops::add(
+                    &ops::matmul_transposed(&t[0], &t[0], false, true)?,
+                    &ops::multiply(&Tensor::eye(n, DType::F64)?, &(n as f64))?,
+                )?;
+                gradtape::linalg::cholesky(&spd)
+            })
+        }),
+        // a well-conditioned triangle (diagonal 2..3), each triangle and adjoint, and batch
+        // dimensions that broadcast
+        ("triangular_solve", |g| {
+            let (n, k) = (1 + below(g, 3), 1 + below(g, 3));
+            let (lower, adjoint) = (below(g, 2) == 0, below(g, 2) == 0);
+            let batch = rand_shape(g, 1);
+            let mut sa = batch.clone();
+            sa.extend([n, n]);
+            let mut sb = partner(g, &batch);
+            sb.extend([n, k]);
+            case(
+                vec![unif(g, &sa, -0.5, 0.5), unif(g, &sb, -1.0, 1.0)],
+                move |t| {
+                    let a = ops::add(&t[0], &ops::multiply(&Tensor::eye(n, DType::F64)?, &2.5)?)?;
+                    gradtape::linalg::triangular_solve(&a, &t[1], lower, adjoint)
+                },
+            )
         }),
     ]
 }

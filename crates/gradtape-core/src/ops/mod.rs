@@ -16,6 +16,7 @@ mod array;
 pub(crate) mod batching;
 mod compare;
 pub(crate) mod conv;
+#[cfg(feature = "linalg")]
 pub(crate) mod decomp;
 mod einsum;
 mod elementwise;
@@ -65,8 +66,16 @@ pub fn primitives() -> impl Iterator<Item = &'static Primitive> {
         .chain(linalg::PRIMITIVES)
         .chain(index::PRIMITIVES)
         .chain(conv::PRIMITIVES)
-        .chain(decomp::PRIMITIVES)
+        .chain(linalg_primitives())
         .copied()
+}
+
+/// The primitives of `linalg` (feature `linalg`), none without it.
+fn linalg_primitives() -> &'static [&'static Primitive] {
+    #[cfg(feature = "linalg")]
+    return decomp::PRIMITIVES;
+    #[cfg(not(feature = "linalg"))]
+    return &[];
 }
 
 /// The differentiable primitives' names as of gradtape 0.2, before the primitives became data:

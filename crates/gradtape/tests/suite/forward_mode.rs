@@ -18,7 +18,8 @@ type Fun = fn(&Tensor) -> Result<Tensor>;
 
 /// One row per differentiable op (through the public ops that reach it).
 fn rows() -> Vec<(&'static str, Fun)> {
-    vec![
+    #[allow(unused_mut)]
+    let mut rows: Vec<(&'static str, Fun)> = vec![
         ("negative", |x| ops::negative(x)),
         ("square", |x| ops::square(x)),
         ("sqrt", |x| ops::sqrt(x)),
@@ -82,6 +83,26 @@ fn rows() -> Vec<(&'static str, Fun)> {
             let k = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0], &[2, 2, 1, 1])?;
             ops::conv2d_transpose(&img, &k, [2, 1], ops::Padding::Valid, [1, 1])
         }),
+        // the primitive itself: `Tensor::to_device` to the device a tensor is on records nothing
+        ("to_device", |x| {
+            let to = gradtape::ops::primitives()
+                .find(|p| p.name() == "to_device")
+                .unwrap();
+            to.apply(
+                &[&ops::square(x)?],
+                &gradtape::ops::Params::device(gradtape::Device::Cpu),
+            )
+        }),
+    ];
+    #[cfg(feature = "linalg")]
+    rows.extend(linalg_rows());
+    rows
+}
+
+/// The rows of `linalg`'s primitives (feature `linalg`).
+#[cfg(feature = "linalg")]
+fn linalg_rows() -> Vec<(&'static str, Fun)> {
+    vec![
         ("cholesky", |x| {
             let eye = Tensor::eye(2, DType::F64)?;
             gradtape::linalg::cholesky(&ops::add(
@@ -93,16 +114,6 @@ fn rows() -> Vec<(&'static str, Fun)> {
             let eye = ops::multiply(&Tensor::eye(2, DType::F64)?, &3.0)?;
             let a = ops::add(&ops::matmul_transposed(x, x, false, true)?, &eye)?;
             gradtape::linalg::triangular_solve(&a, x, false, true)
-        }),
-        // the primitive itself: `Tensor::to_device` to the device a tensor is on records nothing
-        ("to_device", |x| {
-            let to = gradtape::ops::primitives()
-                .find(|p| p.name() == "to_device")
-                .unwrap();
-            to.apply(
-                &[&ops::square(x)?],
-                &gradtape::ops::Params::device(gradtape::Device::Cpu),
-            )
         }),
     ]
 }

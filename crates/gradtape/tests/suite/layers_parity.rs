@@ -387,3 +387,70 @@ fn reduce_max_first_gives_each_group_to_its_first_maximum() {
     assert!(g[0].is_nan() && g[1].is_nan(), "{g:?}");
     assert_eq!(&g[2..], &[1.0, 0.0]);
 }
+
+/// Max pooling at ties against TensorFlow 2.21's own gradients
+/// (`tools/tf_pool_ties_reference.py`): small-integer images where most windows tie, "same"
+/// and "valid" padding, overlapping windows, the 1-D op, float32 and float64. Exact: a mask and
+/// a product.
+#[test]
+fn max_pool_ties_match_tensorflow() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/tf_pool_ties.json")).unwrap();
+    let read = |v: &serde_json::Value, dtype: DType| {
+        let shape: Vec<usize> = v["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let data: Vec<f64> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_f64().unwrap())
+            .collect();
+        ops::cast(&Tensor::from_vec(data, &shape).unwrap(), dtype).unwrap()
+    };
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 10);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let dtype = match case["dtype"].as_str().unwrap() {
+            "float32" => DType::F32,
+            _ => DType::F64,
+        };
+        let (k, s) = (
+            case["ksize"].as_u64().unwrap() as usize,
+            case["strides"].as_u64().unwrap() as usize,
+        );
+        let padding = match case["padding"].as_str().unwrap() {
+            "SAME" => Padding::Same,
+            _ => Padding::Valid,
+        };
+        let x = read(&case["input"], dtype);
+        let tape = GradientTape::new();
+        tape.watch(&x);
+        let y = match x.rank() {
+            3 => ops::max_pool1d(&x, k, s, padding),
+            _ => ops::max_pool2d(&x, k, s, padding),
+        }
+        .unwrap();
+        assert_eq!(
+            y.to_f64_vec().unwrap(),
+            read(&case["value"], dtype).to_f64_vec().unwrap(),
+            "{name} {dtype}: values"
+        );
+        let options = gradtape::GradientOptions {
+            output_gradients: Some(vec![read(&case["cotangent"], dtype)]),
+            ..Default::default()
+        };
+        let g = tape
+            .gradient_with(&[&y], &[&x as &dyn Source], &options)
+            .unwrap();
+        assert_eq!(
+            g[0].as_ref().unwrap().to_f64_vec().unwrap(),
+            read(&case["grad"], dtype).to_f64_vec().unwrap(),
+            "{name} {dtype}: gradient"
+        );
+    }
+}

@@ -20,6 +20,7 @@ mod fusion;
 mod jacobian;
 mod keras_parity;
 mod layers_parity;
+#[cfg(feature = "linalg")]
 mod linalg;
 mod no_panic;
 mod seed_parity;

@@ -341,6 +341,42 @@ fn argnums_read_as_jax_writes_them() {
         .contains("argnums"));
 }
 
+/// `gradient_with` (seeds, zeros for unconnected sources) takes sources in the same shapes as
+/// `gradient`: one, an array, a `Vec`, a tuple mixing a tensor with a layer's variables.
+#[test]
+fn gradient_with_takes_sources_as_gradient_does() {
+    use gradtape::{GradientOptions, UnconnectedGradients};
+    let mut rng = Generator::from_seed(3);
+    let layer = Dense::new("d", 2, 1, Activation::Linear, DType::F64, &mut rng).unwrap();
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], &[1, 2]).unwrap();
+    let unused = Tensor::scalar(0.0f64);
+    let options = GradientOptions {
+        output_gradients: Some(vec![Tensor::from_vec(vec![3.0f64], &[1, 1]).unwrap()]),
+        unconnected_gradients: UnconnectedGradients::Zero,
+    };
+    let tape = GradientTape::persistent();
+    tape.watch(&x);
+    tape.watch(&unused);
+    let y = layer.call(&x, false).unwrap();
+    let (gx, gw) = tape
+        .gradient_with(&[&y], (&x, &layer.trainable_variables()), &options)
+        .unwrap();
+    let kernel = layer.kernel.value().to_vec::<f64>().unwrap();
+    assert_eq!(
+        gx.unwrap().to_vec::<f64>().unwrap(),
+        vec![3.0 * kernel[0], 3.0 * kernel[1]]
+    );
+    assert_eq!(gw.len(), 2);
+    assert_eq!(
+        gw[0].as_ref().unwrap().to_vec::<f64>().unwrap(),
+        vec![3.0, 6.0]
+    );
+    let [gu] = tape.gradient_with(&[&y], [&unused], &options).unwrap();
+    assert_eq!(gu.unwrap().item().unwrap(), 0.0);
+    let one = tape.gradient_with(&[&y], &x, &options).unwrap();
+    assert!(one.is_some());
+}
+
 /// JAX's `in_axes=1` and `out_axes=-1` as one number for every argument and result, and
 /// `(None, 0)` as an array.
 #[test]
