@@ -472,6 +472,34 @@ fn rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
 #[cfg(feature = "linalg")]
 fn linalg_rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
     vec![
+        // a general matrix kept far from singular (2.5 I added), broadcasting batches
+        ("solve", |g| {
+            let (n, k) = (1 + below(g, 3), 1 + below(g, 3));
+            let batch = rand_shape(g, 1);
+            let mut sa = batch.clone();
+            sa.extend([n, n]);
+            let mut sb = partner(g, &batch);
+            sb.extend([n, k]);
+            case(
+                vec![unif(g, &sa, -0.5, 0.5), unif(g, &sb, -1.0, 1.0)],
+                move |t| {
+                    let a = ops::add(&t[0], &ops::multiply(&Tensor::eye(n, DType::F64)?, &2.5)?)?;
+                    gradtape::linalg::solve(&a, &t[1])
+                },
+            )
+        }),
+        // log|det| of a matrix with a negative determinant half the time
+        ("slogdet", |g| {
+            let n = 1 + below(g, 3);
+            let flip = below(g, 2) == 0;
+            let mut s = rand_shape(g, 1);
+            s.extend([n, n]);
+            case(vec![unif(g, &s, -0.5, 0.5)], move |t| {
+                let d = if flip { -2.5 } else { 2.5 };
+                let a = ops::add(&t[0], &ops::multiply(&Tensor::eye(n, DType::F64)?, &d)?)?;
+                Ok(gradtape::linalg::slogdet(&a)?.1)
+            })
+        }),
         // symmetric positive definite through X Xᵀ + n I, so every perturbation of the
         // input stays a valid (symmetric) one
         ("cholesky", |g| {

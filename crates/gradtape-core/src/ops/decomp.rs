@@ -7,6 +7,7 @@
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltError};
+use faer::linalg::lu::partial_pivoting::{factor as lu, solve as lu_solve};
 use faer::linalg::triangular_solve as tri;
 use faer::{MatMut, MatRef, Par};
 
@@ -19,11 +20,11 @@ use crate::shape::{broadcast_shapes, numel};
 use crate::tensor::{AsTensor, Tensor};
 
 use super::{
-    add, matmul, multiply, reduce_sum, reshape_to, select, strided_slice, subtract, sum_to_shape,
-    transpose,
+    add, broadcast_to, exp, expand_dims, matmul, multiply, reduce_sum, reshape_to, select, stack,
+    strided_slice, subtract, sum_to_shape, transpose,
 };
 
-pub(crate) static PRIMITIVES: &[&Primitive] = &[&CHOLESKY, &TRIANGULAR_SOLVE];
+pub(crate) static PRIMITIVES: &[&Primitive] = &[&CHOLESKY, &TRIANGULAR_SOLVE, &SOLVE, &SLOGDET];
 
 /// Below this many elements per matrix, faer runs on the calling thread (its parallel split
 /// costs more than the work); batches of small matrices are spread over threads instead.
@@ -483,4 +484,307 @@ pub fn band_part(x: &impl AsTensor, num_lower: i64, num_upper: i64) -> Result<Te
         .collect();
     let keep = Tensor::from_vec(keep, &[m, n])?.move_to(x.device())?;
     select(&keep, &x, &0.0)
+}
+
+/// The LU factorization with partial pivoting of the `n`×`n` row-major matrix `m`, in place
+/// (L's unit lower triangle and U together), with its row permutation and transposition
+/// count. `Err(i)` names the first zero pivot: the matrix is singular.
+fn lu_factor<T: faer::traits::ComplexField + Element + Num + PartialEq>(
+    m: &mut [T],
+    n: usize,
+    perm: &mut [usize],
+    perm_inv: &mut [usize],
+) -> std::result::Result<usize, usize> {
+    let par = if n * n >= PAR_ELEMS {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    };
+    let mut mem = MemBuffer::new(lu::lu_in_place_scratch::<usize, T>(
+        n,
+        n,
+        par,
+        Default::default(),
+    ));
+    let a = MatMut::from_row_major_slice_mut(m, n, n);
+    let (info, _) = lu::lu_in_place(
+        a,
+        perm,
+        perm_inv,
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
+    match (0..n).find(|&i| m[i * n + i] == T::ZERO) {
+        Some(i) => Err(i),
+        None => Ok(info.transposition_count),
+    }
+}
+
+/// Solves `A X = B` for square `A` (TensorFlow's `tf.linalg.solve`), by LU with partial
+/// pivoting. `matrix` is `[..., n, n]`, `rhs` `[..., n, k]`; leading dimensions broadcast, as
+/// NumPy's and JAX's `solve` do (TensorFlow's asks for equal ranks).
+///
+/// The gradient is TensorFlow's: `B̄ = A⁻ᵀ X̄`, `Ā = -B̄ Xᵀ`.
+///
+/// # Errors
+/// When the shapes do not fit, the dtypes differ or are not float, on a GPU, or when a matrix
+/// is singular (an exact zero pivot; TensorFlow: "Input matrix is not invertible"). A NaN in
+/// the input gives NaN, as TensorFlow's does.
+///
+/// ```
+/// use gradtape::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![0.0f64, 2.0, 1.0, 1.0], &[2, 2])?; // needs a row swap
+/// let b = Tensor::from_vec(vec![4.0f64, 3.0], &[2, 1])?;
+/// assert_eq!(linalg::solve(&a, &b)?.to_vec::<f64>()?, vec![1.0, 2.0]);
+/// let singular = Tensor::from_vec(vec![1.0f64, 2.0, 2.0, 4.0], &[2, 2])?;
+/// assert!(linalg::solve(&singular, &b).unwrap_err().to_string().contains("singular"));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn solve(matrix: &impl AsTensor, rhs: &impl AsTensor) -> Result<Tensor> {
+    let (a, b) = (matrix.operand().into_tensor(), rhs.operand().into_tensor());
+    apply(&SOLVE, &[&a, &b], &Params::NONE)
+}
+
+pub(crate) static SOLVE: Primitive = Primitive {
+    name: "solve",
+    forward: |xs, _| solve_kernel(xs[0], xs[1]),
+    arity: 2,
+    params: ParamsKind::None,
+    derivative: Derivative::General {
+        vjp: |saved, _, g, needs| {
+            let (a, b, x) = (saved.a()?, saved.b()?, saved.out()?);
+            let gb = solve(&matrix_transpose(a)?, g)?;
+            let ga = match needs[0] {
+                true => {
+                    let full = matmul(&gb, &matrix_transpose(x)?)?;
+                    Some(sum_to_shape(&multiply(&full, &-1.0)?, a.shape())?)
+                }
+                false => None,
+            };
+            let gb = match needs[1] {
+                true => Some(sum_to_shape(&gb, b.shape())?),
+                false => None,
+            };
+            Ok(vec![ga, gb])
+        },
+        // dX = A⁻¹ (dB - dA X)
+        jvp: |saved, _, t| {
+            let (a, x) = (saved.a()?, saved.out()?);
+            let mut rhs = t[1].clone();
+            if let Some(da) = &t[0] {
+                let term = matmul(da, x)?;
+                rhs = Some(match rhs {
+                    Some(r) => subtract(&r, &term)?,
+                    None => multiply(&term, &-1.0)?,
+                });
+            }
+            rhs.map(|r| solve(a, &r)).transpose()
+        },
+    },
+    batching: Batching::Broadcast,
+    cuda: None,
+    fused: None,
+};
+
+fn solve_kernel(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let op = "solve";
+    let n = square(op, a)?;
+    let (bs, k) = match b.shape() {
+        [bs @ .., m, k] if *m == n => (bs, *k),
+        s => {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "rhs must be [..., {n}, k] for a matrix of shape {:?}, got {s:?}",
+                    a.shape()
+                ),
+            ))
+        }
+    };
+    if a.dtype() != b.dtype() {
+        return Err(Error::dtype(
+            op,
+            format!("matrix is {} but rhs is {}", a.dtype(), b.dtype()),
+        ));
+    }
+    on_host(op, a)?;
+    on_host(op, b)?;
+    let batch = broadcast_shapes(op, &a.shape()[..a.rank() - 2], bs)?;
+    let with = |tail: [usize; 2]| -> Vec<usize> { batch.iter().copied().chain(tail).collect() };
+    let (a_shape, out_shape) = (with([n, n]), with([n, k]));
+    dispatch!(float op, a.dtype(), T => {
+        let am = cpu::to_contiguous(a.data::<T>()?, &a.layout().broadcast_to(&a_shape))?;
+        let mut out = cpu::to_contiguous(b.data::<T>()?, &b.layout().broadcast_to(&out_shape))?;
+        let per_a = n * n;
+        let one = |i: usize, x: &mut [T]| -> Result<()> {
+            let mut m = am[i * per_a..(i + 1) * per_a].to_vec();
+            let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
+            lu_factor(&mut m, n, &mut perm, &mut perm_inv).map_err(|p| {
+                Error::arg(
+                    op,
+                    format!(
+                        "matrix {i} of shape {:?} is singular: pivot {p} of its LU \
+                         factorization is zero (TensorFlow: \"Input matrix is not invertible\")",
+                        a.shape()
+                    ),
+                )
+            })?;
+            let par = if per_a >= PAR_ELEMS { Par::rayon(0) } else { Par::Seq };
+            let mut mem = MemBuffer::new(lu_solve::solve_in_place_scratch::<usize, T>(n, k, par));
+            let lu = MatRef::from_row_major_slice(&m, n, n);
+            // the permutation faer just produced and its inverse (the check cannot fail)
+            let row_perm = faer::perm::PermRef::new_checked(&perm, &perm_inv, n);
+            let x = MatMut::from_row_major_slice_mut(x, n, k);
+            lu_solve::solve_in_place(lu, lu, row_perm, x, par, MemStack::new(&mut mem));
+            Ok(())
+        };
+        if numel(&out_shape) > 0 {
+            per_matrix(&mut out, n * k, one)?;
+        }
+        Ok(Tensor::from_elems(out, &out_shape))
+    })
+}
+
+/// The inverse of each square matrix (`tf.linalg.inv`): [`solve`] with the identity.
+///
+/// # Errors
+/// As [`solve`] (a singular matrix is an error).
+///
+/// ```
+/// use gradtape::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![2.0f64, 0.0, 0.0, 4.0], &[2, 2])?;
+/// assert_eq!(linalg::inv(&a)?.to_vec::<f64>()?, vec![0.5, 0.0, 0.0, 0.25]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn inv(x: &impl AsTensor) -> Result<Tensor> {
+    let x = x.operand().into_tensor();
+    let n = square("inv", &x)?;
+    let eye = Tensor::eye(n, x.dtype())?.move_to(x.device())?;
+    let mut shape = x.shape().to_vec();
+    shape[x.rank() - 1] = n;
+    solve(&x, &broadcast_to(&eye, &shape)?)
+}
+
+/// The sign and the log of the absolute value of each determinant (TensorFlow's
+/// `tf.linalg.slogdet`), from one LU factorization: finite where the determinant itself
+/// would overflow. A singular matrix gives sign 0 and `-inf`, as TensorFlow's does (its
+/// gradient, `A⁻ᵀ`, is then an error).
+///
+/// # Errors
+/// When the matrices are not square or not float, or on a GPU.
+///
+/// ```
+/// use gradtape::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![0.0f64, 2.0, 3.0, 1.0], &[2, 2])?; // det = -6
+/// let (sign, logabs) = linalg::slogdet(&a)?;
+/// assert_eq!(sign.item()?, -1.0);
+/// assert!((logabs.item()? - 6f64.ln()).abs() < 1e-15);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn slogdet(x: &impl AsTensor) -> Result<(Tensor, Tensor)> {
+    let both = apply(&SLOGDET, &[&x.operand().into_tensor()], &Params::NONE)?;
+    let r = both.rank();
+    let pick = |k: isize| -> Result<Tensor> {
+        let mut begin = vec![0isize; r];
+        let mut end: Vec<isize> = both.shape().iter().map(|&d| d as isize).collect();
+        begin[r - 1] = k;
+        end[r - 1] = k + 1;
+        let one = strided_slice(&both, &begin, &end, &vec![1; r])?;
+        reshape_to(&one, &both.shape()[..r - 1])
+    };
+    Ok((pick(0)?, pick(1)?))
+}
+
+/// The determinant of each square matrix (`tf.linalg.det`): `sign · exp(log|det|)` of
+/// [`slogdet`]; its gradient is `det · A⁻ᵀ`, as TensorFlow's.
+///
+/// # Errors
+/// As [`slogdet`].
+///
+/// ```
+/// use gradtape::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![0.0f64, 2.0, 3.0, 1.0], &[2, 2])?;
+/// assert!((linalg::det(&a)?.item()? + 6.0).abs() < 1e-12);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn det(x: &impl AsTensor) -> Result<Tensor> {
+    let (sign, logabs) = slogdet(x)?;
+    multiply(&sign, &exp(&logabs)?)
+}
+
+/// `[sign, log|det|]` stacked on a last axis of 2 (one primitive, one LU); only the second
+/// part has a derivative: `g · A⁻ᵀ`, tangent `trace(A⁻¹ dA)`.
+pub(crate) static SLOGDET: Primitive = Primitive {
+    name: "slogdet",
+    forward: |xs, _| slogdet_kernel(xs[0]),
+    arity: 1,
+    params: ParamsKind::None,
+    derivative: Derivative::General {
+        vjp: |saved, _, g, _| {
+            let a = saved.a()?;
+            let r = g.rank();
+            let mut begin = vec![0isize; r];
+            let end: Vec<isize> = g.shape().iter().map(|&d| d as isize).collect();
+            begin[r - 1] = 1;
+            let g_lad = strided_slice(g, &begin, &end, &vec![1; r])?; // [..., 1]
+            let inv_t = inv(&matrix_transpose(a)?)?;
+            Ok(vec![Some(multiply(&inv_t, &expand_dims(&g_lad, -1)?)?)])
+        },
+        jvp: |saved, _, t| {
+            let Some(da) = &t[0] else { return Ok(None) };
+            let a = saved.a()?;
+            let d_lad = trace(&solve(a, da)?)?;
+            let zero = multiply(&d_lad, &0.0)?;
+            Ok(Some(stack(&[&zero, &d_lad], -1)?))
+        },
+    },
+    batching: Batching::OneInput(|p, _| apply(&SLOGDET, &[p], &Params::NONE)),
+    cuda: None,
+    fused: None,
+};
+
+fn slogdet_kernel(x: &Tensor) -> Result<Tensor> {
+    let op = "slogdet";
+    let n = square(op, x)?;
+    on_host(op, x)?;
+    let mut shape = x.shape()[..x.rank() - 2].to_vec();
+    shape.push(2);
+    dispatch!(float op, x.dtype(), T => {
+        let data = x.contiguous_data::<T>()?;
+        let count = numel(&shape) / 2;
+        let per = n * n;
+        let mut out = vec![T::ZERO; 2 * count];
+        let one = |i: usize, o: &mut [T]| -> Result<()> {
+            let mut m = data[i * per..(i + 1) * per].to_vec();
+            let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
+            let (mut sign, mut logabs) = (1.0f64, 0.0f64);
+            match lu_factor(&mut m, n, &mut perm, &mut perm_inv) {
+                Err(_) => {
+                    sign = 0.0;
+                    logabs = f64::NEG_INFINITY;
+                }
+                Ok(swaps) => {
+                    if swaps % 2 == 1 {
+                        sign = -sign;
+                    }
+                    for k in 0..n {
+                        let d = m[k * n + k].to_f64();
+                        if d < 0.0 {
+                            sign = -sign;
+                        }
+                        logabs += d.abs().ln();
+                    }
+                    if logabs.is_nan() {
+                        sign = f64::NAN;
+                    }
+                }
+            }
+            o[0] = T::from_f64(sign);
+            o[1] = T::from_f64(logabs);
+            Ok(())
+        };
+        per_matrix(&mut out, 2, one)?;
+        Ok(Tensor::from_elems(out, &shape))
+    })
 }

@@ -103,6 +103,16 @@ fn rows() -> Vec<(&'static str, Fun)> {
 #[cfg(feature = "linalg")]
 fn linalg_rows() -> Vec<(&'static str, Fun)> {
     vec![
+        ("solve", |x| {
+            let eye = ops::multiply(&Tensor::eye(2, DType::F64)?, &3.0)?;
+            let a = ops::add(&ops::matmul_transposed(x, x, false, true)?, &eye)?;
+            gradtape::linalg::solve(&ops::sin(&a)?, x)
+        }),
+        ("slogdet", |x| {
+            let eye = ops::multiply(&Tensor::eye(2, DType::F64)?, &3.0)?;
+            let a = ops::add(&ops::matmul_transposed(x, x, false, true)?, &eye)?;
+            Ok(gradtape::linalg::slogdet(&a)?.1)
+        }),
         ("cholesky", |x| {
             let eye = Tensor::eye(2, DType::F64)?;
             gradtape::linalg::cholesky(&ops::add(

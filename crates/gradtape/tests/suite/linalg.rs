@@ -35,6 +35,10 @@ fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
         "triangular_solve_upper_adjoint" => linalg::triangular_solve(&x[0], &x[1], false, true),
         "cholesky_solve" => linalg::cholesky_solve(&x[0], &x[1]),
         "logdet" | "logdet_near_singular" => linalg::logdet(&x[0]),
+        "solve" | "solve_batched" | "solve_pivoting" => linalg::solve(&x[0], &x[1]),
+        "inv" => linalg::inv(&x[0]),
+        "det" => linalg::det(&x[0]),
+        "slogdet" => Ok(linalg::slogdet(&x[0])?.1),
         "diag_part" => linalg::diag_part(&x[0]),
         "trace" => linalg::trace(&x[0]),
         "band_part" => linalg::band_part(&x[0], 1, 0),
@@ -59,7 +63,7 @@ fn close(ours: &Tensor, theirs: &Tensor, rtol: f64, what: &str) {
 fn linalg_matches_tensorflow() {
     let fixture: Value = serde_json::from_str(include_str!("../fixtures/tf_linalg.json")).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
-    assert!(cases.len() >= 30, "{}", cases.len());
+    assert!(cases.len() >= 42, "{}", cases.len());
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let dtype = match case["dtype"].as_str().unwrap() {
@@ -208,4 +212,24 @@ fn linalg_bad_inputs_are_errors() {
         &Tensor::ones(&[2, 3], DType::F64).unwrap(),
     ));
     assert!(e.starts_with("diag_part:"), "{e}");
+    // singular: solve and inv refuse (TensorFlow: "Input matrix is not invertible"), slogdet
+    // answers sign 0 and -inf as TensorFlow's does
+    let singular = f64s(vec![1.0, 2.0, 2.0, 4.0], &[2, 2]);
+    let e = err(linalg::solve(&singular, &good));
+    assert!(
+        e.starts_with("solve:") && e.contains("singular") && e.contains("pivot 1"),
+        "{e}"
+    );
+    assert!(err(linalg::inv(&singular)).contains("singular"));
+    let (sign, logabs) = linalg::slogdet(&singular).unwrap();
+    assert_eq!(
+        (sign.item().unwrap(), logabs.item().unwrap()),
+        (0.0, f64::NEG_INFINITY)
+    );
+    assert_eq!(linalg::det(&singular).unwrap().item().unwrap(), 0.0);
+    let e = err(linalg::solve(
+        &good,
+        &Tensor::ones(&[3], DType::F64).unwrap(),
+    ));
+    assert!(e.starts_with("solve:") && e.contains("[3]"), "{e}");
 }

@@ -123,6 +123,9 @@ proptest! {
         {
             let linalg: Vec<(&str, Box<dyn FnOnce() -> Result<Tensor>>)> = vec![
                 ("cholesky", Box::new(|| gradtape::linalg::cholesky(&a))),
+                ("solve", Box::new(|| gradtape::linalg::solve(&a, &b))),
+                ("inv", Box::new(|| gradtape::linalg::inv(&a))),
+                ("det", Box::new(|| gradtape::linalg::det(&a))),
                 ("triangular_solve", Box::new(|| gradtape::linalg::triangular_solve(&a, &b, keepdims, taped))),
                 ("cholesky_solve", Box::new(|| gradtape::linalg::cholesky_solve(&a, &b))),
                 ("logdet", Box::new(|| gradtape::linalg::logdet(&a))),

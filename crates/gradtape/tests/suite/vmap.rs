@@ -91,6 +91,16 @@ fn well(x: &Tensor) -> Result<Tensor> {
 #[cfg(feature = "linalg")]
 fn linalg_rows() -> Vec<(&'static str, Build, Op)> {
     vec![
+        ("solve", square3_and_rhs, |a| {
+            linalg::solve(&well(&a[0])?, &a[1])
+        }),
+        ("inv", square3, |a| linalg::inv(&well(&a[0])?)),
+        ("det", square3, |a| linalg::det(&well(&a[0])?)),
+        (
+            "slogdet",
+            square3,
+            |a| Ok(linalg::slogdet(&well(&a[0])?)?.1),
+        ),
         ("cholesky", square3, |a| linalg::cholesky(&spd(&a[0])?)),
         ("triangular_solve", square3_and_rhs, |a| {
             linalg::triangular_solve(&well(&a[0])?, &a[1], true, false)
