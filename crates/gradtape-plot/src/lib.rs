@@ -348,6 +348,96 @@ impl Chart for FitChart {
     }
 }
 
+/// A regression with its uncertainty: the data as points, the predicted mean as a line and a
+/// band of ±2 standard deviations around it (a Gaussian process's posterior, say).
+pub struct BandChart {
+    /// The data's inputs.
+    pub x: Vec<f64>,
+    /// The data's targets.
+    pub y: Vec<f64>,
+    /// Where the prediction is drawn, increasing.
+    pub grid: Vec<f64>,
+    /// The predicted mean at each grid point.
+    pub mean: Vec<f64>,
+    /// The predicted standard deviation at each grid point.
+    pub std: Vec<f64>,
+    /// The caption.
+    pub title: String,
+}
+
+impl Chart for BandChart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let (x0, x1) = padded(self.x.iter().chain(&self.grid).copied());
+        let lower: Vec<(f64, f64)> = self
+            .grid
+            .iter()
+            .zip(self.mean.iter().zip(&self.std))
+            .map(|(&g, (&m, &s))| (g, m - 2.0 * s))
+            .collect();
+        let upper: Vec<(f64, f64)> = self
+            .grid
+            .iter()
+            .zip(self.mean.iter().zip(&self.std))
+            .map(|(&g, (&m, &s))| (g, m + 2.0 * s))
+            .collect();
+        let ys = self
+            .y
+            .iter()
+            .copied()
+            .chain(lower.iter().chain(&upper).map(|p| p.1));
+        let (y0, y1) = padded(ys);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("x")
+            .y_desc("y")
+            .x_label_formatter(&axis_ticks(x0, x1))
+            .y_label_formatter(&axis_ticks(y0, y1))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        let band: Vec<(f64, f64)> = upper.iter().chain(lower.iter().rev()).copied().collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                band,
+                ORANGE.mix(0.25).filled(),
+            )))
+            .map_err(err)?
+            .label("mean ± 2 standard deviations")
+            .legend(|(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 20, y + 5)], ORANGE.mix(0.25).filled())
+            });
+        chart
+            .draw_series(LineSeries::new(
+                self.grid.iter().copied().zip(self.mean.iter().copied()),
+                FIT_RED.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label("predicted mean")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], FIT_RED.stroke_width(2)));
+        chart
+            .draw_series(
+                self.x
+                    .iter()
+                    .zip(&self.y)
+                    .map(|(&x, &y)| Circle::new((x, y), 3, POINT_BLUE.mix(0.8).filled())),
+            )
+            .map_err(err)?
+            .label("data")
+            .legend(|(x, y)| Circle::new((x + 10, y), 3, POINT_BLUE.filled()));
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
+    }
+}
+
 /// The cost per epoch on a log axis, the two readings of saturation marked, and an inset of
 /// the tail on a linear axis (where the last few tenths of the cost are decided).
 pub struct CostChart {
@@ -1056,6 +1146,43 @@ impl Chart for ConfusionChart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The band is drawn as a filled area around the mean, which is drawn in red on top: the
+    /// pixel on the mean's line is red, one between the band's edges and the line is the
+    /// band's tint, and one far above the band is white.
+    #[test]
+    fn band_chart_fills_between_the_edges() {
+        init_font();
+        let grid: Vec<f64> = (0..50).map(|i| i as f64 / 49.0).collect();
+        let chart = BandChart {
+            x: vec![0.0, 1.0],
+            y: vec![-3.0, 3.0],
+            mean: vec![0.0; 50],
+            std: vec![1.0; 50],
+            grid,
+            title: String::new(),
+        };
+        let (w, h) = (400u32, 300u32);
+        let rgb = render(&chart, (w, h)).unwrap();
+        let px = |x: u32, y: u32| {
+            let i = ((y * w + x) * 3) as usize;
+            (rgb[i], rgb[i + 1], rgb[i + 2])
+        };
+        // the column through the middle of the plot: find the red line, then look above it
+        let x = w / 2 + 20;
+        let red = (0..h).find(|&y| matches!(px(x, y), (r, g, b) if r > 200 && g < 80 && b < 80));
+        let red = red.expect("the mean's line is drawn");
+        let tinted = px(x, red - 12);
+        assert!(
+            tinted.0 > 240 && tinted.2 < 230,
+            "{tinted:?} inside the band"
+        );
+        let far = (0..red - 12)
+            .map(|y| px(x, y))
+            .filter(|&p| p == (255, 255, 255))
+            .count();
+        assert!(far > 0, "white above the band");
+    }
 
     #[test]
     fn padding_handles_constant_and_empty_data() {

@@ -788,3 +788,73 @@ fn slogdet_kernel(x: &Tensor) -> Result<Tensor> {
         Ok(Tensor::from_elems(out, &shape))
     })
 }
+
+/// The least-squares solution of `A X ≈ B` (TensorFlow's `tf.linalg.lstsq` with its default
+/// `fast=True`): the normal equations, `(AᵀA + λI)⁻¹ AᵀB` by Cholesky when `A` (`[..., m, n]`)
+/// has at least as many rows as columns, `Aᵀ(AAᵀ + λI)⁻¹B` (the minimum-norm solution) when
+/// it has fewer. `l2_regularizer` is λ. A composition of the primitives above, so its
+/// gradients are theirs. As TensorFlow's fast path, it squares `A`'s condition number: for
+/// ill-conditioned problems a QR-based solve (not yet here) is the accurate one.
+///
+/// # Errors
+/// When the shapes do not fit (`rhs` must be `[..., m, k]`), the dtypes differ or are not
+/// float, `l2_regularizer` is negative or not finite, or the normal matrix is not positive
+/// definite (`A` rank-deficient without a regularizer).
+///
+/// ```
+/// use gradtape::{linalg, Tensor};
+/// // the line through (0, 1), (1, 3), (2, 5): y = 1 + 2x
+/// let a = Tensor::from_vec(vec![1.0f64, 0.0, 1.0, 1.0, 1.0, 2.0], &[3, 2])?;
+/// let y = Tensor::from_vec(vec![1.0f64, 3.0, 5.0], &[3, 1])?;
+/// let coef = linalg::lstsq(&a, &y, 0.0)?.to_vec::<f64>()?;
+/// assert!((coef[0] - 1.0).abs() < 1e-12 && (coef[1] - 2.0).abs() < 1e-12);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn lstsq(matrix: &impl AsTensor, rhs: &impl AsTensor, l2_regularizer: f64) -> Result<Tensor> {
+    let op = "lstsq";
+    let (a, b) = (matrix.operand().into_tensor(), rhs.operand().into_tensor());
+    let (m, n) = match a.shape() {
+        [.., m, n] => (*m, *n),
+        s => {
+            return Err(Error::shape(
+                op,
+                format!("expected matrices [..., m, n], got shape {s:?}"),
+            ))
+        }
+    };
+    match b.shape() {
+        [.., r, _] if *r == m => {}
+        s => {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "rhs must be [..., {m}, k] for a matrix of shape {:?}, got {s:?}",
+                    a.shape()
+                ),
+            ))
+        }
+    }
+    if !(l2_regularizer >= 0.0 && l2_regularizer.is_finite()) {
+        return Err(Error::arg(
+            op,
+            format!("l2_regularizer must be finite and >= 0, got {l2_regularizer}"),
+        ));
+    }
+    let at = matrix_transpose(&a)?;
+    let regularized = |g: Tensor, size: usize| -> Result<Tensor> {
+        match l2_regularizer {
+            0.0 => Ok(g),
+            l => add(
+                &g,
+                &multiply(&Tensor::eye(size, a.dtype())?.move_to(a.device())?, &l)?,
+            ),
+        }
+    };
+    if m >= n {
+        let gram = regularized(matmul(&at, &a)?, n)?;
+        cholesky_solve(&cholesky(&gram)?, &matmul(&at, &b)?)
+    } else {
+        let gram = regularized(matmul(&a, &at)?, m)?;
+        matmul(&at, &cholesky_solve(&cholesky(&gram)?, &b)?)
+    }
+}

@@ -39,6 +39,8 @@ fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
         "inv" => linalg::inv(&x[0]),
         "det" => linalg::det(&x[0]),
         "slogdet" => Ok(linalg::slogdet(&x[0])?.1),
+        "lstsq_tall" | "lstsq_wide" => linalg::lstsq(&x[0], &x[1], 0.0),
+        "lstsq_regularized" => linalg::lstsq(&x[0], &x[1], 0.5),
         "diag_part" => linalg::diag_part(&x[0]),
         "trace" => linalg::trace(&x[0]),
         "band_part" => linalg::band_part(&x[0], 1, 0),
@@ -63,7 +65,7 @@ fn close(ours: &Tensor, theirs: &Tensor, rtol: f64, what: &str) {
 fn linalg_matches_tensorflow() {
     let fixture: Value = serde_json::from_str(include_str!("../fixtures/tf_linalg.json")).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
-    assert!(cases.len() >= 42, "{}", cases.len());
+    assert!(cases.len() >= 48, "{}", cases.len());
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let dtype = match case["dtype"].as_str().unwrap() {
@@ -232,4 +234,12 @@ fn linalg_bad_inputs_are_errors() {
         &Tensor::ones(&[3], DType::F64).unwrap(),
     ));
     assert!(e.starts_with("solve:") && e.contains("[3]"), "{e}");
+    let e = err(linalg::lstsq(&good, &good, -1.0));
+    assert!(e.starts_with("lstsq:") && e.contains("-1"), "{e}");
+    let e = err(linalg::lstsq(
+        &good,
+        &Tensor::ones(&[3, 1], DType::F64).unwrap(),
+        0.0,
+    ));
+    assert!(e.starts_with("lstsq:") && e.contains("[3, 1]"), "{e}");
 }

@@ -125,6 +125,7 @@ proptest! {
                 ("cholesky", Box::new(|| gradtape::linalg::cholesky(&a))),
                 ("solve", Box::new(|| gradtape::linalg::solve(&a, &b))),
                 ("inv", Box::new(|| gradtape::linalg::inv(&a))),
+                ("lstsq", Box::new(|| gradtape::linalg::lstsq(&a, &b, 0.0))),
                 ("det", Box::new(|| gradtape::linalg::det(&a))),
                 ("triangular_solve", Box::new(|| gradtape::linalg::triangular_solve(&a, &b, keepdims, taped))),
                 ("cholesky_solve", Box::new(|| gradtape::linalg::cholesky_solve(&a, &b))),

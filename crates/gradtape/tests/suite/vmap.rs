@@ -95,6 +95,9 @@ fn linalg_rows() -> Vec<(&'static str, Build, Op)> {
             linalg::solve(&well(&a[0])?, &a[1])
         }),
         ("inv", square3, |a| linalg::inv(&well(&a[0])?)),
+        ("lstsq", square3_and_rhs, |a| {
+            linalg::lstsq(&well(&a[0])?, &a[1], 0.25)
+        }),
         ("det", square3, |a| linalg::det(&well(&a[0])?)),
         (
             "slogdet",
