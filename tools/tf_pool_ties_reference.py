@@ -31,7 +31,7 @@ CASES = [
 
 
 def tensor(x):
-    return {"shape": list(x.shape), "data": np.asarray(x, dtype=np.float64).ravel().tolist()}
+    return {"shape": list(x.shape), "values": np.asarray(x, dtype=np.float64).ravel().tolist()}
 
 
 def main():

@@ -252,6 +252,44 @@ const ORANGE: RGBColor = RGBColor(255, 127, 14);
 /// The descent path on the landscape, and its legend sample: orange reads on every band of
 /// the ramp (a white path had a black legend sample).
 pub const PATH_COLOR: RGBColor = ORANGE;
+/// A titled x–y plane over the given ranges with its grid, tick labels and axis names: what
+/// the fit and band charts draw on.
+fn plane<'a, DB: DrawingBackend + 'a>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    (x_desc, y_desc): (&str, &str),
+) -> Result<
+    ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    PlotError,
+>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&axis_ticks(x0, x1))
+        .y_label_formatter(&axis_ticks(y0, y1))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 /// The least-squares reference drawn in the fit and parameter charts.
 const REFERENCE: RGBColor = RGBColor(120, 120, 120);
 
@@ -281,22 +319,13 @@ impl Chart for FitChart {
         let line = |(a, b): (f64, f64)| [(x0, a + b * x0), (x1, a + b * x1)];
         let ys = self.y.iter().copied().chain(line(self.fitted).map(|p| p.1));
         let (y0, y1) = padded(ys);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 24))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("Independent")
-            .y_desc("dependent")
-            .x_label_formatter(&axis_ticks(x0, x1))
-            .y_label_formatter(&axis_ticks(y0, y1))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
+        let mut chart = plane(
+            root,
+            &self.title,
+            (x0, x1),
+            (y0, y1),
+            ("Independent", "dependent"),
+        )?;
         let step = (self.history.len() / 12).max(1);
         let drawn: Vec<(f64, f64)> = self.history.iter().step_by(step).copied().collect();
         for (i, &ab) in drawn.iter().enumerate() {
@@ -389,22 +418,7 @@ impl Chart for BandChart {
             .copied()
             .chain(lower.iter().chain(&upper).map(|p| p.1));
         let (y0, y1) = padded(ys);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 24))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("x")
-            .y_desc("y")
-            .x_label_formatter(&axis_ticks(x0, x1))
-            .y_label_formatter(&axis_ticks(y0, y1))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
+        let mut chart = plane(root, &self.title, (x0, x1), (y0, y1), ("x", "y"))?;
         let band: Vec<(f64, f64)> = upper.iter().chain(lower.iter().rev()).copied().collect();
         chart
             .draw_series(std::iter::once(Polygon::new(

@@ -309,8 +309,18 @@ fn triangle(x: &Tensor, lower: bool) -> Result<Tensor> {
     select(&keep, x, &0.0)
 }
 
-fn triangular_solve_kernel(a: &Tensor, b: &Tensor, lower: bool, adjoint: bool) -> Result<Tensor> {
-    let op = "triangular_solve";
+/// The sizes of a solve's operands: `n`×`n` matrices, `n`×`k` right-hand sides, and both
+/// shapes with their batch dimensions broadcast together.
+struct Operands {
+    n: usize,
+    k: usize,
+    a_shape: Vec<usize>,
+    out_shape: Vec<usize>,
+}
+
+/// Checks a solve's operands (square matrices, right-hand sides of `n` rows, one float dtype,
+/// on the host, batch dimensions that broadcast) and sizes them.
+fn operands(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Operands> {
     let n = square(op, a)?;
     let (bs, k) = match b.shape() {
         [bs @ .., m, k] if *m == n => (bs, *k),
@@ -334,10 +344,38 @@ fn triangular_solve_kernel(a: &Tensor, b: &Tensor, lower: bool, adjoint: bool) -
     on_host(op, b)?;
     let batch = broadcast_shapes(op, &a.shape()[..a.rank() - 2], bs)?;
     let with = |tail: [usize; 2]| -> Vec<usize> { batch.iter().copied().chain(tail).collect() };
-    let (a_shape, out_shape) = (with([n, n]), with([n, k]));
+    Ok(Operands {
+        n,
+        k,
+        a_shape: with([n, n]),
+        out_shape: with([n, k]),
+    })
+}
+
+/// `a` and `b` copied out with their batch dimensions broadcast to `a_shape` and `out_shape`
+/// (the right-hand side's copy becomes the solution, solved in place).
+fn broadcast_operands<T: Element>(
+    a: &Tensor,
+    b: &Tensor,
+    a_shape: &[usize],
+    out_shape: &[usize],
+) -> Result<(Vec<T>, Vec<T>)> {
+    Ok((
+        cpu::to_contiguous(a.data::<T>()?, &a.layout().broadcast_to(a_shape))?,
+        cpu::to_contiguous(b.data::<T>()?, &b.layout().broadcast_to(out_shape))?,
+    ))
+}
+
+fn triangular_solve_kernel(a: &Tensor, b: &Tensor, lower: bool, adjoint: bool) -> Result<Tensor> {
+    let op = "triangular_solve";
+    let Operands {
+        n,
+        k,
+        a_shape,
+        out_shape,
+    } = operands(op, a, b)?;
     dispatch!(float op, a.dtype(), T => {
-        let am = cpu::to_contiguous(a.data::<T>()?, &a.layout().broadcast_to(&a_shape))?;
-        let mut out = cpu::to_contiguous(b.data::<T>()?, &b.layout().broadcast_to(&out_shape))?;
+        let (am, mut out) = broadcast_operands::<T>(a, b, &a_shape, &out_shape)?;
         let per_a = n * n;
         let solve = |i: usize, x: &mut [T]| -> Result<()> {
             let par = if per_a >= PAR_ELEMS { Par::rayon(0) } else { Par::Seq };
@@ -589,33 +627,14 @@ pub(crate) static SOLVE: Primitive = Primitive {
 
 fn solve_kernel(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let op = "solve";
-    let n = square(op, a)?;
-    let (bs, k) = match b.shape() {
-        [bs @ .., m, k] if *m == n => (bs, *k),
-        s => {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "rhs must be [..., {n}, k] for a matrix of shape {:?}, got {s:?}",
-                    a.shape()
-                ),
-            ))
-        }
-    };
-    if a.dtype() != b.dtype() {
-        return Err(Error::dtype(
-            op,
-            format!("matrix is {} but rhs is {}", a.dtype(), b.dtype()),
-        ));
-    }
-    on_host(op, a)?;
-    on_host(op, b)?;
-    let batch = broadcast_shapes(op, &a.shape()[..a.rank() - 2], bs)?;
-    let with = |tail: [usize; 2]| -> Vec<usize> { batch.iter().copied().chain(tail).collect() };
-    let (a_shape, out_shape) = (with([n, n]), with([n, k]));
+    let Operands {
+        n,
+        k,
+        a_shape,
+        out_shape,
+    } = operands(op, a, b)?;
     dispatch!(float op, a.dtype(), T => {
-        let am = cpu::to_contiguous(a.data::<T>()?, &a.layout().broadcast_to(&a_shape))?;
-        let mut out = cpu::to_contiguous(b.data::<T>()?, &b.layout().broadcast_to(&out_shape))?;
+        let (am, mut out) = broadcast_operands::<T>(a, b, &a_shape, &out_shape)?;
         let per_a = n * n;
         let one = |i: usize, x: &mut [T]| -> Result<()> {
             let mut m = am[i * per_a..(i + 1) * per_a].to_vec();

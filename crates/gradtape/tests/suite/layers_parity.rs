@@ -394,23 +394,8 @@ fn reduce_max_first_gives_each_group_to_its_first_maximum() {
 /// a product.
 #[test]
 fn max_pool_ties_match_tensorflow() {
-    let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("../fixtures/tf_pool_ties.json")).unwrap();
-    let read = |v: &serde_json::Value, dtype: DType| {
-        let shape: Vec<usize> = v["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let data: Vec<f64> = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_f64().unwrap())
-            .collect();
-        ops::cast(&Tensor::from_vec(data, &shape).unwrap(), dtype).unwrap()
-    };
+    let fixture = fixture("tf_pool_ties.json");
+    let read = fixture_tensor;
     let cases = fixture["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 10);
     for case in cases {

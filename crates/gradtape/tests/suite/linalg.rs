@@ -6,23 +6,8 @@
 //! `suite/forward_mode.rs`, `suite/vmap.rs`).
 
 use gradtape::{linalg, ops, DType, GradientOptions, GradientTape, Result, Tensor};
-use serde_json::Value;
 
-fn tensor(v: &Value, dtype: DType) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f64> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_f64().unwrap())
-        .collect();
-    ops::cast(&Tensor::from_vec(data, &shape).unwrap(), dtype).unwrap()
-}
+use crate::common::{fixture, fixture_tensor};
 
 fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
     match name {
@@ -63,7 +48,7 @@ fn close(ours: &Tensor, theirs: &Tensor, rtol: f64, what: &str) {
 
 #[test]
 fn linalg_matches_tensorflow() {
-    let fixture: Value = serde_json::from_str(include_str!("../fixtures/tf_linalg.json")).unwrap();
+    let fixture = fixture("tf_linalg.json");
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 48, "{}", cases.len());
     for case in cases {
@@ -83,7 +68,7 @@ fn linalg_matches_tensorflow() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| tensor(v, dtype))
+            .map(|v| fixture_tensor(v, dtype))
             .collect();
         let tape = GradientTape::new();
         for x in &inputs {
@@ -92,12 +77,12 @@ fn linalg_matches_tensorflow() {
         let y = run(name, &inputs).unwrap();
         close(
             &y,
-            &tensor(&case["value"], dtype),
+            &fixture_tensor(&case["value"], dtype),
             rtol,
             &format!("{what} value"),
         );
         let options = GradientOptions {
-            output_gradients: Some(vec![tensor(&case["cotangent"], dtype)]),
+            output_gradients: Some(vec![fixture_tensor(&case["cotangent"], dtype)]),
             ..Default::default()
         };
         let grads = tape.gradient_with(&[&y], &inputs, &options).unwrap();
@@ -111,7 +96,7 @@ fn linalg_matches_tensorflow() {
                 .unwrap_or_else(|| panic!("{what}: no gradient {k}"));
             close(
                 g,
-                &tensor(want, dtype),
+                &fixture_tensor(want, dtype),
                 rtol,
                 &format!("{what} gradient {k}"),
             );
