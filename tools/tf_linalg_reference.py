@@ -70,6 +70,8 @@ CASES = [
     ("lstsq_regularized", lambda a, b: tf.linalg.lstsq(a, b, l2_regularizer=0.5),
      [rng.uniform(-1, 1, (2, 4, 3)), rng.uniform(-1, 1, (2, 4, 2))]),
     ("diag_part", lambda a: tf.linalg.diag_part(a), [rng.uniform(-1, 1, (2, 3, 3))]),
+    ("diag", lambda d: tf.linalg.diag(d), [rng.uniform(-1, 1, (2, 3))]),
+    ("set_diag", lambda a, d: tf.linalg.set_diag(a, d), [rng.uniform(-1, 1, (2, 3, 3)), rng.uniform(-1, 1, (2, 3))]),
     ("trace", lambda a: tf.linalg.trace(a), [rng.uniform(-1, 1, (2, 3, 3))]),
     ("band_part", lambda a: tf.linalg.band_part(a, 1, 0), [rng.uniform(-1, 1, (3, 4))]),
     ("matrix_transpose", lambda a: tf.linalg.matrix_transpose(a), [rng.uniform(-1, 1, (2, 3, 4))]),

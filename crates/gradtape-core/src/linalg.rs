@@ -29,7 +29,7 @@
 //! ```
 
 pub use crate::ops::decomp::{
-    band_part, cholesky, cholesky_solve, det, diag_part, inv, logdet, lstsq, matrix_transpose,
-    slogdet, solve, trace, triangular_solve,
+    band_part, cholesky, cholesky_solve, det, diag, diag_part, inv, logdet, lstsq,
+    matrix_transpose, set_diag, slogdet, solve, trace, triangular_solve,
 };
 pub use crate::ops::{einsum, matmul, matvec, tensordot};

@@ -457,6 +457,63 @@ fn strides_or_empty(
     strided_slice(x, begin, end, strides)
 }
 
+/// Square matrices with `diagonal` (`[..., n]`) on their diagonals and zeros elsewhere
+/// (`tf.linalg.diag` of its default `k = 0`): a product with the identity, so its gradient
+/// is the diagonal of the upstream gradient.
+///
+/// # Errors
+/// When `diagonal` is a scalar.
+///
+/// ```
+/// use gradtape::{linalg, Tensor};
+/// let d = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+/// assert_eq!(linalg::diag(&d)?.to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 2.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn diag(diagonal: &impl AsTensor) -> Result<Tensor> {
+    let d = diagonal.operand().into_tensor();
+    let Some(&n) = d.shape().last() else {
+        return Err(Error::shape(
+            "diag",
+            "expected a diagonal [..., n], got a scalar",
+        ));
+    };
+    let eye = Tensor::eye(n, d.dtype())?.move_to(d.device())?;
+    multiply(&expand_dims(&d, -1)?, &eye)
+}
+
+/// `x` with the diagonal of each matrix replaced by `diagonal` (`tf.linalg.set_diag` of its
+/// default `k = 0`, square matrices). The gradient goes to `x` off the diagonal and to
+/// `diagonal` on it.
+///
+/// # Errors
+/// When the matrices are not square or `diagonal` is not `x`'s shape without its last axis.
+///
+/// ```
+/// use gradtape::{linalg, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+/// let d = Tensor::from_vec(vec![9.0f32, 8.0], &[2])?;
+/// assert_eq!(linalg::set_diag(&x, &d)?.to_vec::<f32>()?, vec![9.0, 2.0, 3.0, 8.0]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn set_diag(x: &impl AsTensor, diagonal: &impl AsTensor) -> Result<Tensor> {
+    let (x, d) = (x.operand().into_tensor(), diagonal.operand().into_tensor());
+    let n = square("set_diag", &x)?;
+    if d.shape() != &x.shape()[..x.rank() - 1] {
+        return Err(Error::shape(
+            "set_diag",
+            format!(
+                "diagonal must be {:?} for matrices of shape {:?}, got {:?}",
+                &x.shape()[..x.rank() - 1],
+                x.shape(),
+                d.shape()
+            ),
+        ));
+    }
+    let on = mask(n, |i, j| i == j, &x)?;
+    select(&on, &broadcast_to(&expand_dims(&d, -1)?, x.shape())?, &x)
+}
+
 /// The sum of the diagonal of each matrix (`tf.linalg.trace`).
 ///
 /// # Errors

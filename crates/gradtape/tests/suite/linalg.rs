@@ -27,6 +27,8 @@ fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
         "lstsq_tall" | "lstsq_wide" => linalg::lstsq(&x[0], &x[1], 0.0),
         "lstsq_regularized" => linalg::lstsq(&x[0], &x[1], 0.5),
         "diag_part" => linalg::diag_part(&x[0]),
+        "diag" => linalg::diag(&x[0]),
+        "set_diag" => linalg::set_diag(&x[0], &x[1]),
         "trace" => linalg::trace(&x[0]),
         "band_part" => linalg::band_part(&x[0], 1, 0),
         "matrix_transpose" => linalg::matrix_transpose(&x[0]),
@@ -50,7 +52,7 @@ fn close(ours: &Tensor, theirs: &Tensor, rtol: f64, what: &str) {
 fn linalg_matches_tensorflow() {
     let fixture = fixture("tf_linalg.json");
     let cases = fixture["cases"].as_array().unwrap();
-    assert!(cases.len() >= 48, "{}", cases.len());
+    assert!(cases.len() >= 52, "{}", cases.len());
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let dtype = match case["dtype"].as_str().unwrap() {
@@ -227,4 +229,11 @@ fn linalg_bad_inputs_are_errors() {
         0.0,
     ));
     assert!(e.starts_with("lstsq:") && e.contains("[3, 1]"), "{e}");
+    let e = err(linalg::set_diag(
+        &good,
+        &Tensor::ones(&[3], DType::F64).unwrap(),
+    ));
+    assert!(e.starts_with("set_diag:") && e.contains("[3]"), "{e}");
+    let e = err(linalg::diag(&Tensor::scalar(1.0f64)));
+    assert!(e.starts_with("diag:"), "{e}");
 }

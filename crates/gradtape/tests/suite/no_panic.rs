@@ -125,6 +125,8 @@ proptest! {
                 ("cholesky", Box::new(|| gradtape::linalg::cholesky(&a))),
                 ("solve", Box::new(|| gradtape::linalg::solve(&a, &b))),
                 ("inv", Box::new(|| gradtape::linalg::inv(&a))),
+                ("diag", Box::new(|| gradtape::linalg::diag(&a))),
+                ("set_diag", Box::new(|| gradtape::linalg::set_diag(&a, &b))),
                 ("lstsq", Box::new(|| gradtape::linalg::lstsq(&a, &b, 0.0))),
                 ("det", Box::new(|| gradtape::linalg::det(&a))),
                 ("triangular_solve", Box::new(|| gradtape::linalg::triangular_solve(&a, &b, keepdims, taped))),

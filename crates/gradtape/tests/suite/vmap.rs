@@ -116,6 +116,10 @@ fn linalg_rows() -> Vec<(&'static str, Build, Op)> {
         }),
         ("logdet", square3, |a| linalg::logdet(&spd(&a[0])?)),
         ("diag_part", square3, |a| linalg::diag_part(&a[0])),
+        ("diag", square3_and_rhs, |a| linalg::diag(&a[1])),
+        ("set_diag", square3, |a| {
+            linalg::set_diag(&a[0], &linalg::diag_part(&ops::square(&a[0])?)?)
+        }),
         ("trace", square3, |a| linalg::trace(&a[0])),
         ("band_part", square3, |a| linalg::band_part(&a[0], 1, 0)),
         ("matrix_transpose", square3_and_rhs, |a| {
