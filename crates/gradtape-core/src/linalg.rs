@@ -30,6 +30,6 @@
 
 pub use crate::ops::decomp::{
     band_part, cholesky, cholesky_solve, det, diag, diag_part, inv, logdet, lstsq,
-    matrix_transpose, set_diag, slogdet, solve, trace, triangular_solve,
+    matrix_transpose, norm, set_diag, slogdet, solve, trace, triangular_solve, NormAxes, NormOrd,
 };
 pub use crate::ops::{einsum, matmul, matvec, tensordot};

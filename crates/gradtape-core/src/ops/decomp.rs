@@ -934,3 +934,127 @@ pub fn lstsq(matrix: &impl AsTensor, rhs: &impl AsTensor, l2_regularizer: f64) -
         matmul(&at, &cholesky_solve(&cholesky(&gram)?, &b)?)
     }
 }
+
+/// Which norm [`norm`] takes: TensorFlow's `ord`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NormOrd {
+    /// `'euclidean'` (TensorFlow's default): the 2-norm of a vector, the Frobenius norm of a
+    /// matrix.
+    Euclidean,
+    /// `'fro'`: the Frobenius norm (matrices) or the 2-norm (vectors).
+    Fro,
+    /// `1`: the sum of absolute values (vectors), the largest column sum (matrices).
+    One,
+    /// `np.inf`: the largest absolute value (vectors), the largest row sum (matrices).
+    Inf,
+    /// Any `p > 0` for vectors: `(Σ |x|ᵖ)^(1/p)`.
+    P(f64),
+}
+
+/// Which axes [`norm`] reduces: TensorFlow's `axis`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormAxes {
+    /// `None`: the whole tensor as one vector.
+    All,
+    /// One axis: a vector norm along it.
+    Vector(isize),
+    /// Two axes (rows, columns): a matrix norm.
+    Matrix(isize, isize),
+}
+
+/// TensorFlow's `tf.norm(x, ord, axis, keepdims)`: vector norms over the whole tensor or one
+/// axis, matrix norms (Frobenius, 1, ∞) over two. A composition of reductions, so its
+/// gradient is theirs (NaN at zero for the 2-norm, as TensorFlow's; a tie for the largest
+/// element or column shares the gradient).
+///
+/// # Errors
+/// When an axis is out of range or the two matrix axes are one, `P` is not positive and
+/// finite, or the order does not apply: the matrix 2-norm needs an SVD (not yet here) and
+/// other `P` are vector norms only, as in TensorFlow.
+///
+/// ```
+/// use gradtape::{linalg::{self, NormAxes, NormOrd}, Tensor};
+/// let x = Tensor::from_vec(vec![3.0f64, -4.0, 0.0, 1.0], &[2, 2])?;
+/// assert_eq!(linalg::norm(&x, NormOrd::Euclidean, NormAxes::All, false)?.item()?, 26f64.sqrt());
+/// assert_eq!(linalg::norm(&x, NormOrd::One, NormAxes::Vector(-1), false)?.to_vec::<f64>()?, vec![7.0, 1.0]);
+/// // the largest column sum of absolute values: |−4| + |1|
+/// assert_eq!(linalg::norm(&x, NormOrd::One, NormAxes::Matrix(-2, -1), false)?.item()?, 5.0);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn norm(x: &impl AsTensor, ord: NormOrd, axis: NormAxes, keepdims: bool) -> Result<Tensor> {
+    let op = "norm";
+    let x = x.operand().into_tensor();
+    if let NormOrd::P(p) = ord {
+        if !(p > 0.0 && p.is_finite()) {
+            return Err(Error::arg(
+                op,
+                format!("ord p must be positive and finite, got {p}"),
+            ));
+        }
+    }
+    let rank = x.rank();
+    let resolve = |a: isize| -> Result<usize> {
+        let r = rank as isize;
+        match if a < 0 { a + r } else { a } {
+            b if (0..r).contains(&b) => Ok(b as usize),
+            _ => Err(Error::axis(
+                op,
+                format!("axis {a} is out of range for shape {:?}", x.shape()),
+            )),
+        }
+    };
+    let abs = super::abs(&x)?;
+    let sum_sq = |axes: crate::ops::Axes| -> Result<Tensor> {
+        super::sqrt(&reduce_sum(&super::square(&x)?, axes, keepdims)?)
+    };
+    match axis {
+        NormAxes::All | NormAxes::Vector(_) => {
+            let axes = match axis {
+                NormAxes::Vector(a) => crate::ops::Axes::List(vec![resolve(a)? as isize]),
+                _ => crate::ops::Axes::All,
+            };
+            match ord {
+                NormOrd::Euclidean | NormOrd::Fro => sum_sq(axes),
+                NormOrd::One => reduce_sum(&abs, axes, keepdims),
+                NormOrd::Inf => super::reduce_max(&abs, axes, keepdims),
+                NormOrd::P(p) => {
+                    let powered = reduce_sum(&super::pow(&abs, &p)?, axes, keepdims)?;
+                    super::pow(&powered, &(1.0 / p))
+                }
+            }
+        }
+        NormAxes::Matrix(r, c) => {
+            let (r, c) = (resolve(r)?, resolve(c)?);
+            if r == c {
+                return Err(Error::axis(
+                    op,
+                    format!("the two matrix axes must differ, got {r} twice"),
+                ));
+            }
+            let both = crate::ops::Axes::List(vec![r.min(c) as isize, r.max(c) as isize]);
+            // sum over one axis (kept), then the largest over the other
+            let largest_sum = |summed: usize, over: usize| -> Result<Tensor> {
+                let sums = reduce_sum(&abs, summed as isize, true)?;
+                let top = super::reduce_max(&sums, over as isize, true)?;
+                match keepdims {
+                    true => Ok(top),
+                    false => super::squeeze(&top, &[r.min(c) as isize, r.max(c) as isize]),
+                }
+            };
+            match ord {
+                NormOrd::Euclidean | NormOrd::Fro => sum_sq(both),
+                NormOrd::One => largest_sum(r, c),
+                NormOrd::Inf => largest_sum(c, r),
+                NormOrd::P(p) => Err(Error::arg(
+                    op,
+                    match p == 2.0 {
+                        true => "the matrix 2-norm needs an SVD, which linalg has not yet".into(),
+                        false => format!(
+                            "ord {p} is a vector norm; matrices take Euclidean, Fro, One or Inf"
+                        ),
+                    },
+                )),
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! of every primitive are in the shared tables (`tests/gradcheck.rs`,
 //! `suite/forward_mode.rs`, `suite/vmap.rs`).
 
+use gradtape::linalg::{NormAxes, NormOrd};
 use gradtape::{linalg, ops, DType, GradientOptions, GradientTape, Result, Tensor};
 
 use crate::common::{fixture, fixture_tensor};
@@ -28,6 +29,13 @@ fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
         "lstsq_regularized" => linalg::lstsq(&x[0], &x[1], 0.5),
         "diag_part" => linalg::diag_part(&x[0]),
         "diag" => linalg::diag(&x[0]),
+        "norm_all" => linalg::norm(&x[0], NormOrd::Euclidean, NormAxes::All, false),
+        "norm_vector_1" => linalg::norm(&x[0], NormOrd::One, NormAxes::Vector(-1), false),
+        "norm_vector_inf" => linalg::norm(&x[0], NormOrd::Inf, NormAxes::Vector(1), true),
+        "norm_vector_3" => linalg::norm(&x[0], NormOrd::P(3.0), NormAxes::Vector(0), false),
+        "norm_fro" => linalg::norm(&x[0], NormOrd::Fro, NormAxes::Matrix(-2, -1), false),
+        "norm_matrix_1" => linalg::norm(&x[0], NormOrd::One, NormAxes::Matrix(-2, -1), false),
+        "norm_matrix_inf" => linalg::norm(&x[0], NormOrd::Inf, NormAxes::Matrix(1, 2), true),
         "set_diag" => linalg::set_diag(&x[0], &x[1]),
         "trace" => linalg::trace(&x[0]),
         "band_part" => linalg::band_part(&x[0], 1, 0),
@@ -52,7 +60,7 @@ fn close(ours: &Tensor, theirs: &Tensor, rtol: f64, what: &str) {
 fn linalg_matches_tensorflow() {
     let fixture = fixture("tf_linalg.json");
     let cases = fixture["cases"].as_array().unwrap();
-    assert!(cases.len() >= 52, "{}", cases.len());
+    assert!(cases.len() >= 66, "{}", cases.len());
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let dtype = match case["dtype"].as_str().unwrap() {
@@ -236,4 +244,27 @@ fn linalg_bad_inputs_are_errors() {
     assert!(e.starts_with("set_diag:") && e.contains("[3]"), "{e}");
     let e = err(linalg::diag(&Tensor::scalar(1.0f64)));
     assert!(e.starts_with("diag:"), "{e}");
+    let e = err(linalg::norm(
+        &good,
+        NormOrd::P(2.0),
+        NormAxes::Matrix(0, 1),
+        false,
+    ));
+    assert!(e.starts_with("norm:") && e.contains("SVD"), "{e}");
+    let e = err(linalg::norm(&good, NormOrd::P(-1.0), NormAxes::All, false));
+    assert!(e.contains("-1"), "{e}");
+    let e = err(linalg::norm(
+        &good,
+        NormOrd::One,
+        NormAxes::Matrix(1, -1),
+        false,
+    ));
+    assert!(e.contains("differ"), "{e}");
+    let e = err(linalg::norm(
+        &good,
+        NormOrd::One,
+        NormAxes::Vector(2),
+        false,
+    ));
+    assert!(e.contains("axis 2"), "{e}");
 }

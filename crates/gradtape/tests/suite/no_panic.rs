@@ -126,6 +126,7 @@ proptest! {
                 ("solve", Box::new(|| gradtape::linalg::solve(&a, &b))),
                 ("inv", Box::new(|| gradtape::linalg::inv(&a))),
                 ("diag", Box::new(|| gradtape::linalg::diag(&a))),
+                ("norm", Box::new(|| gradtape::linalg::norm(&a, gradtape::linalg::NormOrd::Inf, gradtape::linalg::NormAxes::Matrix(axis, -1), keepdims))),
                 ("set_diag", Box::new(|| gradtape::linalg::set_diag(&a, &b))),
                 ("lstsq", Box::new(|| gradtape::linalg::lstsq(&a, &b, 0.0))),
                 ("det", Box::new(|| gradtape::linalg::det(&a))),

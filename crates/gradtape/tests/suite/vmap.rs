@@ -117,6 +117,14 @@ fn linalg_rows() -> Vec<(&'static str, Build, Op)> {
         ("logdet", square3, |a| linalg::logdet(&spd(&a[0])?)),
         ("diag_part", square3, |a| linalg::diag_part(&a[0])),
         ("diag", square3_and_rhs, |a| linalg::diag(&a[1])),
+        ("norm", square3, |a| {
+            linalg::norm(
+                &a[0],
+                linalg::NormOrd::One,
+                linalg::NormAxes::Matrix(0, 1),
+                false,
+            )
+        }),
         ("set_diag", square3, |a| {
             linalg::set_diag(&a[0], &linalg::diag_part(&ops::square(&a[0])?)?)
         }),
