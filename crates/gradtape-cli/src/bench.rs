@@ -36,6 +36,21 @@ pub const WORKLOADS: &[&str] = &[
     "per-example-grads-compiled",
 ];
 
+/// The linear-algebra workloads (feature `linalg`; `gradtape bench linalg` runs them):
+/// Cholesky of a 1024×1024 SPD matrix, a Gaussian process's log marginal likelihood and its
+/// gradient at n = 2,000, and 10,000 batched 3×3 solves with their gradient, all float64.
+#[cfg(feature = "linalg")]
+pub const LINALG_WORKLOADS: &[&str] = &["linalg-cholesky", "linalg-gp", "linalg-solve3"];
+
+/// Every workload this build has.
+fn known() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut all = WORKLOADS.to_vec();
+    #[cfg(feature = "linalg")]
+    all.extend(LINALG_WORKLOADS);
+    all
+}
+
 /// Options of `gradtape bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -45,7 +60,8 @@ pub struct BenchArgs {
     /// bench allreduce`, when built with the feature `mpi`; over one process otherwise), and
     /// the same steps run by `gradtape::function`: seed-compiled, linreg-10m-compiled,
     /// mlp-compiled, cnn-compiled, hvp-compiled, per-example-grads-compiled (with the first
-    /// call's trace-and-optimize time).
+    /// call's trace-and-optimize time); with the feature `linalg`, linalg-cholesky,
+    /// linalg-gp and linalg-solve3 (`linalg` names all three).
     names: Vec<String>,
     /// One JSON object per line per workload instead of a table.
     #[arg(long)]
@@ -344,6 +360,8 @@ fn run_one(
     let mut extra = Map::new();
     let big = if quick { 10_000 } else { 10_000_000 };
     let t = match name {
+        #[cfg(feature = "linalg")]
+        n if n.starts_with("linalg-") => linalg_workload(n, quick, &mut extra)?,
         "seed" => linreg_epoch(200, quick)?,
         "linreg-10m" => {
             extra.insert("points".into(), json!(big));
@@ -558,7 +576,7 @@ fn run_one(
         other => {
             return Err(CliError(format!(
                 "unknown workload {other:?} (known: {})",
-                WORKLOADS.join(", ")
+                known().join(", ")
             )))
         }
     };
@@ -573,16 +591,36 @@ fn run_one(
 }
 
 pub fn run(a: BenchArgs, device: gradtape::Device) -> std::result::Result<(), CliError> {
+    let known = known();
     let names: Vec<String> = if a.names.is_empty() {
-        WORKLOADS.iter().map(|s| s.to_string()).collect()
+        known.iter().map(|s| s.to_string()).collect()
     } else {
-        a.names.clone()
+        a.names
+            .iter()
+            .flat_map(|n| match n.as_str() {
+                "linalg" => known
+                    .iter()
+                    .filter(|k| k.starts_with("linalg-"))
+                    .map(|k| k.to_string())
+                    .collect(),
+                _ => vec![n.clone()],
+            })
+            .collect()
     };
-    if let Some(bad) = names.iter().find(|n| !WORKLOADS.contains(&n.as_str())) {
+    if let Some(bad) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        let why = match bad.starts_with("linalg") {
+            true => " (the linalg workloads need `--features linalg`)",
+            false => "",
+        };
         return Err(CliError(format!(
-            "unknown workload {bad:?} (known: {})",
-            WORKLOADS.join(", ")
+            "unknown workload {bad:?}{why} (known: {})",
+            known.join(", ")
         )));
+    }
+    if names.is_empty() {
+        return Err(CliError(
+            "no linalg workloads in this build: build with `--features linalg`".into(),
+        ));
     }
     let device_name = device.name()?;
     if !a.json {
@@ -669,4 +707,87 @@ pub fn run(a: BenchArgs, device: gradtape::Device) -> std::result::Result<(), Cl
         );
     }
     Ok(())
+}
+
+/// The linear-algebra workloads, float64 as in the table.
+#[cfg(feature = "linalg")]
+fn linalg_workload(name: &str, quick: bool, extra: &mut Map<String, Value>) -> Result<Timing> {
+    use gradtape::linalg;
+    let mut rng = Generator::from_seed(12);
+    let dt = DType::F64;
+    match name {
+        "linalg-cholesky" => {
+            let n = if quick { 64 } else { 1024 };
+            extra.insert("n".into(), json!(n));
+            let x = rng.uniform(&[n, n], -1.0, 1.0, dt)?;
+            let eye = ops::multiply(&Tensor::eye(n, dt)?, &(n as f64))?;
+            let a = ops::add(&ops::matmul_transposed(&x, &x, false, true)?, &eye)?;
+            a.realize()?;
+            time(quick, || {
+                linalg::cholesky(&a)?.realize()?;
+                Ok(())
+            })
+        }
+        "linalg-solve3" => {
+            let b = if quick { 100 } else { 10_000 };
+            extra.insert("systems".into(), json!(b));
+            let eye = ops::multiply(&Tensor::eye(3, dt)?, &3.0)?;
+            let a = ops::add(&rng.uniform(&[b, 3, 3], -1.0, 1.0, dt)?, &eye)?;
+            let r = rng.uniform(&[b, 3, 1], -1.0, 1.0, dt)?;
+            a.realize()?;
+            r.realize()?;
+            time(quick, || {
+                let tape = GradientTape::new();
+                tape.watch(&a);
+                tape.watch(&r);
+                let x = linalg::solve(&a, &r)?;
+                let loss = ops::reduce_sum(&ops::square(&x)?, Axes::All, false)?;
+                let (ga, gr) = tape.gradient(&loss, (&a, &r))?;
+                for g in [ga, gr].into_iter().flatten() {
+                    g.realize()?;
+                }
+                Ok(())
+            })
+        }
+        "linalg-gp" => {
+            // the negative log marginal likelihood of an RBF-kernel GP and its gradient with
+            // respect to the three log hyperparameters
+            let n = if quick { 100 } else { 2000 };
+            extra.insert("n".into(), json!(n));
+            let x = rng.uniform(&[n, 1], -4.0, 4.0, dt)?;
+            let y = ops::add(&ops::sin(&x)?, &rng.normal(&[n, 1], 0.0, 0.2, dt)?)?;
+            let d2 = ops::square(&ops::subtract(&x, &linalg::matrix_transpose(&x)?)?)?;
+            let eye = Tensor::eye(n, dt)?;
+            d2.realize()?;
+            y.realize()?;
+            let vars = [
+                Variable::new(Tensor::scalar(0.0f64)),
+                Variable::new(Tensor::scalar(0.0f64)),
+                Variable::new(Tensor::scalar(-2.0f64)),
+            ];
+            time(quick, || {
+                let tape = GradientTape::new();
+                let scale = ops::exp(&ops::multiply(&vars[0], &-2.0)?)?; // 1/ℓ²
+                let k = ops::multiply(
+                    &ops::exp(&vars[1])?,
+                    &ops::exp(&ops::multiply(&d2, &ops::multiply(&scale, &-0.5)?)?)?,
+                )?;
+                let k = ops::add(&k, &ops::multiply(&eye, &ops::exp(&vars[2])?)?)?;
+                let l = linalg::cholesky(&k)?;
+                let alpha = linalg::cholesky_solve(&l, &y)?;
+                let fit = ops::reduce_sum(&ops::multiply(&y, &alpha)?, Axes::All, false)?;
+                let logdet =
+                    ops::reduce_sum(&ops::log(&linalg::diag_part(&l)?)?, Axes::All, false)?;
+                let nll = ops::add(&ops::multiply(&fit, &0.5)?, &logdet)?;
+                for g in tape.gradient(&nll, &vars)?.into_iter().flatten() {
+                    g.realize()?;
+                }
+                Ok(())
+            })
+        }
+        other => Err(gradtape::Error::arg(
+            "bench",
+            format!("unknown linalg workload {other:?}"),
+        )),
+    }
 }
