@@ -137,16 +137,20 @@ pub(crate) static CHOLESKY: Primitive = Primitive {
 /// The lower triangle of `x` with its diagonal halved (Murray's Φ).
 fn lower_half_diagonal(x: &Tensor) -> Result<Tensor> {
     let n = x.shape()[x.rank() - 1];
-    let lower = mask(n, |i, j| i > j, x)?;
-    let diag = mask(n, |i, j| i == j, x)?;
+    let lower = mask((n, n), |i, j| i > j, x)?;
+    let diag = mask((n, n), |i, j| i == j, x)?;
     let half = multiply(x, &0.5)?;
     select(&lower, x, &select(&diag, &half, &0.0)?)
 }
 
-/// An `[n, n]` boolean mask (on `like`'s device) where `keep(i, j)`.
-fn mask(n: usize, keep: impl Fn(usize, usize) -> bool, like: &Tensor) -> Result<Tensor> {
-    let m: Vec<bool> = (0..n * n).map(|e| keep(e / n, e % n)).collect();
-    Tensor::from_vec(m, &[n, n])?.move_to(like.device())
+/// An `[m, n]` boolean mask (on `like`'s device) where `keep(i, j)`.
+fn mask(
+    (m, n): (usize, usize),
+    keep: impl Fn(usize, usize) -> bool,
+    like: &Tensor,
+) -> Result<Tensor> {
+    let v: Vec<bool> = (0..m * n).map(|e| keep(e / n, e % n)).collect();
+    Tensor::from_vec(v, &[m, n])?.move_to(like.device())
 }
 
 fn cholesky_kernel(x: &Tensor) -> Result<Tensor> {
@@ -304,9 +308,10 @@ pub(crate) static TRIANGULAR_SOLVE: Primitive = Primitive {
 
 /// The lower (or upper) triangle of `x`, diagonal included.
 fn triangle(x: &Tensor, lower: bool) -> Result<Tensor> {
-    let n = x.shape()[x.rank() - 1];
-    let keep = mask(n, |i, j| if lower { i >= j } else { i <= j }, x)?;
-    select(&keep, x, &0.0)
+    match lower {
+        true => band_part(x, -1, 0),
+        false => band_part(x, 0, -1),
+    }
 }
 
 /// The sizes of a solve's operands: `n`×`n` matrices, `n`×`k` right-hand sides, and both
@@ -352,34 +357,34 @@ fn operands(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Operands> {
     })
 }
 
-/// `a` and `b` copied out with their batch dimensions broadcast to `a_shape` and `out_shape`
-/// (the right-hand side's copy becomes the solution, solved in place).
-fn broadcast_operands<T: Element>(
+/// Runs `f(index, matrix, rhs)` on every system of a solve: `a` and `b` copied out with
+/// their batch dimensions broadcast, the right-hand side's copy solved in place into the
+/// result.
+fn solve_each<T: Element>(
     a: &Tensor,
     b: &Tensor,
-    a_shape: &[usize],
-    out_shape: &[usize],
-) -> Result<(Vec<T>, Vec<T>)> {
-    Ok((
-        cpu::to_contiguous(a.data::<T>()?, &a.layout().broadcast_to(a_shape))?,
-        cpu::to_contiguous(b.data::<T>()?, &b.layout().broadcast_to(out_shape))?,
-    ))
+    o: &Operands,
+    f: impl Fn(usize, &[T], &mut [T]) -> Result<()> + Sync,
+) -> Result<Tensor> {
+    let am = cpu::to_contiguous(a.data::<T>()?, &a.layout().broadcast_to(&o.a_shape))?;
+    let mut out = cpu::to_contiguous(b.data::<T>()?, &b.layout().broadcast_to(&o.out_shape))?;
+    let per_a = o.n * o.n;
+    if numel(&o.out_shape) > 0 {
+        per_matrix(&mut out, o.n * o.k, |i, x| {
+            f(i, &am[i * per_a..(i + 1) * per_a], x)
+        })?;
+    }
+    Ok(Tensor::from_elems(out, &o.out_shape))
 }
 
 fn triangular_solve_kernel(a: &Tensor, b: &Tensor, lower: bool, adjoint: bool) -> Result<Tensor> {
     let op = "triangular_solve";
-    let Operands {
-        n,
-        k,
-        a_shape,
-        out_shape,
-    } = operands(op, a, b)?;
+    let o = operands(op, a, b)?;
+    let (n, k) = (o.n, o.k);
     dispatch!(float op, a.dtype(), T => {
-        let (am, mut out) = broadcast_operands::<T>(a, b, &a_shape, &out_shape)?;
-        let per_a = n * n;
-        let solve = |i: usize, x: &mut [T]| -> Result<()> {
-            let par = if per_a >= PAR_ELEMS { Par::rayon(0) } else { Par::Seq };
-            let m = MatRef::from_row_major_slice(&am[i * per_a..(i + 1) * per_a], n, n);
+        solve_each::<T>(a, b, &o, |_, m, x| {
+            let par = if n * n >= PAR_ELEMS { Par::rayon(0) } else { Par::Seq };
+            let m = MatRef::from_row_major_slice(m, n, n);
             let x = MatMut::from_row_major_slice_mut(x, n, k);
             match (lower, adjoint) {
                 (true, false) => tri::solve_lower_triangular_in_place(m, x, par),
@@ -388,11 +393,7 @@ fn triangular_solve_kernel(a: &Tensor, b: &Tensor, lower: bool, adjoint: bool) -
                 (false, true) => tri::solve_lower_triangular_in_place(m.transpose(), x, par),
             }
             Ok(())
-        };
-        if numel(&out_shape) > 0 {
-            per_matrix(&mut out, n * k, solve)?;
-        }
-        Ok(Tensor::from_elems(out, &out_shape))
+        })
     })
 }
 
@@ -439,22 +440,11 @@ pub fn diag_part(x: &impl AsTensor) -> Result<Tensor> {
     let end: Vec<isize> = flat.iter().map(|&d| d as isize).collect();
     let mut strides = vec![1isize; r];
     strides[r - 1] = n as isize + 1;
-    strides_or_empty(&rows, &begin, &end, &strides, n)
-}
-
-/// A strided slice, or the empty result when the matrices are empty (a step over an empty
-/// axis takes nothing).
-fn strides_or_empty(
-    x: &Tensor,
-    begin: &[isize],
-    end: &[isize],
-    strides: &[isize],
-    n: usize,
-) -> Result<Tensor> {
-    if n == 0 {
-        return reshape_to(x, x.shape());
+    // empty matrices have an empty diagonal, which is `rows` itself
+    match n {
+        0 => Ok(rows),
+        _ => strided_slice(&rows, &begin, &end, &strides),
     }
-    strided_slice(x, begin, end, strides)
 }
 
 /// Square matrices with `diagonal` (`[..., n]`) on their diagonals and zeros elsewhere
@@ -510,7 +500,7 @@ pub fn set_diag(x: &impl AsTensor, diagonal: &impl AsTensor) -> Result<Tensor> {
             ),
         ));
     }
-    let on = mask(n, |i, j| i == j, &x)?;
+    let on = mask((n, n), |i, j| i == j, &x)?;
     select(&on, &broadcast_to(&expand_dims(&d, -1)?, x.shape())?, &x)
 }
 
@@ -571,13 +561,14 @@ pub fn band_part(x: &impl AsTensor, num_lower: i64, num_upper: i64) -> Result<Te
             ))
         }
     };
-    let keep: Vec<bool> = (0..m * n)
-        .map(|e| {
-            let (i, j) = ((e / n.max(1)) as i64, (e % n.max(1)) as i64);
+    let keep = mask(
+        (m, n),
+        |i, j| {
+            let (i, j) = (i as i64, j as i64);
             (num_lower < 0 || i - j <= num_lower) && (num_upper < 0 || j - i <= num_upper)
-        })
-        .collect();
-    let keep = Tensor::from_vec(keep, &[m, n])?.move_to(x.device())?;
+        },
+        &x,
+    )?;
     select(&keep, &x, &0.0)
 }
 
@@ -684,17 +675,11 @@ pub(crate) static SOLVE: Primitive = Primitive {
 
 fn solve_kernel(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let op = "solve";
-    let Operands {
-        n,
-        k,
-        a_shape,
-        out_shape,
-    } = operands(op, a, b)?;
+    let o = operands(op, a, b)?;
+    let (n, k) = (o.n, o.k);
     dispatch!(float op, a.dtype(), T => {
-        let (am, mut out) = broadcast_operands::<T>(a, b, &a_shape, &out_shape)?;
-        let per_a = n * n;
-        let one = |i: usize, x: &mut [T]| -> Result<()> {
-            let mut m = am[i * per_a..(i + 1) * per_a].to_vec();
+        solve_each::<T>(a, b, &o, |i, m, x| {
+            let mut m = m.to_vec();
             let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
             lu_factor(&mut m, n, &mut perm, &mut perm_inv).map_err(|p| {
                 Error::arg(
@@ -706,7 +691,7 @@ fn solve_kernel(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                     ),
                 )
             })?;
-            let par = if per_a >= PAR_ELEMS { Par::rayon(0) } else { Par::Seq };
+            let par = if n * n >= PAR_ELEMS { Par::rayon(0) } else { Par::Seq };
             let mut mem = MemBuffer::new(lu_solve::solve_in_place_scratch::<usize, T>(n, k, par));
             let lu = MatRef::from_row_major_slice(&m, n, n);
             // the permutation faer just produced and its inverse (the check cannot fail)
@@ -714,11 +699,7 @@ fn solve_kernel(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             let x = MatMut::from_row_major_slice_mut(x, n, k);
             lu_solve::solve_in_place(lu, lu, row_perm, x, par, MemStack::new(&mut mem));
             Ok(())
-        };
-        if numel(&out_shape) > 0 {
-            per_matrix(&mut out, n * k, one)?;
-        }
-        Ok(Tensor::from_elems(out, &out_shape))
+        })
     })
 }
 
