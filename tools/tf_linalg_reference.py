@@ -9,8 +9,9 @@ Run by hand with TensorFlow installed from PyPI:
 It writes crates/gradtape/tests/fixtures/tf_linalg.json: for each case and for float32 and
 float64, the inputs, TensorFlow's result, a random cotangent and the gradients
 (`tape.gradient(y, inputs, output_gradients=cotangent)`) with respect to every input. The cases
-cover batches, broadcasting batch dimensions, both triangles with and without `adjoint`, and a
-near-singular positive-definite matrix (eigenvalues down to 1e-4).
+cover batches, broadcasting batch dimensions, both triangles with and without `adjoint`, a
+near-singular positive-definite matrix (eigenvalues down to 1e-4), and for eigh, svd and qr the
+functions of their factors that do not depend on each library's choice of signs.
 """
 import json
 import os
@@ -36,6 +37,33 @@ def triangle(batch, n):
     """A well-conditioned matrix whose triangles are both usable: entries in ±0.5, 2.5 on the
     diagonal."""
     return rng.uniform(-0.5, 0.5, batch + (n, n)) + 2.5 * np.eye(n)
+
+
+def expm_sym(a):
+    """exp of the symmetric matrix read from a's lower triangle: V diag(exp e) Vᵀ."""
+    e, v = tf.linalg.eigh(a)
+    return tf.matmul(v * tf.exp(e)[..., None, :], v, adjoint_b=True)
+
+
+def polar(a):
+    """U Vᵀ of the thin SVD: the same whatever sign each pair of vectors has."""
+    _, u, v = tf.linalg.svd(a)
+    return tf.matmul(u, v, adjoint_b=True)
+
+
+def qr_positive(a, full):
+    """Q and R with R's diagonal made positive: the factorization without a sign choice."""
+    q, r = tf.linalg.qr(a, full_matrices=full)
+    k = min(a.shape[-2], a.shape[-1])
+    d = tf.sign(tf.linalg.diag_part(r[..., :k, :k]))
+    qk = q[..., :, :k] * d[..., None, :]
+    return tf.concat([qk, q[..., :, k:]], -1), tf.concat([r[..., :k, :] * d[..., :, None], r[..., k:, :]], -2)
+
+
+def rank2_3x3():
+    """A 3x3 matrix of rank 2: its smallest singular value is below pinv's cutoff."""
+    x, y = rng.uniform(-1, 1, (3, 2)), rng.uniform(-1, 1, (2, 3))
+    return x @ y
 
 
 CASES = [
@@ -82,6 +110,33 @@ CASES = [
     ("trace", lambda a: tf.linalg.trace(a), [rng.uniform(-1, 1, (2, 3, 3))]),
     ("band_part", lambda a: tf.linalg.band_part(a, 1, 0), [rng.uniform(-1, 1, (3, 4))]),
     ("matrix_transpose", lambda a: tf.linalg.matrix_transpose(a), [rng.uniform(-1, 1, (2, 3, 4))]),
+    # The factors' signs are each library's choice, so these cases compare what does not depend
+    # on them: values, products of a vector with itself or with its partner, and QR with R's
+    # diagonal made positive. The eigh inputs are not symmetric: both read the lower triangle.
+    ("eigh_values", lambda a: tf.linalg.eigh(a)[0], [rng.uniform(-1, 1, (2, 4, 4))]),
+    ("eigvalsh", lambda a: tf.linalg.eigvalsh(a), [rng.uniform(-1, 1, (3, 3))]),
+    ("eigh_vectors_squared", lambda a: tf.square(tf.linalg.eigh(a)[1]), [rng.uniform(-1, 1, (2, 3, 3))]),
+    ("eigh_function", lambda a: expm_sym(a), [rng.uniform(-1, 1, (4, 4))]),
+    ("svd_values_tall", lambda a: tf.linalg.svd(a, compute_uv=False), [rng.uniform(-1, 1, (5, 3))]),
+    ("svd_values_wide", lambda a: tf.linalg.svd(a, compute_uv=False), [rng.uniform(-1, 1, (2, 3, 5))]),
+    ("svd_polar_tall", lambda a: polar(a), [rng.uniform(-1, 1, (5, 3))]),
+    ("svd_polar_wide", lambda a: polar(a), [rng.uniform(-1, 1, (3, 5))]),
+    ("svd_polar_square", lambda a: polar(a), [rng.uniform(-1, 1, (2, 4, 4))]),
+    ("svd_u_squared_tall", lambda a: tf.square(tf.linalg.svd(a)[1]), [rng.uniform(-1, 1, (5, 3))]),
+    ("svd_v_squared_wide", lambda a: tf.square(tf.linalg.svd(a)[2]), [rng.uniform(-1, 1, (3, 5))]),
+    ("svd_full_u_squared", lambda a: tf.square(tf.linalg.svd(a, full_matrices=True)[1]),
+     [rng.uniform(-1, 1, (4, 3))]),
+    ("qr_q_tall", lambda a: qr_positive(a, False)[0], [rng.uniform(-1, 1, (5, 3))]),
+    ("qr_r_tall", lambda a: qr_positive(a, False)[1], [rng.uniform(-1, 1, (2, 5, 3))]),
+    ("qr_q_wide", lambda a: qr_positive(a, False)[0], [rng.uniform(-1, 1, (3, 5))]),
+    ("qr_r_wide", lambda a: qr_positive(a, False)[1], [rng.uniform(-1, 1, (2, 3, 5))]),
+    ("qr_complete_wide", lambda a: qr_positive(a, True)[1], [rng.uniform(-1, 1, (3, 4))]),
+    ("qr_square", lambda a: qr_positive(a, False)[0], [rng.uniform(-1, 1, (4, 4))]),
+    ("pinv_tall", lambda a: tf.linalg.pinv(a), [rng.uniform(-1, 1, (4, 3))]),
+    ("pinv_wide", lambda a: tf.linalg.pinv(a), [rng.uniform(-1, 1, (2, 3, 4))]),
+    ("pinv_rank_deficient", lambda a: tf.linalg.pinv(a), [rank2_3x3()]),
+    ("norm_2", lambda a: tf.norm(a, ord=2, axis=[-2, -1]), [rng.uniform(-1, 1, (2, 3, 4))]),
+    ("norm_2_keepdims", lambda a: tf.norm(a, ord=2, axis=[0, 2], keepdims=True), [rng.uniform(-1, 1, (3, 2, 4))]),
 ]
 
 

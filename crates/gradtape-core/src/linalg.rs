@@ -1,5 +1,6 @@
 //! TensorFlow's `tf.linalg`: decompositions and solves with gradients, tangents and batching
-//! rules (Cholesky, triangular and Cholesky solves, log-determinants), the matrix helpers
+//! rules (Cholesky, triangular, LU and Cholesky solves, determinants, symmetric
+//! eigendecompositions, SVD, QR, pseudo-inverses, least squares, norms), the matrix helpers
 //! around them, and the products `tf.linalg` also holds (`matmul`, `matvec`, `einsum`,
 //! `tensordot`, the same functions as in [`crate::ops`]). Leading dimensions are batch
 //! dimensions; float32 and float64. The kernels are faer's, behind the cargo feature
@@ -32,4 +33,5 @@ pub use crate::ops::decomp::{
     band_part, cholesky, cholesky_solve, det, diag, diag_part, inv, logdet, lstsq,
     matrix_transpose, norm, set_diag, slogdet, solve, trace, triangular_solve, NormAxes, NormOrd,
 };
+pub use crate::ops::factors::{eigh, eigvalsh, pinv, qr, svd, svdvals};
 pub use crate::ops::{einsum, matmul, matvec, tensordot};

@@ -153,6 +153,7 @@ enum Kind {
         lower: bool,
         adjoint: bool,
     },
+    FullMatrices(bool),
 }
 
 impl Params {
@@ -201,6 +202,12 @@ impl Params {
     /// (`triangular_solve`, TensorFlow's `lower` and `adjoint`).
     pub fn triangular(lower: bool, adjoint: bool) -> Params {
         Params(Kind::Triangular { lower, adjoint })
+    }
+
+    /// Whether a decomposition gives its square factors whole or only their first `min(m, n)`
+    /// columns (TensorFlow's `full_matrices` of `qr` and `svd`).
+    pub fn full_matrices(full: bool) -> Params {
+        Params(Kind::FullMatrices(full))
     }
 
     /// One axis, in range (`concat`, `gather`, `argmax`, `argmin`).
@@ -297,6 +304,7 @@ impl Params {
             Kind::Device(_) => ParamsKind::Device,
             Kind::OneHot { .. } => ParamsKind::OneHot,
             Kind::Triangular { .. } => ParamsKind::Triangular,
+            Kind::FullMatrices(_) => ParamsKind::FullMatrices,
         }
     }
 
@@ -376,6 +384,13 @@ impl Params {
             _ => Err(self.wrong(op)),
         }
     }
+    #[cfg_attr(not(feature = "linalg"), allow(dead_code))]
+    pub(crate) fn as_full_matrices(&self, op: &'static str) -> Result<bool> {
+        match &self.0 {
+            Kind::FullMatrices(f) => Ok(*f),
+            _ => Err(self.wrong(op)),
+        }
+    }
     pub(crate) fn as_device(&self, op: &'static str) -> Result<Device> {
         match &self.0 {
             Kind::Device(d) => Ok(*d),
@@ -427,6 +442,7 @@ impl std::fmt::Debug for Params {
                 .field("lower", lower)
                 .field("adjoint", adjoint)
                 .finish(),
+            Kind::FullMatrices(full) => f.debug_tuple("FullMatrices").field(full).finish(),
         }
     }
 }
@@ -489,6 +505,7 @@ impl PartialEq for Params {
                     adjoint: adjoint2,
                 },
             ) => lower == lower2 && adjoint == adjoint2,
+            (Kind::FullMatrices(a), Kind::FullMatrices(b)) => a == b,
             _ => false,
         }
     }
@@ -522,6 +539,7 @@ pub(crate) enum ParamsKind {
     Device,
     OneHot,
     Triangular,
+    FullMatrices,
 }
 
 /// The shape, dtype and device of a linear primitive's input: all its transpose needs (the

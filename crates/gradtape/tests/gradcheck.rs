@@ -532,7 +532,79 @@ fn linalg_rows() -> Vec<(&'static str, fn(&mut Generator) -> Case)> {
                 },
             )
         }),
+        // eigenvalues kept apart (a diagonal 0, 3, 6 under entries in ±0.5), any triangle's
+        // entries (only the lower one is read); what the rows compute does not depend on
+        // the eigenvectors' signs
+        ("eigh", |g| {
+            let n = 1 + below(g, 3);
+            let mut s = rand_shape(g, 1);
+            s.extend([n, n]);
+            case(vec![unif(g, &s, -0.5, 0.5)], move |t| {
+                let a = ops::add(&t[0], &spread(n, n)?)?;
+                let (e, v) = gradtape::linalg::eigh(&a)?;
+                let vv = ops::multiply(&ops::square(&v)?, &ops::expand_dims(&e, -2)?)?;
+                let f = ops::multiply(&v, &ops::expand_dims(&ops::sin(&e)?, -2)?)?;
+                ops::add(&vv, &ops::matmul_transposed(&f, &v, false, true)?)
+            })
+        }),
+        ("eigvalsh", |g| {
+            let n = 1 + below(g, 3);
+            let mut s = rand_shape(g, 1);
+            s.extend([n, n]);
+            case(vec![unif(g, &s, -0.5, 0.5)], move |t| {
+                gradtape::linalg::eigvalsh(&ops::add(&t[0], &spread(n, n)?)?)
+            })
+        }),
+        // singular values kept apart and away from zero; tall, wide and square; full
+        // matrices for square ones (the only shape forward mode takes them in)
+        ("svd", |g| {
+            let (m, n) = (1 + below(g, 3), 1 + below(g, 3));
+            let full = m == n && below(g, 2) == 0;
+            let mut s = rand_shape(g, 1);
+            s.extend([m, n]);
+            case(vec![unif(g, &s, -0.5, 0.5)], move |t| {
+                let a = ops::add(&t[0], &spread(m, n)?)?;
+                let (s, u, v) = gradtape::linalg::svd(&a, full)?;
+                let us = ops::multiply(&ops::square(&u)?, &ops::expand_dims(&s, -2)?)?;
+                let both = ops::matmul_transposed(&us, &ops::square(&v)?, false, true)?;
+                ops::add(&both, &ops::matmul_transposed(&u, &v, false, true)?)
+            })
+        }),
+        ("svdvals", |g| {
+            let (m, n) = (1 + below(g, 3), 1 + below(g, 3));
+            let mut s = rand_shape(g, 1);
+            s.extend([m, n]);
+            case(vec![unif(g, &s, -0.5, 0.5)], move |t| {
+                gradtape::linalg::svdvals(&ops::add(&t[0], &spread(m, n)?)?)
+            })
+        }),
+        // R's diagonal away from zero; tall, wide (TensorFlow's split rule) and complete
+        // where it has a derivative (m ≤ n)
+        ("qr", |g| {
+            let (m, n) = (1 + below(g, 3), 1 + below(g, 3));
+            let full = m <= n && below(g, 2) == 0;
+            let mut s = rand_shape(g, 1);
+            s.extend([m, n]);
+            case(vec![unif(g, &s, -0.5, 0.5)], move |t| {
+                let a = ops::add(&t[0], &spread(m, n)?)?;
+                let (q, r) = gradtape::linalg::qr(&a, full)?;
+                ops::matmul(&q, &ops::square(&r)?)
+            })
+        }),
     ]
+}
+
+/// An `m`×`n` matrix with 3, 6, 9, ... on its diagonal: added to entries in ±0.5, it keeps
+/// eigenvalues and singular values apart from each other and from zero.
+#[cfg(feature = "linalg")]
+fn spread(m: usize, n: usize) -> Result<Tensor> {
+    let v: Vec<f64> = (0..m * n)
+        .map(|e| match e / n == e % n {
+            true => 3.0 * (1 + e / n) as f64,
+            false => 0.0,
+        })
+        .collect();
+    Tensor::from_vec(v, &[m, n])
 }
 
 fn float_sources(inputs: &[Tensor]) -> Vec<&dyn Source> {

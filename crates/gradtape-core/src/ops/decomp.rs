@@ -12,6 +12,7 @@ use faer::linalg::triangular_solve as tri;
 use faer::{MatMut, MatRef, Par};
 
 use super::apply;
+use super::factors;
 use crate::backend::cpu;
 use crate::dtype::{dispatch, Element, Num};
 use crate::error::{Error, Result};
@@ -24,14 +25,24 @@ use super::{
     strided_slice, subtract, sum_to_shape, transpose,
 };
 
-pub(crate) static PRIMITIVES: &[&Primitive] = &[&CHOLESKY, &TRIANGULAR_SOLVE, &SOLVE, &SLOGDET];
+pub(crate) static PRIMITIVES: &[&Primitive] = &[
+    &CHOLESKY,
+    &TRIANGULAR_SOLVE,
+    &SOLVE,
+    &SLOGDET,
+    &factors::EIGH,
+    &factors::EIGVALSH,
+    &factors::SVD,
+    &factors::SVDVALS,
+    &factors::QR,
+];
 
 /// Below this many elements per matrix, faer runs on the calling thread (its parallel split
 /// costs more than the work); batches of small matrices are spread over threads instead.
-const PAR_ELEMS: usize = 128 * 128;
+pub(super) const PAR_ELEMS: usize = 128 * 128;
 
 /// The size `n` of the square matrices in `x` (`[..., n, n]`).
-fn square(op: &'static str, x: &Tensor) -> Result<usize> {
+pub(super) fn square(op: &'static str, x: &Tensor) -> Result<usize> {
     match x.shape() {
         [.., m, n] if m == n => Ok(*n),
         s => Err(Error::shape(
@@ -41,7 +52,7 @@ fn square(op: &'static str, x: &Tensor) -> Result<usize> {
     }
 }
 
-fn on_host(op: &'static str, x: &Tensor) -> Result<()> {
+pub(super) fn on_host(op: &'static str, x: &Tensor) -> Result<()> {
     match x.device().is_cuda() {
         true => Err(Error::device(
             op,
@@ -135,7 +146,7 @@ pub(crate) static CHOLESKY: Primitive = Primitive {
 };
 
 /// The lower triangle of `x` with its diagonal halved (Murray's Φ).
-fn lower_half_diagonal(x: &Tensor) -> Result<Tensor> {
+pub(super) fn lower_half_diagonal(x: &Tensor) -> Result<Tensor> {
     let n = x.shape()[x.rank() - 1];
     let lower = mask((n, n), |i, j| i > j, x)?;
     let diag = mask((n, n), |i, j| i == j, x)?;
@@ -144,7 +155,7 @@ fn lower_half_diagonal(x: &Tensor) -> Result<Tensor> {
 }
 
 /// An `[m, n]` boolean mask (on `like`'s device) where `keep(i, j)`.
-fn mask(
+pub(super) fn mask(
     (m, n): (usize, usize),
     keep: impl Fn(usize, usize) -> bool,
     like: &Tensor,
@@ -190,7 +201,7 @@ fn cholesky_kernel(x: &Tensor) -> Result<Tensor> {
 
 /// Runs `f(index, matrix)` on each `per`-element matrix of `data`, over threads when there
 /// are many small ones; the first error wins.
-fn per_matrix<T: Element>(
+pub(super) fn per_matrix<T: Element>(
     data: &mut [T],
     per: usize,
     f: impl Fn(usize, &mut [T]) -> Result<()> + Sync,
@@ -928,7 +939,8 @@ pub enum NormOrd {
     One,
     /// `np.inf`: the largest absolute value (vectors), the largest row sum (matrices).
     Inf,
-    /// Any `p > 0` for vectors: `(Σ |x|ᵖ)^(1/p)`.
+    /// Any `p > 0` for vectors: `(Σ |x|ᵖ)^(1/p)`; `P(2.0)` for matrices: the spectral norm,
+    /// the largest singular value.
     P(f64),
 }
 
@@ -950,8 +962,8 @@ pub enum NormAxes {
 ///
 /// # Errors
 /// When an axis is out of range or the two matrix axes are one, `P` is not positive and
-/// finite, or the order does not apply: the matrix 2-norm needs an SVD (not yet here) and
-/// other `P` are vector norms only, as in TensorFlow.
+/// finite, or the order does not apply: of the `P` orders, matrices take only 2 (the
+/// largest singular value, by [`svdvals`](super::factors::svdvals)), as in TensorFlow.
 ///
 /// ```
 /// use gradtape::{linalg::{self, NormAxes, NormOrd}, Tensor};
@@ -1026,14 +1038,20 @@ pub fn norm(x: &impl AsTensor, ord: NormOrd, axis: NormAxes, keepdims: bool) -> 
                 NormOrd::Euclidean | NormOrd::Fro => sum_sq(both),
                 NormOrd::One => largest_sum(r, c),
                 NormOrd::Inf => largest_sum(c, r),
+                // the largest singular value, of the two axes moved last (TensorFlow's way)
+                NormOrd::P(2.0) => {
+                    let mut perm: Vec<usize> = (0..rank).filter(|&a| a != r && a != c).collect();
+                    perm.extend([r, c]);
+                    let s = super::factors::svdvals(&transpose(&x, Some(&perm))?)?;
+                    let top = super::reduce_max(&s, -1, false)?;
+                    match keepdims {
+                        true => expand_dims(&expand_dims(&top, r.min(c) as isize)?, r.max(c) as isize),
+                        false => Ok(top),
+                    }
+                }
                 NormOrd::P(p) => Err(Error::arg(
                     op,
-                    match p == 2.0 {
-                        true => "the matrix 2-norm needs an SVD, which linalg has not yet".into(),
-                        false => format!(
-                            "ord {p} is a vector norm; matrices take Euclidean, Fro, One or Inf"
-                        ),
-                    },
+                    format!("ord {p} is a vector norm; matrices take Euclidean, Fro, One, Inf or P(2.0)"),
                 )),
             }
         }

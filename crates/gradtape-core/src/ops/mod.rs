@@ -20,6 +20,8 @@ pub(crate) mod conv;
 pub(crate) mod decomp;
 mod einsum;
 mod elementwise;
+#[cfg(feature = "linalg")]
+pub(crate) mod factors;
 mod index;
 mod linalg;
 pub(crate) mod nn;

@@ -125,7 +125,45 @@ fn linalg_rows() -> Vec<(&'static str, Fun)> {
             let a = ops::add(&ops::matmul_transposed(x, x, false, true)?, &eye)?;
             gradtape::linalg::triangular_solve(&a, x, false, true)
         }),
+        // the factorizations' rows compute what does not depend on the factors' signs, of
+        // matrices whose eigenvalues and singular values stay apart
+        ("eigh", |x| {
+            let (e, v) =
+                gradtape::linalg::eigh(&apart(&ops::matmul_transposed(x, x, false, true)?)?)?;
+            ops::multiply(&ops::square(&v)?, &ops::expand_dims(&e, -2)?)
+        }),
+        ("eigvalsh", |x| {
+            gradtape::linalg::eigvalsh(&apart(&ops::matmul_transposed(x, x, false, true)?)?)
+        }),
+        ("svd", |x| {
+            let (s, u, v) = gradtape::linalg::svd(&apart(x)?, false)?;
+            let polar = ops::matmul_transposed(&u, &v, false, true)?;
+            let us = ops::multiply(&ops::square(&u)?, &ops::expand_dims(&s, -2)?)?;
+            ops::add(
+                &polar,
+                &ops::matmul_transposed(&us, &ops::square(&v)?, false, true)?,
+            )
+        }),
+        ("svdvals", |x| gradtape::linalg::svdvals(&apart(x)?)),
+        ("qr", |x| {
+            let (q, r) = gradtape::linalg::qr(&apart(x)?, false)?;
+            ops::matmul(&q, &ops::square(&r)?)
+        }),
     ]
+}
+
+/// `x` (`[2, n]`) plus 4 and 8 on its diagonal: eigenvalues and singular values kept apart.
+#[cfg(feature = "linalg")]
+fn apart(x: &Tensor) -> Result<Tensor> {
+    let n = x.shape()[1];
+    let d: Vec<f64> = (0..2 * n)
+        .map(|e| match (e / n, e % n) {
+            (0, 0) => 4.0,
+            (1, 1) => 8.0,
+            _ => 0.0,
+        })
+        .collect();
+    ops::add(x, &Tensor::from_vec(d, &[2, n])?)
 }
 
 mod ops {

@@ -135,6 +135,13 @@ proptest! {
                 ("logdet", Box::new(|| gradtape::linalg::logdet(&a))),
                 ("trace", Box::new(|| gradtape::linalg::trace(&a))),
                 ("band_part", Box::new(|| gradtape::linalg::band_part(&a, ints.len() as i64 - 2, 1))),
+                ("eigh", Box::new(|| gradtape::linalg::eigh(&a).map(|r| r.1))),
+                ("eigvalsh", Box::new(|| gradtape::linalg::eigvalsh(&a))),
+                ("svd", Box::new(|| gradtape::linalg::svd(&a, keepdims).map(|r| r.1))),
+                ("svdvals", Box::new(|| gradtape::linalg::svdvals(&a))),
+                ("qr", Box::new(|| gradtape::linalg::qr(&a, keepdims).map(|r| r.0))),
+                ("pinv", Box::new(|| gradtape::linalg::pinv(&a, None))),
+                ("norm", Box::new(|| gradtape::linalg::norm(&a, gradtape::linalg::NormOrd::P(2.0), gradtape::linalg::NormAxes::Matrix(axis, -1), keepdims))),
             ];
             results.extend(linalg);
         }

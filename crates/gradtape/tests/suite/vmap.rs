@@ -133,6 +133,24 @@ fn linalg_rows() -> Vec<(&'static str, Build, Op)> {
         ("matrix_transpose", square3_and_rhs, |a| {
             linalg::matrix_transpose(&a[1])
         }),
+        // the factors' signs are the same for one matrix alone and in a batch (one kernel per
+        // matrix), so the rows may return the factors themselves
+        ("eigh", square3, |a| {
+            let (e, v) = linalg::eigh(&a[0])?;
+            ops::add(&v, &ops::expand_dims(&e, 0)?)
+        }),
+        ("eigvalsh", square3, |a| linalg::eigvalsh(&a[0])),
+        ("svd", square3_and_rhs, |a| {
+            let (s, u, v) = linalg::svd(&a[1], true)?;
+            let flat = |t: &Tensor| ops::reshape(t, &[-1]);
+            ops::concat(&[flat(&u)?, s, flat(&v)?], 0)
+        }),
+        ("svdvals", square3_and_rhs, |a| linalg::svdvals(&a[1])),
+        ("qr", square3_and_rhs, |a| {
+            let (q, r) = linalg::qr(&a[1], true)?;
+            ops::concat(&[q, r], -1)
+        }),
+        ("pinv", square3_and_rhs, |a| linalg::pinv(&a[1], None)),
     ]
 }
 
@@ -582,7 +600,9 @@ fn every_op_has_a_batching_row() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         // linalg's ops exist only with its feature
-        if !cfg!(feature = "linalg") && path.ends_with("decomp.rs") {
+        if !cfg!(feature = "linalg")
+            && (path.ends_with("decomp.rs") || path.ends_with("factors.rs"))
+        {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
