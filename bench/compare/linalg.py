@@ -6,7 +6,8 @@ rounds of about 20 ms):
   linalg-gp        an RBF-kernel Gaussian process's negative log marginal likelihood at
                    n = 2,000 and its gradient with respect to the three log hyperparameters;
   linalg-solve3    10,000 batched 3 x 3 solves and the gradient of Σ x² with respect to the
-                   matrices and right-hand sides (NumPy: the solve only, it has no gradient).
+                   matrices and right-hand sides (NumPy: the solve only, it has no gradient);
+  linalg-svd       the SVD of a 512 x 512 float32 matrix, values and vectors (thin; square).
 
     python bench/compare/linalg.py numpy|jax|torch|tensorflow
 """
@@ -25,12 +26,14 @@ GY = np.sin(GX) + rng.normal(0, 0.2, (N_GP, 1))
 D2 = (GX - GX.T) ** 2
 A3 = rng.uniform(-1, 1, (N_SOLVE, 3, 3)) + 3 * np.eye(3)
 B3 = rng.uniform(-1, 1, (N_SOLVE, 3, 1))
+SVD_A = rng.uniform(-1, 1, (512, 512)).astype(np.float32)
 THETA = np.array([0.0, 0.0, -2.0])
 
 
 def numpy():
     emit("numpy", "linalg-cholesky", *median_us(lambda: np.linalg.cholesky(SPD)))
     emit("numpy", "linalg-solve3", *median_us(lambda: np.linalg.solve(A3, B3)), note="no gradient")
+    emit("numpy", "linalg-svd", *median_us(lambda: np.linalg.svd(SVD_A, full_matrices=False)))
 
 
 def jax():
@@ -58,6 +61,9 @@ def jax():
 
     solve3 = jax.jit(jax.grad(solve_loss, argnums=(0, 1)))
     emit("jax", "linalg-solve3", *median_us(lambda: solve3(a3, b3)[0].block_until_ready()))
+    svd = jax.jit(lambda a: jnp.linalg.svd(a, full_matrices=False))
+    sa = jnp.asarray(SVD_A)
+    emit("jax", "linalg-svd", *median_us(lambda: svd(sa)[1].block_until_ready()))
 
 
 def torch():
@@ -85,6 +91,8 @@ def torch():
         (torch.linalg.solve(a, b) ** 2).sum().backward()
 
     emit("torch", "linalg-solve3", *median_us(solve3))
+    sa = torch.tensor(SVD_A)
+    emit("torch", "linalg-svd", *median_us(lambda: torch.linalg.svd(sa, full_matrices=False)))
 
 
 def tensorflow():
@@ -117,6 +125,8 @@ def tensorflow():
         return ga.numpy()
 
     emit("tensorflow", "linalg-solve3", *median_us(solve3))
+    sa = tf.constant(SVD_A)
+    emit("tensorflow", "linalg-svd", *median_us(lambda: tf.linalg.svd(sa)[1].numpy()))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,12 @@ pub const WORKLOADS: &[&str] = &[
 /// Cholesky of a 1024×1024 SPD matrix, a Gaussian process's log marginal likelihood and its
 /// gradient at n = 2,000, and 10,000 batched 3×3 solves with their gradient, all float64.
 #[cfg(feature = "linalg")]
-pub const LINALG_WORKLOADS: &[&str] = &["linalg-cholesky", "linalg-gp", "linalg-solve3"];
+pub const LINALG_WORKLOADS: &[&str] = &[
+    "linalg-cholesky",
+    "linalg-gp",
+    "linalg-solve3",
+    "linalg-svd",
+];
 
 /// Every workload this build has.
 fn known() -> Vec<&'static str> {
@@ -61,7 +66,7 @@ pub struct BenchArgs {
     /// the same steps run by `gradtape::function`: seed-compiled, linreg-10m-compiled,
     /// mlp-compiled, cnn-compiled, hvp-compiled, per-example-grads-compiled (with the first
     /// call's trace-and-optimize time); with the feature `linalg`, linalg-cholesky,
-    /// linalg-gp and linalg-solve3 (`linalg` names all three).
+    /// linalg-gp, linalg-solve3 and linalg-svd (`linalg` names all four).
     names: Vec<String>,
     /// One JSON object per line per workload instead of a table.
     #[arg(long)]
@@ -725,6 +730,20 @@ fn linalg_workload(name: &str, quick: bool, extra: &mut Map<String, Value>) -> R
             a.realize()?;
             time(quick, || {
                 linalg::cholesky(&a)?.realize()?;
+                Ok(())
+            })
+        }
+        "linalg-svd" => {
+            // values and vectors (thin; square, so thin is full) of a 512 x 512 float32 matrix
+            let n = if quick { 64 } else { 512 };
+            extra.insert("n".into(), json!(n));
+            let a = rng.uniform(&[n, n], -1.0, 1.0, DType::F32)?;
+            a.realize()?;
+            time(quick, || {
+                let (s, u, v) = linalg::svd(&a, false)?;
+                for t in [s, u, v] {
+                    t.realize()?;
+                }
                 Ok(())
             })
         }

@@ -5,7 +5,7 @@
 //! `logdet`, `diag_part`, `trace`, `band_part`, `matrix_transpose`) is composed from these
 //! and the other ops.
 
-use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltError};
 use faer::linalg::lu::partial_pivoting::{factor as lu, solve as lu_solve};
 use faer::linalg::triangular_solve as tri;
@@ -206,25 +206,47 @@ pub(super) fn per_matrix<T: Element>(
     per: usize,
     f: impl Fn(usize, &mut [T]) -> Result<()> + Sync,
 ) -> Result<()> {
+    per_matrix_with(data, per, || (), |_, b, m| f(b, m))
+}
+
+/// About how many elements of small matrices one parallel task of [`per_matrix_with`] takes.
+const GROUP_ELEMS: usize = 4096;
+
+/// [`per_matrix`] with a scratch space that `scratch()` makes once per task (a group of
+/// matrices) and lends to each `f(scratch, index, matrix)`: for small matrices, allocating
+/// buffers per matrix cost more than factoring it (a 3×3 LU).
+pub(super) fn per_matrix_with<T: Element, S>(
+    data: &mut [T],
+    per: usize,
+    scratch: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &mut [T]) -> Result<()> + Sync,
+) -> Result<()> {
     if per == 0 {
         return Ok(());
     }
     if per < PAR_ELEMS && data.len() >= cpu::PAR_MIN {
+        let group = (GROUP_ELEMS / per).max(1);
         let failed = std::sync::Mutex::new(None::<(usize, Error)>);
-        cpu::par_chunks_mut(data, per, &|b, m| {
-            if let Err(e) = f(b, m) {
-                let mut first = failed.lock().unwrap_or_else(|p| p.into_inner());
-                if first.as_ref().is_none_or(|(k, _)| b < *k) {
-                    *first = Some((b, e));
+        cpu::par_chunks_mut(data, per * group, &|g, chunk| {
+            let mut s = scratch();
+            for (j, m) in chunk.chunks_mut(per).enumerate() {
+                let b = g * group + j;
+                if let Err(e) = f(&mut s, b, m) {
+                    let mut first = failed.lock().unwrap_or_else(|p| p.into_inner());
+                    if first.as_ref().is_none_or(|(k, _)| b < *k) {
+                        *first = Some((b, e));
+                    }
+                    break;
                 }
             }
         });
         let first = failed.into_inner().unwrap_or_else(|p| p.into_inner());
         return first.map_or(Ok(()), |(_, e)| Err(e));
     }
+    let mut s = scratch();
     data.chunks_mut(per)
         .enumerate()
-        .try_for_each(|(b, m)| f(b, m))
+        .try_for_each(|(b, m)| f(&mut s, b, m))
 }
 
 /// Solves `A X = B` (or `Aᵀ X = B` with `adjoint`) for triangular `A`, reading only its lower
@@ -368,21 +390,22 @@ fn operands(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Operands> {
     })
 }
 
-/// Runs `f(index, matrix, rhs)` on every system of a solve: `a` and `b` copied out with
-/// their batch dimensions broadcast, the right-hand side's copy solved in place into the
-/// result.
-fn solve_each<T: Element>(
+/// Runs `f(scratch, index, matrix, rhs)` on every system of a solve: `a` and `b` copied out
+/// with their batch dimensions broadcast, the right-hand side's copy solved in place into the
+/// result; `scratch()` as in [`per_matrix_with`].
+fn solve_each<T: Element, S>(
     a: &Tensor,
     b: &Tensor,
     o: &Operands,
-    f: impl Fn(usize, &[T], &mut [T]) -> Result<()> + Sync,
+    scratch: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &[T], &mut [T]) -> Result<()> + Sync,
 ) -> Result<Tensor> {
     let am = cpu::to_contiguous(a.data::<T>()?, &a.layout().broadcast_to(&o.a_shape))?;
     let mut out = cpu::to_contiguous(b.data::<T>()?, &b.layout().broadcast_to(&o.out_shape))?;
     let per_a = o.n * o.n;
     if numel(&o.out_shape) > 0 {
-        per_matrix(&mut out, o.n * o.k, |i, x| {
-            f(i, &am[i * per_a..(i + 1) * per_a], x)
+        per_matrix_with(&mut out, o.n * o.k, scratch, |s, i, x| {
+            f(s, i, &am[i * per_a..(i + 1) * per_a], x)
         })?;
     }
     Ok(Tensor::from_elems(out, &o.out_shape))
@@ -393,7 +416,7 @@ fn triangular_solve_kernel(a: &Tensor, b: &Tensor, lower: bool, adjoint: bool) -
     let o = operands(op, a, b)?;
     let (n, k) = (o.n, o.k);
     dispatch!(float op, a.dtype(), T => {
-        solve_each::<T>(a, b, &o, |_, m, x| {
+        solve_each::<T, ()>(a, b, &o, || (), |_, _, m, x| {
             let par = if n * n >= PAR_ELEMS { Par::rayon(0) } else { Par::Seq };
             let m = MatRef::from_row_major_slice(m, n, n);
             let x = MatMut::from_row_major_slice_mut(x, n, k);
@@ -583,38 +606,66 @@ pub fn band_part(x: &impl AsTensor, num_lower: i64, num_upper: i64) -> Result<Te
     select(&keep, &x, &0.0)
 }
 
-/// The LU factorization with partial pivoting of the `n`×`n` row-major matrix `m`, in place
-/// (L's unit lower triangle and U together), with its row permutation and transposition
-/// count. `Err(i)` names the first zero pivot: the matrix is singular.
-fn lu_factor<T: faer::traits::ComplexField + Element + Num + PartialEq>(
-    m: &mut [T],
+/// What an LU factorization and solve of `n`×`n` matrices (and `k` right-hand sides) need
+/// besides their operands, made once for many matrices ([`per_matrix_with`]).
+struct LuScratch<T> {
     n: usize,
-    perm: &mut [usize],
-    perm_inv: &mut [usize],
-) -> std::result::Result<usize, usize> {
-    let par = if n * n >= PAR_ELEMS {
-        Par::rayon(0)
-    } else {
-        Par::Seq
-    };
-    let mut mem = MemBuffer::new(lu::lu_in_place_scratch::<usize, T>(
-        n,
-        n,
-        par,
-        Default::default(),
-    ));
-    let a = MatMut::from_row_major_slice_mut(m, n, n);
-    let (info, _) = lu::lu_in_place(
-        a,
-        perm,
-        perm_inv,
-        par,
-        MemStack::new(&mut mem),
-        Default::default(),
-    );
-    match (0..n).find(|&i| m[i * n + i] == T::ZERO) {
-        Some(i) => Err(i),
-        None => Ok(info.transposition_count),
+    par: Par,
+    /// The factored copy: L's unit lower triangle and U together, row-major.
+    lu: Vec<T>,
+    perm: Vec<usize>,
+    perm_inv: Vec<usize>,
+    mem: MemBuffer,
+}
+
+impl<T: faer::traits::ComplexField + Element + Num + PartialEq> LuScratch<T> {
+    fn new(n: usize, k: usize) -> LuScratch<T> {
+        let par = if n * n >= PAR_ELEMS {
+            Par::rayon(0)
+        } else {
+            Par::Seq
+        };
+        let mem = MemBuffer::new(StackReq::any_of(&[
+            lu::lu_in_place_scratch::<usize, T>(n, n, par, Default::default()),
+            lu_solve::solve_in_place_scratch::<usize, T>(n, k, par),
+        ]));
+        LuScratch {
+            n,
+            par,
+            lu: vec![T::ZERO; n * n],
+            perm: vec![0; n],
+            perm_inv: vec![0; n],
+            mem,
+        }
+    }
+
+    /// Factors the row-major `a` with partial pivoting and gives the number of row
+    /// transpositions; `Err(i)` names the first zero pivot: the matrix is singular.
+    fn factor(&mut self, a: &[T]) -> std::result::Result<usize, usize> {
+        let n = self.n;
+        self.lu.copy_from_slice(a);
+        let (info, _) = lu::lu_in_place(
+            MatMut::from_row_major_slice_mut(&mut self.lu, n, n),
+            &mut self.perm,
+            &mut self.perm_inv,
+            self.par,
+            MemStack::new(&mut self.mem),
+            Default::default(),
+        );
+        match (0..n).find(|&i| self.lu[i * n + i] == T::ZERO) {
+            Some(i) => Err(i),
+            None => Ok(info.transposition_count),
+        }
+    }
+
+    /// Solves the last factored system for the row-major `n`×`k` right-hand side `x`, in place.
+    fn solve(&mut self, x: &mut [T], k: usize) {
+        let n = self.n;
+        let lu = MatRef::from_row_major_slice(&self.lu, n, n);
+        // the permutation faer just produced and its inverse (the check cannot fail)
+        let row_perm = faer::perm::PermRef::new_checked(&self.perm, &self.perm_inv, n);
+        let x = MatMut::from_row_major_slice_mut(x, n, k);
+        lu_solve::solve_in_place(lu, lu, row_perm, x, self.par, MemStack::new(&mut self.mem));
     }
 }
 
@@ -689,10 +740,8 @@ fn solve_kernel(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let o = operands(op, a, b)?;
     let (n, k) = (o.n, o.k);
     dispatch!(float op, a.dtype(), T => {
-        solve_each::<T>(a, b, &o, |i, m, x| {
-            let mut m = m.to_vec();
-            let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
-            lu_factor(&mut m, n, &mut perm, &mut perm_inv).map_err(|p| {
+        solve_each::<T, _>(a, b, &o, || LuScratch::<T>::new(n, k), |lu, i, m, x| {
+            lu.factor(m).map_err(|p| {
                 Error::arg(
                     op,
                     format!(
@@ -702,13 +751,7 @@ fn solve_kernel(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                     ),
                 )
             })?;
-            let par = if n * n >= PAR_ELEMS { Par::rayon(0) } else { Par::Seq };
-            let mut mem = MemBuffer::new(lu_solve::solve_in_place_scratch::<usize, T>(n, k, par));
-            let lu = MatRef::from_row_major_slice(&m, n, n);
-            // the permutation faer just produced and its inverse (the check cannot fail)
-            let row_perm = faer::perm::PermRef::new_checked(&perm, &perm_inv, n);
-            let x = MatMut::from_row_major_slice_mut(x, n, k);
-            lu_solve::solve_in_place(lu, lu, row_perm, x, par, MemStack::new(&mut mem));
+            lu.solve(x, k);
             Ok(())
         })
     })
@@ -823,11 +866,9 @@ fn slogdet_kernel(x: &Tensor) -> Result<Tensor> {
         let count = numel(&shape) / 2;
         let per = n * n;
         let mut out = vec![T::ZERO; 2 * count];
-        let one = |i: usize, o: &mut [T]| -> Result<()> {
-            let mut m = data[i * per..(i + 1) * per].to_vec();
-            let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
+        let one = |lu: &mut LuScratch<T>, i: usize, o: &mut [T]| -> Result<()> {
             let (mut sign, mut logabs) = (1.0f64, 0.0f64);
-            match lu_factor(&mut m, n, &mut perm, &mut perm_inv) {
+            match lu.factor(&data[i * per..(i + 1) * per]) {
                 Err(_) => {
                     sign = 0.0;
                     logabs = f64::NEG_INFINITY;
@@ -837,7 +878,7 @@ fn slogdet_kernel(x: &Tensor) -> Result<Tensor> {
                         sign = -sign;
                     }
                     for k in 0..n {
-                        let d = m[k * n + k].to_f64();
+                        let d = lu.lu[k * n + k].to_f64();
                         if d < 0.0 {
                             sign = -sign;
                         }
@@ -852,7 +893,7 @@ fn slogdet_kernel(x: &Tensor) -> Result<Tensor> {
             o[1] = T::from_f64(logabs);
             Ok(())
         };
-        per_matrix(&mut out, 2, one)?;
+        per_matrix_with(&mut out, 2, || LuScratch::<T>::new(n, 0), one)?;
         Ok(Tensor::from_elems(out, &shape))
     })
 }

@@ -595,3 +595,40 @@ fn a_compiled_step_through_the_factorizations_equals_eager() {
     }
     assert_eq!(compiled.tracing_count(), 1);
 }
+
+/// A batch of small systems large enough to be spread over threads in groups that share their
+/// scratch space: each system's answer is the one it gets alone, and the error names the first
+/// singular matrix, wherever the groups split.
+#[test]
+fn many_small_solves_share_scratch_and_name_the_first_singular_matrix() {
+    let mut rng = gradtape::random::Generator::from_seed(26);
+    // 144,000 right-hand-side elements: above the threshold for threads; 682 systems a group
+    let b = 24_000;
+    let eye = ops::multiply(&Tensor::eye(3, DType::F64).unwrap(), &3.0).unwrap();
+    let a = ops::add(
+        &rng.uniform(&[b, 3, 3], -1.0, 1.0, DType::F64).unwrap(),
+        &eye,
+    )
+    .unwrap();
+    let r = rng.uniform(&[b, 3, 2], -1.0, 1.0, DType::F64).unwrap();
+    let x = linalg::solve(&a, &r).unwrap().to_vec::<f64>().unwrap();
+    let (_, logabs) = linalg::slogdet(&a).unwrap();
+    let logabs = logabs.to_vec::<f64>().unwrap();
+    for i in [0, 1, 681, 682, 23_999] {
+        let one = |t: &Tensor| ops::slice(t, &[i, 0, 0], &[1, -1, -1]).unwrap();
+        let alone = linalg::solve(&one(&a), &one(&r))
+            .unwrap()
+            .to_vec::<f64>()
+            .unwrap();
+        assert_eq!(&x[i * 6..(i + 1) * 6], &alone[..], "system {i}");
+        let (_, l) = linalg::slogdet(&one(&a)).unwrap();
+        assert_eq!(logabs[i], l.to_vec::<f64>().unwrap()[0], "slogdet {i}");
+    }
+    let mut v = a.to_vec::<f64>().unwrap();
+    for i in [20_100, 23_900] {
+        v[i * 9..(i + 1) * 9].fill(1.0);
+    }
+    let singular = Tensor::from_vec(v, &[b, 3, 3]).unwrap();
+    let e = linalg::solve(&singular, &r).unwrap_err().to_string();
+    assert!(e.contains("matrix 20100 ") && e.contains("singular"), "{e}");
+}
