@@ -898,28 +898,49 @@ fn slogdet_kernel(x: &Tensor) -> Result<Tensor> {
     })
 }
 
-/// The least-squares solution of `A X ≈ B` (TensorFlow's `tf.linalg.lstsq` with its default
-/// `fast=True`): the normal equations, `(AᵀA + λI)⁻¹ AᵀB` by Cholesky when `A` (`[..., m, n]`)
-/// has at least as many rows as columns, `Aᵀ(AAᵀ + λI)⁻¹B` (the minimum-norm solution) when
-/// it has fewer. `l2_regularizer` is λ. A composition of the primitives above, so its
-/// gradients are theirs. As TensorFlow's fast path, it squares `A`'s condition number: for
-/// ill-conditioned problems a QR-based solve (not yet here) is the accurate one.
+/// The least-squares solution of `A X ≈ B` (TensorFlow's `tf.linalg.lstsq(matrix, rhs,
+/// l2_regularizer, fast)`), minimizing `|A X - B|² + λ |X|²` with `λ = l2_regularizer`.
+///
+/// With `fast` (TensorFlow's default), the normal equations: `(AᵀA + λI)⁻¹ AᵀB` by Cholesky
+/// when `A` (`[..., m, n]`) has at least as many rows as columns, `Aᵀ(AAᵀ + λI)⁻¹B` (the
+/// minimum-norm solution) when it has fewer. This squares `A`'s condition number and fails
+/// on a rank-deficient `A` without a regularizer. Without `fast`, the SVD: `X = V diag(s /
+/// (s² + λ)) Uᵀ B`, the minimum-norm solution even for rank-deficient `A` (singular values
+/// below [`pinv`](super::factors::pinv)'s cutoff count as zero when `λ = 0`), as robust as
+/// TensorFlow's complete orthogonal decomposition and the same solution. Two differences
+/// from TensorFlow there: it has a gradient (TensorFlow: "Gradient not defined for
+/// fast=False"), and it applies `l2_regularizer` (TensorFlow's robust path ignores it).
+///
+/// Both are compositions of differentiable primitives, so their gradients are those
+/// primitives'.
 ///
 /// # Errors
 /// When the shapes do not fit (`rhs` must be `[..., m, k]`), the dtypes differ or are not
-/// float, `l2_regularizer` is negative or not finite, or the normal matrix is not positive
-/// definite (`A` rank-deficient without a regularizer).
+/// float, `l2_regularizer` is negative or not finite, or, with `fast`, the normal matrix is not
+/// positive definite (`A` rank-deficient without a regularizer).
 ///
 /// ```
 /// use gradtape::{linalg, Tensor};
 /// // the line through (0, 1), (1, 3), (2, 5): y = 1 + 2x
 /// let a = Tensor::from_vec(vec![1.0f64, 0.0, 1.0, 1.0, 1.0, 2.0], &[3, 2])?;
 /// let y = Tensor::from_vec(vec![1.0f64, 3.0, 5.0], &[3, 1])?;
-/// let coef = linalg::lstsq(&a, &y, 0.0)?.to_vec::<f64>()?;
-/// assert!((coef[0] - 1.0).abs() < 1e-12 && (coef[1] - 2.0).abs() < 1e-12);
+/// for fast in [true, false] {
+///     let coef = linalg::lstsq(&a, &y, 0.0, fast)?.to_vec::<f64>()?;
+///     assert!((coef[0] - 1.0).abs() < 1e-12 && (coef[1] - 2.0).abs() < 1e-12);
+/// }
+/// // a repeated column: rank-deficient, so only the robust path answers
+/// let twice = Tensor::from_vec(vec![1.0f64, 1.0, 2.0, 2.0, 3.0, 3.0], &[3, 2])?;
+/// assert!(linalg::lstsq(&twice, &y, 0.0, true).is_err());
+/// let coef = linalg::lstsq(&twice, &y, 0.0, false)?.to_vec::<f64>()?;
+/// assert!((coef[0] - coef[1]).abs() < 1e-12); // the minimum-norm split
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn lstsq(matrix: &impl AsTensor, rhs: &impl AsTensor, l2_regularizer: f64) -> Result<Tensor> {
+pub fn lstsq(
+    matrix: &impl AsTensor,
+    rhs: &impl AsTensor,
+    l2_regularizer: f64,
+    fast: bool,
+) -> Result<Tensor> {
     let op = "lstsq";
     let (a, b) = (matrix.operand().into_tensor(), rhs.operand().into_tensor());
     let (m, n) = match a.shape() {
@@ -948,6 +969,15 @@ pub fn lstsq(matrix: &impl AsTensor, rhs: &impl AsTensor, l2_regularizer: f64) -
             op,
             format!("l2_regularizer must be finite and >= 0, got {l2_regularizer}"),
         ));
+    }
+    if !fast {
+        if l2_regularizer == 0.0 {
+            return matmul(&factors::pinv(&a, None)?, &b);
+        }
+        let (s, u, v) = factors::svd(&a, false)?;
+        let shrink = super::divide(&s, &add(&super::square(&s)?, &l2_regularizer)?)?;
+        let vs = multiply(&v, &expand_dims(&shrink, -2)?)?;
+        return matmul(&vs, &matmul(&matrix_transpose(&u)?, &b)?);
     }
     let at = matrix_transpose(&a)?;
     let regularized = |g: Tensor, size: usize| -> Result<Tensor> {

@@ -25,8 +25,11 @@ fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
         "inv" => linalg::inv(&x[0]),
         "det" => linalg::det(&x[0]),
         "slogdet" => Ok(linalg::slogdet(&x[0])?.1),
-        "lstsq_tall" | "lstsq_wide" => linalg::lstsq(&x[0], &x[1], 0.0),
-        "lstsq_regularized" => linalg::lstsq(&x[0], &x[1], 0.5),
+        "lstsq_tall" | "lstsq_wide" => linalg::lstsq(&x[0], &x[1], 0.0, true),
+        "lstsq_regularized" => linalg::lstsq(&x[0], &x[1], 0.5, true),
+        "lstsq_robust_tall" | "lstsq_robust_wide" | "lstsq_robust_rank_deficient" => {
+            linalg::lstsq(&x[0], &x[1], 0.0, false)
+        }
         "diag_part" => linalg::diag_part(&x[0]),
         "diag" => linalg::diag(&x[0]),
         "norm_all" => linalg::norm(&x[0], NormOrd::Euclidean, NormAxes::All, false),
@@ -115,7 +118,7 @@ fn close(ours: &Tensor, theirs: &Tensor, rtol: f64, what: &str) {
 fn linalg_matches_tensorflow() {
     let fixture = fixture("tf_linalg.json");
     let cases = fixture["cases"].as_array().unwrap();
-    assert!(cases.len() >= 112, "{}", cases.len());
+    assert!(cases.len() >= 118, "{}", cases.len());
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let dtype = match case["dtype"].as_str().unwrap() {
@@ -284,12 +287,13 @@ fn linalg_bad_inputs_are_errors() {
         &Tensor::ones(&[3], DType::F64).unwrap(),
     ));
     assert!(e.starts_with("solve:") && e.contains("[3]"), "{e}");
-    let e = err(linalg::lstsq(&good, &good, -1.0));
+    let e = err(linalg::lstsq(&good, &good, -1.0, false));
     assert!(e.starts_with("lstsq:") && e.contains("-1"), "{e}");
     let e = err(linalg::lstsq(
         &good,
         &Tensor::ones(&[3, 1], DType::F64).unwrap(),
         0.0,
+        true,
     ));
     assert!(e.starts_with("lstsq:") && e.contains("[3, 1]"), "{e}");
     let e = err(linalg::set_diag(
@@ -631,4 +635,36 @@ fn many_small_solves_share_scratch_and_name_the_first_singular_matrix() {
     let singular = Tensor::from_vec(v, &[b, 3, 3]).unwrap();
     let e = linalg::solve(&singular, &r).unwrap_err().to_string();
     assert!(e.contains("matrix 20100 ") && e.contains("singular"), "{e}");
+}
+
+/// `lstsq` without `fast` (the SVD) solves the same problem as the normal equations where
+/// both apply, regularized or not, tall or wide: the same values and the same gradients
+/// (TensorFlow has none for its robust path, so its fixture checks only values).
+#[test]
+fn robust_lstsq_has_the_fast_paths_values_and_gradients() {
+    let mut rng = gradtape::random::Generator::from_seed(27);
+    for (shape, l2) in [
+        (&[2, 6, 3][..], 0.0),
+        (&[6, 3][..], 0.7),
+        (&[2, 3][..], 0.0),
+        (&[3, 5][..], 0.3),
+    ] {
+        let a = rng.uniform(shape, -1.0, 1.0, DType::F64).unwrap();
+        let mut bs = shape.to_vec();
+        *bs.last_mut().unwrap() = 2;
+        let b = rng.uniform(&bs, -1.0, 1.0, DType::F64).unwrap();
+        let run = |fast: bool| {
+            let tape = GradientTape::new();
+            tape.watch(&a);
+            tape.watch(&b);
+            let x = linalg::lstsq(&a, &b, l2, fast).unwrap();
+            let loss = ops::reduce_sum(&ops::sin(&x).unwrap(), gradtape::Axes::All, false).unwrap();
+            let (ga, gb) = tape.gradient(&loss, (&a, &b)).unwrap();
+            (x, ga.unwrap(), gb.unwrap())
+        };
+        let (fast, robust) = (run(true), run(false));
+        assert!(max_abs_diff(&fast.0, &robust.0) < 1e-12, "{shape:?} values");
+        assert!(max_abs_diff(&fast.1, &robust.1) < 1e-10, "{shape:?} d/dA");
+        assert!(max_abs_diff(&fast.2, &robust.2) < 1e-10, "{shape:?} d/dB");
+    }
 }

@@ -128,7 +128,7 @@ proptest! {
                 ("diag", Box::new(|| gradtape::linalg::diag(&a))),
                 ("norm", Box::new(|| gradtape::linalg::norm(&a, gradtape::linalg::NormOrd::Inf, gradtape::linalg::NormAxes::Matrix(axis, -1), keepdims))),
                 ("set_diag", Box::new(|| gradtape::linalg::set_diag(&a, &b))),
-                ("lstsq", Box::new(|| gradtape::linalg::lstsq(&a, &b, 0.0))),
+                ("lstsq", Box::new(|| gradtape::linalg::lstsq(&a, &b, 0.0, keepdims))),
                 ("det", Box::new(|| gradtape::linalg::det(&a))),
                 ("triangular_solve", Box::new(|| gradtape::linalg::triangular_solve(&a, &b, keepdims, taped))),
                 ("cholesky_solve", Box::new(|| gradtape::linalg::cholesky_solve(&a, &b))),

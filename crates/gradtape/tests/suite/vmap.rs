@@ -96,7 +96,10 @@ fn linalg_rows() -> Vec<(&'static str, Build, Op)> {
         }),
         ("inv", square3, |a| linalg::inv(&well(&a[0])?)),
         ("lstsq", square3_and_rhs, |a| {
-            linalg::lstsq(&well(&a[0])?, &a[1], 0.25)
+            linalg::lstsq(&well(&a[0])?, &a[1], 0.25, true)
+        }),
+        ("lstsq", square3_and_rhs, |a| {
+            linalg::lstsq(&well(&a[0])?, &a[1], 0.0, false)
         }),
         ("det", square3, |a| linalg::det(&well(&a[0])?)),
         (
