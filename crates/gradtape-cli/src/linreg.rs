@@ -350,10 +350,10 @@ fn stats(d: &Data, a: f64, b: f64) -> Result<Stats, CliError> {
         sum(&ops::square(&dx)?)?,
         sum(&ops::square(&dy)?)?,
     );
-    let closed_form = (sdxdx > 0.0).then(|| {
-        let bb = sdxdy / sdxdx;
-        (ym - bb * xm, bb)
-    });
+    let closed_form = match sdxdx > 0.0 {
+        true => Some(least_squares(&x, &y, (xm, ym), sdxdy / sdxdx)?),
+        false => None,
+    };
     let resid = ops::subtract(&y, &ops::add(&ops::multiply(&x, &b)?, &a)?)?;
     let ss_res = sum(&ops::square(&resid)?)?;
     let r2 = if sdydy > 0.0 {
@@ -366,6 +366,30 @@ fn stats(d: &Data, a: f64, b: f64) -> Result<Stats, CliError> {
         r2,
         sums: [n as f64, sx, sy, sxy, sxx, syy],
     })
+}
+
+/// The least-squares line `(a, b)`: with the `linalg` feature, `linalg::lstsq` of the design
+/// matrix `[1, x]` (the SVD path, robust however the x are spread), the seed's closed form
+/// as a linear-algebra problem; without it, from the centered sums (`b = Σdxdy / Σdx²`),
+/// the same line worked out by hand for two parameters.
+#[cfg(feature = "linalg")]
+fn least_squares(x: &Tensor, y: &Tensor, _: (f64, f64), _: f64) -> Result<(f64, f64), CliError> {
+    let n = x.shape()[0];
+    let ones = Tensor::ones(&[n, 1], x.dtype())?;
+    let design = ops::concat(&[ones, ops::reshape(x, &[-1, 1])?], 1)?;
+    let coef = gradtape::linalg::lstsq(&design, &ops::reshape(y, &[-1, 1])?, 0.0, false)?;
+    let c = coef.to_vec::<f64>()?;
+    Ok((c[0], c[1]))
+}
+
+#[cfg(not(feature = "linalg"))]
+fn least_squares(
+    _: &Tensor,
+    _: &Tensor,
+    (xm, ym): (f64, f64),
+    slope: f64,
+) -> Result<(f64, f64), CliError> {
+    Ok((ym - slope * xm, slope))
 }
 
 /// The loss at `(a, b)` from the sums (exact for SSE, divided by n for MSE).
@@ -744,6 +768,24 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
+    /// With `linalg`, the least-squares line comes from `lstsq`: it is the centered sums'
+    /// line, to rounding.
+    #[cfg(feature = "linalg")]
+    #[test]
+    fn the_lstsq_line_is_the_closed_form() {
+        let d = crate::data::generate(200, 7, 0.5, 2.0, -3.0).unwrap();
+        let st = super::stats(&d, 0.0, 0.0).unwrap();
+        let (a, b) = st.closed_form.unwrap();
+        let [n, sx, sy, sxy, sxx, _] = st.sums;
+        let slope = (sxy - sx * sy / n) / (sxx - sx * sx / n);
+        let intercept = (sy - slope * sx) / n;
+        assert!(
+            (b - slope).abs() < 1e-9 && (a - intercept).abs() < 1e-9,
+            "{a} {b}"
+        );
+        assert!((b + 3.0).abs() < 0.2 && (a - 2.0).abs() < 0.3, "{a} {b}");
+    }
+
     use super::*;
 
     #[test]
