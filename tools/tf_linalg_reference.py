@@ -109,6 +109,12 @@ CASES = [
     ("norm_matrix_inf", lambda a: tf.norm(a, ord=np.inf, axis=[1, 2], keepdims=True), [rng.uniform(-1, 1, (2, 3, 4))]),
     ("set_diag", lambda a, d: tf.linalg.set_diag(a, d), [rng.uniform(-1, 1, (2, 3, 3)), rng.uniform(-1, 1, (2, 3))]),
     ("trace", lambda a: tf.linalg.trace(a), [rng.uniform(-1, 1, (2, 3, 3))]),
+    ("diag_part_above", lambda a: tf.linalg.diag_part(a, k=1), [rng.uniform(-1, 1, (2, 3, 4))]),
+    ("diag_part_below", lambda a: tf.linalg.diag_part(a, k=-2), [rng.uniform(-1, 1, (4, 3))]),
+    ("diag_below", lambda d: tf.linalg.diag(d, k=-1), [rng.uniform(-1, 1, (2, 3))]),
+    ("set_diag_above", lambda a, d: tf.linalg.set_diag(a, d, k=2),
+     [rng.uniform(-1, 1, (2, 3, 4)), rng.uniform(-1, 1, (2, 2))]),
+    ("trace_not_square", lambda a: tf.linalg.trace(a), [rng.uniform(-1, 1, (2, 3, 4))]),
     ("band_part", lambda a: tf.linalg.band_part(a, 1, 0), [rng.uniform(-1, 1, (3, 4))]),
     ("matrix_transpose", lambda a: tf.linalg.matrix_transpose(a), [rng.uniform(-1, 1, (2, 3, 4))]),
     # The factors' signs are each library's choice, so these cases compare what does not depend

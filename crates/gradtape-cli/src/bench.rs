@@ -796,7 +796,7 @@ fn linalg_workload(name: &str, quick: bool, extra: &mut Map<String, Value>) -> R
                 let alpha = linalg::cholesky_solve(&l, &y)?;
                 let fit = ops::reduce_sum(&ops::multiply(&y, &alpha)?, Axes::All, false)?;
                 let logdet =
-                    ops::reduce_sum(&ops::log(&linalg::diag_part(&l)?)?, Axes::All, false)?;
+                    ops::reduce_sum(&ops::log(&linalg::diag_part(&l, 0)?)?, Axes::All, false)?;
                 let nll = ops::add(&ops::multiply(&fit, &0.5)?, &logdet)?;
                 for g in tape.gradient(&nll, &vars)?.into_iter().flatten() {
                     g.realize()?;

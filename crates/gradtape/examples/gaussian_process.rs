@@ -46,7 +46,8 @@ fn main() -> Result<()> {
         let l = linalg::cholesky(&k)?;
         let alpha = linalg::cholesky_solve(&l, &y)?;
         let fit = ops::reduce_sum(&ops::multiply(&y, &alpha)?, Axes::All, false)?;
-        let half_logdet = ops::reduce_sum(&ops::log(&linalg::diag_part(&l)?)?, Axes::All, false)?;
+        let half_logdet =
+            ops::reduce_sum(&ops::log(&linalg::diag_part(&l, 0)?)?, Axes::All, false)?;
         let constant = 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
         ops::add(
             &ops::add(&ops::multiply(&fit, &0.5)?, &half_logdet)?,

@@ -451,39 +451,114 @@ pub fn cholesky_solve(chol: &impl AsTensor, rhs: &impl AsTensor) -> Result<Tenso
     triangular_solve(&chol, &y, true, true)
 }
 
-/// The diagonals of `x` (`[..., n, n]` gives `[..., n]`; TensorFlow's `tf.linalg.diag_part`
-/// of square matrices).
+/// The `m`×`n` matrices' shape, and where their diagonal `k` starts in row-major order and
+/// how long it is (TensorFlow's `k`: 0 the main diagonal, above it positive, below negative).
+fn diagonal_k(op: &'static str, x: &Tensor, k: i64) -> Result<(usize, usize, usize, usize)> {
+    let (m, n) = match x.shape() {
+        [.., m, n] => (*m, *n),
+        s => {
+            return Err(Error::shape(
+                op,
+                format!("expected matrices [..., m, n], got shape {s:?}"),
+            ))
+        }
+    };
+    let (mi, ni) = (m as i64, n as i64);
+    // TensorFlow's range (-m, n), widened to k = 0 for empty matrices
+    if k != 0 && !(-mi < k && k < ni) {
+        return Err(Error::arg(
+            op,
+            format!(
+                "diagonal k = {k} is outside the matrices of shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    let (start, len) = match k >= 0 {
+        true => (k as usize, m.min(n.saturating_sub(k as usize))),
+        false => ((-k) as usize * n, n.min(m.saturating_sub((-k) as usize))),
+    };
+    Ok((m, n, start, len))
+}
+
+/// Diagonal `k` of each matrix (TensorFlow's `tf.linalg.diag_part(input, k)`): `[..., m, n]`
+/// gives `[..., len]`, the main diagonal (`k = 0`) of length `min(m, n)`, those above it
+/// (`k > 0`) and below (`k < 0`) shorter. A strided view, so its gradient scatters back.
 ///
 /// # Errors
-/// When the matrices are not square.
+/// When `x` has rank below 2 or `k` is outside `(-m, n)`.
 ///
 /// ```
 /// use gradtape::{linalg, Tensor};
-/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
-/// assert_eq!(linalg::diag_part(&x)?.to_vec::<f32>()?, vec![1.0, 4.0]);
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+/// assert_eq!(linalg::diag_part(&x, 0)?.to_vec::<f32>()?, vec![1.0, 5.0]);
+/// assert_eq!(linalg::diag_part(&x, 1)?.to_vec::<f32>()?, vec![2.0, 6.0]);
+/// assert_eq!(linalg::diag_part(&x, -1)?.to_vec::<f32>()?, vec![4.0]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn diag_part(x: &impl AsTensor) -> Result<Tensor> {
+pub fn diag_part(x: &impl AsTensor, k: i64) -> Result<Tensor> {
     let x = x.operand().into_tensor();
-    let n = square("diag_part", &x)?;
+    let (m, n, start, len) = diagonal_k("diag_part", &x, k)?;
     let lead = &x.shape()[..x.rank() - 2];
-    let flat: Vec<usize> = lead.iter().copied().chain([n * n]).collect();
+    let flat: Vec<usize> = lead.iter().copied().chain([m * n]).collect();
     let rows = reshape_to(&x, &flat)?;
     let r = flat.len();
-    let begin = vec![0isize; r];
-    let end: Vec<isize> = flat.iter().map(|&d| d as isize).collect();
+    let mut begin = vec![0isize; r];
+    let mut end: Vec<isize> = flat.iter().map(|&d| d as isize).collect();
     let mut strides = vec![1isize; r];
+    begin[r - 1] = start as isize;
+    end[r - 1] = (start + len.saturating_sub(1) * (n + 1) + 1) as isize;
     strides[r - 1] = n as isize + 1;
-    // empty matrices have an empty diagonal, which is `rows` itself
-    match n {
-        0 => Ok(rows),
+    match len {
+        // an empty diagonal: the empty slice of the rows
+        0 => strided_slice(
+            &rows,
+            &vec![0; r],
+            &{
+                let mut e = end.clone();
+                e[r - 1] = 0;
+                e
+            },
+            &vec![1; r],
+        ),
         _ => strided_slice(&rows, &begin, &end, &strides),
     }
 }
 
-/// Square matrices with `diagonal` (`[..., n]`) on their diagonals and zeros elsewhere
-/// (`tf.linalg.diag` of its default `k = 0`): a product with the identity, so its gradient
-/// is the diagonal of the upstream gradient.
+/// `m`×`n` matrices holding `d` (`[..., len]`) on diagonal `k` and zeros elsewhere: `d`
+/// spread with `n` zeros after each element, shifted to where the diagonal starts, and cut to
+/// `m·n` (pads, a reshape and a slice: linear, so differentiable).
+fn place_diagonal(d: &Tensor, k: i64, (m, n): (usize, usize)) -> Result<Tensor> {
+    let lead = &d.shape()[..d.rank() - 1];
+    let len = d.shape()[d.rank() - 1];
+    let start = if k >= 0 {
+        k as usize
+    } else {
+        (-k) as usize * n
+    };
+    let r = lead.len() + 1;
+    let mut pads = vec![[0usize, 0]; r + 1];
+    pads[r] = [0, n];
+    let spread = super::pad(&expand_dims(d, -1)?, &pads)?; // [..., len, n + 1]
+    let flat: Vec<usize> = lead.iter().copied().chain([len * (n + 1)]).collect();
+    let spread = reshape_to(&spread, &flat)?;
+    let (total, used) = (m * n, start + len * (n + 1));
+    let mut pads = vec![[0usize, 0]; r];
+    pads[r - 1] = [start, total.saturating_sub(used)];
+    let mut placed = super::pad(&spread, &pads)?;
+    if used > total {
+        // only zeros follow the last element past m·n
+        let mut size = vec![-1isize; r];
+        size[r - 1] = total as isize;
+        placed = super::slice(&placed, &vec![0; r], &size)?;
+    }
+    let shape: Vec<usize> = lead.iter().copied().chain([m, n]).collect();
+    reshape_to(&placed, &shape)
+}
+
+/// Square matrices with `diagonal` (`[..., len]`) on diagonal `k` and zeros elsewhere
+/// (TensorFlow's `tf.linalg.diag(diagonal, k)`): `len + |k|` on a side, as TensorFlow's default
+/// `num_rows`/`num_cols`. Its gradient is diagonal `k` of the upstream gradient.
 ///
 /// # Errors
 /// When `diagonal` is a scalar.
@@ -491,57 +566,65 @@ pub fn diag_part(x: &impl AsTensor) -> Result<Tensor> {
 /// ```
 /// use gradtape::{linalg, Tensor};
 /// let d = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
-/// assert_eq!(linalg::diag(&d)?.to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 2.0]);
+/// assert_eq!(linalg::diag(&d, 0)?.to_vec::<f32>()?, vec![1.0, 0.0, 0.0, 2.0]);
+/// assert_eq!(linalg::diag(&d, 1)?.to_vec::<f32>()?, vec![0.0, 1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn diag(diagonal: &impl AsTensor) -> Result<Tensor> {
+pub fn diag(diagonal: &impl AsTensor, k: i64) -> Result<Tensor> {
     let d = diagonal.operand().into_tensor();
-    let Some(&n) = d.shape().last() else {
+    let Some(&len) = d.shape().last() else {
         return Err(Error::shape(
             "diag",
             "expected a diagonal [..., n], got a scalar",
         ));
     };
-    let eye = Tensor::eye(n, d.dtype())?.move_to(d.device())?;
-    multiply(&expand_dims(&d, -1)?, &eye)
+    let side = len + k.unsigned_abs() as usize;
+    place_diagonal(&d, k, (side, side))
 }
 
-/// `x` with the diagonal of each matrix replaced by `diagonal` (`tf.linalg.set_diag` of its
-/// default `k = 0`, square matrices). The gradient goes to `x` off the diagonal and to
-/// `diagonal` on it.
+/// `x` with diagonal `k` of each matrix replaced by `diagonal` (TensorFlow's
+/// `tf.linalg.set_diag(input, diagonal, k)`). The gradient goes to `x` off that diagonal and
+/// to `diagonal` on it.
 ///
 /// # Errors
-/// When the matrices are not square or `diagonal` is not `x`'s shape without its last axis.
+/// When `x` has rank below 2, `k` is outside `(-m, n)`, or `diagonal` is not `x`'s batch
+/// shape followed by the diagonal's length.
 ///
 /// ```
 /// use gradtape::{linalg, Tensor};
 /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
 /// let d = Tensor::from_vec(vec![9.0f32, 8.0], &[2])?;
-/// assert_eq!(linalg::set_diag(&x, &d)?.to_vec::<f32>()?, vec![9.0, 2.0, 3.0, 8.0]);
+/// assert_eq!(linalg::set_diag(&x, &d, 0)?.to_vec::<f32>()?, vec![9.0, 2.0, 3.0, 8.0]);
+/// let one = Tensor::from_vec(vec![7.0f32], &[1])?;
+/// assert_eq!(linalg::set_diag(&x, &one, -1)?.to_vec::<f32>()?, vec![1.0, 2.0, 7.0, 4.0]);
 /// # Ok::<(), gradtape::Error>(())
 /// ```
-pub fn set_diag(x: &impl AsTensor, diagonal: &impl AsTensor) -> Result<Tensor> {
+pub fn set_diag(x: &impl AsTensor, diagonal: &impl AsTensor, k: i64) -> Result<Tensor> {
     let (x, d) = (x.operand().into_tensor(), diagonal.operand().into_tensor());
-    let n = square("set_diag", &x)?;
-    if d.shape() != &x.shape()[..x.rank() - 1] {
+    let (m, n, _, len) = diagonal_k("set_diag", &x, k)?;
+    let want: Vec<usize> = x.shape()[..x.rank() - 2]
+        .iter()
+        .copied()
+        .chain([len])
+        .collect();
+    if d.shape() != want {
         return Err(Error::shape(
             "set_diag",
             format!(
-                "diagonal must be {:?} for matrices of shape {:?}, got {:?}",
-                &x.shape()[..x.rank() - 1],
+                "diagonal {k} must be {want:?} for matrices of shape {:?}, got {:?}",
                 x.shape(),
                 d.shape()
             ),
         ));
     }
-    let on = mask((n, n), |i, j| i == j, &x)?;
-    select(&on, &broadcast_to(&expand_dims(&d, -1)?, x.shape())?, &x)
+    let on = mask((m, n), |i, j| j as i64 - i as i64 == k, &x)?;
+    select(&on, &place_diagonal(&d, k, (m, n))?, &x)
 }
 
-/// The sum of the diagonal of each matrix (`tf.linalg.trace`).
+/// The sum of the main diagonal of each matrix (`tf.linalg.trace`; square or not).
 ///
 /// # Errors
-/// When the matrices are not square.
+/// When `x` has rank below 2.
 ///
 /// ```
 /// use gradtape::{linalg, Tensor};
@@ -550,7 +633,7 @@ pub fn set_diag(x: &impl AsTensor, diagonal: &impl AsTensor) -> Result<Tensor> {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn trace(x: &impl AsTensor) -> Result<Tensor> {
-    reduce_sum(&diag_part(x)?, -1, false)
+    reduce_sum(&diag_part(x, 0)?, -1, false)
 }
 
 /// The log-determinant of symmetric positive-definite matrices (TensorFlow's
@@ -567,7 +650,7 @@ pub fn trace(x: &impl AsTensor) -> Result<Tensor> {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn logdet(x: &impl AsTensor) -> Result<Tensor> {
-    let d = diag_part(&cholesky(x)?)?;
+    let d = diag_part(&cholesky(x)?, 0)?;
     multiply(&reduce_sum(&super::log(&d)?, -1, false)?, &2.0)
 }
 

@@ -223,7 +223,7 @@ pub(crate) static EIGH: Primitive = Primitive {
             // Vᵀ dA V: its diagonal is de, the rest turns the vectors
             let p = matmul(&matmul(&matrix_transpose(&v)?, &lower_symmetric(da)?)?, &v)?;
             let dv = matmul(&v, &multiply(&inverse_gaps(&e)?, &p)?)?;
-            pack(&[diag_part(&p)?, dv], &a.shape()[..a.rank() - 2]).map(Some)
+            pack(&[diag_part(&p, 0)?, dv], &a.shape()[..a.rank() - 2]).map(Some)
         },
     },
     batching: Batching::OneInput(|p, _| apply(&EIGH, &[p], &Params::NONE)),
@@ -246,7 +246,7 @@ pub(crate) static EIGVALSH: Primitive = Primitive {
             let Some(da) = &t[0] else { return Ok(None) };
             let (_, v) = eigh(saved.a()?)?;
             let p = matmul(&matmul(&matrix_transpose(&v)?, &lower_symmetric(da)?)?, &v)?;
-            diag_part(&p).map(Some)
+            diag_part(&p, 0).map(Some)
         },
     },
     batching: Batching::OneInput(|p, _| apply(&EIGVALSH, &[p], &Params::NONE)),
@@ -257,7 +257,7 @@ pub(crate) static EIGVALSH: Primitive = Primitive {
 /// TensorFlow's `_SelfAdjointEigV2Grad`: `V (diag(ē) + F ⊙ Vᵀ V̄) Vᵀ`, then onto the lower
 /// triangle that the forward read (off-diagonal terms doubled, as each stands for two).
 fn eigh_vjp(e: &Tensor, v: &Tensor, ge: &Tensor, gv: Option<&Tensor>) -> Result<Tensor> {
-    let mut inner = diag(ge)?;
+    let mut inner = diag(ge, 0)?;
     if let Some(gv) = gv {
         let turn = multiply(&inverse_gaps(e)?, &matmul(&matrix_transpose(v)?, gv)?)?;
         inner = add(&inner, &turn)?;
@@ -413,7 +413,7 @@ pub(crate) static SVD: Primitive = Primitive {
             if n > m {
                 dv = add(&dv, &outside(&v, matmul(&matrix_transpose(da)?, &u)?)?)?;
             }
-            pack(&[diag_part(&ds)?, du, dv], &a.shape()[..a.rank() - 2]).map(Some)
+            pack(&[diag_part(&ds, 0)?, du, dv], &a.shape()[..a.rank() - 2]).map(Some)
         },
     },
     batching: Batching::OneInput(|p, params| apply(&SVD, &[p], params)),
@@ -435,7 +435,7 @@ pub(crate) static SVDVALS: Primitive = Primitive {
         jvp: |saved, _, t| {
             let Some(da) = &t[0] else { return Ok(None) };
             let (_, u, v) = svd(saved.a()?, false)?;
-            diag_part(&matmul(&matmul(&matrix_transpose(&u)?, da)?, &v)?).map(Some)
+            diag_part(&matmul(&matmul(&matrix_transpose(&u)?, da)?, &v)?, 0).map(Some)
         },
     },
     batching: Batching::OneInput(|p, _| apply(&SVDVALS, &[p], &Params::NONE)),
@@ -476,7 +476,7 @@ fn svd_vjp(
     }
     let v1 = columns(&v, 0, m)?;
     let (s_row, s_col) = (expand_dims(s, -2)?, expand_dims(s, -1)?);
-    let mut inner = diag(gs)?;
+    let mut inner = diag(gs, 0)?;
     let mut term2 = None;
     if let Some([gu, gv]) = &guv {
         let gaps = inverse_gaps(&square(s)?)?;

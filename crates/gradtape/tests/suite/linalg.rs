@@ -30,8 +30,13 @@ fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
         "lstsq_robust_tall" | "lstsq_robust_wide" | "lstsq_robust_rank_deficient" => {
             linalg::lstsq(&x[0], &x[1], 0.0, false)
         }
-        "diag_part" => linalg::diag_part(&x[0]),
-        "diag" => linalg::diag(&x[0]),
+        "diag_part" => linalg::diag_part(&x[0], 0),
+        "diag" => linalg::diag(&x[0], 0),
+        "diag_part_above" => linalg::diag_part(&x[0], 1),
+        "diag_part_below" => linalg::diag_part(&x[0], -2),
+        "diag_below" => linalg::diag(&x[0], -1),
+        "set_diag_above" => linalg::set_diag(&x[0], &x[1], 2),
+        "trace_not_square" => linalg::trace(&x[0]),
         "norm_all" => linalg::norm(&x[0], NormOrd::Euclidean, NormAxes::All, false),
         "norm_vector_1" => linalg::norm(&x[0], NormOrd::One, NormAxes::Vector(-1), false),
         "norm_vector_inf" => linalg::norm(&x[0], NormOrd::Inf, NormAxes::Vector(1), true),
@@ -39,7 +44,7 @@ fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
         "norm_fro" => linalg::norm(&x[0], NormOrd::Fro, NormAxes::Matrix(-2, -1), false),
         "norm_matrix_1" => linalg::norm(&x[0], NormOrd::One, NormAxes::Matrix(-2, -1), false),
         "norm_matrix_inf" => linalg::norm(&x[0], NormOrd::Inf, NormAxes::Matrix(1, 2), true),
-        "set_diag" => linalg::set_diag(&x[0], &x[1]),
+        "set_diag" => linalg::set_diag(&x[0], &x[1], 0),
         "trace" => linalg::trace(&x[0]),
         "band_part" => linalg::band_part(&x[0], 1, 0),
         "matrix_transpose" => linalg::matrix_transpose(&x[0]),
@@ -81,7 +86,7 @@ fn qr_positive(a: &Tensor, full: bool) -> Result<(Tensor, Tensor)> {
         size[x.rank() - 1] = cols;
         ops::slice(x, &vec![0; x.rank()], &size)
     };
-    let d = ops::sign(&linalg::diag_part(&corner(&r, k as isize, k as isize)?)?)?;
+    let d = ops::sign(&linalg::diag_part(&r, 0)?)?;
     let mut q_parts = vec![ops::multiply(
         &corner(&q, -1, k as isize)?,
         &ops::expand_dims(&d, -2)?,
@@ -118,7 +123,7 @@ fn close(ours: &Tensor, theirs: &Tensor, rtol: f64, what: &str) {
 fn linalg_matches_tensorflow() {
     let fixture = fixture("tf_linalg.json");
     let cases = fixture["cases"].as_array().unwrap();
-    assert!(cases.len() >= 118, "{}", cases.len());
+    assert!(cases.len() >= 128, "{}", cases.len());
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let dtype = match case["dtype"].as_str().unwrap() {
@@ -265,8 +270,22 @@ fn linalg_bad_inputs_are_errors() {
     assert!(e.contains("triangular_solve"), "{e}");
     let e = err(linalg::diag_part(
         &Tensor::ones(&[2, 3], DType::F64).unwrap(),
+        3,
     ));
-    assert!(e.starts_with("diag_part:"), "{e}");
+    assert!(
+        e.starts_with("diag_part:") && e.contains("k = 3") && e.contains("[2, 3]"),
+        "{e}"
+    );
+    let e = err(linalg::diag_part(
+        &Tensor::ones(&[2, 3], DType::F64).unwrap(),
+        -2,
+    ));
+    assert!(e.contains("k = -2"), "{e}");
+    let e = err(linalg::diag_part(
+        &Tensor::ones(&[3], DType::F64).unwrap(),
+        0,
+    ));
+    assert!(e.contains("[3]"), "{e}");
     // singular: solve and inv refuse (TensorFlow: "Input matrix is not invertible"), slogdet
     // answers sign 0 and -inf as TensorFlow's does
     let singular = f64s(vec![1.0, 2.0, 2.0, 4.0], &[2, 2]);
@@ -299,9 +318,16 @@ fn linalg_bad_inputs_are_errors() {
     let e = err(linalg::set_diag(
         &good,
         &Tensor::ones(&[3], DType::F64).unwrap(),
+        0,
     ));
     assert!(e.starts_with("set_diag:") && e.contains("[3]"), "{e}");
-    let e = err(linalg::diag(&Tensor::scalar(1.0f64)));
+    let e = err(linalg::set_diag(
+        &good,
+        &Tensor::ones(&[2], DType::F64).unwrap(),
+        1,
+    ));
+    assert!(e.contains("must be [1]") && e.contains("got [2]"), "{e}");
+    let e = err(linalg::diag(&Tensor::scalar(1.0f64), 0));
     assert!(e.starts_with("diag:"), "{e}");
     let e = err(linalg::norm(
         &good,

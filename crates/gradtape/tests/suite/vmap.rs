@@ -118,8 +118,8 @@ fn linalg_rows() -> Vec<(&'static str, Build, Op)> {
             linalg::cholesky_solve(&linalg::cholesky(&spd(&a[0])?)?, &a[1])
         }),
         ("logdet", square3, |a| linalg::logdet(&spd(&a[0])?)),
-        ("diag_part", square3, |a| linalg::diag_part(&a[0])),
-        ("diag", square3_and_rhs, |a| linalg::diag(&a[1])),
+        ("diag_part", square3, |a| linalg::diag_part(&a[0], 1)),
+        ("diag", square3_and_rhs, |a| linalg::diag(&a[1], -1)),
         ("norm", square3, |a| {
             linalg::norm(
                 &a[0],
@@ -129,7 +129,7 @@ fn linalg_rows() -> Vec<(&'static str, Build, Op)> {
             )
         }),
         ("set_diag", square3, |a| {
-            linalg::set_diag(&a[0], &linalg::diag_part(&ops::square(&a[0])?)?)
+            linalg::set_diag(&a[0], &linalg::diag_part(&ops::square(&a[0])?, 0)?, 0)
         }),
         ("trace", square3, |a| linalg::trace(&a[0])),
         ("band_part", square3, |a| linalg::band_part(&a[0], 1, 0)),
