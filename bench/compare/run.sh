@@ -48,6 +48,13 @@ done
 for fw in tensorflow torch jax; do
     (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" cnn.py "$fw" 2>/dev/null)
 done
+# Linear algebra (issue 24): the CLI with its `linalg` feature; printed side by side, copied
+# into BENCHMARKS.md ("Linear algebra") by hand.
+cargo build --release -q -p gradtape-cli --features linalg
+./target/release/gradtape bench --json linalg
+for fw in numpy tensorflow torch jax; do
+    (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" linalg.py "$fw" 2>/dev/null)
+done
 # The all-reduce (issue 15): gradtape needs Open MPI and `--features mpi`; printed side by side.
 if command -v mpirun >/dev/null; then
     cargo build --release -q -p gradtape-cli --features mpi
