@@ -61,6 +61,16 @@ def qr_positive(a, full):
     return tf.concat([qk, q[..., :, k:]], -1), tf.concat([r[..., :k, :] * d[..., :, None], r[..., k:, :]], -2)
 
 
+def with_spectrum(shape, values):
+    """A matrix with these singular values (eigenvalues, when square: then symmetric)."""
+    m, n = shape
+    u, _ = np.linalg.qr(rng.uniform(-1, 1, (m, m)))
+    if m == n:
+        return (u * values) @ u.T
+    v, _ = np.linalg.qr(rng.uniform(-1, 1, (n, n)))
+    return (u[:, :n] * values) @ v.T
+
+
 def rank2_3x3():
     """A 3x3 matrix of rank 2: its smallest singular value is below pinv's cutoff."""
     x, y = rng.uniform(-1, 1, (3, 2)), rng.uniform(-1, 1, (2, 3))
@@ -124,6 +134,10 @@ CASES = [
     ("eigvalsh", lambda a: tf.linalg.eigvalsh(a), [rng.uniform(-1, 1, (3, 3))]),
     ("eigh_vectors_squared", lambda a: tf.square(tf.linalg.eigh(a)[1]), [rng.uniform(-1, 1, (2, 3, 3))]),
     ("eigh_function", lambda a: expm_sym(a), [rng.uniform(-1, 1, (4, 4))]),
+    # eigenvalues and singular values 1e-5 apart: the vectors turn fast, but what does not
+    # depend on the choice of vectors in the nearly repeated space stays smooth
+    ("eigh_function_near_degenerate", lambda a: expm_sym(a), [with_spectrum((4, 4), [1.0, 1.0 + 1e-5, 2.0, 3.0])]),
+    ("svd_polar_near_degenerate", lambda a: polar(a), [with_spectrum((5, 3), [2.0, 1.0 + 1e-5, 1.0])]),
     ("svd_values_tall", lambda a: tf.linalg.svd(a, compute_uv=False), [rng.uniform(-1, 1, (5, 3))]),
     ("svd_values_wide", lambda a: tf.linalg.svd(a, compute_uv=False), [rng.uniform(-1, 1, (2, 3, 5))]),
     ("svd_polar_tall", lambda a: polar(a), [rng.uniform(-1, 1, (5, 3))]),

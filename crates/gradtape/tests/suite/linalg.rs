@@ -51,13 +51,13 @@ fn run(name: &str, x: &[Tensor]) -> Result<Tensor> {
         "eigh_values" => Ok(linalg::eigh(&x[0])?.0),
         "eigvalsh" => linalg::eigvalsh(&x[0]),
         "eigh_vectors_squared" => ops::square(&linalg::eigh(&x[0])?.1),
-        "eigh_function" => {
+        "eigh_function" | "eigh_function_near_degenerate" => {
             let (e, v) = linalg::eigh(&x[0])?;
             let scaled = ops::multiply(&v, &ops::expand_dims(&ops::exp(&e)?, -2)?)?;
             ops::matmul(&scaled, &linalg::matrix_transpose(&v)?)
         }
         "svd_values_tall" | "svd_values_wide" => linalg::svdvals(&x[0]),
-        "svd_polar_tall" | "svd_polar_wide" | "svd_polar_square" => {
+        "svd_polar_tall" | "svd_polar_wide" | "svd_polar_square" | "svd_polar_near_degenerate" => {
             let (_, u, v) = linalg::svd(&x[0], false)?;
             ops::matmul(&u, &linalg::matrix_transpose(&v)?)
         }
@@ -123,15 +123,17 @@ fn close(ours: &Tensor, theirs: &Tensor, rtol: f64, what: &str) {
 fn linalg_matches_tensorflow() {
     let fixture = fixture("tf_linalg.json");
     let cases = fixture["cases"].as_array().unwrap();
-    assert!(cases.len() >= 128, "{}", cases.len());
+    assert!(cases.len() >= 132, "{}", cases.len());
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let dtype = match case["dtype"].as_str().unwrap() {
             "float32" => DType::F32,
             _ => DType::F64,
         };
-        // float32 through a near-singular matrix loses digits in TensorFlow as here
-        let rtol = match (dtype, name.ends_with("near_singular")) {
+        // float32 through a near-singular matrix or nearly repeated eigenvalues loses digits in
+        // TensorFlow as here
+        let near = name.ends_with("near_singular") || name.ends_with("near_degenerate");
+        let rtol = match (dtype, near) {
             (DType::F64, _) => 1e-9,
             (_, false) => 2e-5,
             (_, true) => 2e-2,
