@@ -1,7 +1,7 @@
 //! Keras-style layers, with Keras's defaults and numbers: `Dense`, `Dropout`, `Flatten`,
 //! `Reshape` (core); `Conv1D`, `Conv2D`, `DepthwiseConv2D`, `Conv2DTranspose` (convolution);
 //! max, average and global pooling; `BatchNormalization`, `LayerNormalization`; `Embedding`;
-//! `MultiHeadAttention`; models as a [`Sequential`] stack or a [`Functional`] graph (residual
+//! `MultiHeadAttention`; `SimpleRNN`, `LSTM`, `GRU` (recurrent); models as a [`Sequential`] stack or a [`Functional`] graph (residual
 //! blocks), each with a Keras-like `summary`; and the [`Layer`] trait a model of your own
 //! implements (the seed's `regression` class is one).
 //!
@@ -50,6 +50,7 @@ mod embedding;
 mod functional;
 mod normalization;
 mod pooling;
+mod recurrent;
 
 pub use self::core::{Dense, Dropout, Flatten, Reshape};
 pub use attention::MultiHeadAttention;
@@ -61,6 +62,7 @@ pub use pooling::{
     AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
     MaxPooling2D,
 };
+pub use recurrent::{SimpleRNN, GRU, LSTM};
 
 use gradtape_core::ops;
 use gradtape_core::random::Generator;

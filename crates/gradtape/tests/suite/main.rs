@@ -23,6 +23,7 @@ mod layers_parity;
 #[cfg(feature = "linalg")]
 mod linalg;
 mod no_panic;
+mod recurrent;
 mod seed_parity;
 mod summary;
 mod tape;

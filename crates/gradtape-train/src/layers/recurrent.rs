@@ -1,0 +1,544 @@
+//! Keras's recurrent layers: `SimpleRNN`, `LSTM` and `GRU` (both `reset_after` variants),
+//! with Keras's weight layout (`kernel`, `recurrent_kernel`, `bias`; gates `i, f, c, o` for
+//! the LSTM, `z, r, h` for the GRU), defaults and numbers.
+//!
+//! A sequence is a loop over its time steps, and the tape differentiates it as any loop: no
+//! rule of its own. What makes it fast is done once per sequence, not per step: the input
+//! projection of every step is one product (`[batch · time, input] × [input, gates]`), split
+//! into steps as views; each step then pays one `[batch, units] × [units, gates]` product and
+//! its gate arithmetic.
+
+use super::{float_dtype, weight, Initializer, Layer};
+
+use gradtape_core::ops;
+use gradtape_core::random::Generator;
+use gradtape_core::DType;
+use gradtape_core::Tensor;
+use gradtape_core::Variable;
+use gradtape_core::{Error, Result};
+
+/// Which recurrence a [`Recurrent`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cell {
+    /// `h = tanh(x W + h U + b)`.
+    Simple,
+    /// Keras's LSTM: gates `i, f, c, o`.
+    Lstm,
+    /// Keras's GRU: gates `z, r, h`; `reset_after` applies the reset gate after the recurrent
+    /// product (TensorFlow 2's default, cuDNN's form, with a second, recurrent bias).
+    Gru { reset_after: bool },
+}
+
+impl Cell {
+    fn gates(self) -> usize {
+        match self {
+            Cell::Simple => 1,
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+        }
+    }
+    /// How many state tensors a step carries (`h`, and the LSTM's `c`).
+    fn states(self) -> usize {
+        match self {
+            Cell::Lstm => 2,
+            _ => 1,
+        }
+    }
+    fn class_name(self) -> &'static str {
+        match self {
+            Cell::Simple => "SimpleRNN",
+            Cell::Lstm => "LSTM",
+            Cell::Gru { .. } => "GRU",
+        }
+    }
+}
+
+/// What every recurrent layer holds: its weights, its sizes and Keras's options.
+struct Recurrent {
+    name: String,
+    cell: Cell,
+    input_dim: usize,
+    units: usize,
+    kernel: Variable,
+    recurrent_kernel: Variable,
+    bias: Variable,
+    return_sequences: bool,
+    go_backwards: bool,
+}
+
+impl Recurrent {
+    fn new(
+        cell: Cell,
+        name: &str,
+        input_dim: usize,
+        units: usize,
+        dtype: DType,
+        rng: &mut Generator,
+    ) -> Result<Recurrent> {
+        let class = cell.class_name();
+        float_dtype(class, dtype)?;
+        if input_dim == 0 || units == 0 {
+            return Err(Error::arg(
+                class,
+                format!("layer {name:?}: sizes must be at least 1, got input {input_dim}, units {units}"),
+            ));
+        }
+        let g = cell.gates() * units;
+        let kernel = Initializer::GlorotUniform.sample(input_dim, g, dtype, rng)?;
+        let recurrent = orthogonal(units, g, dtype, rng)?;
+        let bias = match cell {
+            // unit_forget_bias: the forget gate's bias starts at 1
+            Cell::Lstm => {
+                let v: Vec<f64> = (0..g)
+                    .map(|k| {
+                        if (units..2 * units).contains(&k) {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                ops::cast(&Tensor::from_vec(v, &[g])?, dtype)?
+            }
+            // the input bias and the recurrent bias, stacked (Keras's shape)
+            Cell::Gru { reset_after: true } => Tensor::zeros(&[2, g], dtype)?,
+            _ => Tensor::zeros(&[g], dtype)?,
+        };
+        Ok(Recurrent {
+            name: name.to_string(),
+            cell,
+            input_dim,
+            units,
+            kernel: weight(name, "kernel", kernel, true),
+            recurrent_kernel: weight(name, "recurrent_kernel", recurrent, true),
+            bias: weight(name, "bias", bias, true),
+            return_sequences: false,
+            go_backwards: false,
+        })
+    }
+
+    fn error(&self, what: String) -> Error {
+        Error::shape(
+            self.cell.class_name(),
+            format!("layer {:?}: {what}", self.name),
+        )
+    }
+
+    /// Zeros for each state, or the given ones checked.
+    fn initial_states(
+        &self,
+        batch: usize,
+        dtype: DType,
+        given: Option<&[Tensor]>,
+    ) -> Result<Vec<Tensor>> {
+        let want = self.cell.states();
+        match given {
+            None => (0..want)
+                .map(|_| Tensor::zeros(&[batch, self.units], dtype))
+                .collect(),
+            Some(s) => {
+                if s.len() != want {
+                    return Err(self.error(format!(
+                        "expected {want} initial state tensor(s), got {}",
+                        s.len()
+                    )));
+                }
+                for t in s {
+                    if t.shape() != [batch, self.units] || t.dtype() != dtype {
+                        return Err(self.error(format!(
+                            "initial states must be {dtype} [{batch}, {}], got {} {:?}",
+                            self.units,
+                            t.dtype(),
+                            t.shape()
+                        )));
+                    }
+                }
+                Ok(s.to_vec())
+            }
+        }
+    }
+
+    /// The input projections of every step, one product: `[batch, time, gates · units]`
+    /// (with the bias that belongs to the input side), then one view per step in the order
+    /// they run.
+    fn projections(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let [batch, time, features] = match *x.shape() {
+            [b, t, f] => [b, t, f],
+            _ => {
+                return Err(self.error(format!(
+                    "expected input [batch, time, {}], got {:?}",
+                    self.input_dim,
+                    x.shape()
+                )))
+            }
+        };
+        if features != self.input_dim || time == 0 {
+            return Err(self.error(format!(
+                "expected input [batch, time ≥ 1, {}], got {:?}",
+                self.input_dim,
+                x.shape()
+            )));
+        }
+        if x.dtype() != self.kernel.dtype() {
+            return Err(Error::dtype(
+                self.cell.class_name(),
+                format!(
+                    "layer {:?} holds {} weights, got a {} input",
+                    self.name,
+                    self.kernel.dtype(),
+                    x.dtype()
+                ),
+            ));
+        }
+        let g = self.cell.gates() * self.units;
+        let flat = ops::reshape(x, &[(batch * time) as isize, features as isize])?;
+        let mut proj = ops::matmul(&flat, &self.kernel)?;
+        proj = match self.cell {
+            Cell::Gru { reset_after: true } => ops::add(
+                &proj,
+                &ops::squeeze(&ops::slice(&self.bias, &[0, 0], &[1, -1])?, &[0])?,
+            )?,
+            _ => ops::add(&proj, &self.bias)?,
+        };
+        let proj = ops::reshape(&proj, &[batch as isize, time as isize, g as isize])?;
+        let mut steps: Vec<Tensor> = ops::split(&proj, time, 1)?
+            .into_iter()
+            .map(|s| ops::reshape(&s, &[batch as isize, g as isize]))
+            .collect::<Result<_>>()?;
+        if self.go_backwards {
+            steps.reverse();
+        }
+        Ok(steps)
+    }
+
+    /// One step from `xp` (this step's input projection, bias included) and the states.
+    fn step(&self, xp: &Tensor, states: &[Tensor]) -> Result<Vec<Tensor>> {
+        let h = &states[0];
+        let u = self.units as isize;
+        match self.cell {
+            Cell::Simple => {
+                let z = ops::add(xp, &ops::matmul(h, &self.recurrent_kernel)?)?;
+                Ok(vec![ops::tanh(&z)?])
+            }
+            Cell::Lstm => {
+                let z = ops::add(xp, &ops::matmul(h, &self.recurrent_kernel)?)?;
+                let g = ops::split(&z, 4, 1)?;
+                let (i, f) = (ops::sigmoid(&g[0])?, ops::sigmoid(&g[1])?);
+                let (cand, o) = (ops::tanh(&g[2])?, ops::sigmoid(&g[3])?);
+                let c = ops::add(&ops::multiply(&f, &states[1])?, &ops::multiply(&i, &cand)?)?;
+                let h = ops::multiply(&o, &ops::tanh(&c)?)?;
+                Ok(vec![h, c])
+            }
+            Cell::Gru { reset_after } => {
+                let x = ops::split(xp, 3, 1)?;
+                // the update gate's recurrent term, and the candidate's (reset applied)
+                let (rz, rh) = if reset_after {
+                    let rb = ops::squeeze(&ops::slice(&self.bias, &[1, 0], &[1, -1])?, &[0])?;
+                    let inner = ops::add(&ops::matmul(h, &self.recurrent_kernel)?, &rb)?;
+                    let rec = ops::split(&inner, 3, 1)?;
+                    let r = ops::sigmoid(&ops::add(&x[1], &rec[1])?)?;
+                    (rec[0].clone(), ops::multiply(&r, &rec[2])?)
+                } else {
+                    let uzr = ops::slice(&self.recurrent_kernel, &[0, 0], &[-1, 2 * u])?;
+                    let uh = ops::slice(&self.recurrent_kernel, &[0, 2 * self.units], &[-1, u])?;
+                    let rec = ops::split(&ops::matmul(h, &uzr)?, 2, 1)?;
+                    let r = ops::sigmoid(&ops::add(&x[1], &rec[1])?)?;
+                    (rec[0].clone(), ops::matmul(&ops::multiply(&r, h)?, &uh)?)
+                };
+                let z = ops::sigmoid(&ops::add(&x[0], &rz)?)?;
+                let cand = ops::tanh(&ops::add(&x[2], &rh)?)?;
+                // h = z h₋₁ + (1 - z) ĥ
+                let keep = ops::multiply(&z, h)?;
+                let new = ops::multiply(&ops::subtract(&1.0, &z)?, &cand)?;
+                Ok(vec![ops::add(&keep, &new)?])
+            }
+        }
+    }
+
+    /// The output (the last `h`, or every step's with `return_sequences`, in the order the
+    /// steps ran) and the final states.
+    fn run(&self, x: &Tensor, initial: Option<&[Tensor]>) -> Result<(Tensor, Vec<Tensor>)> {
+        let steps = self.projections(x)?;
+        let mut states = self.initial_states(x.shape()[0], x.dtype(), initial)?;
+        let mut outputs = Vec::with_capacity(if self.return_sequences {
+            steps.len()
+        } else {
+            0
+        });
+        for xp in &steps {
+            states = self.step(xp, &states)?;
+            if self.return_sequences {
+                outputs.push(states[0].clone());
+            }
+        }
+        let out = match self.return_sequences {
+            true => ops::stack(&outputs, 1)?,
+            false => states[0].clone(),
+        };
+        Ok((out, states))
+    }
+}
+
+/// Keras's `Orthogonal` initializer's distribution: a matrix with orthonormal rows or columns,
+/// uniformly distributed (Haar). Keras takes the Q of a Gaussian matrix's QR with R's diagonal
+/// made positive; here the same Q is drawn directly (Stewart 1980, LAPACK's `dlaror`): the
+/// Householder reflections that QR would find for a Gaussian matrix are Gaussian themselves,
+/// so they are drawn and applied to the identity's first columns. No matrix is factored.
+fn orthogonal(rows: usize, cols: usize, dtype: DType, rng: &mut Generator) -> Result<Tensor> {
+    let (n, k) = (rows.max(cols), rows.min(cols));
+    // Q (n×k), row-major, starting as the identity's first k columns
+    let mut q = vec![0.0f64; n * k];
+    for j in 0..k {
+        q[j * k + j] = 1.0;
+    }
+    // reflections j = k-1 down to 0, each acting on rows j.. (Q = H₀ H₁ ... H_{k-1} I)
+    let reflectors: Vec<(Vec<f64>, f64)> = (0..k)
+        .map(|j| {
+            let mut v: Vec<f64> = (j..n).map(|_| rng.next_normal()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            // R's diagonal entry is -sign(x₀)·|x|; Keras makes it positive
+            let sign = if v[0] >= 0.0 { 1.0 } else { -1.0 };
+            v[0] += sign * norm;
+            (v, -sign)
+        })
+        .collect();
+    for (j, (v, _)) in reflectors.iter().enumerate().rev() {
+        let vv: f64 = v.iter().map(|x| x * x).sum();
+        if vv == 0.0 {
+            continue;
+        }
+        for c in 0..k {
+            let dot: f64 = v
+                .iter()
+                .enumerate()
+                .map(|(i, vi)| vi * q[(j + i) * k + c])
+                .sum();
+            let s = 2.0 * dot / vv;
+            for (i, vi) in v.iter().enumerate() {
+                q[(j + i) * k + c] -= s * vi;
+            }
+        }
+    }
+    for (j, (_, d)) in reflectors.iter().enumerate() {
+        for i in 0..n {
+            q[i * k + j] *= d;
+        }
+    }
+    let q = Tensor::from_vec(q, &[n, k])?;
+    let q = if rows < cols {
+        ops::transpose(&q, None)?
+    } else {
+        q
+    };
+    ops::cast(&q, dtype)
+}
+
+macro_rules! recurrent_layer {
+    ($(#[$doc:meta])* $name:ident, $cell:expr) => {
+        $(#[$doc])*
+        pub struct $name(Recurrent);
+
+        impl $name {
+            /// Builder: give every step's output (`[batch, time, units]`) instead of the last
+            /// (Keras's `return_sequences`).
+            pub fn return_sequences(mut self, on: bool) -> Self {
+                self.0.return_sequences = on;
+                self
+            }
+            /// Builder: run the sequence from its last step to its first (Keras's
+            /// `go_backwards`; with `return_sequences`, the outputs come in that order too).
+            pub fn go_backwards(mut self, on: bool) -> Self {
+                self.0.go_backwards = on;
+                self
+            }
+            /// The output and the final states (Keras's `return_state`: `h`, and `c` for the
+            /// LSTM), from `initial_state` (zeros when `None`).
+            ///
+            /// # Errors
+            /// When `x` is not `[batch, time ≥ 1, input_dim]` of the layer's dtype, or the
+            /// initial states are not one `[batch, units]` tensor per state.
+            pub fn call_with_state(
+                &self,
+                x: &Tensor,
+                initial_state: Option<&[Tensor]>,
+            ) -> Result<(Tensor, Vec<Tensor>)> {
+                self.0.run(x, initial_state)
+            }
+            /// One step of the cell, for loops of your own (Keras's cell classes):
+            /// `x` is `[batch, input_dim]`, `states` as [`Self::call_with_state`] returns
+            /// them; gives the new states (the first is the step's output).
+            ///
+            /// # Errors
+            /// As [`Self::call_with_state`].
+            pub fn cell(&self, x: &Tensor, states: &[Tensor]) -> Result<Vec<Tensor>> {
+                let x3 = ops::expand_dims(x, 1)?;
+                let xp = self.0.projections(&x3)?.remove(0);
+                let batch = x.shape()[0];
+                let states = self.0.initial_states(batch, x.dtype(), Some(states))?;
+                self.0.step(&xp, &states)
+            }
+            /// The input projection (`{name}/kernel`, `[input_dim, gates · units]`).
+            pub fn kernel(&self) -> &Variable {
+                &self.0.kernel
+            }
+            /// The recurrent projection (`{name}/recurrent_kernel`, `[units, gates · units]`).
+            pub fn recurrent_kernel(&self) -> &Variable {
+                &self.0.recurrent_kernel
+            }
+            /// The bias (`{name}/bias`).
+            pub fn bias(&self) -> &Variable {
+                &self.0.bias
+            }
+        }
+
+        impl Layer for $name {
+            fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+                Ok(self.0.run(x, None)?.0)
+            }
+            fn trainable_variables(&self) -> Vec<Variable> {
+                vec![
+                    self.0.kernel.clone(),
+                    self.0.recurrent_kernel.clone(),
+                    self.0.bias.clone(),
+                ]
+            }
+            fn name(&self) -> &str {
+                &self.0.name
+            }
+            fn class_name(&self) -> &'static str {
+                $cell.class_name()
+            }
+        }
+    };
+}
+
+recurrent_layer!(
+    /// Keras's `SimpleRNN`: `h = tanh(x W + h U + b)` over `[batch, time, input_dim]` inputs.
+    ///
+    /// ```
+    /// use gradtape::layers::{Layer, SimpleRNN};
+    /// let mut rng = gradtape::random::Generator::from_seed(0);
+    /// let rnn = SimpleRNN::new("rnn", 3, 5, gradtape::DType::F32, &mut rng)?.return_sequences(true);
+    /// let y = rnn.call(&gradtape::Tensor::ones(&[2, 7, 3], gradtape::DType::F32)?, false)?;
+    /// assert_eq!(y.shape(), &[2, 7, 5]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    SimpleRNN,
+    Cell::Simple
+);
+
+recurrent_layer!(
+    /// Keras's `LSTM`: gates `i, f, c, o` in the kernels' columns, sigmoid gates and tanh
+    /// activations, the forget gate's bias starting at 1 (`unit_forget_bias`), the recurrent
+    /// kernel orthogonal; states `[h, c]`.
+    ///
+    /// ```
+    /// use gradtape::layers::{Layer, LSTM};
+    /// let mut rng = gradtape::random::Generator::from_seed(0);
+    /// let lstm = LSTM::new("lstm", 3, 4, gradtape::DType::F32, &mut rng)?;
+    /// let x = gradtape::Tensor::ones(&[2, 6, 3], gradtape::DType::F32)?;
+    /// let (y, states) = lstm.call_with_state(&x, None)?;
+    /// assert_eq!((y.shape(), states.len()), (&[2, 4][..], 2));
+    /// assert_eq!(lstm.kernel().shape(), &[3, 16]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    LSTM,
+    Cell::Lstm
+);
+
+recurrent_layer!(
+    /// Keras's `GRU`: gates `z, r, h`; TensorFlow 2's default `reset_after` (the reset gate
+    /// applied after the recurrent product, with a second bias for it: `bias` is
+    /// `[2, 3 · units]`), or the original form with [`GRU::reset_after`]`(false)` (`bias`
+    /// `[3 · units]`).
+    ///
+    /// ```
+    /// use gradtape::layers::{Layer, GRU};
+    /// let mut rng = gradtape::random::Generator::from_seed(0);
+    /// let gru = GRU::new("gru", 3, 4, gradtape::DType::F64, &mut rng)?;
+    /// assert_eq!(gru.bias().shape(), &[2, 12]);
+    /// let y = gru.call(&gradtape::Tensor::ones(&[2, 5, 3], gradtape::DType::F64)?, false)?;
+    /// assert_eq!(y.shape(), &[2, 4]);
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    GRU,
+    Cell::Gru { reset_after: true }
+);
+
+impl SimpleRNN {
+    /// A layer of `units` over inputs of `input_dim` features, Keras's initializers
+    /// (Glorot-uniform kernel, orthogonal recurrent kernel, zero bias).
+    ///
+    /// # Errors
+    /// When `dtype` is not float or a size is 0.
+    pub fn new(
+        name: &str,
+        input_dim: usize,
+        units: usize,
+        dtype: DType,
+        rng: &mut Generator,
+    ) -> Result<SimpleRNN> {
+        Recurrent::new(Cell::Simple, name, input_dim, units, dtype, rng).map(SimpleRNN)
+    }
+}
+
+impl LSTM {
+    /// A layer of `units` over inputs of `input_dim` features, Keras's initializers.
+    ///
+    /// # Errors
+    /// When `dtype` is not float or a size is 0.
+    pub fn new(
+        name: &str,
+        input_dim: usize,
+        units: usize,
+        dtype: DType,
+        rng: &mut Generator,
+    ) -> Result<LSTM> {
+        Recurrent::new(Cell::Lstm, name, input_dim, units, dtype, rng).map(LSTM)
+    }
+}
+
+impl GRU {
+    /// A layer of `units` over inputs of `input_dim` features, Keras's initializers and
+    /// `reset_after = true`.
+    ///
+    /// # Errors
+    /// When `dtype` is not float or a size is 0.
+    pub fn new(
+        name: &str,
+        input_dim: usize,
+        units: usize,
+        dtype: DType,
+        rng: &mut Generator,
+    ) -> Result<GRU> {
+        Recurrent::new(
+            Cell::Gru { reset_after: true },
+            name,
+            input_dim,
+            units,
+            dtype,
+            rng,
+        )
+        .map(GRU)
+    }
+
+    /// Builder: Keras's `reset_after` (`false`: the reset gate scales the state before the
+    /// recurrent product, one bias of `3 · units`); the bias is made again (zeros) for its
+    /// new shape.
+    ///
+    /// # Errors
+    /// Never for a layer made by [`GRU::new`]; kept fallible as every constructor is.
+    pub fn reset_after(mut self, on: bool) -> Result<GRU> {
+        let r = &mut self.0;
+        r.cell = Cell::Gru { reset_after: on };
+        let g = 3 * r.units;
+        let shape: Vec<usize> = if on { vec![2, g] } else { vec![g] };
+        r.bias = weight(
+            &r.name,
+            "bias",
+            Tensor::zeros(&shape, r.kernel.dtype())?,
+            true,
+        );
+        Ok(self)
+    }
+}
