@@ -48,6 +48,11 @@ done
 for fw in tensorflow torch jax; do
     (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" cnn.py "$fw" 2>/dev/null)
 done
+# Recurrent layers (issue 25): printed side by side, copied into BENCHMARKS.md by hand.
+./target/release/gradtape bench --json lstm
+for fw in tensorflow torch jax; do
+    (cd "$here" && TF_CPP_MIN_LOG_LEVEL=3 "$py" rnn.py "$fw" 2>/dev/null)
+done
 # Linear algebra (issue 24): the CLI with its `linalg` feature; printed side by side, copied
 # into BENCHMARKS.md ("Linear algebra") by hand.
 cargo build --release -q -p gradtape-cli --features linalg

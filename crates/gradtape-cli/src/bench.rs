@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use gradtape::distributed::Communicator;
-use gradtape::layers::{Activation, Dense, Layer, Sequential};
+use gradtape::layers::{Activation, Dense, Layer, Sequential, GRU, LSTM};
 use gradtape::losses::{sparse_categorical_crossentropy, Reduction};
 use gradtape::optimizers::{Adam, Optimizer};
 use gradtape::random::Generator;
@@ -34,6 +34,8 @@ pub const WORKLOADS: &[&str] = &[
     "cnn-compiled",
     "hvp-compiled",
     "per-example-grads-compiled",
+    "lstm-train",
+    "gru-infer",
 ];
 
 /// The linear-algebra workloads (feature `linalg`; `gradtape bench linalg` runs them):
@@ -65,7 +67,8 @@ pub struct BenchArgs {
     /// bench allreduce`, when built with the feature `mpi`; over one process otherwise), and
     /// the same steps run by `gradtape::function`: seed-compiled, linreg-10m-compiled,
     /// mlp-compiled, cnn-compiled, hvp-compiled, per-example-grads-compiled (with the first
-    /// call's trace-and-optimize time); with the feature `linalg`, linalg-cholesky,
+    /// call's trace-and-optimize time); lstm-train and gru-infer (`lstm` names both); with
+    /// the feature `linalg`, linalg-cholesky,
     /// linalg-gp, linalg-solve3 and linalg-svd (`linalg` names all four).
     names: Vec<String>,
     /// One JSON object per line per workload instead of a table.
@@ -556,6 +559,41 @@ fn run_one(
             extra.insert("batch".into(), json!(b));
             adam_steps(name, quick, &mut extra, &model, &x, &y)?
         }
+        "lstm-train" | "gru-infer" => {
+            // an LSTM training step (with a Dense head to one output, mean squared error,
+            // Adam) or a GRU's forward pass for inference: batch 32, 50 steps, 64 inputs,
+            // 256 units, float32
+            let (b, steps, f, u) = if quick {
+                (2, 3, 4, 8)
+            } else {
+                (32, 50, 64, 256)
+            };
+            for (k, v) in [("batch", b), ("steps", steps), ("inputs", f), ("units", u)] {
+                extra.insert(k.into(), json!(v));
+            }
+            let mut rng = Generator::from_seed(13);
+            let x = rng.uniform(&[b, steps, f], -1.0, 1.0, DType::F32)?;
+            if name == "gru-infer" {
+                let gru = GRU::new("gru", f, u, DType::F32, &mut rng)?;
+                time(quick, || sink(gru.call(&x, false)?))?
+            } else {
+                let lstm = LSTM::new("lstm", f, u, DType::F32, &mut rng)?;
+                let head = Dense::new("head", u, 1, Activation::Linear, DType::F32, &mut rng)?;
+                let y = rng.uniform(&[b, 1], -1.0, 1.0, DType::F32)?;
+                let mut vars = lstm.trainable_variables();
+                vars.extend(head.trainable_variables());
+                let mut opt = Adam::new(0.001);
+                time(quick, || {
+                    let tape = GradientTape::new();
+                    let pred = head.call(&lstm.call(&x, true)?, true)?;
+                    let err = ops::subtract(&pred, &y)?;
+                    let loss = ops::reduce_mean(&ops::square(&err)?, Axes::All, false)?;
+                    let grads = tape.gradient(&loss, &vars)?;
+                    opt.apply_gradients(grads.into_iter().zip(&vars))?;
+                    Ok(())
+                })?
+            }
+        }
         "allreduce" => {
             // the MLP 784-256-256-10's gradients (float32), averaged in buckets over the
             // processes: what one data-parallel step adds
@@ -608,6 +646,7 @@ pub fn run(a: BenchArgs, device: gradtape::Device) -> std::result::Result<(), Cl
                     .filter(|k| k.starts_with("linalg-"))
                     .map(|k| k.to_string())
                     .collect(),
+                "lstm" => vec!["lstm-train".into(), "gru-infer".into()],
                 _ => vec![n.clone()],
             })
             .collect()

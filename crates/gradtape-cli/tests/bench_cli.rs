@@ -37,9 +37,18 @@ fn every_workload_reports_its_figures() {
             "mlp-compiled",
             "cnn-compiled",
             "hvp-compiled",
-            "per-example-grads-compiled"
+            "per-example-grads-compiled",
+            "lstm-train",
+            "gru-infer"
         ]
     );
+    for n in ["lstm-train", "gru-infer"] {
+        let v = lines.iter().find(|v| v["name"] == n).unwrap();
+        assert!(
+            v["units"].as_u64().unwrap() > 0 && v["steps"].as_u64().unwrap() > 0,
+            "{v}"
+        );
+    }
     for v in &lines {
         for k in ["iters", "median_us", "min_us", "max_us"] {
             assert!(v[k].as_f64().unwrap() > 0.0, "{k} in {v}");
