@@ -83,6 +83,25 @@ impl Embedding {
         })
     }
 
+    /// Keras's `mask_zero`: `[batch, time]`, true where the id is not 0 (id 0 is padding),
+    /// for a recurrent layer's `call_with_mask`.
+    ///
+    /// # Errors
+    /// When `ids` is bool.
+    pub fn compute_mask(&self, ids: &Tensor) -> Result<Tensor> {
+        if ids.dtype() == DType::Bool {
+            return Err(Error::dtype(
+                "Embedding",
+                format!(
+                    "layer {:?} masks integer ids, got bool {:?}",
+                    self.name,
+                    ids.shape()
+                ),
+            ));
+        }
+        ops::not_equal(ids, &0.0)
+    }
+
     /// The table (`{name}/embeddings`).
     pub fn embeddings(&self) -> &Variable {
         &self.embeddings

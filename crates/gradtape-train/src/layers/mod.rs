@@ -62,7 +62,7 @@ pub use pooling::{
     AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
     MaxPooling2D,
 };
-pub use recurrent::{SimpleRNN, GRU, LSTM};
+pub use recurrent::{Bidirectional, Masking, MergeMode, RecurrentLayer, SimpleRNN, GRU, LSTM};
 
 use gradtape_core::ops;
 use gradtape_core::random::Generator;

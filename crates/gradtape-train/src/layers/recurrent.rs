@@ -53,8 +53,9 @@ impl Cell {
     }
 }
 
-/// What every recurrent layer holds: its weights, its sizes and Keras's options.
-struct Recurrent {
+/// What every recurrent layer holds: its weights, its sizes and Keras's options (public only
+/// as [`RecurrentLayer`]'s hidden conversion; nothing of it is reachable).
+pub struct Recurrent {
     name: String,
     cell: Cell,
     input_dim: usize,
@@ -255,25 +256,76 @@ impl Recurrent {
         }
     }
 
+    /// Checks a `[batch, time]` mask and gives one `[batch, 1]` column per step, in the order
+    /// the steps run.
+    fn mask_steps(&self, mask: &Tensor, x: &Tensor) -> Result<Vec<Tensor>> {
+        let (batch, time) = (x.shape()[0], x.shape()[1]);
+        if mask.shape() != [batch, time] || mask.dtype() != DType::Bool {
+            return Err(self.error(format!(
+                "expected a bool mask [{batch}, {time}] for input {:?}, got {} {:?}",
+                x.shape(),
+                mask.dtype(),
+                mask.shape()
+            )));
+        }
+        let mut steps = ops::split(mask, time, 1)?;
+        if self.go_backwards {
+            steps.reverse();
+        }
+        Ok(steps)
+    }
+
     /// The output (the last `h`, or every step's with `return_sequences`, in the order the
-    /// steps ran) and the final states.
-    fn run(&self, x: &Tensor, initial: Option<&[Tensor]>) -> Result<(Tensor, Vec<Tensor>)> {
+    /// steps ran) and the final states. Where `mask` is false, a step keeps the states it
+    /// was given and repeats the previous output (zeros before the first), as Keras's masked
+    /// recurrence does; `zero_masked` gives zeros there instead (Keras's
+    /// `zero_output_for_mask`, which `Bidirectional` sets with `return_sequences`).
+    fn run(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        initial: Option<&[Tensor]>,
+        zero_masked: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let steps = self.projections(x)?;
+        let masks = mask.map(|m| self.mask_steps(m, x)).transpose()?;
         let mut states = self.initial_states(x.shape()[0], x.dtype(), initial)?;
         let mut outputs = Vec::with_capacity(if self.return_sequences {
             steps.len()
         } else {
             0
         });
-        for xp in &steps {
-            states = self.step(xp, &states)?;
+        let mut last: Option<Tensor> = None;
+        for (t, xp) in steps.iter().enumerate() {
+            let new = self.step(xp, &states)?;
+            let out = match &masks {
+                None => {
+                    states = new;
+                    states[0].clone()
+                }
+                Some(m) => {
+                    let keep = &m[t];
+                    let prev = match (&last, zero_masked) {
+                        (Some(p), false) => p.clone(),
+                        _ => Tensor::zeros_like(&new[0])?,
+                    };
+                    let out = ops::select(keep, &new[0], &prev)?;
+                    states = new
+                        .iter()
+                        .zip(&states)
+                        .map(|(n, o)| ops::select(keep, n, o))
+                        .collect::<Result<_>>()?;
+                    out
+                }
+            };
             if self.return_sequences {
-                outputs.push(states[0].clone());
+                outputs.push(out.clone());
             }
+            last = Some(out);
         }
         let out = match self.return_sequences {
             true => ops::stack(&outputs, 1)?,
-            false => states[0].clone(),
+            false => last.expect("at least one step"),
         };
         Ok((out, states))
     }
@@ -362,7 +414,23 @@ macro_rules! recurrent_layer {
                 x: &Tensor,
                 initial_state: Option<&[Tensor]>,
             ) -> Result<(Tensor, Vec<Tensor>)> {
-                self.0.run(x, initial_state)
+                self.0.run(x, None, initial_state, false)
+            }
+            /// [`Self::call_with_state`] over padded sequences: where `mask` (`[batch, time]`,
+            /// bool; [`Masking::compute_mask`](super::Masking::compute_mask) or
+            /// [`Embedding::compute_mask`](super::Embedding::compute_mask) make one) is false,
+            /// the step keeps its states and repeats the previous output (zeros before the
+            /// first), as Keras's masked layers do.
+            ///
+            /// # Errors
+            /// As [`Self::call_with_state`], and when the mask is not a bool `[batch, time]`.
+            pub fn call_with_mask(
+                &self,
+                x: &Tensor,
+                mask: Option<&Tensor>,
+                initial_state: Option<&[Tensor]>,
+            ) -> Result<(Tensor, Vec<Tensor>)> {
+                self.0.run(x, mask, initial_state, false)
             }
             /// One step of the cell, for loops of your own (Keras's cell classes):
             /// `x` is `[batch, input_dim]`, `states` as [`Self::call_with_state`] returns
@@ -391,9 +459,16 @@ macro_rules! recurrent_layer {
             }
         }
 
+        impl sealed::Sealed for $name {}
+        impl RecurrentLayer for $name {
+            fn into_recurrent(self) -> Recurrent {
+                self.0
+            }
+        }
+
         impl Layer for $name {
             fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
-                Ok(self.0.run(x, None)?.0)
+                Ok(self.0.run(x, None, None, false)?.0)
             }
             fn trainable_variables(&self) -> Vec<Variable> {
                 vec![
@@ -410,6 +485,16 @@ macro_rules! recurrent_layer {
             }
         }
     };
+}
+
+/// The recurrent layers [`Bidirectional`] can wrap: [`SimpleRNN`], [`LSTM`], [`GRU`].
+pub trait RecurrentLayer: Layer + sealed::Sealed {
+    #[doc(hidden)]
+    fn into_recurrent(self) -> Recurrent;
+}
+
+mod sealed {
+    pub trait Sealed {}
 }
 
 recurrent_layer!(
@@ -540,5 +625,196 @@ impl GRU {
             true,
         );
         Ok(self)
+    }
+}
+
+/// How [`Bidirectional`] joins its two directions' outputs (Keras's `merge_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MergeMode {
+    /// Side by side on the last axis (Keras's default): `2 · units` features.
+    #[default]
+    Concat,
+    /// Added.
+    Sum,
+    /// Multiplied.
+    Mul,
+    /// Averaged.
+    Ave,
+}
+
+/// Keras's `Bidirectional`: the wrapped layer reads the sequence forwards, a copy with its
+/// own weights (`backward_{name}`) reads it backwards, and their outputs are merged (with
+/// `return_sequences`, the backward outputs are put back in time order first). Weights and
+/// states come forward layer first, as Keras orders them.
+///
+/// ```
+/// use gradtape::layers::{Bidirectional, Layer, MergeMode, LSTM};
+/// let mut rng = gradtape::random::Generator::from_seed(0);
+/// let lstm = LSTM::new("lstm", 3, 4, gradtape::DType::F32, &mut rng)?.return_sequences(true);
+/// let bi = Bidirectional::new(lstm, MergeMode::Concat, &mut rng)?;
+/// let y = bi.call(&gradtape::Tensor::ones(&[2, 6, 3], gradtape::DType::F32)?, false)?;
+/// assert_eq!(y.shape(), &[2, 6, 8]);
+/// assert_eq!(bi.trainable_variables().len(), 6);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct Bidirectional {
+    name: String,
+    forward: Recurrent,
+    backward: Recurrent,
+    merge: MergeMode,
+}
+
+impl Bidirectional {
+    /// Wraps `layer`; the backward copy gets fresh weights drawn from `rng` with Keras's
+    /// initializers.
+    ///
+    /// # Errors
+    /// Never for a layer made by its constructor; kept fallible as every constructor is.
+    pub fn new(
+        layer: impl RecurrentLayer,
+        merge: MergeMode,
+        rng: &mut Generator,
+    ) -> Result<Bidirectional> {
+        let forward = layer.into_recurrent();
+        let name = format!("bidirectional_{}", forward.name);
+        let mut backward = Recurrent::new(
+            forward.cell,
+            &format!("backward_{}", forward.name),
+            forward.input_dim,
+            forward.units,
+            forward.kernel.dtype(),
+            rng,
+        )?;
+        if forward.bias.shape() != backward.bias.shape() {
+            // a GRU with reset_after = false
+            backward.bias = weight(
+                &backward.name,
+                "bias",
+                Tensor::zeros(forward.bias.shape(), forward.kernel.dtype())?,
+                true,
+            );
+        }
+        backward.return_sequences = forward.return_sequences;
+        backward.go_backwards = !forward.go_backwards;
+        Ok(Bidirectional {
+            name,
+            forward,
+            backward,
+            merge,
+        })
+    }
+
+    /// The merged output and the final states (forward's, then backward's), over padded
+    /// sequences where `mask` is false (as the layers' `call_with_mask`), from
+    /// `initial_state` (forward's then backward's; zeros when `None`).
+    ///
+    /// # Errors
+    /// As the wrapped layer's `call_with_mask`, and when `initial_state` does not hold both
+    /// directions' states.
+    pub fn call_with_mask(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        initial_state: Option<&[Tensor]>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let half = self.forward.cell.states();
+        let (fi, bi) = match initial_state {
+            None => (None, None),
+            Some(s) if s.len() == 2 * half => (Some(&s[..half]), Some(&s[half..])),
+            Some(s) => {
+                return Err(self.forward.error(format!(
+                    "Bidirectional expects {} initial state tensors (forward's, then \
+                     backward's), got {}",
+                    2 * half,
+                    s.len()
+                )))
+            }
+        };
+        // Keras zeroes masked outputs of both directions when it returns sequences
+        let zero = self.forward.return_sequences;
+        let (f, mut fs) = self.forward.run(x, mask, fi, zero)?;
+        let (mut b, bs) = self.backward.run(x, mask, bi, zero)?;
+        if self.forward.return_sequences {
+            let time = b.shape()[1];
+            let mut steps = ops::split(&b, time, 1)?;
+            steps.reverse();
+            b = ops::concat(&steps, 1)?;
+        }
+        let y = match self.merge {
+            MergeMode::Concat => ops::concat(&[f, b], -1)?,
+            MergeMode::Sum => ops::add(&f, &b)?,
+            MergeMode::Mul => ops::multiply(&f, &b)?,
+            MergeMode::Ave => ops::multiply(&ops::add(&f, &b)?, &0.5)?,
+        };
+        fs.extend(bs);
+        Ok((y, fs))
+    }
+}
+
+impl Layer for Bidirectional {
+    fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        Ok(self.call_with_mask(x, None, None)?.0)
+    }
+    fn trainable_variables(&self) -> Vec<Variable> {
+        [&self.forward, &self.backward]
+            .iter()
+            .flat_map(|r| [r.kernel.clone(), r.recurrent_kernel.clone(), r.bias.clone()])
+            .collect()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn class_name(&self) -> &'static str {
+        "Bidirectional"
+    }
+}
+
+/// Keras's `Masking`: marks the time steps whose features all equal `mask_value` as padding.
+/// Its output is its input with those steps zeroed; [`Masking::compute_mask`] gives the mask
+/// to pass to a recurrent layer's `call_with_mask` (gradtape's layers do not carry masks
+/// along implicitly as Keras's do).
+///
+/// ```
+/// use gradtape::layers::Masking;
+/// let x = gradtape::Tensor::from_vec(vec![1.0f32, 2.0, 0.0, 0.0, 3.0, 0.0], &[1, 3, 2])?;
+/// let m = Masking::new(0.0).compute_mask(&x)?;
+/// assert_eq!(m.to_vec::<bool>()?, vec![true, false, true]);
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub struct Masking {
+    mask_value: f64,
+}
+
+impl Masking {
+    /// Steps whose features all equal `mask_value` (Keras's default is 0) are padding.
+    pub fn new(mask_value: f64) -> Masking {
+        Masking { mask_value }
+    }
+
+    /// `[batch, time]`: true where some feature differs from the mask value.
+    ///
+    /// # Errors
+    /// When `x` has rank below 2.
+    pub fn compute_mask(&self, x: &Tensor) -> Result<Tensor> {
+        if x.rank() < 2 {
+            return Err(Error::shape(
+                "Masking",
+                format!("expected [batch, time, ...], got {:?}", x.shape()),
+            ));
+        }
+        ops::reduce_any(&ops::not_equal(x, &self.mask_value)?, -1, false)
+    }
+}
+
+impl Layer for Masking {
+    fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        let keep = ops::expand_dims(&self.compute_mask(x)?, -1)?;
+        ops::multiply(x, &ops::cast(&keep, x.dtype())?)
+    }
+    fn trainable_variables(&self) -> Vec<Variable> {
+        vec![]
+    }
+    fn class_name(&self) -> &'static str {
+        "Masking"
     }
 }

@@ -3,7 +3,7 @@
 //! initial states; a gradient check by finite differences through 20 steps; `vmap` of a cell;
 //! a 1,000-step sequence; bad inputs.
 
-use gradtape::layers::{Layer, SimpleRNN, GRU, LSTM};
+use gradtape::layers::{Bidirectional, Layer, Masking, MergeMode, SimpleRNN, GRU, LSTM};
 use gradtape::random::Generator;
 use gradtape::{ops, Axes, DType, GradientOptions, GradientTape, Result, Source, Tensor};
 use serde_json::Value;
@@ -15,6 +15,7 @@ enum Rnn {
     Simple(SimpleRNN),
     Lstm(LSTM),
     Gru(GRU),
+    Bi(Bidirectional),
 }
 
 impl Rnn {
@@ -22,7 +23,7 @@ impl Rnn {
         let mut rng = Generator::from_seed(1);
         let flag = |k: &str| options[k].as_bool().unwrap_or(false);
         let (seq, back) = (flag("return_sequences"), flag("go_backwards"));
-        match kind {
+        let one = match kind {
             "SimpleRNN" => Rnn::Simple(
                 SimpleRNN::new("rnn", input, units, dtype, &mut rng)
                     .unwrap()
@@ -43,20 +44,43 @@ impl Rnn {
                     .return_sequences(seq)
                     .go_backwards(back),
             ),
-        }
+        };
+        let merge = match options["merge"].as_str() {
+            None => return one,
+            Some("concat") => MergeMode::Concat,
+            Some("sum") => MergeMode::Sum,
+            Some("mul") => MergeMode::Mul,
+            _ => MergeMode::Ave,
+        };
+        Rnn::Bi(match one {
+            Rnn::Simple(l) => Bidirectional::new(l, merge, &mut rng).unwrap(),
+            Rnn::Lstm(l) => Bidirectional::new(l, merge, &mut rng).unwrap(),
+            Rnn::Gru(l) => Bidirectional::new(l, merge, &mut rng).unwrap(),
+            Rnn::Bi(b) => b,
+        })
     }
     fn layer(&self) -> &dyn Layer {
         match self {
             Rnn::Simple(l) => l,
             Rnn::Lstm(l) => l,
             Rnn::Gru(l) => l,
+            Rnn::Bi(l) => l,
         }
     }
     fn run(&self, x: &Tensor, init: Option<&[Tensor]>) -> Result<(Tensor, Vec<Tensor>)> {
+        self.run_masked(x, None, init)
+    }
+    fn run_masked(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        init: Option<&[Tensor]>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         match self {
-            Rnn::Simple(l) => l.call_with_state(x, init),
-            Rnn::Lstm(l) => l.call_with_state(x, init),
-            Rnn::Gru(l) => l.call_with_state(x, init),
+            Rnn::Simple(l) => l.call_with_mask(x, mask, init),
+            Rnn::Lstm(l) => l.call_with_mask(x, mask, init),
+            Rnn::Gru(l) => l.call_with_mask(x, mask, init),
+            Rnn::Bi(l) => l.call_with_mask(x, mask, init),
         }
     }
 }
@@ -65,7 +89,7 @@ impl Rnn {
 fn recurrent_layers_match_keras() {
     let fixture = fixture("keras_rnn.json");
     let cases = fixture["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 18);
+    assert_eq!(cases.len(), 34);
     for case in cases {
         let dtype = match case["dtype"].as_str().unwrap() {
             "float32" => DType::F32,
@@ -95,8 +119,20 @@ fn recurrent_layers_match_keras() {
         for s in &init {
             tape.watch(s);
         }
+        let mask = case["mask"].as_array().map(|rows| {
+            let v: Vec<bool> = rows
+                .iter()
+                .flat_map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|b| b.as_f64() == Some(1.0))
+                })
+                .collect();
+            Tensor::from_vec(v, &x.shape()[..2]).unwrap()
+        });
         let (y, states) = rnn
-            .run(&x, (!init.is_empty()).then_some(&init[..]))
+            .run_masked(&x, mask.as_ref(), (!init.is_empty()).then_some(&init[..]))
             .unwrap();
         let outputs: Vec<Tensor> = std::iter::once(y).chain(states).collect();
         let want = case["outputs"].as_array().unwrap();
@@ -314,4 +350,41 @@ fn recurrent_weights_start_as_keras_starts_them() {
         1e-12,
         "square: orthogonal",
     );
+}
+
+/// `Masking` marks all-equal steps, `Embedding::compute_mask` id 0, and a recurrent layer
+/// given either mask treats a padded sequence as the shorter one it pads.
+#[test]
+fn masks_make_padding_invisible() {
+    let mut rng = Generator::from_seed(35);
+    let gru = GRU::new("gru", 2, 3, DType::F64, &mut rng).unwrap();
+    let short = rng.uniform(&[1, 3, 2], -1.0, 1.0, DType::F64).unwrap();
+    let pad = Tensor::zeros(&[1, 2, 2], DType::F64).unwrap();
+    let padded = ops::concat(&[short.clone(), pad], 1).unwrap();
+    let mask = Masking::new(0.0).compute_mask(&padded).unwrap();
+    assert_eq!(
+        mask.to_vec::<bool>().unwrap(),
+        vec![true, true, true, false, false]
+    );
+    let (a, sa) = gru.call_with_state(&short, None).unwrap();
+    let (b, sb) = gru.call_with_mask(&padded, Some(&mask), None).unwrap();
+    assert_eq!(a.to_vec::<f64>().unwrap(), b.to_vec::<f64>().unwrap());
+    assert_eq!(
+        sa[0].to_vec::<f64>().unwrap(),
+        sb[0].to_vec::<f64>().unwrap()
+    );
+    // Masking's own output zeroes the padded steps
+    let x = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 0.0], &[1, 2, 2]).unwrap();
+    let y = Masking::new(0.0).call(&x, false).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), vec![1.0, 0.0, 0.0, 0.0]);
+    // an embedding's id 0 is padding
+    let emb = gradtape::layers::Embedding::new("e", 5, 2, DType::F64, &mut rng).unwrap();
+    let ids = Tensor::from_vec(vec![3i64, 1, 0, 0], &[1, 4]).unwrap();
+    let m = emb.compute_mask(&ids).unwrap();
+    assert_eq!(m.to_vec::<bool>().unwrap(), vec![true, true, false, false]);
+    let e = gru
+        .call_with_mask(&padded, Some(&m), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[1, 5]") && e.contains("[1, 4]"), "{e}");
 }
