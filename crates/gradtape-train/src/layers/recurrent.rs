@@ -10,6 +10,8 @@
 
 use super::{float_dtype, weight, Initializer, Layer};
 
+use std::sync::Mutex;
+
 use gradtape_core::ops;
 use gradtape_core::random::Generator;
 use gradtape_core::DType;
@@ -65,6 +67,14 @@ pub struct Recurrent {
     bias: Variable,
     return_sequences: bool,
     go_backwards: bool,
+    /// Keras's `dropout` and `recurrent_dropout` rates (training only), one mask per sequence.
+    dropout: f64,
+    recurrent_dropout: f64,
+    /// The layer's own generator for its dropout masks, seeded from the one that made it.
+    rng: Mutex<Generator>,
+    /// Keras's `stateful`: the last call's final states, where the next call starts.
+    stateful: bool,
+    carried: Mutex<Option<Vec<Tensor>>>,
 }
 
 impl Recurrent {
@@ -115,6 +125,11 @@ impl Recurrent {
             bias: weight(name, "bias", bias, true),
             return_sequences: false,
             go_backwards: false,
+            dropout: 0.0,
+            recurrent_dropout: 0.0,
+            rng: Mutex::new(Generator::from_seed(rng.next_u64())),
+            stateful: false,
+            carried: Mutex::new(None),
         })
     }
 
@@ -133,6 +148,19 @@ impl Recurrent {
         given: Option<&[Tensor]>,
     ) -> Result<Vec<Tensor>> {
         let want = self.cell.states();
+        if given.is_none() && self.stateful {
+            let carried = self.carried.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = carried.as_ref() {
+                if s[0].shape()[0] != batch {
+                    return Err(self.error(format!(
+                        "this stateful layer carries states of batch {}, got a batch of \
+                         {batch} (call reset_states() to start over)",
+                        s[0].shape()[0]
+                    )));
+                }
+                return Ok(s.clone());
+            }
+        }
         match given {
             None => (0..want)
                 .map(|_| Tensor::zeros(&[batch, self.units], dtype))
@@ -212,9 +240,23 @@ impl Recurrent {
         Ok(steps)
     }
 
-    /// One step from `xp` (this step's input projection, bias included) and the states.
-    fn step(&self, xp: &Tensor, states: &[Tensor]) -> Result<Vec<Tensor>> {
-        let h = &states[0];
+    /// One step from `xp` (this step's input projection, bias included) and the states;
+    /// `rec_mask` is the recurrent dropout's, applied to `h` where it enters a product.
+    fn step(
+        &self,
+        xp: &Tensor,
+        states: &[Tensor],
+        rec_mask: Option<&Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        let h0 = &states[0];
+        let dropped;
+        let h = match rec_mask {
+            Some(m) => {
+                dropped = ops::multiply(h0, m)?;
+                &dropped
+            }
+            None => h0,
+        };
         let u = self.units as isize;
         match self.cell {
             Cell::Simple => {
@@ -248,12 +290,22 @@ impl Recurrent {
                 };
                 let z = ops::sigmoid(&ops::add(&x[0], &rz)?)?;
                 let cand = ops::tanh(&ops::add(&x[2], &rh)?)?;
-                // h = z h₋₁ + (1 - z) ĥ
-                let keep = ops::multiply(&z, h)?;
+                // h = z h₋₁ + (1 - z) ĥ (the state itself, not its dropped-out copy)
+                let keep = ops::multiply(&z, h0)?;
                 let new = ops::multiply(&ops::subtract(&1.0, &z)?, &cand)?;
                 Ok(vec![ops::add(&keep, &new)?])
             }
         }
+    }
+
+    /// A dropout mask of `shape`: 0 with probability `rate`, `1 / (1 - rate)` elsewhere.
+    fn dropout_mask(&self, shape: &[usize], rate: f64, dtype: DType) -> Result<Tensor> {
+        let u = {
+            let mut g = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            g.uniform(shape, 0.0, 1.0, dtype)?
+        };
+        let keep = ops::cast(&ops::greater_equal(&u, &rate)?, dtype)?;
+        ops::multiply(&keep, &(1.0 / (1.0 - rate)))
     }
 
     /// Checks a `[batch, time]` mask and gives one `[batch, 1]` column per step, in the order
@@ -286,8 +338,23 @@ impl Recurrent {
         mask: Option<&Tensor>,
         initial: Option<&[Tensor]>,
         zero_masked: bool,
+        training: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        let steps = self.projections(x)?;
+        let batch = x.shape().first().copied().unwrap_or(0);
+        // one mask per sequence, the same at every step (Keras's)
+        let steps = match training && self.dropout > 0.0 && x.rank() == 3 {
+            true => {
+                let m = self.dropout_mask(&[batch, self.input_dim], self.dropout, x.dtype())?;
+                self.projections(&ops::multiply(x, &ops::expand_dims(&m, 1)?)?)?
+            }
+            false => self.projections(x)?,
+        };
+        let rec_mask = match training && self.recurrent_dropout > 0.0 {
+            true => {
+                Some(self.dropout_mask(&[batch, self.units], self.recurrent_dropout, x.dtype())?)
+            }
+            false => None,
+        };
         let masks = mask.map(|m| self.mask_steps(m, x)).transpose()?;
         let mut states = self.initial_states(x.shape()[0], x.dtype(), initial)?;
         let mut outputs = Vec::with_capacity(if self.return_sequences {
@@ -297,7 +364,7 @@ impl Recurrent {
         });
         let mut last: Option<Tensor> = None;
         for (t, xp) in steps.iter().enumerate() {
-            let new = self.step(xp, &states)?;
+            let new = self.step(xp, &states, rec_mask.as_ref())?;
             let out = match &masks {
                 None => {
                     states = new;
@@ -327,6 +394,15 @@ impl Recurrent {
             true => ops::stack(&outputs, 1)?,
             false => last.expect("at least one step"),
         };
+        if self.stateful {
+            // carried as values: no gradient flows into the previous call, as Keras's
+            // state variables give none
+            let kept = states
+                .iter()
+                .map(ops::stop_gradient)
+                .collect::<Result<_>>()?;
+            *self.carried.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+        }
         Ok((out, states))
     }
 }
@@ -397,6 +473,35 @@ macro_rules! recurrent_layer {
                 self.0.return_sequences = on;
                 self
             }
+            /// Builder: Keras's `dropout` (of the inputs) and `recurrent_dropout` (of the
+            /// state where it enters the recurrent product), while training only
+            /// (`Layer::call(x, true)`); one mask per sequence, the same at every step, as
+            /// Keras draws them.
+            ///
+            /// # Errors
+            /// When a rate is not in `[0, 1)`.
+            pub fn dropout(mut self, dropout: f64, recurrent_dropout: f64) -> Result<Self> {
+                for r in [dropout, recurrent_dropout] {
+                    if !(0.0..1.0).contains(&r) {
+                        return Err(self.0.error(format!("dropout rate {r} is not in [0, 1)")));
+                    }
+                }
+                self.0.dropout = dropout;
+                self.0.recurrent_dropout = recurrent_dropout;
+                Ok(self)
+            }
+            /// Builder: Keras's `stateful`: each call starts from the last call's final
+            /// states (as values: no gradient flows back into the previous call) instead of
+            /// zeros, until [`Self::reset_states`]; the batch size must stay the same.
+            pub fn stateful(mut self, on: bool) -> Self {
+                self.0.stateful = on;
+                self
+            }
+            /// Forgets the carried states of a stateful layer: the next call starts from
+            /// zeros (Keras's `reset_states`).
+            pub fn reset_states(&self) {
+                *self.0.carried.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
             /// Builder: run the sequence from its last step to its first (Keras's
             /// `go_backwards`; with `return_sequences`, the outputs come in that order too).
             pub fn go_backwards(mut self, on: bool) -> Self {
@@ -414,7 +519,7 @@ macro_rules! recurrent_layer {
                 x: &Tensor,
                 initial_state: Option<&[Tensor]>,
             ) -> Result<(Tensor, Vec<Tensor>)> {
-                self.0.run(x, None, initial_state, false)
+                self.0.run(x, None, initial_state, false, false)
             }
             /// [`Self::call_with_state`] over padded sequences: where `mask` (`[batch, time]`,
             /// bool; [`Masking::compute_mask`](super::Masking::compute_mask) or
@@ -430,7 +535,7 @@ macro_rules! recurrent_layer {
                 mask: Option<&Tensor>,
                 initial_state: Option<&[Tensor]>,
             ) -> Result<(Tensor, Vec<Tensor>)> {
-                self.0.run(x, mask, initial_state, false)
+                self.0.run(x, mask, initial_state, false, false)
             }
             /// One step of the cell, for loops of your own (Keras's cell classes):
             /// `x` is `[batch, input_dim]`, `states` as [`Self::call_with_state`] returns
@@ -443,7 +548,7 @@ macro_rules! recurrent_layer {
                 let xp = self.0.projections(&x3)?.remove(0);
                 let batch = x.shape()[0];
                 let states = self.0.initial_states(batch, x.dtype(), Some(states))?;
-                self.0.step(&xp, &states)
+                self.0.step(&xp, &states, None)
             }
             /// The input projection (`{name}/kernel`, `[input_dim, gates · units]`).
             pub fn kernel(&self) -> &Variable {
@@ -467,8 +572,8 @@ macro_rules! recurrent_layer {
         }
 
         impl Layer for $name {
-            fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
-                Ok(self.0.run(x, None, None, false)?.0)
+            fn call(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+                Ok(self.0.run(x, None, None, false, training)?.0)
             }
             fn trainable_variables(&self) -> Vec<Variable> {
                 vec![
@@ -696,6 +801,9 @@ impl Bidirectional {
         }
         backward.return_sequences = forward.return_sequences;
         backward.go_backwards = !forward.go_backwards;
+        backward.dropout = forward.dropout;
+        backward.recurrent_dropout = forward.recurrent_dropout;
+        backward.stateful = forward.stateful;
         Ok(Bidirectional {
             name,
             forward,
@@ -717,6 +825,16 @@ impl Bidirectional {
         mask: Option<&Tensor>,
         initial_state: Option<&[Tensor]>,
     ) -> Result<(Tensor, Vec<Tensor>)> {
+        self.run(x, mask, initial_state, false)
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        initial_state: Option<&[Tensor]>,
+        training: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let half = self.forward.cell.states();
         let (fi, bi) = match initial_state {
             None => (None, None),
@@ -732,8 +850,8 @@ impl Bidirectional {
         };
         // Keras zeroes masked outputs of both directions when it returns sequences
         let zero = self.forward.return_sequences;
-        let (f, mut fs) = self.forward.run(x, mask, fi, zero)?;
-        let (mut b, bs) = self.backward.run(x, mask, bi, zero)?;
+        let (f, mut fs) = self.forward.run(x, mask, fi, zero, training)?;
+        let (mut b, bs) = self.backward.run(x, mask, bi, zero, training)?;
         if self.forward.return_sequences {
             let time = b.shape()[1];
             let mut steps = ops::split(&b, time, 1)?;
@@ -752,8 +870,8 @@ impl Bidirectional {
 }
 
 impl Layer for Bidirectional {
-    fn call(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
-        Ok(self.call_with_mask(x, None, None)?.0)
+    fn call(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        Ok(self.run(x, None, None, training)?.0)
     }
     fn trainable_variables(&self) -> Vec<Variable> {
         [&self.forward, &self.backward]

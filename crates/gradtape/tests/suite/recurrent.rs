@@ -388,3 +388,69 @@ fn masks_make_padding_invisible() {
         .to_string();
     assert!(e.contains("[1, 5]") && e.contains("[1, 4]"), "{e}");
 }
+
+/// Dropout only while training, one mask per sequence; `stateful` layers start where the last
+/// call ended until `reset_states`, and refuse another batch size.
+#[test]
+fn dropout_and_stateful_layers_behave_as_keras() {
+    let mut rng = Generator::from_seed(36);
+    let x = rng.uniform(&[4, 6, 3], -1.0, 1.0, DType::F64).unwrap();
+    let plain = LSTM::new("l", 3, 5, DType::F64, &mut Generator::from_seed(9)).unwrap();
+    let dropped = LSTM::new("l", 3, 5, DType::F64, &mut Generator::from_seed(9))
+        .unwrap()
+        .dropout(0.5, 0.3)
+        .unwrap();
+    let v = |t: Tensor| t.to_vec::<f64>().unwrap();
+    // inference: dropout does nothing
+    assert_eq!(
+        v(plain.call(&x, false).unwrap()),
+        v(dropped.call(&x, false).unwrap())
+    );
+    // training: masks change the answer, a new mask at each call
+    let a = v(dropped.call(&x, true).unwrap());
+    let b = v(dropped.call(&x, true).unwrap());
+    assert_ne!(a, v(plain.call(&x, true).unwrap()));
+    assert_ne!(a, b);
+    // an input feature dropped for one example is dropped at every step: with recurrent
+    // dropout off and all of an example's features dropped, the LSTM sees zeros throughout
+    let all_dropped = LSTM::new("l", 1, 2, DType::F64, &mut Generator::from_seed(3))
+        .unwrap()
+        .dropout(0.5, 0.0)
+        .unwrap();
+    let ones = Tensor::ones(&[64, 4, 1], DType::F64).unwrap();
+    let zeros_out = v(all_dropped
+        .call(&Tensor::zeros(&[1, 4, 1], DType::F64).unwrap(), false)
+        .unwrap());
+    let out = v(all_dropped.call(&ones, true).unwrap());
+    let silent = out.chunks(2).filter(|r| r == &&zeros_out[..]).count();
+    assert!(
+        (16..=48).contains(&silent),
+        "{silent} of 64 examples lost their one feature"
+    );
+    assert!(LSTM::new("l", 3, 5, DType::F64, &mut rng)
+        .unwrap()
+        .dropout(1.0, 0.0)
+        .is_err());
+
+    // stateful: the second call continues from the first's final states
+    let gru = GRU::new("g", 3, 5, DType::F64, &mut Generator::from_seed(4))
+        .unwrap()
+        .stateful(true);
+    let twin = GRU::new("g", 3, 5, DType::F64, &mut Generator::from_seed(4)).unwrap();
+    let x2 = rng.uniform(&[4, 6, 3], -1.0, 1.0, DType::F64).unwrap();
+    let (_, s1) = twin.call_with_state(&x, None).unwrap();
+    let first = v(gru.call(&x, false).unwrap());
+    assert_eq!(first, v(twin.call(&x, false).unwrap()));
+    let second = v(gru.call(&x2, false).unwrap());
+    assert_eq!(second, v(twin.call_with_state(&x2, Some(&s1)).unwrap().0));
+    gru.reset_states();
+    assert_eq!(
+        v(gru.call(&x2, false).unwrap()),
+        v(twin.call(&x2, false).unwrap())
+    );
+    let e = gru
+        .call(&Tensor::ones(&[2, 6, 3], DType::F64).unwrap(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stateful") && e.contains("reset_states"), "{e}");
+}
