@@ -435,15 +435,20 @@ fn orthogonal(rows: usize, cols: usize, dtype: DType, rng: &mut Generator) -> Re
         if vv == 0.0 {
             continue;
         }
-        for c in 0..k {
-            let dot: f64 = v
-                .iter()
-                .enumerate()
-                .map(|(i, vi)| vi * q[(j + i) * k + c])
-                .sum();
-            let s = 2.0 * dot / vv;
-            for (i, vi) in v.iter().enumerate() {
-                q[(j + i) * k + c] -= s * vi;
+        // columns before j are still the identity's, zero on rows j..: only j.. change;
+        // w = vᵀ Q[j.., j..], then Q[j.., j..] -= (2 / vᵀv) v w, a row at a time
+        let mut w = vec![0.0f64; k - j];
+        for (i, vi) in v.iter().enumerate() {
+            let row = &q[(j + i) * k + j..(j + i + 1) * k];
+            for (wc, qc) in w.iter_mut().zip(row) {
+                *wc += vi * qc;
+            }
+        }
+        let scale = 2.0 / vv;
+        for (i, vi) in v.iter().enumerate() {
+            let row = &mut q[(j + i) * k + j..(j + i + 1) * k];
+            for (qc, wc) in row.iter_mut().zip(&w) {
+                *qc -= scale * vi * wc;
             }
         }
     }
