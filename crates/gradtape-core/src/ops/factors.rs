@@ -221,7 +221,7 @@ pub(crate) static EIGH: Primitive = Primitive {
             let n = square_size("eigh", a)?;
             let [e, v] = unpack(saved.out()?, [&[n], &[n, n]])?;
             // Vᵀ dA V: its diagonal is de, the rest turns the vectors
-            let p = matmul(&matmul(&matrix_transpose(&v)?, &lower_symmetric(da)?)?, &v)?;
+            let p = in_eigenbasis(&v, da)?;
             let dv = matmul(&v, &multiply(&inverse_gaps(&e)?, &p)?)?;
             pack(&[diag_part(&p, 0)?, dv], &a.shape()[..a.rank() - 2]).map(Some)
         },
@@ -245,14 +245,19 @@ pub(crate) static EIGVALSH: Primitive = Primitive {
         jvp: |saved, _, t| {
             let Some(da) = &t[0] else { return Ok(None) };
             let (_, v) = eigh(saved.a()?)?;
-            let p = matmul(&matmul(&matrix_transpose(&v)?, &lower_symmetric(da)?)?, &v)?;
-            diag_part(&p, 0).map(Some)
+            diag_part(&in_eigenbasis(&v, da)?, 0).map(Some)
         },
     },
     batching: Batching::OneInput(|p, _| apply(&EIGVALSH, &[p], &Params::NONE)),
     cuda: None,
     fused: None,
 };
+
+/// `Vᵀ dA V` for the symmetric change that `da` stands for (read from its lower triangle, as
+/// the forward reads `A`).
+fn in_eigenbasis(v: &Tensor, da: &Tensor) -> Result<Tensor> {
+    matmul(&matmul(&matrix_transpose(v)?, &lower_symmetric(da)?)?, v)
+}
 
 /// TensorFlow's `_SelfAdjointEigV2Grad`: `V (diag(ē) + F ⊙ Vᵀ V̄) Vᵀ`, then onto the lower
 /// triangle that the forward read (off-diagonal terms doubled, as each stands for two).

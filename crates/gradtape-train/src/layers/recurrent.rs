@@ -472,6 +472,21 @@ macro_rules! recurrent_layer {
         pub struct $name(Recurrent);
 
         impl $name {
+            /// A layer of `units` over inputs of `input_dim` features, with Keras's
+            /// initializers: a Glorot-uniform kernel, an orthogonal recurrent kernel, a zero
+            /// bias (the LSTM's forget gate's at 1), and the GRU's `reset_after`.
+            ///
+            /// # Errors
+            /// When `dtype` is not float or a size is 0.
+            pub fn new(
+                name: &str,
+                input_dim: usize,
+                units: usize,
+                dtype: DType,
+                rng: &mut Generator,
+            ) -> Result<$name> {
+                Recurrent::new($cell, name, input_dim, units, dtype, rng).map($name)
+            }
             /// Builder: give every step's output (`[batch, time, units]`) instead of the last
             /// (Keras's `return_sequences`).
             pub fn return_sequences(mut self, on: bool) -> Self {
@@ -660,63 +675,7 @@ recurrent_layer!(
     Cell::Gru { reset_after: true }
 );
 
-impl SimpleRNN {
-    /// A layer of `units` over inputs of `input_dim` features, Keras's initializers
-    /// (Glorot-uniform kernel, orthogonal recurrent kernel, zero bias).
-    ///
-    /// # Errors
-    /// When `dtype` is not float or a size is 0.
-    pub fn new(
-        name: &str,
-        input_dim: usize,
-        units: usize,
-        dtype: DType,
-        rng: &mut Generator,
-    ) -> Result<SimpleRNN> {
-        Recurrent::new(Cell::Simple, name, input_dim, units, dtype, rng).map(SimpleRNN)
-    }
-}
-
-impl LSTM {
-    /// A layer of `units` over inputs of `input_dim` features, Keras's initializers.
-    ///
-    /// # Errors
-    /// When `dtype` is not float or a size is 0.
-    pub fn new(
-        name: &str,
-        input_dim: usize,
-        units: usize,
-        dtype: DType,
-        rng: &mut Generator,
-    ) -> Result<LSTM> {
-        Recurrent::new(Cell::Lstm, name, input_dim, units, dtype, rng).map(LSTM)
-    }
-}
-
 impl GRU {
-    /// A layer of `units` over inputs of `input_dim` features, Keras's initializers and
-    /// `reset_after = true`.
-    ///
-    /// # Errors
-    /// When `dtype` is not float or a size is 0.
-    pub fn new(
-        name: &str,
-        input_dim: usize,
-        units: usize,
-        dtype: DType,
-        rng: &mut Generator,
-    ) -> Result<GRU> {
-        Recurrent::new(
-            Cell::Gru { reset_after: true },
-            name,
-            input_dim,
-            units,
-            dtype,
-            rng,
-        )
-        .map(GRU)
-    }
-
     /// Builder: Keras's `reset_after` (`false`: the reset gate scales the state before the
     /// recurrent product, one bias of `3 · units`); the bias is made again (zeros) for its
     /// new shape.
@@ -787,6 +746,7 @@ impl Bidirectional {
     ) -> Result<Bidirectional> {
         let forward = layer.into_recurrent();
         let name = format!("bidirectional_{}", forward.name);
+        // the same cell (a GRU's reset_after with it), fresh weights
         let mut backward = Recurrent::new(
             forward.cell,
             &format!("backward_{}", forward.name),
@@ -795,15 +755,6 @@ impl Bidirectional {
             forward.kernel.dtype(),
             rng,
         )?;
-        if forward.bias.shape() != backward.bias.shape() {
-            // a GRU with reset_after = false
-            backward.bias = weight(
-                &backward.name,
-                "bias",
-                Tensor::zeros(forward.bias.shape(), forward.kernel.dtype())?,
-                true,
-            );
-        }
         backward.return_sequences = forward.return_sequences;
         backward.go_backwards = !forward.go_backwards;
         backward.dropout = forward.dropout;
