@@ -506,23 +506,15 @@ pub fn diag_part(x: &impl AsTensor, k: i64) -> Result<Tensor> {
     let mut begin = vec![0isize; r];
     let mut end: Vec<isize> = flat.iter().map(|&d| d as isize).collect();
     let mut strides = vec![1isize; r];
-    begin[r - 1] = start as isize;
-    end[r - 1] = (start + len.saturating_sub(1) * (n + 1) + 1) as isize;
-    strides[r - 1] = n as isize + 1;
-    match len {
-        // an empty diagonal: the empty slice of the rows
-        0 => strided_slice(
-            &rows,
-            &vec![0; r],
-            &{
-                let mut e = end.clone();
-                e[r - 1] = 0;
-                e
-            },
-            &vec![1; r],
-        ),
-        _ => strided_slice(&rows, &begin, &end, &strides),
+    if len == 0 {
+        // only empty matrices (k = 0) have an empty diagonal: an empty slice of the rows
+        end[r - 1] = 0;
+        return strided_slice(&rows, &begin, &end, &strides);
     }
+    begin[r - 1] = start as isize;
+    end[r - 1] = (start + (len - 1) * (n + 1) + 1) as isize;
+    strides[r - 1] = n as isize + 1;
+    strided_slice(&rows, &begin, &end, &strides)
 }
 
 /// `m`×`n` matrices holding `d` (`[..., len]`) on diagonal `k` and zeros elsewhere: `d`
