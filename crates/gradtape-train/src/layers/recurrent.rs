@@ -187,10 +187,8 @@ impl Recurrent {
         }
     }
 
-    /// The input projections of every step, one product: `[batch, time, gates · units]`
-    /// (with the bias that belongs to the input side), then one view per step in the order
-    /// they run.
-    fn projections(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+    /// `[batch, time, features]` of an input that fits the layer, or the error naming it.
+    fn check_input(&self, x: &Tensor) -> Result<[usize; 3]> {
         let [batch, time, features] = match *x.shape() {
             [b, t, f] => [b, t, f],
             _ => {
@@ -219,6 +217,14 @@ impl Recurrent {
                 ),
             ));
         }
+        Ok([batch, time, features])
+    }
+
+    /// The input projections of every step, one product: `[batch, time, gates · units]`
+    /// (with the bias that belongs to the input side), then one view per step in the order
+    /// they run.
+    fn projections(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let [batch, time, features] = self.check_input(x)?;
         let g = self.cell.gates() * self.units;
         let flat = ops::reshape(x, &[(batch * time) as isize, features as isize])?;
         let mut proj = ops::matmul(&flat, &self.kernel)?;
@@ -340,9 +346,9 @@ impl Recurrent {
         zero_masked: bool,
         training: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        let batch = x.shape().first().copied().unwrap_or(0);
+        let [batch, _, _] = self.check_input(x)?;
         // one mask per sequence, the same at every step (Keras's)
-        let steps = match training && self.dropout > 0.0 && x.rank() == 3 {
+        let steps = match training && self.dropout > 0.0 {
             true => {
                 let m = self.dropout_mask(&[batch, self.input_dim], self.dropout, x.dtype())?;
                 self.projections(&ops::multiply(x, &ops::expand_dims(&m, 1)?)?)?

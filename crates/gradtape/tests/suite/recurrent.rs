@@ -431,6 +431,12 @@ fn dropout_and_stateful_layers_behave_as_keras() {
         .unwrap()
         .dropout(1.0, 0.0)
         .is_err());
+    // a bad input is the layer's error, dropout or not
+    let e = dropped
+        .call(&Tensor::ones(&[4, 6, 2], DType::F64).unwrap(), true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("LSTM:") && e.contains("[4, 6, 2]"), "{e}");
 
     // stateful: the second call continues from the first's final states
     let gru = GRU::new("g", 3, 5, DType::F64, &mut Generator::from_seed(4))
