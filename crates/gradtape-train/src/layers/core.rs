@@ -212,12 +212,8 @@ impl Layer for Dropout {
         if !training || self.rate == 0.0 {
             return Ok(x.clone());
         }
-        let u = {
-            let mut g = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            g.uniform(x.shape(), 0.0, 1.0, x.dtype())?
-        };
-        let keep = ops::cast(&ops::greater_equal(&u, &self.rate)?, x.dtype())?;
-        ops::multiply(&ops::multiply(x, &keep)?, &(1.0 / (1.0 - self.rate)))
+        let keep = super::dropout_mask(&self.rng, x.shape(), self.rate, x.dtype())?;
+        ops::multiply(x, &keep)
     }
     fn trainable_variables(&self) -> Vec<Variable> {
         vec![]

@@ -178,6 +178,22 @@ pub(crate) fn float_dtype(layer: &'static str, dtype: DType) -> Result<()> {
     }
 }
 
+/// An inverted-dropout mask of `shape` drawn from `rng`: 0 with probability `rate`,
+/// `1 / (1 - rate)` elsewhere (Keras's scaling), for `Dropout` and the recurrent layers.
+pub(crate) fn dropout_mask(
+    rng: &std::sync::Mutex<Generator>,
+    shape: &[usize],
+    rate: f64,
+    dtype: DType,
+) -> Result<Tensor> {
+    let u = {
+        let mut g = rng.lock().unwrap_or_else(|e| e.into_inner());
+        g.uniform(shape, 0.0, 1.0, dtype)?
+    };
+    let keep = ops::cast(&ops::greater_equal(&u, &rate)?, dtype)?;
+    ops::multiply(&keep, &(1.0 / (1.0 - rate)))
+}
+
 /// A variable named `{layer}/{what}`.
 pub(crate) fn weight(layer: &str, what: &str, value: Tensor, trainable: bool) -> Variable {
     Variable::with_options(

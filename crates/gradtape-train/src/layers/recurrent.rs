@@ -8,7 +8,7 @@
 //! into steps as views; each step then pays one `[batch, units] × [units, gates]` product and
 //! its gate arithmetic.
 
-use super::{float_dtype, weight, Initializer, Layer};
+use super::{dropout_mask, float_dtype, weight, Initializer, Layer};
 
 use std::sync::Mutex;
 
@@ -304,16 +304,6 @@ impl Recurrent {
         }
     }
 
-    /// A dropout mask of `shape`: 0 with probability `rate`, `1 / (1 - rate)` elsewhere.
-    fn dropout_mask(&self, shape: &[usize], rate: f64, dtype: DType) -> Result<Tensor> {
-        let u = {
-            let mut g = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            g.uniform(shape, 0.0, 1.0, dtype)?
-        };
-        let keep = ops::cast(&ops::greater_equal(&u, &rate)?, dtype)?;
-        ops::multiply(&keep, &(1.0 / (1.0 - rate)))
-    }
-
     /// Checks a `[batch, time]` mask and gives one `[batch, 1]` column per step, in the order
     /// the steps run.
     fn mask_steps(&self, mask: &Tensor, x: &Tensor) -> Result<Vec<Tensor>> {
@@ -350,15 +340,18 @@ impl Recurrent {
         // one mask per sequence, the same at every step (Keras's)
         let steps = match training && self.dropout > 0.0 {
             true => {
-                let m = self.dropout_mask(&[batch, self.input_dim], self.dropout, x.dtype())?;
+                let m = dropout_mask(&self.rng, &[batch, self.input_dim], self.dropout, x.dtype())?;
                 self.projections(&ops::multiply(x, &ops::expand_dims(&m, 1)?)?)?
             }
             false => self.projections(x)?,
         };
         let rec_mask = match training && self.recurrent_dropout > 0.0 {
-            true => {
-                Some(self.dropout_mask(&[batch, self.units], self.recurrent_dropout, x.dtype())?)
-            }
+            true => Some(dropout_mask(
+                &self.rng,
+                &[batch, self.units],
+                self.recurrent_dropout,
+                x.dtype(),
+            )?),
             false => None,
         };
         let masks = mask.map(|m| self.mask_steps(m, x)).transpose()?;
