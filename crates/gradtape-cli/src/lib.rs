@@ -12,6 +12,7 @@ mod bench;
 mod data;
 mod linreg;
 mod output;
+mod sequence;
 mod train;
 pub mod training;
 

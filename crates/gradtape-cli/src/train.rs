@@ -3,14 +3,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::sequence::{self, Sequence};
 use crate::training::{
-    build_cnn, build_mlp, evaluate, fit_distributed, EpochStats, OptimizerKind, TrainConfig,
+    build_cnn, build_mlp, build_rnn, evaluate, fit_distributed, EpochStats, OptimizerKind,
+    RecurrentKind, TrainConfig,
 };
 use clap::ValueEnum;
 use gradtape::data::{read_csv, split_indices, take_rows, Standardizer, Target, Task};
 use gradtape::layers::{Activation, Layer};
 use gradtape::{checkpoint, metrics, ops, DType, Tensor};
-use gradtape_plot::{save, ConfusionChart, CurvesChart, Format};
+use gradtape_plot::{save, ConfusionChart, CurvesChart, Format, SeriesChart};
 use serde_json::{json, Value};
 
 use crate::output::{self, Staging};
@@ -42,6 +44,11 @@ pub enum ModelArg {
     Mlp,
     /// Two convolution and pooling blocks, then the `--hidden` dense layers; needs `--image`.
     Cnn,
+    /// LSTM layers of the `--hidden` sizes over sequences: each row's columns in time order
+    /// (`--sequence`, `--features-per-step`), or windows of a time series (`--window`).
+    Lstm,
+    /// GRU layers, as `lstm`.
+    Gru,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -65,9 +72,10 @@ pub struct TrainArgs {
     /// The column to predict; every other column is a numeric feature.
     #[arg(long, value_name = "COLUMN")]
     target: String,
-    /// Classification (the target's distinct values are the classes) or regression.
-    #[arg(long, value_enum, default_value_t = TaskArg::Classification)]
-    task: TaskArg,
+    /// Classification (the target's distinct values are the classes) or regression
+    /// [default: classification; regression with `--window`].
+    #[arg(long, value_enum)]
+    task: Option<TaskArg>,
     /// The network: an MLP, or a CNN reading each row as an image (`--image`).
     #[arg(long, value_enum, default_value_t = ModelArg::Mlp)]
     model: ModelArg,
@@ -75,7 +83,26 @@ pub struct TrainArgs {
     /// HEIGHTxWIDTH[xCHANNELS], row by row (the digits are 8x8).
     #[arg(long, value_name = "HxW[xC]", value_parser = crate::args::image)]
     image: Option<[usize; 3]>,
-    /// Sizes of the hidden (dense) layers, comma separated.
+    /// With `--model lstm|gru`: the feature columns that make each row's sequence, in time
+    /// order, comma separated [default: every column but the target]; with `--window`: the
+    /// columns each time step feeds in [default: the target alone].
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    sequence: Vec<String>,
+    /// With `--model lstm|gru` on rows that are sequences: how many consecutive sequence
+    /// columns make one time step [default: 1] (the digits' 64 pixels are 8 steps of 8).
+    #[arg(long, value_name = "F", value_parser = crate::args::count, allow_negative_numbers = true)]
+    features_per_step: Option<usize>,
+    /// With `--model lstm|gru`: the table is one time series, a row per time step in time
+    /// order; each example is N consecutive rows and the target's value in the next row (a
+    /// forecast one step ahead). The validation and test examples are the series' end.
+    #[arg(long, value_name = "N", value_parser = crate::args::count, allow_negative_numbers = true)]
+    window: Option<usize>,
+    /// With `--window`: the column holding each row's time, the axis of series.png (not an
+    /// input unless `--sequence` names it).
+    #[arg(long, value_name = "COLUMN")]
+    time: Option<String>,
+    /// Sizes of the hidden layers, comma separated (dense layers; with `--model lstm|gru` the
+    /// recurrent layers, stacked).
     #[arg(
         long,
         value_delimiter = ',',
@@ -113,7 +140,8 @@ pub struct TrainArgs {
     /// mean and standard deviation).
     #[arg(long)]
     no_standardize: bool,
-    /// Folder for curves.png, confusion.png, history.csv, run.json and model.safetensors.
+    /// Folder for curves.png, confusion.png (classes), series.png (`--window`), history.csv,
+    /// run.json and model.safetensors.
     #[arg(long, default_value = "gradtape-train", value_name = "DIR")]
     out: PathBuf,
     /// Print one JSON object to stdout instead of the report.
@@ -316,12 +344,49 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
                 "--model cnn needs --image HxW[xC]: the size of the image each row holds".into(),
             ))
         }
-        (ModelArg::Mlp, Some(_)) => {
+        (ModelArg::Cnn, image) => image,
+        (_, Some(_)) => {
             return Err(CliError(
-                "--image is for --model cnn (an MLP reads the features as they are)".into(),
+                "--image is for --model cnn (the other models read the features as they are)"
+                    .into(),
             ))
         }
-        (_, image) => image,
+        (_, None) => None,
+    };
+    let recurrent = match a.model {
+        ModelArg::Lstm => Some(RecurrentKind::Lstm),
+        ModelArg::Gru => Some(RecurrentKind::Gru),
+        ModelArg::Mlp | ModelArg::Cnn => None,
+    };
+    let sequence_options = [
+        ("--sequence", !a.sequence.is_empty()),
+        ("--features-per-step", a.features_per_step.is_some()),
+        ("--window", a.window.is_some()),
+        ("--time", a.time.is_some()),
+    ];
+    if let (None, Some((name, _))) = (recurrent, sequence_options.iter().find(|o| o.1)) {
+        return Err(CliError(format!(
+            "{name} is for the sequence models (--model lstm or gru)"
+        )));
+    }
+    if a.window.is_some() && a.features_per_step.is_some() {
+        return Err(CliError(
+            "--features-per-step is for rows that are sequences; with --window each step is one row and its features are the --sequence columns".into(),
+        ));
+    }
+    if a.time.is_some() && a.window.is_none() {
+        return Err(CliError(
+            "--time names the time column of a series: it goes with --window N".into(),
+        ));
+    }
+    let task = match (a.task, a.window) {
+        (Some(TaskArg::Classification), Some(_)) => {
+            return Err(CliError(
+                "--window forecasts the series' next value, a regression: leave --task out or give --task regression".into(),
+            ))
+        }
+        (Some(TaskArg::Classification), None) | (None, None) => Task::Classification,
+        (Some(TaskArg::Regression), _) | (None, Some(_)) => Task::Regression,
     };
     // The output folder is checked before the work, so a bad --out costs no training.
     // Under mpirun only rank 0 writes, so only rank 0 checks and stages the folder (ranks
@@ -329,6 +394,7 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
     let outputs = [
         "curves.png",
         "confusion.png",
+        "series.png",
         "history.csv",
         "run.json",
         "model.safetensors",
@@ -342,13 +408,25 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         .transpose()?;
     let table = read_csv(&a.data)?;
     let fingerprint = file_fingerprint(&a.data)?;
-    let task = match a.task {
-        TaskArg::Classification => Task::Classification,
-        TaskArg::Regression => Task::Regression,
+    let (d, seq) = match (recurrent, a.window) {
+        (_, Some(w)) => {
+            let (d, s) =
+                sequence::window_dataset(&table, &a.target, &a.sequence, w, a.time.as_deref())?;
+            (d, Some(s))
+        }
+        (Some(_), None) => {
+            let d = table.dataset(&a.target, task, DType::F32)?;
+            let per_step = a.features_per_step.unwrap_or(1);
+            let (d, s) = sequence::row_sequences(d, &a.sequence, per_step, &table.source)?;
+            (d, Some(s))
+        }
+        (None, None) => (table.dataset(&a.target, task, DType::F32)?, None),
     };
-    let d = table.dataset(&a.target, task, DType::F32)?;
     let n = d.features.shape()[0];
-    let (tr, va, te) = split_indices(n, a.validation, a.test, a.seed)?;
+    let (tr, va, te) = match &seq {
+        Some(s) if s.window.is_some() => sequence::chronological_split(n, a.validation, a.test)?,
+        _ => split_indices(n, a.validation, a.test, a.seed)?,
+    };
     if tr.len() < 2 {
         return Err(CliError(format!(
             "{}: {n} rows leave fewer than 2 to train on",
@@ -356,13 +434,14 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         )));
     }
     let raw_train = take_rows(&d.features, &tr)?;
-    // an image's pixels are standardized together, other features one by one
-    let standardizer = (!a.no_standardize)
-        .then(|| match image {
-            Some(_) => Standardizer::fit_global(&raw_train),
-            None => Standardizer::fit(&raw_train),
-        })
-        .transpose()?;
+    // an image's pixels are standardized together, a sequence's features one by one over all
+    // steps, other features one by one
+    let standardizer = match (a.no_standardize, image, &seq) {
+        (true, ..) => None,
+        (false, Some(_), _) => Some(Standardizer::fit_global(&raw_train)?),
+        (false, None, Some(s)) => Some(sequence::per_step_standardizer(&raw_train, s.per_step)?),
+        (false, None, None) => Some(Standardizer::fit(&raw_train)?),
+    };
     let prep = |idx: &[i64]| -> Result<Tensor, CliError> {
         let x = take_rows(&d.features, idx)?;
         Ok(match &standardizer {
@@ -417,8 +496,11 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         dtype: DType::F32,
         compiled: !a.eager,
     };
-    let model = match image {
-        Some(img) => {
+    let model = match (image, recurrent, &seq) {
+        (None, Some(kind), Some(s)) => {
+            build_rnn(kind, s.steps, s.per_step, &a.hidden, outputs, &cfg)?
+        }
+        (Some(img), ..) => {
             let pixels: usize = img.iter().product();
             if pixels != d.feature_names.len() {
                 return Err(CliError(format!(
@@ -432,21 +514,34 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
             }
             build_cnn(img, outputs, &cfg)?
         }
-        None => build_mlp(d.feature_names.len(), &cfg.hidden, outputs, &cfg)?,
+        _ => build_mlp(d.feature_names.len(), &cfg.hidden, outputs, &cfg)?,
     };
-    let model_name = match image {
-        Some([h, w, c]) => format!("CNN on {h}x{w}x{c} images, dense {:?}", a.hidden),
-        None => format!("MLP {:?}", a.hidden),
+    let model_name = match (image, &seq) {
+        (Some([h, w, c]), _) => format!("CNN on {h}x{w}x{c} images, dense {:?}", a.hidden),
+        (None, Some(s)) => format!(
+            "{} {:?} over {} steps of {} feature{}",
+            format!("{:?}", a.model).to_uppercase(),
+            a.hidden,
+            s.steps,
+            s.per_step,
+            if s.per_step == 1 { "" } else { "s" }
+        ),
+        (None, None) => format!("MLP {:?}", a.hidden),
+    };
+    // what a row of the model is: a table's row, or a window of the series
+    let examples = match seq.as_ref().and_then(|s| s.window) {
+        Some(w) => format!("{} rows as {n} windows of {w}", table.rows.len()),
+        None => format!("{n} rows"),
     };
     let human = !a.json && rank0;
     if human {
         println!(
-            "gradtape train: {} rows ({} train, {} validation, {} test), {} features, {} ({}), {}",
-            n,
+            "gradtape train: {} ({} train, {} validation, {} test), {} features, {} ({}), {}",
+            examples,
             tr.len(),
             va.len(),
             te.len(),
-            d.feature_names.len(),
+            d.features.shape()[1],
             a.target,
             classes
                 .as_ref()
@@ -538,6 +633,19 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         }
         _ => (None, None),
     };
+    // A forecast's honest yardstick: saying the series' last value again (persistence).
+    let persistence = match (seq.as_ref().and_then(|s| s.window), held_loss) {
+        (Some(w), Some(_)) => {
+            let y = sequence::numbers(&table, table.column(&a.target)?)?;
+            let held_idx = if !te.is_empty() { &te } else { &va };
+            let sq: f64 = held_idx
+                .iter()
+                .map(|&i| (y[i as usize + w] - y[i as usize + w - 1]).powi(2))
+                .sum();
+            Some(sq / held_idx.len() as f64)
+        }
+        _ => None,
+    };
     let confusion = match (&classes, hy) {
         (Some(names), Target::Classes { labels, .. }) if hx.shape()[0] > 0 => {
             let pred = ops::argmax(&model.call(hx, false)?, -1)?;
@@ -569,6 +677,34 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
             };
             save(&chart, &stage.path("confusion.png"), Format::Png)?;
         }
+        if let Some(Sequence {
+            window: Some(w),
+            time,
+            ..
+        }) = &seq
+        {
+            let all: Vec<i64> = (0..n as i64).collect();
+            let mut predicted = model.call(&prep(&all)?, false)?.to_f64_vec()?;
+            if let Some(sc) = &target_scale {
+                predicted.iter_mut().for_each(|p| *p = sc.undo(*p));
+            }
+            let time_values = match time {
+                Some(c) => sequence::numbers(&table, table.column(c)?)?,
+                None => (1..=table.rows.len()).map(|r| r as f64).collect(),
+            };
+            let held_out = va.len() + te.len();
+            let chart = SeriesChart {
+                truth: sequence::numbers(&table, table.column(&a.target)?)?,
+                predicted_time: time_values[*w..].to_vec(),
+                predicted,
+                held_out_from: (held_out > 0).then(|| time_values[w + tr.len()]),
+                time_name: time.clone().unwrap_or_else(|| "row".into()),
+                value_name: a.target.clone(),
+                title: format!("{} one step ahead from the last {w} rows", a.target),
+                time: time_values,
+            };
+            save(&chart, &stage.path("series.png"), Format::Png)?;
+        }
     }
     let mut csv = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy\n");
     for s in &history {
@@ -591,6 +727,7 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         "model": format!("{:?}", a.model).to_lowercase(),
         "image": image,
         "hidden": a.hidden,
+        "sequence": seq.as_ref().map(Sequence::to_json),
         "activation": format!("{:?}", a.activation).to_lowercase(),
         "standardizer": standardizer.as_ref().map(|s| json!({"mean": s.mean, "std": s.std})),
         "target_standardizer": target_scale.as_ref().map(|s| json!({"mean": s.mean, "std": s.std})),
@@ -600,6 +737,8 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
             "seed": a.seed,
             "validation": a.validation,
             "test": a.test,
+            "order": if seq.as_ref().is_some_and(|s| s.window.is_some()) { "time" } else { "shuffled" },
+            "file_rows": table.rows.len(),
             "data_fingerprint": fingerprint,
         },
     });
@@ -619,6 +758,7 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         "held_out_accuracy": held_acc,
         "held_out_r2": held_r2,
         "held_out_mean_predictor_loss": baseline,
+        "held_out_last_value_loss": persistence,
         "train_loss": last.map(|s| s.train_loss),
         "train_accuracy": last.and_then(|s| s.train_accuracy),
         "epochs": a.epochs,
@@ -628,6 +768,7 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
         "model": format!("{:?}", a.model).to_lowercase(),
         "image": image,
         "hidden": a.hidden,
+        "sequence": seq.as_ref().map(Sequence::to_json),
         "seed": a.seed,
         "train_seconds": train_seconds,
         "confusion_matrix": confusion,
@@ -655,6 +796,16 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
                 println!(
                     "  (always predicting the training mean: mean squared error {b:.4}{})",
                     if l >= b {
+                        "; the model is no better"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if let Some(p) = persistence {
+                println!(
+                    "  (always predicting the previous value: mean squared error {p:.4}{})",
+                    if l >= p {
                         "; the model is no better"
                     } else {
                         ""
@@ -724,6 +875,12 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
             .collect()
     };
     let hidden = sizes("hidden")?;
+    let seq = Sequence::from_json(&meta["sequence"]).map_err(|m| bad(&m))?;
+    let recurrent = match meta["model"].as_str() {
+        Some("lstm") => Some(RecurrentKind::Lstm),
+        Some("gru") => Some(RecurrentKind::Gru),
+        _ => None,
+    };
     let classes = strings(&meta["classes"]);
     let act = match meta["activation"].as_str().unwrap_or("relu") {
         "relu" => Activation::Relu,
@@ -749,8 +906,11 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
             acc.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
         })
     };
-    let too_many = match meta["model"].as_str() {
-        Some("cnn") => hidden.iter().any(|&h| h > weights), // a layer of h units has h biases
+    let too_many = match (meta["model"].as_str(), recurrent, &seq) {
+        (Some("cnn"), ..) => hidden.iter().any(|&h| h > weights), // a layer of h units has h biases
+        (_, Some(kind), Some(s)) => kind
+            .weights(s.per_step, &hidden, outputs)
+            .is_none_or(|p| p > weights),
         _ => dense_params(features.len()).is_none_or(|p| p > weights),
     };
     if too_many {
@@ -779,6 +939,25 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
                 )));
             }
             build_cnn([h, w, c], outputs, &cfg)?
+        }
+        "lstm" | "gru" => {
+            let (Some(kind), Some(s)) = (recurrent, &seq) else {
+                return Err(bad("a sequence model without its sequence in the metadata"));
+            };
+            // a window's steps read the feature columns; a row's steps are them
+            let columns = match s.window {
+                Some(_) => s.per_step,
+                None => s.steps.saturating_mul(s.per_step),
+            };
+            if columns != features.len() {
+                return Err(bad(&format!(
+                    "the metadata's sequence ({} steps of {}) does not fit its {} features",
+                    s.steps,
+                    s.per_step,
+                    features.len()
+                )));
+            }
+            build_rnn(kind, s.steps, s.per_step, &hidden, outputs, &cfg)?
         }
         other => {
             return Err(bad(&format!(
@@ -815,8 +994,11 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
         .iter()
         .map(|f| table.column(f))
         .collect::<Result<_, _>>()?;
-    let n = table.rows.len();
-    let mut x = Vec::with_capacity(n * cols.len());
+    let window = seq.as_ref().and_then(|s| s.window);
+    // the file's row each example predicts: its own, or the one after its window
+    let targets_rows: Vec<usize> = (window.unwrap_or(0)..table.rows.len()).collect();
+    let n = targets_rows.len();
+    let mut x = Vec::with_capacity(table.rows.len() * cols.len());
     for (r, row) in table.rows.iter().enumerate() {
         for &c in &cols {
             let v: f64 = row[c]
@@ -835,7 +1017,11 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
             x.push(v);
         }
     }
-    let mut xt = Tensor::from_vec(x, &[n, cols.len()])?.cast(DType::F32)?;
+    let rows_read = table.rows.len();
+    let mut xt = match window {
+        Some(w) => sequence::windows(&table, &cols, w)?,
+        None => Tensor::from_vec(x, &[rows_read, cols.len()])?.cast(DType::F32)?,
+    };
     if let Some(s) = meta.get("standardizer").filter(|s| !s.is_null()) {
         let nums = |v: &Value| -> Vec<f64> {
             v.as_array()
@@ -860,13 +1046,11 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
         if !same {
             return None;
         }
-        let (_, va, te) = split_indices(
-            n,
-            sp["validation"].as_f64()?,
-            sp["test"].as_f64()?,
-            sp["seed"].as_u64()?,
-        )
-        .ok()?;
+        let (validation, test) = (sp["validation"].as_f64()?, sp["test"].as_f64()?);
+        let (_, va, te) = match sp["order"].as_str() {
+            Some("time") => sequence::chronological_split(n, validation, test).ok()?,
+            _ => split_indices(n, validation, test, sp["seed"].as_u64()?).ok()?,
+        };
         let mut which = vec!["train"; n];
         for (idx, name) in [(&va, "validation"), (&te, "test")] {
             for &i in idx.iter() {
@@ -882,6 +1066,27 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
             .unwrap_or_default()
     };
     let split_head = if splits.is_some() { ",split" } else { "" };
+    // A forecast's line says which row it predicts: that row's time, or its 1-based number.
+    let time_col = seq
+        .as_ref()
+        .and_then(|s| s.time.as_deref())
+        .and_then(|c| table.column(c).ok());
+    let (lead_head, leads): (String, Vec<String>) = match (window, time_col) {
+        (None, _) => (String::new(), vec![String::new(); n]),
+        (Some(_), Some(c)) => (
+            format!("{},", table.columns[c]),
+            targets_rows
+                .iter()
+                .map(|&r| format!("{},", table.rows[r][c]))
+                .collect(),
+        ),
+        (Some(_), None) => (
+            "row,".into(),
+            targets_rows.iter().map(|r| format!("{},", r + 1)).collect(),
+        ),
+    };
+    let lead = |r: usize| &leads[r];
+    let truth_rows = || targets_rows.iter().map(|&r| &table.rows[r]);
     let mut csv = String::new();
     let mut report = json!({"rows": n, "rows_scored": "all"});
     // Per-row score against the target: 1/0 for a class, the squared error for a number.
@@ -896,7 +1101,7 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
             let probs = ops::softmax(&scores, -1)?.to_f64_vec()?;
             let pred = ops::argmax(&scores, -1)?.to_vec::<i64>()?;
             csv += &format!(
-                "predicted,{}{split_head}\n",
+                "{lead_head}predicted,{}{split_head}\n",
                 names
                     .iter()
                     .map(|c| format!("p_{c}"))
@@ -908,12 +1113,18 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
                     .iter()
                     .map(|v| format!("{v:.6}"))
                     .collect();
-                csv += &format!("{},{}{}\n", names[p as usize], ps.join(","), split_col(r));
+                csv += &format!(
+                    "{}{},{}{}\n",
+                    lead(r),
+                    names[p as usize],
+                    ps.join(","),
+                    split_col(r)
+                );
             }
             if let Some(t) = truth {
                 per_row = Some(
                     pred.iter()
-                        .zip(&table.rows)
+                        .zip(truth_rows())
                         .map(|(p, row)| f64::from(u8::from(names[*p as usize] == row[t])))
                         .collect(),
                 );
@@ -932,14 +1143,14 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
                 };
                 v.iter_mut().for_each(|p| *p = sc.undo(*p));
             }
-            csv += &format!("predicted{split_head}\n");
+            csv += &format!("{lead_head}predicted{split_head}\n");
             for (r, p) in v.iter().enumerate() {
-                csv += &format!("{p}{}\n", split_col(r));
+                csv += &format!("{}{p}{}\n", lead(r), split_col(r));
             }
             if let Some(t) = truth {
                 per_row = Some(
                     v.iter()
-                        .zip(&table.rows)
+                        .zip(truth_rows())
                         .map(|(p, r)| (p - r[t].parse().unwrap_or(f64::NAN)).powi(2))
                         .collect(),
                 );
@@ -976,11 +1187,19 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     if a.quiet {
         return Ok(());
     }
-    println!(
-        "Predicted all {n} rows of {} into {}",
-        a.data.display(),
-        out.display()
-    );
+    match window {
+        Some(w) => println!(
+            "Predicted rows {} to {rows_read} of {} (each from the {w} before it) into {}",
+            w + 1,
+            a.data.display(),
+            out.display()
+        ),
+        None => println!(
+            "Predicted all {n} rows of {} into {}",
+            a.data.display(),
+            out.display()
+        ),
+    }
     let shown = |v: f64| match metric {
         "accuracy" => format!("{:.2}%", v * 100.0),
         _ => format!("{v:.4}"),

@@ -216,6 +216,99 @@ pub fn build_cnn(image: [usize; 3], outputs: usize, cfg: &TrainConfig) -> Result
     Ok(Sequential::new(layers))
 }
 
+/// The recurrent layer `--model lstm|gru` stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecurrentKind {
+    /// Keras's `LSTM`.
+    Lstm,
+    /// Keras's `GRU` (`reset_after`, TensorFlow 2's default).
+    Gru,
+}
+
+impl RecurrentKind {
+    /// The number of weights of its layers (`hidden` units each, `per_step` inputs to the first)
+    /// and the dense output of `outputs`; `None` when it overflows. `predict` checks a file's
+    /// metadata against its weights with it before building anything.
+    ///
+    /// ```
+    /// use gradtape_cli::training::RecurrentKind;
+    /// assert_eq!(RecurrentKind::Lstm.weights(1, &[4], 1), Some(4 * 4 * (1 + 4 + 1) + 4 + 1));
+    /// ```
+    pub fn weights(self, per_step: usize, hidden: &[usize], outputs: usize) -> Option<usize> {
+        let mut fan_in = per_step;
+        let mut total = 0usize;
+        for &u in hidden {
+            // kernel + recurrent kernel (gates x units each), biases: one row (LSTM), two (GRU)
+            let (gates, bias_rows) = match self {
+                RecurrentKind::Lstm => (4, 1),
+                RecurrentKind::Gru => (3, 2),
+            };
+            let width = u.checked_mul(gates)?;
+            let layer = width.checked_mul(fan_in.checked_add(u)?.checked_add(bias_rows)?)?;
+            total = total.checked_add(layer)?;
+            fan_in = u;
+        }
+        total.checked_add(fan_in.checked_mul(outputs)?.checked_add(outputs)?)
+    }
+}
+
+/// The CLI's `--model lstm|gru` for rows that are sequences of `steps` steps of `per_step`
+/// features each (step by step, row major): the rows are reshaped to `[steps, per_step]`, then
+/// one recurrent layer per `hidden` size (`rnn_{i}`; every one but the last gives its whole
+/// sequence to the next, Keras's stacking), and a linear `output` layer on the last state.
+///
+/// # Errors
+/// When a size is 0 or `cfg.dtype` is not float.
+///
+/// ```
+/// use gradtape::layers::Layer;
+/// use gradtape_cli::training::{build_rnn, RecurrentKind, TrainConfig};
+/// let m = build_rnn(RecurrentKind::Gru, 6, 2, &[8, 4], 1, &TrainConfig::default())?;
+/// let x = gradtape::Tensor::zeros(&[3, 12], gradtape::DType::F32)?;
+/// assert_eq!(m.call(&x, false)?.shape(), &[3, 1]);
+/// // what `predict` checks a file's weights against
+/// let n: usize = m.variables().iter().map(|v| v.value().numel()).sum();
+/// assert_eq!(Some(n), RecurrentKind::Gru.weights(2, &[8, 4], 1));
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn build_rnn(
+    kind: RecurrentKind,
+    steps: usize,
+    per_step: usize,
+    hidden: &[usize],
+    outputs: usize,
+    cfg: &TrainConfig,
+) -> Result<Sequential> {
+    use gradtape::layers::{Reshape, GRU, LSTM};
+    if steps == 0 || per_step == 0 || hidden.is_empty() {
+        return Err(Error::arg(
+            "build_rnn",
+            format!(
+                "needs at least one step ({steps}), one feature per step ({per_step}) and one recurrent layer ({hidden:?})"
+            ),
+        ));
+    }
+    let mut rng = Generator::from_seed(cfg.seed);
+    let mut layers: Vec<Box<dyn Layer>> =
+        vec![Box::new(Reshape::new(&[steps as isize, per_step as isize]))];
+    let mut fan_in = per_step;
+    for (i, &units) in hidden.iter().enumerate() {
+        let name = format!("rnn_{i}");
+        let sequences = i + 1 < hidden.len();
+        layers.push(match kind {
+            RecurrentKind::Lstm => Box::new(
+                LSTM::new(&name, fan_in, units, cfg.dtype, &mut rng)?.return_sequences(sequences),
+            ),
+            RecurrentKind::Gru => Box::new(
+                GRU::new(&name, fan_in, units, cfg.dtype, &mut rng)?.return_sequences(sequences),
+            ),
+        });
+        fan_in = units;
+    }
+    dense_head(&mut layers, fan_in, &[], outputs, cfg, &mut rng)?;
+    Ok(Sequential::new(layers))
+}
+
 /// One epoch's figures.
 ///
 /// ```

@@ -980,3 +980,239 @@ fn spreadsheet_files_header_only_files_and_bad_model_folders() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn sunspots() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/sunspots.csv")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn an_lstm_forecasts_the_sunspots_and_predict_scores_the_same_windows() {
+    let dir = scratch("sunspots");
+    let out = dir.join("model");
+    let v = json(&gradtape(&[
+        "train",
+        "--data",
+        &sunspots(),
+        "--target",
+        "sunspots",
+        "--model",
+        "lstm",
+        "--window",
+        "12",
+        "--time",
+        "year",
+        "--hidden",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    // 309 years, 297 windows; the held-out windows are the series' end
+    assert_eq!(v["rows"]["train"], 207);
+    assert_eq!(v["rows"]["test"], 45);
+    assert_eq!(v["sequence"]["window"], 12);
+    let mse = v["held_out_loss"].as_f64().unwrap();
+    let persistence = v["held_out_last_value_loss"].as_f64().unwrap();
+    // the sunspot cycle is learnt: far better than saying last year's number again
+    assert!(mse < 0.6 * persistence, "{mse} vs {persistence}");
+    assert!(v["held_out_r2"].as_f64().unwrap() > 0.75, "{v}");
+    let img = pictures::png(&out.join("series.png"));
+    assert_eq!((img.width, img.height), (800, 600));
+    assert!(!out.join("confusion.png").exists());
+
+    let preds = dir.join("p.csv");
+    let p = json(&gradtape(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        &sunspots(),
+        "--out",
+        preds.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(p["rows"], 297);
+    let test = p["by_split"]["test"]["mean_squared_error"]
+        .as_f64()
+        .unwrap();
+    assert!((test - mse).abs() <= 1e-6 * mse, "{test} vs {mse}"); // f32 in training, f64 here
+    let csv = std::fs::read_to_string(&preds).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "year,predicted,split");
+    assert_eq!(lines.len(), 1 + 297);
+    // the first window (1700-1711) predicts 1712; the last one 2008, a test year
+    assert!(lines[1].starts_with("1712,") && lines[1].ends_with(",train"));
+    assert!(lines[297].starts_with("2008,") && lines[297].ends_with(",test"));
+
+    // another file of the same series: no splits, rows named by number without --time
+    let short = dir.join("short.csv");
+    let text = std::fs::read_to_string(sunspots()).unwrap();
+    std::fs::write(&short, text.lines().take(31).collect::<Vec<_>>().join("\n")).unwrap();
+    let p = json(&gradtape(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        short.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(
+        (p["rows"].as_u64(), p["training_file"].as_bool()),
+        (Some(18), Some(false))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_gru_reads_each_digit_as_eight_rows_of_eight_pixels() {
+    let dir = scratch("digit-rows");
+    let out = dir.join("model");
+    let v = json(&gradtape(&[
+        "train",
+        "--data",
+        &digits(),
+        "--target",
+        "digit",
+        "--model",
+        "gru",
+        "--features-per-step",
+        "8",
+        "--epochs",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["sequence"]["steps"], 8);
+    let acc = v["held_out_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.9, "held-out accuracy {acc}");
+    let p = json(&gradtape(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        &digits(),
+        "--out",
+        dir.join("p.csv").to_str().unwrap(),
+        "--json",
+    ]));
+    let test = p["by_split"]["test"]["accuracy"].as_f64().unwrap();
+    assert_eq!(test, acc);
+    // a sequence of chosen columns: the digit's top two rows only, 2 steps of 8
+    let cols: Vec<String> = (0..2)
+        .flat_map(|r| (0..8).map(move |c| format!("pixel_{r}_{c}")))
+        .collect();
+    let v = json(&gradtape(&[
+        "train",
+        "--data",
+        &digits(),
+        "--target",
+        "digit",
+        "--model",
+        "lstm",
+        "--sequence",
+        &cols.join(","),
+        "--features-per-step",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        dir.join("top").to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["features"], 16);
+    assert_eq!(v["sequence"]["steps"], 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sequence_options_out_of_place_are_refused_before_any_work() {
+    let dir = scratch("bad-seq");
+    let never = dir.join("never");
+    let nv = never.to_str().unwrap();
+    let (d, s) = (digits(), sunspots());
+    let train = |extra: &[&str], data: &str, target: &str| -> Vec<String> {
+        let mut v: Vec<String> = ["train", "--data", data, "--target", target, "--out", nv]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            train(&["--window", "5"], &s, "sunspots"),
+            "--window is for the sequence models",
+        ),
+        (
+            train(&["--model", "lstm", "--time", "year"], &s, "sunspots"),
+            "--time names the time column of a series",
+        ),
+        (
+            train(
+                &[
+                    "--model",
+                    "gru",
+                    "--window",
+                    "5",
+                    "--task",
+                    "classification",
+                ],
+                &s,
+                "sunspots",
+            ),
+            "--window forecasts the series' next value",
+        ),
+        (
+            train(
+                &["--model", "lstm", "--features-per-step", "7"],
+                &d,
+                "digit",
+            ),
+            "the 64 sequence columns do not split into steps of 7",
+        ),
+        (
+            train(
+                &["--model", "lstm", "--sequence", "pixel_0_0,digit"],
+                &d,
+                "digit",
+            ),
+            "--sequence \"digit\": not a feature column",
+        ),
+        (
+            train(&["--model", "lstm", "--window", "309"], &s, "sunspots"),
+            "309 rows leave no window of 309",
+        ),
+        (
+            train(
+                &["--model", "lstm", "--window", "3", "--time", "when"],
+                &s,
+                "sunspots",
+            ),
+            "no column named \"when\"",
+        ),
+        (
+            train(
+                &[
+                    "--model",
+                    "gru",
+                    "--window",
+                    "3",
+                    "--features-per-step",
+                    "2",
+                ],
+                &s,
+                "sunspots",
+            ),
+            "--features-per-step is for rows that are sequences",
+        ),
+    ];
+    for (args, fragment) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, fragment, &never);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

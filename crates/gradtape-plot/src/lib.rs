@@ -922,6 +922,76 @@ impl Chart for LandscapeChart {
     }
 }
 
+/// A time series and a model's one-step-ahead predictions of it, with the held-out stretch
+/// (validation and test, the series' end) shaded: where a forecast is honest.
+pub struct SeriesChart {
+    /// The time of each observation, increasing.
+    pub time: Vec<f64>,
+    /// The observed values.
+    pub truth: Vec<f64>,
+    /// The times that have a prediction (a window's next step), increasing.
+    pub predicted_time: Vec<f64>,
+    /// The prediction at each of those times.
+    pub predicted: Vec<f64>,
+    /// Where the held-out stretch starts, when there is one.
+    pub held_out_from: Option<f64>,
+    /// What the time axis counts (a column's name, or "row").
+    pub time_name: String,
+    /// What the values are.
+    pub value_name: String,
+    /// The caption.
+    pub title: String,
+}
+
+impl Chart for SeriesChart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let (x0, x1) = padded(self.time.iter().chain(&self.predicted_time).copied());
+        let (y0, y1) = padded(self.truth.iter().chain(&self.predicted).copied());
+        let mut chart = plane(
+            root,
+            &self.title,
+            (x0, x1),
+            (y0, y1),
+            (&self.time_name, &self.value_name),
+        )?;
+        if let Some(from) = self.held_out_from {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(from, y0), (x1, y1)],
+                    REFERENCE.mix(0.15).filled(),
+                )))
+                .map_err(err)?
+                .label("held out (validation, test)")
+                .legend(|(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 20, y + 5)], REFERENCE.mix(0.15).filled())
+                });
+        }
+        chart
+            .draw_series(LineSeries::new(
+                self.time.iter().copied().zip(self.truth.iter().copied()),
+                POINT_BLUE.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label("truth")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], POINT_BLUE.stroke_width(2)));
+        chart
+            .draw_series(LineSeries::new(
+                self.predicted_time
+                    .iter()
+                    .copied()
+                    .zip(self.predicted.iter().copied()),
+                FIT_RED.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label("predicted (one step ahead)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], FIT_RED.stroke_width(2)));
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
+    }
+}
+
 /// Training curves: loss (left) and accuracy (right) per epoch, training and validation.
 pub struct CurvesChart {
     /// Training loss per epoch.
