@@ -452,3 +452,59 @@ fn tensors_and_variables_are_send_and_sync() {
     assert_eq!(g, 6.0);
     assert_eq!(v.value().to_scalar::<f64>().unwrap(), 3.0);
 }
+
+/// The backward pass sums a tensor's partial gradients in place when nothing else can see the
+/// partial sum; what the user holds (a seed, a gradient returned earlier) is never written.
+#[test]
+fn partial_gradients_are_summed_without_touching_what_the_user_holds() {
+    let x = Tensor::from_vec(vec![1.0f32, -2.0, 0.5], &[3]).unwrap();
+    let tape = GradientTape::persistent();
+    tape.watch(&x);
+    // x used 30 times: 30 partial gradients of x, summed in the order they arrive
+    let mut y = ops::multiply(&x, &0.0f32).unwrap();
+    for k in 1..=30 {
+        y = ops::add(&y, &ops::multiply(&x, &(k as f32)).unwrap()).unwrap();
+    }
+    let seed = Tensor::from_vec(vec![1.0f32, 2.0, -1.0], &[3]).unwrap();
+    let opts = GradientOptions {
+        output_gradients: Some(vec![seed.clone()]),
+        ..Default::default()
+    };
+    let g1 = tape.gradient_with(&[&y], &[&x], &opts).unwrap()[0]
+        .clone()
+        .unwrap();
+    // the sum of every partial (exact in f32 here)
+    let mut want = [0.0f32; 3];
+    let s = [1.0f32, 2.0, -1.0];
+    for k in 0..=30 {
+        for i in 0..3 {
+            want[i] += s[i] * k as f32;
+        }
+    }
+    assert_eq!(g1.to_vec::<f32>().unwrap(), want.to_vec());
+    assert_eq!(seed.to_vec::<f32>().unwrap(), s.to_vec());
+    // a second pass gives the same numbers and leaves the first result alone
+    let g2 = tape.gradient_with(&[&y], &[&x], &opts).unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_eq!(g2.to_vec::<f32>().unwrap(), want.to_vec());
+    assert_eq!(g1.to_vec::<f32>().unwrap(), want.to_vec());
+    // under an outer tape the sum is recorded: the second derivative of sum(x^2 * 30) counts
+    // every partial
+    let outer = GradientTape::new();
+    outer.watch(&x);
+    let inner = GradientTape::new();
+    inner.watch(&x);
+    let mut z = ops::multiply(&x, &0.0f32).unwrap();
+    for _ in 0..30 {
+        z = ops::add(&z, &ops::square(&x).unwrap()).unwrap();
+    }
+    let z = ops::reduce_sum(&z, Axes::All, false).unwrap();
+    let dz = inner.gradient(&z, &[&x]).unwrap()[0].clone().unwrap();
+    let d2 = outer
+        .gradient(&ops::reduce_sum(&dz, Axes::All, false).unwrap(), &[&x])
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_eq!(d2.to_vec::<f32>().unwrap(), vec![60.0; 3]);
+}
