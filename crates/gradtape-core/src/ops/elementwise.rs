@@ -182,12 +182,7 @@ unary_ops! {
     /// assert_eq!(gradtape::ops::sigmoid(&0.0)?.to_scalar::<f32>()?, 0.5);
     /// # Ok::<(), gradtape::Error>(())
     /// ```
-    sigmoid(SIGMOID): |v| if v >= T::ZERO {
-        T::ONE / (T::ONE + (-v).exp())
-    } else {
-        let e = v.exp();
-        e / (T::ONE + e)
-    }, cuda "v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v))", grad(Output) |y, g| multiply(g, &multiply(y, &subtract(&1.0, y)?)?);
+    sigmoid(SIGMOID): |v| v.sigmoid(), cuda "v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v))", grad(Output) |y, g| multiply(g, &multiply(y, &subtract(&1.0, y)?)?);
     /// `max(x, 0)`; gradient 0 at 0 (TensorFlow's convention). NaN stays NaN, as in
     /// TensorFlow: a ReLU that turned a NaN input into 0 hid bad data from the loss and from
     /// the non-finite-loss check while the weights filled with NaN.
