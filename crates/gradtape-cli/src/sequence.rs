@@ -3,7 +3,7 @@
 //! `steps · per_step` numbers (step by step), so the split, the batches, the checkpoint and the
 //! scoring are the ones every model uses; only the model reshapes them.
 
-use gradtape::data::{split_indices, Dataset, Standardizer, Table, Target};
+use gradtape::data::{split_indices, Dataset, Standardizer, Table, Target, Task};
 use gradtape::{ops, DType, Tensor};
 use serde_json::{json, Value};
 
@@ -156,51 +156,61 @@ pub fn window_dataset(
     Ok((d, seq))
 }
 
-/// A table whose rows are sequences: the `sequence` columns (every feature column when none is
-/// named), in the order given, `per_step` consecutive columns to a step.
+/// A table whose rows are sequences, as a data set: the `sequence` columns (every column but
+/// the target when none is named), in the order given, `per_step` consecutive columns to a
+/// step. Columns that `sequence` leaves out are not read at all (an id or a date of text
+/// beside the sequence is no error).
 pub fn row_sequences(
-    d: Dataset,
+    table: &Table,
+    target: &str,
+    task: Task,
     sequence: &[String],
     per_step: usize,
-    source: &str,
 ) -> Result<(Dataset, Sequence), CliError> {
-    let (features, names) = if sequence.is_empty() {
-        (d.features, d.feature_names)
+    let d = if sequence.is_empty() {
+        table.dataset(target, task, DType::F32)?
     } else {
-        let idx: Vec<i64> = sequence
-            .iter()
-            .map(|c| {
-                d.feature_names
-                    .iter()
-                    .position(|f| f == c)
-                    .map(|i| i as i64)
-                    .ok_or_else(|| {
-                        CliError(format!(
-                            "--sequence {c:?}: not a feature column of {source} (the target is not one; the features are: {})",
-                            d.feature_names.join(", ")
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        let cols = Tensor::from_vec(idx, &[sequence.len()])?;
-        (ops::gather(&d.features, &cols, 1)?, sequence.to_vec())
+        let t = table.column(target)?;
+        let mut keep = Vec::with_capacity(sequence.len() + 1);
+        for c in sequence {
+            let i = table.column(c).map_err(|_| {
+                CliError(format!(
+                    "--sequence {c:?}: no such column in {} (the columns are: {})",
+                    table.source,
+                    table.columns.join(", ")
+                ))
+            })?;
+            if i == t {
+                return Err(CliError(format!(
+                    "--sequence {c:?}: the target is not a feature column of its own sequence"
+                )));
+            }
+            keep.push(i);
+        }
+        keep.push(t);
+        let projected = Table {
+            columns: keep.iter().map(|&i| table.columns[i].clone()).collect(),
+            rows: table
+                .rows
+                .iter()
+                .map(|r| keep.iter().map(|&i| r[i].clone()).collect())
+                .collect(),
+            lines: table.lines.clone(),
+            source: table.source.clone(),
+        };
+        projected.dataset(target, task, DType::F32)?
     };
-    if names.len() % per_step != 0 {
+    let columns = d.feature_names.len();
+    if columns % per_step != 0 {
         return Err(CliError(format!(
-            "--features-per-step {per_step}: the {} sequence columns do not split into steps of {per_step}",
-            names.len()
+            "--features-per-step {per_step}: the {columns} sequence columns do not split into steps of {per_step}"
         )));
     }
     let seq = Sequence {
-        steps: names.len() / per_step,
+        steps: columns / per_step,
         per_step,
         window: None,
         time: None,
-    };
-    let d = Dataset {
-        features,
-        feature_names: names,
-        target: d.target,
     };
     Ok((d, seq))
 }

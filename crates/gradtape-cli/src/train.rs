@@ -415,9 +415,8 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
             (d, Some(s))
         }
         (Some(_), None) => {
-            let d = table.dataset(&a.target, task, DType::F32)?;
             let per_step = a.features_per_step.unwrap_or(1);
-            let (d, s) = sequence::row_sequences(d, &a.sequence, per_step, &table.source)?;
+            let (d, s) = sequence::row_sequences(&table, &a.target, task, &a.sequence, per_step)?;
             (d, Some(s))
         }
         (None, None) => (table.dataset(&a.target, task, DType::F32)?, None),

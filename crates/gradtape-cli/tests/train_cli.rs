@@ -1142,7 +1142,7 @@ fn sequence_options_out_of_place_are_refused_before_any_work() {
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let mut cases: Vec<(Vec<String>, &str)> = vec![
         (
             train(&["--window", "5"], &s, "sunspots"),
             "--window is for the sequence models",
@@ -1180,7 +1180,7 @@ fn sequence_options_out_of_place_are_refused_before_any_work() {
                 &d,
                 "digit",
             ),
-            "--sequence \"digit\": not a feature column",
+            "--sequence \"digit\": the target is not a feature column",
         ),
         (
             train(&["--model", "lstm", "--window", "309"], &s, "sunspots"),
@@ -1210,9 +1210,66 @@ fn sequence_options_out_of_place_are_refused_before_any_work() {
             "--features-per-step is for rows that are sequences",
         ),
     ];
+    cases.push((
+        train(
+            &["--model", "lstm", "--sequence", "pixel_0_0,nope"],
+            &d,
+            "digit",
+        ),
+        "--sequence \"nope\": no such column",
+    ));
     for (args, fragment) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         refused(&args, fragment, &never);
     }
+    // columns --sequence leaves out are not read: a text id beside the sequence is no error
+    let table = dir.join("ids.csv");
+    let mut text = String::from("id,t0,t1,t2,t3,rising\n");
+    for r in 0..60 {
+        let up = r % 2 == 0;
+        let v: Vec<String> = (0..4)
+            .map(|t| {
+                format!(
+                    "{}",
+                    if up { t } else { 3 - t } as f64 + 0.1 * (r % 7) as f64
+                )
+            })
+            .collect();
+        text += &format!(
+            "row-{r},{},{}\n",
+            v.join(","),
+            if up { "yes" } else { "no" }
+        );
+    }
+    std::fs::write(&table, text).unwrap();
+    let out = dir.join("ids");
+    let v = json(&gradtape(&[
+        "train",
+        "--data",
+        table.to_str().unwrap(),
+        "--target",
+        "rising",
+        "--model",
+        "gru",
+        "--sequence",
+        "t0,t1,t2,t3",
+        "--epochs",
+        "30",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["sequence"]["steps"], 4);
+    assert_eq!(v["held_out_accuracy"], 1.0, "{v}");
+    // and predict reads the same columns of it again
+    let p = json(&gradtape(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        table.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(p["accuracy"], 1.0, "{p}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
