@@ -627,6 +627,55 @@ pub fn strided_slice(
     slice_view(&x, spec)
 }
 
+/// TensorFlow's `tf.reverse`: `x` with the order of its elements along each of `axes` reversed
+/// (negative axes count from the end; an axis named twice is an error, as in TensorFlow). A
+/// view with negative strides, as NumPy's `flip`: no copy, and its gradient reverses the
+/// upstream gradient the same way (through [`strided_slice`]).
+///
+/// # Errors
+/// When an axis is out of range or repeated.
+///
+/// ```
+/// let x = gradtape::Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+/// assert_eq!(gradtape::ops::reverse(&x, &[1])?.to_vec::<f32>()?, vec![3.0, 2.0, 1.0, 6.0, 5.0, 4.0]);
+/// assert_eq!(gradtape::ops::reverse(&x, &[0, -1])?.to_vec::<f32>()?, vec![6.0, 5.0, 4.0, 3.0, 2.0, 1.0]);
+/// assert!(gradtape::ops::reverse(&x, &[1, -1]).is_err());
+/// # Ok::<(), gradtape::Error>(())
+/// ```
+pub fn reverse(x: &impl AsTensor, axes: &[isize]) -> Result<Tensor> {
+    let op = "reverse";
+    let x = tensor(x);
+    let rank = x.rank();
+    let mut flip = vec![false; rank];
+    for &a in axes {
+        let i = normalize_axis(op, a, rank)?;
+        if flip[i] {
+            return Err(Error::axis(
+                op,
+                format!(
+                    "axis {a} is named twice in {axes:?} for a tensor of shape {:?}",
+                    x.shape()
+                ),
+            ));
+        }
+        flip[i] = true;
+    }
+    let (mut begin, mut end, mut strides) = (vec![], vec![], vec![]);
+    for (i, &f) in flip.iter().enumerate() {
+        let d = x.shape()[i] as isize;
+        if f {
+            begin.push(-1);
+            end.push(-(d + 1));
+            strides.push(-1);
+        } else {
+            begin.push(0);
+            end.push(d);
+            strides.push(1);
+        }
+    }
+    strided_slice(&x, &begin, &end, &strides)
+}
+
 /// Pads with zeros: `paddings[i] = [before, after]` for dimension `i`.
 ///
 /// # Errors

@@ -808,10 +808,7 @@ impl Bidirectional {
         let (f, mut fs) = self.forward.run(x, mask, fi, zero, training)?;
         let (mut b, bs) = self.backward.run(x, mask, bi, zero, training)?;
         if self.forward.return_sequences {
-            let time = b.shape()[1];
-            let mut steps = ops::split(&b, time, 1)?;
-            steps.reverse();
-            b = ops::concat(&steps, 1)?;
+            b = ops::reverse(&b, &[1])?;
         }
         let y = match self.merge {
             MergeMode::Concat => ops::concat(&[f, b], -1)?,

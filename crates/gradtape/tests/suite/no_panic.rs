@@ -110,6 +110,7 @@ proptest! {
             ("split", Box::new(|| ops::split(&a, uints.first().copied().unwrap_or(0), axis).map(|v| v.into_iter().next().unwrap_or(a.clone())))),
             ("slice", Box::new(|| ops::slice(&a, &uints, &ints))),
             ("strided_slice", Box::new(|| ops::strided_slice(&a, &ints, &axes, &ints))),
+            ("reverse", Box::new(|| ops::reverse(&a, &ints))),
             ("pad", Box::new(|| ops::pad(&a, &uints.iter().map(|&u| [u, u % 2]).collect::<Vec<_>>()))),
             ("gather", Box::new(|| ops::gather(&a, &idx, axis))),
             ("gather_nd", Box::new(|| ops::gather_nd(&a, &b))),

@@ -508,3 +508,27 @@ fn partial_gradients_are_summed_without_touching_what_the_user_holds() {
         .unwrap();
     assert_eq!(d2.to_vec::<f32>().unwrap(), vec![60.0; 3]);
 }
+
+#[test]
+fn reverse_is_a_view_whose_gradient_reverses_the_seed() {
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+    let tape = GradientTape::new();
+    tape.watch(&x);
+    let r = ops::reverse(&x, &[0, 1]).unwrap();
+    let w = Tensor::from_vec(vec![1.0f64, 10.0, 100.0, 1e3, 1e4, 1e5], &[2, 3]).unwrap();
+    let y = ops::reduce_sum(&ops::multiply(&r, &w).unwrap(), Axes::All, false).unwrap();
+    let g = tape.gradient(&y, &[&x]).unwrap()[0].clone().unwrap();
+    assert_eq!(
+        g.to_vec::<f64>().unwrap(),
+        vec![1e5, 1e4, 1e3, 100.0, 10.0, 1.0]
+    );
+    // an empty axis and no axis at all are fine
+    let e = Tensor::zeros(&[0, 2], DType::F32).unwrap();
+    assert_eq!(ops::reverse(&e, &[0]).unwrap().shape(), &[0, 2]);
+    assert_eq!(
+        ops::reverse(&x, &[]).unwrap().to_vec::<f64>().unwrap(),
+        x.to_vec::<f64>().unwrap()
+    );
+    let err = ops::reverse(&x, &[2]).unwrap_err().to_string();
+    assert!(err.contains("reverse") && err.contains("axis 2"), "{err}");
+}

@@ -254,6 +254,11 @@ fn rows() -> Vec<(&'static str, Build, Op)> {
             |r| vec![r.u(&[3, 5], 0.0, 1.0)],
             |a| ops::strided_slice(&a[0], &[0, -1], &[3, -6], &[2, -2]),
         ),
+        (
+            "reverse",
+            |r| vec![r.u(&[3, 5], 0.0, 1.0)],
+            |a| ops::reverse(&a[0], &[-1]),
+        ),
         ("slice_with", cube, |a| {
             ops::slice_with(&a[0], &s![.., 1..;2, 0])
         }),
