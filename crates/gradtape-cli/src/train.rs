@@ -737,7 +737,6 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
             "validation": a.validation,
             "test": a.test,
             "order": if seq.as_ref().is_some_and(|s| s.window.is_some()) { "time" } else { "shuffled" },
-            "file_rows": table.rows.len(),
             "data_fingerprint": fingerprint,
         },
     });
@@ -998,7 +997,13 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     let targets_rows: Vec<usize> = (window.unwrap_or(0)..table.rows.len()).collect();
     let n = targets_rows.len();
     let mut x = Vec::with_capacity(table.rows.len() * cols.len());
-    for (r, row) in table.rows.iter().enumerate() {
+    // (a window model's rows are read by `sequence::windows` below)
+    let table_rows = if window.is_none() {
+        &table.rows[..]
+    } else {
+        &[]
+    };
+    for (r, row) in table_rows.iter().enumerate() {
         for &c in &cols {
             let v: f64 = row[c]
                 .parse()
