@@ -26,11 +26,17 @@ fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn digits() -> String {
+/// A data set shipped in the repository's `data/`.
+fn shipped(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data/digits.csv.gz")
+        .join("../../data")
+        .join(name)
         .to_string_lossy()
         .into_owned()
+}
+
+fn digits() -> String {
+    shipped("digits.csv.gz")
 }
 
 #[test]
@@ -982,10 +988,7 @@ fn spreadsheet_files_header_only_files_and_bad_model_folders() {
 }
 
 fn sunspots() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data/sunspots.csv")
-        .to_string_lossy()
-        .into_owned()
+    shipped("sunspots.csv")
 }
 
 #[test]

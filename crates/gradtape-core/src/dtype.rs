@@ -517,29 +517,39 @@ mod tests {
         (f64::from(got) - want).abs() / unit
     }
 
+    /// The largest distance in ulps of `f` from `exact` over every `stride`-th float32 from
+    /// `lo` to `hi` (walked outwards from ±0 by bit pattern), and where it is.
+    fn worst(
+        lo: f32,
+        hi: f32,
+        stride: u32,
+        f: fn(f32) -> f32,
+        exact: fn(f64) -> f64,
+    ) -> (f64, f32) {
+        let mut worst = (0.0, 0.0f32);
+        for sign in [0x8000_0000u32, 0] {
+            let mut bits = sign;
+            loop {
+                let x = f32::from_bits(bits);
+                if x < lo || x > hi {
+                    break;
+                }
+                // (below f32's normal range `ulps`' unit is the subnormal step)
+                let e = ulps(f(x), exact(f64::from(x)));
+                if e > worst.0 {
+                    worst = (e, x);
+                }
+                bits += stride;
+            }
+        }
+        worst
+    }
+
     #[test]
     fn tanh_f32_is_within_two_ulp() {
-        let mut worst = (0.0, 0.0f32);
-        // every 97th float32 from -20 to 20 (beyond, tanh is ±1 in float32), and 0's neighbours
-        let mut bits = (-20.0f32).to_bits();
-        while bits > 0x8000_0000 {
-            let x = f32::from_bits(bits);
-            let e = ulps(tanh_f32(x), f64::from(x).tanh());
-            if e > worst.0 {
-                worst = (e, x);
-            }
-            bits -= 97;
-        }
-        let mut bits = 0u32;
-        while f32::from_bits(bits) < 20.0 {
-            let x = f32::from_bits(bits);
-            let e = ulps(tanh_f32(x), f64::from(x).tanh());
-            if e > worst.0 {
-                worst = (e, x);
-            }
-            bits += 97;
-        }
-        assert!(worst.0 <= 2.0, "{} ulp at {}", worst.0, worst.1);
+        // beyond ±20, tanh is ±1 in float32
+        let (e, at) = worst(-20.0, 20.0, 97, tanh_f32, f64::tanh);
+        assert!(e <= 2.0, "{e} ulp at {at}");
         for (x, want) in [(0.0f32, 0.0f32), (-0.0, -0.0), (30.0, 1.0), (-30.0, -1.0)] {
             let got = tanh_f32(x);
             assert!(
@@ -554,17 +564,8 @@ mod tests {
 
     #[test]
     fn sigmoid_f32_is_within_two_ulp() {
-        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
-        let mut worst = (0.0, 0.0f32);
-        let mut x = -87.0f32;
-        while x < 30.0 {
-            let e = ulps(sigmoid_f32(x), sig(f64::from(x)));
-            if e > worst.0 {
-                worst = (e, x);
-            }
-            x += 0.000_37;
-        }
-        assert!(worst.0 <= 2.0, "{} ulp at {}", worst.0, worst.1);
+        let (e, at) = worst(-87.0, 30.0, 97, sigmoid_f32, |x| 1.0 / (1.0 + (-x).exp()));
+        assert!(e <= 2.0, "{e} ulp at {at}");
         assert_eq!(sigmoid_f32(0.0), 0.5);
         assert_eq!(sigmoid_f32(f32::INFINITY), 1.0);
         assert_eq!(sigmoid_f32(f32::NEG_INFINITY), 0.0);
@@ -576,33 +577,8 @@ mod tests {
 
     #[test]
     fn exp_f32_is_within_one_ulp_down_to_the_subnormals() {
-        let mut bits = (-103.0f32).to_bits();
-        let mut worst = (0.0, 0.0f32);
-        while bits > 0x8000_0000 {
-            let x = f32::from_bits(bits);
-            let want = f64::from(x).exp();
-            let got = exp_f32(x);
-            // below f32's normal range an ulp is the subnormal step
-            let e = if want < f64::from(f32::MIN_POSITIVE) {
-                (f64::from(got) - want).abs() / 1.401_298_5e-45
-            } else {
-                ulps(got, want)
-            };
-            if e > worst.0 {
-                worst = (e, x);
-            }
-            bits -= 101;
-        }
-        let mut bits = 0u32;
-        while f32::from_bits(bits) < 88.7 {
-            let x = f32::from_bits(bits);
-            let e = ulps(exp_f32(x), f64::from(x).exp());
-            if e > worst.0 {
-                worst = (e, x);
-            }
-            bits += 101;
-        }
-        assert!(worst.0 <= 1.0, "{} ulp at {}", worst.0, worst.1);
+        let (e, at) = worst(-103.0, 88.7, 101, exp_f32, f64::exp);
+        assert!(e <= 1.0, "{e} ulp at {at}");
         assert_eq!(exp_f32(89.0), f32::INFINITY);
         assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
         assert!(exp_f32(f32::NAN).is_nan());
