@@ -790,25 +790,19 @@ fn train_on(a: TrainArgs, comm: &dyn gradtape::distributed::Communicator) -> Res
                 format!("{r:.4}")
             });
             println!("Held-out ({held}) mean squared error {l:.4}, R\u{b2} {r2}");
-            if let Some(b) = baseline {
-                println!(
-                    "  (always predicting the training mean: mean squared error {b:.4}{})",
-                    if l >= b {
+            let yardsticks = [
+                ("the training mean", baseline),
+                ("the previous value", persistence),
+            ];
+            for (what, b) in yardsticks {
+                if let Some(b) = b {
+                    let verdict = if l >= b {
                         "; the model is no better"
                     } else {
                         ""
-                    }
-                );
-            }
-            if let Some(p) = persistence {
-                println!(
-                    "  (always predicting the previous value: mean squared error {p:.4}{})",
-                    if l >= p {
-                        "; the model is no better"
-                    } else {
-                        ""
-                    }
-                );
+                    };
+                    println!("  (always predicting {what}: mean squared error {b:.4}{verdict})");
+                }
             }
         }
         _ => println!("No held-out rows (--validation and --test are 0)"),
