@@ -586,9 +586,16 @@ unsafe fn gemm_kernel<T: 'static>(
 ) {
     use std::any::TypeId;
     // The kernels prefer a column-major destination: compute dstᵀ = bᵀ·aᵀ, whose destination
-    // is column-major, when the row-major one is wider than one column (what gemm::gemm does).
-    let (m, n, dst_cs, dst_rs, mut lhs, mut lhs_cs, lhs_rs, mut rhs, rhs_cs, mut rhs_rs) = if n > 1
-    {
+    // is column-major, when the row-major one is wider than one column (what gemm::gemm does)
+    // — unless that makes the kernel copy (pack) a much larger operand: its left operand is
+    // packed unless its columns are contiguous, so with a transposed `b` (a · Bᵀ, the matmul
+    // gradient `dz · Wᵀ`) swapping packs all of `B` (an LSTM's 1 MB recurrent kernel at every
+    // step of the backward pass) where not swapping packs `a` (a batch of 32 rows) and writes
+    // a row-major destination a little slower.
+    let pack_if_swapped = if b_cs != 1 { n * k } else { 0 };
+    let pack_if_not = if a_rs != 1 { m * k } else { 0 };
+    let swap = n > 1 && pack_if_swapped <= pack_if_not + m * n;
+    let (m, n, dst_cs, dst_rs, mut lhs, mut lhs_cs, lhs_rs, mut rhs, rhs_cs, mut rhs_rs) = if swap {
         (n, m, n as isize, 1, b, b_rs, b_cs, a, a_rs, a_cs)
     } else {
         (m, n, 1, n as isize, a, a_cs, a_rs, b, b_cs, b_rs)
