@@ -99,6 +99,16 @@ impl CpuStorage {
     pub(crate) fn bytes(&self) -> usize {
         self.len() * self.dtype().size_in_bytes()
     }
+    /// The bytes allocated, used or not (what a kept buffer holds on to).
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        let capacity = match self {
+            CpuStorage::F32(v) => v.capacity(),
+            CpuStorage::F64(v) => v.capacity(),
+            CpuStorage::I64(v) => v.capacity(),
+            CpuStorage::Bool(v) => v.capacity(),
+        };
+        capacity * self.dtype().size_in_bytes()
+    }
 }
 
 mod sealed {

@@ -7,6 +7,7 @@
 //! calls the functions of this module; `#[cfg(feature = "cuda")]` appears here and nowhere
 //! above. Nothing in here imports from the front end (`tests/layers.rs` holds that).
 
+pub(crate) mod arena;
 pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -4,7 +4,8 @@
 //! page faults on its first write: at 10 million elements that cost more than the arithmetic.
 //! Eager code makes and drops same-sized temporaries on every step, so reusing them pays.
 //! The price is resident memory after large tensors are gone: at most
-//! [`crate::memory::cache_limit`] bytes, released by [`crate::memory::empty_cache`].
+//! [`crate::memory::cache_limit`] bytes, released by [`crate::memory::empty_cache`]. While a
+//! compiled graph runs, its own arena ([`crate::backend::arena`]) comes first.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -22,22 +23,17 @@ const MAX_BUFFERS: usize = 32;
 pub(crate) static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
 static POOL: Mutex<Vec<CpuStorage>> = Mutex::new(Vec::new());
 
-fn capacity_bytes(s: &CpuStorage) -> usize {
-    match s {
-        CpuStorage::F32(v) => v.capacity() * 4,
-        CpuStorage::F64(v) => v.capacity() * 8,
-        CpuStorage::I64(v) => v.capacity() * 8,
-        CpuStorage::Bool(v) => v.capacity(),
-    }
-}
-
 fn lock() -> std::sync::MutexGuard<'static, Vec<CpuStorage>> {
     // The pool holds plain buffers: one left by a panicking thread is still a buffer.
     POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn give(s: CpuStorage) {
-    let bytes = capacity_bytes(&s);
+    // a compiled graph running on this thread keeps it for its next allocations
+    let Some(s) = crate::backend::arena::give(s, LIMIT.load(Ordering::Relaxed)) else {
+        return;
+    };
+    let bytes = s.capacity_bytes();
     if bytes < MIN_BYTES {
         return;
     }
@@ -56,15 +52,20 @@ pub(crate) fn give(s: CpuStorage) {
 }
 
 fn cached(pool: &[CpuStorage]) -> usize {
-    pool.iter().map(capacity_bytes).sum()
+    pool.iter().map(CpuStorage::capacity_bytes).sum()
 }
 
+/// What the pool and the compiled graphs' arenas hold.
 pub(crate) fn cached_bytes() -> usize {
-    cached(&lock())
+    cached(&lock()) + crate::backend::arena::cached_bytes()
 }
 
-/// Drops pooled buffers until at most `limit` bytes remain.
+/// Drops pooled buffers until at most `limit` bytes remain, and the arenas' buffers when
+/// those alone hold more.
 pub(crate) fn trim(limit: usize) {
+    if crate::backend::arena::cached_bytes() > 0 && cached_bytes() > limit {
+        crate::backend::arena::release_all();
+    }
     let mut pool = lock();
     while cached(&pool) > limit {
         pool.pop();
@@ -111,11 +112,14 @@ pub(crate) fn filled<T: Element>(op: &'static str, n: usize, v: T) -> Result<Vec
 /// When `n` elements cannot be allocated (more bytes than an allocation may have, or more
 /// than the system gives): an error before any work, never an abort.
 pub(crate) fn take<T: Element>(op: &'static str, n: usize) -> Result<Vec<T>> {
+    if let Some(v) = crate::backend::arena::take::<T>(n) {
+        return Ok(v);
+    }
     if n.saturating_mul(std::mem::size_of::<T>()) >= MIN_BYTES {
         let mut pool = lock();
         let fits = |s: &CpuStorage| {
             s.dtype() == T::DTYPE && {
-                let c = capacity_bytes(s) / std::mem::size_of::<T>().max(1);
+                let c = s.capacity_bytes() / std::mem::size_of::<T>().max(1);
                 c >= n && c <= 2 * n
             }
         };
@@ -137,5 +141,6 @@ pub(crate) fn take<T: Element>(op: &'static str, n: usize) -> Result<Vec<T>> {
             ),
         )
     })?;
+    crate::backend::arena::note_system(n * std::mem::size_of::<T>());
     Ok(v)
 }

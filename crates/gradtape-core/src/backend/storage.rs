@@ -175,7 +175,8 @@ pub mod memory {
         counter(device).reset_peak();
     }
 
-    /// Bytes held by the cache of large freed buffers (see [`empty_cache`]).
+    /// Bytes held by the cache of large freed buffers (see [`empty_cache`]) and by the
+    /// compiled functions' graphs, which keep the buffers a call frees for their next call.
     ///
     /// ```
     /// gradtape::memory::empty_cache();
@@ -189,7 +190,10 @@ pub mod memory {
     ///
     /// Freed buffers of 1 MiB and more are kept, up to [`cache_limit`] bytes, because the next
     /// step of a training loop asks for the same sizes again and fresh pages are slow to fault
-    /// in. After the large work is done, call this to give that memory back.
+    /// in; a compiled function's graph keeps those of 4 KiB and more that its calls free,
+    /// within the same limit. After the large work is done, call this to give that memory
+    /// back (a graph running on another thread meanwhile gives its buffers back when its
+    /// next call starts).
     ///
     /// ```
     /// use gradtape::{memory, DType, Tensor};

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use super::fused::{Groups, Step};
 use super::passes::PassReport;
 use super::print::print_to;
+use crate::backend::arena::Arena;
 use crate::backend::device::Device;
 use crate::context::tapes::{without_recording, Watching};
 use crate::context::traces::{Node, NodeKind};
@@ -87,6 +89,12 @@ pub struct Graph {
     /// `last_uses` per step of `groups.order` when the groups run: a group reads its leaves
     /// at its step.
     fused_last_uses: Vec<Vec<usize>>,
+    /// The host buffers its calls free, for its next calls (the memory plan of the values
+    /// outside fusion groups; see `backend::arena`).
+    arena: Arc<Mutex<Arena>>,
+    /// Some value is as large as the buffers an arena keeps (else the seed's step at 200
+    /// points paid its bookkeeping, about 5%, for nothing).
+    large: bool,
 }
 
 impl Graph {
@@ -132,13 +140,18 @@ impl Graph {
         Graph {
             name,
             signature,
-            nodes,
             outputs,
             custom_gradients,
             passes,
             last_uses,
             groups,
             fused_last_uses,
+            arena: Arena::shared(),
+            large: nodes.iter().any(|n| {
+                n.shape.iter().product::<usize>() * n.dtype.size_in_bytes()
+                    >= crate::backend::arena::MIN_BYTES
+            }),
+            nodes,
         }
     }
 
@@ -292,6 +305,18 @@ impl Graph {
                     && !c.tapes.in_custom_forward()
                     && c.tapes.active.borrow().is_empty()
             });
+        // The direct run keeps its freed buffers for the next call (not under a tape: it may
+        // keep values past the call, and the run is eager's, op by op); a second thread
+        // calling at the same time allocates as eager code does.
+        if direct && self.large {
+            if let Ok(mut arena) = self.arena.try_lock() {
+                return arena.scope(|| self.run_all(args, direct));
+            }
+        }
+        self.run_all(args, direct)
+    }
+
+    fn run_all(&self, args: &[&Tensor], direct: bool) -> Result<Vec<Tensor>> {
         let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         if direct && !self.groups.groups.is_empty() {
             for (i, step) in self.groups.order.iter().enumerate() {

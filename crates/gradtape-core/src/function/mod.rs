@@ -29,8 +29,10 @@
 //! over its elements, a block at a time, and the other nodes' kernels directly; under a tape,
 //! an accumulator or `vmap` it runs node by node through the eager path. What a call saves is
 //! the recording (no tape entries or backward closures: a tape inside the function became
-//! plain ops), what the passes removed, and the memory traffic of the fused chains; a memory
-//! plan (buffers per signature, updates in place) is not built (ARCHITECTURE.md).
+//! plain ops), what the passes removed, the memory traffic of the fused chains, and fresh
+//! memory: a fused update writes a variable in place when nothing else holds its value, and
+//! each graph keeps the buffers its calls free for its next calls (counted in
+//! [`crate::memory::cached_bytes`], released by [`crate::memory::empty_cache`]).
 //! [`Function::input_signature`] runs one graph at every batch size where two traces show
 //! that only sizes change.
 use std::sync::{Arc, Mutex};
@@ -403,4 +405,62 @@ fn watched() -> bool {
     context::with(|c| {
         c.tapes.recording.get() != 0 || c.forward.any_running() || c.traces.active.get() != 0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::arena::from_system;
+    use crate::random::Generator;
+    use crate::{ops, Axes, DType, GradientTape, Result, Tensor, Variable};
+
+    /// A training step with matmul results and gradients outside fusion groups (64 × 64
+    /// float32, 16 KB each), its hidden layer returned at every call.
+    fn step(x: &Tensor, w: &Variable) -> Result<Vec<Tensor>> {
+        let tape = GradientTape::new();
+        let h = ops::tanh(&ops::matmul(x, w)?)?;
+        let loss = ops::reduce_sum(&ops::square(&ops::matmul(&h, w)?)?, Axes::All, false)?;
+        let [g] = tape.gradient(&loss, [w])?;
+        if let Some(g) = g {
+            w.assign_sub(&ops::multiply(&g, &1e-4)?)?;
+        }
+        Ok(vec![loss, h])
+    }
+
+    #[test]
+    fn a_graph_reuses_the_buffers_its_calls_free_and_keeps_the_eager_bits() -> Result<()> {
+        let mut rng = Generator::from_seed(7);
+        let x = rng.normal(&[64, 64], 0.0, 0.3, DType::F32)?;
+        let w0 = rng.normal(&[64, 64], 0.0, 0.1, DType::F32)?;
+        let (eager_w, w) = (Variable::new(w0.clone()), Variable::new(w0));
+        let f = super::function(|_: &[Tensor]| step(&x, &w));
+        let mut kept = vec![];
+        for call in 0..6 {
+            let before = from_system();
+            let out: Vec<Tensor> = f.call(&[])?;
+            let taken = from_system() - before;
+            if call >= 2 {
+                // the returned hidden layer is the one buffer each call must take new
+                assert!(
+                    taken <= 1,
+                    "call {call} took {taken} buffers from the system"
+                );
+            }
+            let eager = step(&x, &eager_w)?;
+            for (c, e) in out.iter().zip(&eager) {
+                assert_eq!(c.to_vec::<f32>()?, e.to_vec::<f32>()?, "call {call}");
+            }
+            kept.push((out, eager));
+        }
+        assert_eq!(w.value().to_vec::<f32>()?, eager_w.value().to_vec::<f32>()?);
+        // what a call returned is never a buffer a later call reused
+        for (out, eager) in &kept {
+            assert_eq!(out[1].to_vec::<f32>()?, eager[1].to_vec::<f32>()?);
+        }
+        // `empty_cache` takes the arena's buffers: the next call allocates again
+        crate::memory::empty_cache();
+        let before = from_system();
+        let _: Vec<Tensor> = f.call(&[])?;
+        assert!(from_system() - before > 1);
+        Ok(())
+    }
 }
