@@ -289,6 +289,9 @@ pub(crate) fn fold_block<T: Copy>(block: &[T], init: T, f: &impl Fn(T, T) -> T) 
             acc[i] = f(acc[i], c[i]);
         }
     }
+    // opaque to the vectorizer, which otherwise arranged the lanes for the tree below and
+    // shuffled them at every step of the loop above (half the loop's instructions)
+    let acc = std::hint::black_box(acc);
     let mut r = f(
         f(f(acc[0], acc[1]), f(acc[2], acc[3])),
         f(f(acc[4], acc[5]), f(acc[6], acc[7])),
