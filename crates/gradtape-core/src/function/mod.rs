@@ -23,7 +23,8 @@
 //! Tapes and accumulators outside the function see a call as the primitives it runs, so
 //! gradients through a compiled call are the eager ones; inside `vmap`, a graph traced outside
 //! replays with each primitive batched. After the trace, the graph passes fold constants made
-//! inside, merge common subexpressions, drop dead code and plan fusion groups
+//! inside, merge common subexpressions, drop products with ones made inside (a tape's seed),
+//! drop dead code and plan fusion groups
 //! ([`Graph::passes`]). When nothing watches the thread, a call runs each fusion group (a
 //! chain of elementwise ops of one size and the whole-tensor reductions ending it) as one pass
 //! over its elements, a block at a time, and the other nodes' kernels directly; under a tape,

@@ -9,6 +9,9 @@
 //! - *Common subexpressions*: a primitive with the same parameters on the same values, a
 //!   variable read with no assign to it between, a scalar constant of the same bits, is
 //!   computed once.
+//! - *Identities*: a product with ones made inside the function (the seed a tape broadcasts
+//!   through a `reduce_sum`'s gradient) is its other operand: `x · 1` is `x` in IEEE
+//!   arithmetic, bit for bit (a signaling NaN aside, which the product would quiet).
 //! - *Dead code*: what neither an output nor an effect (assign, print, check) needs is dropped:
 //!   what a tape inside the function computed for gradients that are not used.
 
@@ -25,7 +28,8 @@ const FOLD_LIMIT: usize = 1 << 16;
 /// What one pass did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PassReport {
-    /// The pass (`"constant folding"`, `"common subexpressions"`, `"dead code"`).
+    /// The pass (`"constant folding"`, `"common subexpressions"`, `"identities"`, `"dead code"`,
+    /// then `"fusion"` and `"in place"`).
     pub pass: &'static str,
     /// Nodes folded into constants, merged into an earlier one, or dropped.
     pub changed: usize,
@@ -37,7 +41,7 @@ pub(super) fn optimize(
     mut outputs: Vec<usize>,
 ) -> (Vec<Node>, Vec<usize>, Vec<PassReport>) {
     let folded = fold_constants(&mut nodes);
-    let merged = common_subexpressions(&mut nodes, &mut outputs);
+    let (merged, identities) = common_subexpressions(&mut nodes, &mut outputs);
     let before = nodes.len();
     let (nodes, outputs) = drop_dead_code(nodes, outputs);
     let reports = vec![
@@ -48,6 +52,10 @@ pub(super) fn optimize(
         PassReport {
             pass: "common subexpressions",
             changed: merged,
+        },
+        PassReport {
+            pass: "identities",
+            changed: identities,
         },
         PassReport {
             pass: "dead code",
@@ -106,16 +114,23 @@ fn fold_constants(nodes: &mut [Node]) -> usize {
     folded
 }
 
-fn common_subexpressions(nodes: &mut [Node], outputs: &mut [usize]) -> usize {
+/// Merges common subexpressions and replaces products with ones by their other operand
+/// (every later reader reads the kept value); returns how many of each.
+fn common_subexpressions(nodes: &mut [Node], outputs: &mut [usize]) -> (usize, usize) {
     let mut rep: Vec<usize> = (0..nodes.len()).collect();
     let mut ops: HashMap<(usize, Vec<usize>), Vec<usize>> = HashMap::new();
     let mut reads: HashMap<(u64, bool), usize> = HashMap::new();
     let mut scalars: HashMap<(crate::dtype::DType, u64), usize> = HashMap::new();
     let mut sizes: HashMap<(usize, Vec<usize>, crate::dtype::DType), usize> = HashMap::new();
-    let mut merged = 0;
+    let (mut merged, mut identities) = (0, 0);
     for k in 0..nodes.len() {
         for i in inputs_mut(&mut nodes[k]) {
             *i = rep[*i];
+        }
+        if let Some(j) = times_one(nodes, k) {
+            rep[k] = j;
+            identities += 1;
+            continue;
         }
         let earlier = match &nodes[k].kind {
             NodeKind::Op {
@@ -175,7 +190,41 @@ fn common_subexpressions(nodes: &mut [Node], outputs: &mut [usize]) -> usize {
     for o in outputs.iter_mut() {
         *o = rep[*o];
     }
-    merged
+    (merged, identities)
+}
+
+/// The operand `x` of node `k` when `k` is `x · 1` of `x`'s shape and dtype, with ones made
+/// inside the function (a captured tensor may be watched by a tape outside, whose gradient
+/// needs the product) and `x` seen by tapes outside exactly when `k` is.
+fn times_one(nodes: &[Node], k: usize) -> Option<usize> {
+    let NodeKind::Op {
+        primitive, inputs, ..
+    } = &nodes[k].kind
+    else {
+        return None;
+    };
+    if !std::ptr::eq(*primitive, &crate::ops::MULTIPLY) {
+        return None;
+    }
+    let x = match inputs[..] {
+        [a, b] if is_one(nodes, a) => b,
+        [a, b] if is_one(nodes, b) => a,
+        _ => return None,
+    };
+    let (node, kept) = (&nodes[k], &nodes[x]);
+    (kept.shape == node.shape && kept.dtype == node.dtype && kept.unrecorded == node.unrecorded)
+        .then_some(x)
+}
+
+/// Node `j` is ones made inside the function: a constant, or one broadcast.
+fn is_one(nodes: &[Node], j: usize) -> bool {
+    match &nodes[j].kind {
+        NodeKind::Op {
+            primitive, inputs, ..
+        } if std::ptr::eq(*primitive, &crate::ops::BROADCAST_TO) => is_one(nodes, inputs[0]),
+        _ => made_here(&nodes[j])
+            .is_some_and(|t| t.read_f64_vec().is_ok_and(|v| v.iter().all(|&x| x == 1.0))),
+    }
 }
 
 fn inputs_mut(node: &mut Node) -> &mut [usize] {

@@ -765,6 +765,54 @@ fn common_subexpressions_are_computed_once() {
     );
 }
 
+/// A tape's seed of ones, broadcast through `reduce_sum`'s gradient, multiplies the local
+/// derivatives: the identities pass drops that product (at 200 points the ones are a folded
+/// constant, at 100,000 a broadcast), bit for bit. A product with ones that broadcasts its
+/// other operand, and one with ones captured from outside (a tape there may watch them),
+/// stay.
+#[test]
+fn products_with_the_tapes_ones_go_and_the_bits_stay() {
+    let captured = Tensor::ones(&[3], DType::F64).unwrap();
+    let body = {
+        let captured = captured.clone();
+        move |a: &[Tensor]| -> gradtape::Result<Vec<Tensor>> {
+            let tape = GradientTape::new();
+            tape.watch(&a[0]);
+            let loss = ops::reduce_sum(&ops::square(&ops::sin(&a[0])?)?, Axes::All, false)?;
+            let [g] = tape.gradient(&loss, [&a[0]])?;
+            let made = Tensor::ones(&[3], DType::F64)?;
+            let kept = ops::multiply(&ops::multiply(&a[1], &made)?, &captured)?;
+            Ok(vec![g.unwrap(), kept])
+        }
+    };
+    for n in [200, 100_000] {
+        let f = function(body.clone());
+        for call in 0..3 {
+            let x: Vec<f64> = (0..n).map(|i| 0.01 * (i * (call + 1)) as f64).collect();
+            let x = Tensor::from_vec(x, &[n]).unwrap();
+            let y = vec64(&[call as f64 - 0.5]);
+            let got: Vec<Tensor> = f.call(&[&x, &y]).unwrap();
+            let want = body(&[x, y]).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(bits(g), bits(w), "n {n} call {call}");
+            }
+        }
+        let (traced, run) = (&f.traced_graphs()[0], &f.graphs()[0]);
+        assert_eq!(
+            changed(run, "identities"),
+            1,
+            "n {n}: {:?}\n{run}",
+            run.passes()
+        );
+        assert_eq!(
+            counts(traced, "multiply") - counts(run, "multiply"),
+            1,
+            "n {n}\n{run}"
+        );
+        assert_eq!(counts(run, "broadcast_to"), 0, "n {n}\n{run}");
+    }
+}
+
 #[test]
 fn constants_made_inside_fold_and_captured_ones_stay_inputs() {
     let k = vec64(&[0.5, 2.0]); // captured: a tape outside may watch it
