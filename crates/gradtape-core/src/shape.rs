@@ -384,6 +384,14 @@ pub enum Padding {
     Same,
 }
 
+/// What [`Window::for_each`] visits: a whole window row of `kw` consecutive pixels inside
+/// the image from its first pixel, or one window element (`None` in the padding).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Span {
+    Run(usize),
+    Pixel(Option<usize>),
+}
+
 /// Where a sliding window reads, for images of `h × w`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Window {
@@ -481,18 +489,28 @@ impl Window {
         (self.oh, self.ow)
     }
 
-    /// For each window element in row-major order `(oy, ox, ky, kx)`: the input pixel it reads,
-    /// or `None` in the padding.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(Option<usize>)) {
+    /// Each window element in row-major order `(oy, ox, ky, kx)`: the input pixel it reads,
+    /// or `None` in the padding; a window row whose `kw` pixels are consecutive and inside
+    /// the image comes whole, as a [`Span::Run`] from its first pixel.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(Span)) {
         for oy in 0..self.oh {
             for ox in 0..self.ow {
                 for ky in 0..self.kh {
                     let iy = (oy * self.sh + ky * self.dh) as isize - self.pt as isize;
+                    let ix0 = (ox * self.sw) as isize - self.pl as isize;
+                    let row_inside = (0..self.h as isize).contains(&iy);
+                    // a window row of consecutive pixels inside the image: one run (the
+                    // copies of LeNet's first convolution, one channel, were one element each)
+                    if row_inside && self.dw == 1 && ix0 >= 0 && ix0 as usize + self.kw <= self.w {
+                        f(Span::Run(iy as usize * self.w + ix0 as usize));
+                        continue;
+                    }
                     for kx in 0..self.kw {
-                        let ix = (ox * self.sw + kx * self.dw) as isize - self.pl as isize;
-                        let inside = (0..self.h as isize).contains(&iy)
-                            && (0..self.w as isize).contains(&ix);
-                        f(inside.then(|| iy as usize * self.w + ix as usize));
+                        let ix = ix0 + (kx * self.dw) as isize;
+                        let inside = row_inside && (0..self.w as isize).contains(&ix);
+                        f(Span::Pixel(
+                            inside.then(|| iy as usize * self.w + ix as usize),
+                        ));
                     }
                 }
             }

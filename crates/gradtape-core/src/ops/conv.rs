@@ -15,7 +15,7 @@ use crate::dtype::{Element, Num};
 use crate::error::{Error, Result};
 use crate::primitive::{Batching, Derivative, Params, ParamsKind, Primitive};
 pub use crate::shape::Padding;
-use crate::shape::Window;
+use crate::shape::{Span, Window};
 use crate::tensor::{AsTensor, Tensor};
 
 use super::{
@@ -57,12 +57,16 @@ fn patches_kernel<T: Element>(src: &[T], n: usize, c: usize, win: &Window) -> Re
     // cleared first: that pass cost as much as the copy.
     per_image(&mut out.spare_capacity_mut()[..len], n, |i, dst| {
         let s = &src[i * image..(i + 1) * image];
-        let mut o = 0;
-        win.for_each(|pixel| {
-            let row = &mut dst[o..o + c];
-            match pixel {
-                Some(p) => {
-                    for (d, &v) in row.iter_mut().zip(&s[p * c..(p + 1) * c]) {
+        let (mut o, run) = (0, win.kw * c);
+        win.for_each(|span| {
+            let (from, len) = match span {
+                Span::Run(p) => (Some(p * c), run),
+                Span::Pixel(p) => (p.map(|p| p * c), c),
+            };
+            let row = &mut dst[o..o + len];
+            match from {
+                Some(from) => {
+                    for (d, &v) in row.iter_mut().zip(&s[from..from + len]) {
                         d.write(v);
                     }
                 }
@@ -72,7 +76,7 @@ fn patches_kernel<T: Element>(src: &[T], n: usize, c: usize, win: &Window) -> Re
                     }
                 }
             }
-            o += c;
+            o += len;
         });
     });
     // SAFETY: `per_image` hands each of the `n` equal chunks of `spare[..len]` to one call, and
@@ -87,14 +91,19 @@ fn unpatches_kernel<T: Num>(src: &[T], n: usize, c: usize, win: &Window) -> Resu
     let rows = win.oh * win.ow * win.kh * win.kw * c;
     per_image(&mut out, n, |i, dst| {
         let s = &src[i * rows..(i + 1) * rows];
-        let mut o = 0;
-        win.for_each(|pixel| {
-            if let Some(p) = pixel {
-                for (d, &v) in dst[p * c..(p + 1) * c].iter_mut().zip(&s[o..o + c]) {
+        let (mut o, run) = (0, win.kw * c);
+        win.for_each(|span| {
+            let (to, len) = match span {
+                Span::Run(p) => (Some(p * c), run),
+                Span::Pixel(p) => (p.map(|p| p * c), c),
+            };
+            if let Some(to) = to {
+                // the same additions in the same order as element by element
+                for (d, &v) in dst[to..to + len].iter_mut().zip(&s[o..o + len]) {
                     *d = d.wadd(v);
                 }
             }
-            o += c;
+            o += len;
         });
     });
     Ok(out)

@@ -54,6 +54,7 @@ impl Variable {
                 trainable: options.trainable,
                 dtype: value.dtype(),
                 shape: value.shape().to_vec(),
+                device: value.device(),
                 value: RwLock::new(value),
             }),
         }

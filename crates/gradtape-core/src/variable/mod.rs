@@ -64,6 +64,8 @@ struct Inner {
     trainable: bool,
     dtype: DType,
     shape: Vec<usize>,
+    /// Fixed as the dtype and shape are: a new value on another device is an error.
+    device: crate::Device,
     value: RwLock<Tensor>,
 }
 
@@ -99,7 +101,7 @@ impl Variable {
     /// assert_eq!(gradtape::Variable::new(1.0).device(), gradtape::Device::Cpu);
     /// ```
     pub fn device(&self) -> crate::Device {
-        self.current().device()
+        self.inner.device
     }
 
     /// The dtype, fixed at creation.

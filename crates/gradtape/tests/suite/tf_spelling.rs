@@ -507,3 +507,67 @@ fn scopes_are_guards_that_end_with_their_block() {
         4.0
     );
 }
+
+/// `extract_patches` and its gradient (the windows added back) against a reference written
+/// element by element: windows inside the image (copied a window row at a time), at the edges
+/// of SAME padding, strided and dilated (element by element), one channel and several.
+#[test]
+fn patches_and_their_gradient_equal_an_element_by_element_reference() {
+    let mut rng = Generator::from_seed(21);
+    for (c, size, stride, rate, padding) in [
+        (1, [5, 5], [1, 1], [1, 1], Padding::Valid),
+        (3, [3, 2], [2, 1], [1, 1], Padding::Same),
+        (2, [2, 3], [1, 2], [2, 1], Padding::Same),
+        (1, [2, 2], [1, 1], [1, 3], Padding::Valid),
+    ] {
+        let (n, h, w) = (2, 7, 8);
+        let x = rng.uniform(&[n, h, w, c], -1.0, 1.0, DType::F64).unwrap();
+        let tape = GradientTape::new();
+        tape.watch(&x);
+        let p = ops::extract_patches(&x, size, stride, rate, padding).unwrap();
+        let (oh, ow) = (p.shape()[1], p.shape()[2]);
+        let g = rng.uniform(p.shape(), -1.0, 1.0, DType::F64).unwrap();
+        let loss = ops::reduce_sum(&ops::multiply(&p, &g).unwrap(), Axes::All, false).unwrap();
+        let [dx] = tape.gradient(&loss, [&x]).unwrap();
+        let (xs, gs) = (vals(&x), vals(&g));
+        // TensorFlow's SAME: the padding before is half the total, rounded down
+        let pad = |inp: usize, out: usize, k: usize, s: usize, r: usize| match padding {
+            Padding::Valid => 0,
+            _ => ((out - 1) * s + (k - 1) * r + 1).saturating_sub(inp) / 2,
+        };
+        let (pt, pl) = (
+            pad(h, oh, size[0], stride[0], rate[0]),
+            pad(w, ow, size[1], stride[1], rate[1]),
+        );
+        let (mut want, mut want_dx) = (vec![], vec![0.0; xs.len()]);
+        for b in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ky in 0..size[0] {
+                        for kx in 0..size[1] {
+                            for ch in 0..c {
+                                let iy = (oy * stride[0] + ky * rate[0]) as isize - pt as isize;
+                                let ix = (ox * stride[1] + kx * rate[1]) as isize - pl as isize;
+                                let inside =
+                                    (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                                let at = ((b * h + iy.max(0) as usize) * w + ix.max(0) as usize)
+                                    * c
+                                    + ch;
+                                want.push(if inside { xs[at] } else { 0.0 });
+                                if inside {
+                                    want_dx[at] += gs[want.len() - 1];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let case = format!("{c} channels, {size:?} {stride:?} {rate:?} {padding:?}");
+        assert_eq!(vals(&p), want, "{case}");
+        let got_dx = vals(&dx.unwrap());
+        for (i, (a, b)) in got_dx.iter().zip(&want_dx).enumerate() {
+            assert!((a - b).abs() <= 1e-12, "{case}: element {i}: {a} vs {b}");
+        }
+    }
+}
