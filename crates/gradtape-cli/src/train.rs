@@ -993,26 +993,13 @@ pub fn run_predict(a: PredictArgs) -> Result<(), CliError> {
     let mut x = Vec::with_capacity(table.rows.len() * cols.len());
     // (a window model's rows are read by `sequence::windows` below)
     let table_rows = if window.is_none() {
-        &table.rows[..]
+        table.rows.len()
     } else {
-        &[]
+        0
     };
-    for (r, row) in table_rows.iter().enumerate() {
+    for r in 0..table_rows {
         for &c in &cols {
-            let v: f64 = row[c]
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite())
-                .ok_or_else(|| {
-                    CliError(format!(
-                        "{}:{}: column {:?}: {:?} is not a finite number",
-                        a.data.display(),
-                        table.lines[r],
-                        table.columns[c],
-                        row[c]
-                    ))
-                })?;
-            x.push(v);
+            x.push(table.number("predict", r, c)?);
         }
     }
     let rows_read = table.rows.len();

@@ -185,6 +185,50 @@ pub struct Dataset {
 }
 
 impl Table {
+    /// Cell `column` of data row `row` (0-based) as a finite float: what every numeric
+    /// column of a table is read with, so a bad cell is reported the same way everywhere.
+    ///
+    /// # Errors
+    /// When the cell is not a number or not finite (the message names the file, the cell's
+    /// line and the column), or there is no such cell.
+    ///
+    /// ```
+    /// let p = std::env::temp_dir().join("gradtape-doc-number.csv");
+    /// std::fs::write(&p, "a,b\n1,2\n3,inf\n").unwrap();
+    /// let t = gradtape::data::read_csv(&p)?;
+    /// assert_eq!(t.number("example", 0, 1)?, 2.0);
+    /// let e = t.number("example", 1, 1).unwrap_err().to_string();
+    /// assert!(e.contains(":3: column \"b\": \"inf\" is not a finite number"), "{e}");
+    /// assert!(t.number("example", 2, 0).is_err()); // no third row
+    /// # Ok::<(), gradtape::Error>(())
+    /// ```
+    pub fn number(&self, op: &'static str, row: usize, column: usize) -> Result<f64> {
+        let at = self.rows.get(row).and_then(|r| r.get(column));
+        let (Some(cell), Some(line), Some(name)) =
+            (at, self.lines.get(row), self.columns.get(column))
+        else {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "{}: no cell in row {row}, column {column} ({} rows of {} columns)",
+                    self.source,
+                    self.rows.len(),
+                    self.columns.len()
+                ),
+            ));
+        };
+        match cell.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(Error::io(
+                op,
+                format!(
+                    "{}:{line}: column {name:?}: {cell:?} is not a finite number",
+                    self.source
+                ),
+            )),
+        }
+    }
+
     /// The index of a column by name.
     ///
     /// # Errors
@@ -280,19 +324,7 @@ impl Table {
                 format!("{}: no feature columns besides {target:?}", self.source),
             ));
         }
-        let number = |r: usize, c: usize| -> Result<f64> {
-            let cell = &self.rows[r][c];
-            match cell.parse::<f64>() {
-                Ok(v) if v.is_finite() => Ok(v),
-                _ => Err(Error::io(
-                    op,
-                    format!(
-                        "{}:{}: column {:?}: {cell:?} is not a finite number",
-                        self.source, self.lines[r], self.columns[c]
-                    ),
-                )),
-            }
-        };
+        let number = |r: usize, c: usize| self.number(op, r, c);
         let n = self.rows.len();
         let mut x = Vec::with_capacity(n * feats.len());
         for r in 0..n {

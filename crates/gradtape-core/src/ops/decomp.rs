@@ -78,17 +78,7 @@ pub(super) fn on_host(op: &'static str, x: &Tensor) -> Result<()> {
 /// # Ok::<(), gradtape::Error>(())
 /// ```
 pub fn matrix_transpose(x: &impl AsTensor) -> Result<Tensor> {
-    let x = x.operand().into_tensor();
-    let r = x.rank();
-    if r < 2 {
-        return Err(Error::shape(
-            "matrix_transpose",
-            format!("expected rank 2 or more, got shape {:?}", x.shape()),
-        ));
-    }
-    let mut perm: Vec<usize> = (0..r).collect();
-    perm.swap(r - 1, r - 2);
-    transpose(&x, Some(&perm))
+    super::linalg::swap_last_two("matrix_transpose", &x.operand().into_tensor())
 }
 
 /// The lower Cholesky factor `L` of symmetric positive-definite matrices (`A = L Lᵀ`), read

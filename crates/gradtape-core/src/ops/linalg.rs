@@ -321,16 +321,25 @@ pub fn matmul_transposed(
     transpose_b: bool,
 ) -> Result<Tensor> {
     let (a, b) = operand_pair(a, b);
-    let a = if transpose_a { swap_last_two(&a)? } else { a };
-    let b = if transpose_b { swap_last_two(&b)? } else { b };
+    let a = if transpose_a {
+        swap_last_two("matmul", &a)?
+    } else {
+        a
+    };
+    let b = if transpose_b {
+        swap_last_two("matmul", &b)?
+    } else {
+        b
+    };
     matmul_core(&a, &b)
 }
 
-fn swap_last_two(x: &Tensor) -> Result<Tensor> {
+/// `x` with its last two axes swapped (each matrix of a batch transposed), for `op`.
+pub(crate) fn swap_last_two(op: &'static str, x: &Tensor) -> Result<Tensor> {
     let r = x.rank();
     if r < 2 {
         return Err(Error::shape(
-            "matmul",
+            op,
             format!(
                 "operand of shape {:?} is not a matrix (rank < 2)",
                 x.shape()
