@@ -419,14 +419,28 @@ fn sigmoid_f32(x: f32) -> f32 {
 fn tanh_f32(x: f32) -> f32 {
     let a = x.abs();
     let z = a * a;
-    let mut p = -5.704_988_7e-3f32;
-    p = p * z + 2.063_909e-2;
-    p = p * z - 5.373_971_6e-2;
-    p = p * z + 1.333_144_2e-1;
-    p = p * z - 3.333_328e-1;
+    let p = horner(
+        z,
+        [
+            -5.704_988_7e-3,
+            2.063_909e-2,
+            -5.373_971_6e-2,
+            1.333_144_2e-1,
+            -3.333_328e-1,
+        ],
+    );
     let small = p * z * a + a;
     let large = 1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0);
     (if a < 0.625 { small } else { large }).copysign(x)
+}
+
+/// The polynomial with coefficients `c` (highest power first) at `x`, by Horner's rule: a
+/// multiply and an add per coefficient, rounded one at a time (no fused multiply-add, so every
+/// build gives the same bits).
+#[inline(always)]
+fn horner<const N: usize>(x: f32, c: [f32; N]) -> f32 {
+    const { assert!(N > 0) };
+    c[1..].iter().fold(c[0], |p, &k| p * x + k)
 }
 
 /// `e^x` in float32 for [`tanh_f32`], branch-free (Cephes' `expf`): `2^n · e^r` with `n`
@@ -442,12 +456,17 @@ fn exp_f32(x: f32) -> f32 {
     let t = xc * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.987_569_2e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
+    let p = horner(
+        r,
+        [
+            1.987_569_2e-4,
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ],
+    );
     let e = p * r * r + r + 1.0;
     // n sits in the low bits of t's mantissa
     let n = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
