@@ -1021,6 +1021,29 @@ impl<T> Outputs<T> {
 /// place), and each fold's value.
 pub(crate) type Pass<T> = (Vec<Option<Vec<T>>>, Vec<T>);
 
+/// [`run_group`] when the pass is one block (the seed's 200 points, a scalar update): the
+/// instructions and folds once, on this thread, without the parallel split, its closures and
+/// its per-fold vectors. A fold's value is its block's (`tree_fold` of one block returns it).
+fn one_block<T: Fusable>(
+    typed: &Typed<'_, T>,
+    outputs: &[usize],
+    folds: &[(Operand, Fold)],
+) -> Result<Pass<T>> {
+    let (n, w) = (typed.n, typed.stride);
+    typed.with_registers(|regs| {
+        typed.run(0, n, regs);
+        let mut folded = vec![T::ZERO; folds.len()];
+        typed.fold_blocks(folds, (0, n), regs, &mut vec![], |j, v| folded[j] = v);
+        let mut bufs = Vec::with_capacity(outputs.len());
+        for &r in outputs {
+            let mut b = crate::backend::pool::take::<T>("function", n)?;
+            b.extend_from_slice(&regs[r * w..r * w + n]);
+            bufs.push(Some(b));
+        }
+        Ok((bufs, folded))
+    })
+}
+
 /// One pass of a compiled graph's fusion group over `n` elements (`gradtape::function`): the
 /// instructions `insts` over `leaves` (instruction `i` writing register `out_slots[i]` of
 /// `slots`, or register `i` when `None`), each register in `outputs` written into a new buffer
@@ -1042,6 +1065,9 @@ pub(crate) fn run_group<T: Fusable>(
     let mut typed = Typed::bind(insts, leaves, n);
     typed.outs = out_slots;
     typed.slots = slots;
+    if (1..=BLOCK).contains(&n) && in_place.is_empty() {
+        return one_block(&typed, outputs, folds);
+    }
     let mut bufs = Vec::with_capacity(outputs.len());
     for i in 0..outputs.len() {
         bufs.push(match in_place.iter().any(|p| p.output == i) {
