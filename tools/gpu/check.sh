@@ -35,7 +35,8 @@ say "== gradient checks on the GPU"
 GRADTAPE_REQUIRE_GPU=1 timeout 240 "$bundle/gradcheck-tests" differentiable_ops_on_the_gpu 2>&1 |
     tee -a "$log" || status=1
 say "== GPU benchmarks"
-for w in seed mlp matmul; do
+# the compiled workloads also time their CUDA-graph launch (cuda_graph_median_us in the JSON)
+for w in seed mlp matmul seed-compiled mlp-compiled hvp-compiled; do
     timeout 120 "$bundle/gradtape" bench --device cuda --json "$w" 2>&1 | tee -a "$log" || status=1
 done
 say "== CPU side by side (same machine)"

@@ -171,13 +171,38 @@ fn linreg_epoch(n: usize, quick: bool) -> Result<Timing> {
 }
 
 /// Times `step` run by `gradtape::function`: the first call (trace and graph passes) on its
-/// own, in `extra` with the graph's size, then the calls that replay the graph.
+/// own, in `extra` with the graph's size, then the calls that replay the graph. On a GPU,
+/// also the same step launched as one CUDA graph (`Function::cuda_graph`), in `extra`: its
+/// median, its launches, and why it was not recorded if it was not.
 fn compiled(
     quick: bool,
     extra: &mut Map<String, Value>,
     step: impl Fn(&[Tensor]) -> Result<Vec<Tensor>>,
 ) -> Result<Timing> {
-    let f = gradtape::function(step).with_name("step");
+    let step = std::rc::Rc::new(step);
+    if gradtape::device::default_device().is_cuda() {
+        let s = step.clone();
+        let g = gradtape::function(move |a: &[Tensor]| s(a))
+            .with_name("step")
+            .cuda_graph(true);
+        let t = time(quick, || {
+            for t in g.call::<Vec<Tensor>>(&[])? {
+                sink(t)?;
+            }
+            Ok(())
+        })?;
+        extra.insert("cuda_graph_median_us".into(), json!(t.median_us));
+        if let Some(run) = g.graphs().first() {
+            extra.insert(
+                "cuda_graph_launches".into(),
+                json!(run.cuda_graph_launches()),
+            );
+            if let Some(why) = run.cuda_graph_refusal() {
+                extra.insert("cuda_graph_refusal".into(), json!(why));
+            }
+        }
+    }
+    let f = gradtape::function(move |a: &[Tensor]| step(a)).with_name("step");
     let first = Instant::now();
     for t in f.call::<Vec<Tensor>>(&[])? {
         sink(t)?;

@@ -609,6 +609,119 @@ mod backend {
         }
     }
 
+    /// A training step launched as one CUDA graph (`Function::cuda_graph`) against the same
+    /// step run kernel by kernel: the same losses and variables bit for bit (the same kernels
+    /// in the same order), a variable assigned between calls seen, a value taken from a
+    /// variable before a call left as it was, and a second recorded function launched in
+    /// between. The rules of `function/recorded.rs` give the launches: call 1 traces, 2 runs
+    /// kernel by kernel, 3 records and launches, 4 launches; an assign outside before call 5
+    /// moves a weight to a new buffer (5 and 6 kernel by kernel, 7 records again); a value
+    /// held across call 8 makes it kernel by kernel (9 too, 10 records and launches): four
+    /// launches. (If cuBLAS picked another algorithm for the recording's handle, the bits
+    /// would differ: that is a finding to act on, not a tolerance to add.)
+    #[test]
+    fn gpu_step_launched_as_a_cuda_graph_equals_the_kernel_by_kernel_step() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let g = match gpu() {
+            Ok(g) => g,
+            Err(e) => return skip("gpu_cuda_graph", &e),
+        };
+        let bits = |t: &Tensor| -> Vec<u64> { values(t).iter().map(|v| v.to_bits()).collect() };
+        let build = || {
+            let mut rng = gradtape::random::Generator::from_seed(11);
+            let dense = |name, i, o, a, rng: &mut _| {
+                Box::new(layers::Dense::new(name, i, o, a, DType::F32, rng).unwrap())
+                    as Box<dyn Layer>
+            };
+            layers::Sequential::new(vec![
+                dense("h", 8, 16, layers::Activation::Tanh, &mut rng),
+                dense("out", 16, 1, layers::Activation::Linear, &mut rng),
+            ])
+        };
+        let step = |model: &layers::Sequential, opt: &RefCell<optimizers::Adam>, a: &[Tensor]| {
+            let tape = GradientTape::new();
+            let pred = model.call(&a[0], true)?;
+            let err = ops::square(&ops::subtract(&pred, &a[1])?)?;
+            let loss = ops::reduce_mean(&err, Axes::All, false)?;
+            let vars = model.trainable_variables();
+            let grads = tape.gradient(&loss, &vars)?;
+            opt.borrow_mut()
+                .apply_gradients(grads.into_iter().zip(&vars))?;
+            Ok::<Tensor, Error>(loss)
+        };
+        let make = |graph: bool| {
+            let model = Rc::new(with_device(g, build).unwrap());
+            let opt = Rc::new(RefCell::new(optimizers::Adam::new(1e-2)));
+            let f = gradtape::function({
+                let (model, opt) = (model.clone(), opt.clone());
+                move |a: &[Tensor]| step(&model, &opt, a)
+            })
+            .cuda_graph(graph);
+            (model, opt, f)
+        };
+        let (m1, o1, f1) = make(false);
+        let (m2, o2, f2) = make(true);
+        let twice = gradtape::function(|a: &[Tensor]| ops::multiply(&ops::exp(&a[0])?, &2.0))
+            .cuda_graph(true);
+        let mut rng = gradtape::random::Generator::from_seed(5);
+        let batches: Vec<(Tensor, Tensor)> = (0..3)
+            .map(|_| {
+                let x = rng.normal(&[32, 8], 0.0, 1.0, DType::F32).unwrap();
+                let y = rng.normal(&[32, 1], 0.0, 1.0, DType::F32).unwrap();
+                (on(&x, g), on(&y, g))
+            })
+            .collect();
+        with_device(g, || {
+            for call in 1..=10 {
+                // batches repeat (the same tensor again: no copy in) and change (copied in)
+                let (x, y) = &batches[call % 3];
+                let want: Tensor = f1.call(&[x, y]).unwrap();
+                let held = (call == 8).then(|| m2.trainable_variables()[0].value());
+                let before = held.as_ref().map(values);
+                let got: Tensor = f2.call(&[x, y]).unwrap();
+                assert_eq!(bits(&got), bits(&want), "loss at call {call}");
+                if let (Some(h), Some(b)) = (&held, before) {
+                    assert_eq!(values(h), b, "a value taken before call {call} changed");
+                }
+                let e: Tensor = twice.call(&[x]).unwrap();
+                let e_want = ops::multiply(&ops::exp(x).unwrap(), &2.0).unwrap();
+                assert_eq!(
+                    bits(&e),
+                    bits(&e_want),
+                    "the second function at call {call}"
+                );
+                if call == 4 {
+                    let w = on(&Tensor::full(&[8, 16], 0.05, DType::F32).unwrap(), g);
+                    for m in [&m1, &m2] {
+                        m.trainable_variables()[0].assign(&w).unwrap();
+                    }
+                }
+            }
+        })
+        .unwrap();
+        let vars = |m: &layers::Sequential, o: &RefCell<optimizers::Adam>| {
+            let mut v = m.variables();
+            v.extend(o.borrow().variables());
+            v
+        };
+        let (a, b) = (vars(&m1, &o1), vars(&m2, &o2));
+        assert_eq!(a.len(), b.len());
+        for (p, q) in a.iter().zip(&b) {
+            assert_eq!(q.value().device(), g);
+            assert_eq!(bits(&p.value()), bits(&q.value()), "{:?}", p.name());
+        }
+        let graph = &f2.graphs()[0];
+        assert_eq!(graph.cuda_graph_refusal(), None);
+        assert_eq!(
+            graph.cuda_graph_launches(),
+            4,
+            "launches of the training step"
+        );
+        assert_eq!(f1.graphs()[0].cuda_graph_launches(), 0);
+        assert_eq!(twice.graphs()[0].cuda_graph_launches(), 8);
+    }
+
     /// A small MLP trained one step on the CPU and on the GPU from the same weights: the same loss,
     /// the same gradients, the same updated weights; and the GPU step copies nothing between host
     /// and device but the loss it reads back.

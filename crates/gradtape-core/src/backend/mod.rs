@@ -15,6 +15,7 @@ pub mod device;
 pub(crate) mod fusion;
 pub(crate) mod handle;
 pub(crate) mod pool;
+pub(crate) mod recording;
 pub(crate) mod storage;
 
 use crate::dtype::DType;

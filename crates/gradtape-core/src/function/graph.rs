@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::fused::{Groups, Step};
 use super::passes::PassReport;
 use super::print::print_to;
+use super::recorded::{Held, Recordable, Recorded};
 use crate::backend::arena::Arena;
 use crate::backend::device::Device;
 use crate::context::tapes::{without_recording, Watching};
@@ -95,6 +96,8 @@ pub struct Graph {
     /// Some value is as large as the buffers an arena keeps (else the seed's step at 200
     /// points paid its bookkeeping, about 5%, for nothing).
     large: bool,
+    /// Its run on a GPU recorded as one CUDA graph (`Function::cuda_graph`).
+    recorded: Mutex<Recorded>,
 }
 
 impl Graph {
@@ -147,6 +150,7 @@ impl Graph {
             groups,
             fused_last_uses,
             arena: Arena::shared(),
+            recorded: Mutex::default(),
             large: nodes.iter().any(|n| {
                 n.shape.iter().product::<usize>() * n.dtype.size_in_bytes()
                     >= crate::backend::arena::MIN_BYTES
@@ -169,6 +173,23 @@ impl Graph {
     /// elements (see [`Graph`]'s listing, which marks their nodes).
     pub fn fusion_groups(&self) -> usize {
         self.groups.groups.len()
+    }
+
+    /// How many calls ran as one launch of a CUDA graph (see [`crate::Function::cuda_graph`]).
+    pub fn cuda_graph_launches(&self) -> usize {
+        self.recorded().launches
+    }
+
+    /// Why calls on a GPU no longer try to launch as a CUDA graph, if they have stopped: a
+    /// node that cannot be recorded (a print, a numerics check, a copy between host and
+    /// GPU), or variables that keep changing buffers.
+    pub fn cuda_graph_refusal(&self) -> Option<String> {
+        self.recorded().off.clone()
+    }
+
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        // a cache of launches: a panic elsewhere leaves at worst a recording to redo
+        self.recorded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// It assigns a variable.
@@ -295,7 +316,10 @@ impl Graph {
     /// watches the thread (no tape, no accumulator running, no trace, no numerics check, no
     /// custom gradient's forward), each primitive's kernel is called directly, as `apply`
     /// would call it, and variables are read as they are.
-    pub(super) fn replay(&self, args: &[&Tensor]) -> Result<Vec<Tensor>> {
+    ///
+    /// With `cuda_graph`, a direct run on a GPU is launched as one recorded CUDA graph when
+    /// it can be (see `recorded.rs`).
+    pub(super) fn replay(&self, args: &[&Tensor], cuda_graph: bool) -> Result<Vec<Tensor>> {
         let batched = args.iter().any(|a| a.batch().is_some());
         let direct = !batched
             && crate::context::with(|c| {
@@ -305,29 +329,47 @@ impl Graph {
                     && !c.tapes.in_custom_forward()
                     && c.tapes.active.borrow().is_empty()
             });
+        if direct && cuda_graph && self.signature.device != Device::Cpu {
+            // a second thread calling meanwhile runs kernel by kernel
+            if let Ok(mut recorded) = self.recorded.try_lock() {
+                if let Some(out) = recorded.call(self, self.signature.device, args)? {
+                    return Ok(out);
+                }
+            }
+        }
         // The direct run keeps its freed buffers for the next call (not under a tape: it may
         // keep values past the call, and the run is eager's, op by op); a second thread
         // calling at the same time allocates as eager code does.
         if direct && self.large {
             if let Ok(mut arena) = self.arena.try_lock() {
-                return arena.scope(|| self.run_all(args, direct));
+                return arena.scope(|| self.run_all(args, direct, None));
             }
         }
-        self.run_all(args, direct)
+        self.run_all(args, direct, None)
     }
 
-    fn run_all(&self, args: &[&Tensor], direct: bool) -> Result<Vec<Tensor>> {
+    fn run_all(
+        &self,
+        args: &[&Tensor],
+        direct: bool,
+        mut held: Option<&mut Held>,
+    ) -> Result<Vec<Tensor>> {
         let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         if direct && !self.groups.groups.is_empty() {
             for (i, step) in self.groups.order.iter().enumerate() {
                 match *step {
-                    Step::Node(k) => values[k] = self.run(&self.nodes[k], args, &values, true)?,
+                    Step::Node(k) => {
+                        values[k] =
+                            self.run(&self.nodes[k], args, &values, true, held.as_deref_mut())?
+                    }
                     Step::Group(g) => {
                         let g = &self.groups.groups[g];
                         // the nodes one by one when a leaf is not laid out for a pass
                         if !g.run(&self.nodes, &mut values)? {
                             for &m in &g.nodes {
-                                values[m] = self.run(&self.nodes[m], args, &values, true)?;
+                                let node = &self.nodes[m];
+                                values[m] =
+                                    self.run(node, args, &values, true, held.as_deref_mut())?;
                             }
                         }
                     }
@@ -339,8 +381,10 @@ impl Graph {
         } else {
             for (k, node) in self.nodes.iter().enumerate() {
                 values[k] = match (direct, node.unrecorded) {
-                    (false, true) => without_recording(|| self.run(node, args, &values, false)),
-                    _ => self.run(node, args, &values, direct),
+                    (false, true) => {
+                        without_recording(|| self.run(node, args, &values, false, None))
+                    }
+                    _ => self.run(node, args, &values, direct, held.as_deref_mut()),
                 }?;
                 for &j in &self.last_uses[k] {
                     values[j] = None;
@@ -359,6 +403,7 @@ impl Graph {
         args: &[&Tensor],
         values: &[Option<Tensor>],
         direct: bool,
+        held: Option<&mut Held>,
     ) -> Result<Option<Tensor>> {
         let ids = node.inputs();
         // the inputs on the stack for the common case of at most four (every primitive but
@@ -386,11 +431,13 @@ impl Graph {
         Ok(match &node.kind {
             NodeKind::Arg(i) => Some(args[*i].clone()),
             NodeKind::Constant { tensor, .. } => Some(tensor.clone()),
-            NodeKind::Read { variable, raw } => Some(match (raw, direct) {
+            NodeKind::Read { variable, raw } => Some(match (raw, direct, held) {
+                // recording: the value assigned earlier in the step, else the buffer
+                (_, true, Some(h)) => h.read(variable)?,
                 // nothing watches: the value as a read would give it
-                (_, true) => variable.current(),
-                (true, false) => variable.read_for_update(),
-                (false, false) => variable.value(),
+                (_, true, None) => variable.current(),
+                (true, false, _) => variable.read_for_update(),
+                (false, false, _) => variable.value(),
             }),
             NodeKind::Op {
                 primitive, params, ..
@@ -399,7 +446,10 @@ impl Graph {
                 false => crate::ops::apply(primitive, inputs, params)?,
             }),
             NodeKind::Assign { variable, .. } => {
-                variable.replace("assign", inputs[0])?;
+                match held {
+                    Some(h) => h.assign(variable, inputs[0])?,
+                    None => variable.replace("assign", inputs[0])?,
+                }
                 None
             }
             NodeKind::Check { check, .. } => {
@@ -415,6 +465,40 @@ impl Graph {
                 Some(Tensor::from_f64s(&[count as f64], &[], node.dtype))
             }
         })
+    }
+}
+
+impl Recordable for Graph {
+    fn unrecordable(&self, device: Device, args: &[&Tensor]) -> Option<String> {
+        if let Some(a) = args.iter().find(|a| a.device() != device) {
+            return Some(format!(
+                "an argument is on {}, the step on {device}",
+                a.device()
+            ));
+        }
+        self.nodes.iter().find_map(|node| match &node.kind {
+            NodeKind::Print { .. } => Some("it prints (a host read at every call)".into()),
+            NodeKind::Check { .. } => Some("it checks numerics (a host read at every call)".into()),
+            NodeKind::Size { .. } => Some("it reads a size at every call".into()),
+            NodeKind::Read { variable, .. } | NodeKind::Assign { variable, .. }
+                if variable.device() != device =>
+            {
+                let name = variable.name().unwrap_or("Variable");
+                Some(format!("variable '{name}' is on {}", variable.device()))
+            }
+            _ => None,
+        })
+    }
+
+    fn output_types(&self) -> Vec<(Vec<usize>, DType)> {
+        self.outputs
+            .iter()
+            .map(|&j| (self.nodes[j].shape.clone(), self.nodes[j].dtype))
+            .collect()
+    }
+
+    fn run_recorded(&self, args: &[&Tensor], held: &mut Held) -> Result<Vec<Tensor>> {
+        self.run_all(args, true, Some(held))
     }
 }
 

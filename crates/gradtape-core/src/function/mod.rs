@@ -47,6 +47,7 @@ mod fused;
 mod graph;
 mod passes;
 mod print;
+mod recorded;
 mod signature;
 
 pub use graph::Graph;
@@ -87,6 +88,7 @@ pub fn function<F>(f: F) -> Function<F> {
         name: "function".into(),
         optimize: true,
         input_signature: None,
+        cuda_graph: false,
         state: Mutex::new(State::default()),
     }
 }
@@ -97,6 +99,7 @@ pub struct Function<F> {
     name: String,
     optimize: bool,
     input_signature: Option<Vec<TensorSpec>>,
+    cuda_graph: bool,
     state: Mutex<State>,
 }
 
@@ -247,6 +250,28 @@ impl<F> Function<F> {
         self
     }
 
+    /// The same function with its calls on a GPU launched as one CUDA graph each (PyTorch's
+    /// `torch.compile(mode="reduce-overhead")`): the graph's kernels are recorded by the
+    /// driver on the second call of a signature and replayed with one launch from the third,
+    /// instead of one launch per kernel (a few µs each). The results are the same kernels'
+    /// in the same order. Off by default, and nothing changes on the host.
+    ///
+    /// What a recording needs, and what it costs: each argument is copied into a buffer of
+    /// its own (not when the same tensor is passed again), each output copied out; a variable
+    /// it updates is written in place, which needs the variable to be the only holder of its
+    /// value (a tensor taken from it with [`Variable::value`](crate::Variable::value) and
+    /// kept makes that call run kernel by kernel, and the next one record again). A step that
+    /// prints, checks numerics, reads a size at each call, or copies between host and GPU is
+    /// not recorded; [`Graph::cuda_graph_refusal`] says why, [`Graph::cuda_graph_launches`]
+    /// counts the launches.
+    ///
+    /// Not yet run on a GPU (the sessions that built it had none): `tests/cuda.rs` has the
+    /// checks a GPU run makes first, which is why it is not the default.
+    pub fn cuda_graph(mut self, on: bool) -> Self {
+        self.cuda_graph = on;
+        self
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // the state is a cache: a panic elsewhere cannot leave it half-written
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -290,12 +315,12 @@ impl<F> Function<F> {
             // one example's tensors inside vmap: the graph traced outside, each primitive
             // batched as it replays (JAX's vmap of a jit), unless it assigns
             Some(g) if in_vmap && g.assigns() => eager(),
-            Some(g) => R::from_tensors(g.replay(args)?),
+            Some(g) => R::from_tensors(g.replay(args, self.cuda_graph)?),
             // a trace runs the Rust code on real values once; inside vmap those are one
             // example's, and its effects would happen once for the batch: run it as written
             None if in_vmap => eager(),
             None => match batch.and_then(|b| self.at_batch(b, args)) {
-                Some(g) => R::from_tensors(g.replay(args)?),
+                Some(g) => R::from_tensors(g.replay(args, self.cuda_graph)?),
                 None => self.trace(Signature::of(args), args, batch),
             },
         }
@@ -462,6 +487,77 @@ mod tests {
         let before = from_system();
         let _: Vec<Tensor> = f.call(&[])?;
         assert!(from_system() - before > 1);
+        Ok(())
+    }
+
+    /// What keeps a step from being recorded as a CUDA graph, decided before any GPU is
+    /// asked (so it runs here): host arguments and variables, prints, numerics checks, sizes.
+    #[test]
+    fn a_step_that_reads_the_host_at_every_call_is_not_recorded() -> Result<()> {
+        use super::recorded::Recordable;
+        let gpu = crate::Device::Cuda(0);
+        let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+        let v = Variable::new(x.clone());
+        type Body<'a> = Box<dyn Fn(&[Tensor]) -> Result<Tensor> + 'a>;
+        let cases: Vec<(&str, Body, &str)> = vec![
+            (
+                "argument",
+                Box::new(|a| ops::exp(&a[0])),
+                "an argument is on cpu",
+            ),
+            (
+                "print",
+                Box::new(|a| {
+                    crate::print("x", &[&a[0]])?;
+                    ops::exp(&a[0])
+                }),
+                "it prints",
+            ),
+            (
+                "variable",
+                Box::new(|a| ops::multiply(&a[0], &v)),
+                "variable 'Variable' is on cpu",
+            ),
+        ];
+        for (what, body, want) in cases {
+            let f = super::function(body);
+            let _: Tensor = f.call(&[&x])?;
+            let g = &f.graphs()[0];
+            // no argument at all: the graph's own nodes decide
+            let why = match what {
+                "argument" => g.unrecordable(gpu, &[&x]),
+                _ => g.unrecordable(gpu, &[]),
+            };
+            assert!(
+                why.as_deref().is_some_and(|w| w.contains(want)),
+                "{what}: {why:?}"
+            );
+        }
+        Ok(())
+    }
+
+    /// Inside a recording, a variable read after an assign sees the assigned value (as the
+    /// run kernel by kernel does), an assign is checked as `assign` checks it, and a read of
+    /// a variable whose value is not a GPU buffer refuses the recording.
+    #[test]
+    fn a_recording_holds_assigns_for_the_end_of_the_step() -> Result<()> {
+        let v = Variable::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
+        let mut held = super::recorded::Held::default();
+        let e = held.read(&v).unwrap_err().to_string();
+        assert!(
+            e.contains("cuda_graph") && e.contains("not a whole GPU buffer"),
+            "{e}"
+        );
+        let new = Tensor::from_vec(vec![5.0f32, 6.0], &[2])?;
+        held.assign(&v, &new)?;
+        assert_eq!(held.read(&v)?.to_vec::<f32>()?, vec![5.0, 6.0]);
+        // the variable itself is untouched until the recording writes it
+        assert_eq!(v.value().to_vec::<f32>()?, vec![1.0, 2.0]);
+        let e = held
+            .assign(&v, &Tensor::from_vec(vec![1.0f32], &[1])?)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("assign") && e.contains("[1]"), "{e}");
         Ok(())
     }
 }

@@ -323,6 +323,22 @@ impl Tensor {
         (v.len() == n).then_some(v)
     }
 
+    /// Whether this handle is the only one to its elements (no clone, no view, no weak
+    /// reference): a GPU step may then write them in place, as
+    /// [`Tensor::unique_elems_mut`] allows on the host.
+    pub(crate) fn sole_handle(&mut self) -> bool {
+        let Some(inner) = Arc::get_mut(&mut self.inner) else {
+            return false;
+        };
+        match &mut inner.data {
+            Data::Own(_) => true,
+            Data::View(owner) => {
+                Arc::get_mut(&mut owner.inner).is_some_and(|o| matches!(o.data, Data::Own(_)))
+            }
+            Data::Pending(_) | Data::Batched(..) => false,
+        }
+    }
+
     /// The elements in row-major order (borrowed when already contiguous).
     pub(crate) fn contiguous_data<T: Element>(&self) -> Result<std::borrow::Cow<'_, [T]>> {
         cpu::contiguous_cow(self.data::<T>()?, self.layout())

@@ -148,7 +148,7 @@ impl Variable {
     /// `t` as the variable's next value: its dtype and shape checked, computed now (a pending
     /// value would keep its operands, often the old value, alive) and under a fresh id (nothing
     /// recorded about how it was made reaches through the variable).
-    fn checked(&self, op: &'static str, t: Tensor) -> Result<Tensor> {
+    pub(crate) fn checked(&self, op: &'static str, t: Tensor) -> Result<Tensor> {
         // A new value on another device is an error, not a silent copy: the variable stays
         // where it was made (`to_device` the value first). A Rust number is made on the host
         // and moved here, as it is in every op.

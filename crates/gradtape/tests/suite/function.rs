@@ -262,6 +262,35 @@ fn a_compiled_training_step_leaves_the_variables_as_the_eager_one_bit_for_bit() 
     assert_eq!(counts.get("matmul"), Some(&5), "{counts:?}");
 }
 
+/// `Function::cuda_graph` is about GPU launches: on the host the step runs as it would
+/// without it (the same bits), and nothing is recorded or refused.
+#[test]
+fn cuda_graph_on_the_host_changes_nothing() {
+    let (a_model, a_opt) = (mlp(4), Rc::new(RefCell::new(Adam::new(0.01))));
+    let (b_model, b_opt) = (mlp(4), Rc::new(RefCell::new(Adam::new(0.01))));
+    let (a_model, b_model) = (Rc::new(a_model), Rc::new(b_model));
+    let plain = function({
+        let (model, opt) = (a_model.clone(), a_opt.clone());
+        move |a: &[Tensor]| train_step(&model, &opt, &a[0], &a[1])
+    });
+    let graphed = function({
+        let (model, opt) = (b_model.clone(), b_opt.clone());
+        move |a: &[Tensor]| train_step(&model, &opt, &a[0], &a[1])
+    })
+    .cuda_graph(true);
+    for k in 0..4 {
+        let (x, y) = batch(k);
+        let want: Tensor = plain.call(&[&x, &y]).unwrap();
+        let got: Tensor = graphed.call(&[&x, &y]).unwrap();
+        assert_eq!(bits(&got), bits(&want), "loss at step {k}");
+    }
+    for (p, q) in a_model.variables().iter().zip(&b_model.variables()) {
+        assert_eq!(bits(&p.value()), bits(&q.value()), "{:?}", p.name());
+    }
+    let g = &graphed.graphs()[0];
+    assert_eq!((g.cuda_graph_launches(), g.cuda_graph_refusal()), (0, None));
+}
+
 #[test]
 fn tapes_and_accumulators_outside_see_a_compiled_call_as_its_primitives() {
     let w = Variable::new(vec64(&[0.5, -1.0, 2.0]));

@@ -13,6 +13,7 @@
 //! CUDA expression sits beside its Rust element function), compiled by NVRTC once per source
 //! and GPU architecture, and cached in memory and on disk.
 
+pub(crate) mod capture;
 pub(crate) mod kernels;
 pub(crate) mod ops;
 
@@ -36,6 +37,8 @@ pub(crate) struct Gpu {
     pub stream: Arc<CudaStream>,
     pub blas: CudaBlas,
     functions: Mutex<HashMap<String, CudaFunction>>,
+    /// The stream and cuBLAS handle of CUDA graph recordings, made on the first one.
+    lane: OnceLock<capture::Lane>,
     // Kept alive for as long as the stream and allocations are.
     _ctx: Arc<CudaContext>,
 }
@@ -130,6 +133,7 @@ pub(crate) fn gpu(n: usize) -> Result<Arc<Gpu>> {
         stream,
         blas,
         functions: Mutex::new(HashMap::new()),
+        lane: OnceLock::new(),
         _ctx: ctx,
     });
     apply_tf32(&g);
@@ -138,6 +142,39 @@ pub(crate) fn gpu(n: usize) -> Result<Arc<Gpu>> {
 }
 
 impl Gpu {
+    /// The stream this thread queues its work on: the recording lane's while it records a
+    /// CUDA graph on this GPU, else the main stream.
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        match self.recording_lane() {
+            Some(lane) => &lane.stream,
+            None => &self.stream,
+        }
+    }
+
+    /// The cuBLAS handle of [`Gpu::stream`].
+    pub(crate) fn blas(&self) -> &CudaBlas {
+        match self.recording_lane() {
+            Some(lane) => &lane.blas,
+            None => &self.blas,
+        }
+    }
+
+    fn recording_lane(&self) -> Option<&capture::Lane> {
+        self.lane
+            .get()
+            .filter(|_| capture::recording_on(self.ordinal))
+    }
+
+    /// The recording lane, made on first use.
+    fn lane(&self) -> Result<&capture::Lane> {
+        if let Some(lane) = self.lane.get() {
+            return Ok(lane);
+        }
+        let lane = capture::Lane::new(self)?;
+        apply_tf32_to(&lane.blas);
+        Ok(self.lane.get_or_init(|| lane))
+    }
+
     fn err(&self, op: &'static str, e: impl std::fmt::Display) -> Error {
         Error::device(op, format!("cuda:{}: {e}", self.ordinal))
     }
@@ -213,6 +250,13 @@ pub fn allow_tf32() -> bool {
 }
 
 fn apply_tf32(g: &Gpu) {
+    apply_tf32_to(&g.blas);
+    if let Some(lane) = g.lane.get() {
+        apply_tf32_to(&lane.blas);
+    }
+}
+
+fn apply_tf32_to(blas: &CudaBlas) {
     use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode};
     let mode = if allow_tf32() {
         cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
@@ -221,7 +265,7 @@ fn apply_tf32(g: &Gpu) {
     };
     // SAFETY: the handle is alive (owned by `g`); setting the math mode has no other effect.
     // A failure leaves the previous mode, which is the default unless TF32 was allowed before.
-    let _ = unsafe { cublasSetMathMode(*g.blas.handle(), mode) };
+    let _ = unsafe { cublasSetMathMode(*blas.handle(), mode) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,6 +446,7 @@ pub(crate) fn upload<T: CudaElement>(g: &Arc<Gpu>, host: &[T]) -> Result<CudaSto
 
 /// [`upload`] as a bare slice, for a kernel's own arguments (gather's indices).
 pub(crate) fn upload_slice<T: CudaElement>(g: &Arc<Gpu>, host: &[T]) -> Result<CudaSlice<T>> {
+    capture::refuse_host_copy("to_device")?;
     if host.is_empty() {
         return alloc::<T>(g, "to_device", 0); // nothing to copy (one unread element)
     }
@@ -419,6 +464,7 @@ pub(crate) fn upload_slice<T: CudaElement>(g: &Arc<Gpu>, host: &[T]) -> Result<C
 
 /// GPU elements copied back to the host; waits for the work queued before it.
 pub(crate) fn download<T: CudaElement>(s: &CudaStorage) -> Result<Vec<T>> {
+    capture::refuse_host_copy("to_device")?;
     COPIES.fetch_add(1, Ordering::Relaxed);
     let slice = T::unwrap(&s.data).ok_or_else(|| {
         Error::dtype(
@@ -439,7 +485,7 @@ pub(crate) fn alloc<T: CudaElement>(
     n: usize,
 ) -> Result<CudaSlice<T>> {
     // SAFETY: every caller launches a kernel that writes all `n` elements before any read.
-    unsafe { g.stream.alloc::<T>(n.max(1)) }.map_err(|e| {
+    unsafe { g.stream().alloc::<T>(n.max(1)) }.map_err(|e| {
         Error::resource(
             op,
             format!(

@@ -114,7 +114,7 @@ pub(crate) fn full(n: usize, count: usize, value: f64, dtype: DType) -> Result<C
         let f = g.function("fill", &src, &name)?;
         let mut y = alloc::<T>(&g, "fill", count)?;
         let (n64, v) = (count as u64, T::from_f64(value));
-        let mut b = g.stream.launch_builder(&f);
+        let mut b = g.stream().launch_builder(&f);
         b.arg(&mut y).arg(&n64).arg(&v);
         // SAFETY: the kernel writes y[0..count) with `v`; the arguments match its signature.
         unsafe { b.launch(grid(count)) }.map_err(|e| launch_err(&g, "fill", e))?;
@@ -133,7 +133,7 @@ pub(crate) fn contiguous(s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
         let x = slice_of::<T>("contiguous", s)?;
         let mut y = alloc::<T>(g, "contiguous", count)?;
         let n64 = count as u64;
-        let mut b = g.stream.launch_builder(&f);
+        let mut b = g.stream().launch_builder(&f);
         b.arg(x).arg(&lx).arg(&mut y).arg(&n64);
         // SAFETY: reads x through its own layout (inside its storage), writes y[0..count).
         unsafe { b.launch(grid(count)) }.map_err(|e| launch_err(g, "contiguous", e))?;
@@ -168,7 +168,7 @@ pub(crate) fn unary(op: &'static str, (s, l): View, expr: &str, out: DType) -> R
         let f = g.function(op, &src, &name)?;
         let xs = slice_of::<T>(op, s)?;
         let mut y = alloc::<U>(g, op, count)?;
-        let mut b = g.stream.launch_builder(&f);
+        let mut b = g.stream().launch_builder(&f);
         b.arg(xs).arg(&lx).arg(&mut y).arg(&n64);
         // SAFETY: reads x through its layout (inside its storage), writes y[0..count).
         unsafe { b.launch(grid(count)) }.map_err(|e| launch_err(g, op, e))?;
@@ -197,7 +197,7 @@ pub(crate) fn binary(
                 let f = g.function(op, &src, &name)?;
                 let (xa, xb) = (slice_of::<T>(op, sa)?, slice_of::<T>(op, sb)?);
                 let mut y = alloc::<U>(g, op, count)?;
-                let mut l = g.stream.launch_builder(&f);
+                let mut l = g.stream().launch_builder(&f);
                 l.arg(xa).arg(&la).arg(xb).arg(&lb).arg(&mut y).arg(&n64);
                 // SAFETY: reads both operands through their broadcast layouts, writes y[0..count).
                 unsafe { l.launch(grid(count)) }.map_err(|e| launch_err(g, op, e))?;
@@ -217,7 +217,7 @@ pub(crate) fn binary(
                 let v: T = scalar.value::<T>(op)?;
                 let xs = slice_of::<T>(op, s)?;
                 let mut y = alloc::<U>(g, op, count)?;
-                let mut l = g.stream.launch_builder(&f);
+                let mut l = g.stream().launch_builder(&f);
                 l.arg(xs).arg(&lt).arg(&v).arg(&side).arg(&mut y).arg(&n64);
                 // SAFETY: reads the tensor through its broadcast layout, writes y[0..count).
                 unsafe { l.launch(grid(count)) }.map_err(|e| launch_err(g, op, e))?;
@@ -274,7 +274,7 @@ pub(crate) fn reduce(
             block_dim: (kernels::REDUCE_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = g.stream.launch_builder(&f);
+        let mut b = g.stream().launch_builder(&f);
         b.arg(xs).arg(&mut y).arg(&m64);
         // SAFETY: block r reads x[r*m .. r*m+m) of the contiguous copy, writes y[r].
         unsafe { b.launch(cfg) }.map_err(|e| launch_err(&g, op, e))?;
@@ -378,7 +378,7 @@ pub(crate) fn matmul(a: View, b: View, dims: &crate::shape::MatmulDims) -> Resul
             let result = if batches == 1 {
                 // SAFETY: the sizes and leading dimensions describe packed matrices inside
                 // each operand's storage (checked by `blas_operand`), and y has m·n elements.
-                unsafe { g.blas.gemm(cfg, xb, xa, &mut y) }
+                unsafe { g.blas().gemm(cfg, xb, xa, &mut y) }
             } else {
                 let cfg = StridedBatchedConfig {
                     gemm: cfg,
@@ -388,7 +388,7 @@ pub(crate) fn matmul(a: View, b: View, dims: &crate::shape::MatmulDims) -> Resul
                     stride_c: (m * n) as i64,
                 };
                 // SAFETY: as above, for `batches` matrices one after another in each.
-                unsafe { g.blas.gemm_strided_batched(cfg, xb, xa, &mut y) }
+                unsafe { g.blas().gemm_strided_batched(cfg, xb, xa, &mut y) }
             };
             result.map_err(|e| fail(&e))?;
             Ok(wrap(&g, y))
@@ -436,7 +436,7 @@ pub(crate) fn select(
         let (va, vb): (T, T) = (a.value::<T>(op)?, b.value::<T>(op)?);
         let xa = match &ga { Some((x, l)) => Some((slice_of::<T>(op, x)?, l)), None => None };
         let xb = match &gb { Some((x, l)) => Some((slice_of::<T>(op, x)?, l)), None => None };
-        let mut l = g.stream.launch_builder(&f);
+        let mut l = g.stream().launch_builder(&f);
         l.arg(cv).arg(&lc);
         match xa {
             Some((x, la)) => l.arg(x).arg(la),
@@ -462,7 +462,7 @@ pub(crate) fn iota(n: usize, len: usize, dtype: DType) -> Result<CudaStorage> {
         let f = g.function("iota", &src, &name)?;
         let mut y = alloc::<T>(&g, "iota", len)?;
         let n64 = len as u64;
-        let mut b = g.stream.launch_builder(&f);
+        let mut b = g.stream().launch_builder(&f);
         b.arg(&mut y).arg(&n64);
         // SAFETY: writes y[0..len).
         unsafe { b.launch(grid(len)) }.map_err(|e| launch_err(&g, "iota", e))?;
@@ -515,7 +515,7 @@ fn copy_into<T: CudaElement>(
     let (lx, ly) = (KLayout::of(op, from)?, KLayout::of(op, to)?);
     let xs = slice_of::<T>(op, s)?;
     let n64 = part as u64;
-    let mut b = g.stream.launch_builder(f);
+    let mut b = g.stream().launch_builder(f);
     b.arg(xs).arg(&lx).arg(y).arg(&ly).arg(&n64);
     // SAFETY: the callers make `to` a view inside `y`'s elements with `from`'s shape; the
     // kernel reads `s` through `from` (inside its storage) and writes only that view.
@@ -531,7 +531,7 @@ pub(crate) fn unslice((s, l): View, shape: &[usize], target: &Layout) -> Result<
     dispatch!(s.dtype(), T => {
         let (name, src) = kernels::copy_into(T::C_TYPE);
         let f = g.function(op, &src, &name)?;
-        let mut y = g.stream.alloc_zeros::<T>(count.max(1)).map_err(|e| launch_err(&g, op, e))?;
+        let mut y = g.stream().alloc_zeros::<T>(count.max(1)).map_err(|e| launch_err(&g, op, e))?;
         copy_into::<T>(&g, op, &f, (s, l), &mut y, target)?;
         Ok(wrap(&g, y))
     })
@@ -585,7 +585,7 @@ fn gather_or_scatter(
             let ids = device_indices(&g, idx)?;
             let xs = slice_of::<$T>(op, s)?;
             let mut y = if add {
-                g.stream
+                g.stream()
                     .alloc_zeros::<$T>(count.max(1))
                     .map_err(|e| launch_err(&g, op, e))?
             } else {
@@ -594,7 +594,7 @@ fn gather_or_scatter(
             let (nidx, inner64, dim64) = (idx.len() as u64, inner as u64, dim as u64);
             let n = if add { n_updates } else { count };
             let n64 = n as u64;
-            let mut b = g.stream.launch_builder(&f);
+            let mut b = g.stream().launch_builder(&f);
             b.arg(xs)
                 .arg(&ids)
                 .arg(&mut y)
@@ -665,7 +665,7 @@ pub(crate) fn fused(
         let mut ys = (0..outputs.len())
             .map(|_| alloc::<T>(g, op, n))
             .collect::<Result<Vec<_>>>()?;
-        let mut b = g.stream.launch_builder(&f);
+        let mut b = g.stream().launch_builder(&f);
         let (mut a, mut v) = (arrays.iter(), values.iter());
         for l in leaves {
             match l {
