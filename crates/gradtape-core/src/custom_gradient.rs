@@ -336,7 +336,7 @@ fn check(
     }
     for (i, (g, (shape, dtype))) in grads.iter().zip(expected).enumerate() {
         if let Some(g) = g {
-            if g.shape() != &shape[..] || g.dtype() != *dtype {
+            if !crate::shape::same(g.shape(), &shape[..]) || g.dtype() != *dtype {
                 return Err(Error::shape(
                     op,
                     format!(
@@ -450,7 +450,7 @@ where
         let f = f.clone();
         let out = custom_gradient(&[x], move |xs| {
             let y = f(&xs[0])?;
-            if y.shape() != xs[0].shape() || y.dtype() != xs[0].dtype() {
+            if !crate::shape::same(y.shape(), xs[0].shape()) || y.dtype() != xs[0].dtype() {
                 return Err(Error::shape(
                     "grad_pass_through",
                     format!(

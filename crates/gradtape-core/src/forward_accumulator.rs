@@ -80,7 +80,8 @@ impl ForwardAccumulator {
                 OwnedSource::Tensor(x) => (x.shape().to_vec(), x.dtype()),
                 OwnedSource::Variable(v) => (v.shape().to_vec(), v.dtype()),
             };
-            if !dtype.is_float() || t.shape() != &shape[..] || t.dtype() != dtype {
+            if !dtype.is_float() || !crate::shape::same(t.shape(), &shape[..]) || t.dtype() != dtype
+            {
                 return Err(Error::shape(
                     op,
                     format!(

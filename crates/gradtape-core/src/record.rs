@@ -356,7 +356,7 @@ pub(crate) fn propagate(
             rule(&tangents)?
         };
         if let Some(t) = tangent {
-            if t.shape() != output.shape() || t.dtype() != output.dtype() {
+            if !crate::shape::same(t.shape(), output.shape()) || t.dtype() != output.dtype() {
                 return Err(Error::tape(
                     op,
                     format!(

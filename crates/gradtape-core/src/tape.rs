@@ -87,7 +87,7 @@ fn add_in_place(prev: &mut Tensor, g: &Tensor) -> bool {
         }
         true
     }
-    if prev.shape() != g.shape()
+    if !crate::shape::same(prev.shape(), g.shape())
         || prev.dtype() != g.dtype()
         || prev.batch().is_some()
         || g.batch().is_some()
@@ -133,7 +133,7 @@ fn backprop(
         let seed = match &options.output_gradients {
             Some(og) => {
                 let s = &og[i];
-                if s.shape() != t.shape() || s.dtype() != t.dtype() {
+                if !crate::shape::same(s.shape(), t.shape()) || s.dtype() != t.dtype() {
                     return Err(Error::shape(
                         op,
                         format!(

@@ -432,7 +432,7 @@ pub(crate) fn binary<L: Leaf>(a: &L, b: &L, k: &'static BinaryKernel, min: usize
 }
 
 fn binary_pending<L: Leaf>(a: &L, b: &L, k: &'static BinaryKernel, min: usize) -> Option<L> {
-    if a.shape() == b.shape() {
+    if crate::shape::same(a.shape(), b.shape()) {
         return pending(Op::Binary(k), &[a, b], a.shape(), min);
     }
     let shape = broadcast_shapes("fusion", a.shape(), b.shape()).ok()?;

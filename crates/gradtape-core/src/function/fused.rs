@@ -807,7 +807,7 @@ impl Group {
                 (true, Held::Value(t)) => Some(t),
                 (true, Held::Variable(slot)) => Some(slot.clone()),
             }
-            .map(|t| match t.shape() == nodes[k].shape.as_slice() {
+            .map(|t| match crate::shape::same(t.shape(), &nodes[k].shape) {
                 true => t,
                 false => t.view(crate::shape::Layout::contiguous(&nodes[k].shape)),
             });

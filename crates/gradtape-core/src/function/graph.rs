@@ -34,7 +34,9 @@ impl Signature {
                 .iter()
                 .zip(args)
                 .all(|((shape, dtype, device), a)| {
-                    a.shape() == shape.as_slice() && a.dtype() == *dtype && a.device() == *device
+                    crate::shape::same(a.shape(), shape)
+                        && a.dtype() == *dtype
+                        && a.device() == *device
                 })
             && crate::device::default_device() == self.device
     }

@@ -33,7 +33,7 @@ fn tensor(x: &impl AsTensor) -> Tensor {
 /// Reshape to a fully known shape: a view when the data is contiguous or only axes of size 1
 /// change, a copy otherwise.
 pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
-    if x.shape() == shape {
+    if crate::shape::same(x.shape(), shape) {
         return Ok(x.clone());
     }
     // the kernel checks the sizes (after the batching rule, as before)
@@ -311,7 +311,7 @@ pub fn squeeze(x: &impl AsTensor, axes: &[isize]) -> Result<Tensor> {
 /// ```
 pub fn broadcast_to(x: &impl AsTensor, shape: &[usize]) -> Result<Tensor> {
     let x = tensor(x);
-    if x.shape() == shape {
+    if crate::shape::same(x.shape(), shape) {
         return Ok(x);
     }
     check_broadcast(x.shape(), shape)?;
@@ -467,7 +467,7 @@ pub(crate) static UNSLICE: Primitive = Primitive {
     forward: |xs, params| {
         let (g, (shape, spec)) = (xs[0], params.as_unslice("unslice")?);
         check_slice("unslice", shape, spec)?;
-        if g.shape() != spec.lens {
+        if !crate::shape::same(g.shape(), &spec.lens) {
             return Err(Error::shape(
                 "unslice",
                 format!("values of shape {:?} for a slice {spec:?}", g.shape()),

@@ -283,7 +283,7 @@ pub(crate) fn zip_tensors<T: Element, U: Element>(
         return Ok(y);
     }
     let (da, db) = (a.data::<T>()?, b.data::<T>()?);
-    if a.shape() == b.shape() {
+    if crate::shape::same(a.shape(), b.shape()) {
         return Ok(Tensor::from_elems(
             cpu::zip(da, a.layout(), db, b.layout(), f)?,
             a.shape(),

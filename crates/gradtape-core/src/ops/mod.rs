@@ -175,7 +175,7 @@ pub(crate) fn tangent_sum(
         }
     }
     sum.map(|s| {
-        if s.shape() == shape {
+        if crate::shape::same(s.shape(), shape) {
             Ok(s)
         } else {
             broadcast_to(&s, shape)
@@ -204,7 +204,7 @@ pub(crate) fn same_dtype(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()>
 /// Sums a broadcast gradient back to the shape of the input it flows to: the one un-broadcast
 /// every binary rule uses.
 pub(crate) fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
-    if g.shape() == shape {
+    if crate::shape::same(g.shape(), shape) {
         return Ok(g.clone());
     }
     let gs = g.shape();

@@ -247,7 +247,7 @@ pub(crate) static FIRST_EQUAL_MASK: Primitive = Primitive {
         let (x, y, (axes, _)) = (xs[0], xs[1], params.as_reduce(op)?);
         check_axes(op, axes, x.rank())?;
         let want = reduced_shape(x.shape(), axes, true);
-        if y.shape() != want.as_slice() || y.dtype() != x.dtype() {
+        if !crate::shape::same(y.shape(), want.as_slice()) || y.dtype() != x.dtype() {
             return Err(Error::shape(
                 op,
                 format!(

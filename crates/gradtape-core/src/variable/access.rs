@@ -53,7 +53,7 @@ impl Variable {
                 name: options.name,
                 trainable: options.trainable,
                 dtype: value.dtype(),
-                shape: value.shape().to_vec(),
+                shape: crate::shape::Dims::from_slice(value.shape()),
                 device: value.device(),
                 value: RwLock::new(value),
             }),

@@ -63,7 +63,10 @@ struct Inner {
     name: Option<String>,
     trainable: bool,
     dtype: DType,
-    shape: Vec<usize>,
+    /// Inline, not a `Vec`: an empty `Vec`'s dangling pointer made every comparison of a
+    /// scalar variable's shape cost ~150 ns here (glibc's `memcmp` does a masked load from
+    /// it, and a masked load from an unmapped page takes a microcode assist on AMD CPUs).
+    shape: crate::shape::Dims<usize>,
     /// Fixed as the dtype and shape are: a new value on another device is an error.
     device: crate::Device,
     value: RwLock<Tensor>,
@@ -177,7 +180,7 @@ impl Variable {
                 ),
             ));
         }
-        if t.shape() != self.shape() {
+        if !crate::shape::same(t.shape(), self.shape()) {
             return Err(Error::shape(
                 op,
                 format!(
