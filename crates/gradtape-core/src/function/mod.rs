@@ -560,4 +560,57 @@ mod tests {
         assert!(e.contains("assign") && e.contains("[1]"), "{e}");
         Ok(())
     }
+
+    /// A recorded step writes a variable's buffer in place only when the variable's value has
+    /// no other handle: a clone, a view, a weak reference (a tape's) each forbid it.
+    #[test]
+    fn a_value_is_the_sole_handle_only_when_nothing_else_can_see_it() -> Result<()> {
+        let mut t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?;
+        assert!(t.sole_handle());
+        let clone = t.clone();
+        assert!(!t.sole_handle());
+        drop(clone);
+        let view = t.with_new_id();
+        assert!(!t.sole_handle(), "a view holds the owner");
+        let mut v = view.clone();
+        drop(view);
+        assert!(!v.sole_handle(), "the owner is still held");
+        drop(t);
+        assert!(v.sole_handle(), "a view whose owner only it holds");
+        let weak = v.downgrade();
+        assert!(!v.sole_handle(), "a weak reference could read it later");
+        drop(weak);
+        assert!(v.sole_handle());
+        Ok(())
+    }
+
+    /// The recording's schedule on a step that cannot be recorded: one kernel-by-kernel run,
+    /// then a refused recording, and after the second refusal it stops trying and says why
+    /// (decided before any GPU is asked, so it runs here).
+    #[test]
+    fn a_step_refused_twice_stops_trying_and_says_why() {
+        use super::recorded::{Held, Recordable, Recorded};
+        struct Printing;
+        impl Recordable for Printing {
+            fn unrecordable(&self, _: crate::Device, _: &[&Tensor]) -> Option<String> {
+                Some("it prints".into())
+            }
+            fn output_types(&self) -> Vec<(Vec<usize>, DType)> {
+                vec![]
+            }
+            fn run_recorded(&self, _: &[&Tensor], _: &mut Held) -> Result<Vec<Tensor>> {
+                unreachable!("a refused step is never run inside a recording")
+            }
+        }
+        let mut r = Recorded::default();
+        for call in 0..6 {
+            let out = r.call(&Printing, crate::Device::Cuda(0), &[]).unwrap();
+            assert!(out.is_none(), "call {call} runs kernel by kernel");
+            let want_off = call >= 3; // warm, refused, warm, refused
+            assert_eq!(r.off.is_some(), want_off, "call {call}: {:?}", r.off);
+        }
+        let why = r.off.unwrap();
+        assert!(why.contains("cannot be recorded: it prints"), "{why}");
+        assert_eq!(r.launches, 0);
+    }
 }
