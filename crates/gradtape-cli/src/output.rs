@@ -535,9 +535,13 @@ pub fn explain_graph(g: &gradtape::Graph) -> String {
         .iter()
         .map(|r| format!("{} {}", r.pass, r.changed))
         .collect();
+    let flat = match g.runs_flat() {
+        true => ", over buffers of its own (no tensor between its kernels)",
+        false => "",
+    };
     format!(
         "Compiled (gradtape::function; --eager runs the step op by op), each call runs {} nodes \
-         after the graph passes ({}):\n{g}",
+         after the graph passes ({}){flat}:\n{g}",
         g.len(),
         passes.join(", ")
     )

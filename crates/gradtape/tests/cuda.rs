@@ -609,6 +609,18 @@ mod backend {
         }
     }
 
+    /// An 8-16-1 MLP from a fixed seed, made on the default device.
+    fn small_mlp(hidden: layers::Activation) -> layers::Sequential {
+        let mut rng = gradtape::random::Generator::from_seed(11);
+        let dense = |name, i, o, a, rng: &mut _| {
+            Box::new(layers::Dense::new(name, i, o, a, DType::F32, rng).unwrap()) as Box<dyn Layer>
+        };
+        layers::Sequential::new(vec![
+            dense("h", 8, 16, hidden, &mut rng),
+            dense("out", 16, 1, layers::Activation::Linear, &mut rng),
+        ])
+    }
+
     /// A training step launched as one CUDA graph (`Function::cuda_graph`) against the same
     /// step run kernel by kernel: the same losses and variables bit for bit (the same kernels
     /// in the same order), a variable assigned between calls seen, a value taken from a
@@ -628,17 +640,7 @@ mod backend {
             Err(e) => return skip("gpu_cuda_graph", &e),
         };
         let bits = |t: &Tensor| -> Vec<u64> { values(t).iter().map(|v| v.to_bits()).collect() };
-        let build = || {
-            let mut rng = gradtape::random::Generator::from_seed(11);
-            let dense = |name, i, o, a, rng: &mut _| {
-                Box::new(layers::Dense::new(name, i, o, a, DType::F32, rng).unwrap())
-                    as Box<dyn Layer>
-            };
-            layers::Sequential::new(vec![
-                dense("h", 8, 16, layers::Activation::Tanh, &mut rng),
-                dense("out", 16, 1, layers::Activation::Linear, &mut rng),
-            ])
-        };
+        let build = || small_mlp(layers::Activation::Tanh);
         let step = |model: &layers::Sequential, opt: &RefCell<optimizers::Adam>, a: &[Tensor]| {
             let tape = GradientTape::new();
             let pred = model.call(&a[0], true)?;
@@ -731,17 +733,7 @@ mod backend {
             Ok(g) => g,
             Err(e) => return skip("gpu_training_step", &e),
         };
-        let build = || {
-            let mut rng = gradtape::random::Generator::from_seed(11);
-            let dense = |name, i, o, a, rng: &mut _| {
-                Box::new(layers::Dense::new(name, i, o, a, DType::F32, rng).unwrap())
-                    as Box<dyn Layer>
-            };
-            layers::Sequential::new(vec![
-                dense("h", 8, 16, layers::Activation::Relu, &mut rng),
-                dense("out", 16, 1, layers::Activation::Linear, &mut rng),
-            ])
-        };
+        let build = || small_mlp(layers::Activation::Relu);
         let mut rng = gradtape::random::Generator::from_seed(5);
         let x = rng.normal(&[32, 8], 0.0, 1.0, DType::F32).unwrap();
         let y = rng.normal(&[32, 1], 0.0, 1.0, DType::F32).unwrap();

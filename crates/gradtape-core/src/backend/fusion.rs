@@ -752,9 +752,26 @@ impl Fusable for f64 {
     }
 }
 
+/// A pass's bound leaves: its own, or borrowed from a caller that keeps them on its stack (a
+/// small compiled step's groups, which would otherwise allocate a vector per call).
+enum Leaves<'a, T> {
+    Owned(Vec<Arg<'a, T>>),
+    Borrowed(&'a [Arg<'a, T>]),
+}
+
+impl<'a, T> std::ops::Deref for Leaves<'a, T> {
+    type Target = [Arg<'a, T>];
+    fn deref(&self) -> &[Arg<'a, T>] {
+        match self {
+            Leaves::Owned(v) => v,
+            Leaves::Borrowed(s) => s,
+        }
+    }
+}
+
 /// A program bound to its leaves' elements, ready to run on the host.
 struct Typed<'a, T> {
-    leaves: Vec<Arg<'a, T>>,
+    leaves: Leaves<'a, T>,
     /// Leaves read from a buffer the pass overwrites (by index into `leaves`, whose entry is
     /// then unused): see [`InPlace`].
     shared: Vec<(usize, Shared<T>)>,
@@ -796,11 +813,11 @@ impl<'a, T: Fusable> Typed<'a, T> {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Typed::bind(&p.insts, leaves, n))
+        Ok(Typed::bind(&p.insts, Leaves::Owned(leaves), n))
     }
 
     /// `insts` bound to `leaves`, over `n` elements.
-    fn bind(insts: &'a [(Kernel, [Operand; 2])], leaves: Vec<Arg<'a, T>>, n: usize) -> Self {
+    fn bind(insts: &'a [(Kernel, [Operand; 2])], leaves: Leaves<'a, T>, n: usize) -> Self {
         Typed {
             leaves,
             shared: vec![],
@@ -1044,6 +1061,53 @@ fn one_block<T: Fusable>(
     })
 }
 
+/// [`run_group`] for a pass of one block (`1..=BLOCK` elements), into the caller's buffers:
+/// each register of `outputs` into `out` (its first `n` elements), each fold into `folded`.
+/// The same computation as [`one_block`], for a compiled step that keeps its values in
+/// buffers of its own from call to call (`function/flat.rs`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_block_into<T: Fusable>(
+    insts: &[(Kernel, [Operand; 2])],
+    out_slots: Option<&[usize]>,
+    slots: usize,
+    leaves: &[Arg<'_, T>],
+    n: usize,
+    outputs: &[usize],
+    folds: &[(Operand, Fold)],
+    out: &mut [Vec<T>],
+    folded: &mut [T],
+) -> Result<()> {
+    if !(1..=BLOCK).contains(&n)
+        || out.len() != outputs.len()
+        || out.iter().any(|o| o.len() < n)
+        || folded.len() != folds.len()
+    {
+        return Err(Error::shape(
+            "function",
+            format!(
+                "a one-block pass over {n} elements given {} output buffers for {} outputs \
+                 and {} fold slots for {} folds",
+                out.len(),
+                outputs.len(),
+                folded.len(),
+                folds.len()
+            ),
+        ));
+    }
+    let mut typed = Typed::bind(insts, Leaves::Borrowed(leaves), n);
+    typed.outs = out_slots;
+    typed.slots = slots;
+    let w = typed.stride;
+    typed.with_registers(|regs| {
+        typed.run(0, n, regs);
+        typed.fold_blocks(folds, (0, n), regs, &mut vec![], |j, v| folded[j] = v);
+        for (o, &r) in out.iter_mut().zip(outputs) {
+            o[..n].copy_from_slice(&regs[r * w..r * w + n]);
+        }
+    });
+    Ok(())
+}
+
 /// One pass of a compiled graph's fusion group over `n` elements (`gradtape::function`): the
 /// instructions `insts` over `leaves` (instruction `i` writing register `out_slots[i]` of
 /// `slots`, or register `i` when `None`), each register in `outputs` written into a new buffer
@@ -1062,7 +1126,7 @@ pub(crate) fn run_group<T: Fusable>(
     folds: &[(Operand, Fold)],
     in_place: Vec<InPlace<'_, T>>,
 ) -> Result<Pass<T>> {
-    let mut typed = Typed::bind(insts, leaves, n);
+    let mut typed = Typed::bind(insts, Leaves::Owned(leaves), n);
     typed.outs = out_slots;
     typed.slots = slots;
     if (1..=BLOCK).contains(&n) && in_place.is_empty() {

@@ -188,6 +188,15 @@ pub(crate) fn note_fused_group<H: Handle>(
     let _ = (insts, outputs_and_leaves);
 }
 
+/// Whether the CUDA C of the kernels is being recorded (`cuda::record_kernel_sources`): a
+/// compiled step then takes the path that notes its fused kernels.
+pub(crate) fn noting_kernels() -> bool {
+    #[cfg(feature = "cuda")]
+    return cuda::kernels::recording();
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
 /// `expr(v)` over `x` on its device, giving `out` elements; `None` on the host (the host
 /// kernels run in the front end's op).
 #[inline]

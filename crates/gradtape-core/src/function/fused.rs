@@ -825,6 +825,39 @@ impl Group {
         }
     }
 
+    /// The elements each member computes, and the dtype.
+    pub(super) fn size(&self) -> (usize, DType) {
+        (self.n, self.dtype)
+    }
+
+    /// The values it reads from outside (in the order its leaves are bound), the members
+    /// read outside it, and its folds.
+    pub(super) fn reads_and_writes(&self) -> (&[usize], &[usize], &[usize]) {
+        (&self.leaves, &self.outputs, &self.folds)
+    }
+
+    /// The host pass of one block over bound leaves into the caller's buffers: each output
+    /// of [`Group::reads_and_writes`] into `out`, each fold into `folded`.
+    pub(super) fn pass_into<T: Fusable>(
+        &self,
+        leaves: &[Arg<'_, T>],
+        out: &mut [Vec<T>],
+        folded: &mut [T],
+    ) -> Result<()> {
+        let h = &self.host;
+        fusion::run_block_into::<T>(
+            &h.insts,
+            h.writes.as_deref(),
+            h.slots,
+            leaves,
+            self.n,
+            &h.outputs,
+            &h.folded,
+            out,
+            folded,
+        )
+    }
+
     /// The host pass over bound leaves.
     fn pass<T: Fusable>(
         &self,

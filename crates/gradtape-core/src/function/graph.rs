@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use super::flat::Flat;
 use super::fused::{Groups, Step};
 use super::passes::PassReport;
 use super::print::print_to;
@@ -100,6 +101,8 @@ pub struct Graph {
     large: bool,
     /// Its run on a GPU recorded as one CUDA graph (`Function::cuda_graph`).
     recorded: Mutex<Recorded>,
+    /// Its small host steps run over buffers of their own (see `flat.rs`), when it can.
+    flat: Option<Mutex<Flat>>,
 }
 
 impl Graph {
@@ -142,6 +145,14 @@ impl Graph {
                 changed,
             });
         }
+        let large = nodes.iter().any(|n| {
+            n.shape.iter().product::<usize>() * n.dtype.size_in_bytes()
+                >= crate::backend::arena::MIN_BYTES
+        });
+        let flat = match large || !fuse {
+            true => None,
+            false => Flat::plan(&nodes, &groups).map(Mutex::new),
+        };
         Graph {
             name,
             signature,
@@ -153,10 +164,8 @@ impl Graph {
             fused_last_uses,
             arena: Arena::shared(),
             recorded: Mutex::default(),
-            large: nodes.iter().any(|n| {
-                n.shape.iter().product::<usize>() * n.dtype.size_in_bytes()
-                    >= crate::backend::arena::MIN_BYTES
-            }),
+            large,
+            flat,
             nodes,
         }
     }
@@ -175,6 +184,13 @@ impl Graph {
     /// elements (see [`Graph`]'s listing, which marks their nodes).
     pub fn fusion_groups(&self) -> usize {
         self.groups.groups.len()
+    }
+
+    /// Whether calls on the host run over buffers of the graph's own, with no tensor between
+    /// its kernels: a small step (every value under a page) of fusion groups, variable reads
+    /// and assigns, constants and reshapes. Its values are the usual run's, bit for bit.
+    pub fn runs_flat(&self) -> bool {
+        self.flat.is_some()
     }
 
     /// How many calls ran as one launch of a CUDA graph (see [`crate::Function::cuda_graph`]).
@@ -336,6 +352,18 @@ impl Graph {
             if let Ok(mut recorded) = self.recorded.try_lock() {
                 if let Some(out) = recorded.call(self, self.signature.device, args)? {
                     return Ok(out);
+                }
+            }
+        }
+        // a small host step over its own buffers (a second thread calling meanwhile, and a
+        // call whose arguments do not fit, take the usual path)
+        if let (true, Some(flat)) = (direct, &self.flat) {
+            if !crate::backend::noting_kernels() {
+                if let Ok(mut flat) = flat.try_lock() {
+                    let run = flat.run(&self.nodes, &self.groups, &self.outputs, args)?;
+                    if let Some(out) = run {
+                        return Ok(out);
+                    }
                 }
             }
         }

@@ -35,7 +35,9 @@
 //! each graph keeps the buffers its calls free for its next calls (counted in
 //! [`crate::memory::cached_bytes`], released by [`crate::memory::empty_cache`]).
 //! [`Function::input_signature`] runs one graph at every batch size where two traces show
-//! that only sizes change. On a GPU each fusion group is one generated kernel, and
+//! that only sizes change. A small host step runs over buffers of the graph's own, with no
+//! tensor between its kernels ([`Graph::runs_flat`]). On a GPU each fusion group is one
+//! generated kernel, and
 //! [`Function::cuda_graph`] launches the whole step as one recorded CUDA graph.
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +46,7 @@ use crate::context::traces;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+mod flat;
 mod fused;
 mod graph;
 mod passes;

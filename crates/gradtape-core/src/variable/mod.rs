@@ -135,6 +135,15 @@ impl Variable {
         }
     }
 
+    /// `f` of the stored value, under the read lock (no handle cloned: a compiled step copies
+    /// a small value out this way).
+    pub(crate) fn with_current<R>(&self, f: impl FnOnce(&Tensor) -> R) -> R {
+        match self.inner.value.read() {
+            Ok(v) => f(&v),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
     /// The value, locked for writing (held only to swap a computed tensor in).
     fn slot(&self) -> std::sync::RwLockWriteGuard<'_, Tensor> {
         // A tensor is immutable: a panic elsewhere cannot have left it half-written.

@@ -1379,3 +1379,78 @@ fn arguments_are_checked_against_the_input_signature() {
     assert_eq!(got.to_scalar::<f32>().unwrap(), 11.0);
     assert_eq!(f.tracing_count(), 1);
 }
+
+/// The seed's step: the cost, then one taped gradient-descent step on `a` and `b`.
+fn seed_step(x: &Tensor, y: &Tensor, a: &Variable, b: &Variable) -> gradtape::Result<Vec<Tensor>> {
+    let loss = |p: &Tensor| ops::reduce_sum(&ops::square(&ops::subtract(y, p)?)?, Axes::All, false);
+    let cost = loss(&ops::add(a, &ops::multiply(b, x)?)?)?;
+    let tape = GradientTape::new();
+    let current = loss(&ops::add(a, &ops::multiply(b, x)?)?)?;
+    let [da, db] = tape.gradient(&current, [a, b])?;
+    a.assign_sub(&ops::multiply(&da.unwrap(), &1e-3)?)?;
+    b.assign_sub(&ops::multiply(&db.unwrap(), &1e-3)?)?;
+    // `a` read after its assign: the new value
+    Ok(vec![cost, a.value()])
+}
+
+/// A small step runs over buffers of the graph's own (`Graph::runs_flat`) and leaves what the
+/// eager step leaves, bit for bit: the outputs, a read after an assign, the variables; with a
+/// value taken from a variable and kept across calls (the variable then gets a new tensor,
+/// and the kept one does not change), an assign from outside between calls, and an argument
+/// that is a view (that call runs the usual way).
+#[test]
+fn a_small_step_runs_flat_with_the_eager_bits() {
+    let mut rng = Generator::from_seed(3);
+    let x = rng.uniform(&[200], 0.0, 1.0, DType::F32).unwrap();
+    let y = ops::add(&ops::multiply(&x, &0.5).unwrap(), &0.3).unwrap();
+    let (ea, eb) = (Variable::new(0.0), Variable::new(0.0));
+    let (a, b) = (Variable::new(0.0), Variable::new(0.0));
+    let f = function({
+        let (a, b) = (a.clone(), b.clone());
+        move |t: &[Tensor]| seed_step(&t[0], &t[1], &a, &b)
+    });
+    let mut kept = vec![];
+    for call in 0..8 {
+        // a strided view (every other element of a wider array) at call 5: not contiguous,
+        // so that call runs the usual way
+        let xs = match call {
+            5 => {
+                let wide = ops::stack(&[&x, &x], 1).unwrap();
+                let column = ops::slice(&wide, &[0, 0], &[200, 1]).unwrap();
+                ops::squeeze(&column, &[1]).unwrap()
+            }
+            _ => x.clone(),
+        };
+        assert_eq!(bits(&xs), bits(&x));
+        let want = seed_step(&x, &y, &ea, &eb).unwrap();
+        let got: Vec<Tensor> = f.call(&[&xs, &y]).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(bits(g), bits(w), "call {call}");
+        }
+        assert_eq!(bits(&a.value()), bits(&ea.value()), "a after call {call}");
+        assert_eq!(bits(&b.value()), bits(&eb.value()), "b after call {call}");
+        if call == 2 {
+            // kept across the next calls: never written in place
+            kept.push((a.value(), bits(&a.value())));
+        }
+        if call == 4 {
+            for v in [&a, &ea] {
+                v.assign(&Tensor::scalar(0.25f32)).unwrap();
+            }
+        }
+    }
+    for (t, b) in &kept {
+        assert_eq!(&bits(t), b, "a value kept from a variable changed");
+    }
+    assert!(f.graphs()[0].runs_flat(), "{}", f.graphs()[0]);
+    // a step with a matrix product runs the usual way
+    let w = Variable::new(Tensor::ones(&[3, 3], DType::F32).unwrap());
+    let g = function({
+        let w = w.clone();
+        move |t: &[Tensor]| ops::matmul(&t[0], &w)
+    });
+    let _: Tensor = g
+        .call(&[&Tensor::ones(&[2, 3], DType::F32).unwrap()])
+        .unwrap();
+    assert!(!g.graphs()[0].runs_flat());
+}

@@ -357,6 +357,10 @@ pub(crate) fn note(make: impl FnOnce() -> (String, String)) {
     }
 }
 
+pub(crate) fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
 pub(crate) fn set_recording(on: bool) {
     RECORDING.store(on, Ordering::Relaxed);
 }
