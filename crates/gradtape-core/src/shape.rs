@@ -123,7 +123,7 @@ pub(crate) struct Layout {
 /// `a == b` for shapes, without calling `memcmp` on an empty slice: the dangling pointer of an
 /// empty `Vec` (a scalar's shape) sends glibc's `memcmp` into a masked load from an unmapped
 /// page, which took ~150 ns per comparison on the AMD CPU of `BENCHMARKS.md` (two such
-/// comparisons were a fifth of the seed's compiled step).
+/// comparisons were a tenth of the seed's compiled step).
 #[inline]
 pub(crate) fn same(a: &[usize], b: &[usize]) -> bool {
     a.len() == b.len() && (a.is_empty() || a == b)
