@@ -146,14 +146,7 @@ impl Recorded {
             }
             // a variable moved or is shared: kernel by kernel now, recorded again later
             self.step = None;
-            self.runs = 0;
-            if self.recordings >= MAX_RECORDINGS {
-                self.off = Some(format!(
-                    "recorded {MAX_RECORDINGS} times and each time a variable it updates \
-                     had been given another buffer or was held elsewhere (a tensor taken \
-                     from it), so it runs kernel by kernel"
-                ));
-            }
+            self.stale();
             return Ok(None);
         }
         self.runs += 1;
@@ -165,11 +158,12 @@ impl Recorded {
             Ok(Some(mut step)) => {
                 self.recordings += 1;
                 let out = step.launch(args)?;
-                if out.is_some() {
-                    self.launches += 1;
-                    self.step = Some(step);
-                } else {
-                    self.runs = 0;
+                match out.is_some() {
+                    true => {
+                        self.launches += 1;
+                        self.step = Some(step);
+                    }
+                    false => self.stale(),
                 }
                 Ok(out)
             }
@@ -181,6 +175,21 @@ impl Recorded {
                 }
                 Ok(None)
             }
+        }
+    }
+}
+
+impl Recorded {
+    /// A recording could not be launched (a variable moved or is held elsewhere): record
+    /// again after the next kernel-by-kernel run, unless it has happened too often.
+    fn stale(&mut self) {
+        self.runs = 0;
+        if self.recordings >= MAX_RECORDINGS {
+            self.off = Some(format!(
+                "recorded {MAX_RECORDINGS} times and each time a variable it updates had been \
+                 given another buffer or was held elsewhere (a tensor taken from it), so it \
+                 runs kernel by kernel"
+            ));
         }
     }
 }
